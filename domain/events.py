@@ -1,0 +1,128 @@
+"""Domain events: the trading core's metric hooks.
+
+Every state change records one of these. They are plain frozen values; the
+application services hand them to an ``EventPublisher`` (``domain.ports``) only
+after the unit of work has committed, so a subscriber never sees an event of a
+change that was rolled back.
+
+Money is in integer cents throughout the core. Events about an order are
+recorded once per *sub-order* (one per shop), so per-shop business metrics are a
+plain sum over events; ``order_id`` ties the sub-orders of one order together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainEvent:
+    occurred_at: datetime
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderPlaced(DomainEvent):
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    gross_cents: int  # list price × qty, before any promotion
+    discount_cents: int
+    amount_cents: int  # what the buyer pays for this sub-order
+    items: int  # units
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderPaid(DomainEvent):
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    payment_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderCancelled(DomainEvent):
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    reason: str  # "buyer" | "timeout" | "payment_failed" | ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentSucceeded(DomainEvent):
+    order_id: str
+    payment_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    latency_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentFailed(DomainEvent):
+    order_id: str
+    payment_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    latency_ms: float
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundRequested(DomainEvent):
+    refund_id: str
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    items: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundCompleted(DomainEvent):
+    refund_id: str
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    items: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockReserved(DomainEvent):
+    order_id: str
+    shop_id: str
+    sku: str
+    qty: int
+    tx_type: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockReleased(DomainEvent):
+    order_id: str
+    shop_id: str
+    sku: str
+    qty: int
+    tx_type: str
+    reason: str  # "cancelled" | "timeout" | "refund" | ...

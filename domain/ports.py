@@ -1,0 +1,142 @@
+"""Ports of the trading core: what it needs from the world, as Protocols.
+
+The composition root (``tradeguard.bootstrap``) plugs real adapters in; unit
+tests plug fakes. Defaults here are the no-op ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar, runtime_checkable
+
+from domain.events import DomainEvent
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+# Stable names of the guarded capabilities (see ARCHITECTURE.md).
+ORDER_PLACE = "order.place"
+ORDER_PAY = "order.pay"
+ORDER_GET = "order.get"
+INVENTORY_RESERVE = "inventory.reserve"
+PAYMENT_CHARGE = "payment.charge"
+REFUND_REQUEST = "refund.request"
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """Control hook: every protected capability call goes through here.
+
+    ``args`` are the call's key arguments (``shop``, ``sku``, ``buyer``) as
+    strings, for hot-parameter rules. ``fallback`` (if given) is what the
+    capability would answer when degraded; a guard may call it instead of
+    ``call`` when it blocks the call. A guard that blocks without a fallback
+    raises its own exception, which the HTTP layer maps to 429/503.
+    """
+
+    def guard(
+        self,
+        resource: str,
+        call: Callable[[], T],
+        *,
+        args: Mapping[str, str] | None = None,
+        fallback: Callable[[BaseException], T] | None = None,
+    ) -> T: ...
+
+
+class NoopGuard:
+    """The default guard: lets every call through."""
+
+    def guard(self, resource, call, *, args=None, fallback=None):
+        return call()
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: Sequence[DomainEvent]) -> None: ...
+
+
+class NullPublisher:
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        pass
+
+
+class CollectingPublisher:
+    """Keeps every published event in memory (tests, the demo summary)."""
+
+    def __init__(self) -> None:
+        self.events: list[DomainEvent] = []
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        self.events.extend(events)
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    ok: bool
+    reference: str | None = None
+    reason: str | None = None
+
+
+class PaymentGateway(Protocol):
+    """The money side. Implementations may be slow, fail, or be down."""
+
+    def charge(self, payment_id: str, buyer_id: str, amount_cents: int) -> ChargeResult: ...
+
+    def refund(self, refund_id: str, payment_reference: str, amount_cents: int) -> ChargeResult: ...
+
+
+# Events published after commit, keyed by event name, are all a subscriber needs.
+EventHandler = Callable[[DomainEvent], None]
+
+
+class EventBus:
+    """A tiny in-process publisher fan-out: subscribers never break the caller."""
+
+    def __init__(self, on_error: Callable[[BaseException], None] | None = None) -> None:
+        self._handlers: list[EventHandler] = []
+        self._on_error = on_error
+
+    def subscribe(self, handler: EventHandler) -> None:
+        self._handlers.append(handler)
+
+    def publish(self, events: Sequence[DomainEvent]) -> None:
+        for event in events:
+            for handler in self._handlers:
+                try:
+                    handler(event)
+                except Exception as exc:  # a metric hook must never fail an order
+                    if self._on_error:
+                        self._on_error(exc)
+
+
+__all__ = [
+    "INVENTORY_RESERVE",
+    "ORDER_GET",
+    "ORDER_PAY",
+    "ORDER_PLACE",
+    "PAYMENT_CHARGE",
+    "REFUND_REQUEST",
+    "ChargeResult",
+    "Clock",
+    "CollectingPublisher",
+    "EventBus",
+    "EventPublisher",
+    "Guard",
+    "NoopGuard",
+    "NullPublisher",
+    "PaymentGateway",
+    "SystemClock",
+]
