@@ -1,0 +1,119 @@
+"""The ``tradeguard`` command line.
+
+Every module in ``tradeguard/commands/`` (found with pkgutil) exposes
+``register(subparsers)`` and adds its subcommand(s) with
+``set_defaults(func=handler)`` where ``handler(args) -> int`` is the exit code.
+A command module that fails to import is reported on stderr and skipped, so one
+broken command never takes the whole CLI down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from tradeguard import commands as commands_pkg
+from tradeguard.settings import LOG_LEVELS, env_name
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr (stdout is kept for command output and JSON lines)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_tradeguard", False):  # only replace our own handler
+            root.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._tradeguard = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # third-party chatter stays at WARNING unless DEBUG is asked for
+    if level.upper() != "DEBUG":
+        for noisy in ("httpx", "httpcore", "apscheduler", "uvicorn.access", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def command_modules() -> list[str]:
+    """Names of the modules in ``tradeguard.commands``, sorted."""
+    return sorted(
+        f"{commands_pkg.__name__}.{info.name}"
+        for info in pkgutil.iter_modules(commands_pkg.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradeguard",
+        description="Operations control plane of an e-commerce trading core: "
+        "node, guardians, collectors, console, alerts.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log level on stderr (default: TRADEGUARD_LOG_LEVEL or INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in command_modules():
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # one broken command must not break the others
+            print(f"tradeguard: command module {name} failed to import: {exc!r}", file=sys.stderr)
+            continue
+        register = getattr(module, "register", None)
+        if register is None:
+            continue
+        try:
+            register(subparsers)
+        except Exception as exc:
+            print(f"tradeguard: command module {name} failed to register: {exc!r}", file=sys.stderr)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level
+    if level is None:
+        level = os.environ.get("TRADEGUARD_LOG_LEVEL", "INFO").upper()
+        if level not in LOG_LEVELS:
+            level = "INFO"
+    setup_logging(level)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except ValidationError as exc:
+        print(f"tradeguard: invalid settings or arguments:\n{format_validation_error(exc)}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per error: the environment variable / field name and what is wrong."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        lines.append(f"  {env_name(loc) if loc else '?'}: {err.get('msg')} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
