@@ -1,0 +1,301 @@
+"""Plotly figures for the console (and exports): data in, figure out, no Streamlit.
+
+Made for a wall screen: dark template, large type, a title and units on every
+axis, the legend in its own row above the plot, the same colour for the same
+thing everywhere (a block reason is always the same colour).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboards.impact import ImpactResult
+from dashboards.queries import REASONS
+
+TEMPLATE = "plotly_dark"
+BACKGROUND = "#0e1117"  # Streamlit's dark background, so charts sit flush
+FONT_SIZE = 15
+HEIGHT = 330
+
+COLORS: dict[str, str] = {
+    "pass": "#2ecc71",
+    "success": "#2ecc71",
+    "error": "#e74c3c",
+    "placed": "#5dade2",
+    "paid": "#2ecc71",
+    "p50": "#5dade2",
+    "p99": "#f39c12",
+    "rt": "#f39c12",
+    "gmv": "#af7ac5",
+    "flow": "#f1c40f",
+    "param": "#bb8fce",
+    "system": "#48c9b0",
+    "breaker": "#e67e22",
+    "offered": "#bdc3c7",
+    "would_pass": "#2ecc71",
+    "would_block": "#e74c3c",
+    "blocked_now": "#f1c40f",
+}
+REASON_LABELS: dict[str, str] = {
+    "flow": "flow limit",
+    "param": "hot parameter",
+    "system": "system protection",
+    "breaker": "breaker open",
+}
+TIME_AXIS = "time (UTC)"
+
+
+def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) -> go.Figure:
+    """The shared wall-screen layout: title top left, legend in a row under it, units on the axes."""
+    fig.update_layout(
+        template=TEMPLATE,
+        paper_bgcolor=BACKGROUND,
+        plot_bgcolor=BACKGROUND,
+        height=height,
+        font={"size": FONT_SIZE},
+        title={
+            "text": f"<b>{title}</b>",
+            "x": 0.01,
+            "xanchor": "left",
+            "y": 0.97,
+            "yanchor": "top",
+            "font": {"size": FONT_SIZE + 3},
+        },
+        legend={
+            "orientation": "h",
+            "x": 0.0,
+            "xanchor": "left",
+            "y": 1.0,
+            "yanchor": "bottom",
+            "bgcolor": "rgba(0,0,0,0)",
+            "font": {"size": FONT_SIZE - 1},
+        },
+        margin={"l": 70, "r": 20, "t": 84, "b": 56},
+        hovermode="x unified",
+        uirevision="keep",  # live refreshes keep zoom and legend toggles
+    )
+    fig.update_xaxes(title_text=TIME_AXIS, showgrid=False, title_standoff=6)
+    fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8)
+    return fig
+
+
+def empty_figure(title: str, y_title: str, message: str = "No data yet") -> go.Figure:
+    fig = go.Figure()
+    layout(fig, title, y_title)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.add_annotation(
+        text=message,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": FONT_SIZE + 5, "color": "#95a5a6"},
+    )
+    return fig
+
+
+def _x(index: pd.Index) -> list:
+    return list(pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None)) if len(index) else []
+
+
+def orders_figure(rates: pd.DataFrame) -> go.Figure:
+    """``rates`` columns placed, paid (orders per second) indexed by time."""
+    title, unit = "Orders per second", "orders / s"
+    if rates.empty:
+        return empty_figure(title, unit)
+    fig = go.Figure()
+    for col, name in (("placed", "placed"), ("paid", "paid")):
+        fig.add_trace(
+            go.Scatter(
+                x=_x(rates.index),
+                y=rates[col].round(2).tolist(),
+                name=name,
+                mode="lines",
+                line={"color": COLORS[col], "width": 3},
+            )
+        )
+    return layout(fig, title, unit)
+
+
+def payment_success_figure(percent: pd.Series, *, objective: float = 95.0) -> go.Figure:
+    """Payment success rate in % per bucket (missing where there were no charges)."""
+    title, unit = "Payment success rate", "success %"
+    if percent.dropna().empty:
+        return empty_figure(title, unit, "No payments yet")
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=_x(percent.index),
+            y=percent.round(2).tolist(),
+            name="success rate",
+            mode="lines",
+            connectgaps=False,
+            line={"color": COLORS["success"], "width": 3},
+        )
+    )
+    fig.add_hline(
+        y=objective,
+        line={"color": COLORS["error"], "dash": "dash", "width": 2},
+        annotation_text=f"objective {objective:g} %",
+        annotation_position="bottom right",
+        annotation_font={"color": COLORS["error"]},
+    )
+    layout(fig, title, unit)
+    low = float(percent.min())
+    fig.update_yaxes(range=[max(0.0, min(low, objective) - 5.0), 101], rangemode="normal")
+    return fig
+
+
+def latency_figure(rt: pd.DataFrame, resource: str = "order.place") -> go.Figure:
+    """``rt`` columns p50, p99 in milliseconds (missing where the resource was idle)."""
+    title, unit = f"Response time of {resource}", "ms"
+    if rt.dropna(how="all").empty:
+        return empty_figure(title, unit)
+    fig = go.Figure()
+    labels = {"p50": "p50 (of per-second means)", "p99": "p99 (of per-second maxima)"}
+    for col in ("p50", "p99"):
+        if col in rt:
+            fig.add_trace(
+                go.Scatter(
+                    x=_x(rt.index),
+                    y=rt[col].round(1).tolist(),
+                    name=labels[col],
+                    mode="lines",
+                    line={"color": COLORS[col], "width": 3},
+                )
+            )
+    return layout(fig, title, unit)
+
+
+def blocked_figure(per_reason: pd.DataFrame, title: str = "Blocked per second, by reason") -> go.Figure:
+    """``per_reason`` columns flow, param, system, breaker (blocked calls per second), stacked."""
+    unit = "blocked calls / s"
+    if per_reason.empty:
+        return empty_figure(title, unit)
+    fig = go.Figure()
+    for reason in REASONS:
+        if reason in per_reason:
+            fig.add_trace(
+                go.Bar(
+                    x=_x(per_reason.index),
+                    y=per_reason[reason].round(2).tolist(),
+                    name=REASON_LABELS[reason],
+                    marker={"color": COLORS[reason], "line": {"width": 0}},
+                )
+            )
+    fig.update_layout(barmode="stack", bargap=0.05)
+    return layout(fig, title, unit)
+
+
+def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
+    """GMV per minute in currency units (not cents)."""
+    title, unit = "GMV per minute", f"{currency} / min"
+    if gmv.empty:
+        return empty_figure(title, unit)
+    fig = go.Figure(
+        go.Bar(
+            x=_x(gmv.index),
+            y=gmv.round(2).tolist(),
+            name="GMV",
+            marker={"color": COLORS["gmv"], "line": {"width": 0}},
+        )
+    )
+    fig.update_layout(showlegend=False, bargap=0.1)
+    return layout(fig, title, unit)
+
+
+def resource_figure(rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str) -> go.Figure:
+    """One resource: passed / blocked (per reason) / errors per second stacked, mean RT on a right axis."""
+    title, unit = f"{resource}: calls per second", "calls / s"
+    if rates.empty:
+        return empty_figure(title, unit)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    x = _x(rates.index)
+    if "pass" in rates:
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=rates["pass"].round(2).tolist(),
+                name="passed",
+                marker={"color": COLORS["pass"], "line": {"width": 0}},
+            ),
+            secondary_y=False,
+        )
+    for reason in REASONS:
+        col = f"block_{reason}"
+        if col in rates and float(rates[col].sum()) > 0:
+            fig.add_trace(
+                go.Bar(
+                    x=x,
+                    y=rates[col].round(2).tolist(),
+                    name=f"blocked: {REASON_LABELS[reason]}",
+                    marker={"color": COLORS[reason], "line": {"width": 0}},
+                ),
+                secondary_y=False,
+            )
+    if "error" in rates and float(rates["error"].sum()) > 0:
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=rates["error"].round(2).tolist(),
+                name="errors",
+                mode="lines",
+                line={"color": COLORS["error"], "width": 2},
+            ),
+            secondary_y=False,
+        )
+    if rt_ms is not None and not rt_ms.dropna().empty:
+        fig.add_trace(
+            go.Scatter(
+                x=_x(rt_ms.index),
+                y=rt_ms.round(1).tolist(),
+                name="mean RT (ms, right)",
+                mode="lines",
+                line={"color": COLORS["rt"], "width": 2, "dash": "dot"},
+            ),
+            secondary_y=True,
+        )
+    fig.update_layout(barmode="stack", bargap=0.05)
+    layout(fig, title, unit, height=380)
+    fig.update_yaxes(title_text="mean RT (ms)", secondary_y=True, showgrid=False, rangemode="tozero")
+    return fig
+
+
+def impact_figure(result: ImpactResult, title: str = "Impact preview") -> go.Figure:
+    """Per second: offered load, what the proposal would pass and block, and what was blocked then."""
+    unit = "calls / s"
+    if not result.has_traffic:
+        return empty_figure(title, unit, "No recorded traffic for this resource in the window")
+    x = [pd.Timestamp(s.second, unit="s") for s in result.seconds]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[s.would_pass for s in result.seconds],
+            name="would pass",
+            marker={"color": COLORS["would_pass"], "line": {"width": 0}},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[s.would_block for s in result.seconds],
+            name="would block",
+            marker={"color": COLORS["would_block"], "line": {"width": 0}},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[s.blocked_now for s in result.seconds],
+            name="blocked by rules in force",
+            mode="lines",
+            line={"color": COLORS["blocked_now"], "width": 2, "dash": "dot"},
+        )
+    )
+    fig.update_layout(barmode="stack", bargap=0.0)
+    return layout(fig, title, unit)
