@@ -20,7 +20,11 @@ SAMPLES = [
 
 def test_qps_threshold_caps_each_second():
     r = replay(SAMPLES, FlowProposal(threshold=5))
-    assert [(s.offered, s.would_pass, s.would_block) for s in r.seconds] == [(10, 5, 5), (3, 3, 0), (15, 5, 10)]
+    assert [(s.offered, s.would_pass, s.would_block) for s in r.seconds] == [
+        (10, 5, 5),
+        (3, 3, 0),
+        (15, 5, 10),
+    ]
     assert (r.offered, r.would_pass, r.would_block) == (28, 13, 15)
     assert (r.passed_now, r.blocked_now) == (23, 5)
     assert r.block_share == pytest.approx(15 / 28)
@@ -41,7 +45,9 @@ def test_concurrency_threshold_uses_littles_law():
 
 
 def test_concurrency_without_rt_is_not_limited_and_says_so():
-    r = replay([TrafficSample(second=1, passed=50, blocked=0)], FlowProposal(threshold=1, grade="concurrency"))
+    r = replay(
+        [TrafficSample(second=1, passed=50, blocked=0)], FlowProposal(threshold=1, grade="concurrency")
+    )
     assert r.would_block == 0
     assert r.unknown_rt_s == 1
     assert r.notes
@@ -83,7 +89,7 @@ def test_no_traffic():
     ],
 )
 def test_invalid_proposals_name_the_field(make):
-    with pytest.raises(ValueError, match="threshold|grade|hot_share|burst"):
+    with pytest.raises(ValueError, match=r"threshold|grade|hot_share|burst"):
         make()
 
 

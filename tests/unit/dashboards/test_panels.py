@@ -35,7 +35,12 @@ def test_window_rejects_unknown_range_naming_the_allowed_ones():
 def test_queries_filter_by_app_and_carry_the_window():
     w = window("5m", NOW)
     q = queries.orders_rate(w, "shop")
-    assert (q.measurement, tuple(q.fields), q.aggregate, q.bucket_s) == ("orders", ("placed", "paid"), "sum", 2)
+    assert (q.measurement, tuple(q.fields), q.aggregate, q.bucket_s) == (
+        "orders",
+        ("placed", "paid"),
+        "sum",
+        2,
+    )
     assert (q.start, q.end, dict(q.where)) == (w.start, w.end, {"app": "shop"})
     p99 = queries.order_place_rt(w, "shop", percentile="p99")
     assert p99.aggregate == "p99" and p99.where["resource"] == "order.place"
