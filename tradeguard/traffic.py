@@ -1,0 +1,570 @@
+"""The shopper simulator: open-loop HTTP traffic against a node.
+
+Open loop means arrivals follow a schedule fixed in advance — a (non-homogeneous)
+Poisson process drawn from a seeded RNG — and each request is *sent at its scheduled
+time* by a pool of async httpx workers, whether or not earlier requests have returned.
+When every worker is busy a request waits in the queue; the delay between its scheduled
+time and its actual send time is measured and reported as "behind schedule", so a
+load generator that cannot keep up says so instead of silently lowering the load.
+
+Profiles (rate multipliers over time, see ``rate_factor``):
+- ``steady``: the base rate;
+- ``diurnal``: a compressed day, night 0.3× → noon 1.7× → night, one cycle per duration
+  (or per ``DEFAULT_CYCLE_S`` when running forever);
+- ``flash-sale``: base rate, ramp to ``multiplier``× on the flash-sale SKUs, hold, ramp
+  down, base again (phases at 25/35/65/75% of the cycle).
+
+The mix: mostly order placements (``flash_sale`` orders on flash SKUs during a surge,
+``fixed_price`` otherwise), payment of placed orders, some buyer cancellations and
+partial refunds of paid orders; orders left unpaid are cancelled by the node's timeout job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("steady", "diurnal", "flash-sale")
+DEFAULT_CYCLE_S = 120.0
+LATE_MS = 100.0  # a request sent more than this after its scheduled time is "behind schedule"
+
+# share of each action among arrivals (pay/cancel/refund fall back to place when nothing qualifies)
+MIX = {"place": 0.56, "pay": 0.36, "cancel": 0.04, "refund": 0.04}
+CHANNELS = ("app", "app", "app", "web", "mini_program")
+PROVINCES = {
+    "Zhejiang": ("Hangzhou", "Ningbo"),
+    "Guangdong": ("Shenzhen", "Guangzhou"),
+    "Sichuan": ("Chengdu",),
+    "Beijing": ("Beijing",),
+    "Shanghai": ("Shanghai",),
+}
+
+
+class TrafficError(ValueError):
+    """A bad traffic option; the message names the option and the allowed values."""
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    url: str
+    rate: float = 10.0
+    profile: str = "steady"
+    multiplier: float = 20.0
+    duration: float | None = None  # seconds; None runs until stopped
+    seed: int | None = None
+    concurrency: int = 128
+    timeout_s: float = 5.0
+    buyers: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise TrafficError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise TrafficError(f"rate must be a number > 0 (requests per second), got {self.rate}")
+        if not (self.multiplier >= 1 and math.isfinite(self.multiplier)):
+            raise TrafficError(f"multiplier must be >= 1, got {self.multiplier}")
+        if self.duration is not None and not self.duration > 0:
+            raise TrafficError(
+                f"duration must be > 0 seconds (or omitted to run forever), got {self.duration}"
+            )
+        if self.concurrency < 1:
+            raise TrafficError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not self.timeout_s > 0:
+            raise TrafficError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+        if not self.url.startswith(("http://", "https://")):
+            raise TrafficError(f"url must start with http:// or https://, got {self.url!r}")
+
+    @property
+    def cycle_s(self) -> float:
+        return self.duration if self.duration else DEFAULT_CYCLE_S
+
+
+# --------------------------------------------------------------------------- profiles
+def rate_factor(profile: str, t: float, cycle_s: float, multiplier: float) -> float:
+    """Multiplier of the base rate at ``t`` seconds into the run."""
+    if profile == "steady":
+        return 1.0
+    phase = (t % cycle_s) / cycle_s
+    if profile == "diurnal":
+        return 1.0 - 0.7 * math.cos(2 * math.pi * phase)
+    if profile == "flash-sale":
+        if phase < 0.25 or phase >= 0.75:
+            return 1.0
+        if phase < 0.35:
+            return 1.0 + (multiplier - 1.0) * (phase - 0.25) / 0.10
+        if phase < 0.65:
+            return multiplier
+        return multiplier - (multiplier - 1.0) * (phase - 0.65) / 0.10
+    raise TrafficError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+
+
+def peak_factor(profile: str, multiplier: float) -> float:
+    return {"steady": 1.0, "diurnal": 1.7, "flash-sale": multiplier}[profile]
+
+
+def flash_share(profile: str, t: float, cycle_s: float, multiplier: float) -> float:
+    """Share of placements that go for flash-sale SKUs: most of the surge, a few otherwise."""
+    if profile != "flash-sale" or multiplier <= 1:
+        return 0.05
+    surge = (rate_factor(profile, t, cycle_s, multiplier) - 1.0) / (multiplier - 1.0)
+    return 0.05 + 0.9 * surge
+
+
+def arrival_times(
+    profile: str,
+    rate: float,
+    rng: random.Random,
+    *,
+    duration: float | None,
+    multiplier: float = 20.0,
+    cycle_s: float | None = None,
+) -> Iterator[float]:
+    """Scheduled send times (seconds from start) of a Poisson process whose rate follows the profile.
+
+    Thinning (Lewis & Shedler): candidates at the peak rate, each kept with probability
+    rate(t) / peak. Deterministic for a seeded ``rng``; infinite when ``duration`` is None.
+    """
+    cycle = cycle_s or duration or DEFAULT_CYCLE_S
+    peak = rate * peak_factor(profile, multiplier)
+    t = 0.0
+    while True:
+        t += rng.expovariate(peak)
+        if duration is not None and t >= duration:
+            return
+        if rng.random() * peak <= rate * rate_factor(profile, t, cycle, multiplier):
+            yield t
+
+
+# --------------------------------------------------------------------------- catalog and state
+@dataclass(frozen=True)
+class Sku:
+    sku: str
+    shop_id: str
+    price_cents: int
+    flash: bool
+
+
+def is_flash_product(product: dict[str, Any]) -> bool:
+    """True if a product DTO says the SKU has a flash sale (any truthy ``flash*`` field or tx type)."""
+    for key, value in product.items():
+        if "flash" in key.lower() and value not in (None, False, 0, "", [], {}):
+            return True
+    tx = product.get("tx_types") or product.get("transaction_types") or ()
+    return "flash_sale" in tx
+
+
+def parse_catalog(
+    shops: list[dict[str, Any]], products_by_shop: dict[str, list[dict[str, Any]]]
+) -> list[Sku]:
+    out = []
+    for shop in shops:
+        shop_id = str(shop.get("id") or shop.get("shop_id"))
+        for p in products_by_shop.get(shop_id, []):
+            sku = p.get("sku") or p.get("id")
+            if not sku:
+                continue
+            price = p.get("price_cents") or p.get("price") or 0
+            out.append(Sku(sku=str(sku), shop_id=shop_id, price_cents=int(price), flash=is_flash_product(p)))
+    return out
+
+
+@dataclass
+class Placed:
+    order_id: str
+    lines: list[dict[str, Any]]
+
+
+@dataclass
+class ShopperState:
+    """Orders the simulated shoppers hold, for pay / cancel / refund."""
+
+    unpaid: deque[Placed] = field(default_factory=lambda: deque(maxlen=5000))
+    paid: deque[Placed] = field(default_factory=lambda: deque(maxlen=5000))
+
+
+def choose_action(rng: random.Random, state: ShopperState) -> str:
+    r = rng.random()
+    acc = 0.0
+    action = "place"
+    for name, share in MIX.items():
+        acc += share
+        if r < acc:
+            action = name
+            break
+    if action in ("pay", "cancel") and not state.unpaid:
+        return "place"
+    if action == "refund" and not state.paid:
+        return "place"
+    return action
+
+
+def make_order_body(
+    rng: random.Random, skus: list[Sku], flash: bool, buyers: int, key: str
+) -> dict[str, Any]:
+    flash_skus = [s for s in skus if s.flash]
+    regular = [s for s in skus if not s.flash] or skus
+    if flash and flash_skus:
+        lines = [{"sku": rng.choice(flash_skus).sku, "qty": 1}]
+        tx_type = "flash_sale"
+    else:
+        count = rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
+        chosen = rng.sample(regular, k=min(count, len(regular)))
+        lines = [{"sku": s.sku, "qty": rng.choices((1, 2, 3), weights=(7, 2, 1))[0]} for s in chosen]
+        tx_type = "fixed_price"
+    province = rng.choice(sorted(PROVINCES))
+    buyer = f"buyer-{rng.randrange(buyers):05d}"
+    return {
+        "buyer_id": buyer,
+        "tx_type": tx_type,
+        "channel": rng.choice(CHANNELS),
+        "lines": lines,
+        "address": {
+            "country": "CN",
+            "province": province,
+            "city": rng.choice(PROVINCES[province]),
+            "district": f"District {rng.randrange(1, 9)}",
+            "street": f"{rng.randrange(1, 999)} Market Street",
+            "recipient": buyer,
+            "phone": f"138{rng.randrange(10**8):08d}",
+        },
+        "idempotency_key": key,
+    }
+
+
+# --------------------------------------------------------------------------- statistics
+@dataclass
+class Counters:
+    sent: int = 0
+    ok: int = 0
+    http_4xx: int = 0
+    blocked_429: int = 0
+    blocked_503: int = 0
+    http_5xx: int = 0
+    timeouts: int = 0
+    conn_errors: int = 0
+    late: int = 0
+    max_behind_ms: float = 0.0
+    kinds_4xx: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Counters) -> None:
+        for name in ("sent", "ok", "http_4xx", "blocked_429", "blocked_503", "http_5xx", "timeouts"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.conn_errors += other.conn_errors
+        self.late += other.late
+        self.max_behind_ms = max(self.max_behind_ms, other.max_behind_ms)
+        self.kinds_4xx.update(other.kinds_4xx)
+
+    def line(self, second: int, rate: float, queued: int) -> str:
+        kinds = " ".join(f"{k}×{n}" for k, n in self.kinds_4xx.most_common(4))
+        return (
+            f"[traffic t={second:>4}s target={rate:7.1f}/s] sent={self.sent} 2xx={self.ok} "
+            f"4xx={self.http_4xx}{' (' + kinds + ')' if kinds else ''} "
+            f"429={self.blocked_429} 503={self.blocked_503} 5xx={self.http_5xx} "
+            f"timeouts={self.timeouts} conn_err={self.conn_errors} "
+            f"behind={self.late} (max {self.max_behind_ms:.0f} ms, queued {queued})"
+        )
+
+
+def problem_kind(response: httpx.Response) -> str:
+    """``STATUS:kind`` of an error answer, kind from the problem+json ``type``/``code``/``title``."""
+    kind = ""
+    with contextlib.suppress(Exception):
+        body = response.json()
+        if isinstance(body, dict):
+            raw = body.get("code") or body.get("type") or body.get("title") or ""
+            kind = str(raw).rstrip("/").rsplit("/", 1)[-1].replace(" ", "_").lower()
+            if kind == "about:blank":
+                kind = ""
+    return f"{response.status_code}:{kind}" if kind else str(response.status_code)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[idx]
+
+
+# --------------------------------------------------------------------------- the runner
+class TrafficRunner:
+    """Runs one traffic session. ``run()`` returns the final summary dict."""
+
+    def __init__(
+        self,
+        config: TrafficConfig,
+        *,
+        out: TextIO | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._transport = transport
+        self.out = out or sys.stderr
+        seed = config.seed if config.seed is not None else random.randrange(2**31)
+        self.seed = seed
+        self.schedule_rng = random.Random(seed)
+        self.rng = random.Random(seed + 1)
+        self.state = ShopperState()
+        self.skus: list[Sku] = []
+        self.interval = Counters()
+        self.total = Counters()
+        self.business: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []
+        self._stop = asyncio.Event()
+        self._order_seq = 0
+        self._base_url = config.url.rstrip("/")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- discovery
+    async def discover(self, client: httpx.AsyncClient, attempts: int = 30) -> list[Sku]:
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                shops = (await client.get("/shops")).raise_for_status().json()
+                if isinstance(shops, dict):
+                    shops = shops.get("shops") or shops.get("items") or []
+                products: dict[str, list[dict[str, Any]]] = {}
+                for shop in shops:
+                    shop_id = str(shop.get("id") or shop.get("shop_id"))
+                    got = (await client.get(f"/shops/{shop_id}/products")).raise_for_status().json()
+                    if isinstance(got, dict):
+                        got = got.get("products") or got.get("items") or []
+                    products[shop_id] = got
+                skus = parse_catalog(shops, products)
+                if skus:
+                    return skus
+                last = RuntimeError("the catalog is empty: run `tradeguard seed` first")
+            except (httpx.HTTPError, ValueError) as exc:
+                last = exc
+            if self._stop.is_set():
+                break
+            await asyncio.sleep(1.0)
+        raise RuntimeError(f"cannot read the catalog from {self._base_url}: {last}")
+
+    # --- one request
+    def _record(self, response: httpx.Response, started: float) -> bool:
+        c = self.interval
+        status = response.status_code
+        if 200 <= status < 300:
+            c.ok += 1
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            return True
+        if status == 429:
+            c.blocked_429 += 1
+        elif status == 503 and "retry-after" in response.headers:
+            c.blocked_503 += 1  # a guardian's fast rejection (breaker open / system protection)
+        elif status >= 500:
+            c.http_5xx += 1
+            log.warning(
+                "HTTP %s from %s %s: %s",
+                status,
+                response.request.method,
+                response.request.url.path,
+                response.text[:300],
+            )
+        elif status >= 400:
+            c.http_4xx += 1
+            c.kinds_4xx[problem_kind(response)] += 1
+        return False
+
+    async def _request(self, client: httpx.AsyncClient, t: float) -> None:
+        cfg = self.config
+        action = choose_action(self.rng, self.state)
+        started = time.perf_counter()
+        self.interval.sent += 1
+        try:
+            if action == "place":
+                self._order_seq += 1
+                flash = self.rng.random() < flash_share(cfg.profile, t, cfg.cycle_s, cfg.multiplier)
+                key = f"traffic-{self.seed}-{self._order_seq}"
+                body = make_order_body(self.rng, self.skus, flash, cfg.buyers, key)
+                response = await client.post("/orders", json=body)
+                if self._record(response, started):
+                    self.business["orders_placed"] += 1
+                    order = response.json()
+                    order_id = order.get("id") or order.get("order_id")
+                    if order_id:
+                        self.state.unpaid.append(Placed(str(order_id), body["lines"]))
+            elif action == "pay":
+                placed = self.state.unpaid.popleft()
+                response = await client.post(f"/orders/{placed.order_id}/pay")
+                if self._record(response, started):
+                    status = _status_of(response)
+                    if status in (None, "paid"):
+                        self.business["orders_paid"] += 1
+                        self.state.paid.append(placed)
+                    else:
+                        self.business["payments_failed"] += 1
+                elif response.status_code in (402, 409, 422):
+                    self.business["payments_failed"] += 1
+            elif action == "cancel":
+                placed = self.state.unpaid.pop()
+                response = await client.post(f"/orders/{placed.order_id}/cancel", json={"reason": "buyer"})
+                if self._record(response, started):
+                    self.business["orders_cancelled"] += 1
+            else:
+                placed = self.state.paid.popleft()
+                line = self.rng.choice(placed.lines)
+                body = {"lines": [{"sku": line["sku"], "qty": 1}]}
+                response = await client.post(f"/orders/{placed.order_id}/refunds", json=body)
+                if self._record(response, started):
+                    self.business["refunds"] += 1
+        except httpx.TimeoutException:
+            self.interval.timeouts += 1
+        except httpx.TransportError as exc:
+            self.interval.conn_errors += 1
+            log.debug("transport error: %s", exc)
+
+    # --- the loop
+    async def run(self) -> dict[str, Any]:
+        cfg = self.config
+        limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+        timeout = httpx.Timeout(cfg.timeout_s)
+        async with httpx.AsyncClient(
+            base_url=self._base_url, limits=limits, timeout=timeout, transport=self._transport
+        ) as client:
+            self.skus = await self.discover(client)
+            log.info(
+                "traffic: %d SKUs (%d flash-sale) at %s; profile %s, base %.1f/s, seed %d",
+                len(self.skus),
+                sum(s.flash for s in self.skus),
+                self._base_url,
+                cfg.profile,
+                cfg.rate,
+                self.seed,
+            )
+            queue: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
+            start = time.perf_counter()
+            workers = [asyncio.create_task(self._worker(client, queue)) for _ in range(cfg.concurrency)]
+            reporter = asyncio.create_task(self._report(start, queue))
+            producer = asyncio.create_task(self._produce(queue, start))
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({producer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._stop.is_set():  # schedule done: let the last requests finish
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queue.join(), timeout=cfg.timeout_s + 1)
+            for task in (producer, stopper, reporter, *workers):
+                task.cancel()
+            await asyncio.gather(producer, stopper, reporter, *workers, return_exceptions=True)
+            elapsed = time.perf_counter() - start
+        self.total.add(self.interval)
+        return self.summary(elapsed)
+
+    async def _produce(self, queue: asyncio.Queue[tuple[float, float]], start: float) -> None:
+        cfg = self.config
+        for t in arrival_times(
+            cfg.profile,
+            cfg.rate,
+            self.schedule_rng,
+            duration=cfg.duration,
+            multiplier=cfg.multiplier,
+            cycle_s=cfg.cycle_s,
+        ):
+            delay = start + t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((t, start + t))
+
+    async def _worker(self, client: httpx.AsyncClient, queue: asyncio.Queue[tuple[float, float]]) -> None:
+        while True:
+            t, due = await queue.get()
+            try:
+                behind_ms = (time.perf_counter() - due) * 1000
+                if behind_ms > LATE_MS:
+                    self.interval.late += 1
+                self.interval.max_behind_ms = max(self.interval.max_behind_ms, behind_ms)
+                await self._request(client, t)
+            except Exception:  # a simulator bug must not kill the worker
+                log.exception("traffic worker error")
+            finally:
+                queue.task_done()
+
+    async def _report(self, start: float, queue: asyncio.Queue[tuple[float, float]]) -> None:
+        cfg = self.config
+        second = 0
+        while True:
+            second += 1
+            await asyncio.sleep(max(0.0, start + second - time.perf_counter()))
+            target = cfg.rate * rate_factor(cfg.profile, second, cfg.cycle_s, cfg.multiplier)
+            print(self.interval.line(second, target, queue.qsize()), file=self.out, flush=True)
+            self.total.add(self.interval)
+            self.interval = Counters()
+
+    def run_sync(self) -> dict[str, Any]:
+        return asyncio.run(self.run())
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        c, cfg = self.total, self.config
+        lat = sorted(self.latencies_ms)
+        return {
+            "url": self._base_url,
+            "profile": cfg.profile,
+            "rate": cfg.rate,
+            "multiplier": cfg.multiplier,
+            "seed": self.seed,
+            "duration_s": round(elapsed, 3),
+            "sent": c.sent,
+            "achieved_rps": round(c.sent / elapsed, 2) if elapsed > 0 else 0.0,
+            "http_2xx": c.ok,
+            "http_4xx": c.http_4xx,
+            "http_4xx_by_kind": dict(c.kinds_4xx.most_common()),
+            "blocked_429": c.blocked_429,
+            "blocked_503": c.blocked_503,
+            "http_5xx": c.http_5xx,
+            "timeouts": c.timeouts,
+            "conn_errors": c.conn_errors,
+            "behind_schedule": c.late,
+            "max_behind_ms": round(c.max_behind_ms, 1),
+            "p50_ms": round(percentile(lat, 0.50), 2),
+            "p99_ms": round(percentile(lat, 0.99), 2),
+            "orders_placed": self.business["orders_placed"],
+            "orders_paid": self.business["orders_paid"],
+            "payments_failed": self.business["payments_failed"],
+            "orders_cancelled": self.business["orders_cancelled"],
+            "refunds": self.business["refunds"],
+        }
+
+
+def _status_of(response: httpx.Response) -> str | None:
+    with contextlib.suppress(Exception):
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("status"), str):
+            return body["status"]
+    return None
+
+
+def run_traffic(
+    config: TrafficConfig, *, out: TextIO | None = None, install_signals: bool = True
+) -> dict[str, Any]:
+    """Run a session to its end (duration) or until SIGINT/SIGTERM; returns the summary."""
+    runner = TrafficRunner(config, out=out)
+
+    async def main() -> dict[str, Any]:
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, runner.stop)
+        return await runner.run()
+
+    return asyncio.run(main())
+
+
+def dumps_summary(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, sort_keys=False)
