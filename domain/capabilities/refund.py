@@ -1,0 +1,20 @@
+"""Refund: amount per refunded unit, where the units go, and the money back through the gateway."""
+
+from __future__ import annotations
+
+from domain.model import DEFAULT_POOL, OrderLine
+from domain.ports import ChargeResult, PaymentGateway
+
+
+class ProportionalRefund:
+    """The paid line amount pro rata (exact on the last unit); units return to regular stock."""
+
+    def amount(self, line: OrderLine, qty: int) -> int:
+        return line.refund_amount(qty)
+
+    def restock_pool(self, line: OrderLine) -> str | None:
+        return DEFAULT_POOL
+
+    def refund(self, gateway: PaymentGateway, refund_id: str, payment_reference: str,
+               amount_cents: int) -> ChargeResult:
+        return gateway.refund(refund_id, payment_reference, amount_cents)

@@ -1,0 +1,407 @@
+"""The Order aggregate: lines split into one sub-order per shop, payments, refunds.
+
+The aggregate enforces its state machine and records domain events in
+``order.events``; it does no I/O. Stock and purchase-limit counters live outside
+the aggregate (they are shared by many orders) and are changed by the inventory
+and purchase-limit capabilities in the same unit of work.
+
+Order status::
+
+    pending_payment ──pay ok──▶ paid ──refund (part)──▶ partially_refunded ──▶ refunded
+          │   ▲
+          │   └── pay failed (stays payable until expires_at)
+          └──cancel / timeout──▶ cancelled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from domain import events as ev
+from domain.errors import Conflict, InvalidRequest, NotFound
+from domain.model.address import Address
+
+PENDING = "pending_payment"
+PAID = "paid"
+PARTIALLY_REFUNDED = "partially_refunded"
+REFUNDED = "refunded"
+CANCELLED = "cancelled"
+ORDER_STATUSES = (PENDING, PAID, PARTIALLY_REFUNDED, REFUNDED, CANCELLED)
+TX_TYPES_BUILTIN = ("fixed_price", "flash_sale")
+CHANNELS = ("app", "web", "mini_program")
+
+
+@dataclass
+class OrderLine:
+    sku: str
+    shop_id: str
+    name: str
+    qty: int
+    list_price_cents: int  # catalog price per unit
+    unit_price_cents: int  # price per unit before promotions (list, or flash price)
+    discount_cents: int  # whole line: (list - unit) × qty + promotions allocated to this line
+    amount_cents: int  # what the buyer pays for the line
+    pool: str  # inventory pool the units were reserved from
+    limit_key: str | None = None  # purchase-limit counter consumed ("<period key>"), if any
+    refund_requested_qty: int = 0  # requested or completed refunds
+    refunded_qty: int = 0  # completed refunds
+    refunded_cents: int = 0
+    requested_cents: int = 0
+
+    @property
+    def gross_cents(self) -> int:
+        return self.list_price_cents * self.qty
+
+    def refund_amount(self, qty: int) -> int:
+        """Money for ``qty`` more units: proportional, and exact for the last unit (no cent lost)."""
+        if self.refund_requested_qty + qty == self.qty:
+            return self.amount_cents - self.requested_cents
+        return self.amount_cents * qty // self.qty
+
+
+@dataclass
+class SubOrder:
+    id: str
+    shop_id: str
+    status: str
+    lines: list[OrderLine] = field(default_factory=list)
+
+    @property
+    def gross_cents(self) -> int:
+        return sum(line.gross_cents for line in self.lines)
+
+    @property
+    def discount_cents(self) -> int:
+        return sum(line.discount_cents for line in self.lines)
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(line.amount_cents for line in self.lines)
+
+    @property
+    def items(self) -> int:
+        return sum(line.qty for line in self.lines)
+
+    def _refresh_refund_status(self) -> None:
+        refunded = sum(line.refunded_qty for line in self.lines)
+        if refunded == 0:
+            return
+        self.status = REFUNDED if refunded == self.items else PARTIALLY_REFUNDED
+
+
+@dataclass
+class Payment:
+    id: str
+    amount_cents: int
+    status: str  # "pending" | "succeeded" | "failed"
+    started_at: datetime
+    finished_at: datetime | None = None
+    reference: str | None = None
+    reason: str | None = None
+    latency_ms: float = 0.0
+
+
+@dataclass
+class RefundLine:
+    sub_order_id: str
+    shop_id: str
+    sku: str
+    qty: int
+    amount_cents: int
+
+
+@dataclass
+class Refund:
+    id: str
+    order_id: str
+    status: str  # "requested" | "completed"
+    created_at: datetime
+    lines: list[RefundLine] = field(default_factory=list)
+    completed_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(line.amount_cents for line in self.lines)
+
+    @property
+    def items(self) -> int:
+        return sum(line.qty for line in self.lines)
+
+
+@dataclass(eq=False)
+class Order:
+    id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    address: Address
+    idempotency_key: str
+    request_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    status: str = PENDING
+    sub_orders: list[SubOrder] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+    refunds: list[Refund] = field(default_factory=list)
+    version: int = 0
+    events: list[ev.DomainEvent] = field(default_factory=list, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ totals
+    @property
+    def gross_cents(self) -> int:
+        return sum(s.gross_cents for s in self.sub_orders)
+
+    @property
+    def discount_cents(self) -> int:
+        return sum(s.discount_cents for s in self.sub_orders)
+
+    @property
+    def amount_cents(self) -> int:
+        return sum(s.amount_cents for s in self.sub_orders)
+
+    @property
+    def lines(self) -> list[OrderLine]:
+        return [line for s in self.sub_orders for line in s.lines]
+
+    def line(self, sku: str) -> OrderLine:
+        for line in self.lines:
+            if line.sku == sku:
+                return line
+        raise NotFound(f"order {self.id} has no line for sku {sku!r}", field="sku",
+                       rule="refund.line_in_order")
+
+    def sub_order_of(self, line: OrderLine) -> SubOrder:
+        return next(s for s in self.sub_orders if line in s.lines)
+
+    @property
+    def pending_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.status == "pending"), None)
+
+    @property
+    def paid_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.status == "succeeded"), None)
+
+    # ----------------------------------------------------------------- placing
+    @classmethod
+    def place(
+        cls,
+        *,
+        order_id: str,
+        buyer_id: str,
+        tx_type: str,
+        channel: str,
+        address: Address,
+        idempotency_key: str,
+        request_hash: str,
+        sub_orders: list[SubOrder],
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> Order:
+        if not sub_orders or not any(s.lines for s in sub_orders):
+            raise InvalidRequest("an order needs at least one line", field="lines")
+        order = cls(
+            id=order_id, buyer_id=buyer_id, tx_type=tx_type, channel=channel, address=address,
+            idempotency_key=idempotency_key, request_hash=request_hash, created_at=now,
+            expires_at=expires_at, status=PENDING, sub_orders=sub_orders,
+        )
+        for sub in sub_orders:
+            order.events.append(ev.OrderPlaced(
+                occurred_at=now, order_id=order.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                buyer_id=buyer_id, tx_type=tx_type, channel=channel, gross_cents=sub.gross_cents,
+                discount_cents=sub.discount_cents, amount_cents=sub.amount_cents, items=sub.items,
+            ))
+            for line in sub.lines:
+                order.events.append(ev.StockReserved(
+                    occurred_at=now, order_id=order.id, shop_id=sub.shop_id, sku=line.sku,
+                    qty=line.qty, tx_type=tx_type,
+                ))
+        return order
+
+    # ----------------------------------------------------------------- payment
+    def _require_payable(self, now: datetime) -> None:
+        if self.status != PENDING:
+            raise Conflict(
+                f"order {self.id} is {self.status}; only {PENDING} orders can be paid",
+                rule="order.payable", extra={"status": self.status},
+            )
+        if self.expires_at is not None and now >= self.expires_at:
+            raise Conflict(
+                f"order {self.id} passed its payment deadline {self.expires_at.isoformat()}; "
+                "place a new order",
+                rule="order.payment_deadline", extra={"expires_at": self.expires_at.isoformat()},
+            )
+
+    def begin_payment(self, payment_id: str, now: datetime, stale_after: timedelta) -> Payment:
+        self._require_payable(now)
+        inflight = self.pending_payment
+        if inflight is not None:
+            if now - inflight.started_at < stale_after:
+                raise Conflict(
+                    f"a payment for order {self.id} is already in progress; retry in a few seconds",
+                    rule="order.single_payment", extra={"payment_id": inflight.id},
+                )
+            inflight.status, inflight.reason, inflight.finished_at = "failed", "abandoned (stale)", now
+        payment = Payment(id=payment_id, amount_cents=self.amount_cents, status="pending", started_at=now)
+        self.payments.append(payment)
+        return payment
+
+    def _payment(self, payment_id: str) -> Payment:
+        for p in self.payments:
+            if p.id == payment_id:
+                return p
+        raise NotFound(f"order {self.id} has no payment {payment_id}", rule="payment.exists")
+
+    def complete_payment(
+        self, payment_id: str, *, ok: bool, reference: str | None, reason: str | None,
+        latency_ms: float, now: datetime,
+    ) -> Payment:
+        payment = self._payment(payment_id)
+        if payment.status != "pending":
+            raise Conflict(f"payment {payment_id} is already {payment.status}", rule="payment.pending")
+        payment.finished_at, payment.latency_ms = now, latency_ms
+        common = dict(occurred_at=now, order_id=self.id, payment_id=payment.id, buyer_id=self.buyer_id,
+                      tx_type=self.tx_type, channel=self.channel, amount_cents=payment.amount_cents,
+                      latency_ms=latency_ms)
+        if not ok or self.status != PENDING:
+            payment.status = "failed"
+            payment.reason = reason or ("order no longer payable" if ok else "declined")
+            self.events.append(ev.PaymentFailed(**common, reason=payment.reason))
+            return payment
+        payment.status, payment.reference = "succeeded", reference
+        self.status = PAID
+        self.events.append(ev.PaymentSucceeded(**common))
+        for sub in self.sub_orders:
+            sub.status = PAID
+            self.events.append(ev.OrderPaid(
+                occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                buyer_id=self.buyer_id, tx_type=self.tx_type, channel=self.channel,
+                amount_cents=sub.amount_cents, payment_id=payment.id,
+            ))
+        return payment
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, reason: str, now: datetime, stale_after: timedelta) -> None:
+        if self.status != PENDING:
+            hint = "; request a refund instead" if self.status in (PAID, PARTIALLY_REFUNDED) else ""
+            raise Conflict(
+                f"order {self.id} is {self.status}; only {PENDING} orders can be cancelled{hint}",
+                rule="order.cancellable", extra={"status": self.status},
+            )
+        inflight = self.pending_payment
+        if inflight is not None:
+            if now - inflight.started_at < stale_after:
+                raise Conflict(
+                    f"a payment for order {self.id} is in progress; cancel after it completes",
+                    rule="order.payment_in_progress", extra={"payment_id": inflight.id},
+                )
+            inflight.status, inflight.reason, inflight.finished_at = "failed", "abandoned (stale)", now
+        self.status = CANCELLED
+        for sub in self.sub_orders:
+            sub.status = CANCELLED
+            self.events.append(ev.OrderCancelled(
+                occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                tx_type=self.tx_type, channel=self.channel, amount_cents=sub.amount_cents, reason=reason,
+            ))
+            for line in sub.lines:
+                self.events.append(ev.StockReleased(
+                    occurred_at=now, order_id=self.id, shop_id=sub.shop_id, sku=line.sku, qty=line.qty,
+                    tx_type=self.tx_type, reason="timeout" if reason == "timeout" else "cancelled",
+                ))
+
+    # ----------------------------------------------------------------- refunds
+    def request_refund(
+        self,
+        refund_id: str,
+        lines: Iterable[tuple[str, int]],
+        now: datetime,
+        amount_for: Callable[[OrderLine, int], int] | None = None,
+    ) -> Refund:
+        if self.status not in (PAID, PARTIALLY_REFUNDED):
+            raise Conflict(
+                f"order {self.id} is {self.status}; refunds need a paid order",
+                rule="refund.order_paid", extra={"status": self.status},
+            )
+        wanted: dict[str, int] = {}
+        for i, (sku, qty) in enumerate(lines):
+            if not isinstance(qty, int) or qty < 1:
+                raise InvalidRequest(f"lines[{i}].qty must be an integer >= 1", field=f"lines[{i}].qty",
+                                     rule="refund.qty_positive")
+            wanted[sku] = wanted.get(sku, 0) + qty
+        if not wanted:
+            raise InvalidRequest("a refund needs at least one line", field="lines")
+        refund = Refund(id=refund_id, order_id=self.id, status="requested", created_at=now)
+        plan: list[tuple[OrderLine, int]] = []
+        for sku, qty in wanted.items():
+            line = self.line(sku)
+            left = line.qty - line.refund_requested_qty
+            if qty > left:
+                raise InvalidRequest(
+                    f"cannot refund {qty} of {sku}: {line.qty} paid, {line.refund_requested_qty} already "
+                    f"refunded or requested, so at most {left}",
+                    field="lines.qty", rule="refund.qty_within_paid", extra={"sku": sku, "refundable": left},
+                )
+            plan.append((line, qty))
+        amount_for = amount_for or (lambda line, q: line.refund_amount(q))
+        for line, qty in plan:
+            amount = amount_for(line, qty)
+            line.refund_requested_qty += qty
+            line.requested_cents += amount
+            sub = self.sub_order_of(line)
+            refund.lines.append(RefundLine(sub_order_id=sub.id, shop_id=sub.shop_id, sku=line.sku,
+                                           qty=qty, amount_cents=amount))
+        self.refunds.append(refund)
+        for sub_id, shop_id, amount, items in _per_sub_order(refund):
+            self.events.append(ev.RefundRequested(
+                occurred_at=now, refund_id=refund.id, order_id=self.id, sub_order_id=sub_id, shop_id=shop_id,
+                tx_type=self.tx_type, channel=self.channel, amount_cents=amount, items=items,
+            ))
+        return refund
+
+    def refund(self, refund_id: str) -> Refund:
+        for r in self.refunds:
+            if r.id == refund_id:
+                return r
+        raise NotFound(f"order {self.id} has no refund {refund_id}", rule="refund.exists")
+
+    def complete_refund(self, refund_id: str, now: datetime) -> Refund:
+        refund = self.refund(refund_id)
+        if refund.status != "requested":
+            raise Conflict(f"refund {refund_id} is already {refund.status}", rule="refund.requested",
+                           extra={"status": refund.status})
+        refund.status, refund.completed_at, refund.last_error = "completed", now, None
+        for rl in refund.lines:
+            line = self.line(rl.sku)
+            line.refunded_qty += rl.qty
+            line.refunded_cents += rl.amount_cents
+            self.events.append(ev.StockReleased(
+                occurred_at=now, order_id=self.id, shop_id=rl.shop_id, sku=rl.sku, qty=rl.qty,
+                tx_type=self.tx_type, reason="refund",
+            ))
+        for sub in self.sub_orders:
+            sub._refresh_refund_status()
+        refunded = sum(line.refunded_qty for line in self.lines)
+        total = sum(line.qty for line in self.lines)
+        self.status = REFUNDED if refunded == total else PARTIALLY_REFUNDED
+        for sub_id, shop_id, amount, items in _per_sub_order(refund):
+            self.events.append(ev.RefundCompleted(
+                occurred_at=now, refund_id=refund.id, order_id=self.id, sub_order_id=sub_id, shop_id=shop_id,
+                tx_type=self.tx_type, channel=self.channel, amount_cents=amount, items=items,
+            ))
+        return refund
+
+    def fail_refund(self, refund_id: str, reason: str) -> Refund:
+        refund = self.refund(refund_id)
+        refund.last_error = reason
+        return refund
+
+
+def _per_sub_order(refund: Refund) -> list[tuple[str, str, int, int]]:
+    acc: dict[str, list] = {}
+    for rl in refund.lines:
+        row = acc.setdefault(rl.sub_order_id, [rl.sub_order_id, rl.shop_id, 0, 0])
+        row[2] += rl.amount_cents
+        row[3] += rl.qty
+    return [tuple(r) for r in acc.values()]  # type: ignore[misc]

@@ -1,0 +1,505 @@
+"""Application services of the trading core (``TradingService``).
+
+Each use case runs in a unit of work that commits everything or nothing: the
+order, its stock reservation, its purchase-limit counters and its events. Events
+are collected from the aggregates and published only after the commit.
+
+Payment runs in two short transactions around the gateway call, so no database
+lock is held while the gateway is slow:
+
+1. ``begin_payment`` records a *pending* payment (a second concurrent ``pay``
+   gets a 409 ``order.single_payment``);
+2. the gateway is charged through ``guard(payment.charge, fallback=...)``;
+3. the outcome is recorded: success → order ``paid`` and the reserved stock
+   becomes sold; failure → ``PaymentFailed`` event, the order stays
+   ``pending_payment`` (payable again until its deadline) and ``pay_order``
+   raises ``errors.PaymentFailed`` (HTTP 402).
+
+Guarded resources (``domain.ports``): ``order.place`` (whole placement),
+``inventory.reserve`` (per SKU line), ``order.pay`` (whole payment),
+``payment.charge`` (gateway call, with a fallback that turns a block into a
+failed payment), ``refund.request``, ``order.get``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from domain import errors
+from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeRegistry, default_registry
+from domain.capabilities.registry import TransactionType
+from domain.commands import PlaceOrder
+from domain.events import DomainEvent
+from domain.model import CHANNELS, PENDING, Address, Catalog, Order, OrderLine, SubOrder
+from domain.ports import (
+    INVENTORY_RESERVE,
+    ORDER_GET,
+    ORDER_PAY,
+    ORDER_PLACE,
+    PAYMENT_CHARGE,
+    REFUND_REQUEST,
+    ChargeResult,
+    Clock,
+    EventPublisher,
+    Guard,
+    NoopGuard,
+    NullPublisher,
+    PaymentGateway,
+    SystemClock,
+)
+from domain.storage import UnitOfWork, UnitOfWorkFactory
+from domain.views import OrderView, ProductView, RefundView, ShopView, shop_view
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_LINES = 50
+MAX_QTY = 999
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class _Declined(Exception):
+    def __init__(self, result: ChargeResult) -> None:
+        super().__init__(result.reason or "declined")
+        self.result = result
+
+
+class TradingService:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        gateway: PaymentGateway,
+        *,
+        guard: Guard | None = None,
+        publisher: EventPublisher | None = None,
+        clock: Clock | None = None,
+        payment_timeout: timedelta = timedelta(minutes=15),
+        registry: TxTypeRegistry | None = None,
+        payment_stale_after: timedelta = timedelta(seconds=60),
+        retries: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.gateway = gateway
+        self.guard = guard or NoopGuard()
+        self.publisher = publisher or NullPublisher()
+        self.clock = clock or SystemClock()
+        self.payment_timeout = payment_timeout
+        self.registry = registry or default_registry()
+        self.payment_stale_after = payment_stale_after
+        self.retries = retries
+        self._sleep = sleep
+
+    # ---------------------------------------------------------------- plumbing
+    def _transact(self, fn: Callable[[UnitOfWork], T], *, readonly: bool = False) -> T:
+        """Run ``fn`` in a fresh unit of work, commit, publish its events; retry transient store errors."""
+        for attempt in range(self.retries + 1):
+            try:
+                with self.uow_factory(readonly=readonly) as uow:
+                    result = fn(uow)
+                    if readonly:
+                        return result
+                    uow.commit()
+                    events = uow.collect_new_events()
+                self._publish(events)
+                return result
+            except errors.TransientStoreError as exc:
+                if attempt >= self.retries:
+                    raise errors.StoreUnavailable(
+                        f"the trading store stayed busy after {attempt + 1} attempts ({exc}); retry shortly",
+                        rule="store.available",
+                    ) from exc
+                log.debug("transient store error (%s), retry %d", exc, attempt + 1)
+                self._sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _publish(self, events: list[DomainEvent]) -> None:
+        if events:
+            try:
+                self.publisher.publish(events)
+            except Exception:  # a metric hook must never undo a committed order
+                log.exception("publishing %d events failed", len(events))
+
+    def _load(self, uow: UnitOfWork, order_id: str) -> Order:
+        order = uow.orders.get(order_id)
+        if order is None:
+            raise errors.NotFound(f"order {order_id!r} does not exist", field="order_id", rule="order.exists")
+        return order
+
+    # ------------------------------------------------------------- place order
+    def place_order(self, cmd: PlaceOrder) -> OrderView:
+        tx = self._validate(cmd)
+        address = cmd.address if isinstance(cmd.address, Address) else self._address(cmd.address)
+        requests = self._merge_lines(cmd)
+        fingerprint = cmd.fingerprint()
+        args = {"buyer": cmd.buyer_id, "sku": requests[0].sku}
+        return self.guard.guard(
+            ORDER_PLACE,
+            lambda: self._transact(lambda uow: self._place(uow, cmd, tx, address, requests, fingerprint)),
+            args=args,
+        )
+
+    def _validate(self, cmd: PlaceOrder) -> TransactionType:
+        if not isinstance(cmd.buyer_id, str) or not cmd.buyer_id.strip() or len(cmd.buyer_id) > 64:
+            raise errors.InvalidRequest("buyer_id must be a non-empty string of at most 64 characters",
+                                        field="buyer_id")
+        if not isinstance(cmd.idempotency_key, str) or not cmd.idempotency_key.strip() \
+                or len(cmd.idempotency_key) > 128:
+            raise errors.InvalidRequest(
+                "idempotency_key must be a non-empty string of at most 128 characters",
+                                        field="idempotency_key")
+        if cmd.channel not in CHANNELS:
+            raise errors.InvalidRequest(f"channel must be one of {', '.join(CHANNELS)}, got {cmd.channel!r}",
+                                        field="channel", extra={"allowed": list(CHANNELS)})
+        tx = self.registry.get(cmd.tx_type)
+        if not cmd.lines:
+            raise errors.InvalidRequest("lines must hold at least one {sku, qty}", field="lines")
+        if len(cmd.lines) > MAX_LINES:
+            raise errors.InvalidRequest(f"at most {MAX_LINES} lines per order", field="lines")
+        for i, li in enumerate(cmd.lines):
+            if not isinstance(li.sku, str) or not li.sku:
+                raise errors.InvalidRequest("sku must be a non-empty string", field=f"lines[{i}].sku")
+            if isinstance(li.qty, bool) or not isinstance(li.qty, int) or not 1 <= li.qty <= MAX_QTY:
+                raise errors.InvalidRequest(
+                    f"lines[{i}].qty must be an integer from 1 to {MAX_QTY}, got {li.qty!r}",
+                    field=f"lines[{i}].qty", rule="qty.range", extra={"min": 1, "max": MAX_QTY},
+                )
+        return tx
+
+    @staticmethod
+    def _address(data: Mapping[str, str]) -> Address:
+        missing = [k for k in ("country", "province", "city", "district", "street", "recipient", "phone")
+                   if k not in data]
+        if missing:
+            raise errors.InvalidRequest(f"address.{missing[0]} is required", field=f"address.{missing[0]}")
+        return Address(**{k: data[k] for k in ("country", "province", "city", "district", "street",
+                                               "recipient", "phone")})
+
+    @staticmethod
+    def _merge_lines(cmd: PlaceOrder) -> list[LineRequest]:
+        merged: dict[str, LineRequest] = {}
+        for i, li in enumerate(cmd.lines):
+            prev = merged.get(li.sku)
+            qty = li.qty + (prev.qty if prev else 0)
+            merged[li.sku] = LineRequest(li.sku, qty, prev.index if prev else i)
+        for req in merged.values():
+            if req.qty > MAX_QTY:
+                raise errors.InvalidRequest(f"sku {req.sku}: total qty must be at most {MAX_QTY}",
+                                            field=f"lines[{req.index}].qty", rule="qty.range")
+        return list(merged.values())
+
+    def _place(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, address: Address,
+               requests: list[LineRequest], fingerprint: str) -> OrderView:
+        existing = uow.orders.get_by_idempotency_key(cmd.buyer_id, cmd.idempotency_key)
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise errors.IdempotencyConflict(
+                    f"idempotency_key {cmd.idempotency_key!r} was already used by buyer {cmd.buyer_id} for "
+                    f"order {existing.id} with a different body; use a new key for a new order",
+                    field="idempotency_key", extra={"order_id": existing.id},
+                )
+            return OrderView.of(existing, replayed=True)
+        now = self.clock.now()
+        products = uow.catalog.products_by_sku(r.sku for r in requests)
+        for r in requests:
+            if r.sku not in products:
+                raise errors.UnknownSku(
+                    f"sku {r.sku!r} is not in the catalog; see GET /shops/{{id}}/products",
+                    field=f"lines[{r.index}].sku", extra={"sku": r.sku})
+        shop_ids = sorted({p.shop_id for p in products.values()})
+        promos = [p for p in uow.catalog.promotions(shop_ids) if p.active(now)]
+        ctx = OrderContext(tx_type=tx.name, buyer_id=cmd.buyer_id, channel=cmd.channel, now=now,
+                           products=products, promotions=promos)
+        priced = []
+        for r in requests:
+            product = products[r.sku]
+            priced.append(PricedLine(
+                request=r, product=product, unit_price_cents=tx.pricing.unit_price(ctx, r, product),
+                pool=tx.inventory.pool(ctx, product), limit=tx.purchase_limit.rule(ctx, product),
+            ))
+        order_id = new_id("o")
+        sub_orders = []
+        for shop_id, lines in tx.split.split(priced).items():
+            for line, d in zip(lines, tx.discount.discounts(ctx, shop_id, lines), strict=True):
+                line.promo_discount_cents = min(d, line.subtotal_cents)
+            sub_orders.append(SubOrder(id=new_id("so"), shop_id=shop_id, status=PENDING, lines=[
+                OrderLine(
+                    sku=li.sku, shop_id=shop_id, name=li.product.name, qty=li.qty,
+                    list_price_cents=li.product.price_cents, unit_price_cents=li.unit_price_cents,
+                    discount_cents=(li.product.price_cents - li.unit_price_cents) * li.qty
+                    + li.promo_discount_cents,
+                    amount_cents=li.subtotal_cents - li.promo_discount_cents, pool=li.pool,
+                    limit_key=li.limit.key if li.limit else None,
+                ) for li in lines
+            ]))
+        # Fixed lock order (limit counters, then stock rows, each by SKU) keeps PostgreSQL deadlock-free.
+        ordered = sorted(priced, key=lambda li: li.sku)
+        for li in ordered:
+            tx.purchase_limit.consume(uow, cmd.buyer_id, li)
+        for li in ordered:
+            self.guard.guard(
+                INVENTORY_RESERVE, lambda li=li: tx.inventory.reserve(uow, li),
+                args={"shop": li.shop_id, "sku": li.sku, "buyer": cmd.buyer_id},
+            )
+        order = Order.place(
+            order_id=order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel, address=address,
+            idempotency_key=cmd.idempotency_key, request_hash=fingerprint, sub_orders=sub_orders, now=now,
+            expires_at=tx.timeout.deadline(now, self.payment_timeout),
+        )
+        uow.orders.add(order)
+        log.debug("placed order %s (%d sub-orders, %d cents)", order.id, len(sub_orders), order.amount_cents)
+        return OrderView.of(order)
+
+    # --------------------------------------------------------------------- pay
+    def pay_order(self, order_id: str) -> OrderView:
+        head = self._transact(lambda uow: self._load(uow, order_id), readonly=True)
+        args = {"buyer": head.buyer_id, "shop": head.sub_orders[0].shop_id if head.sub_orders else ""}
+        return self.guard.guard(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
+
+    def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:
+        payment_id = new_id("pay")
+
+        def begin(uow: UnitOfWork) -> Order:
+            order = self._load(uow, order_id)
+            order.begin_payment(payment_id, self.clock.now(), self.payment_stale_after)
+            uow.orders.save(order)
+            return order
+
+        order = self._transact(begin)
+        tx = self.registry.get(order.tx_type)
+
+        def charge() -> ChargeResult:
+            result = tx.payment.charge(self.gateway, order, payment_id)
+            if not result.ok:
+                raise _Declined(result)
+            return result
+
+        def fallback(exc: BaseException) -> ChargeResult:
+            if isinstance(exc, _Declined):
+                return exc.result
+            return ChargeResult(ok=False, reason=f"payment degraded: {type(exc).__name__}: {exc}".strip())
+
+        started = time.perf_counter()
+        try:
+            result = self.guard.guard(PAYMENT_CHARGE, charge, args=args, fallback=fallback)
+        except _Declined as exc:
+            result = exc.result
+        except Exception as exc:
+            log.warning("payment gateway error for order %s: %s", order_id, exc)
+            result = ChargeResult(ok=False, reason=f"gateway error: {type(exc).__name__}: {exc}")
+        latency_ms = (time.perf_counter() - started) * 1000.0
+
+        def finish(uow: UnitOfWork) -> tuple[Order, bool]:
+            o = self._load(uow, order_id)
+            p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
+                                   latency_ms=latency_ms, now=self.clock.now())
+            if p.status == "succeeded":
+                for line in o.lines:
+                    self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
+            uow.orders.save(o)
+            return o, p.status == "succeeded"
+
+        order, ok = self._transact(finish)
+        if not ok:
+            if result.ok and result.reference:  # charged, but the order stopped being payable meanwhile
+                self._reverse_charge(order, payment_id, result.reference)
+            reason = next(p.reason for p in order.payments if p.id == payment_id)
+            raise errors.PaymentFailed(
+                f"payment of order {order_id} failed ({reason}); the order stays payable until "
+                f"{order.expires_at.isoformat() if order.expires_at else 'cancelled'} — retry POST /orders/"
+                f"{order_id}/pay", extra={"order_id": order_id, "reason": reason, "payment_id": payment_id},
+            )
+        return OrderView.of(order)
+
+    def _reverse_charge(self, order: Order, payment_id: str, reference: str) -> None:
+        try:
+            self.gateway.refund(f"rev_{payment_id}", reference, order.amount_cents)
+        except Exception:
+            log.exception("could not reverse charge %s of order %s", reference, order.id)
+
+    # ------------------------------------------------------------------ cancel
+    def cancel_order(self, order_id: str, reason: str = "buyer") -> OrderView:
+        def run(uow: UnitOfWork) -> OrderView:
+            order = self._load(uow, order_id)
+            self._cancel(uow, order, reason)
+            return OrderView.of(order)
+
+        return self._transact(run)
+
+    def _cancel(self, uow: UnitOfWork, order: Order, reason: str) -> None:
+        order.cancel(reason, self.clock.now(), self.payment_stale_after)
+        tx = self.registry.get(order.tx_type)
+        for line in sorted(order.lines, key=lambda li: li.sku):
+            tx.purchase_limit.release(uow, order.buyer_id, line)
+        for line in sorted(order.lines, key=lambda li: li.sku):
+            tx.inventory.release(uow, line)
+        uow.orders.save(order)
+
+    def cancel_expired(self, limit: int = 500) -> int:
+        """Cancel unpaid orders past their deadline (releasing stock); returns how many were cancelled."""
+        now = self.clock.now()
+        ids = self._transact(lambda uow: uow.orders.expired_ids(now, limit), readonly=True)
+        cancelled = 0
+        for order_id in ids:
+            def run(uow: UnitOfWork, order_id: str = order_id) -> bool:
+                order = uow.orders.get(order_id)
+                if order is None or order.status != PENDING or order.expires_at is None \
+                        or order.expires_at > self.clock.now():
+                    return False
+                try:
+                    self._cancel(uow, order, "timeout")
+                except errors.Conflict:  # payment in flight: leave it to the payment outcome
+                    return False
+                return True
+
+            try:
+                cancelled += self._transact(run)
+            except errors.DomainError as exc:
+                log.warning("could not cancel expired order %s: %s", order_id, exc)
+        if ids:
+            log.info("timeout cancellation: %d of %d expired orders cancelled", cancelled, len(ids))
+        return cancelled
+
+    # ----------------------------------------------------------------- refunds
+    def request_refund(self, order_id: str, lines: Iterable[Any]) -> RefundView:
+        wanted = _refund_lines(lines)
+
+        def run(uow: UnitOfWork) -> RefundView:
+            order = self._load(uow, order_id)
+            tx = self.registry.get(order.tx_type)
+            sku = wanted[0][0] if wanted else ""
+            shop = next((li.shop_id for li in order.lines if li.sku == sku), "")
+            refund = self.guard.guard(
+                REFUND_REQUEST,
+                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount),
+                args={"buyer": order.buyer_id, "shop": shop, "sku": sku},
+            )
+            uow.orders.save(order)
+            return RefundView.of(refund)
+
+        return self._transact(run)
+
+    def complete_refund(self, refund_id: str) -> RefundView:
+        def find(uow: UnitOfWork) -> Order:
+            oid = uow.orders.order_id_for_refund(refund_id)
+            if oid is None:
+                raise errors.NotFound(f"refund {refund_id!r} does not exist", field="refund_id",
+                                      rule="refund.exists")
+            return self._load(uow, oid)
+
+        order = self._transact(find, readonly=True)
+        refund = order.refund(refund_id)
+        if refund.status != "requested":
+            raise errors.Conflict(f"refund {refund_id} is already {refund.status}", rule="refund.requested",
+                                  extra={"status": refund.status})
+        paid = order.paid_payment
+        tx = self.registry.get(order.tx_type)
+        try:
+            result = tx.refund.refund(self.gateway, refund_id, paid.reference or paid.id if paid else "",
+                                      refund.amount_cents)
+        except Exception as exc:
+            result = ChargeResult(ok=False, reason=f"gateway error: {type(exc).__name__}: {exc}")
+
+        def finish(uow: UnitOfWork) -> RefundView:
+            o = self._load(uow, order.id)
+            if not result.ok:
+                r = o.fail_refund(refund_id, result.reason or "declined")
+                uow.orders.save(o)
+                return RefundView.of(r)
+            r = o.complete_refund(refund_id, self.clock.now())
+            for rl in r.lines:
+                line = o.line(rl.sku)
+                pool = tx.refund.restock_pool(line)
+                if pool is not None:
+                    uow.inventory.restock(rl.sku, pool, rl.qty)
+            uow.orders.save(o)
+            return RefundView.of(r)
+
+        view = self._transact(finish)
+        if not result.ok:
+            raise errors.PaymentFailed(
+                f"refund {refund_id} was not paid out ({result.reason}); it stays requested — retry "
+                f"POST /refunds/{refund_id}/complete", rule="payment.refund",
+                extra={"refund_id": refund_id, "reason": result.reason},
+            )
+        return view
+
+    # ------------------------------------------------------------------ reads
+    def get_order(self, order_id: str) -> OrderView:
+        return self.guard.guard(
+            ORDER_GET,
+            lambda: self._transact(lambda uow: OrderView.of(self._load(uow, order_id)), readonly=True),
+            args={"order": order_id},
+        )
+
+    def get_refund(self, refund_id: str) -> RefundView:
+        def run(uow: UnitOfWork) -> RefundView:
+            oid = uow.orders.order_id_for_refund(refund_id)
+            if oid is None:
+                raise errors.NotFound(f"refund {refund_id!r} does not exist", field="refund_id",
+                                      rule="refund.exists")
+            return RefundView.of(self._load(uow, oid).refund(refund_id))
+
+        return self._transact(run, readonly=True)
+
+    def list_shops(self) -> list[ShopView]:
+        def run(uow: UnitOfWork) -> list[ShopView]:
+            return [shop_view(s, len(uow.catalog.products(s.id))) for s in uow.catalog.shops()]
+
+        return self._transact(run, readonly=True)
+
+    def list_products(self, shop_id: str) -> list[ProductView]:
+        def run(uow: UnitOfWork) -> list[ProductView]:
+            if uow.catalog.shop(shop_id) is None:
+                raise errors.NotFound(f"shop {shop_id!r} does not exist; see GET /shops", field="shop_id",
+                                      rule="shop.exists")
+            products = uow.catalog.products(shop_id)
+            stock = uow.catalog.stock(p.sku for p in products)
+            now = self.clock.now()
+            promos = [p for p in uow.catalog.promotions([shop_id]) if p.active(now)]
+            return [ProductView.of(p, stock, promos) for p in products]
+
+        return self._transact(run, readonly=True)
+
+    def seed(self, catalog: Catalog) -> dict[str, int]:
+        """Write shops, products, stock and promotions that are not there yet; never resets stock."""
+        def run(uow: UnitOfWork) -> dict[str, int]:
+            return {
+                "shops": sum(uow.catalog.add_shop(s) for s in catalog.shops),
+                "products": sum(uow.catalog.add_product(p) for p in catalog.products),
+                "stock": sum(uow.catalog.add_stock(s) for s in catalog.stock),
+                "promotions": sum(uow.catalog.add_promotion(p) for p in catalog.promotions),
+            }
+
+        counts = self._transact(run)
+        log.info("seeded catalog: %s new", counts)
+        return counts
+
+
+def _refund_lines(lines: Iterable[Any]) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for i, li in enumerate(lines):
+        if isinstance(li, Mapping):
+            sku, qty = li.get("sku"), li.get("qty")
+        elif isinstance(li, tuple | list):
+            sku, qty = li[0], li[1]
+        else:
+            sku, qty = getattr(li, "sku", None), getattr(li, "qty", None)
+        if not isinstance(sku, str) or not sku:
+            raise errors.InvalidRequest("sku must be a non-empty string", field=f"lines[{i}].sku")
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+            raise errors.InvalidRequest(f"lines[{i}].qty must be an integer >= 1, got {qty!r}",
+                                        field=f"lines[{i}].qty", rule="refund.qty_positive")
+        out.append((sku, qty))
+    if not out:
+        raise errors.InvalidRequest("a refund needs at least one {sku, qty} line", field="lines")
+    return out

@@ -1,0 +1,152 @@
+"""Storage ports of the trading core: repository, stores and the unit of work.
+
+``domain.adapters`` implements them with SQLAlchemy; unit tests implement them
+in memory. The services depend only on these Protocols.
+
+Stock and purchase-limit counters are not loaded into aggregates: they are
+shared by every order, so they change by *conditional atomic updates*
+(``try_reserve`` / ``try_consume`` answer False instead of overselling), inside
+the same unit of work as the order that needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.events import DomainEvent
+from domain.model import Order, Product, Promotion, Shop, StockLevel
+
+
+class OrderRepository(Protocol):
+    def add(self, order: Order) -> None: ...
+
+    def get(self, order_id: str) -> Order | None: ...
+
+    def get_by_idempotency_key(self, buyer_id: str, key: str) -> Order | None: ...
+
+    def save(self, order: Order) -> None:
+        """Persist changes; raises ``ConcurrentUpdate`` if the stored version moved on."""
+        ...
+
+    def expired_ids(self, now: datetime, limit: int) -> list[str]: ...
+
+    def order_id_for_refund(self, refund_id: str) -> str | None: ...
+
+    @property
+    def seen(self) -> list[Order]: ...
+
+
+class CatalogStore(Protocol):
+    def shops(self) -> list[Shop]: ...
+
+    def shop(self, shop_id: str) -> Shop | None: ...
+
+    def products(self, shop_id: str) -> list[Product]: ...
+
+    def products_by_sku(self, skus: Iterable[str]) -> dict[str, Product]: ...
+
+    def promotions(self, shop_ids: Iterable[str]) -> list[Promotion]: ...
+
+    def stock(self, skus: Iterable[str]) -> dict[tuple[str, str], StockLevel]: ...
+
+    # seeding: insert when absent, answer whether something was inserted
+    def add_shop(self, shop: Shop) -> bool: ...
+
+    def add_product(self, product: Product) -> bool: ...
+
+    def add_promotion(self, promotion: Promotion) -> bool: ...
+
+    def add_stock(self, level: StockLevel) -> bool: ...
+
+
+class InventoryStore(Protocol):
+    def try_reserve(self, sku: str, pool: str, qty: int) -> bool:
+        """reserved += qty iff on_hand - reserved >= qty, atomically."""
+        ...
+
+    def release(self, sku: str, pool: str, qty: int) -> None:
+        """reserved -= qty (an unpaid order went away)."""
+        ...
+
+    def commit_sale(self, sku: str, pool: str, qty: int) -> None:
+        """on_hand -= qty and reserved -= qty (the reserved units were paid for)."""
+        ...
+
+    def restock(self, sku: str, pool: str, qty: int) -> None:
+        """on_hand += qty (refunded units came back)."""
+        ...
+
+    def level(self, sku: str, pool: str) -> StockLevel | None: ...
+
+
+class LimitCounters(Protocol):
+    def try_consume(self, buyer_id: str, sku: str, key: str, qty: int, max_qty: int) -> bool:
+        """used += qty iff used + qty <= max_qty, atomically (creating the counter at 0)."""
+        ...
+
+    def release(self, buyer_id: str, sku: str, key: str, qty: int) -> None: ...
+
+    def used(self, buyer_id: str, sku: str, key: str) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    orders: OrderRepository
+    catalog: CatalogStore
+    inventory: InventoryStore
+    limits: LimitCounters
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def collect_new_events(self) -> list[DomainEvent]: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, readonly: bool = False) -> UnitOfWork: ...
+
+
+class AbstractUnitOfWork:
+    """Shared behaviour: rolls back unless committed; collects events of the aggregates it saw."""
+
+    orders: OrderRepository
+    catalog: CatalogStore
+    inventory: InventoryStore
+    limits: LimitCounters
+
+    def __init__(self) -> None:
+        self.committed = False
+
+    def __enter__(self) -> AbstractUnitOfWork:
+        self.committed = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.committed:
+            self.rollback()
+
+    def commit(self) -> None:
+        self._commit()
+        self.committed = True
+
+    def rollback(self) -> None:
+        self._rollback()
+
+    def collect_new_events(self) -> list[DomainEvent]:
+        out: list[DomainEvent] = []
+        for order in self.orders.seen:
+            out.extend(order.events)
+            order.events.clear()
+        return out
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError

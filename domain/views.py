@@ -1,0 +1,182 @@
+"""Read models returned by the application services (plain frozen values)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.model import Order, Product, Refund, Shop, StockLevel
+from domain.model.catalog import DEFAULT_POOL, FLASH_POOL, Promotion
+
+
+@dataclass(frozen=True)
+class LineView:
+    sku: str
+    name: str
+    qty: int
+    list_price_cents: int
+    unit_price_cents: int
+    discount_cents: int
+    amount_cents: int
+    refunded_qty: int
+    refund_requested_qty: int
+
+
+@dataclass(frozen=True)
+class SubOrderView:
+    id: str
+    shop_id: str
+    status: str
+    gross_cents: int
+    discount_cents: int
+    amount_cents: int
+    lines: list[LineView]
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    id: str
+    status: str
+    amount_cents: int
+    reference: str | None
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefundLineView:
+    sub_order_id: str
+    shop_id: str
+    sku: str
+    qty: int
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class RefundView:
+    id: str
+    order_id: str
+    status: str
+    amount_cents: int
+    lines: list[RefundLineView]
+    created_at: datetime
+    completed_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, refund: Refund) -> RefundView:
+        return cls(
+            id=refund.id, order_id=refund.order_id, status=refund.status, amount_cents=refund.amount_cents,
+            lines=[RefundLineView(**asdict(rl)) for rl in refund.lines], created_at=refund.created_at,
+            completed_at=refund.completed_at, last_error=refund.last_error,
+        )
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: str
+    buyer_id: str
+    status: str
+    tx_type: str
+    channel: str
+    idempotency_key: str
+    created_at: datetime
+    expires_at: datetime | None
+    gross_cents: int
+    discount_cents: int
+    amount_cents: int
+    address: dict[str, str]
+    sub_orders: list[SubOrderView]
+    payments: list[PaymentView]
+    refunds: list[RefundView]
+    replayed: bool = False  # True when an idempotency key returned an existing order
+
+    @classmethod
+    def of(cls, order: Order, *, replayed: bool = False) -> OrderView:
+        return cls(
+            id=order.id, buyer_id=order.buyer_id, status=order.status, tx_type=order.tx_type,
+            channel=order.channel, idempotency_key=order.idempotency_key, created_at=order.created_at,
+            expires_at=order.expires_at, gross_cents=order.gross_cents, discount_cents=order.discount_cents,
+            amount_cents=order.amount_cents, address=asdict(order.address),
+            sub_orders=[
+                SubOrderView(
+                    id=s.id, shop_id=s.shop_id, status=s.status, gross_cents=s.gross_cents,
+                    discount_cents=s.discount_cents, amount_cents=s.amount_cents,
+                    lines=[LineView(
+                        sku=li.sku, name=li.name, qty=li.qty, list_price_cents=li.list_price_cents,
+                        unit_price_cents=li.unit_price_cents, discount_cents=li.discount_cents,
+                        amount_cents=li.amount_cents, refunded_qty=li.refunded_qty,
+                        refund_requested_qty=li.refund_requested_qty,
+                    ) for li in s.lines],
+                )
+                for s in order.sub_orders
+            ],
+            payments=[PaymentView(id=p.id, status=p.status, amount_cents=p.amount_cents,
+                                  reference=p.reference, reason=p.reason, started_at=p.started_at,
+                                  finished_at=p.finished_at)
+                      for p in order.payments],
+            refunds=[RefundView.of(r) for r in order.refunds],
+            replayed=replayed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShopView:
+    id: str
+    name: str
+    products: int
+
+
+@dataclass(frozen=True)
+class FlashView:
+    promotion_id: str
+    price_cents: int
+    available: int
+    per_buyer_limit: int
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ProductView:
+    sku: str
+    shop_id: str
+    name: str
+    price_cents: int
+    available: int
+    limit_per_buyer: int | None
+    limit_period: str | None
+    promotions: list[str]  # human-readable, e.g. "10% off", "save 5.00 off 50.00 at this shop"
+    flash: FlashView | None
+
+    @classmethod
+    def of(cls, p: Product, stock: dict[tuple[str, str], StockLevel], promos: list[Promotion]) -> ProductView:
+        regular = stock.get((p.sku, DEFAULT_POOL))
+        flash_level = stock.get((p.sku, FLASH_POOL))
+        flash = next((x for x in promos if x.kind == "flash_price" and x.sku == p.sku), None)
+        labels = []
+        for x in promos:
+            if x.kind == "percent_off" and x.sku == p.sku:
+                labels.append(f"{x.percent}% off")
+            elif x.kind == "amount_off" and x.sku == p.sku:
+                labels.append(f"{x.amount_cents / 100:.2f} off each")
+            elif x.kind == "spend_save" and x.shop_id == p.shop_id:
+                labels.append(f"save {x.amount_cents / 100:.2f} when the shop total reaches "
+                              f"{x.threshold_cents / 100:.2f}")
+        return cls(
+            sku=p.sku, shop_id=p.shop_id, name=p.name, price_cents=p.price_cents,
+            available=max(regular.available, 0) if regular else 0,
+            limit_per_buyer=p.limit.max_qty if p.limit else None,
+            limit_period=p.limit.period if p.limit else None, promotions=labels,
+            flash=FlashView(promotion_id=flash.id, price_cents=flash.price_cents,
+                            available=max(flash_level.available, 0) if flash_level else 0,
+                            per_buyer_limit=flash.per_buyer_limit, ends_at=flash.ends_at) if flash else None,
+        )
+
+
+def shop_view(shop: Shop, products: int) -> ShopView:
+    return ShopView(id=shop.id, name=shop.name, products=products)

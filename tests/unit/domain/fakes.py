@@ -1,0 +1,238 @@
+"""In-memory fakes implementing domain.storage ports, plus a fake clock and gateway.
+
+A ``FakeStore`` holds committed state; each ``FakeUnitOfWork`` works on a deep
+copy and swaps it in only on commit, so a rollback leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from domain.errors import ConcurrentUpdate
+from domain.model import Order, Product, Promotion, Shop, StockLevel
+from domain.ports import ChargeResult
+from domain.storage import AbstractUnitOfWork
+
+
+@dataclass
+class State:
+    shops: dict[str, Shop] = field(default_factory=dict)
+    products: dict[str, Product] = field(default_factory=dict)
+    promotions: dict[str, Promotion] = field(default_factory=dict)
+    stock: dict[tuple[str, str], StockLevel] = field(default_factory=dict)
+    limits: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.state = State()
+        self.commits = 0
+
+    def uow(self, *, readonly: bool = False) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, readonly=readonly)
+
+
+class FakeOrders:
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.seen: list[Order] = []
+
+    def _track(self, order: Order | None) -> Order | None:
+        if order is not None:
+            order = copy.deepcopy(order)
+            self.seen.append(order)
+        return order
+
+    def add(self, order: Order) -> None:
+        stored = copy.deepcopy(order)
+        stored.events = []  # events are never stored, only published
+        self.state.orders[order.id] = stored
+        self.seen.append(order)
+
+    def get(self, order_id: str) -> Order | None:
+        return self._track(self.state.orders.get(order_id))
+
+    def get_by_idempotency_key(self, buyer_id: str, key: str) -> Order | None:
+        for o in self.state.orders.values():
+            if o.buyer_id == buyer_id and o.idempotency_key == key:
+                return self._track(o)
+        return None
+
+    def save(self, order: Order) -> None:
+        stored = self.state.orders[order.id]
+        if stored.version != order.version:
+            raise ConcurrentUpdate(f"order {order.id} changed concurrently")
+        order.version += 1
+        saved = copy.deepcopy(order)
+        saved.events = []
+        self.state.orders[order.id] = saved
+
+    def expired_ids(self, now: datetime, limit: int) -> list[str]:
+        due = [o for o in self.state.orders.values()
+               if o.status == "pending_payment" and o.expires_at is not None and o.expires_at <= now]
+        return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
+
+    def order_id_for_refund(self, refund_id: str) -> str | None:
+        for o in self.state.orders.values():
+            if any(r.id == refund_id for r in o.refunds):
+                return o.id
+        return None
+
+
+class FakeCatalog:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def shops(self) -> list[Shop]:
+        return sorted(self.state.shops.values(), key=lambda s: s.id)
+
+    def shop(self, shop_id: str) -> Shop | None:
+        return self.state.shops.get(shop_id)
+
+    def products(self, shop_id: str) -> list[Product]:
+        return sorted((p for p in self.state.products.values() if p.shop_id == shop_id), key=lambda p: p.sku)
+
+    def products_by_sku(self, skus: Iterable[str]) -> dict[str, Product]:
+        return {s: self.state.products[s] for s in skus if s in self.state.products}
+
+    def promotions(self, shop_ids: Iterable[str]) -> list[Promotion]:
+        ids = set(shop_ids)
+        return [p for p in self.state.promotions.values() if p.shop_id in ids]
+
+    def stock(self, skus: Iterable[str]) -> dict[tuple[str, str], StockLevel]:
+        wanted = set(skus)
+        return {k: v for k, v in self.state.stock.items() if k[0] in wanted}
+
+    def add_shop(self, shop: Shop) -> bool:
+        return self._add(self.state.shops, shop.id, shop)
+
+    def add_product(self, product: Product) -> bool:
+        return self._add(self.state.products, product.sku, product)
+
+    def add_promotion(self, promotion: Promotion) -> bool:
+        return self._add(self.state.promotions, promotion.id, promotion)
+
+    def add_stock(self, level: StockLevel) -> bool:
+        return self._add(self.state.stock, (level.sku, level.pool), level)
+
+    @staticmethod
+    def _add(table: dict, key: object, value: object) -> bool:
+        if key in table:
+            return False
+        table[key] = value
+        return True
+
+
+class FakeInventory:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def _change(self, sku: str, pool: str, d_on_hand: int, d_reserved: int) -> None:
+        lv = self.state.stock[(sku, pool)]
+        self.state.stock[(sku, pool)] = replace(lv, on_hand=lv.on_hand + d_on_hand,
+                                                reserved=lv.reserved + d_reserved)
+
+    def try_reserve(self, sku: str, pool: str, qty: int) -> bool:
+        lv = self.state.stock.get((sku, pool))
+        if lv is None or lv.available < qty:
+            return False
+        self._change(sku, pool, 0, qty)
+        return True
+
+    def release(self, sku: str, pool: str, qty: int) -> None:
+        self._change(sku, pool, 0, -qty)
+
+    def commit_sale(self, sku: str, pool: str, qty: int) -> None:
+        self._change(sku, pool, -qty, -qty)
+
+    def restock(self, sku: str, pool: str, qty: int) -> None:
+        if (sku, pool) not in self.state.stock:
+            self.state.stock[(sku, pool)] = StockLevel(sku, pool, 0, 0)
+        self._change(sku, pool, qty, 0)
+
+    def level(self, sku: str, pool: str) -> StockLevel | None:
+        return self.state.stock.get((sku, pool))
+
+
+class FakeLimits:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def try_consume(self, buyer_id: str, sku: str, key: str, qty: int, max_qty: int) -> bool:
+        k = (buyer_id, sku, key)
+        if self.state.limits.get(k, 0) + qty > max_qty:
+            return False
+        self.state.limits[k] = self.state.limits.get(k, 0) + qty
+        return True
+
+    def release(self, buyer_id: str, sku: str, key: str, qty: int) -> None:
+        k = (buyer_id, sku, key)
+        self.state.limits[k] = max(self.state.limits.get(k, 0) - qty, 0)
+
+    def used(self, buyer_id: str, sku: str, key: str) -> int:
+        return self.state.limits.get((buyer_id, sku, key), 0)
+
+
+class FakeUnitOfWork(AbstractUnitOfWork):
+    def __init__(self, store: FakeStore, *, readonly: bool = False) -> None:
+        super().__init__()
+        self.store = store
+        self.readonly = readonly
+
+    def __enter__(self) -> FakeUnitOfWork:
+        super().__enter__()
+        self.work = copy.deepcopy(self.store.state)
+        self.orders = FakeOrders(self.work)
+        self.catalog = FakeCatalog(self.work)
+        self.inventory = FakeInventory(self.work)
+        self.limits = FakeLimits(self.work)
+        return self
+
+    def _commit(self) -> None:
+        if self.readonly:
+            raise AssertionError("commit on a read-only unit of work")
+        self.store.state = self.work
+        self.work = copy.deepcopy(self.work)
+        self.store.commits += 1
+
+    def _rollback(self) -> None:
+        self.work = copy.deepcopy(self.store.state)
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw: float) -> None:
+        self.t += timedelta(**kw)
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.fail_next: list[str] = []  # reasons; each charge pops one
+        self.raise_next = False
+        self.charges: list[tuple[str, str, int]] = []
+        self.refunds: list[tuple[str, str, int]] = []
+        self.refund_ok = True
+
+    def charge(self, payment_id: str, buyer_id: str, amount_cents: int) -> ChargeResult:
+        if self.raise_next:
+            self.raise_next = False
+            raise ConnectionError("gateway down")
+        if self.fail_next:
+            return ChargeResult(ok=False, reason=self.fail_next.pop(0))
+        self.charges.append((payment_id, buyer_id, amount_cents))
+        return ChargeResult(ok=True, reference=f"ch_{payment_id}")
+
+    def refund(self, refund_id: str, payment_reference: str, amount_cents: int) -> ChargeResult:
+        if not self.refund_ok:
+            return ChargeResult(ok=False, reason="refund declined")
+        self.refunds.append((refund_id, payment_reference, amount_cents))
+        return ChargeResult(ok=True, reference=f"rf_{refund_id}")
