@@ -1,0 +1,277 @@
+"""The metric schema, point builders and validation, and InfluxDB line-protocol encoding.
+
+Every point tradeguard writes goes through :func:`make_point` (or :func:`validate`), so a
+point that reaches the outbox has a known measurement, exactly the measurement's tags
+(low-cardinality strings, never order or buyer ids) and finite numeric fields.
+See ``collectors/SCHEMA.md`` for the schema as documentation.
+
+Line-protocol encoding lives only here (:func:`encode_line`), escaping per the InfluxDB
+line-protocol spec: measurement names escape commas and spaces; tag keys, tag values
+and field keys escape commas, equals signs and spaces. All fields are written as floats
+(no ``i`` suffix), so a field never changes type between writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collectors.errors import PointError
+from collectors.query import Point
+
+
+@dataclass(frozen=True)
+class MeasurementSchema:
+    name: str
+    tags: tuple[str, ...]
+    fields: tuple[str, ...]
+    doc: str = ""
+
+
+SCHEMA: dict[str, MeasurementSchema] = {
+    m.name: m
+    for m in (
+        MeasurementSchema(
+            "resource_stats",
+            ("app", "instance", "resource"),
+            (
+                "pass",
+                "block_flow",
+                "block_breaker",
+                "block_system",
+                "block_param",
+                "success",
+                "error",
+                "rt_avg_ms",
+                "rt_max_ms",
+                "concurrency",
+            ),
+            "one point per guarded resource per second, from the guardians' snapshot",
+        ),
+        MeasurementSchema(
+            "breaker_events",
+            ("app", "instance", "resource"),
+            ("state", "previous"),
+            "one point per circuit-breaker transition; states coded closed=0, open=1, half_open=2",
+        ),
+        MeasurementSchema(
+            "orders",
+            ("app", "shop", "channel", "tx_type"),
+            ("placed", "paid", "cancelled", "gmv", "paid_amount", "discount", "items"),
+            "per shop/channel/tx_type and second; money in currency units (cents / 100)",
+        ),
+        MeasurementSchema(
+            "refunds",
+            ("app", "shop"),
+            ("requested", "completed", "amount"),
+            "per shop and second; amount = completed refunds in currency units",
+        ),
+        MeasurementSchema(
+            "payments",
+            ("app", "instance"),
+            ("success", "failure", "latency_ms"),
+            "per node and second; latency_ms = mean gateway latency of that second",
+        ),
+        MeasurementSchema(
+            "host",
+            ("app", "instance"),
+            ("cpu", "mem", "load"),
+            "host metrics (psutil): cpu %, memory used %, 1-minute load average",
+        ),
+        MeasurementSchema(
+            "collector",
+            ("app", "instance"),
+            ("outbox_depth", "dropped", "quarantined"),
+            "the pipeline's own health: outbox depth and cumulative dropped/quarantined points",
+        ),
+    )
+}
+
+BREAKER_STATES: dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
+BREAKER_STATE_NAMES: dict[int, str] = {v: k for k, v in BREAKER_STATES.items()}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_tag(measurement: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise PointError(measurement, f"tag {key!r} must be a string, got {type(value).__name__}")
+    if value == "":
+        raise PointError(measurement, f"tag {key!r} must not be empty")
+    if "\n" in value or "\r" in value or value.endswith("\\"):
+        raise PointError(measurement, f"tag {key!r} must not contain a newline or end with a backslash")
+    return value
+
+
+def _check_field(measurement: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PointError(measurement, f"value {value!r} is not numeric (int or float required)", field=key)
+    number = float(value)
+    if not math.isfinite(number):
+        raise PointError(measurement, f"value {value!r} is not finite (NaN and ±inf are rejected)", field=key)
+    return number
+
+
+def validate(point: Point) -> Point:
+    """Check ``point`` against :data:`SCHEMA` and return it normalized (fields as float).
+
+    Raises :class:`PointError` naming the measurement and the offending tag or field.
+    """
+    schema = SCHEMA.get(point.measurement)
+    if schema is None:
+        raise PointError(point.measurement, f"unknown measurement; allowed: {', '.join(sorted(SCHEMA))}")
+    tag_keys = set(point.tags)
+    if tag_keys != set(schema.tags):
+        missing = sorted(set(schema.tags) - tag_keys)
+        extra = sorted(tag_keys - set(schema.tags))
+        raise PointError(
+            point.measurement,
+            f"tags must be exactly {list(schema.tags)} (missing {missing}, not allowed {extra})",
+        )
+    if not point.fields:
+        raise PointError(point.measurement, f"a point needs at least one field of {list(schema.fields)}")
+    unknown = sorted(set(point.fields) - set(schema.fields))
+    if unknown:
+        raise PointError(
+            point.measurement, f"unknown field(s); allowed: {list(schema.fields)}", field=unknown[0]
+        )
+    tags = {k: _check_tag(point.measurement, k, v) for k, v in point.tags.items()}
+    fields = {k: _check_field(point.measurement, k, v) for k, v in point.fields.items()}
+    _check_time(point.measurement, point.time)
+    return Point(point.measurement, tags, fields, point.time)
+
+
+def _check_time(measurement: str, time: Any) -> None:
+    if not isinstance(time, datetime) or time.tzinfo is None:
+        raise PointError(measurement, "time must be a timezone-aware datetime (UTC)")
+
+
+def make_point(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time: datetime
+) -> Point:
+    """Build and validate one point."""
+    return validate(Point(measurement, dict(tags), dict(fields), time))
+
+
+# ---------------------------------------------------------------- builders
+
+
+def resource_stats_point(snapshot: Any, *, app: str, instance: str) -> Point:
+    """From a ``guardians.snapshot.ResourceSnapshot`` (duck-typed)."""
+    return make_point(
+        "resource_stats",
+        {"app": app, "instance": instance, "resource": snapshot.resource},
+        {
+            "pass": snapshot.passed,
+            "block_flow": snapshot.block_flow,
+            "block_breaker": snapshot.block_breaker,
+            "block_system": snapshot.block_system,
+            "block_param": snapshot.block_param,
+            "success": snapshot.success,
+            "error": snapshot.error,
+            "rt_avg_ms": snapshot.rt_avg_ms,
+            "rt_max_ms": snapshot.rt_max_ms,
+            "concurrency": snapshot.concurrency,
+        },
+        from_epoch_seconds(snapshot.second),
+    )
+
+
+def breaker_event_point(event: Any, *, app: str, instance: str) -> Point:
+    """From a ``guardians.events.BreakerStateChanged`` (duck-typed)."""
+    fields = {}
+    for key, state in (("state", event.state), ("previous", event.previous)):
+        if state not in BREAKER_STATES:
+            raise PointError(
+                "breaker_events", f"state {state!r} unknown; allowed: {list(BREAKER_STATES)}", field=key
+            )
+        fields[key] = BREAKER_STATES[state]
+    return make_point(
+        "breaker_events", {"app": app, "instance": instance, "resource": event.resource}, fields, event.at
+    )
+
+
+def host_point(*, app: str, instance: str, cpu: float, mem: float, load: float, time: datetime) -> Point:
+    return make_point(
+        "host", {"app": app, "instance": instance}, {"cpu": cpu, "mem": mem, "load": load}, time
+    )
+
+
+# ---------------------------------------------------------------- time helpers
+
+
+def to_ns(time: datetime) -> int:
+    delta = time - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def from_ns(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def from_epoch_seconds(second: int | float) -> datetime:
+    return _EPOCH + timedelta(seconds=second)
+
+
+# ---------------------------------------------------------------- line protocol
+
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+
+
+def escape_measurement(name: str) -> str:
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(text: str) -> str:
+    """Escape a tag key, tag value or field key."""
+    return text.translate(_KEY_ESCAPES)
+
+
+def format_float(value: float) -> str:
+    text = repr(float(value))
+    return text
+
+
+def encode_line(point: Point) -> str:
+    """One point as one line of InfluxDB line protocol, nanosecond precision, tags sorted."""
+    parts = [escape_measurement(point.measurement)]
+    for key in sorted(point.tags):
+        value = point.tags[key]
+        if value == "":
+            continue  # InfluxDB has no empty tag values
+        parts.append(f"{escape_key(key)}={escape_key(value)}")
+    head = ",".join(parts)
+    fields = ",".join(f"{escape_key(k)}={format_float(v)}" for k, v in point.fields.items())
+    return f"{head} {fields} {to_ns(point.time)}"
+
+
+def encode_lines(points: Iterable[Point]) -> str:
+    return "\n".join(encode_line(p) for p in points)
+
+
+# ---------------------------------------------------------------- outbox records
+
+
+def to_record(point: Point) -> str:
+    """A compact JSON record of a point (the outbox's storage format)."""
+    return json.dumps(
+        [point.measurement, dict(point.tags), dict(point.fields), to_ns(point.time)],
+        separators=(",", ":"),
+    )
+
+
+def from_record(record: str) -> Point:
+    measurement, tags, fields, ns = json.loads(record)
+    return Point(measurement, tags, fields, from_ns(ns))
+
+
+def series_key(point: Point) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return point.measurement, tuple(sorted(point.tags.items()))

@@ -1,0 +1,49 @@
+"""Fakes implementing the collectors' ports, for unit tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from collectors.errors import StoreRejected, StoreUnavailable
+from collectors.points import series_key
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class FakeStore:
+    """Keeps points keyed like InfluxDB (measurement, tags, time) so replays overwrite."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.points: dict = {}
+        self.down = False
+        self.reject_if = None  # callable(point) -> bool: reject the whole batch as malformed
+        self.writes = 0
+
+    def write(self, points) -> None:
+        self.writes += 1
+        if self.down:
+            raise StoreUnavailable("fake store is down")
+        if self.reject_if and any(self.reject_if(p) for p in points):
+            raise StoreRejected("HTTP 400: bad point in batch")
+        for p in points:
+            self.points[(*series_key(p), p.time)] = p
+
+    def query(self, query):
+        return []
+
+    def health(self) -> dict:
+        return {"kind": self.kind, "reachable": not self.down, "error": "down" if self.down else None}
+
+    def close(self) -> None:
+        pass
