@@ -1,0 +1,230 @@
+"""The alerting engine: evaluation → grouping/silencing → escalation → delivery, on one clock.
+
+The worker calls :meth:`AlertEngine.cycle` every evaluation interval,
+:meth:`AlertEngine.poll_breakers` every couple of seconds (breaker rules only, so an
+open breaker written to ``breaker_events`` by any node fires within that poll) and
+:meth:`AlertEngine.deliver` every few seconds. In-process callers may instead hand
+breaker events to :meth:`AlertEngine.on_breaker_event`.
+
+Configuration comes from the control DB (sections written by ``alerts rules apply``),
+falling back to the shipped defaults (``alerts/default_rules.yaml``) for the route and
+inhibit rules, and to the environment for channels (``TRADEGUARD_ALERT_WEBHOOK_URL``,
+``TRADEGUARD_SMTP_URL``; a ``log`` channel always exists). Without an escalation policy
+named like the route's receiver, the policy is a single step notifying every channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.dispatch import Dispatcher, muting, next_escalations
+from alerts.errors import AlertConfigError
+from alerts.evaluator import CycleReport, Evaluator, NodeSource
+from alerts.model import FIRING, Channel, EscalationPolicy, EscalationStep, InhibitRule, Rotation, Route
+from alerts.notify import Deliverer, Sender, build_payload, env_channels
+from alerts.rulefile import default_config, parse_document, rule_to_dict
+from alerts.store import AlertStore
+from collectors.query import MetricStore
+from domain.ports import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    route: Route
+    inhibit_rules: tuple[InhibitRule, ...]
+    channels: dict[str, Channel]
+    policies: dict[str, EscalationPolicy]
+    rotations: dict[str, Rotation]
+
+    def policy(self) -> EscalationPolicy:
+        p = self.policies.get(self.route.receiver)
+        if p is not None:
+            return p
+        return EscalationPolicy(self.route.receiver, (EscalationStep(tuple(sorted(self.channels))),))
+
+
+def load_active_config(
+    store: AlertStore, *, webhook_url: str | None = None, smtp_url: str | None = None
+) -> ActiveConfig:
+    """The configuration in force: control DB sections over the shipped defaults and the environment."""
+    defaults = default_config()
+    sections = store.config_sections()
+    try:
+        cfg = parse_document(sections) if sections else None
+    except AlertConfigError as exc:
+        log.error("alert configuration in the control DB is invalid, using defaults: %s", exc)
+        cfg = None
+    channels = {c.name: c for c in env_channels(webhook_url, smtp_url)}
+    if cfg is not None and cfg.channels:
+        channels.update({c.name: c for c in cfg.channels})
+    return ActiveConfig(
+        route=(cfg.route if cfg is not None and cfg.route is not None else defaults.route) or Route(),
+        inhibit_rules=(
+            cfg.inhibit_rules if cfg is not None and cfg.inhibit_rules is not None else defaults.inhibit_rules
+        )
+        or (),
+        channels=channels,
+        policies={p.name: p for p in ((cfg.escalation_policies if cfg is not None else None) or ())},
+        rotations={r.name: r for r in ((cfg.rotations if cfg is not None else None) or ())},
+    )
+
+
+def ensure_default_rules(store: AlertStore, now: datetime, by: str = "tradeguard (defaults)") -> bool:
+    """Install the shipped rules when the control DB has none; True when it did."""
+    if store.rule_documents():
+        return False
+    rules = default_config().rules or ()
+    store.replace_rules([rule_to_dict(r) for r in rules], by=by, now=now)
+    log.info("installed %d default alert rules", len(rules))
+    return True
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        store: AlertStore,
+        metrics: MetricStore,
+        *,
+        clock: Clock | None = None,
+        nodes: NodeSource | None = None,
+        webhook_url: str | None = None,
+        smtp_url: str | None = None,
+        external_url: str = "http://127.0.0.1:8501",
+        senders: Mapping[str, Sender] | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.webhook_url = webhook_url
+        self.smtp_url = smtp_url
+        self.external_url = external_url
+        self.evaluator = Evaluator(store, metrics, clock=self.clock, nodes=nodes)
+        self.dispatcher = Dispatcher(store, external_url=external_url)
+        self.deliverer = Deliverer(
+            store,
+            lambda: self.config().channels,
+            clock=self.clock,
+            senders=senders,
+            max_attempts=max_attempts,
+        )
+
+    def config(self) -> ActiveConfig:
+        return load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+
+    # ------------------------------------------------------------ jobs
+    def evaluate(self) -> CycleReport:
+        return self.evaluator.evaluate()
+
+    def dispatch(self, cfg: ActiveConfig | None = None) -> list[int]:
+        cfg = cfg or self.config()
+        return self.dispatcher.flush(
+            self.clock.now(), route=cfg.route, policy=cfg.policy(), inhibit_rules=cfg.inhibit_rules
+        )
+
+    def escalate(self, cfg: ActiveConfig | None = None) -> list[int]:
+        """Notify the next step of the escalation policy for every firing alert nobody
+        acknowledged within the step's wait (silenced and inhibited alerts do not escalate)."""
+        cfg = cfg or self.config()
+        policy = cfg.policy()
+        if len(policy.steps) < 2:
+            return []
+        now = self.clock.now()
+        firing = [a for a in self.store.open_alerts() if a.state == FIRING]
+        mute = muting(firing, self.store.silences(active_at=now), cfg.inhibit_rules, now)
+        queued: list[int] = []
+        with self.store.begin() as conn:
+            for a in firing:
+                if a.acknowledged_by or mute.muted(a.id):
+                    continue
+                step_i = next_escalations(a, policy, now)
+                if step_i is None:
+                    continue
+                step = policy.steps[step_i]
+                extra: dict[str, Any] = {}
+                who = None
+                if step.oncall:
+                    rotation = cfg.rotations.get(step.oncall)
+                    member = rotation.on_call(now) if rotation else None
+                    if member is not None:
+                        who = member.name
+                        extra = {"oncall": member.name, "to": [member.email] if member.email else []}
+                payload = build_payload(
+                    receiver=f"{policy.name}/step{step_i + 1}",
+                    group_key=f"escalation:{a.fingerprint}",
+                    group_labels={"alertname": a.labels.get("alertname", a.rule)},
+                    alerts=[a],
+                    external_url=self.external_url,
+                )
+                if who:
+                    payload["oncall"] = who
+                for channel in step.channels:
+                    queued.append(
+                        self.store.enqueue(
+                            channel=channel,
+                            reason="escalation",
+                            group_key=None,
+                            alert_ids=[a.id],
+                            payload=payload,
+                            extra=extra,
+                            now=now,
+                            conn=conn,
+                        )
+                    )
+                a.escalation_step, a.escalated_at = step_i, now
+                self.store.update_alert(a, conn, ("escalation_step", "escalated_at"))
+                detail = f"step {step_i + 1} via {', '.join(step.channels)}" + (
+                    f", on call: {who}" if who else ""
+                )
+                self.store.add_event(a.id, now, "escalated", detail=detail, conn=conn)
+                log.warning("alert %s %s unacknowledged: escalated to %s", a.id, a.rule, detail)
+        return queued
+
+    def deliver(self) -> dict[str, int]:
+        started = time.perf_counter()
+        counts = self.deliverer.deliver_due()
+        self.store.record_status("deliver", self.clock.now(), time.perf_counter() - started, counts)
+        return counts
+
+    def cycle(self) -> dict[str, Any]:
+        """One evaluation cycle: evaluate, group and queue notifications, escalate. Each stage's
+        failure is logged and recorded; the next stage still runs."""
+        started = time.perf_counter()
+        out: dict[str, Any] = {}
+        try:
+            out["evaluate"] = self.evaluate().as_dict()
+        except Exception as exc:
+            log.exception("alert evaluation failed")
+            out["evaluate"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            cfg = self.config()
+            out["notifications"] = len(self.dispatch(cfg))
+            out["escalations"] = len(self.escalate(cfg))
+        except Exception as exc:
+            log.exception("alert dispatch failed")
+            out["dispatch_error"] = f"{type(exc).__name__}: {exc}"
+        duration = time.perf_counter() - started
+        out["duration_s"] = round(duration, 4)
+        self.store.record_status("evaluate", self.clock.now(), duration, out)
+        return out
+
+    def poll_breakers(self) -> dict[str, Any]:
+        """Evaluate only the breaker rules (cheap; the worker runs it every ~2 s) and dispatch."""
+        report = self.evaluator.evaluate(only=lambda r: r.on_breaker_state is not None)
+        if report.transitions:
+            self.dispatch()
+        return report.as_dict()
+
+    def on_breaker_event(self, event: Any, labels: Mapping[str, str] | None = None) -> None:
+        """Subscribe this to ``guardians.Engine.add_breaker_listener`` in-process."""
+        try:
+            if self.evaluator.on_breaker_event(event, labels):
+                self.dispatch()
+        except Exception:
+            log.exception("handling breaker event %r failed", event)

@@ -1,0 +1,302 @@
+"""Notification channels and the delivery loop.
+
+- ``webhook``: POST of an Alertmanager v4 JSON body (``version: "4"``, groupKey, status,
+  receiver, groupLabels, commonLabels, commonAnnotations, externalURL, alerts[]), so
+  receivers written for Alertmanager work unchanged;
+- ``email``: plain-text mail over SMTP (``smtp://[user:pass@]host:port/?from=…&to=…``);
+- ``log``: a log line per notification.
+
+Notifications wait in ``alert_notifications``; :class:`Deliverer` sends the due ones.
+A failed attempt is recorded and retried with exponential backoff (``base_backoff`` ×
+2^(attempt-1), on the injected clock, so nothing sleeps); after ``max_attempts`` the
+notification is marked failed. Every attempt, good or bad, is a row in
+``alert_deliveries``. A failing channel never stops evaluation nor other channels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+
+import httpx
+
+from alerts.model import FIRING, Channel
+from alerts.store import AlertRecord, AlertStore
+from domain.ports import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(t: datetime | None) -> str:
+    if t is None:
+        return ZERO_TIME
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = dict(maps[0])
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+
+
+def build_payload(
+    *,
+    receiver: str,
+    group_key: str,
+    group_labels: Mapping[str, str],
+    alerts: Sequence[AlertRecord],
+    statuses: Mapping[str, str] | None = None,
+    external_url: str = "",
+) -> dict[str, Any]:
+    """An Alertmanager webhook body, version 4."""
+    items = []
+    for a in alerts:
+        status = (statuses or {}).get(str(a.id), FIRING if a.state == FIRING else "resolved")
+        items.append(
+            {
+                "status": status,
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "startsAt": rfc3339(a.fired_at or a.active_since),
+                "endsAt": rfc3339(a.resolved_at) if status != FIRING else ZERO_TIME,
+                "generatorURL": f"{external_url.rstrip('/')}/alerts?alert={a.id}",
+                "fingerprint": a.fingerprint,
+            }
+        )
+    status = FIRING if any(i["status"] == FIRING for i in items) else "resolved"
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": dict(group_labels),
+        "commonLabels": _common([i["labels"] for i in items]),
+        "commonAnnotations": _common([i["annotations"] for i in items]),
+        "externalURL": external_url,
+        "alerts": items,
+    }
+
+
+def summary_line(payload: Mapping[str, Any]) -> str:
+    alerts = payload.get("alerts", [])
+    firing = sum(1 for a in alerts if a["status"] == FIRING)
+    name = payload.get("commonLabels", {}).get("alertname") or ", ".join(
+        sorted({a["labels"].get("alertname", "?") for a in alerts})
+    )
+    gl = " ".join(f"{k}={v}" for k, v in payload.get("groupLabels", {}).items() if k != "alertname")
+    head = f"[{payload.get('status', '?').upper()}:{firing}] {name}"
+    return f"{head} ({gl})" if gl else head
+
+
+class Sender(Protocol):
+    def send(self, payload: Mapping[str, Any], extra: Mapping[str, Any]) -> None: ...
+
+
+class WebhookSender:
+    def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.headers = dict(headers or {})
+
+    def send(self, payload: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        resp = httpx.post(self.url, json=dict(payload), timeout=self.timeout_s, headers=self.headers)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"webhook {self.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+
+
+def parse_smtp_url(url: str) -> dict[str, Any]:
+    """``smtp://[user:pass@]host:port/?from=…&to=a@x,b@y`` (``smtps://`` for implicit TLS,
+    ``?starttls=true`` for STARTTLS)."""
+    u = urlparse(url)
+    if u.scheme not in ("smtp", "smtps") or not u.hostname:
+        raise ValueError(f"TRADEGUARD_SMTP_URL must look like smtp://host:port/?from=…&to=…, got {url!r}")
+    qs = parse_qs(u.query)
+    to: list[str] = []
+    for v in qs.get("to", []):
+        to.extend(x.strip() for x in v.split(",") if x.strip())
+    return {
+        "host": u.hostname,
+        "port": u.port or (465 if u.scheme == "smtps" else 25),
+        "ssl": u.scheme == "smtps",
+        "starttls": qs.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
+        "user": unquote(u.username) if u.username else None,
+        "password": unquote(u.password) if u.password else None,
+        "from": qs.get("from", ["tradeguard@localhost"])[0],
+        "to": to,
+    }
+
+
+def email_text(payload: Mapping[str, Any]) -> str:
+    lines = [summary_line(payload), ""]
+    for a in payload.get("alerts", []):
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()))
+        lines.append(f"- [{a['status']}] {a['annotations'].get('summary', a['labels'].get('alertname', ''))}")
+        lines.append(f"  labels: {labels}")
+        lines.append(f"  since: {a['startsAt']}")
+        if a["annotations"].get("runbook_url"):
+            lines.append(f"  runbook: {a['annotations']['runbook_url']}")
+        lines.append(f"  {a['generatorURL']}")
+    if payload.get("oncall"):
+        lines += ["", f"On call: {payload['oncall']}"]
+    return "\n".join(lines) + "\n"
+
+
+class EmailSender:
+    def __init__(
+        self, smtp_url: str, *, to: Sequence[str] = (), sender: str | None = None, timeout_s: float = 10.0
+    ) -> None:
+        self.cfg = parse_smtp_url(smtp_url)
+        if to:
+            self.cfg["to"] = list(to)
+        if sender:
+            self.cfg["from"] = sender
+        self.timeout_s = timeout_s
+
+    def send(self, payload: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        to = list(dict.fromkeys([*self.cfg["to"], *extra.get("to", [])]))
+        if not to:
+            raise ValueError(
+                "no e-mail recipient: set to= in the SMTP URL or the channel, or an on-call e-mail"
+            )
+        msg = EmailMessage()
+        msg["Subject"] = summary_line(payload)
+        msg["From"] = self.cfg["from"]
+        msg["To"] = ", ".join(to)
+        msg.set_content(
+            email_text({**payload, **({"oncall": extra["oncall"]} if extra.get("oncall") else {})})
+        )
+        cls = smtplib.SMTP_SSL if self.cfg["ssl"] else smtplib.SMTP
+        with cls(self.cfg["host"], self.cfg["port"], timeout=self.timeout_s) as smtp:
+            if self.cfg["starttls"]:
+                smtp.starttls()
+            if self.cfg["user"]:
+                smtp.login(self.cfg["user"], self.cfg["password"] or "")
+            smtp.send_message(msg)
+
+
+class LogSender:
+    def __init__(self, name: str = "log") -> None:
+        self.log = logging.getLogger(f"{__name__}.{name}")
+
+    def send(self, payload: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        self.log.warning("%s %s", summary_line(payload), json.dumps([a["labels"] for a in payload["alerts"]]))
+
+
+def sender_for(channel: Channel) -> Sender:
+    cfg = channel.config
+    if channel.kind == "webhook":
+        return WebhookSender(str(cfg["url"]), timeout_s=float(cfg.get("timeout_s", 5.0)))  # type: ignore[arg-type]
+    if channel.kind == "email":
+        return EmailSender(
+            str(cfg["smtp_url"]),
+            to=list(cfg.get("to", []) or []),  # type: ignore[call-overload]
+            sender=cfg.get("from"),  # type: ignore[arg-type]
+        )
+    if channel.kind == "log":
+        return LogSender(channel.name)
+    raise ValueError(f"channel kind must be one of webhook, email, log, got {channel.kind!r}")
+
+
+def env_channels(webhook_url: str | None, smtp_url: str | None) -> list[Channel]:
+    """Channels from the environment (``TRADEGUARD_ALERT_WEBHOOK_URL``, ``TRADEGUARD_SMTP_URL``), plus log."""
+    out = [Channel("log", "log")]
+    if webhook_url:
+        out.append(Channel("webhook", "webhook", {"url": webhook_url}))
+    if smtp_url:
+        out.append(Channel("email", "email", {"smtp_url": smtp_url}))
+    return out
+
+
+class Deliverer:
+    """Sends due notifications, records every attempt, retries failures with backoff."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        channels: Callable[[], Mapping[str, Channel]],
+        *,
+        clock: Clock | None = None,
+        max_attempts: int = 5,
+        base_backoff: timedelta = timedelta(seconds=2),
+        senders: Mapping[str, Sender] | None = None,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self._senders = dict(senders or {})
+
+    def _sender(self, channel: Channel) -> Sender:
+        return self._senders.get(channel.name) or sender_for(channel)
+
+    def deliver_due(self) -> dict[str, int]:
+        now = self.clock.now()
+        counts = {"sent": 0, "failed": 0, "retry": 0}
+        channels = self.channels()
+        for n in self.store.due_notifications(now):
+            attempts = n["attempts"] + 1
+            started = time.perf_counter()
+            error: str | None = None
+            try:
+                channel = channels.get(n["channel"])
+                if channel is None:
+                    raise LookupError(
+                        f"channel {n['channel']!r} is not configured (known: {', '.join(sorted(channels))})"
+                    )
+                self._sender(channel).send(n["payload"], n["extra"] or {})
+            except Exception as exc:  # recorded and retried; never propagates
+                error = f"{type(exc).__name__}: {exc}"
+            ms = (time.perf_counter() - started) * 1000
+            at = self.clock.now()
+            if error is None:
+                status, next_at = "sent", at
+                counts["sent"] += 1
+                log.info(
+                    "notification %s via %s delivered (%s)", n["id"], n["channel"], summary_line(n["payload"])
+                )
+            elif attempts >= self.max_attempts:
+                status, next_at = "failed", at
+                counts["failed"] += 1
+                log.error(
+                    "notification %s via %s failed for good after %d attempts: %s",
+                    n["id"],
+                    n["channel"],
+                    attempts,
+                    error,
+                )
+            else:
+                status = "pending"
+                next_at = at + self.base_backoff * (2 ** (attempts - 1))
+                counts["retry"] += 1
+                log.warning(
+                    "notification %s via %s failed (attempt %d), retry at %s: %s",
+                    n["id"],
+                    n["channel"],
+                    attempts,
+                    next_at.isoformat(),
+                    error,
+                )
+            self.store.record_delivery(
+                n["id"],
+                n["channel"],
+                at=at,
+                ok=error is None,
+                error=error,
+                duration_ms=ms,
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_at,
+            )
+        return counts

@@ -1,0 +1,416 @@
+"""The alerting application service: plain data in, plain data out.
+
+The console's Alerts page and the CLI call these methods; they never touch the
+tables. Times are ISO 8601 strings in the results; every "by" is the person acting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts.dispatch import muting
+from alerts.engine import load_active_config
+from alerts.errors import AlertConfigError, InvalidAction, NotFound
+from alerts.model import FIRING, PENDING, RESOLVED, Matcher, Silence, parse_duration
+from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
+from alerts.store import AlertRecord, AlertStore
+from domain.ports import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+def silence_to_dict(s: Silence, now: datetime) -> dict[str, Any]:
+    if s.expired_by is not None or now >= s.ends_at:
+        status = "expired"
+    elif now < s.starts_at:
+        status = "pending"
+    else:
+        status = "active"
+    return {
+        "id": s.id,
+        "matchers": [str(m) for m in s.matchers],
+        "starts_at": s.starts_at.isoformat(),
+        "ends_at": s.ends_at.isoformat(),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "expired_by": s.expired_by,
+        "status": status,
+    }
+
+
+class AlertService:
+    """Use cases of the Alerts page and the ``tradeguard alerts`` CLI."""
+
+    def __init__(
+        self,
+        store: AlertStore,
+        *,
+        clock: Clock | None = None,
+        metrics: Any = None,
+        webhook_url: str | None = None,
+        smtp_url: str | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.metrics = metrics  # optional collectors MetricStore, for metric_behind()
+        self.webhook_url = webhook_url
+        self.smtp_url = smtp_url
+
+    # ------------------------------------------------------------ alerts
+    def list_alerts(
+        self, states: Sequence[str] = (FIRING, PENDING), *, acknowledged: bool | None = None, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Alerts in ``states`` (firing, pending, resolved), newest first, each with
+        ``acknowledged``, ``silenced_by`` (silence ids) and ``inhibited``."""
+        for s in states:
+            if s not in (FIRING, PENDING, RESOLVED):
+                raise ValueError(f"state must be one of firing, pending, resolved, got {s!r}")
+        now = self.clock.now()
+        recs = self.store.alerts(states, limit=limit)
+        if acknowledged is not None:
+            recs = [a for a in recs if bool(a.acknowledged_by) == acknowledged]
+        firing = [a for a in self.store.open_alerts() if a.state == FIRING]
+        cfg = load_active_config(self.store)
+        mute = muting(firing, self.store.silences(active_at=now), cfg.inhibit_rules, now)
+        return [self._alert_dict(a, mute) for a in recs]
+
+    @staticmethod
+    def _alert_dict(a: AlertRecord, mute: Any = None) -> dict[str, Any]:
+        d = a.to_dict()
+        d["acknowledged"] = bool(a.acknowledged_by)
+        d["silenced_by"] = list(mute.silenced.get(a.id, [])) if mute else []
+        d["inhibited"] = bool(mute and a.id in mute.inhibited)
+        d["summary"] = a.annotations.get("summary", "")
+        return d
+
+    def get_alert(self, alert_id: int) -> dict[str, Any]:
+        return self._alert_dict(self.store.get_alert(alert_id))
+
+    def timeline(self, alert_id: int) -> dict[str, Any]:
+        """The alert, its events (pending, firing, acknowledged, notified, escalated, resolved …)
+        in time order, and the notifications sent about it with their delivery attempts."""
+        alert = self.store.get_alert(alert_id)
+        notes = []
+        for n in self.store.notifications(alert_id=alert_id, limit=1000):
+            notes.append(
+                {
+                    "id": n["id"],
+                    "created_at": n["created_at"].isoformat(),
+                    "channel": n["channel"],
+                    "reason": n["reason"],
+                    "status": n["status"],
+                    "attempts": n["attempts"],
+                    "last_error": n["last_error"],
+                    "sent_at": n["sent_at"].isoformat() if n["sent_at"] else None,
+                }
+            )
+        return {
+            "alert": self._alert_dict(alert),
+            "events": self.store.events(alert_id),
+            "notifications": notes,
+        }
+
+    def metric_behind(self, alert_id: int, *, minutes: int = 30, bucket_s: int = 10) -> dict[str, Any]:
+        """The rule's value over the last ``minutes`` for the alert's series, per bucket, for a chart:
+        ``{"rule", "threshold", "op", "points": [{"time", "value"}]}`` (empty points without a store)."""
+        from alerts.evaluator import rule_series
+        from alerts.rulefile import parse_rule
+        from collectors.query import Query
+
+        alert = self.store.get_alert(alert_id)
+        docs = {d["name"]: d for d in self.store.rule_documents()}
+        if alert.rule not in docs:
+            return {"rule": alert.rule, "threshold": None, "op": None, "points": []}
+        rule = parse_rule(docs[alert.rule])
+        out = {"rule": rule.name, "threshold": rule.threshold, "op": rule.op, "points": []}
+        if self.metrics is None or rule.query is None:
+            return out
+        q = rule.query
+        now = self.clock.now()
+        rows = self.metrics.query(
+            Query(
+                q.measurement,
+                q.fields(),
+                now - timedelta(minutes=minutes),
+                now,
+                q.aggregate,  # type: ignore[arg-type]
+                bucket_s,
+                dict(q.where),
+                tuple(q.group_by),
+            )
+        )
+        by_time: dict[datetime, list] = {}
+        for r in rows:
+            by_time.setdefault(r.time, []).append(r)
+        points = []
+        plain = replace(rule, query=replace(q, function="value"))
+        for t in sorted(by_time):
+            for s in rule_series(plain, by_time[t]):
+                if all(alert.labels.get(k) == v for k, v in s.labels.items() if k in q.group_by):
+                    points.append({"time": t.isoformat(), "value": s.value})
+        out["points"] = points
+        return out
+
+    def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+        """Stops escalation and repeat notifications of an open alert."""
+        a = self.store.get_alert(alert_id)
+        if not a.open:
+            raise InvalidAction(
+                f"alert {alert_id} is {a.state}; only pending or firing alerts can be acknowledged"
+            )
+        _need_name(by)
+        now = self.clock.now()
+        a.acknowledged_by, a.acknowledged_at = by, now
+        self.store.update_alert(a, columns=("acknowledged_by", "acknowledged_at"))
+        self.store.add_event(alert_id, now, "acknowledged", by=by, detail=comment)
+        log.info("alert %s acknowledged by %s", alert_id, by)
+        return self.get_alert(alert_id)
+
+    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
+        a = self.store.get_alert(alert_id)
+        if not a.acknowledged_by:
+            raise InvalidAction(f"alert {alert_id} is not acknowledged")
+        _need_name(by)
+        now = self.clock.now()
+        a.acknowledged_by, a.acknowledged_at = None, None
+        # escalation starts over from now
+        a.escalated_at = now if a.fired_at else None
+        self.store.update_alert(a, columns=("acknowledged_by", "acknowledged_at", "escalated_at"))
+        self.store.add_event(alert_id, now, "unacknowledged", by=by)
+        return self.get_alert(alert_id)
+
+    def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+        """Close an open alert by hand. If its condition still holds, the next evaluation opens a new one."""
+        a = self.store.get_alert(alert_id)
+        if not a.open:
+            raise InvalidAction(f"alert {alert_id} is already {a.state}")
+        _need_name(by)
+        now = self.clock.now()
+        a.state, a.resolved_at, a.resolved_by = RESOLVED, now, by
+        self.store.update_alert(a, columns=("state", "resolved_at", "resolved_by"))
+        self.store.add_event(alert_id, now, "resolved", by=by, detail=comment or "resolved by hand")
+        log.info("alert %s resolved by %s", alert_id, by)
+        return self.get_alert(alert_id)
+
+    def history(self, *, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Alerts that fired (open or resolved), newest first."""
+        return [
+            self._alert_dict(a) for a in self.store.alerts(None, limit=limit, since=since, fired_only=True)
+        ]
+
+    def notifications(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        out = []
+        for n in self.store.notifications(limit=limit):
+            out.append(
+                {
+                    "id": n["id"],
+                    "created_at": n["created_at"].isoformat(),
+                    "channel": n["channel"],
+                    "reason": n["reason"],
+                    "status": n["status"],
+                    "attempts": n["attempts"],
+                    "alert_ids": n["alert_ids"],
+                    "last_error": n["last_error"],
+                    "summary": _summary(n["payload"]),
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------ silences
+    def silences(self, *, include_expired: bool = False) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        out = [silence_to_dict(s, now) for s in self.store.silences()]
+        return out if include_expired else [s for s in out if s["status"] != "expired"]
+
+    def create_silence(
+        self,
+        matchers: Iterable[str | Matcher],
+        *,
+        created_by: str,
+        comment: str,
+        duration: str | timedelta | None = None,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``matchers`` like ``"alertname=BreakerOpen"``, ``"instance=~node-.*"``; give ``duration``
+        (e.g. "1h") or ``ends_at``."""
+        ms = [m if isinstance(m, Matcher) else Matcher.parse(m) for m in matchers]
+        if not ms:
+            raise AlertConfigError([("matchers", "at least one matcher label=value is required")])
+        _need_name(created_by, "created_by")
+        if not comment or not comment.strip():
+            raise AlertConfigError([("comment", "required: say why this is silenced")])
+        now = self.clock.now()
+        start = starts_at or now
+        if ends_at is None:
+            if duration is None:
+                raise AlertConfigError([("duration", "give a duration (e.g. 1h) or ends_at")])
+            try:
+                ends_at = start + parse_duration(duration)
+            except ValueError as exc:
+                raise AlertConfigError([("duration", str(exc))]) from exc
+        if ends_at <= start:
+            raise AlertConfigError([("ends_at", "must be after the start")])
+        s = self.store.add_silence(ms, start, ends_at, created_by=created_by, comment=comment, now=now)
+        log.info(
+            "silence %s (%s) until %s by %s", s.id, ", ".join(map(str, ms)), ends_at.isoformat(), created_by
+        )
+        return silence_to_dict(s, now)
+
+    def update_silence(
+        self,
+        silence_id: int,
+        *,
+        ends_at: datetime | None = None,
+        comment: str | None = None,
+        matchers: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if ends_at is not None:
+            values["ends_at"] = ends_at
+        if comment is not None:
+            values["comment"] = comment
+        if matchers is not None:
+            values["matchers"] = [Matcher.parse(m) for m in matchers]
+        return silence_to_dict(self.store.update_silence(silence_id, **values), self.clock.now())
+
+    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
+        """End a silence now (it stays in the list as expired)."""
+        now = self.clock.now()
+        s = self.store.get_silence(silence_id)
+        ends = min(s.ends_at, now)
+        starts = min(s.starts_at, ends)
+        return silence_to_dict(
+            self.store.update_silence(silence_id, ends_at=ends, starts_at=starts, expired_by=by), now
+        )
+
+    def delete_silence(self, silence_id: int) -> None:
+        self.store.delete_silence(silence_id)
+
+    # ------------------------------------------------------------ on-call
+    def on_call_now(self, at: datetime | None = None) -> list[dict[str, Any]]:
+        """Who is on call per rotation: ``{rotation, name, email, override, shift_start, shift_end}``."""
+        now = at or self.clock.now()
+        cfg = load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+        out = []
+        for r in cfg.rotations.values():
+            m = r.on_call(now)
+            bounds = r.shift_bounds(now)
+            override = next((o for o in reversed(r.overrides) if o.start <= now < o.end), None)
+            out.append(
+                {
+                    "rotation": r.name,
+                    "name": m.name if m else None,
+                    "email": m.email if m else None,
+                    "override": override is not None,
+                    "shift_start": (override.start if override else bounds[0]).isoformat()
+                    if bounds or override
+                    else None,
+                    "shift_end": (override.end if override else bounds[1]).isoformat()
+                    if bounds or override
+                    else None,
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------ rules and config
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule as its document (the YAML fields), plus open alert counts."""
+        counts: dict[str, dict[str, int]] = {}
+        for a in self.store.open_alerts():
+            counts.setdefault(a.rule, {FIRING: 0, PENDING: 0})[a.state] += 1
+        out = []
+        for doc in self.store.rule_documents():
+            d = dict(doc)
+            d.setdefault("enabled", True)
+            d["open"] = counts.get(doc["name"], {FIRING: 0, PENDING: 0})
+            out.append(d)
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """The configuration sections in force (route, inhibit rules, channels, policies, rotations)."""
+        cfg = load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+        from alerts.model import AlertConfig
+
+        return config_to_dict(
+            AlertConfig(
+                None,
+                cfg.inhibit_rules,
+                cfg.route,
+                tuple(cfg.channels.values()),
+                tuple(cfg.policies.values()),
+                tuple(cfg.rotations.values()),
+            )
+        )
+
+    def validate(self, text: str) -> list[dict[str, str]]:
+        """Errors of an alert document (YAML or JSON) as ``[{"field", "message"}]``; empty when valid."""
+        try:
+            load_text(text)
+        except AlertConfigError as exc:
+            return [{"field": p, "message": m} for p, m in exc.errors]
+        return []
+
+    def apply(self, document: str | Mapping[str, Any], *, by: str, prune: bool = False) -> dict[str, Any]:
+        """Apply an alert document (YAML/JSON text or a mapping): rules are upserted by name (with
+        ``prune``, rules absent from the document are deleted); other sections replace the stored
+        ones. Raises ``AlertConfigError`` (nothing applied) when anything is invalid."""
+        _need_name(by)
+        cfg = load_text(document) if isinstance(document, str) else parse_document(document)
+        now = self.clock.now()
+        result: dict[str, Any] = {"rules": {"added": [], "changed": [], "unchanged": [], "removed": []}}
+        if cfg.rules is not None:
+            result["rules"] = self.store.replace_rules(
+                [rule_to_dict(r) for r in cfg.rules], by=by, now=now, prune=prune
+            )
+        sections = config_to_dict(cfg)
+        sections.pop("rules", None)
+        for name, doc in sections.items():
+            self.store.set_config_section(name, doc, by=by, now=now)
+        result["sections"] = sorted(sections)
+        log.info("alert document applied by %s: %s", by, result)
+        return result
+
+    def set_rule_enabled(self, name: str, enabled: bool, *, by: str) -> dict[str, Any]:
+        docs = {d["name"]: d for d in self.store.rule_documents()}
+        if name not in docs:
+            raise NotFound(f"no alert rule named {name!r}")
+        doc = dict(docs[name])
+        if enabled:
+            doc.pop("enabled", None)
+        else:
+            doc["enabled"] = False
+        self.store.replace_rules([doc], by=by, now=self.clock.now())
+        return doc
+
+    def delete_rule(self, name: str) -> None:
+        self.store.delete_rule(name)
+
+    def export(self) -> str:
+        """Rules and configuration sections as one YAML document (re-applicable)."""
+        text = dump_yaml(parse_document({"rules": self.store.rule_documents()}))
+        sections = self.store.config_sections()
+        if sections:
+            text += dump_yaml(parse_document(sections))
+        return text
+
+    def worker_status(self) -> dict[str, Any]:
+        return self.store.status()
+
+
+def _need_name(by: str, field: str = "by") -> None:
+    if not by or not str(by).strip():
+        raise AlertConfigError([(field, "required: who is acting (a name)")])
+
+
+def _summary(payload: Mapping[str, Any]) -> str:
+    from alerts.notify import summary_line
+
+    try:
+        return summary_line(payload)
+    except Exception:
+        return ""
