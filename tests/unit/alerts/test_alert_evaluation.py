@@ -299,7 +299,9 @@ rules:
 """,
         by="t",
     )
-    ev = SimpleNamespace(resource="payment.charge", previous="closed", state="open", at=env.clock.now(), rule=None)
+    ev = SimpleNamespace(
+        resource="payment.charge", previous="closed", state="open", at=env.clock.now(), rule=None
+    )
     env.ev.on_breaker_event(ev, {"app": "shop", "instance": "n1"})
     [a] = open_alerts(env)
     assert a.state == "firing"  # `for` is skipped for the event
