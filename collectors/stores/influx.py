@@ -317,5 +317,8 @@ class _NotFound(Exception):
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    status = getattr(exc, "status", None)
+    if status is not None and hasattr(exc, "reason"):
+        return f"HTTP {status} {exc.reason}"
+    text = (str(exc) or type(exc).__name__).splitlines()[0]
     return text if len(text) < 300 else text[:300] + "…"
