@@ -1,0 +1,64 @@
+"""``tradeguard node [--port P] [--host H]``: serve the guarded trading core over HTTP (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tradeguard.settings import load_settings
+from tradeguard.supervisor import port_in_use
+
+log = logging.getLogger(__name__)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tradeguard.bootstrap import build_node
+
+    settings = load_settings()
+    host = args.host or settings.node_host
+    port = settings.node_port if args.port is None else args.port
+    if port and port_in_use(host, port):
+        print(
+            f"tradeguard node: port {port} on {host} is already in use; stop what runs there, "
+            f"or pass another --port (or set TRADEGUARD_NODE_PORT)",
+            file=sys.stderr,
+        )
+        return 2
+    node = build_node(
+        settings, host=host, port=port, guardians=not args.no_guardians, collectors=not args.no_metrics
+    )
+    config = uvicorn.Config(
+        node.app,
+        host=host,
+        port=port,
+        log_config=None,  # keep tradeguard's logging setup
+        access_log=args.access_log,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    node.start()
+    log.info("node %s serving on http://%s:%d", node.ctx.instance, host, port)
+    try:
+        server.run()
+    finally:
+        node.stop()
+    return 0 if server.started else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "node",
+        help="serve the guarded trading core over HTTP",
+        description="The trading core's HTTP API plus /ops/health, /ops/stats, /ops/rules, "
+        "/ops/chaos/payment.",
+    )
+    p.add_argument("--port", type=int, default=None, help="port (default TRADEGUARD_NODE_PORT or 8000)")
+    p.add_argument("--host", default=None, help="address to bind (default TRADEGUARD_NODE_HOST or 127.0.0.1)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--no-guardians", action="store_true", help="run unguarded (benchmarks: the baseline)")
+    p.add_argument("--no-metrics", action="store_true", help="do not run the collectors")
+    p.set_defaults(func=_handle)
