@@ -19,6 +19,13 @@ from collectors.registry import open_store
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PER_PUT = 50
+_OUT = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _OUT:  # one whole line at a time: the flusher thread and the main thread both talk
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def point(seq: int):
@@ -41,7 +48,7 @@ class AnnouncingStore:
 
     def write(self, points):
         self.inner.write(points)
-        print(f"written {len(points)}", flush=True)
+        say(f"written {len(points)}")
         time.sleep(0.02)  # accepted by the store, not yet deleted from the outbox
 
     def __getattr__(self, name):
@@ -63,7 +70,7 @@ def main() -> None:
     while True:
         outbox.put([point(s) for s in range(seq, seq + PER_PUT)])
         seq += PER_PUT
-        print(f"acked {seq}", flush=True)
+        say(f"acked {seq}")
         time.sleep(0.002)
 
 
