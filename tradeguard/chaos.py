@@ -186,11 +186,24 @@ class ChaosStore:
 
 
 class Configurable(Protocol):
-    def configure(self, *, latency_ms: int = ..., error_rate: float = ..., outage: bool = ...) -> Any: ...
+    def configure(self, *, latency_ms: float = ..., error_rate: float = ..., outage: bool = ...) -> Any: ...
+
+
+def _base_latency(gateway: Any) -> float:
+    """The gateway's own latency before any chaos (``settings()["latency_ms"]``), else 0."""
+    getter = getattr(gateway, "settings", None)
+    try:
+        value = getter()["latency_ms"] if callable(getter) else 0
+        return float(value) if value else 0
+    except Exception:
+        return 0
 
 
 class ChaosPoller:
     """Applies the stored chaos settings of one target to a gateway whenever they change.
+
+    ``latency_ms`` is *added* to the gateway's own latency (read once, at construction), so
+    a reset brings the gateway back to its normal behaviour rather than to zero latency.
 
     ``poll()`` is the scheduled job (every ``chaos_poll_s``). A store that cannot be read
     leaves the gateway as it is and is reported by ``status()``.
@@ -207,6 +220,7 @@ class ChaosPoller:
         self.store = store
         self.gateway = gateway
         self.target = check_target(target)
+        self.base_latency_ms = _base_latency(gateway)
         self.on_change = on_change
         self._applied: ChaosSettings | None = None
         self._version = -1
@@ -228,7 +242,9 @@ class ChaosPoller:
                 self._version = version
                 return False
             self.gateway.configure(
-                latency_ms=settings.latency_ms, error_rate=settings.error_rate, outage=settings.outage
+                latency_ms=self.base_latency_ms + settings.latency_ms,
+                error_rate=settings.error_rate,
+                outage=settings.outage,
             )
             first = self._applied is None
             self._applied, self._version = settings, version
@@ -244,6 +260,7 @@ class ChaosPoller:
             "target": self.target,
             "version": self._version,
             "settings": self._applied.as_dict() if self._applied else None,
+            "base_latency_ms": self.base_latency_ms,
         }
         if self._error:
             out["error"] = self._error

@@ -9,8 +9,12 @@ from tradeguard.chaos import ChaosError, ChaosPoller, ChaosSettings, ChaosStore,
 
 
 class FakeGateway:
-    def __init__(self) -> None:
+    def __init__(self, base_latency_ms: float = 0) -> None:
         self.calls: list[dict] = []
+        self.base = base_latency_ms
+
+    def settings(self):
+        return {"latency_ms": self.base, "error_rate": 0.0, "outage": False}
 
     def configure(self, *, latency_ms=0, error_rate=0.0, outage=False):
         self.calls.append({"latency_ms": latency_ms, "error_rate": error_rate, "outage": outage})
@@ -116,3 +120,14 @@ def test_cli_sets_validates_and_resets(tmp_path, monkeypatch, capsys):
     assert cli.main(["chaos", "payment", "--reset"]) == 0
     assert s.get().is_calm
     s.close()
+
+
+def test_latency_is_added_to_the_gateway_own_latency(store):
+    gateway = FakeGateway(base_latency_ms=20)
+    poller = ChaosPoller(store, gateway)
+    store.set(latency_ms=500)
+    poller.poll()
+    assert gateway.calls[-1]["latency_ms"] == 520
+    store.reset()
+    poller.poll()
+    assert gateway.calls[-1] == {"latency_ms": 20, "error_rate": 0.0, "outage": False}
