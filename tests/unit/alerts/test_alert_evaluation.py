@@ -43,13 +43,19 @@ def env(tmp_path):
 
 
 def payments(env, success: int, failure: int, app: str = "shop") -> None:
-    env.metrics.add("payments", {"app": app, "instance": "n1"}, {"success": success, "failure": failure},
-                    env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "payments",
+        {"app": app, "instance": "n1"},
+        {"success": success, "failure": failure},
+        env.clock.now() - timedelta(seconds=1),
+    )
 
 
 def states(env) -> dict[str, str]:
-    return {a["rule"] + str(sorted(a["labels"].items())): a["state"] for a in env.service.list_alerts(
-        ("pending", "firing"))}
+    return {
+        a["rule"] + str(sorted(a["labels"].items())): a["state"]
+        for a in env.service.list_alerts(("pending", "firing"))
+    }
 
 
 def open_alerts(env, rule: str | None = None):
@@ -226,10 +232,15 @@ rules:
     )
     t = env.clock.now()
     for i in range(60):
-        env.metrics.add("collector", {"app": "a", "instance": "n1"}, {"outbox_depth": 100 + i * 10},
-                        t - timedelta(seconds=60 - i))
-        env.metrics.add("collector", {"app": "a", "instance": "n2"}, {"outbox_depth": 5},
-                        t - timedelta(seconds=60 - i))
+        env.metrics.add(
+            "collector",
+            {"app": "a", "instance": "n1"},
+            {"outbox_depth": 100 + i * 10},
+            t - timedelta(seconds=60 - i),
+        )
+        env.metrics.add(
+            "collector", {"app": "a", "instance": "n2"}, {"outbox_depth": 5}, t - timedelta(seconds=60 - i)
+        )
     env.ev.evaluate()
     [a] = open_alerts(env)
     assert a.labels["instance"] == "n1" and a.value > 400
@@ -247,8 +258,12 @@ def test_where_filters_and_batching_share_one_query(env):
     )
     env.service.apply(docs, by="t")
     for i in range(20):
-        env.metrics.add("resource_stats", {"app": "a", "instance": "n1", "resource": f"r{i}"},
-                        {"rt_avg_ms": 600 if i == 7 else 100}, env.clock.now() - timedelta(seconds=5))
+        env.metrics.add(
+            "resource_stats",
+            {"app": "a", "instance": "n1", "resource": f"r{i}"},
+            {"rt_avg_ms": 600 if i == 7 else 100},
+            env.clock.now() - timedelta(seconds=5),
+        )
     report = env.ev.evaluate()
     assert report.queries == 1  # 20 rules, one query shape
     [a] = open_alerts(env)
@@ -311,8 +326,9 @@ rules:
     env.ev.evaluate()
     assert [x.id for x in open_alerts(env)] == [a.id]
     env.clock.advance(1)
-    closed = SimpleNamespace(resource="payment.charge", previous="open", state="half_open",
-                             at=env.clock.now(), rule=None)
+    closed = SimpleNamespace(
+        resource="payment.charge", previous="open", state="half_open", at=env.clock.now(), rule=None
+    )
     env.ev.on_breaker_event(closed, {"app": "shop", "instance": "n1"})
     assert open_alerts(env) == []
 
@@ -322,14 +338,22 @@ def test_breaker_poll_over_the_measurement(env, tmp_path):
     from alerts.engine import ensure_default_rules
 
     assert ensure_default_rules(env.store, env.clock.now())
-    env.metrics.add("breaker_events", {"app": "a", "instance": "n1", "resource": "payment.charge"},
-                    {"state": 1, "previous": 0}, env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "breaker_events",
+        {"app": "a", "instance": "n1", "resource": "payment.charge"},
+        {"state": 1, "previous": 0},
+        env.clock.now() - timedelta(seconds=1),
+    )
     report = engine.poll_breakers()
     assert report["rules"] == 1
     [a] = open_alerts(env)
     assert a.rule == "BreakerOpen" and a.labels["resource"] == "payment.charge"
-    env.metrics.add("breaker_events", {"app": "a", "instance": "n1", "resource": "payment.charge"},
-                    {"state": 2, "previous": 1}, env.clock.now())
+    env.metrics.add(
+        "breaker_events",
+        {"app": "a", "instance": "n1", "resource": "payment.charge"},
+        {"state": 2, "previous": 1},
+        env.clock.now(),
+    )
     env.clock.advance(2)
     engine.poll_breakers()
     assert open_alerts(env) == []
