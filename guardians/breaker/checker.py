@@ -1,0 +1,180 @@
+"""Breaker checker: our ratio/count triggers drive pybreaker's state machine.
+
+pybreaker owns the states (closed / open / half-open), their storage (memory, or
+Redis for a breaker shared across nodes) and the listener notifications; this
+module decides *when* to trip: per ``stat_interval_ms`` window it counts calls
+and bad calls (errors, or calls slower than ``max_rt_ms``) and opens the circuit
+once ``min_requests`` calls were seen and the ratio (or count) crosses the
+threshold. After ``recovery_s`` the next calls find it half-open: ``probes``
+trial calls pass; all succeeding closes it, any failing re-opens it.
+
+The state is cached in a plain attribute so the closed-state check costs one
+comparison; transitions take a lock and go through pybreaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import pybreaker
+
+from guardians.breaker.rule import BreakerRule
+from guardians.clock import Clock
+from guardians.errors import BreakerBlocked
+from guardians.events import CLOSED, HALF_OPEN, OPEN, BreakerStateChanged
+from guardians.stat import ResourceNode
+
+log = logging.getLogger(__name__)
+
+_FROM_PYBREAKER = {
+    pybreaker.STATE_CLOSED: CLOSED,
+    pybreaker.STATE_OPEN: OPEN,
+    pybreaker.STATE_HALF_OPEN: HALF_OPEN,
+}
+
+Emit = Callable[[BreakerStateChanged], None]
+
+
+class _Relay(pybreaker.CircuitBreakerListener):
+    """pybreaker listener that turns its state changes into BreakerStateChanged events."""
+
+    def __init__(self, owner: BreakerChecker) -> None:
+        self.owner = owner
+
+    def state_change(self, cb, old_state, new_state) -> None:  # type: ignore[no-untyped-def,override]
+        prev = _FROM_PYBREAKER.get(old_state.name, CLOSED) if old_state is not None else CLOSED
+        new = _FROM_PYBREAKER.get(new_state.name, CLOSED)
+        if prev != new:
+            self.owner.notify(prev, new)
+
+
+class BreakerChecker:
+    has_exit = True
+
+    def __init__(
+        self,
+        rule: BreakerRule,
+        clock: Clock,
+        emit: Emit,
+        storage: pybreaker.CircuitBreakerStorage | None = None,
+    ) -> None:
+        self.rule = rule
+        self.resource = rule.resource
+        self.clock = clock
+        self.emit = emit
+        self.state = CLOSED
+        self.recovery_s = float(rule.recovery_s)
+        self.interval_ms = int(rule.stat_interval_ms)
+        self.win_start = self.win_end = -1.0
+        self.min_requests = int(rule.min_requests)
+        self.threshold = rule.threshold
+        self.probes = int(rule.probes)
+        self.slow_ms = rule.max_rt_ms if rule.strategy == "slow_ratio" else None
+        self.count_mode = rule.strategy == "error_count"
+        self.opened_t = 0.0
+        self.total = 0
+        self.bad = 0
+        self.probes_started = 0
+        self.probes_ok = 0
+        self._lock = threading.RLock()
+        self.cb = pybreaker.CircuitBreaker(
+            fail_max=2**31,  # pybreaker's own consecutive-failure trigger is never used
+            reset_timeout=self.recovery_s,
+            success_threshold=self.probes,
+            state_storage=storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED),
+            listeners=[_Relay(self)],
+            name=rule.resource,
+        )
+        self.transitions = 0
+
+    # -- the slot -------------------------------------------------------------
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
+        if self.state == CLOSED:
+            return 0.0
+        with self._lock:
+            if self.state == OPEN:
+                remaining = self.opened_t + self.recovery_s - t
+                if remaining > 0:
+                    raise self._blocked(remaining)
+                self._to(HALF_OPEN, t)
+            if self.state == HALF_OPEN:
+                if self.probes_started < self.probes:
+                    self.probes_started += 1
+                    return 0.0
+                raise self._blocked(1.0)
+        return 0.0
+
+    def on_exit(self, node: ResourceNode, t: float, rt_ms: float, error: bool) -> None:
+        slow = self.slow_ms
+        bad = (rt_ms > slow) if slow is not None else error
+        if self.state == CLOSED:
+            if t >= self.win_end or t < self.win_start:
+                w = int(t * 1000) // self.interval_ms
+                self.win_start = w * self.interval_ms / 1000.0
+                self.win_end = (w + 1) * self.interval_ms / 1000.0
+                self.total = self.bad = 0
+            self.total += 1
+            if bad:
+                self.bad += 1
+                total = self.total
+                if total >= self.min_requests and (
+                    self.bad >= self.threshold if self.count_mode else self.bad / total > self.threshold
+                ):
+                    with self._lock:
+                        if self.state == CLOSED:
+                            self._to(OPEN, t)
+            return
+        with self._lock:
+            if self.state != HALF_OPEN:
+                return
+            if bad:
+                self._to(OPEN, t)
+            else:
+                self.probes_ok += 1
+                if self.probes_ok >= self.probes:
+                    self._to(CLOSED, t)
+
+    # -- transitions through pybreaker ----------------------------------------
+    def _to(self, state: str, t: float) -> None:
+        self.transitions += 1
+        if state == OPEN:
+            self.opened_t = t
+            self.state = OPEN
+            self.cb.open()
+            self.cb._state_storage.opened_at = (
+                self.clock.now()
+            )  # pybreaker stamps wall time; ours is injected
+        elif state == HALF_OPEN:
+            self.probes_started = 0
+            self.probes_ok = 0
+            self.state = HALF_OPEN
+            self.cb.half_open()
+        else:
+            self.win_end, self.total, self.bad = -1.0, 0, 0
+            self.state = CLOSED
+            self.cb.close()
+
+    def notify(self, previous: str, state: str) -> None:
+        log.info("breaker %s: %s -> %s (%s)", self.resource, previous, state, self.rule.name)
+        try:
+            self.emit(BreakerStateChanged(self.resource, previous, state, self.clock.now(), self.rule))
+        except Exception:
+            log.exception("breaker listener failed for %s", self.resource)
+
+    def _blocked(self, retry_after: float) -> BreakerBlocked:
+        return BreakerBlocked(
+            self.resource,
+            self.rule,
+            max(retry_after, 0.001),
+            detail=f"breaker {self.rule.name} is {self.state} for {self.resource}",
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "rule": self.rule.name,
+            "state": self.state,
+            "window_total": self.total,
+            "window_bad": self.bad,
+        }

@@ -1,0 +1,34 @@
+"""Breaker rule manager: one breaker per rule; an unchanged rule keeps its breaker and state."""
+
+from __future__ import annotations
+
+from guardians.breaker.checker import BreakerChecker, Emit
+from guardians.breaker.rule import BreakerRule
+from guardians.clock import Clock
+
+
+class BreakerRuleManager:
+    def __init__(self, clock: Clock, emit: Emit) -> None:
+        self.clock = clock
+        self.emit = emit
+        self._rules: tuple[BreakerRule, ...] = ()
+        self._checkers: dict[BreakerRule, BreakerChecker] = {}
+
+    def rules(self) -> list[BreakerRule]:
+        return list(self._rules)
+
+    def breakers(self) -> list[BreakerChecker]:
+        return list(self._checkers.values())
+
+    def load(self, rules: tuple[BreakerRule, ...]) -> tuple[dict[str, list[BreakerChecker]], bool]:
+        changed = rules != self._rules
+        checkers: dict[BreakerRule, BreakerChecker] = {}
+        by_resource: dict[str, list[BreakerChecker]] = {}
+        for rule in rules:
+            if rule in checkers:
+                continue
+            chk = self._checkers.get(rule) or BreakerChecker(rule, self.clock, self.emit)
+            checkers[rule] = chk
+            by_resource.setdefault(rule.resource, []).append(chk)
+        self._rules, self._checkers = tuple(rules), checkers
+        return by_resource, changed

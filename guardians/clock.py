@@ -1,0 +1,86 @@
+"""Injected time: every time-dependent behaviour of guardians reads a ``Clock``.
+
+``time()`` is epoch seconds as a float (it also stamps the per-second metric
+buckets, so it must be wall-clock based); ``now()`` is an aware UTC datetime;
+``sleep()`` is how queueing behaviours wait (a ``FakeClock`` just advances).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time as _time
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def time(self) -> float:
+        """Seconds since the epoch (monotonic-ish; used for windows and response times)."""
+        ...
+
+    def time_ns(self) -> int:
+        """The same instant as integer nanoseconds (the hot path does integer bucket math on it)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    async def asleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock. ``time`` is the builtin itself so the hot path pays one C call."""
+
+    def __init__(self) -> None:
+        self.time = _time.time
+        self.time_ns = _time.time_ns
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            _time.sleep(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when told to (tests). ``sleep`` advances it."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._ns = round(start * 1e9)
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self._ns / 1e9
+
+    def time_ns(self) -> int:
+        return self._ns
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._ns / 1e9, UTC)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._ns += round(seconds * 1e9)
+
+    def set(self, t: float) -> None:
+        with self._lock:
+            self._ns = round(t * 1e9)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds > 0:
+            self.advance(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)

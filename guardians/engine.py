@@ -1,0 +1,519 @@
+"""The engine: resources, their statistics and the slot chain that guards them.
+
+A guarded call runs the slot chain of its resource:
+
+1. *prepare*: find the resource's slot (statistics node + precomputed checks),
+   read the clock once, locate the current 500 ms bucket;
+2. *checks* in a fixed order — system (inbound entries only) → flow → param →
+   breaker; the first ``Blocked`` wins; a checker that raises anything else is
+   logged and counted and the call goes on (a bug in a rule never breaks a call);
+3. *stat hooks* that always run: pass/block counts at entry; success/error and
+   response time at exit, then the exit hooks of checkers that learn from
+   completions (breakers, adaptive limits).
+
+Rules are applied whole: ``apply`` builds every resource's chain from the new
+rule set and swaps one dict, so a call sees either the old or the new rules.
+Checkers of rules that did not change are reused, keeping their state (an
+open breaker stays open across an unrelated edit).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from guardians.breaker.checker import BreakerChecker
+from guardians.breaker.manager import BreakerRuleManager
+from guardians.clock import Clock, SystemClock
+from guardians.degrade.checker import resolve_fallback
+from guardians.degrade.manager import DegradeManager
+from guardians.degrade.rule import DegradeRule
+from guardians.errors import Blocked
+from guardians.events import BreakerStateChanged
+from guardians.flow.checker import QpsReject
+from guardians.flow.manager import FlowRuleManager
+from guardians.param.manager import ParamRuleManager
+from guardians.rules import RuleSet
+from guardians.snapshot import ResourceSnapshot
+from guardians.stat import Bucket, ResourceNode
+from guardians.system.manager import SystemRuleManager
+from guardians.system.probe import SystemProbe
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INBOUND = "__inbound__"
+
+
+class _Slot:
+    """One resource's chain: its statistics node and the checks precomputed at apply time.
+
+    ``checks``/``exits`` are the full chain in order (flow → param → breaker) used by
+    entries; ``guard`` runs the same chain with the two commonest checkers inlined:
+    the tightest direct QPS reject rule (``qps_limit``) and breakers, whose closed
+    state costs one comparison.
+    """
+
+    __slots__ = (
+        "breakers",
+        "checkers",
+        "checks",
+        "degrade",
+        "exits",
+        "fast_checks",
+        "fast_exits",
+        "inbound_checks",
+        "name",
+        "node",
+        "plain",
+        "qps_checker",
+        "qps_limit",
+    )
+
+    def __init__(
+        self, name: str, node: ResourceNode, checkers: list[Any], system: Any, degrade: DegradeRule | None
+    ) -> None:
+        self.name = name
+        self.node = node
+        self.checkers = tuple(checkers)
+        self.checks = tuple(c.check for c in checkers)
+        self.exits = tuple(c.on_exit for c in checkers if c.has_exit)
+        self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
+        self.degrade = degrade
+        direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
+        self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
+        self.qps_limit = self.qps_checker.threshold if self.qps_checker is not None else None
+        self.breakers = tuple(c for c in checkers if isinstance(c, BreakerChecker))
+        rest = [c for c in checkers if type(c) is not QpsReject or c not in direct]
+        rest = [c for c in rest if not isinstance(c, BreakerChecker)]
+        self.fast_checks = tuple(c.check for c in rest)
+        self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
+        self.plain = not checkers
+
+
+def _count_block(b: Bucket, kind: str) -> None:
+    if kind == "flow":
+        b.block_flow += 1
+    elif kind == "breaker":
+        b.block_breaker += 1
+    elif kind == "system":
+        b.block_system += 1
+    else:
+        b.block_param += 1
+
+
+class Engine:
+    """Sentinel-class flow control for named resources. See the module docstring for the chain."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        probe: SystemProbe | None = None,
+        max_resources: int = 50_000,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._time = self.clock.time
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[BreakerStateChanged], None]] = []
+        self._inbound = ResourceNode(INBOUND)
+        self._probe = probe
+        self._flow = FlowRuleManager()
+        self._breaker = BreakerRuleManager(self.clock, self._emit)
+        self._system = SystemRuleManager(self._inbound, self._get_probe)
+        self._param = ParamRuleManager(self.clock)
+        self._degrade = DegradeManager()
+        self._nodes: dict[str, ResourceNode] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._parts: tuple[dict, dict, dict, dict, Any] = ({}, {}, {}, {}, None)
+        self._ruleset = RuleSet()
+        self.rule_version: int | None = None
+        self.max_resources = max_resources
+        self.checker_errors = 0
+        self._checker_errors_by: dict[str, int] = {}
+        self._overflow_logged = False
+
+    # ------------------------------------------------------------------ rules
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._ruleset
+
+    def apply(self, ruleset: RuleSet, version: int | None = None) -> bool:
+        """Swap in a whole rule set; returns whether anything changed."""
+        with self._lock:
+            flow, c1 = self._flow.load(ruleset.flow, self._node)
+            breaker, c2 = self._breaker.load(ruleset.breaker)
+            system, c3 = self._system.load(ruleset.system)
+            param, c4 = self._param.load(ruleset.param)
+            degrade, c5 = self._degrade.load(ruleset.degrade)
+            for name in ruleset.resources():
+                self._node(name)
+            self._parts = (flow, param, breaker, degrade, system)
+            self._slots = {name: self._build(name) for name in self._nodes}
+            self._ruleset = ruleset
+            if version is not None:
+                self.rule_version = version
+            changed = c1 or c2 or c3 or c4 or c5
+        log.info(
+            "applied rule set%s: %d rules (%s)",
+            f" v{version}" if version is not None else "",
+            len(ruleset),
+            "changed" if changed else "unchanged",
+        )
+        return changed
+
+    def register_fallback(self, name: str, fn: Callable[[Blocked], Any]) -> None:
+        """Register a named fallback that degrade rules can choose (``fn(blocked_exc) -> answer``)."""
+        self._degrade.register(name, fn)
+
+    def add_breaker_listener(self, fn: Callable[[BreakerStateChanged], None]) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, event: BreakerStateChanged) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("breaker listener %r failed", fn)
+
+    def _get_probe(self) -> SystemProbe:
+        if self._probe is None:
+            from guardians.system.probe import PsutilProbe
+
+            self._probe = PsutilProbe()
+        return self._probe
+
+    # ------------------------------------------------------------ resources
+    def _node(self, name: str) -> ResourceNode:
+        node = self._nodes.get(name)
+        if node is None:
+            with self._lock:
+                node = self._nodes.get(name)
+                if node is None:
+                    node = self._nodes[name] = ResourceNode(name)
+        return node
+
+    def _build(self, name: str) -> _Slot:
+        flow, param, breaker, degrade, system = self._parts
+        checkers = [*flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())]
+        return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
+
+    def _new_slot(self, name: str) -> _Slot | None:
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is not None:
+                return slot
+            if len(self._nodes) >= self.max_resources and name not in self._nodes:
+                if not self._overflow_logged:
+                    log.warning(
+                        "more than %d resources: %r and later new ones pass unguarded and uncounted",
+                        self.max_resources,
+                        name,
+                    )
+                    self._overflow_logged = True
+                return None
+            self._node(name)
+            slot = self._slots[name] = self._build(name)
+            return slot
+
+    def _checker_failed(self, slot: _Slot, chk: Any) -> None:
+        self.checker_errors += 1
+        n = self._checker_errors_by[slot.name] = self._checker_errors_by.get(slot.name, 0) + 1
+        if n <= 3 or n % 1000 == 0:
+            log.exception("rule checker %r failed on %s (%d so far); the call goes on", chk, slot.name, n)
+
+    # ------------------------------------------------------------- the guard
+    def guard(
+        self,
+        resource: str,
+        call: Callable[[], T],
+        *,
+        args: Mapping[str, str] | None = None,
+        fallback: Callable[[BaseException], T] | None = None,
+    ) -> T:
+        """Run ``call`` guarded by ``resource``'s rules (the domain's Guard port).
+
+        When blocked: the degrade rule's fallback answers if there is one (name
+        ``default`` = the ``fallback`` given here), otherwise the ``Blocked`` error
+        propagates.
+        """
+        slot = self._slots.get(resource)
+        if slot is None:
+            slot = self._new_slot(resource)
+            if slot is None:
+                return call()
+        node = slot.node
+        t = self._time()
+        if t >= node.end:
+            node.roll(t)
+        b = node.cur
+        if not slot.plain:
+            # -- checks: flow → param → breaker, first block wins -------------------
+            lim = slot.qps_limit
+            if lim is not None:
+                prev = node.prev
+                n = b.passed + prev.passed if prev.start == b.start - 1 else b.passed
+                if n + 1 > lim:
+                    return self._blocked(
+                        slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback
+                    )
+            wait = 0.0
+            for chk in slot.fast_checks:
+                try:
+                    w = chk(node, t, args, None)
+                except Blocked as exc:
+                    return self._blocked(slot, b, exc, args, fallback)
+                except Exception:
+                    self._checker_failed(slot, chk)
+                else:
+                    if w:
+                        wait += w
+            for br in slot.breakers:
+                if br.state != "closed":
+                    try:
+                        br.check(node, t, args, None)
+                    except Blocked as exc:
+                        return self._blocked(slot, b, exc, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, br)
+            if wait:
+                self.clock.sleep(wait)
+                t = self._time()
+                b = node.bucket(t)
+        # -- stat hooks ----------------------------------------------------------
+        b.passed += 1
+        node.concurrency += 1
+        try:
+            result = call()
+        except BaseException:
+            self._exit(slot, t, True)
+            raise
+        node.concurrency -= 1
+        t1 = self._time()
+        rt = (t1 - t) * 1000.0
+        if t1 >= node.end:
+            node.roll(t1)
+        b = node.cur
+        b.success += 1
+        b.rt_sum += rt
+        if rt > b.rt_max:
+            b.rt_max = rt
+        if rt < b.rt_min:
+            b.rt_min = rt
+        if not slot.plain:
+            for br in slot.breakers:
+                # closed, same window, not slow: just count the call (the common case, inlined)
+                if (
+                    br.state == "closed"
+                    and br.win_start <= t1 < br.win_end
+                    and (br.slow_ms is None or rt <= br.slow_ms)
+                ):
+                    br.total += 1
+                else:
+                    try:
+                        br.on_exit(node, t1, rt, False)
+                    except Exception:
+                        self._checker_failed(slot, br)
+            for ex in slot.fast_exits:
+                try:
+                    ex(node, t1, rt, False)
+                except Exception:
+                    self._checker_failed(slot, ex)
+        return result
+
+    def _blocked(
+        self, slot: _Slot, b: Bucket, exc: Blocked, args: Any, fallback: Callable[[BaseException], Any] | None
+    ) -> Any:
+        _count_block(b, exc.kind)
+        if exc.args_ is None:
+            exc.args_ = args
+        return self._degraded(slot, exc, fallback)
+
+    def _degraded(self, slot: _Slot, exc: Blocked, fallback: Callable[[BaseException], Any] | None) -> Any:
+        fn = resolve_fallback(self._degrade, slot.degrade, fallback)
+        if fn is None:
+            raise exc
+        return fn(exc)
+
+    def entry(
+        self,
+        resource: str,
+        args: Mapping[str, str] | None = None,
+        origin: str | None = None,
+        *,
+        inbound: bool = False,
+    ) -> Entry:
+        """A guarded section: ``with engine.entry("r"):``, ``async with …``, or ``@engine.entry("r")``.
+
+        ``inbound=True`` marks traffic entering the node (the HTTP middleware):
+        it counts in the node-wide inbound statistics and is subject to system rules.
+        """
+        return Entry(self, resource, args, origin, inbound)
+
+    # -- the general (non-inlined) chain, used by entries and the middleware --
+    def _enter(
+        self, resource: str, args: Any, origin: str | None, inbound: bool
+    ) -> tuple[_Slot | None, float]:
+        slot = self._slots.get(resource) or self._new_slot(resource)
+        if slot is None:
+            return None, 0.0
+        t = self._time()
+        b = slot.node.bucket(t)
+        wait = 0.0
+        for chk in slot.inbound_checks if inbound else slot.checks:
+            try:
+                w = chk(slot.node, t, args, origin)
+            except Blocked as exc:
+                _count_block(b, exc.kind)
+                if inbound:
+                    _count_block(self._inbound.bucket(t), exc.kind)
+                if exc.args_ is None:
+                    exc.args_ = args
+                raise
+            except Exception:
+                self._checker_failed(slot, chk)
+            else:
+                if w:
+                    wait += w
+        return slot, wait
+
+    def _pass(self, slot: _Slot, inbound: bool) -> float:
+        t = self._time()
+        slot.node.bucket(t).passed += 1
+        slot.node.concurrency += 1
+        if inbound:
+            self._inbound.bucket(t).passed += 1
+            self._inbound.concurrency += 1
+        return t
+
+    def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False) -> None:
+        node = slot.node
+        node.concurrency -= 1
+        t = self._time()
+        rt = (t - t0) * 1000.0
+        for n in (node, self._inbound) if inbound else (node,):
+            if n is self._inbound:
+                n.concurrency -= 1
+            b = n.bucket(t)
+            if error:
+                b.error += 1
+            else:
+                b.success += 1
+            b.rt_sum += rt
+            if rt > b.rt_max:
+                b.rt_max = rt
+            if rt < b.rt_min:
+                b.rt_min = rt
+        for ex in slot.exits:
+            try:
+                ex(node, t, rt, error)
+            except Exception:
+                self._checker_failed(slot, ex)
+
+    # ------------------------------------------------------------ statistics
+    def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:
+        """Every completed 1 s bucket newer than ``after_second`` (from the 60 × 1 s window)."""
+        t = self._time()
+        out: list[ResourceSnapshot] = []
+        for node in list(self._nodes.values()):
+            out.extend(node.completed_seconds(after_second, t))
+        out.sort(key=lambda s: (s.second, s.resource))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Current per-resource statistics (sliding 1 s window + last minute) for GET /ops/stats."""
+        t = self._time()
+        breakers = {b.resource: b.describe() for b in self._breaker.breakers()}
+        resources = {}
+        for name, node in sorted(self._nodes.items()):
+            s = node.stats(t)
+            if name in breakers:
+                s["breaker"] = breakers[name]
+            resources[name] = s
+        return {
+            "at": self.clock.now().isoformat(),
+            "rule_version": self.rule_version,
+            "rules": {k: len(v) for k, v in self._ruleset.to_document().items()},
+            "inbound": self._inbound.stats(t),
+            "resources": resources,
+            "checker_errors": self.checker_errors,
+            "fallbacks": self._degrade.names(),
+        }
+
+    def breaker_states(self) -> dict[str, str]:
+        return {b.resource: b.state for b in self._breaker.breakers()}
+
+    def resources(self) -> list[str]:
+        return sorted(self._nodes)
+
+
+class Entry:
+    """A guarded section (context manager, async context manager, decorator)."""
+
+    __slots__ = ("_engine", "_slot", "_t0", "args", "inbound", "origin", "resource")
+
+    def __init__(self, engine: Engine, resource: str, args: Any, origin: str | None, inbound: bool) -> None:
+        self._engine = engine
+        self.resource = resource
+        self.args = args
+        self.origin = origin
+        self.inbound = inbound
+        self._slot: _Slot | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> Entry:
+        eng = self._engine
+        slot, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        if wait:
+            eng.clock.sleep(wait)
+        if slot is not None:
+            self._t0 = eng._pass(slot, self.inbound)
+        self._slot = slot
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        if self._slot is not None:
+            self._engine._exit(self._slot, self._t0, et is not None, self.inbound)
+            self._slot = None
+        return False
+
+    async def __aenter__(self) -> Entry:
+        eng = self._engine
+        slot, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        if wait:
+            await eng.clock.asleep(wait)
+        if slot is not None:
+            self._t0 = eng._pass(slot, self.inbound)
+        self._slot = slot
+        return self
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        return self.__exit__(et, ev, tb)
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        eng, resource, args, origin, inbound = (
+            self._engine,
+            self.resource,
+            self.args,
+            self.origin,
+            self.inbound,
+        )
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*a: Any, **k: Any) -> Any:
+                async with Entry(eng, resource, args, origin, inbound):
+                    return await fn(*a, **k)
+
+            return awrapper
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            with Entry(eng, resource, args, origin, inbound):
+                return fn(*a, **k)
+
+        return wrapper

@@ -1,0 +1,318 @@
+"""Flow checkers: one object per rule, holding that rule's traffic-shaping state.
+
+``check(node, t, args, origin) -> wait_seconds`` raises ``FlowBlocked`` or
+returns how long the call must wait first (queueing behaviours; 0.0 otherwise).
+``on_exit(node, t, rt_ms, error)`` exists only where a behaviour learns from
+completions (adaptive).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+
+from guardians.errors import FlowBlocked
+from guardians.flow.rule import FlowRule
+from guardians.stat import ResourceNode
+
+NodeFor = Callable[[str], ResourceNode]
+
+
+class _OwnCounter:
+    """A 1 s sliding counter of the calls one checker admitted (chain strategy, warm-up)."""
+
+    __slots__ = ("a", "ah", "b", "bh")
+
+    def __init__(self) -> None:
+        self.ah = self.bh = -1
+        self.a = self.b = 0
+
+    def count(self, h: int) -> int:
+        n = 0
+        if self.ah in (h, h - 1):
+            n += self.a
+        if self.bh in (h, h - 1):
+            n += self.b
+        return n
+
+    def add(self, h: int) -> None:
+        if h & 1:
+            if self.bh != h:
+                self.bh, self.b = h, 0
+            self.b += 1
+        else:
+            if self.ah != h:
+                self.ah, self.a = h, 0
+            self.a += 1
+
+
+class FlowChecker:
+    has_exit = False
+    on_exit: Callable[..., None]
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        self.rule = rule
+        self.resource = rule.resource
+        self.threshold = rule.threshold
+        self.origin = rule.origin
+        # relate: the measured traffic is the referenced resource's
+        self.ref_node = node_for(rule.ref_resource) if rule.ref_resource else None
+        self.own = _OwnCounter() if rule.strategy == "chain" else None
+
+    def block(self, retry_after_s: float = 1.0, detail: str = "") -> FlowBlocked:
+        return FlowBlocked(
+            self.resource,
+            self.rule,
+            retry_after_s,
+            detail=detail
+            or f"flow rule {self.rule.name} ({self.rule.grade} threshold {self.threshold:g}) "
+            f"blocked {self.resource}",
+        )
+
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
+        """``t`` is the engine clock (seconds; ``node`` is rolled to it); returns seconds to wait."""
+        raise NotImplementedError
+
+
+class QpsReject(FlowChecker):
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        if self.own is not None:
+            if origin != self.origin:
+                return 0.0
+            h = int(t * 2)
+            if self.own.count(h) + 1 > self.threshold:
+                raise self.block(1.0 - (t % 1.0) or 1.0)
+            self.own.add(h)
+            return 0.0
+        ref = self.ref_node
+        n = node.current_pass_count() if ref is None else ref.pass_count(int(t * 2))
+        if n + 1 > self.threshold:
+            raise self.block(0.5 - (t % 0.5) or 0.5)
+        return 0.0
+
+
+class ConcurrencyReject(FlowChecker):
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        if self.own is not None and origin != self.origin:
+            return 0.0
+        src = self.ref_node or node
+        if src.concurrency + 1 > self.threshold:
+            raise self.block(1.0)
+        return 0.0
+
+
+class WarmUp(FlowChecker):
+    """Sentinel's WarmUpController (Guava SmoothWarmingUp): starts at threshold / cold_factor
+    and ramps to threshold over about ``warm_up_s`` of sustained traffic."""
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        count = rule.threshold
+        cf = rule.cold_factor
+        w = rule.warm_up_s or 10
+        self.count = count
+        self.cold_factor = cf
+        self.warning_token = int(w * count) / (cf - 1)
+        self.max_token = self.warning_token + int(2 * w * count / (1.0 + cf))
+        self.slope = (cf - 1.0) / count / max(self.max_token - self.warning_token, 1e-9)
+        self.stored_tokens = 0.0
+        self.last_filled_s = 0  # whole seconds
+        self.sec = -1
+        self.cur = 0
+        self.prev = 0
+        self._lock = threading.Lock()
+
+    def _passes(self, t: float) -> tuple[int, int]:
+        s = int(t)
+        if s != self.sec:
+            self.prev = self.cur if s == self.sec + 1 else 0
+            self.cur = 0
+            self.sec = s
+        return self.cur, self.prev
+
+    def _sync(self, t: float, previous_qps: int) -> None:
+        s = int(t)
+        if s <= self.last_filled_s:
+            return
+        old = self.stored_tokens
+        new = old
+        elapsed = s - self.last_filled_s
+        if old < self.warning_token or (
+            old > self.warning_token and previous_qps < int(self.count) // self.cold_factor
+        ):
+            new = old + elapsed * self.count
+        new = min(new, self.max_token)
+        self.stored_tokens = max(new - previous_qps, 0.0)
+        self.last_filled_s = s
+
+    def allowed_qps(self, t: float) -> float:
+        _cur, prev = self._passes(t)
+        self._sync(t, prev)
+        rest = self.stored_tokens
+        if rest >= self.warning_token:
+            above = rest - self.warning_token
+            return 1.0 / (above * self.slope + 1.0 / self.count)
+        return self.count
+
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        if self.own is not None and origin != self.origin:
+            return 0.0
+        with self._lock:
+            allowed = self.allowed_qps(t)
+            if self.cur + 1 > allowed + 1e-9:
+                raise self.block(
+                    1.0 - (t % 1.0) or 1.0,
+                    f"flow rule {self.rule.name} (warm-up, {allowed:.1f}/s "
+                    f"now, {self.count:g}/s when warm) blocked {self.resource}",
+                )
+            self.cur += 1
+        return 0.0
+
+
+class Throttle(FlowChecker):
+    """Sentinel's throttling (leaky bucket): calls pass evenly spaced at 1/threshold s,
+    waiting in line up to ``max_queue_ms``; a call that would wait longer is blocked."""
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        self.max_queue_s = (rule.max_queue_ms or 0) / 1000.0
+        self.latest = -math.inf
+        self._lock = threading.Lock()
+
+    def interval(self, t: float) -> float:
+        return 1.0 / self.threshold
+
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        if self.own is not None and origin != self.origin:
+            return 0.0
+        with self._lock:
+            interval = self.interval(t)
+            expected = self.latest + interval
+            if expected <= t:
+                self.latest = t
+                return 0.0
+            wait = expected - t
+            if wait > self.max_queue_s + 1e-9:
+                raise self.block(
+                    wait,
+                    f"flow rule {self.rule.name} (queue: would wait {wait * 1000:.0f} ms > "
+                    f"{self.max_queue_s * 1000:.0f} ms) blocked {self.resource}",
+                )
+            self.latest = expected
+            return wait
+
+
+class WarmUpThrottle(Throttle):
+    """warm_up_queue: the throttle's spacing follows the warm-up allowed rate."""
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        self.warm = WarmUp(rule, node_for)
+
+    def interval(self, t: float) -> float:
+        allowed = self.warm.allowed_qps(t)
+        self.warm.cur += 1
+        return 1.0 / allowed
+
+
+class Adaptive(FlowChecker):
+    """An adaptive concurrency limit (Netflix concurrency-limits): the limit follows measured latency.
+
+    gradient2: limit ← limit·g + queue, g = clamp(tolerance · long_rtt / short_rtt, 0.5, 1), smoothed;
+    vegas: estimate the queue as limit·(1 − rtt_noload / rtt) and grow/shrink by log10(limit).
+    ``threshold`` is the maximum limit; the limit starts there and never goes below ``min_limit``.
+    """
+
+    has_exit = True
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        self.max_limit = float(rule.threshold)
+        self.min_limit = float(rule.min_limit or 1)
+        self.limit = self.max_limit
+        self.algorithm = rule.algorithm or "gradient2"
+        # gradient2 state
+        self.short_rtt = 0.0
+        self.long_rtt = 0.0
+        self.samples = 0
+        self.tolerance = 1.5
+        self.smoothing = 0.2
+        self.long_alpha = 2.0 / (600 + 1)
+        self.short_alpha = 2.0 / (10 + 1)
+        # vegas state
+        self.rtt_noload = math.inf
+        self._lock = threading.Lock()
+
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        if self.own is not None and origin != self.origin:
+            return 0.0
+        if node.concurrency + 1 > int(self.limit):
+            raise self.block(
+                0.1, f"flow rule {self.rule.name} (adaptive limit {int(self.limit)}) blocked {self.resource}"
+            )
+        return 0.0
+
+    def on_exit(self, node: ResourceNode, t: float, rt_ms: float, error: bool) -> None:
+        if error:
+            return
+        with self._lock:
+            self.sample(max(rt_ms, 0.001), node.concurrency + 1)
+
+    def sample(self, rtt: float, inflight: int) -> None:
+        if self.algorithm == "vegas":
+            self._vegas(rtt, inflight)
+        else:
+            self._gradient2(rtt, inflight)
+
+    def _gradient2(self, rtt: float, inflight: int) -> None:
+        self.samples += 1
+        if self.samples == 1:
+            self.short_rtt = self.long_rtt = rtt
+            return
+        self.short_rtt += (rtt - self.short_rtt) * self.short_alpha
+        self.long_rtt += (rtt - self.long_rtt) * self.long_alpha
+        short, long_ = self.short_rtt, self.long_rtt
+        if long_ / short > 2:  # latency dropped a lot: let the long average catch up quickly
+            self.long_rtt = long_ = long_ * 0.95
+        if inflight < self.limit / 2 and short <= long_:
+            return  # application-limited: no evidence to grow
+        gradient = max(0.5, min(1.0, self.tolerance * long_ / short))
+        queue = math.sqrt(self.limit)
+        new = self.limit * gradient + queue
+        new = self.limit * (1 - self.smoothing) + new * self.smoothing
+        self.limit = max(self.min_limit, min(self.max_limit, new))
+
+    def _vegas(self, rtt: float, inflight: int) -> None:
+        if rtt < self.rtt_noload:
+            self.rtt_noload = rtt
+            return
+        limit = self.limit
+        if inflight * 2 < limit:
+            return
+        queue = math.ceil(limit * (1 - self.rtt_noload / rtt))
+        lg = max(1.0, math.log10(max(limit, 1.0)))
+        alpha, beta = 3 * lg, 6 * lg
+        if queue <= lg:
+            new = limit + beta
+        elif queue < alpha:
+            new = limit + lg
+        elif queue > beta:
+            new = limit - lg
+        else:
+            return
+        self.limit = max(self.min_limit, min(self.max_limit, new))
+
+
+def build_checker(rule: FlowRule, node_for: NodeFor) -> FlowChecker:
+    if rule.behavior == "adaptive":
+        return Adaptive(rule, node_for)
+    if rule.grade == "concurrency":
+        return ConcurrencyReject(rule, node_for)
+    if rule.behavior == "warm_up":
+        return WarmUp(rule, node_for)
+    if rule.behavior == "queue":
+        return Throttle(rule, node_for)
+    if rule.behavior == "warm_up_queue":
+        return WarmUpThrottle(rule, node_for)
+    return QpsReject(rule, node_for)

@@ -1,0 +1,112 @@
+import logging
+
+import pytest
+
+from guardians import Blocked, Engine, FlowBlocked, parse_document
+
+from .helpers import attempt, engine
+
+
+class Boom:
+    """A checker with a bug."""
+
+    has_exit = True
+
+    def check(self, node, t, args, origin):
+        raise ZeroDivisionError("bug in a checker")
+
+    def on_exit(self, node, t, rt, error):
+        raise KeyError("bug in an exit hook")
+
+
+def test_a_bug_in_a_checker_never_breaks_the_call(caplog):
+    eng, _clock = engine({"flow": [{"resource": "r", "threshold": 100}]})
+    slot = eng._slots["r"]
+    from guardians.engine import _Slot
+
+    eng._slots["r"] = _Slot("r", slot.node, [Boom(), *slot.checkers], None, None)
+    with caplog.at_level(logging.ERROR):
+        assert eng.guard("r", lambda: 42) == 42
+        with eng.entry("r"):
+            pass
+    assert eng.checker_errors >= 4
+    assert eng.stats()["checker_errors"] == eng.checker_errors
+    assert "failed" in caplog.text
+
+
+def test_apply_swaps_the_whole_rule_set_and_reports_change():
+    eng, _clock = engine()
+    doc = {"flow": [{"resource": "r", "threshold": 1}]}
+    assert eng.apply(parse_document(doc)) is True
+    assert eng.apply(parse_document(doc)) is False
+    assert attempt(eng, "r", 2) == (1, 1)
+    eng.apply(parse_document({"flow": [{"resource": "r", "threshold": 10}]}))
+    assert attempt(eng, "r", 3) == (3, 0)  # same second: the new rule is in force at once
+    eng.apply(parse_document({}))
+    assert attempt(eng, "r", 50) == (50, 0)
+
+
+def test_unchanged_rules_keep_their_state_across_apply():
+    doc = {"breaker": [{"resource": "p", "strategy": "error_count", "threshold": 1, "min_requests": 1}]}
+    eng, _clock = engine(doc)
+    with pytest.raises(RuntimeError):
+        eng.guard("p", lambda: (_ for _ in ()).throw(RuntimeError("x")))
+    assert eng.breaker_states() == {"p": "open"}
+    eng.apply(parse_document({**doc, "flow": [{"resource": "other", "threshold": 5}]}))
+    assert eng.breaker_states() == {"p": "open"}
+
+
+def test_guard_satisfies_the_domain_guard_port_structurally():
+    from domain.ports import Guard  # the test may import domain; guardians may not
+
+    assert isinstance(Engine(), Guard)
+
+
+def test_degrade_default_uses_the_call_site_fallback():
+    eng, _clock = engine(
+        {"flow": [{"resource": "r", "threshold": 1}], "degrade": [{"resource": "r", "fallback": "default"}]}
+    )
+    assert eng.guard("r", lambda: "real", fallback=lambda e: "fallback") == "real"
+    assert eng.guard("r", lambda: "real", fallback=lambda e: f"fallback:{e.kind}") == "fallback:flow"
+    with pytest.raises(FlowBlocked):  # no call-site fallback: the Blocked propagates
+        eng.guard("r", lambda: "real")
+
+
+def test_degrade_named_fallback_registered_in_code():
+    eng, _clock = engine(
+        {"flow": [{"resource": "r", "threshold": 1}], "degrade": [{"resource": "r", "fallback": "sold_out"}]}
+    )
+    eng.register_fallback("sold_out", lambda exc: {"status": "sold_out", "rule": exc.rule.name})
+    eng.guard("r", lambda: None)
+    assert eng.guard("r", lambda: None)["status"] == "sold_out"
+
+
+def test_no_degrade_rule_means_blocked_propagates_even_with_call_site_fallback():
+    eng, _clock = engine({"flow": [{"resource": "r", "threshold": 1}]})
+    eng.guard("r", lambda: None)
+    with pytest.raises(Blocked):
+        eng.guard("r", lambda: None, fallback=lambda e: "x")
+
+
+def test_register_fallback_rejects_reserved_name():
+    with pytest.raises(ValueError):
+        Engine().register_fallback("default", lambda e: None)
+
+
+def test_resources_beyond_the_cap_pass_unguarded():
+    eng = Engine(max_resources=2)
+    for name in ("a", "b", "c", "d"):
+        assert eng.guard(name, lambda: 1) == 1
+    assert eng.resources() == ["a", "b"]
+
+
+def test_blocked_is_picklable():
+    import pickle
+
+    eng, _clock = engine({"flow": [{"resource": "r", "threshold": 1}]})
+    eng.guard("r", lambda: None)
+    try:
+        eng.guard("r", lambda: None)
+    except FlowBlocked as exc:
+        again = pickle.loads(pickle.dumps(exc))
+        assert isinstance(again, FlowBlocked) and again.rule == exc.rule
