@@ -37,9 +37,12 @@ class Window:
         return [self.start + timedelta(seconds=i * self.bucket_s) for i in range(n)]
 
     def coarser(self, bucket_s: int) -> Window:
-        """The same span re-bucketed at ``bucket_s`` (at least the current bucket), aligned to it."""
+        """The same span re-bucketed at ``bucket_s`` (at least the current width); the last, partly
+        filled bucket holding ``end`` is included so a live per-minute chart shows the running minute."""
         width = max(bucket_s, self.bucket_s)
         end = floor_time(self.end, width)
+        if end < self.end:
+            end += timedelta(seconds=width)
         span = max(width, (self.seconds // width) * width)
         return Window(start=end - timedelta(seconds=span), end=end, bucket_s=width)
 

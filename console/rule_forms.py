@@ -1,0 +1,288 @@
+"""Form fields of every guardians rule type, and mapping validation errors back onto them.
+
+Pure (no Streamlit): the Rules page renders one widget per ``FieldSpec`` and puts each
+``FieldError`` whose path names that field right under the widget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from console.services import FieldError
+
+Kind = Literal["text", "select", "number", "int", "bool", "mapping"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: Kind
+    help: str = ""
+    options: tuple[str, ...] = ()
+    required: bool = False
+    default: Any = None
+
+
+FLOW_BEHAVIORS = ("reject", "warm_up", "queue", "warm_up_queue", "adaptive")
+NAME = FieldSpec("name", "text", "optional; generated from the rule when empty")
+
+# The fields of guardians' rule types (guardians/<type>/rule.py), in form order.
+FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "flow": (
+        FieldSpec("resource", "text", "guarded resource, e.g. order.place or 'POST /orders'", required=True),
+        FieldSpec(
+            "threshold",
+            "number",
+            "calls per second (qps) or calls in flight (concurrency), > 0",
+            required=True,
+        ),
+        FieldSpec("grade", "select", "what the threshold counts", ("qps", "concurrency"), True, "qps"),
+        FieldSpec("behavior", "select", "what happens above the threshold", FLOW_BEHAVIORS, True, "reject"),
+        FieldSpec(
+            "strategy",
+            "select",
+            "direct: this resource; relate: another's load; chain: one origin",
+            ("direct", "relate", "chain"),
+            True,
+            "direct",
+        ),
+        FieldSpec("ref_resource", "text", "strategy relate only: the resource whose traffic is measured"),
+        FieldSpec("origin", "text", "strategy chain only: the caller origin this rule limits"),
+        FieldSpec("warm_up_s", "number", "warm_up / warm_up_queue only: seconds of the ramp (default 10)"),
+        FieldSpec(
+            "cold_factor", "number", "warm_up / warm_up_queue only: cold start at threshold ÷ this (3)"
+        ),
+        FieldSpec("max_queue_ms", "int", "queue / warm_up_queue only: longest wait in the queue, ms (500)"),
+        FieldSpec(
+            "algorithm", "select", "adaptive only: how the limit follows latency", ("gradient2", "vegas")
+        ),
+        FieldSpec("min_limit", "int", "adaptive only: the limit never goes below this (1)"),
+        FieldSpec("cluster", "bool", "threshold shared by every node through Redis"),
+        NAME,
+    ),
+    "breaker": (
+        FieldSpec("resource", "text", "guarded resource, e.g. payment.charge", required=True),
+        FieldSpec(
+            "strategy",
+            "select",
+            "what trips the breaker",
+            ("slow_ratio", "error_ratio", "error_count"),
+            True,
+            "error_ratio",
+        ),
+        FieldSpec(
+            "threshold",
+            "number",
+            "ratio 0–1 (slow_ratio, error_ratio) or a count (error_count)",
+            required=True,
+        ),
+        FieldSpec("max_rt_ms", "number", "slow_ratio only: a call slower than this is slow (ms)"),
+        FieldSpec("stat_interval_ms", "int", "statistics window, ms (1000)"),
+        FieldSpec("min_requests", "int", "calls in the window before the breaker may trip (5)"),
+        FieldSpec("recovery_s", "number", "seconds open before half-open probes (10)"),
+        FieldSpec("probes", "int", "successful half-open probes needed to close (1)"),
+        FieldSpec("shared", "bool", "breaker state shared by every node through Redis"),
+        NAME,
+    ),
+    "system": (
+        FieldSpec(
+            "metric",
+            "select",
+            "what of the whole node is limited",
+            ("qps", "concurrency", "avg_rt", "cpu", "load"),
+            True,
+            "qps",
+        ),
+        FieldSpec(
+            "threshold", "number", "qps, calls in flight, ms, CPU share 0–1 or load average", required=True
+        ),
+        FieldSpec(
+            "strategy",
+            "select",
+            "bbr (load only): block only when concurrency exceeds max QPS × min RT",
+            ("plain", "bbr"),
+            True,
+            "plain",
+        ),
+        NAME,
+    ),
+    "param": (
+        FieldSpec("resource", "text", "guarded resource, e.g. order.place", required=True),
+        FieldSpec("param", "text", "argument limited per value: shop, sku or buyer", required=True),
+        FieldSpec("threshold", "int", "calls per value per duration_s", required=True),
+        FieldSpec("duration_s", "int", "the window of the threshold, seconds (1)"),
+        FieldSpec("burst", "int", "extra calls a value may burst (0)"),
+        FieldSpec("exceptions", "mapping", "per-value thresholds as YAML, e.g. {SKU-1: 500, SKU-2: 0}"),
+        NAME,
+    ),
+    "degrade": (
+        FieldSpec("resource", "text", "guarded resource, e.g. payment.charge", required=True),
+        FieldSpec("fallback", "text", "name of a fallback registered in code, e.g. queue_payment (default)"),
+        NAME,
+    ),
+}
+
+_PATH = re.compile(
+    r"^\s*(?P<kind>[a-z_]+)\s*(?:\[(?P<i1>\d+)\]|\.(?P<i2>\d+))?(?:\s*\.\s*(?P<field>[A-Za-z_][\w]*))?"
+)
+
+
+@dataclass(frozen=True)
+class ErrorPlace:
+    kind: str | None
+    index: int | None
+    field: str | None
+
+
+def place(path: str) -> ErrorPlace:
+    """Where an error path points: ``flow[0].threshold`` / ``flow.0.threshold`` → (flow, 0, threshold)."""
+    m = _PATH.match(path or "")
+    if not m:
+        return ErrorPlace(None, None, None)
+    index = m.group("i1") or m.group("i2")
+    return ErrorPlace(m.group("kind"), int(index) if index is not None else None, m.group("field"))
+
+
+def errors_for(
+    errors: Sequence[FieldError], kind: str, index: int | None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """(errors per field of rule ``kind[index]``, errors of that rule not tied to a known field)."""
+    per_field: dict[str, list[str]] = {}
+    rest: list[str] = []
+    names = {f.name for f in FIELDS.get(kind, ())}
+    for e in errors:
+        p = place(e.path)
+        if p.kind != kind or p.index != index:
+            continue
+        if p.field in names:
+            per_field.setdefault(p.field or "", []).append(e.message)
+        else:
+            rest.append(f"{e.path}: {e.message}")
+    return per_field, rest
+
+
+def rule_from_values(
+    kind: str, values: Mapping[str, Any], original: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A rule mapping from form values: empty optional fields are left out, unknown fields of the
+    original rule are kept, whole numbers stay ints."""
+    rule: dict[str, Any] = {}
+    known = {f.name for f in FIELDS[kind]}
+    for k, v in (original or {}).items():
+        if k not in known:
+            rule[k] = v
+    for spec in FIELDS[kind]:
+        v = values.get(spec.name)
+        if v is None or v == "" or (spec.kind == "bool" and v is False and spec.name not in (original or {})):
+            continue
+        if spec.kind == "mapping" and isinstance(v, Mapping) and not v:
+            continue
+        if spec.kind in ("number", "int") and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, str):
+            v = v.strip()
+            if not v:
+                continue
+        rule[spec.name] = v
+    return rule
+
+
+def label(kind: str, index: int, rule: Mapping[str, Any]) -> str:
+    """A short, readable name of a rule for pickers: ``#0 order.place · qps 200 · warm_up``."""
+    bits = [f"#{index}", str(rule.get("resource", "node" if kind == "system" else "?"))]
+    if kind == "flow":
+        bits.append(f"{rule.get('grade', 'qps')} {rule.get('threshold', '?')}")
+        if rule.get("behavior") not in (None, "reject"):
+            bits.append(str(rule["behavior"]))
+    elif kind == "breaker":
+        bits.append(f"{rule.get('strategy', '?')} {rule.get('threshold', '?')}")
+    elif kind == "param":
+        bits.append(f"{rule.get('param', '?')} ≤ {rule.get('threshold', '?')}/s")
+    elif kind == "degrade":
+        bits.append(f"→ {rule.get('fallback', '?')}")
+    elif kind == "system":
+        bits = [f"#{index}", f"{rule.get('metric', '?')} ≤ {rule.get('threshold', '?')}"]
+        if rule.get("strategy") == "bbr":
+            bits.append("bbr")
+    return " · ".join(bits)
+
+
+def table_rows(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rules as table rows: nested values (exception maps, lists) shown as compact YAML-ish text."""
+    import json
+
+    rows = []
+    for rule in rules:
+        row = {}
+        for k, v in rule.items():
+            row[k] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v, default=str)
+        rows.append(row)
+    return rows
+
+
+def proposal_from_rule(kind: str, rule: Mapping[str, Any], *, hot_share: float = 1.0):
+    """The impact-preview proposal of a flow or param rule, or (None, why not)."""
+    from dashboards.impact import FlowProposal, ParamProposal
+
+    try:
+        threshold = float(rule.get("threshold"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None, "the rule has no numeric threshold yet"
+    try:
+        if kind == "flow":
+            strategy = rule.get("strategy", "direct")
+            if strategy not in (None, "direct"):
+                return (
+                    None,
+                    f"strategy {strategy} depends on another resource's or origin's load; "
+                    "only direct rules can be replayed",
+                )
+            if rule.get("behavior") == "adaptive":
+                return None, "an adaptive limit follows latency at run time; it cannot be replayed"
+            grade = rule.get("grade", "qps")
+            return FlowProposal(threshold=threshold, grade=grade, cluster=bool(rule.get("cluster"))), None
+        if kind == "param":
+            duration = float(rule.get("duration_s") or 1)
+            burst = float(rule.get("burst") or 0)
+            return ParamProposal(threshold=threshold / duration, burst=burst, hot_share=hot_share), None
+    except ValueError as exc:
+        return None, str(exc)
+    return None, f"{kind} rules have no impact preview (only flow and param)"
+
+
+def yaml_line(text: str, path: str) -> int | None:
+    """The 1-based line of the YAML node an error path points to (the rule's field, else the rule)."""
+    import yaml
+
+    p = place(path)
+    if p.kind is None:
+        return None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        return None
+
+    def child(node, key):  # type: ignore[no-untyped-def]
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if getattr(k, "value", None) == key:
+                    return k, v
+        return None, None
+
+    key_node, node = child(root, p.kind)
+    if node is None:
+        return None
+    line = key_node.start_mark.line
+    if p.index is not None and isinstance(node, yaml.SequenceNode) and p.index < len(node.value):
+        item = node.value[p.index]
+        line = item.start_mark.line
+        if p.field:
+            fk, _ = child(item, p.field)
+            if fk is not None:
+                line = fk.start_mark.line
+    return line + 1

@@ -1,0 +1,106 @@
+"""Instances: every node from its heartbeats — live, stale or gone; an old rule version stands out.
+
+Refreshes every 3 s inside ``st.fragment(run_every=3)``: 1 heartbeat read and 1
+rule-store read per refresh. No session state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from console.runtime import services, show_errors
+
+REFRESH_S = 3
+STATUS_MARK = {"live": "🟢 live", "stale": "🟠 stale", "gone": "⚫ gone"}
+
+st.title("Instances")
+st.caption(
+    "Each node writes a heartbeat to the control DB every few seconds: address, version, "
+    "the rule version it enforces and when it last took a metrics snapshot."
+)
+
+
+def _age(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "–"
+    s = max(0, int((now - at).total_seconds()))
+    return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
+
+
+@st.fragment(run_every=REFRESH_S)
+def live() -> None:
+    svc = services()
+    data = svc.instances()
+    show_errors(data.errors)
+    now = svc.now()
+    counts = {s: sum(1 for n in data.nodes if n.status == s) for s in ("live", "stale", "gone")}
+    c = st.columns(4)
+    c[0].metric("Live", counts["live"])
+    c[1].metric("Stale", counts["stale"])
+    c[2].metric("Gone", counts["gone"])
+    c[3].metric(
+        "Rule version in force", "–" if data.rule_version_in_force is None else data.rule_version_in_force
+    )
+    if not data.nodes:
+        st.info(
+            "**No node has reported yet.** Start one with `tradeguard node`; it appears here within "
+            "a few seconds.",
+            icon="⏳",
+        )
+        return
+    outdated = [n for n in data.nodes if n.outdated]
+    if outdated:
+        st.error(
+            f"**{len(outdated)} node(s) enforce an old rule version** (in force: "
+            f"{data.rule_version_in_force}): "
+            + ", ".join(
+                f"{n.instance} (v{n.rule_version if n.rule_version is not None else '–'})" for n in outdated
+            ),
+            icon="🚨",
+        )
+    table = pd.DataFrame(
+        [
+            {
+                "instance": n.instance,
+                "status": STATUS_MARK.get(n.status, n.status),
+                "rule version": "–" if n.rule_version is None else str(n.rule_version),
+                "address": n.address,
+                "version": n.version,
+                "last heartbeat": _age(n.last_beat, now),
+                "last snapshot": _age(n.last_snapshot_at, now),
+                "_outdated": n.outdated,
+                "_gone": n.status == "gone",
+            }
+            for n in data.nodes
+        ]
+    )
+
+    def style(row: pd.Series) -> list[str]:
+        if row["_outdated"]:
+            return ["background-color: #5c1a1a; color: #ffd7d7; font-weight: 600"] * len(row)
+        if row["_gone"]:
+            return ["color: #7f8c8d"] * len(row)
+        return [""] * len(row)
+
+    st.dataframe(
+        table.style.apply(style, axis=1),
+        hide_index=True,
+        column_order=[
+            "instance",
+            "status",
+            "rule version",
+            "address",
+            "version",
+            "last heartbeat",
+            "last snapshot",
+        ],
+    )
+    st.caption(
+        f"Updated {datetime.now(UTC):%H:%M:%S} UTC · {data.queries} reads per refresh, every {REFRESH_S} s"
+    )
+
+
+live()
