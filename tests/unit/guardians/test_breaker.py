@@ -1,0 +1,182 @@
+import pytest
+
+from guardians import BreakerBlocked, BreakerStateChanged
+
+from .helpers import call_with_rt, engine
+
+
+def _engine(**rule):
+    eng, clock = engine({"breaker": [{"resource": "pay", **rule}]})
+    events: list[BreakerStateChanged] = []
+    eng.add_breaker_listener(events.append)
+    return eng, clock, events
+
+
+def ok(eng, clock, rt=0.001):
+    return call_with_rt(eng, clock, "pay", rt)
+
+
+def fail(eng, clock, rt=0.001):
+    with pytest.raises(RuntimeError):
+        call_with_rt(eng, clock, "pay", rt, fail=True)
+
+
+def blocked(eng, clock):
+    try:
+        ok(eng, clock)
+        return False
+    except BreakerBlocked:
+        return True
+
+
+def test_error_ratio_waits_for_min_requests_then_opens():
+    eng, clock, events = _engine(
+        strategy="error_ratio", threshold=0.5, min_requests=4, stat_interval_ms=10_000, recovery_s=5
+    )
+    fail(eng, clock)
+    fail(eng, clock)
+    fail(eng, clock)  # 3 of 3 failed, but fewer than min_requests
+    assert eng.breaker_states()["pay"] == "closed"
+    fail(eng, clock)  # 4 calls, 100% errors > 50%
+    assert eng.breaker_states()["pay"] == "open"
+    assert blocked(eng, clock)
+    assert [(e.previous, e.state) for e in events] == [("closed", "open")]
+    assert events[0].resource == "pay" and events[0].rule.strategy == "error_ratio"
+    assert events[0].at.tzinfo is not None
+
+
+def test_error_ratio_at_threshold_does_not_open():
+    eng, clock, _ = _engine(strategy="error_ratio", threshold=0.5, min_requests=4, stat_interval_ms=10_000)
+    ok(eng, clock)
+    ok(eng, clock)
+    fail(eng, clock)
+    fail(eng, clock)  # exactly 50%: not above the threshold
+    assert eng.breaker_states()["pay"] == "closed"
+    fail(eng, clock)  # 3/5 = 60%
+    assert eng.breaker_states()["pay"] == "open"
+
+
+def test_stat_interval_resets_the_window():
+    eng, clock, _ = _engine(strategy="error_count", threshold=3, min_requests=1, stat_interval_ms=1000)
+    fail(eng, clock)
+    fail(eng, clock)
+    clock.advance(1.0)  # new window: the two errors are forgotten
+    fail(eng, clock)
+    fail(eng, clock)
+    assert eng.breaker_states()["pay"] == "closed"
+    fail(eng, clock)
+    assert eng.breaker_states()["pay"] == "open"
+
+
+def test_slow_ratio_counts_slow_calls_even_when_they_succeed():
+    eng, clock, events = _engine(
+        strategy="slow_ratio",
+        max_rt_ms=100,
+        threshold=0.5,
+        min_requests=3,
+        stat_interval_ms=60_000,
+        recovery_s=2,
+    )
+    ok(eng, clock, 0.050)
+    ok(eng, clock, 0.200)
+    assert eng.breaker_states()["pay"] == "closed"
+    ok(eng, clock, 0.300)  # 2 of 3 slow > 50%
+    assert eng.breaker_states()["pay"] == "open"
+    # half-open probe that is slow re-opens
+    clock.advance(2.0)
+    ok(eng, clock, 0.500)
+    assert eng.breaker_states()["pay"] == "open"
+    clock.advance(2.0)
+    ok(eng, clock, 0.010)
+    assert eng.breaker_states()["pay"] == "closed"
+    assert [(e.previous, e.state) for e in events] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+def test_recovery_then_probes_all_succeed_closes():
+    eng, clock, events = _engine(
+        strategy="error_count", threshold=2, min_requests=2, recovery_s=10, probes=3, stat_interval_ms=1000
+    )
+    fail(eng, clock)
+    fail(eng, clock)
+    assert eng.breaker_states()["pay"] == "open"
+    clock.advance(5)
+    assert blocked(eng, clock)  # still recovering
+    clock.advance(5)
+    # half-open: exactly `probes` trial calls are let through while they are in flight
+    admitted = []
+
+    def nested(depth):
+        try:
+            eng.guard("pay", lambda: nested(depth - 1) if depth else None)
+            admitted.append(True)
+        except BreakerBlocked:
+            admitted.append(False)
+
+    nested(4)  # nested callers: the 4th arrives while 3 probes are in flight
+    assert admitted == [False, True, True, True]
+    assert eng.breaker_states()["pay"] == "closed"
+    assert [(e.previous, e.state) for e in events][-2:] == [("open", "half_open"), ("half_open", "closed")]
+
+
+def test_failed_probe_reopens_and_restarts_recovery():
+    eng, clock, _events = _engine(strategy="error_count", threshold=1, min_requests=1, recovery_s=3, probes=2)
+    fail(eng, clock)
+    clock.advance(3)
+    ok(eng, clock)  # probe 1 succeeds
+    assert eng.breaker_states()["pay"] == "half_open"
+    fail(eng, clock)  # probe 2 fails
+    assert eng.breaker_states()["pay"] == "open"
+    clock.advance(2)
+    assert blocked(eng, clock)
+    exc = None
+    try:
+        ok(eng, clock)
+    except BreakerBlocked as e:
+        exc = e
+    assert exc is not None and 0 < exc.retry_after_s <= 1.0 + 1e-6
+    assert exc.rule.name == "breaker:pay:error_count"
+
+
+def test_pybreaker_state_machine_follows():
+    eng, clock, _ = _engine(strategy="error_count", threshold=1, min_requests=1, recovery_s=1)
+    (br,) = eng._breaker.breakers()
+    assert br.cb.current_state == "closed"
+    fail(eng, clock)
+    assert br.cb.current_state == "open"
+    assert br.cb._state_storage.opened_at == clock.now()  # stamped with the injected clock
+    clock.advance(1)
+    ok(eng, clock)
+    assert br.cb.current_state == "closed"
+
+
+def test_blocked_calls_are_counted_as_breaker_blocks_and_degrade():
+    eng, clock = engine(
+        {
+            "breaker": [{"resource": "pay", "strategy": "error_count", "threshold": 1, "min_requests": 1}],
+            "degrade": [{"resource": "pay", "fallback": "queue_payment"}],
+        }
+    )
+    eng.register_fallback("queue_payment", lambda exc: "queued")
+    with pytest.raises(RuntimeError):
+        call_with_rt(eng, clock, "pay", 0.001, fail=True)
+    assert eng.guard("pay", lambda: "charged") == "queued"
+    clock.advance(1)
+    (s,) = eng.metrics_since(0)
+    assert s.block_breaker == 1 and s.error == 1
+
+
+def test_listener_failure_does_not_break_the_call():
+    eng, clock, events = _engine(strategy="error_count", threshold=1, min_requests=1)
+
+    def bad(event):
+        raise RuntimeError("listener bug")
+
+    eng.add_breaker_listener(bad)
+    fail(eng, clock)
+    assert events and eng.breaker_states()["pay"] == "open"
