@@ -118,3 +118,23 @@ def test_database_is_created_when_missing(influxd):
     names = {v[0] for v in resp["results"][0]["series"][0]["values"]}
     assert db in names
     store.close()
+
+
+def test_node_collection_health_shows_unreachable_influx(tmp_path):
+    from collectors.runtime import Collection
+
+    c = Collection.open(
+        f"influxdb://127.0.0.1:{free_port()}/db?api=v1&timeout=2s",
+        tmp_path / "outbox.db",
+        app="tg",
+        instance="n1",
+        collect_host_metrics=False,
+    )
+    c.start()  # real APScheduler jobs; nothing here waits on them
+    c.outbox.put(order_points(3))
+    c.flush()
+    health = c.health()
+    assert health["status"] == "degraded" and health["running"] is True
+    assert health["store"]["reachable"] is False and health["store"]["kind"] == "influxdb"
+    assert health["outbox"]["depth"] >= 3 and health["last_flush_error"]
+    c.stop(flush=False)
