@@ -49,6 +49,12 @@ class Env:
         lv = self.store.state.stock[(sku, pool)]
         return lv.on_hand, lv.reserved
 
+    def order_count(self) -> int:
+        return len(self.store.state.orders)
+
+    def limit_used(self, buyer: str, sku: str, key: str) -> int:
+        return self.store.state.limits.get((buyer, sku, key), 0)
+
     def event_names(self) -> list[str]:
         return [e.name for e in self.publisher.events]
 

@@ -70,7 +70,7 @@ def test_flash_sale_limited_stock_runs_out(env):
         env.service.place_order(order_cmd([("B2", 1)], tx_type="flash_sale", buyer="b9"))
     assert exc.value.extra["available"] == 0 and exc.value.extra["pool"] == "flash"
     # the failed attempt did not consume b9's flash limit
-    assert env.store.state.limits.get(("b9", "B2", "flash:p-flash"), 0) == 0
+    assert env.limit_used("b9", "B2", "flash:p-flash") == 0
 
 
 def test_flash_sale_refuses_sku_not_on_sale(env):
@@ -101,18 +101,17 @@ def test_duplicate_sku_lines_are_merged(env):
 
 
 def test_unknown_sku_writes_nothing(env):
-    commits = env.store.commits
     with pytest.raises(errors.UnknownSku) as exc:
         env.service.place_order(order_cmd([("A1", 1), ("NOPE", 1)]))
     assert exc.value.field == "lines[1].sku" and exc.value.kind == "not_found"
-    assert env.store.commits == commits and env.stock("A1") == (10, 0) and env.publisher.events == []
+    assert env.order_count() == 0 and env.stock("A1") == (10, 0) and env.publisher.events == []
 
 
 def test_out_of_stock_on_a_later_line_rolls_back_earlier_reservations(env):
     with pytest.raises(errors.OutOfStock) as exc:
         env.service.place_order(order_cmd([("A1", 1), ("B1", 4)]))
     assert exc.value.extra["available"] == 3 and exc.value.field == "lines[1].qty"
-    assert env.stock("A1") == (10, 0) and env.store.state.orders == {} and env.publisher.events == []
+    assert env.stock("A1") == (10, 0) and env.order_count() == 0 and env.publisher.events == []
 
 
 @pytest.mark.parametrize(("field", "value"), [("qty", 0), ("qty", -1), ("qty", 1000), ("qty", True)])

@@ -1,0 +1,184 @@
+"""Tables of the trading DB (SQLAlchemy Core). Money in integer cents; times aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware datetimes as UTC; always hands back aware UTC (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the trading DB; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+shops = Table(
+    "shops", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+products = Table(
+    "products", metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("shop_id", String(64), ForeignKey("shops.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("limit_max_qty", Integer),
+    Column("limit_period", String(16)),
+)
+
+promotions = Table(
+    "promotions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("shop_id", String(64), ForeignKey("shops.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("sku", String(64)),
+    Column("percent", Integer, nullable=False, default=0),
+    Column("amount_cents", BigInteger, nullable=False, default=0),
+    Column("threshold_cents", BigInteger, nullable=False, default=0),
+    Column("price_cents", BigInteger, nullable=False, default=0),
+    Column("stock", Integer, nullable=False, default=0),
+    Column("per_buyer_limit", Integer, nullable=False, default=0),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+)
+
+inventory = Table(
+    "inventory", metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("pool", String(16), primary_key=True),
+    Column("on_hand", Integer, nullable=False),
+    Column("reserved", Integer, nullable=False, default=0),
+    # belt and braces: the conditional UPDATEs already keep these true
+    CheckConstraint("reserved >= 0", name="ck_inventory_reserved_nonneg"),
+    CheckConstraint("on_hand >= reserved", name="ck_inventory_not_oversold"),
+)
+
+purchase_counters = Table(
+    "purchase_counters", metadata,
+    Column("buyer_id", String(64), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("period_key", String(64), primary_key=True),
+    Column("used", Integer, nullable=False, default=0),
+    CheckConstraint("used >= 0", name="ck_purchase_counters_nonneg"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("buyer_id", String(64), nullable=False),
+    Column("tx_type", String(32), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("version", Integer, nullable=False, default=0),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("addr_country", String(200), nullable=False),
+    Column("addr_province", String(200), nullable=False),
+    Column("addr_city", String(200), nullable=False),
+    Column("addr_district", String(200), nullable=False),
+    Column("addr_street", String(200), nullable=False),
+    Column("addr_recipient", String(200), nullable=False),
+    Column("addr_phone", String(40), nullable=False),
+    UniqueConstraint("buyer_id", "idempotency_key", name="uq_orders_buyer_idempotency_key"),
+    Index("ix_orders_status_expires", "status", "expires_at"),
+)
+
+sub_orders = Table(
+    "sub_orders", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("order_id", String(40), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+order_lines = Table(
+    "order_lines", metadata,
+    Column("order_id", String(40), ForeignKey("orders.id"), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("sub_order_id", String(40), ForeignKey("sub_orders.id"), nullable=False),
+    Column("shop_id", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("list_price_cents", BigInteger, nullable=False),
+    Column("unit_price_cents", BigInteger, nullable=False),
+    Column("discount_cents", BigInteger, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("pool", String(16), nullable=False),
+    Column("limit_key", String(64)),
+    Column("refund_requested_qty", Integer, nullable=False, default=0),
+    Column("refunded_qty", Integer, nullable=False, default=0),
+    Column("refunded_cents", BigInteger, nullable=False, default=0),
+    Column("requested_cents", BigInteger, nullable=False, default=0),
+    Column("position", Integer, nullable=False),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("order_id", String(40), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("reference", String(128)),
+    Column("reason", Text),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+)
+
+refunds = Table(
+    "refunds", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("order_id", String(40), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("last_error", Text),
+)
+
+refund_lines = Table(
+    "refund_lines", metadata,
+    Column("refund_id", String(40), ForeignKey("refunds.id"), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("sub_order_id", String(40), nullable=False),
+    Column("shop_id", String(64), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+)

@@ -1,0 +1,186 @@
+"""SQLAlchemy unit of work and the trading DB factory.
+
+``build_trading_db(url)`` accepts any SQLAlchemy URL. SQLite gets WAL, a busy
+timeout, foreign keys, and explicit transactions: a writing unit of work starts
+with ``BEGIN IMMEDIATE`` (takes the write lock up front and waits for it through
+the busy timeout, instead of failing later with "database is locked" on lock
+upgrade); a read-only one uses a plain deferred ``BEGIN`` (WAL readers never
+block). Store errors worth retrying (SQLite busy/locked, PostgreSQL
+serialization failure or deadlock, a concurrent insert of the same idempotency
+key) surface as ``domain.errors.TransientStoreError``; the service retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from domain.adapters import orm
+from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
+from domain.errors import DuplicateKey, TransientStoreError
+from domain.storage import AbstractUnitOfWork
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_PG = {"40001", "40P01", "55P03"}  # serialization_failure, deadlock_detected, lock_not_available
+
+
+def translate(exc: BaseException) -> BaseException | None:
+    """The TransientStoreError for a DB error worth retrying, else None."""
+    if isinstance(exc, IntegrityError):
+        msg = str(exc.orig)
+        if "uq_orders_buyer_idempotency_key" in msg or ("orders.buyer_id" in msg and "UNIQUE" in msg):
+            return DuplicateKey("another request just placed an order with this idempotency key")
+        return None
+    if isinstance(exc, OperationalError):
+        msg = str(exc.orig).lower()
+        if "locked" in msg or "busy" in msg:
+            return TransientStoreError(f"sqlite busy: {exc.orig}")
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code in _TRANSIENT_PG:
+            return TransientStoreError(f"postgresql {code}: {exc.orig}")
+    return None
+
+
+class SqlUnitOfWork(AbstractUnitOfWork):
+    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+        super().__init__()
+        self.engine = engine
+        self.readonly = readonly
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        super().__enter__()
+        conn = self.engine.connect()
+        conn.info["tg_begin"] = "BEGIN" if self.readonly else "BEGIN IMMEDIATE"
+        try:
+            conn.begin()
+        except DBAPIError as exc:
+            conn.close()
+            mapped = translate(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
+        self.conn = conn
+        self.orders = SqlOrderRepository(conn)
+        self.catalog = SqlCatalog(conn)
+        self.inventory = SqlInventory(conn)
+        self.limits = SqlLimits(conn)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+        if isinstance(exc, DBAPIError):
+            mapped = translate(exc)
+            if mapped is not None:
+                raise mapped from exc
+
+    def _commit(self) -> None:
+        assert self.conn is not None
+        self.conn.commit()
+
+    def _rollback(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.rollback()
+            except DBAPIError:
+                log.warning("rollback failed", exc_info=True)
+
+
+@dataclass
+class TradingDB:
+    engine: Engine
+    url: str
+    schema: str | None = None
+
+    def uow_factory(self, *, readonly: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, readonly=readonly)
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok"|"down", "backend": ..., "detail": ...}`` for GET /ops/health."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return {"status": "ok", "backend": self.engine.dialect.name}
+        except Exception as exc:
+            return {"status": "down", "backend": self.engine.dialect.name, "detail": str(exc)}
+
+    def drop_all(self) -> None:
+        orm.metadata.drop_all(self.engine)
+
+    def create_all(self) -> None:
+        orm.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` → psycopg 3 driver; a bare path → SQLite file."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False,
+                     busy_timeout_ms: int = 10_000, pool_size: int = 10, max_overflow: int = 40) -> TradingDB:
+    """Engine + unit-of-work factory for the trading DB; creates the tables if missing.
+
+    ``schema`` (PostgreSQL) puts every table in that schema (created if absent) — tests use it for
+    isolation; ``reset`` drops and re-creates the tables first.
+    """
+    url = normalize_url(url)
+    u = make_url(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if u.get_backend_name() == "sqlite":
+        db = u.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow,
+                      connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+    engine = create_engine(url, **kwargs)
+    if u.get_backend_name() == "sqlite":
+        _sqlite_pragmas(engine, busy_timeout_ms)
+    if schema:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    tdb = TradingDB(engine=engine, url=url, schema=schema)
+    if reset:
+        tdb.drop_all()
+    tdb.create_all()
+    log.info("trading DB ready: %s%s", engine.url.render_as_string(hide_password=True),
+             f" (schema {schema})" if schema else "")
+    return tdb
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.info.get("tg_begin", "BEGIN IMMEDIATE"))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+
+from domain.adapters.unit_of_work import build_trading_db, normalize_url
+from tests.unit.domain.helpers import order_cmd
+
+
+def test_times_come_back_aware_utc(env):
+    view = env.service.place_order(order_cmd([("A1", 1)]))
+    again = env.service.get_order(view.id)
+    assert again.created_at == env.clock.now() and again.created_at.tzinfo is not None
+    assert again.expires_at.utcoffset().total_seconds() == 0
+
+
+def test_sqlite_pragmas_and_health(tmp_path):
+    db = build_trading_db(f"sqlite:///{tmp_path / 'sub' / 'x.db'}")
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+    assert db.health()["status"] == "ok"
+    db.dispose()
+
+
+def test_build_is_idempotent_and_seed_survives(tmp_path, sql_db):
+    from domain.services import TradingService
+    from tests.unit.domain.fakes import FakeGateway
+    from tests.unit.domain.helpers import small_catalog
+
+    svc = TradingService(sql_db.uow_factory, FakeGateway())
+    first = svc.seed(small_catalog())
+    assert svc.seed(small_catalog()) == {"shops": 0, "products": 0, "stock": 0, "promotions": 0}
+    assert first["shops"] == 2
+    assert [s.id for s in svc.list_shops()] == ["s1", "s2"]
+
+
+def test_normalize_url():
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("var/x.db") == "sqlite:///var/x.db"
+    assert normalize_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_naive_datetime_is_refused(tmp_path):
+    db = build_trading_db(f"sqlite:///{tmp_path / 'n.db'}")
+    from domain.adapters.orm import UTCDateTime
+
+    t = UTCDateTime()
+    try:
+        t.process_bind_param(datetime(2026, 1, 1), db.engine.dialect)
+        raise AssertionError("expected ValueError")
+    except ValueError:
+        pass
+    assert t.process_bind_param(datetime(2026, 1, 1, tzinfo=UTC), db.engine.dialect).tzinfo is None
+    db.dispose()
