@@ -1,0 +1,91 @@
+"""``tradeguard alerts …`` and ``tradeguard worker --once/--health`` against a temp control DB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tradeguard.cli import main
+
+
+@pytest.fixture
+def var(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADEGUARD_VAR_DIR", str(tmp_path / "var"))
+    for name in (
+        "TRADEGUARD_CONTROL_DB",
+        "TRADEGUARD_METRICS_URL",
+        "TRADEGUARD_ALERT_WEBHOOK_URL",
+        "TRADEGUARD_SMTP_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_worker_once_installs_default_rules_and_health_reads_the_cycle(var, capsys):
+    code, out, _ = run(capsys, "worker", "--health")
+    assert code == 1 and json.loads(out.strip().splitlines()[-1])["ok"] is False
+    code, out, _ = run(capsys, "worker", "--once")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["evaluate"]["rules"] == 6
+    code, out, _ = run(capsys, "worker", "--health")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["ok"] is True
+    code, out, _ = run(capsys, "alerts", "rules", "list", "--json")
+    assert code == 0 and len(json.loads(out)) == 6
+
+
+def test_rules_apply_validate_and_errors(var, capsys, tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "rules:\n  - {name: CpuHigh, query: {measurement: host, field: cpu, aggregate: max},"
+        " op: '>', threshold: 90}\n"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: CpuHigh, query: {measurement: host, field: cpu, aggregate: avg}}\n")
+    code, out, _ = run(capsys, "alerts", "rules", "apply", "-f", str(good), "--by", "alice")
+    assert code == 0 and json.loads(out)["rules"]["added"] == ["CpuHigh"]
+    code, _, err = run(capsys, "alerts", "rules", "apply", "-f", str(bad), "--by", "alice")
+    assert code == 2 and "rules[0].query.aggregate: must be one of sum" in err
+    code, _, err = run(capsys, "alerts", "rules", "validate", "-f", str(bad))
+    assert code == 1 and "rules[0].threshold" in err
+    code, out, _ = run(capsys, "alerts", "rules", "list")
+    assert code == 0 and "CpuHigh" in out
+
+
+def test_silence_list_ack_flow(var, capsys):
+    code, out, _ = run(
+        capsys,
+        "alerts",
+        "silence",
+        "--match",
+        "alertname=BreakerOpen",
+        "--match",
+        "instance=~n.*",
+        "--for",
+        "1h",
+        "--by",
+        "alice",
+        "--comment",
+        "deploying",
+    )
+    s = json.loads(out)
+    assert (
+        code == 0 and s["matchers"] == ["alertname=BreakerOpen", "instance=~n.*"] and s["status"] == "active"
+    )
+    code, out, _ = run(capsys, "alerts", "silences", "--json")
+    assert [x["id"] for x in json.loads(out)] == [s["id"]]
+    code, out, _ = run(capsys, "alerts", "expire", str(s["id"]), "--by", "alice")
+    assert json.loads(out)["status"] == "expired"
+    code, out, _ = run(capsys, "alerts", "list", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, _, err = run(capsys, "alerts", "ack", "42", "--by", "bob")
+    assert code == 1 and "no alert with id 42" in err
+    code, _, err = run(
+        capsys, "alerts", "silence", "--match", "oops", "--for", "1h", "--by", "a", "--comment", "c"
+    )
+    assert code == 1 and "label=value" in err
