@@ -50,6 +50,8 @@ class FlowRule:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.behavior not in ("warm_up", "warm_up_queue"):
+            d.pop("cold_factor")
         return {k: v for k, v in d.items() if v is not None and not (k == "cluster" and v is False)}
 
 
