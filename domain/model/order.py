@@ -335,7 +335,13 @@ class Order:
         refund = Refund(id=refund_id, order_id=self.id, status="requested", created_at=now)
         plan: list[tuple[OrderLine, int]] = []
         for sku, qty in wanted.items():
-            line = self.line(sku)
+            line = next((li for li in self.lines if li.sku == sku), None)
+            if line is None:
+                raise InvalidRequest(
+                    f"order {self.id} has no line for sku {sku!r}; refundable skus: "
+                    f"{', '.join(li.sku for li in self.lines)}",
+                    field="lines.sku", rule="refund.line_in_order", extra={"sku": sku},
+                )
             left = line.qty - line.refund_requested_qty
             if qty > left:
                 raise InvalidRequest(

@@ -55,8 +55,9 @@ def test_refund_needs_paid_order_and_known_line(env):
     with pytest.raises(errors.Conflict):
         env.service.request_refund(view.id, [("A1", 1)])
     env.service.pay_order(view.id)
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.InvalidRequest) as exc:
         env.service.request_refund(view.id, [("B1", 1)])
+    assert exc.value.rule == "refund.line_in_order"
     with pytest.raises(errors.InvalidRequest) as exc:
         env.service.request_refund(view.id, [("A1", 0)])
     assert exc.value.field == "lines[0].qty"

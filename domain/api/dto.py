@@ -1,0 +1,151 @@
+"""HTTP DTOs (pydantic), separate from the domain model and views."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+Qty = Annotated[int, Field(strict=True, ge=1, le=999, description="units, 1..999")]
+
+
+class AddressIn(BaseModel):
+    country: Text
+    province: Text
+    city: Text
+    district: Text
+    street: Text
+    recipient: Text
+    phone: Annotated[str, Field(min_length=5, max_length=40)]
+
+
+class LineIn(BaseModel):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    qty: Qty
+
+
+class PlaceOrderIn(BaseModel):
+    buyer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    tx_type: Annotated[str, Field(min_length=1, max_length=32, examples=["fixed_price", "flash_sale"])]
+    channel: Literal["app", "web", "mini_program"]
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=50)]
+    address: AddressIn
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class RefundIn(BaseModel):
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=50)]
+    sub_order_id: str | None = Field(default=None, description="optional; lines identify their sub-orders")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LineOut(_Out):
+    sku: str
+    name: str
+    qty: int
+    list_price_cents: int
+    unit_price_cents: int
+    discount_cents: int
+    amount_cents: int
+    refunded_qty: int
+    refund_requested_qty: int
+
+
+class SubOrderOut(_Out):
+    id: str
+    shop_id: str
+    status: str
+    gross_cents: int
+    discount_cents: int
+    amount_cents: int
+    lines: list[LineOut]
+
+
+class PaymentOut(_Out):
+    id: str
+    status: str
+    amount_cents: int
+    reference: str | None
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class RefundLineOut(_Out):
+    sub_order_id: str
+    shop_id: str
+    sku: str
+    qty: int
+    amount_cents: int
+
+
+class RefundOut(_Out):
+    id: str
+    order_id: str
+    status: str
+    amount_cents: int
+    lines: list[RefundLineOut]
+    created_at: datetime
+    completed_at: datetime | None
+    last_error: str | None
+
+
+class OrderOut(_Out):
+    id: str
+    buyer_id: str
+    status: str
+    tx_type: str
+    channel: str
+    idempotency_key: str
+    created_at: datetime
+    expires_at: datetime | None
+    gross_cents: int
+    discount_cents: int
+    amount_cents: int
+    address: dict[str, str]
+    sub_orders: list[SubOrderOut]
+    payments: list[PaymentOut]
+    refunds: list[RefundOut]
+
+
+class ShopOut(_Out):
+    id: str
+    name: str
+    products: int
+
+
+class FlashOut(_Out):
+    promotion_id: str
+    price_cents: int
+    available: int
+    per_buyer_limit: int
+    ends_at: datetime | None
+
+
+class ProductOut(_Out):
+    sku: str
+    shop_id: str
+    name: str
+    price_cents: int
+    available: int
+    limit_per_buyer: int | None
+    limit_period: str | None
+    promotions: list[str]
+    flash: FlashOut | None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with ``field``/``rule`` extension members."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    field: str | None = None
+    rule: str | None = None

@@ -1,0 +1,91 @@
+"""RFC 9457 problem+json responses for domain errors, validation errors and HTTP errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain import errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://tradeguard.dev/problems/"
+_RESERVED = {"type", "title", "status", "detail", "instance"}
+
+
+def problem(status: int, kind: str, detail: str, *, title: str | None = None, instance: str | None = None,
+            headers: dict[str, str] | None = None, members: dict[str, Any] | None = None,
+            **more: Any) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + kind.replace("_", "-"),
+        "title": title or kind.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    for k, v in {**(members or {}), **more}.items():
+        if v is None:
+            continue
+        if k in _RESERVED:  # never let an extension member shadow a standard one
+            k = "current_status" if k == "status" else f"{k}_value"
+        body[k] = v
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def status_for(exc: errors.DomainError) -> int:
+    if isinstance(exc, errors.UnknownSku):
+        return 422  # the request body names a SKU the catalog does not have
+    return errors.KIND_STATUS.get(exc.kind, 400)
+
+
+def loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "body"
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    status = status_for(exc)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    kind = "unknown_sku" if isinstance(exc, errors.UnknownSku) else exc.kind
+    members = {"field": exc.field, "rule": exc.rule, **exc.extra}
+    return problem(status, kind, exc.message, title=exc.title, instance=request.url.path, headers=headers,
+                   members=members)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errs = [{"field": loc_to_field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+            for e in exc.errors()]
+    first = errs[0] if errs else {"field": "body", "message": "invalid request"}
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errs[:5])
+    rule = "qty.range" if first["field"].endswith(".qty") else "request.schema"
+    return problem(422, "validation_error", detail, title="Request validation failed",
+                   instance=request.url.path, field=first["field"], rule=rule, errors=errs)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, kind, str(exc.detail), instance=request.url.path,
+                   headers=getattr(exc, "headers", None))
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    detail = f"internal error ({type(exc).__name__}); the request may be retried"
+    return problem(500, "internal_error", detail,
+                   instance=request.url.path)
