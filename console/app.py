@@ -11,6 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from console.config import ConsoleConfig
+
 HERE = Path(__file__).resolve().parent
 ALERTS_SERVICE = HERE.parent / "alerts" / "service.py"
 
@@ -32,4 +34,8 @@ def pages() -> list:
 st.set_page_config(
     page_title="tradeguard console", page_icon="🛡️", layout="wide", initial_sidebar_state="expanded"
 )
-st.navigation(pages(), position="sidebar").run()
+nav = st.navigation(pages(), position="sidebar")
+with st.sidebar:
+    st.markdown("## 🛡️ tradeguard")
+    st.caption(f"app **{ConsoleConfig().app}** · times in UTC")
+nav.run()

@@ -15,7 +15,7 @@ from dashboards.impact import ImpactResult
 from dashboards.queries import REASONS
 
 TEMPLATE = "plotly_dark"
-BACKGROUND = "#0e1117"  # Streamlit's dark background, so charts sit flush
+BACKGROUND = "rgba(0,0,0,0)"  # transparent: charts sit flush on the console's dark theme
 FONT_SIZE = 15
 HEIGHT = 330
 
@@ -39,10 +39,10 @@ COLORS: dict[str, str] = {
     "blocked_now": "#f1c40f",
 }
 REASON_LABELS: dict[str, str] = {
-    "flow": "flow limit",
-    "param": "hot parameter",
-    "system": "system protection",
-    "breaker": "breaker open",
+    "flow": "flow",
+    "param": "hot param",
+    "system": "system",
+    "breaker": "breaker",
 }
 TIME_AXIS = "time (UTC)"
 
@@ -76,7 +76,8 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
         hovermode="x unified",
         uirevision="keep",  # live refreshes keep zoom and legend toggles
     )
-    fig.update_xaxes(title_text=TIME_AXIS, showgrid=False, title_standoff=6)
+    fig.update_xaxes(title_text=TIME_AXIS, showgrid=False, title_standoff=6, tickformat="%H:%M",
+                     hoverformat="%H:%M:%S")
     fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8)
     return fig
 
@@ -98,6 +99,10 @@ def empty_figure(title: str, y_title: str, message: str = "No data yet") -> go.F
     return fig
 
 
+def _nonzero(data: pd.DataFrame | pd.Series) -> bool:
+    return not data.empty and bool((data.fillna(0).to_numpy() != 0).any())
+
+
 def _x(index: pd.Index) -> list:
     return list(pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None)) if len(index) else []
 
@@ -105,8 +110,8 @@ def _x(index: pd.Index) -> list:
 def orders_figure(rates: pd.DataFrame) -> go.Figure:
     """``rates`` columns placed, paid (orders per second) indexed by time."""
     title, unit = "Orders per second", "orders / s"
-    if rates.empty:
-        return empty_figure(title, unit)
+    if not _nonzero(rates):
+        return empty_figure(title, unit, "No orders in this range")
     fig = go.Figure()
     for col, name in (("placed", "placed"), ("paid", "paid")):
         fig.add_trace(
@@ -174,8 +179,8 @@ def latency_figure(rt: pd.DataFrame, resource: str = "order.place") -> go.Figure
 def blocked_figure(per_reason: pd.DataFrame, title: str = "Blocked per second, by reason") -> go.Figure:
     """``per_reason`` columns flow, param, system, breaker (blocked calls per second), stacked."""
     unit = "blocked calls / s"
-    if per_reason.empty:
-        return empty_figure(title, unit)
+    if not _nonzero(per_reason):
+        return empty_figure(title, unit, "Nothing blocked in this range")
     fig = go.Figure()
     for reason in REASONS:
         if reason in per_reason:
@@ -194,8 +199,8 @@ def blocked_figure(per_reason: pd.DataFrame, title: str = "Blocked per second, b
 def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
     """GMV per minute in currency units (not cents)."""
     title, unit = "GMV per minute", f"{currency} / min"
-    if gmv.empty:
-        return empty_figure(title, unit)
+    if not _nonzero(gmv):
+        return empty_figure(title, unit, "No sales in this range")
     fig = go.Figure(
         go.Bar(
             x=_x(gmv.index),

@@ -52,9 +52,9 @@ def live(range_key: str) -> None:
     k = data.kpis
     cols = st.columns(6)
     cols[0].metric(
-        "Orders placed / s (last 10 s)",
+        "Placed / s (now)",
         _fmt(k["placed_per_s_now"], "{:.1f}"),
-        help="mean over the last few buckets",
+        help="orders placed per second, mean of the last 10 s",
     )
     cols[1].metric(f"Orders placed ({RANGE_LABELS[range_key]})", _fmt(k["placed"], "{:,.0f}"))
     cols[2].metric("Payment success", _fmt(k["payment_success_pct"], "{:.1f} %"))

@@ -90,7 +90,8 @@ def test_figures_have_titles_units_and_reason_colours():
     assert fig.layout.yaxis.title.text == "blocked calls / s"
     assert fig.layout.xaxis.title.text == "time (UTC)"
     assert "Blocked per second" in fig.layout.title.text
-    assert {t.name: t.marker.color for t in fig.data}["flow limit"] == figures.COLORS["flow"]
+    assert {t.name: t.marker.color for t in fig.data}["flow"] == figures.COLORS["flow"]
+    assert [t.name for t in fig.data] == ["flow", "hot param", "system", "breaker"]
     assert fig.layout.legend.orientation == "h"
     orders = figures.orders_figure(pd.DataFrame({"placed": [1.0], "paid": [0.5]}, index=idx[:1]))
     assert orders.layout.yaxis.title.text == "orders / s"
@@ -101,11 +102,13 @@ def test_figures_have_titles_units_and_reason_colours():
         pd.Series([12.0], index=idx[:1]),
         "order.place",
     )
-    assert [t.name for t in res.data] == ["passed", "blocked: flow limit", "mean RT (ms, right)"]
+    assert [t.name for t in res.data] == ["passed", "blocked: flow", "mean RT (ms, right)"]
 
 
 def test_empty_figures_say_no_data():
-    assert "No data yet" in _texts(figures.orders_figure(pd.DataFrame()))
+    assert "No orders in this range" in _texts(figures.orders_figure(pd.DataFrame()))
+    zero = pd.DataFrame({r: [0.0] for r in queries.REASONS}, index=pd.DatetimeIndex([NOW]))
+    assert "Nothing blocked" in _texts(figures.blocked_figure(zero))
     assert "No payments yet" in _texts(figures.payment_success_figure(pd.Series([None], dtype=float)))
     assert "No recorded traffic" in _texts(figures.impact_figure(replay([], FlowProposal(threshold=1))))
 
