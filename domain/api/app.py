@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
 from domain.api.dto import (
+    CancelIn,
     OrderOut,
     PlaceOrderIn,
     ProductOut,
@@ -89,8 +90,8 @@ def trading_router(service: TradingService) -> APIRouter:
         return service.pay_order(order_id)
 
     @r.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
-    def cancel_order(order_id: str) -> Any:
-        return service.cancel_order(order_id, reason="buyer")
+    def cancel_order(order_id: str, body: CancelIn | None = None) -> Any:
+        return service.cancel_order(order_id, reason=body.reason if body else "buyer")
 
     @r.post("/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"])
     def request_refund(order_id: str, body: RefundIn, response: Response) -> Any:

@@ -40,6 +40,10 @@ class RefundIn(BaseModel):
     sub_order_id: str | None = Field(default=None, description="optional; lines identify their sub-orders")
 
 
+class CancelIn(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=64)] = "buyer"
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

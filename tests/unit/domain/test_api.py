@@ -115,8 +115,12 @@ def test_pay_cancel_refund_flow(api):
     assert api.client.get(f"/refunds/{rid}").json()["status"] == "completed"
     assert api.client.get(f"/orders/{oid}").json()["status"] == "partially_refunded"
     other = api.order(key="k2").json()["id"]
-    c = api.client.post(f"/orders/{other}/cancel")
+    c = api.client.post(f"/orders/{other}/cancel", json={"reason": "changed my mind"})
     assert c.status_code == 200 and c.json()["status"] == "cancelled"
+    assert api.publisher.events[-1].name == "StockReleased"
+    assert [e.reason for e in api.publisher.events if e.name == "OrderCancelled"] == ["changed my mind"]
+    third = api.order(key="k3").json()["id"]
+    assert api.client.post(f"/orders/{third}/cancel").json()["status"] == "cancelled"
 
 
 def test_flash_sale_over_http(api):
