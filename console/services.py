@@ -51,6 +51,33 @@ class ChaosPort(Protocol):
     def set(self, *, latency_ms: int, error_rate: float, outage: bool, by: str) -> dict[str, Any]: ...
 
 
+class AlertsPort(Protocol):
+    """What the Alerts page needs of ``alerts.service.AlertService`` (plain data in and out)."""
+
+    def list_alerts(
+        self, states: Sequence[str] = ..., *, acknowledged: bool | None = ..., limit: int = ...
+    ) -> list[dict[str, Any]]: ...
+    def timeline(self, alert_id: int) -> dict[str, Any]: ...
+    def metric_behind(self, alert_id: int, *, minutes: int = ..., bucket_s: int = ...) -> dict[str, Any]: ...
+    def acknowledge(self, alert_id: int, by: str, comment: str | None = ...) -> dict[str, Any]: ...
+    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]: ...
+    def resolve(self, alert_id: int, by: str, comment: str | None = ...) -> dict[str, Any]: ...
+    def history(self, *, limit: int = ..., since: datetime | None = ...) -> list[dict[str, Any]]: ...
+    def silences(self, *, include_expired: bool = ...) -> list[dict[str, Any]]: ...
+    def create_silence(
+        self,
+        matchers: Any,
+        *,
+        created_by: str,
+        comment: str,
+        duration: Any = ...,
+        starts_at: Any = ...,
+        ends_at: Any = ...,
+    ) -> dict[str, Any]: ...
+    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]: ...
+    def on_call_now(self, at: datetime | None = ...) -> list[dict[str, Any]]: ...
+
+
 Validator = Callable[[Mapping[str, Any]], None]  # raises an error with ``.errors`` [(path, message)]
 
 
@@ -136,6 +163,35 @@ class ResourceDetail:
     has_data: bool
     queries: int
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AlertsBoard:
+    open_alerts: list[dict[str, Any]]  # firing and pending, newest first
+    silences: list[dict[str, Any]]  # active and pending
+    on_call: list[dict[str, Any]]
+    calls: int  # alert-service reads
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def firing(self) -> list[dict[str, Any]]:
+        return [a for a in self.open_alerts if a.get("state") == "firing"]
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        return [a for a in self.open_alerts if a.get("state") == "pending"]
+
+    @property
+    def acknowledged(self) -> list[dict[str, Any]]:
+        return [a for a in self.open_alerts if a.get("acknowledged")]
+
+
+class ActionFailed(ValueError):
+    """An alert action was refused; ``errors`` name the field when the service did."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e.path or 'action'}: {e.message}" for e in self.errors))
 
 
 @dataclass(frozen=True)
@@ -261,6 +317,7 @@ class ConsoleServices:
         validator: Validator | None = None,
         fleet: FleetPort | None = None,
         chaos: ChaosPort | None = None,
+        alerts: AlertsPort | None = None,
         clock: Clock | None = None,
         currency: str = "¥",
         closers: Sequence[Callable[[], None]] = (),
@@ -271,6 +328,7 @@ class ConsoleServices:
         self.validator = validator
         self.fleet = fleet
         self.chaos = chaos
+        self.alerts = alerts
         self.clock = clock or SystemClock()
         self.currency = currency
         self._closers = list(closers)
@@ -626,6 +684,104 @@ class ConsoleServices:
             raise RuntimeError("chaos control is not available")
         return self.chaos.set(latency_ms=latency_ms, error_rate=error_rate, outage=outage, by=by)
 
+    # ------------------------------------------------------------------ alerts
+    @property
+    def has_alerts(self) -> bool:
+        return self.alerts is not None
+
+    def _alerts(self) -> AlertsPort:
+        if self.alerts is None:
+            raise RuntimeError("alerting is not available")
+        return self.alerts
+
+    def alerts_board(self) -> AlertsBoard:
+        """Open alerts, silences and who is on call: 3 alert-service reads."""
+        svc = self._alerts()
+        errors: list[str] = []
+
+        def read(label: str, fn: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+            try:
+                return list(fn())
+            except Exception as exc:
+                errors.append(f"{label}: {type(exc).__name__}: {exc}")
+                return []
+
+        open_alerts = read("alerts", lambda: svc.list_alerts(("firing", "pending")))
+        silences = read("silences", lambda: svc.silences())
+        on_call = read("on call", lambda: svc.on_call_now())
+        order = {"firing": 0, "pending": 1}
+        sev = {"critical": 0, "page": 0, "warning": 1, "info": 2}
+        open_alerts.sort(
+            key=lambda a: (
+                order.get(a.get("state"), 2),
+                bool(a.get("acknowledged")),
+                sev.get(str(a.get("severity")), 3),
+                -(a.get("id") or 0),
+            )
+        )
+        return AlertsBoard(
+            open_alerts=open_alerts, silences=silences, on_call=on_call, calls=3, errors=errors
+        )
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Firing and pending alerts (1 alert-service read)."""
+        return list(self._alerts().list_alerts(("firing", "pending")))
+
+    def active_silences(self) -> list[dict[str, Any]]:
+        """Active and pending silences (1 alert-service read)."""
+        return list(self._alerts().silences())
+
+    def alert_detail(self, alert_id: int, *, minutes: int = 30) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(timeline, metric behind the alert): 2 alert-service reads (the second queries metrics)."""
+        svc = self._alerts()
+        timeline = svc.timeline(alert_id)
+        try:
+            metric = svc.metric_behind(alert_id, minutes=minutes, bucket_s=max(5, minutes * 60 // 180))
+        except Exception as exc:
+            metric = {
+                "rule": timeline.get("alert", {}).get("rule"),
+                "threshold": None,
+                "op": None,
+                "points": [],
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        return timeline, metric
+
+    def alert_history(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._alerts().history(limit=limit)
+
+    def alert_action(self, action: str, alert_id: int, by: str, comment: str = "") -> dict[str, Any]:
+        """``acknowledge`` | ``unacknowledge`` | ``resolve`` an alert as ``by``."""
+        if not by.strip():
+            raise ActionFailed([FieldError("by", "your name is required: every action records who took it")])
+        svc = self._alerts()
+        try:
+            if action == "acknowledge":
+                return svc.acknowledge(alert_id, by.strip(), comment or None)
+            if action == "unacknowledge":
+                return svc.unacknowledge(alert_id, by.strip())
+            if action == "resolve":
+                return svc.resolve(alert_id, by.strip(), comment or None)
+        except Exception as exc:
+            raise ActionFailed(errors_from(exc)) from exc
+        raise ValueError(f"action must be one of acknowledge, unacknowledge, resolve, got {action!r}")
+
+    def silence(self, matchers: Sequence[str], *, by: str, comment: str, duration: str) -> dict[str, Any]:
+        try:
+            return self._alerts().create_silence(
+                list(matchers), created_by=by.strip(), comment=comment, duration=duration
+            )
+        except Exception as exc:
+            raise ActionFailed(errors_from(exc)) from exc
+
+    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
+        if not by.strip():
+            raise ActionFailed([FieldError("by", "your name is required: every action records who took it")])
+        try:
+            return self._alerts().expire_silence(silence_id, by.strip())
+        except Exception as exc:
+            raise ActionFailed(errors_from(exc)) from exc
+
 
 def _normalised(document: Mapping[str, Any]) -> dict[str, Any]:
     """Drop empty rule types so ``system: []`` vs. absent is no diff."""
@@ -646,9 +802,8 @@ def build_services(config: Any, *, clock: Clock | None = None) -> ConsoleService
     rules = fleet = chaos = None
     validator: Validator | None = None
     try:
-        from guardians.store import RuleStore
-
         from guardians.rules import parse_document
+        from guardians.store import RuleStore
 
         rules = RuleStore(control_url)
         validator = parse_document
@@ -664,6 +819,16 @@ def build_services(config: Any, *, clock: Clock | None = None) -> ConsoleService
             closers.append(fleet.close)
     except ImportError as exc:
         log.warning("fleet heartbeats unavailable: %s", exc)
+    alerts = None
+    try:
+        from alerts.service import AlertService
+        from alerts.store import AlertStore
+
+        alert_store = AlertStore(control_url)
+        closers.append(alert_store.close)
+        alerts = AlertService(alert_store, metrics=metrics)
+    except ImportError as exc:
+        log.warning("alerting unavailable: %s", exc)
     if fleet is not None:
         from console.nodes import NodeChaos
 
@@ -681,6 +846,7 @@ def build_services(config: Any, *, clock: Clock | None = None) -> ConsoleService
         validator=validator,
         fleet=fleet,
         chaos=chaos,
+        alerts=alerts,
         clock=clock,
         currency=config.console_currency,
         closers=closers,

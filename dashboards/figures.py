@@ -76,8 +76,9 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
         hovermode="x unified",
         uirevision="keep",  # live refreshes keep zoom and legend toggles
     )
-    fig.update_xaxes(title_text=TIME_AXIS, showgrid=False, title_standoff=6, tickformat="%H:%M",
-                     hoverformat="%H:%M:%S")
+    fig.update_xaxes(
+        title_text=TIME_AXIS, showgrid=False, title_standoff=6, tickformat="%H:%M", hoverformat="%H:%M:%S"
+    )
     fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8)
     return fig
 
@@ -304,3 +305,34 @@ def impact_figure(result: ImpactResult, title: str = "Impact preview") -> go.Fig
     )
     fig.update_layout(barmode="stack", bargap=0.0)
     return layout(fig, title, unit)
+
+
+def alert_metric_figure(points: list[dict], threshold: float | None, op: str | None, title: str) -> go.Figure:
+    """The value behind an alert over time (``points``: ``{"time": ISO 8601, "value": float}``) and
+    its threshold as a dashed line."""
+    unit = "rule value"
+    values = [p for p in points if p.get("value") is not None]
+    if not values:
+        return empty_figure(title, unit, "No metric data for this alert in the window")
+    x = [pd.Timestamp(p["time"]).tz_convert("UTC").tz_localize(None) for p in values]
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=[round(float(p["value"]), 3) for p in values],
+            name="value",
+            mode="lines+markers",
+            line={"color": COLORS["p50"], "width": 3},
+            marker={"size": 5},
+        )
+    )
+    layout(fig, title, unit)
+    if threshold is not None:
+        fig.add_hline(
+            y=threshold,
+            line={"color": COLORS["error"], "dash": "dash", "width": 2},
+            annotation_text=f"fires when {op or ''} {threshold:g}",
+            annotation_position="top left",
+            annotation_font={"color": COLORS["error"]},
+        )
+    fig.update_layout(showlegend=False)
+    return fig

@@ -6,7 +6,7 @@ from collectors.registry import open_store
 from console.services import ConsoleServices
 from guardians.rules import parse_document
 
-from .fakes import FakeChaos, FakeClock, FakeFleet, FakeRuleStore
+from .fakes import FakeAlerts, FakeChaos, FakeClock, FakeFleet, FakeRuleStore
 
 
 class CountingStore:
@@ -51,5 +51,6 @@ def svc(metrics, clock):
         validator=parse_document,
         fleet=FakeFleet(),
         chaos=FakeChaos(),
+        alerts=FakeAlerts(),
         clock=clock,
     )

@@ -103,3 +103,133 @@ def _roundtrip(doc: dict[str, Any]) -> dict[str, Any]:
         if rule.get("behavior") not in ("warm_up", "warm_up_queue") and rule.get("cold_factor") == 3:
             rule.pop("cold_factor")
     return doc
+
+
+@dataclass
+class FakeAlerts:
+    """The Alerts page's port, in memory (plain dicts like ``alerts.service.AlertService``)."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    silence_list: list[dict[str, Any]] = field(default_factory=list)
+    reads: int = 0
+
+    def add(self, alert_id: int, state: str, rule: str, **extra: Any) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat()
+        a = {
+            "id": alert_id,
+            "state": state,
+            "rule": rule,
+            "severity": extra.pop("severity", "critical"),
+            "labels": {"alertname": rule, "instance": "n1"},
+            "summary": f"{rule} summary",
+            "value": 0.5,
+            "active_since": now,
+            "fired_at": now if state == "firing" else None,
+            "acknowledged": False,
+            "acknowledged_by": None,
+            "resolved_at": None,
+            "resolved_by": None,
+            "silenced_by": [],
+            "inhibited": False,
+            "events": [{"at": now, "kind": state, "by": None, "detail": None, "value": 0.5}],
+        }
+        a.update(extra)
+        self.alerts.append(a)
+        return a
+
+    def list_alerts(self, states=("firing", "pending"), *, acknowledged=None, limit=500):
+        self.reads += 1
+        return [copy.deepcopy(a) for a in self.alerts if a["state"] in states]
+
+    def _get(self, alert_id: int) -> dict[str, Any]:
+        return next(a for a in self.alerts if a["id"] == alert_id)
+
+    def timeline(self, alert_id: int) -> dict[str, Any]:
+        self.reads += 1
+        a = self._get(alert_id)
+        return {"alert": copy.deepcopy(a), "events": list(a["events"]), "notifications": []}
+
+    def metric_behind(self, alert_id: int, *, minutes: int = 30, bucket_s: int = 10) -> dict[str, Any]:
+        self.reads += 1
+        now = datetime.now(UTC)
+        return {
+            "rule": self._get(alert_id)["rule"],
+            "threshold": 0.95,
+            "op": "<",
+            "points": [
+                {"time": (now - timedelta(seconds=60 - 10 * i)).isoformat(), "value": 0.5} for i in range(5)
+            ],
+        }
+
+    def _event(self, a: dict[str, Any], kind: str, by: str) -> None:
+        a["events"].append(
+            {"at": datetime.now(UTC).isoformat(), "kind": kind, "by": by, "detail": None, "value": None}
+        )
+
+    def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+        a = self._get(alert_id)
+        a["acknowledged"], a["acknowledged_by"] = True, by
+        self._event(a, "acknowledged", by)
+        return a
+
+    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
+        a = self._get(alert_id)
+        a["acknowledged"], a["acknowledged_by"] = False, None
+        self._event(a, "unacknowledged", by)
+        return a
+
+    def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+        a = self._get(alert_id)
+        a["state"], a["resolved_by"], a["resolved_at"] = "resolved", by, datetime.now(UTC).isoformat()
+        self._event(a, "resolved", by)
+        return a
+
+    def history(self, *, limit: int = 200, since=None) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [copy.deepcopy(a) for a in self.alerts if a.get("fired_at")][:limit]
+
+    def silences(self, *, include_expired: bool = False) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [dict(s) for s in self.silence_list if include_expired or s["status"] != "expired"]
+
+    def create_silence(self, matchers, *, created_by, comment, duration=None, starts_at=None, ends_at=None):
+        from guardians.errors import RuleValidationError  # any error with (path, message) pairs
+
+        problems = []
+        if not created_by:
+            problems.append(("created_by", "required: who is acting (a name)"))
+        if not comment:
+            problems.append(("comment", "required: say why this is silenced"))
+        if problems:
+            raise RuleValidationError(problems)
+        now = datetime.now(UTC)
+        s = {
+            "id": len(self.silence_list) + 1,
+            "matchers": list(matchers),
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+            "created_by": created_by,
+            "comment": comment,
+            "expired_by": None,
+            "status": "active",
+        }
+        self.silence_list.append(s)
+        return s
+
+    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
+        s = next(s for s in self.silence_list if s["id"] == silence_id)
+        s["status"], s["expired_by"] = "expired", by
+        return s
+
+    def on_call_now(self, at=None) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [
+            {
+                "rotation": "primary",
+                "name": "alice",
+                "email": "a@example.com",
+                "override": False,
+                "shift_start": None,
+                "shift_end": None,
+            }
+        ]

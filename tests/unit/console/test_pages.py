@@ -225,3 +225,41 @@ def test_app_navigation_lists_every_page(monkeypatch, svc):
         at.switch_page(f"views/{view}.py").run()
         assert not at.exception, view
         assert title in _texts(at.title)
+
+
+def test_alerts_page_all_clear_then_acknowledge_and_silence(page, svc):
+    at = page("alerts")
+    assert "All clear" in _texts(at.success)
+    assert "No alert has fired yet" in _texts(at.caption)
+    svc.alerts.add(1, "firing", "PaymentSuccessLow")
+    svc.alerts.add(2, "pending", "BlockedShareHigh", severity="warning")
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Firing"] == "1"
+    assert "alice (primary)" in {m.label: m.value for m in at.metric}["On call now"]
+    board = at.dataframe[0].value
+    assert list(board["alert"]) == ["PaymentSuccessLow", "BlockedShareHigh"]
+    assert at.selectbox(key="alert_pick").value == 1
+    at.button(key="FormSubmitter:alert_action-Acknowledge").click().run()
+    assert "your name is required" in _texts(at.error)
+    at.text_input(key="alert_by").set_value("olivia")
+    at.button(key="FormSubmitter:alert_action-Acknowledge").click().run()
+    assert not at.exception
+    assert "acknowledged by olivia" in _texts(at.success)
+    assert svc.alerts.alerts[0]["acknowledged_by"] == "olivia"
+    at.text_input(key="silence_matchers").set_value("alertname=BlockedShareHigh")
+    at.text_input(key="silence_by").set_value("olivia")
+    at.button(key="FormSubmitter:silence_form-Silence").click().run()
+    assert "comment: required" in _texts(at.error)
+    at.text_input(key="silence_comment").set_value("known: sale traffic")
+    at.button(key="FormSubmitter:silence_form-Silence").click().run()
+    assert svc.alerts.silence_list[0]["matchers"] == ["alertname=BlockedShareHigh"]
+    assert {m.label: m.value for m in at.metric}["Silences"] == "1"
+
+
+def test_alerts_board_reads_per_refresh(svc):
+    svc.alerts.add(1, "firing", "PaymentSuccessLow")
+    svc.alerts.reads = 0
+    board = svc.alerts_board()
+    assert board.calls == svc.alerts.reads == 3
+    assert [a["rule"] for a in board.firing] == ["PaymentSuccessLow"]
