@@ -1,0 +1,161 @@
+import asyncio
+import json
+
+from guardians import BreakerBlocked, FlowBlocked, parse_document
+from guardians.http import GuardMiddleware, blocked_problem
+from guardians.starlette_routes import starlette_route_resolver
+
+from .helpers import engine
+
+
+def run_asgi(app, method="POST", path="/orders", body=b'{"x":1}'):
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [],
+        "query_string": b"",
+        "root_path": "",
+    }
+    sent = []
+    reads = []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg):
+        sent.append(msg)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    headers = {k.decode(): v.decode() for k, v in start.get("headers", [])}
+    return start["status"], headers, payload, len(reads)
+
+
+def make_app(status=200, raise_exc=None):
+    async def app(scope, receive, send):
+        await receive()  # the app reads the body
+        if raise_exc is not None:
+            raise raise_exc
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def resolver(scope):
+    return f"{scope['method']} /orders" if scope["path"].startswith("/orders") else None
+
+
+def test_flow_block_answers_429_problem_json_before_the_body_is_read():
+    eng, _clock = engine({"flow": [{"resource": "POST /orders", "threshold": 1, "name": "orders-qps"}]})
+    mw = GuardMiddleware(make_app(), eng, resolver)
+    assert run_asgi(mw)[0] == 200
+    status, headers, payload, reads = run_asgi(mw)
+    assert status == 429 and reads == 0
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["retry-after"]) >= 1
+    body = json.loads(payload)
+    assert body["status"] == 429 and body["rule"] == "orders-qps" and body["resource"] == "POST /orders"
+    assert body["type"].endswith("flow-blocked") and body["rule_spec"]["threshold"] == 1
+    # unguarded paths pass through
+    assert run_asgi(mw, path="/health")[0] == 200
+
+
+def test_breaker_opened_by_5xx_answers_503():
+    eng, _clock = engine(
+        {
+            "breaker": [
+                {"resource": "POST /orders", "strategy": "error_count", "threshold": 2, "min_requests": 1}
+            ]
+        }
+    )
+    mw = GuardMiddleware(make_app(status=502), eng, resolver)
+    assert run_asgi(mw)[0] == 502
+    assert run_asgi(mw)[0] == 502
+    status, headers, payload, reads = run_asgi(mw)
+    assert status == 503 and reads == 0
+    assert json.loads(payload)["rule_type"] == "breaker"
+    assert int(headers["retry-after"]) == 10
+
+
+def test_blocked_raised_inside_the_app_is_answered_not_500():
+    eng, _clock = engine({"flow": [{"resource": "payment.charge", "threshold": 1}]})
+    eng.guard("payment.charge", lambda: None)
+    try:
+        eng.guard("payment.charge", lambda: None)
+    except FlowBlocked as exc:
+        inner = exc
+    mw = GuardMiddleware(make_app(raise_exc=inner), eng, resolver)
+    status, _headers, payload, _ = run_asgi(mw)
+    assert status == 429 and json.loads(payload)["resource"] == "payment.charge"
+
+
+def test_system_rules_apply_to_middleware_traffic():
+    eng, _clock = engine({"system": [{"metric": "qps", "threshold": 2}]})
+    mw = GuardMiddleware(make_app(), eng, resolver)
+    assert [run_asgi(mw)[0] for _ in range(3)] == [200, 200, 429]
+    assert eng.stats()["inbound"]["pass_qps"] == 2
+
+
+def test_blocked_problem_statuses():
+    _eng, _clock = engine({})
+    rs = parse_document({"breaker": [{"resource": "p", "strategy": "error_count", "threshold": 1}]})
+    status, headers, body = blocked_problem(BreakerBlocked("p", rs.breaker[0], 2.2))
+    assert status == 503 and headers["retry-after"] == "3" and body["title"] == "Service Unavailable"
+    status, headers, body = blocked_problem(FlowBlocked("p", None, 0.01))
+    assert status == 429 and headers["retry-after"] == "1"
+
+
+def test_starlette_route_resolver_with_fastapi_and_mounts():
+    from fastapi import FastAPI
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    api = FastAPI()
+
+    @api.get("/orders/{order_id}")
+    def get_order(order_id: str):
+        return {}
+
+    @api.post("/orders")
+    def place():
+        return {}
+
+    resolve = starlette_route_resolver(api)
+    scope = {"type": "http", "method": "GET", "path": "/orders/o-1", "root_path": ""}
+    assert resolve(scope) == "GET /orders/{order_id}"
+    assert resolve({**scope, "method": "POST", "path": "/orders"}) == "POST /orders"
+    assert resolve({**scope, "method": "DELETE", "path": "/orders"}) is None
+    assert resolve({**scope, "path": "/nope"}) is None
+
+    async def hello(request):
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Mount("/api", routes=[Route("/items/{id}", hello)])])
+    resolve2 = starlette_route_resolver(app)
+    assert resolve2({"type": "http", "method": "GET", "path": "/api/items/7", "root_path": ""}) == (
+        "GET /api/items/{id}"
+    )
+
+
+def test_middleware_in_a_real_fastapi_app():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    api = FastAPI()
+
+    @api.post("/orders/{shop}")
+    async def place(shop: str):
+        return {"shop": shop}
+
+    eng, _clock = engine({"flow": [{"resource": "POST /orders/{shop}", "threshold": 2}]})
+    app = GuardMiddleware(api, eng, starlette_route_resolver(api))
+    with TestClient(app) as client:
+        codes = [client.post(f"/orders/s{i}").status_code for i in range(3)]
+    assert codes == [200, 200, 429]
