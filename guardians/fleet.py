@@ -48,6 +48,14 @@ class NodeStatus:
     state: str  # live | stale | gone
     age_s: float
 
+    @property
+    def last_beat(self) -> datetime:
+        return self.last_beat_at
+
+    @property
+    def last_seen(self) -> datetime:
+        return self.last_beat_at
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("last_snapshot_at", "last_beat_at", "started_at"):

@@ -7,7 +7,9 @@ handler for ``Blocked`` raised deep inside a request).
 
 ``GuardMiddleware(app, engine, route_resolver)`` guards each request as the resource
 ``"METHOD /path/template"`` given by ``route_resolver(scope) -> str | None`` (None: not
-guarded). Its checks run before the app is called, so a blocked request is answered
+guarded). Without a resolver, when added with ``app.add_middleware(GuardMiddleware,
+engine=engine)`` to a Starlette/FastAPI app, it resolves against ``scope["app"].routes``.
+Its checks run before the app is called, so a blocked request is answered
 before anything reads its body. The request counts as inbound traffic (system rules
 apply); a 5xx answer or an exception counts as an error for breakers on the route.
 
@@ -78,7 +80,7 @@ class GuardMiddleware:
         self,
         app: ASGIApp,
         engine: Engine,
-        route_resolver: Callable[[Scope], str | None],
+        route_resolver: Callable[[Scope], str | None] | None = None,
         *,
         args_from: Callable[[Scope], Mapping[str, str] | None] | None = None,
         origin_from: Callable[[Scope], str | None] | None = None,
@@ -86,15 +88,29 @@ class GuardMiddleware:
         self.app = app
         self.engine = engine
         self.route_resolver = route_resolver
+        self._auto: tuple[int, Callable[[Scope], str | None]] | None = None
         self.args_from = args_from
         self.origin_from = origin_from
+
+    def _resolve(self, scope: Scope) -> str | None:
+        if self.route_resolver is not None:
+            return self.route_resolver(scope)
+        # no resolver given: added with app.add_middleware(...), Starlette puts itself in scope["app"]
+        app = scope.get("app")
+        if app is None or not hasattr(app, "routes"):
+            return None
+        if self._auto is None or self._auto[0] != id(app):
+            from guardians.starlette_routes import starlette_route_resolver
+
+            self._auto = (id(app), starlette_route_resolver(app))
+        return self._auto[1](scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
         try:
-            resource = self.route_resolver(scope)
+            resource = self._resolve(scope)
         except Exception:
             log.exception("route resolver failed; request passes unguarded")
             resource = None

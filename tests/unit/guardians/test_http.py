@@ -159,3 +159,20 @@ def test_middleware_in_a_real_fastapi_app():
     with TestClient(app) as client:
         codes = [client.post(f"/orders/s{i}").status_code for i in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_add_middleware_without_resolver_uses_the_apps_routes():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    api = FastAPI()
+
+    @api.get("/orders/{order_id}")
+    async def get_order(order_id: str):
+        return {"id": order_id}
+
+    eng, _ = engine({"flow": [{"resource": "GET /orders/{order_id}", "threshold": 1}]})
+    api.add_middleware(GuardMiddleware, engine=eng)
+    with TestClient(api) as client:
+        assert [client.get(f"/orders/{i}").status_code for i in range(2)] == [200, 429]
+        assert client.get("/missing").status_code == 404
