@@ -25,42 +25,20 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from alerts.engine import AlertEngine, ensure_default_rules
+from alerts.nodes import FleetNodes
 from alerts.store import AlertStore
 from tradeguard.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 
-class FleetNodes:
-    """Adapts ``guardians.fleet.Fleet`` (node heartbeats in the control DB) to the alerts' NodeSource."""
-
-    def __init__(self, control_db: str) -> None:
-        from guardians.fleet import Fleet  # the guardians' heartbeat table
-
-        self.fleet = Fleet(control_db)
-
-    def last_heartbeats(self, now: datetime) -> Mapping[str, datetime]:
-        out: dict[str, datetime] = {}
-        for node in self.fleet.nodes(now):
-            instance = getattr(node, "instance", None)
-            last = None
-            for attr in ("last_beat", "last_seen", "last_heartbeat", "beat_at", "at", "updated_at"):
-                last = getattr(node, attr, None)
-                if isinstance(last, datetime):
-                    break
-            if instance and isinstance(last, datetime):
-                out[str(instance)] = last if last.tzinfo else last.replace(tzinfo=UTC)
-        return out
-
-
 def node_source(control_db: str) -> Any:
     try:
-        return FleetNodes(control_db)
+        return FleetNodes.from_url(control_db)
     except Exception as exc:  # guardians.fleet missing or its table unreadable: heartbeat rules see no data
         log.warning("node heartbeats unavailable (%s); heartbeat alert rules will see no data", exc)
         return None

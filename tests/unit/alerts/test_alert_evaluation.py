@@ -384,3 +384,20 @@ def test_ack_made_elsewhere_survives_evaluation(env):
     payments(env, 10, 90)
     env.ev.evaluate()
     assert env.store.get_alert(a.id).acknowledged_by == "bob"
+
+
+def test_heartbeats_from_the_guardians_fleet(env, tmp_path):
+    from alerts.nodes import FleetNodes
+
+    nodes = FleetNodes.from_url(f"sqlite:///{tmp_path}/control.db")
+    nodes.fleet.beat("n1", "127.0.0.1:8001", "0.1", 3, None, at=env.clock.now())
+    nodes.fleet.beat("n2", "127.0.0.1:8002", "0.1", 3, None, at=env.clock.now())
+    ev = Evaluator(env.store, env.metrics, clock=env.clock, nodes=nodes)
+    env.service.apply(
+        "rules:\n  - {name: NodeHeartbeatMissing, kind: heartbeat, op: '>', threshold: 30, for: 0s}\n", by="t"
+    )
+    env.clock.advance(31)
+    nodes.fleet.beat("n1", "127.0.0.1:8001", "0.1", 3, None, at=env.clock.now())
+    ev.evaluate()
+    assert [a.labels["instance"] for a in open_alerts(env)] == ["n2"]
+    nodes.close()
