@@ -135,6 +135,10 @@ class AbstractUnitOfWork:
         self._commit()
         self.committed = True
 
+    def pending_events(self) -> list[DomainEvent]:
+        """Events recorded by the aggregates seen so far (not yet collected); journaled at commit."""
+        return [e for order in self.orders.seen for e in order.events]
+
     def rollback(self) -> None:
         self._rollback()
 

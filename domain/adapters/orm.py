@@ -182,3 +182,15 @@ refund_lines = Table(
     Column("qty", Integer, nullable=False),
     Column("amount_cents", BigInteger, nullable=False),
 )
+
+# Every domain event, written in the same transaction as the change that recorded it (an
+# append-only journal: the order, its stock and its events commit together or not at all).
+# Live subscribers get events from the publisher after commit; this table is for replay/audit.
+domain_events = Table(
+    "domain_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("order_id", String(40), index=True),
+    Column("payload", Text, nullable=False),
+)

@@ -12,18 +12,20 @@ key) surface as ``domain.errors.TransientStoreError``; the service retries.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from domain.adapters import orm
 from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
 from domain.errors import DuplicateKey, TransientStoreError
+from domain.events import DomainEvent
 from domain.storage import AbstractUnitOfWork
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,12 @@ def translate(exc: BaseException) -> BaseException | None:
         if code in _TRANSIENT_PG:
             return TransientStoreError(f"postgresql {code}: {exc.orig}")
     return None
+
+
+def event_row(e: DomainEvent) -> dict[str, Any]:
+    payload = asdict(e)
+    return {"occurred_at": e.occurred_at, "name": e.name, "order_id": payload.get("order_id"),
+            "payload": json.dumps(payload, default=str, sort_keys=True)}
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
@@ -89,6 +97,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
 
     def _commit(self) -> None:
         assert self.conn is not None
+        events = self.pending_events()
+        if events:
+            self.conn.execute(insert(orm.domain_events), [event_row(e) for e in events])
         self.conn.commit()
 
     def _rollback(self) -> None:
@@ -116,6 +127,14 @@ class TradingDB:
             return {"status": "ok", "backend": self.engine.dialect.name}
         except Exception as exc:
             return {"status": "down", "backend": self.engine.dialect.name, "detail": str(exc)}
+
+    def journal(self, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Journaled domain events with id > ``after_id``: ``{"id", "name", "occurred_at", "payload"}``."""
+        t = orm.domain_events
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.id > after_id).order_by(t.c.id).limit(limit)).mappings()
+            return [{"id": r["id"], "name": r["name"], "occurred_at": r["occurred_at"],
+                     "payload": json.loads(r["payload"])} for r in rows]
 
     def drop_all(self) -> None:
         orm.metadata.drop_all(self.engine)

@@ -55,3 +55,26 @@ def test_naive_datetime_is_refused(tmp_path):
         pass
     assert t.process_bind_param(datetime(2026, 1, 1, tzinfo=UTC), db.engine.dialect).tzinfo is None
     db.dispose()
+
+
+def test_events_journaled_with_the_order_and_version_check(sql_db):
+    import pytest
+
+    from domain import errors
+    from domain.services import TradingService
+    from tests.unit.domain.fakes import FakeGateway
+    from tests.unit.domain.helpers import small_catalog
+
+    svc = TradingService(sql_db.uow_factory, FakeGateway())
+    svc.seed(small_catalog())
+    view = svc.place_order(order_cmd([("A1", 1), ("B1", 1)]))
+    journal = sql_db.journal()
+    assert [j["name"] for j in journal] == ["OrderPlaced", "StockReserved", "OrderPlaced", "StockReserved"]
+    assert journal[0]["payload"]["order_id"] == view.id
+    assert sql_db.journal(after_id=journal[-1]["id"]) == []
+    # optimistic version check: a stale copy of the order cannot be saved
+    with sql_db.uow_factory(readonly=True) as uow:
+        stale = uow.orders.get(view.id)
+    svc.cancel_order(view.id)
+    with pytest.raises(errors.ConcurrentUpdate), sql_db.uow_factory() as uow:
+        uow.orders.save(stale)

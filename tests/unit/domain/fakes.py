@@ -25,6 +25,7 @@ class State:
     stock: dict[tuple[str, str], StockLevel] = field(default_factory=dict)
     limits: dict[tuple[str, str, str], int] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
+    journal: list = field(default_factory=list)  # domain events committed with their changes
 
 
 class FakeStore:
@@ -195,6 +196,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     def _commit(self) -> None:
         if self.readonly:
             raise AssertionError("commit on a read-only unit of work")
+        self.work.journal.extend(self.pending_events())
         self.store.state = self.work
         self.work = copy.deepcopy(self.work)
         self.store.commits += 1

@@ -174,3 +174,12 @@ def test_service_constructs_with_contract_defaults():
     env = Env()
     svc = TradingService(env.store.uow, env.gateway)
     assert svc.list_shops()
+
+
+def test_events_are_journaled_in_the_same_commit(env):
+    view = env.service.place_order(order_cmd([("A1", 1)]))
+    assert [e.name for e in env.store.state.journal][-2:] == ["OrderPlaced", "StockReserved"]
+    env.service.uow_factory = lambda readonly=False: CommitFails(env.store, readonly=readonly)
+    with pytest.raises(RuntimeError):
+        env.service.cancel_order(view.id)
+    assert [e.name for e in env.store.state.journal][-1] == "StockReserved"
