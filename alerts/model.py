@@ -26,11 +26,13 @@ KINDS: tuple[str, ...] = ("metric", "heartbeat")
 Function = Literal["value", "delta"]
 FUNCTIONS: tuple[str, ...] = ("value", "delta")
 
-# Alert instance states. ``inactive`` is never stored: an inactive alert has no row.
+# Alert instance states: an alert row is pending or firing while open; it ends resolved (it
+# fired) or inactive (it was pending and the condition cleared before ``for`` elapsed).
 PENDING = "pending"
 FIRING = "firing"
 RESOLVED = "resolved"
-STATES: tuple[str, ...] = (PENDING, FIRING, RESOLVED)
+INACTIVE = "inactive"
+STATES: tuple[str, ...] = (PENDING, FIRING, RESOLVED, INACTIVE)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}

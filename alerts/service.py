@@ -15,7 +15,7 @@ from typing import Any
 from alerts.dispatch import muting
 from alerts.engine import load_active_config
 from alerts.errors import AlertConfigError, InvalidAction, NotFound
-from alerts.model import FIRING, PENDING, RESOLVED, Matcher, Silence, parse_duration
+from alerts.model import FIRING, PENDING, RESOLVED, STATES, Matcher, Silence, parse_duration
 from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
 from domain.ports import Clock, SystemClock
@@ -64,11 +64,11 @@ class AlertService:
     def list_alerts(
         self, states: Sequence[str] = (FIRING, PENDING), *, acknowledged: bool | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
-        """Alerts in ``states`` (firing, pending, resolved), newest first, each with
+        """Alerts in ``states`` (firing, pending, resolved, inactive), newest first, each with
         ``acknowledged``, ``silenced_by`` (silence ids) and ``inhibited``."""
         for s in states:
-            if s not in (FIRING, PENDING, RESOLVED):
-                raise ValueError(f"state must be one of firing, pending, resolved, got {s!r}")
+            if s not in STATES:
+                raise ValueError(f"state must be one of {', '.join(STATES)}, got {s!r}")
         now = self.clock.now()
         recs = self.store.alerts(states, limit=limit)
         if acknowledged is not None:

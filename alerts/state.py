@@ -6,7 +6,8 @@ holds; every open alert of the rule not among them is "false" this cycle.
 
 - inactive → pending when the condition first holds (→ firing at once when ``for`` is 0);
 - pending → firing once the condition has held for ``for``;
-- pending → (cleared) as soon as the condition stops holding before ``for`` elapsed;
+- pending → inactive ("cleared": the row stays, state ``inactive``) as soon as the condition
+  stops holding before ``for`` elapsed;
 - firing → resolved when the condition has not held for ``keep_firing_for``;
 - a resolved alert that fires again is a new alert (new id, same fingerprint).
 
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alerts.model import FIRING, PENDING, RESOLVED, AlertRule, fingerprint
+from alerts.model import FIRING, INACTIVE, PENDING, RESOLVED, AlertRule, fingerprint
 from alerts.store import AlertRecord
 
 # Alerts raised by a breaker event are not resolved by a query that has not seen the event yet.
@@ -118,7 +119,7 @@ class AlertStates:
 
     def _not_holding(self, rule: AlertRule, a: AlertRecord, now: datetime) -> list[Transition]:
         if a.state == PENDING:
-            a.state, a.resolved_at = RESOLVED, now
+            a.state, a.resolved_at = INACTIVE, now
             del self.open[a.fingerprint]
             return [Transition("cleared", a)]
         keep = rule.keep_firing_for
@@ -167,9 +168,11 @@ class AlertStates:
         self._event_raised.pop(fp, None)
         if a is None:
             return []
-        kind = "cleared" if a.state == PENDING else RESOLVED
+        if a.state == PENDING:
+            a.state, a.resolved_at = INACTIVE, now
+            return [Transition("cleared", a, detail=detail)]
         a.state, a.resolved_at = RESOLVED, now
-        return [Transition(kind, a, detail=detail)]
+        return [Transition(RESOLVED, a, detail=detail)]
 
     def drop_rules_except(self, names: set[str], now: datetime) -> list[Transition]:
         """Resolve the open alerts of rules that were removed or disabled."""

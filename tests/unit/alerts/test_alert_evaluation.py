@@ -98,7 +98,7 @@ def test_pending_clears_when_condition_stops_before_for(env):
     env.ev.evaluate()
     assert open_alerts(env) == []
     rec = env.store.get_alert(a.id)
-    assert rec.state == "resolved" and rec.fired_at is None
+    assert rec.state == "inactive" and rec.fired_at is None
     assert [e["kind"] for e in env.store.events(a.id)] == ["pending", "cleared"]
     assert env.service.history() == []  # never fired
 
