@@ -425,6 +425,13 @@ class TrafficRunner:
                 response = await client.post(f"/orders/{placed.order_id}/refunds", json=body)
                 if self._record(response, started):
                     self.business["refunds"] += 1
+                    refund_id = _id_of(response)
+                    if refund_id:  # the merchant approves at once: money back, stock returned
+                        self.interval.sent += 1
+                        started = time.perf_counter()
+                        done = await client.post(f"/refunds/{refund_id}/complete")
+                        if self._record(done, started):
+                            self.business["refunds_completed"] += 1
         except httpx.TimeoutException:
             self.interval.timeouts += 1
         except httpx.TransportError as exc:
@@ -538,7 +545,16 @@ class TrafficRunner:
             "payments_failed": self.business["payments_failed"],
             "orders_cancelled": self.business["orders_cancelled"],
             "refunds": self.business["refunds"],
+            "refunds_completed": self.business["refunds_completed"],
         }
+
+
+def _id_of(response: httpx.Response) -> str | None:
+    with contextlib.suppress(Exception):
+        body = response.json()
+        if isinstance(body, dict) and body.get("id"):
+            return str(body["id"])
+    return None
 
 
 def _status_of(response: httpx.Response) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from tradeguard.settings import load_settings
@@ -40,13 +41,28 @@ def _handle(args: argparse.Namespace) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the handler
+    # that was there before it started: make that handler end the process through our cleanup.
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node.start()
     log.info("node %s serving on http://%s:%d", node.ctx.instance, host, port)
     try:
         server.run()
+    except _Stop:
+        pass
     finally:
         node.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if server.started else 1
+
+
+class _Stop(Exception):
+    """A stop signal arrived after uvicorn's graceful shutdown."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -171,7 +171,9 @@ def fake_node() -> httpx.MockTransport:
         if path.endswith("/cancel"):
             return httpx.Response(200, json={"status": "cancelled"})
         if path.endswith("/refunds"):
-            return httpx.Response(201, json={"id": "r1", "status": "completed"})
+            return httpx.Response(201, json={"id": "r1", "status": "requested"})
+        if path == "/refunds/r1/complete":
+            return httpx.Response(200, json={"id": "r1", "status": "completed"})
         return httpx.Response(404)
 
     return httpx.MockTransport(handler)
@@ -192,6 +194,7 @@ def test_runner_sends_the_mix_and_summarises_it():
         + summary["conn_errors"]
     )
     assert summary["orders_placed"] > 0 and summary["orders_paid"] > 0
+    assert summary["refunds"] > 0 and summary["refunds_completed"] == summary["refunds"]
     assert summary["blocked_429"] > 0 and summary["http_5xx"] == 0
     assert summary["http_4xx_by_kind"].get("409:out-of-stock", 0) > 0
     assert "[traffic t=   1s" in out.getvalue()

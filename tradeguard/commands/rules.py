@@ -1,0 +1,291 @@
+"""``tradeguard rules …``: the versioned guardians rule documents in the control DB.
+
+    tradeguard rules list [--json]                          # the rules in force, one per line
+    tradeguard rules show [--version N] [--json]            # a whole document (YAML by default)
+    tradeguard rules apply -f FILE --by NAME --why TEXT     # validate + store as a new version
+    tradeguard rules diff -f FILE                           # what apply would change
+    tradeguard rules validate -f FILE                       # check a document, store nothing
+    tradeguard rules history [--json]
+    tradeguard rules rollback VERSION --by NAME --why TEXT  # a new version with VERSION's content
+
+``--app`` (default: settings' app, "tradeguard") picks the application. FILE is YAML
+or JSON (``-`` reads stdin). Invalid documents are reported per field and exit 2.
+Nodes pick a new version up within about 2 s (their rule watcher polls every second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from guardians.errors import RuleValidationError
+from guardians.rules import RULE_TYPES, dump_yaml, load_text, parse_document
+from guardians.store import RuleStore, VersionNotFound
+
+EXIT_INVALID = 2
+
+
+def _settings() -> tuple[str, str]:
+    """(control DB URL, default app)."""
+    try:
+        from tradeguard.settings import load_settings
+    except ImportError:  # settings not there yet: the documented environment variable
+        return os.environ.get("TRADEGUARD_CONTROL_DB", "sqlite:///var/control.db"), "tradeguard"
+    s = load_settings()
+    ensure = getattr(s, "ensure_var_dir", None)
+    if callable(ensure):
+        ensure()
+    return s.control_db, getattr(s, "app", "tradeguard") or "tradeguard"
+
+
+def _store() -> RuleStore:
+    url, _ = _settings()
+    return RuleStore(url)
+
+
+def _read(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return load_text(text)
+
+
+def _invalid(exc: RuleValidationError) -> int:
+    print(
+        f"invalid rule document ({len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}):",
+        file=sys.stderr,
+    )
+    for path, message in exc.errors:
+        print(f"  {path}: {message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _rule_line(kind: str, rule: dict[str, Any]) -> dict[str, Any]:
+    skip = {"name", "resource"}
+    detail = " ".join(f"{k}={v}" for k, v in rule.items() if k not in skip)
+    return {
+        "type": kind,
+        "name": rule.get("name", ""),
+        "resource": rule.get("resource", "*"),
+        "detail": detail,
+    }
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+def _print_diff(diff: dict[str, Any]) -> None:
+    if not diff:
+        print("no changes")
+        return
+    for kind in RULE_TYPES:
+        if kind not in diff:
+            continue
+        for r in diff[kind]["removed"]:
+            print(f"- {kind}: {json.dumps(r, sort_keys=True)}")
+        for r in diff[kind]["added"]:
+            print(f"+ {kind}: {json.dumps(r, sort_keys=True)}")
+
+
+# --------------------------------------------------------------------------- handlers
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        cur = store.current(args.app)
+    finally:
+        store.close()
+    if cur is None:
+        if args.json:
+            print(json.dumps({"app": args.app, "version": None, "rules": []}))
+        else:
+            print(
+                f"app {args.app}: no rules stored yet (tradeguard rules apply -f FILE --by NAME --why TEXT)"
+            )
+        return 0
+    rows = [_rule_line(kind, r) for kind in RULE_TYPES for r in cur.document.get(kind, [])]
+    if args.json:
+        print(json.dumps({"app": args.app, "version": cur.version, "rules": rows}))
+        return 0
+    print(f"app {args.app} v{cur.version} by {cur.created_by} at {cur.created_at.isoformat()}: {cur.why}")
+    _table(rows, ["type", "name", "resource", "detail"])
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        rv = store.version(args.app, args.version) if args.version else store.current(args.app)
+    except VersionNotFound as exc:
+        print(f"tradeguard rules show: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if rv is None:
+        print(f"app {args.app}: no rules stored yet", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**rv.summary(), "document": rv.document}, default=str))
+    else:
+        print(f"# app {args.app} v{rv.version} by {rv.created_by} at {rv.created_at.isoformat()}: {rv.why}")
+        print(dump_yaml(rv.document), end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        rs = parse_document(_read(args.file))
+    except RuleValidationError as exc:
+        return _invalid(exc)
+    print(f"valid: {len(rs)} rules")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        diff = store.diff(args.app, _read(args.file))
+    except RuleValidationError as exc:
+        return _invalid(exc)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(diff))
+    else:
+        _print_diff(diff)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        document = _read(args.file)
+        before = store.current_version(args.app)
+        diff = store.diff(args.app, document)
+        version = store.apply(args.app, document, args.by or getpass.getuser(), args.why)
+    except RuleValidationError as exc:
+        return _invalid(exc)
+    except ValueError as exc:
+        print(f"tradeguard rules apply: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"app": args.app, "version": version, "changed": version != before, "diff": diff}))
+    elif version == before:
+        print(f"unchanged: app {args.app} stays at v{version}")
+    else:
+        _print_diff(diff)
+        print(f"applied: app {args.app} v{version} (nodes pick it up within ~2 s)")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        versions = store.history(args.app, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([v.summary() for v in versions], default=str))
+        return 0
+    rows = []
+    for v in versions:
+        changes = (
+            ", ".join(f"{k} +{len(d['added'])}/-{len(d['removed'])}" for k, d in v.diff.items())
+            or "no rule changes"
+        )
+        restored = f" (restores v{v.restored_from})" if v.restored_from else ""
+        rows.append(
+            {
+                "version": v.version,
+                "at": v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "by": v.created_by,
+                "why": v.why + restored,
+                "changes": changes,
+            }
+        )
+    _table(rows, ["version", "at", "by", "why", "changes"])
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        version = store.rollback(
+            args.app, args.version, args.by or getpass.getuser(), args.why or f"rollback to v{args.version}"
+        )
+    except VersionNotFound as exc:
+        print(f"tradeguard rules rollback: {exc}", file=sys.stderr)
+        return 1
+    except RuleValidationError as exc:  # a stored version that no longer validates
+        return _invalid(exc)
+    except ValueError as exc:
+        print(f"tradeguard rules rollback: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"app": args.app, "version": version, "restored_from": args.version}))
+    else:
+        print(f"rolled back: app {args.app} v{version} has the content of v{args.version}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    _, default_app = _default_app()
+    p = subparsers.add_parser(
+        "rules",
+        help="guardians rule documents: list, show, apply, diff, history, rollback",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="rules_command", required=True)
+
+    def common(sp: argparse.ArgumentParser, *, json_flag: bool = True) -> argparse.ArgumentParser:
+        sp.add_argument("--app", default=default_app, help=f"application (default {default_app})")
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    common(sub.add_parser("list", help="the rules in force")).set_defaults(func=cmd_list)
+    sp = common(sub.add_parser("show", help="a whole rule document (YAML; --json for JSON)"))
+    sp.add_argument("--version", type=int, default=None, help="a past version (default: current)")
+    sp.set_defaults(func=cmd_show)
+    sp = common(sub.add_parser("apply", help="validate and store a document as a new version"))
+    sp.add_argument("-f", "--file", required=True, help="YAML or JSON rule document ('-': stdin)")
+    sp.add_argument("--by", required=True, help="who makes the change")
+    sp.add_argument("--why", required=True, help="why (kept in the history)")
+    sp.set_defaults(func=cmd_apply)
+    sp = common(sub.add_parser("diff", help="what applying a document would change"))
+    sp.add_argument("-f", "--file", required=True, help="YAML or JSON rule document ('-': stdin)")
+    sp.set_defaults(func=cmd_diff)
+    sp = common(sub.add_parser("validate", help="validate a document without storing it"), json_flag=False)
+    sp.add_argument("-f", "--file", required=True, help="YAML or JSON rule document ('-': stdin)")
+    sp.set_defaults(func=cmd_validate)
+    sp = common(sub.add_parser("history", help="every version: who, when, why, what changed"))
+    sp.add_argument("--limit", type=int, default=50)
+    sp.set_defaults(func=cmd_history)
+    sp = common(sub.add_parser("rollback", help="restore a version (as a new version)"))
+    sp.add_argument("version", type=int, help="the version whose content to restore")
+    sp.add_argument("--by", required=True, help="who makes the change")
+    sp.add_argument("--why", default="", help="why (default: 'rollback to vN')")
+    sp.set_defaults(func=cmd_rollback)
+
+
+def _default_app() -> tuple[None, str]:
+    try:
+        from tradeguard.settings import load_settings
+
+        return None, load_settings().app or "tradeguard"
+    except Exception:
+        return None, os.environ.get("TRADEGUARD_APP", "tradeguard")
