@@ -77,14 +77,15 @@ class Outbox:
 
     # -- writing
 
-    def put(self, points: Sequence[Point]) -> int:
+    def put(self, points: Sequence[Point], *, validated: bool = False) -> int:
         """Validate and durably enqueue ``points``; returns how many were enqueued.
 
         Raises :class:`~collectors.errors.PointError` (and enqueues nothing) if any point is invalid.
+        ``validated=True`` skips the check for points built by ``collectors.points.make_point``.
         """
         if not points:
             return 0
-        records = [(to_record(validate(p)),) for p in points]
+        records = [(to_record(p if validated else validate(p)),) for p in points]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

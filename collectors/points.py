@@ -31,6 +31,10 @@ class MeasurementSchema:
     fields: tuple[str, ...]
     doc: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag_set", frozenset(self.tags))
+        object.__setattr__(self, "field_set", frozenset(self.fields))
+
 
 SCHEMA: dict[str, MeasurementSchema] = {
     m.name: m
@@ -101,16 +105,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _check_tag(measurement: str, key: str, value: Any) -> str:
+    if type(value) is str and value and "\n" not in value and "\r" not in value and "\\" not in value:
+        return value
     if not isinstance(value, str):
         raise PointError(measurement, f"tag {key!r} must be a string, got {type(value).__name__}")
     if value == "":
         raise PointError(measurement, f"tag {key!r} must not be empty")
-    if "\n" in value or "\r" in value or value.endswith("\\"):
-        raise PointError(measurement, f"tag {key!r} must not contain a newline or end with a backslash")
+    if "\n" in value or "\r" in value or "\\" in value:
+        raise PointError(measurement, f"tag {key!r} must not contain a newline or a backslash")
     return value
 
 
 def _check_field(measurement: str, key: str, value: Any) -> float:
+    if type(value) is float and math.isfinite(value):  # the common case, fast
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PointError(measurement, f"value {value!r} is not numeric (int or float required)", field=key)
     number = float(value)
@@ -127,8 +135,8 @@ def validate(point: Point) -> Point:
     schema = SCHEMA.get(point.measurement)
     if schema is None:
         raise PointError(point.measurement, f"unknown measurement; allowed: {', '.join(sorted(SCHEMA))}")
-    tag_keys = set(point.tags)
-    if tag_keys != set(schema.tags):
+    if point.tags.keys() != schema.tag_set:  # type: ignore[attr-defined]
+        tag_keys = set(point.tags)
         missing = sorted(set(schema.tags) - tag_keys)
         extra = sorted(tag_keys - set(schema.tags))
         raise PointError(
@@ -137,13 +145,17 @@ def validate(point: Point) -> Point:
         )
     if not point.fields:
         raise PointError(point.measurement, f"a point needs at least one field of {list(schema.fields)}")
-    unknown = sorted(set(point.fields) - set(schema.fields))
-    if unknown:
+    if not point.fields.keys() <= schema.field_set:  # type: ignore[attr-defined]
+        unknown = sorted(set(point.fields) - set(schema.fields))
         raise PointError(
             point.measurement, f"unknown field(s); allowed: {list(schema.fields)}", field=unknown[0]
         )
-    tags = {k: _check_tag(point.measurement, k, v) for k, v in point.tags.items()}
-    fields = {k: _check_field(point.measurement, k, v) for k, v in point.fields.items()}
+    m = point.measurement
+    tags = {k: _check_tag(m, k, v) for k, v in point.tags.items()}
+    isfinite = math.isfinite
+    fields = {
+        k: v if type(v) is float and isfinite(v) else _check_field(m, k, v) for k, v in point.fields.items()
+    }
     _check_time(point.measurement, point.time)
     return Point(point.measurement, tags, fields, point.time)
 
@@ -163,22 +175,27 @@ def make_point(
 # ---------------------------------------------------------------- builders
 
 
+def _num(value: Any) -> Any:
+    return float(value) if type(value) is int else value
+
+
 def resource_stats_point(snapshot: Any, *, app: str, instance: str) -> Point:
     """From a ``guardians.snapshot.ResourceSnapshot`` (duck-typed)."""
+    s = snapshot
     return make_point(
         "resource_stats",
         {"app": app, "instance": instance, "resource": snapshot.resource},
         {
-            "pass": snapshot.passed,
-            "block_flow": snapshot.block_flow,
-            "block_breaker": snapshot.block_breaker,
-            "block_system": snapshot.block_system,
-            "block_param": snapshot.block_param,
-            "success": snapshot.success,
-            "error": snapshot.error,
-            "rt_avg_ms": snapshot.rt_avg_ms,
-            "rt_max_ms": snapshot.rt_max_ms,
-            "concurrency": snapshot.concurrency,
+            "pass": _num(s.passed),
+            "block_flow": _num(s.block_flow),
+            "block_breaker": _num(s.block_breaker),
+            "block_system": _num(s.block_system),
+            "block_param": _num(s.block_param),
+            "success": _num(s.success),
+            "error": _num(s.error),
+            "rt_avg_ms": _num(s.rt_avg_ms),
+            "rt_max_ms": _num(s.rt_max_ms),
+            "concurrency": _num(s.concurrency),
         },
         from_epoch_seconds(snapshot.second),
     )
@@ -232,24 +249,23 @@ def escape_measurement(name: str) -> str:
 
 def escape_key(text: str) -> str:
     """Escape a tag key, tag value or field key."""
-    return text.translate(_KEY_ESCAPES)
+    if " " in text or "," in text or "=" in text:
+        return text.translate(_KEY_ESCAPES)
+    return text
 
 
 def format_float(value: float) -> str:
-    text = repr(float(value))
-    return text
+    return repr(value) if type(value) is float else repr(float(value))
 
 
 def encode_line(point: Point) -> str:
     """One point as one line of InfluxDB line protocol, nanosecond precision, tags sorted."""
     parts = [escape_measurement(point.measurement)]
-    for key in sorted(point.tags):
-        value = point.tags[key]
-        if value == "":
-            continue  # InfluxDB has no empty tag values
-        parts.append(f"{escape_key(key)}={escape_key(value)}")
+    for key, value in sorted(point.tags.items()):
+        if value:  # InfluxDB has no empty tag values
+            parts.append(f"{escape_key(key)}={escape_key(value)}")
     head = ",".join(parts)
-    fields = ",".join(f"{escape_key(k)}={format_float(v)}" for k, v in point.fields.items())
+    fields = ",".join([f"{escape_key(k)}={format_float(v)}" for k, v in point.fields.items()])
     return f"{head} {fields} {to_ns(point.time)}"
 
 
@@ -260,12 +276,20 @@ def encode_lines(points: Iterable[Point]) -> str:
 # ---------------------------------------------------------------- outbox records
 
 
+class _MappingEncoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, Mapping):
+            return dict(o)
+        return super().default(o)
+
+
+# A stateless, reusable encoder (json.dumps with options builds a new one per call).
+_RECORD_ENCODER = _MappingEncoder(separators=(",", ":"), check_circular=False, ensure_ascii=False)
+
+
 def to_record(point: Point) -> str:
     """A compact JSON record of a point (the outbox's storage format)."""
-    return json.dumps(
-        [point.measurement, dict(point.tags), dict(point.fields), to_ns(point.time)],
-        separators=(",", ":"),
-    )
+    return _RECORD_ENCODER.encode([point.measurement, point.tags, point.fields, to_ns(point.time)])
 
 
 def from_record(record: str) -> Point:

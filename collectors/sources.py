@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from collectors.errors import PointError
 from collectors.points import (
     breaker_event_point,
     from_epoch_seconds,
@@ -41,12 +42,17 @@ class GuardianSource:
         self.app = app
         self.instance = instance
         self.after_second = 0
+        self.skipped = 0
 
     def collect(self) -> list[Point]:
         snaps = self.engine.metrics_since(self.after_second)
         points = []
         for snap in snaps:
-            points.append(resource_stats_point(snap, app=self.app, instance=self.instance))
+            try:
+                points.append(resource_stats_point(snap, app=self.app, instance=self.instance))
+            except PointError as exc:
+                self.skipped += 1
+                log.error("skipping snapshot of %r at %s: %s", snap.resource, snap.second, exc)
             if snap.second > self.after_second:
                 self.after_second = snap.second
         return points
@@ -76,7 +82,7 @@ class BreakerSource:
         for event in pending:
             try:
                 points.append(breaker_event_point(event, app=self.app, instance=self.instance))
-            except ValueError as exc:
+            except PointError as exc:
                 log.error("skipping breaker event %r: %s", event, exc)
         return points
 

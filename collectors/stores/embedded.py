@@ -94,6 +94,7 @@ class EmbeddedStore:
         )
         event.listen(self.engine, "connect", self._on_connect)
         self._series: dict[tuple[str, str], int] = {}
+        self._keys: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._columns: dict[str, set[str]] = {}
         self._lock = threading.RLock()
         self._last_error: str | None = None
@@ -195,19 +196,23 @@ class EmbeddedStore:
             return
         groups: dict[tuple[str, tuple[str, ...]], list[tuple]] = defaultdict(list)
         min_ts = _NEVER
-        tag_cache: dict[int, str] = {}
         prepared = []
+        keys = self._keys
         for p in points:
             for k, v in p.fields.items():
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                if (type(v) is not float or not math.isfinite(v)) and (
+                    isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+                ):
                     raise StoreRejected(f"{p.measurement}.{k}: value {v!r} is not a finite number")
             ts = to_ns(p.time)
-            min_ts = min(min_ts, ts)
-            tid = id(p.tags)
-            tags_json = tag_cache.get(tid)
+            if ts < min_ts:
+                min_ts = ts
+            key = (p.measurement, tuple(sorted(p.tags.items())))
+            tags_json = keys.get(key)
             if tags_json is None:
-                tags_json = json.dumps(dict(sorted(p.tags.items())), separators=(",", ":"))
-                tag_cache[tid] = tags_json
+                tags_json = json.dumps(dict(key[1]), separators=(",", ":"))
+                if len(keys) < 100_000:
+                    keys[key] = tags_json
             prepared.append((p, ts, tags_json))
         try:
             with self._tx() as conn:
