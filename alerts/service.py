@@ -399,7 +399,11 @@ class AlertService:
         return text
 
     def worker_status(self) -> dict[str, Any]:
+        """The worker's last runs: ``{"evaluate": {"at", "duration_s", "detail"}, "deliver": {...}}``."""
         return self.store.status()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _need_name(by: str, field: str = "by") -> None:
@@ -414,3 +418,19 @@ def _summary(payload: Mapping[str, Any]) -> str:
         return summary_line(payload)
     except Exception:
         return ""
+
+
+def open_service(
+    control_db_url: str,
+    *,
+    metrics: Any = None,
+    clock: Clock | None = None,
+    webhook_url: str | None = None,
+    smtp_url: str | None = None,
+) -> AlertService:
+    """An ``AlertService`` over the control DB at ``control_db_url`` (tables created if missing).
+    ``metrics`` (a collectors ``MetricStore``) is only needed for ``metric_behind``.
+    Call ``service.close()`` when done."""
+    return AlertService(
+        AlertStore(control_db_url), clock=clock, metrics=metrics, webhook_url=webhook_url, smtp_url=smtp_url
+    )

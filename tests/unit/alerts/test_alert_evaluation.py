@@ -401,3 +401,52 @@ def test_heartbeats_from_the_guardians_fleet(env, tmp_path):
     ev.evaluate()
     assert [a.labels["instance"] for a in open_alerts(env)] == ["n2"]
     nodes.close()
+
+
+def test_metric_behind_an_alert_for_the_console_chart(env):
+    svc = AlertService(env.store, clock=env.clock, metrics=env.metrics)
+    svc.apply(PAYMENT_RULE.replace("for: 1m", "for: 0s"), by="t")
+    start = env.clock.now()
+    for i in range(30):
+        env.metrics.add(
+            "payments",
+            {"app": "shop", "instance": "n1"},
+            {"success": 10 if i >= 20 else 20, "failure": 10 if i >= 20 else 0},
+            start + timedelta(seconds=i),
+        )
+        env.metrics.add(
+            "payments",
+            {"app": "other", "instance": "n2"},
+            {"success": 5, "failure": 0},
+            start + timedelta(seconds=i),
+        )
+    env.clock.advance(30)
+    env.ev.evaluate()
+    [a] = open_alerts(env)
+    chart = svc.metric_behind(a.id, minutes=1, bucket_s=10)
+    assert chart["rule"] == "PaymentSuccessRateLow" and chart["threshold"] == 0.95 and chart["op"] == "<"
+    assert [p["value"] for p in chart["points"]] == [1.0, 1.0, 0.5]
+
+
+def test_engine_on_breaker_event_dispatches_at_once(env):
+    from alerts.engine import AlertEngine, ensure_default_rules
+
+    sent = []
+
+    class Hook:
+        def send(self, payload, extra):
+            sent.append(payload)
+
+    engine = AlertEngine(env.store, env.metrics, clock=env.clock, senders={"log": Hook()})
+    ensure_default_rules(env.store, env.clock.now())
+    env.service.apply({"route": {"group_wait": "0s", "group_by": ["alertname"]}}, by="t")
+    engine.on_breaker_event(
+        SimpleNamespace(
+            resource="payment.charge", previous="closed", state="open", at=env.clock.now(), rule=None
+        ),
+        {"app": "shop", "instance": "n1"},
+    )
+    engine.deliver()
+    [payload] = sent
+    assert payload["groupLabels"] == {"alertname": "BreakerOpen"}
+    assert payload["alerts"][0]["labels"]["resource"] == "payment.charge"
