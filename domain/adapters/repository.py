@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,11 +50,28 @@ def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> 
         return False
 
 
+class _Snapshot(NamedTuple):
+    subs: dict[str, str]
+    lines: dict[str, tuple[int, ...]]
+    payments: dict[str, tuple[Any, ...]]
+    refunds: dict[str, tuple[Any, ...]]
+
+
+def _snapshot(order: Order) -> _Snapshot:
+    return _Snapshot(
+        subs={s.id: s.status for s in order.sub_orders},
+        lines={li.sku: tuple(getattr(li, k) for k in _LINE_MUTABLE) for li in order.lines},
+        payments={p.id: (p.status, p.finished_at, p.reference, p.reason, p.latency_ms)
+                  for p in order.payments},
+        refunds={r.id: (r.status, r.completed_at, r.last_error) for r in order.refunds},
+    )
+
+
 class SqlOrderRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.seen: list[Order] = []
-        self._known: dict[str, tuple[set[str], set[str]]] = {}  # order id -> (payment ids, refund ids)
+        self._snapshots: dict[str, _Snapshot] = {}  # order id -> persisted state, to write only changes
 
     # ---------------------------------------------------------------- writing
     def add(self, order: Order) -> None:
@@ -70,44 +87,44 @@ class SqlOrderRepository:
         ])
         self._insert_payments(order, order.payments)
         self._insert_refunds(order, order.refunds)
-        self._known[order.id] = ({p.id for p in order.payments}, {r.id for r in order.refunds})
+        self._snapshots[order.id] = _snapshot(order)
         self.seen.append(order)
 
     def save(self, order: Order) -> None:
+        """Version-checked UPDATE of the order row, then only the parts that changed since loading."""
         c = self.conn
-        row = self._order_row(order)
         result = c.execute(
             update(orm.orders)
             .where(and_(orm.orders.c.id == order.id, orm.orders.c.version == order.version))
-            .values(status=row["status"], amount_cents=row["amount_cents"], version=order.version + 1)
+            .values(status=order.status, amount_cents=order.amount_cents, version=order.version + 1)
         )
         if result.rowcount != 1:
             raise ConcurrentUpdate(f"order {order.id} was changed by someone else; retry")
         order.version += 1
-        for s in order.sub_orders:
-            c.execute(update(orm.sub_orders).where(orm.sub_orders.c.id == s.id).values(status=s.status))
-            for li in s.lines:
+        before = self._snapshots.get(order.id) or _Snapshot({}, {}, {}, {})
+        after = _snapshot(order)
+        for sub_id, status in after.subs.items():
+            if before.subs.get(sub_id) != status:
+                c.execute(update(orm.sub_orders).where(orm.sub_orders.c.id == sub_id).values(status=status))
+        for sku, values in after.lines.items():
+            if before.lines.get(sku) != values:
                 c.execute(
                     update(orm.order_lines)
-                    .where(and_(orm.order_lines.c.order_id == order.id, orm.order_lines.c.sku == li.sku))
-                    .values(**{k: getattr(li, k) for k in _LINE_MUTABLE})
+                    .where(and_(orm.order_lines.c.order_id == order.id, orm.order_lines.c.sku == sku))
+                    .values(**dict(zip(_LINE_MUTABLE, values, strict=True)))
                 )
-        pay_ids, refund_ids = self._known.setdefault(order.id, (set(), set()))
-        new_payments = [p for p in order.payments if p.id not in pay_ids]
         for p in order.payments:
-            if p.id in pay_ids:
+            if p.id in before.payments and before.payments[p.id] != after.payments[p.id]:
                 c.execute(update(orm.payments).where(orm.payments.c.id == p.id).values(
                     status=p.status, finished_at=p.finished_at, reference=p.reference, reason=p.reason,
                     latency_ms=p.latency_ms))
-        self._insert_payments(order, new_payments)
-        new_refunds = [r for r in order.refunds if r.id not in refund_ids]
+        self._insert_payments(order, [p for p in order.payments if p.id not in before.payments])
         for r in order.refunds:
-            if r.id in refund_ids:
+            if r.id in before.refunds and before.refunds[r.id] != after.refunds[r.id]:
                 c.execute(update(orm.refunds).where(orm.refunds.c.id == r.id).values(
                     status=r.status, completed_at=r.completed_at, last_error=r.last_error))
-        self._insert_refunds(order, new_refunds)
-        pay_ids.update(p.id for p in new_payments)
-        refund_ids.update(r.id for r in new_refunds)
+        self._insert_refunds(order, [r for r in order.refunds if r.id not in before.refunds])
+        self._snapshots[order.id] = after
         if order not in self.seen:
             self.seen.append(order)
 
@@ -198,7 +215,7 @@ class SqlOrderRepository:
             request_hash=row["request_hash"], created_at=row["created_at"], expires_at=row["expires_at"],
             status=row["status"], sub_orders=subs, payments=pays, refunds=refunds, version=row["version"],
         )
-        self._known[oid] = ({p.id for p in pays}, {r.id for r in refunds})
+        self._snapshots[oid] = _snapshot(order)
         self.seen.append(order)
         return order
 

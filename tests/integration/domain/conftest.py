@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.domain.sql_env import SqlEnv, clean_pg, pg_db, sqlite_db
+from tests.integration.domain.sql_env import SqlEnv, clean_pg, drop_pg_schema, pg_db, sqlite_db
 from tests.services import need_postgres
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg_trading_db():
     db = pg_db(need_postgres())
     yield db
-    db.dispose()
+    drop_pg_schema(db)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,6 +1,12 @@
-"""The unit tests' ``Env`` on real SQL stores: SQLite files and PostgreSQL (schema ``tg_domain_test``)."""
+"""The unit tests' ``Env`` on real SQL stores: SQLite files and PostgreSQL.
+
+PostgreSQL tests use a schema of their own per test process (``tg_domain_test_<pid>``), created
+fresh and dropped afterwards, so reruns and concurrent runs never see each other's rows.
+"""
 
 from __future__ import annotations
+
+import os
 
 from sqlalchemy import select, text
 
@@ -11,7 +17,7 @@ from domain.services import TradingService
 from tests.unit.domain.fakes import FakeClock, FakeGateway
 from tests.unit.domain.helpers import small_catalog
 
-PG_SCHEMA = "tg_domain_test"
+PG_SCHEMA = f"tg_domain_test_{os.getpid()}"
 
 
 def clean_pg(db: TradingDB) -> None:
@@ -53,4 +59,10 @@ def sqlite_db(tmp_path) -> TradingDB:
 
 
 def pg_db(url: str) -> TradingDB:
-    return build_trading_db(url, schema=PG_SCHEMA)
+    return build_trading_db(url, schema=PG_SCHEMA, reset=True)
+
+
+def drop_pg_schema(db: TradingDB) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+    db.dispose()
