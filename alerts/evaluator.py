@@ -291,16 +291,20 @@ class Evaluator:
     def _persist(self, transitions: list[Transition], now: datetime) -> None:
         if not transitions:
             return
+        done: list[Transition] = []
         with self.store.begin() as conn:
             for t in transitions:
                 rec = t.record
                 if t.new:
                     self.store.insert_alert(rec, conn)
-                else:
-                    self.store.update_alert(rec, conn, AlertStore.EVALUATOR_COLUMNS)
+                elif not self.store.update_alert(rec, conn, AlertStore.EVALUATOR_COLUMNS, only_open=True):
+                    # resolved by a person since this cycle began: theirs stands
+                    self.states.forget(rec.fingerprint)
+                    continue
+                done.append(t)
                 if t.kind != "updated":
                     self.store.add_event(rec.id, now, t.kind, detail=t.detail, value=rec.value, conn=conn)
-        for t in transitions:
+        for t in done:
             if t.kind != "updated":
                 log.info("alert %s %s %s value=%s", t.record.id, t.record.rule, t.kind, t.record.value)
                 if self.on_transition is not None:

@@ -377,17 +377,27 @@ class AlertStore:
 
     EVALUATOR_COLUMNS = ("state", "value", "fired_at", "last_true_at", "resolved_at", "annotations")
 
-    def update_alert(self, rec: AlertRecord, conn: Any = None, columns: Iterable[str] | None = None) -> None:
+    def update_alert(
+        self,
+        rec: AlertRecord,
+        conn: Any = None,
+        columns: Iterable[str] | None = None,
+        *,
+        only_open: bool = False,
+    ) -> bool:
         """Write ``columns`` of ``rec`` (all but id by default): the evaluator writes only its own
-        columns, so it never overwrites an acknowledgement made meanwhile by another process."""
+        columns, so it never overwrites an acknowledgement made meanwhile by another process, and
+        with ``only_open`` never reopens an alert a person resolved meanwhile. True if a row changed."""
         names = [k for k in _ALERT_COLUMNS if k != "id"] if columns is None else list(columns)
         values = {k: getattr(rec, k) for k in names}
-        stmt = alerts_t.update().where(alerts_t.c.id == rec.id).values(**values)
+        stmt = alerts_t.update().where(alerts_t.c.id == rec.id)
+        if only_open:
+            stmt = stmt.where(alerts_t.c.state.in_((PENDING, FIRING)))
+        stmt = stmt.values(**values)
         if conn is None:
             with self.engine.begin() as c:
-                c.execute(stmt)
-        else:
-            conn.execute(stmt)
+                return c.execute(stmt).rowcount > 0
+        return conn.execute(stmt).rowcount > 0
 
     def add_event(
         self,

@@ -450,3 +450,23 @@ def test_engine_on_breaker_event_dispatches_at_once(env):
     [payload] = sent
     assert payload["groupLabels"] == {"alertname": "BreakerOpen"}
     assert payload["alerts"][0]["labels"]["resource"] == "payment.charge"
+
+
+def test_a_resolve_by_hand_during_a_cycle_is_not_undone(env):
+    env.service.apply(PAYMENT_RULE.replace("for: 1m", "for: 0s"), by="t")
+    payments(env, 10, 90)
+    env.ev.evaluate()
+    [a] = open_alerts(env)
+    real_sync = env.ev.states.sync
+
+    def sync_then_person_resolves(stored):
+        real_sync(stored)
+        env.service.resolve(a.id, by="carol")  # lands after the evaluator read the open alerts
+
+    env.ev.states.sync = sync_then_person_resolves
+    env.clock.advance(5)
+    payments(env, 10, 90)
+    env.ev.evaluate()
+    rec = env.store.get_alert(a.id)
+    assert rec.state == "resolved" and rec.resolved_by == "carol"
+    assert a.fingerprint not in env.ev.states.open
