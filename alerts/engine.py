@@ -25,7 +25,16 @@ from typing import Any
 from alerts.dispatch import Dispatcher, muting, next_escalations
 from alerts.errors import AlertConfigError
 from alerts.evaluator import CycleReport, Evaluator, NodeSource
-from alerts.model import FIRING, Channel, EscalationPolicy, EscalationStep, InhibitRule, Rotation, Route
+from alerts.model import (
+    FIRING,
+    AlertConfig,
+    Channel,
+    EscalationPolicy,
+    EscalationStep,
+    InhibitRule,
+    Rotation,
+    Route,
+)
 from alerts.notify import Deliverer, Sender, build_payload, env_channels
 from alerts.rulefile import default_config, parse_document, rule_to_dict
 from alerts.store import AlertStore
@@ -51,10 +60,14 @@ class ActiveConfig:
 
 
 def load_active_config(
-    store: AlertStore, *, webhook_url: str | None = None, smtp_url: str | None = None
+    store: AlertStore,
+    *,
+    webhook_url: str | None = None,
+    smtp_url: str | None = None,
+    defaults: AlertConfig | None = None,
 ) -> ActiveConfig:
     """The configuration in force: control DB sections over the shipped defaults and the environment."""
-    defaults = default_config()
+    defaults = defaults or default_config()
     sections = store.config_sections()
     try:
         cfg = parse_document(sections) if sections else None
@@ -105,6 +118,7 @@ class AlertEngine:
         self.webhook_url = webhook_url
         self.smtp_url = smtp_url
         self.external_url = external_url
+        self._defaults = default_config()  # parsed once: the shipped route and inhibit rules
         self.evaluator = Evaluator(store, metrics, clock=self.clock, nodes=nodes)
         self.dispatcher = Dispatcher(store, external_url=external_url)
         self.deliverer = Deliverer(
@@ -116,7 +130,9 @@ class AlertEngine:
         )
 
     def config(self) -> ActiveConfig:
-        return load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+        return load_active_config(
+            self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url, defaults=self._defaults
+        )
 
     # ------------------------------------------------------------ jobs
     def evaluate(self) -> CycleReport:

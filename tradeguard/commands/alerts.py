@@ -70,6 +70,7 @@ def _list(svc: AlertService, args: argparse.Namespace) -> int:
             flags.append("inhibited")
         a["flags"] = " ".join(flags)
         a["since"] = (a["fired_at"] or a["active_since"] or "")[:19]
+        a["value"] = f"{a['value']:.4g}" if isinstance(a["value"], float) else a["value"]
     _table(
         alerts,
         [
