@@ -308,7 +308,12 @@ class TradingService:
             uow.orders.save(o)
             return o, p.status == "succeeded"
 
-        order, ok = self._transact(finish)
+        try:
+            order, ok = self._transact(finish)
+        except errors.Conflict:
+            if result.ok and result.reference:  # charged after the attempt was abandoned: give it back
+                self._reverse_charge(order, payment_id, result.reference)
+            raise
         if not ok:
             if result.ok and result.reference:  # charged, but the order stopped being payable meanwhile
                 self._reverse_charge(order, payment_id, result.reference)

@@ -138,3 +138,23 @@ def test_custom_payment_timeout(env):
     env.clock.advance(seconds=61)
     assert env.service.cancel_expired() == 1
     assert env.service.get_order(view.id).status == "cancelled"
+
+
+def test_charge_landing_after_abandonment_is_reversed(env):
+    view = env.service.place_order(order_cmd([("A1", 1)]))
+    service = env.service
+
+    class SlowGateway:
+        def charge(self, payment_id, buyer_id, amount_cents):
+            env.clock.advance(minutes=20)  # the attempt goes stale and the order times out meanwhile
+            assert service.cancel_expired() == 1
+            return env.gateway.charge(payment_id, buyer_id, amount_cents)
+
+        def refund(self, *a):
+            return env.gateway.refund(*a)
+
+    service.gateway = SlowGateway()
+    with pytest.raises(errors.Conflict):
+        service.pay_order(view.id)
+    assert service.get_order(view.id).status == "cancelled"
+    assert env.gateway.refunds and env.gateway.refunds[0][2] == env.gateway.charges[0][2]
