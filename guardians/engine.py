@@ -59,6 +59,7 @@ class _Slot:
     """
 
     __slots__ = (
+        "breaker",
         "breakers",
         "checkers",
         "checks",
@@ -67,6 +68,7 @@ class _Slot:
         "fast_checks",
         "fast_exits",
         "inbound_checks",
+        "more_breakers",
         "name",
         "node",
         "plain",
@@ -87,7 +89,10 @@ class _Slot:
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
         self.qps_limit = self.qps_checker.threshold if self.qps_checker is not None else None
-        self.breakers = tuple(c for c in checkers if isinstance(c, BreakerChecker))
+        breakers = [c for c in checkers if isinstance(c, BreakerChecker)]
+        self.breakers = tuple(breakers)
+        self.breaker = breakers[0] if breakers else None
+        self.more_breakers = tuple(breakers[1:])
         rest = [c for c in checkers if type(c) is not QpsReject or c not in direct]
         rest = [c for c in rest if not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
@@ -118,6 +123,9 @@ class Engine:
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._time = self.clock.time
+        # the current half-second, shared by all nodes: a node is current iff node.h is self._h (identity)
+        self._h: int = -1
+        self._h_end = -1.0
         self._lock = threading.RLock()
         self._listeners: list[Callable[[BreakerStateChanged], None]] = []
         self._inbound = ResourceNode(INBOUND)
@@ -220,6 +228,14 @@ class Engine:
             slot = self._slots[name] = self._build(name)
             return slot
 
+    def _tick(self, t: float) -> int:
+        """Advance the engine's half-second (forward only)."""
+        h = int(t * 2)
+        if h > self._h:
+            self._h = h
+            self._h_end = (h + 1) / 2
+        return self._h
+
     def _checker_failed(self, slot: _Slot, chk: Any) -> None:
         self.checker_errors += 1
         n = self._checker_errors_by[slot.name] = self._checker_errors_by.get(slot.name, 0) + 1
@@ -248,19 +264,18 @@ class Engine:
                 return call()
         node = slot.node
         t = self._time()
-        if t >= node.end:
-            node.roll(t)
+        if t >= self._h_end:
+            self._tick(t)
+        if node.h is not self._h:
+            node.roll(t, self._h)
         b = node.cur
         if not slot.plain:
             # -- checks: flow → param → breaker, first block wins -------------------
             lim = slot.qps_limit
-            if lim is not None:
-                prev = node.prev
-                n = b.passed + prev.passed if prev.start == b.start - 1 else b.passed
-                if n + 1 > lim:
-                    return self._blocked(
-                        slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback
-                    )
+            if lim is not None and b.passed + node.prev_passed + 1 > lim:
+                return self._blocked(
+                    slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback
+                )
             wait = 0.0
             for chk in slot.fast_checks:
                 try:
@@ -272,7 +287,15 @@ class Engine:
                 else:
                     if w:
                         wait += w
-            for br in slot.breakers:
+            br = slot.breaker
+            if br is not None and br.state != "closed":
+                try:
+                    br.check(node, t, args, None)
+                except Blocked as exc:
+                    return self._blocked(slot, b, exc, args, fallback)
+                except Exception:
+                    self._checker_failed(slot, br)
+            for br in slot.more_breakers:
                 if br.state != "closed":
                     try:
                         br.check(node, t, args, None)
@@ -295,8 +318,10 @@ class Engine:
         node.concurrency -= 1
         t1 = self._time()
         rt = (t1 - t) * 1000.0
-        if t1 >= node.end:
-            node.roll(t1)
+        if t1 >= self._h_end:
+            self._tick(t1)
+        if node.h is not self._h:
+            node.roll(t1, self._h)
         b = node.cur
         b.success += 1
         b.rt_sum += rt
@@ -305,15 +330,17 @@ class Engine:
         if rt < b.rt_min:
             b.rt_min = rt
         if not slot.plain:
-            for br in slot.breakers:
+            br = slot.breaker
+            if br is not None:
                 # closed, same window, not slow: just count the call (the common case, inlined)
-                if (
-                    br.state == "closed"
-                    and br.win_start <= t1 < br.win_end
-                    and (br.slow_ms is None or rt <= br.slow_ms)
-                ):
+                if br.state == "closed" and t1 < br.win_end and (br.slow_ms is None or rt <= br.slow_ms):
                     br.total += 1
                 else:
+                    try:
+                        br.on_exit(node, t1, rt, False)
+                    except Exception:
+                        self._checker_failed(slot, br)
+                for br in slot.more_breakers:
                     try:
                         br.on_exit(node, t1, rt, False)
                     except Exception:

@@ -23,7 +23,7 @@ from guardians.param.rule import ParamRule, parse_param
 from guardians.system.rule import SystemRule, parse_system
 
 RULE_TYPES = ("flow", "breaker", "system", "param", "degrade")
-MAX_RULES = 10_000
+MAX_RULES = 100_000
 
 _PARSERS = {
     "flow": parse_flow,

@@ -101,15 +101,16 @@ class Bucket:
 class ResourceNode:
     """Statistics of one resource (also used for the node-wide inbound totals)."""
 
-    __slots__ = ("_lock", "concurrency", "cur", "end", "half", "minute", "name", "prev")
+    __slots__ = ("_lock", "concurrency", "cur", "end", "h", "half", "minute", "name", "prev_passed")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.concurrency = 0
         self.half = [Bucket(-1), Bucket(-1)]
         self.cur = self.half[0]
-        self.prev = self.half[1]
-        self.end = -1.0  # the current bucket's end (seconds): the hot path only compares floats
+        self.h: int = -1  # the half-second of ``cur`` (the engine compares it by identity with its own)
+        self.prev_passed = 0  # passes of the half-second before ``cur`` (frozen when it rolled out)
+        self.end = -1.0  # the current bucket's end (seconds)
         self.minute: list[Bucket | None] = [None] * MINUTE_BUCKETS
         self._lock = threading.Lock()
 
@@ -120,27 +121,31 @@ class ResourceNode:
             self.roll(t)
         return self.cur
 
-    def roll(self, t: float) -> Bucket:
-        """Rotate the half-second ring to time ``t`` (rare path: twice a second at most)."""
-        h = int(t * 2)
+    def roll(self, t: float, h: int | None = None) -> Bucket:
+        """Rotate the half-second ring to half-second ``h`` = int(t·2) (rare path: twice a second at most).
+
+        Time never rolls the ring backwards: an earlier ``t`` keeps writing to the current bucket.
+        """
+        if h is None:
+            h = int(t * 2)
         with self._lock:
-            b = self.half[h & 1]
-            if b.start != h:
-                if b.start >= 0 and not b.folded:
-                    self._fold(b)
-                b.reset(h)
-            self.prev = self.half[(h & 1) ^ 1]
-            self.cur = b
-            self.end = (h + 1) / 2
-            return b
+            cur = self.cur
+            if h > cur.start:
+                b = self.half[h & 1]
+                if b.start != h:
+                    if b.start >= 0 and not b.folded:
+                        self._fold(b)
+                    b.reset(h)
+                prev = self.half[(h & 1) ^ 1]
+                self.prev_passed = prev.passed if prev.start == h - 1 else 0
+                self.cur = cur = b
+                self.end = (h + 1) / 2
+            self.h = h
+            return cur
 
     def current_pass_count(self) -> int:
         """Passes in the sliding 1 s window, for a node already rolled to now (the hot path)."""
-        cur = self.cur
-        prev = self.prev
-        if prev.start == cur.start - 1:
-            return cur.passed + prev.passed
-        return cur.passed
+        return self.cur.passed + self.prev_passed
 
     def pass_count(self, h: int) -> int:
         """Calls passed in the 1 s window ending with half-second ``h``."""
