@@ -220,6 +220,14 @@ class AlertService:
             )
         return out
 
+    def deliveries(self, notification_id: int | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Every delivery attempt, newest first:
+        ``{id, notification_id, channel, at, ok, error, duration_ms}``."""
+        return [
+            {**d, "at": d["at"].isoformat()}
+            for d in self.store.deliveries(limit=limit, notification_id=notification_id)
+        ]
+
     # ------------------------------------------------------------ silences
     def silences(self, *, include_expired: bool = False) -> list[dict[str, Any]]:
         now = self.clock.now()

@@ -376,8 +376,9 @@ def test_failed_delivery_is_retried_with_backoff_and_recorded(env):
     env.clock.advance(1)
     env.engine.deliver()  # attempt 3 succeeds
     assert len(env.hook.sent) == 1
-    attempts = env.store.deliveries(notification_id=n["id"])
+    attempts = env.service.deliveries(n["id"])
     assert [d["ok"] for d in reversed(attempts)] == [False, False, True]
+    assert attempts[-1]["error"] == "ConnectionError: receiver down" and attempts[0]["channel"] == "hook"
     assert env.service.notifications()[0]["status"] in ("sent", "pending")
 
 
