@@ -241,7 +241,8 @@ class TradingService:
                     limit_key=li.limit.key if li.limit else None,
                 ) for li in lines
             ]))
-        # Fixed lock order (limit counters, then stock rows, each by SKU) keeps PostgreSQL deadlock-free.
+        # Fixed lock order everywhere — limit counters, then stock rows, each by SKU, then the order
+        # row — keeps PostgreSQL deadlock-free.
         ordered = sorted(priced, key=lambda li: li.sku)
         for li in ordered:
             tx.purchase_limit.consume(uow, cmd.buyer_id, li)
@@ -303,7 +304,7 @@ class TradingService:
             p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
                                    latency_ms=latency_ms, now=self.clock.now())
             if p.status == "succeeded":
-                for line in o.lines:
+                for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
                     self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
             uow.orders.save(o)
             return o, p.status == "succeeded"
@@ -421,7 +422,7 @@ class TradingService:
                 uow.orders.save(o)
                 return RefundView.of(r)
             r = o.complete_refund(refund_id, self.clock.now())
-            for rl in r.lines:
+            for rl in sorted(r.lines, key=lambda x: x.sku):  # same row-lock order as everywhere
                 line = o.line(rl.sku)
                 pool = tx.refund.restock_pool(line)
                 if pool is not None:

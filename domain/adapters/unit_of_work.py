@@ -40,14 +40,15 @@ def translate(exc: BaseException) -> BaseException | None:
         if "uq_orders_buyer_idempotency_key" in msg or ("orders.buyer_id" in msg and "UNIQUE" in msg):
             return DuplicateKey("another request just placed an order with this idempotency key")
         return None
-    if isinstance(exc, OperationalError):
+    if not isinstance(exc, DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in _TRANSIENT_PG:
+        return TransientStoreError(f"postgresql {code}: {exc.orig}")
+    if isinstance(exc, OperationalError) and type(exc.orig).__module__.startswith("sqlite3"):
         msg = str(exc.orig).lower()
-        if "locked" in msg or "busy" in msg:
+        if "database is locked" in msg or "busy" in msg:
             return TransientStoreError(f"sqlite busy: {exc.orig}")
-    if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if code in _TRANSIENT_PG:
-            return TransientStoreError(f"postgresql {code}: {exc.orig}")
     return None
 
 

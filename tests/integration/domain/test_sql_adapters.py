@@ -78,3 +78,30 @@ def test_events_journaled_with_the_order_and_version_check(sql_db):
     svc.cancel_order(view.id)
     with pytest.raises(errors.ConcurrentUpdate), sql_db.uow_factory() as uow:
         uow.orders.save(stale)
+
+
+def test_translate_store_errors():
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from domain import errors
+    from domain.adapters.unit_of_work import translate
+
+    locked = OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+    assert isinstance(translate(locked), errors.TransientStoreError)
+
+    class PgDeadlock(Exception):
+        sqlstate = "40P01"
+
+    assert isinstance(translate(OperationalError("x", {}, PgDeadlock("deadlock detected, blocked"))),
+                      errors.TransientStoreError)
+
+    class PgOther(Exception):
+        sqlstate = "42P01"
+
+    assert translate(OperationalError("x", {}, PgOther("relation is blocked"))) is None
+    dup = IntegrityError("x", {}, sqlite3.IntegrityError(
+        "UNIQUE constraint failed: orders.buyer_id, orders.idempotency_key"))
+    assert isinstance(translate(dup), errors.DuplicateKey)
+    assert translate(IntegrityError("x", {}, sqlite3.IntegrityError("CHECK constraint failed"))) is None
