@@ -16,6 +16,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,14 +28,30 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced later)."""
+
+    _tradeguard = True
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Log to stderr (stdout is kept for command output and JSON lines)."""
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_tradeguard", False):  # only replace our own handler
             root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._tradeguard = True  # type: ignore[attr-defined]
+    handler = StderrHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(level.upper())
