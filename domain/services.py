@@ -262,8 +262,15 @@ class TradingService:
 
     # --------------------------------------------------------------------- pay
     def pay_order(self, order_id: str) -> OrderView:
-        head = self._transact(lambda uow: self._load(uow, order_id), readonly=True)
-        args = {"buyer": head.buyer_id, "shop": head.sub_orders[0].shop_id if head.sub_orders else ""}
+        def head(uow: UnitOfWork) -> tuple[str, str]:
+            found = uow.orders.head(order_id)
+            if found is None:
+                raise errors.NotFound(f"order {order_id!r} does not exist", field="order_id",
+                                      rule="order.exists")
+            return found
+
+        buyer, shop = self._transact(head, readonly=True)
+        args = {"buyer": buyer, "shop": shop}
         return self.guard.guard(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
 
     def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:

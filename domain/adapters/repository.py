@@ -219,6 +219,13 @@ class SqlOrderRepository:
         self.seen.append(order)
         return order
 
+    def head(self, order_id: str) -> tuple[str, str] | None:
+        o, so = orm.orders.c, orm.sub_orders.c
+        row = self.conn.execute(
+            select(o.buyer_id, so.shop_id).join_from(orm.orders, orm.sub_orders, so.order_id == o.id)
+            .where(o.id == order_id).order_by(so.position).limit(1)).first()
+        return (row[0], row[1]) if row else None
+
     def expired_ids(self, now: datetime, limit: int) -> list[str]:
         o = orm.orders.c
         return list(self.conn.execute(

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+import threading
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
@@ -30,6 +31,7 @@ from domain.storage import AbstractUnitOfWork
 
 log = logging.getLogger(__name__)
 
+WRITE_LOCK_TIMEOUT_S = 30.0
 _TRANSIENT_PG = {"40001", "40P01", "55P03"}  # serialization_failure, deadlock_detected, lock_not_available
 
 
@@ -59,23 +61,36 @@ def event_row(e: DomainEvent) -> dict[str, Any]:
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
-    def __init__(self, engine: Engine, *, readonly: bool = False) -> None:
+    def __init__(self, engine: Engine, *, readonly: bool = False,
+                 write_lock: threading.Lock | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.readonly = readonly
         self.conn: Connection | None = None
+        self._write_lock = None if readonly else write_lock
+        self._locked = False
 
     def __enter__(self) -> SqlUnitOfWork:
         super().__enter__()
-        conn = self.engine.connect()
-        conn.info["tg_begin"] = "BEGIN" if self.readonly else "BEGIN IMMEDIATE"
+        if self._write_lock is not None:
+            # SQLite has one writer at a time; queueing this process's writers on a lock is fairer and
+            # much faster than SQLite's sleeping busy handler (kept for writers in other processes).
+            if not self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S):
+                raise TransientStoreError(f"no write slot within {WRITE_LOCK_TIMEOUT_S} s")
+            self._locked = True
         try:
-            conn.begin()
-        except DBAPIError as exc:
-            conn.close()
-            mapped = translate(exc)
-            if mapped is not None:
-                raise mapped from exc
+            conn = self.engine.connect()
+            conn.info["tg_begin"] = "BEGIN" if self.readonly else "BEGIN IMMEDIATE"
+            try:
+                conn.begin()
+            except DBAPIError as exc:
+                conn.close()
+                mapped = translate(exc)
+                if mapped is not None:
+                    raise mapped from exc
+                raise
+        except BaseException:
+            self._unlock()
             raise
         self.conn = conn
         self.orders = SqlOrderRepository(conn)
@@ -91,10 +106,16 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None
+            self._unlock()
         if isinstance(exc, DBAPIError):
             mapped = translate(exc)
             if mapped is not None:
                 raise mapped from exc
+
+    def _unlock(self) -> None:
+        if self._locked and self._write_lock is not None:
+            self._locked = False
+            self._write_lock.release()
 
     def _commit(self) -> None:
         assert self.conn is not None
@@ -116,9 +137,10 @@ class TradingDB:
     engine: Engine
     url: str
     schema: str | None = None
+    write_lock: threading.Lock | None = field(default=None, repr=False)  # SQLite: one writer at a time
 
     def uow_factory(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, readonly=readonly)
+        return SqlUnitOfWork(self.engine, readonly=readonly, write_lock=self.write_lock)
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"|"down", "backend": ..., "detail": ...}`` for GET /ops/health."""
@@ -181,7 +203,8 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         engine = engine.execution_options(schema_translate_map={None: schema})
-    tdb = TradingDB(engine=engine, url=url, schema=schema)
+    tdb = TradingDB(engine=engine, url=url, schema=schema,
+                    write_lock=threading.Lock() if u.get_backend_name() == "sqlite" else None)
     if reset:
         tdb.drop_all()
     tdb.create_all()

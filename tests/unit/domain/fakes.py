@@ -72,6 +72,10 @@ class FakeOrders:
         saved.events = []
         self.state.orders[order.id] = saved
 
+    def head(self, order_id: str) -> tuple[str, str] | None:
+        o = self.state.orders.get(order_id)
+        return (o.buyer_id, o.sub_orders[0].shop_id) if o else None
+
     def expired_ids(self, now: datetime, limit: int) -> list[str]:
         due = [o for o in self.state.orders.values()
                if o.status == "pending_payment" and o.expires_at is not None and o.expires_at <= now]
