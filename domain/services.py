@@ -67,6 +67,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
+class _Outcome:
+    __slots__ = ("refusal", "value")
+
+    def __init__(self, value: Any = None, refusal: errors.DomainError | None = None) -> None:
+        self.value = value
+        self.refusal = refusal
+
+
 class _Declined(Exception):
     def __init__(self, result: ChargeResult) -> None:
         super().__init__(result.reason or "declined")
@@ -122,6 +130,30 @@ class TradingService:
                 self._sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
+    def _guarded(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str],
+                 fallback: Callable[[BaseException], T] | None = None) -> T:
+        """``guard.guard`` where a business refusal (out of stock, limit, conflict…) is an *outcome*.
+
+        A guard counts exceptions raised by the call as errors (breakers open on error ratios);
+        a refused order is not a failure of the capability, so it travels past the guard as a value
+        and is raised again here. ``StoreUnavailable`` and anything unexpected stay errors.
+        """
+        def inner() -> _Outcome:
+            try:
+                return _Outcome(value=call())
+            except errors.StoreUnavailable:
+                raise
+            except errors.DomainError as exc:
+                return _Outcome(refusal=exc)
+
+        wrapped_fallback = (lambda exc: _Outcome(value=fallback(exc))) if fallback is not None else None
+        out = self.guard.guard(resource, inner, args=args, fallback=wrapped_fallback)
+        if not isinstance(out, _Outcome):  # a guard that answered on its own
+            return out
+        if out.refusal is not None:
+            raise out.refusal
+        return out.value
+
     def _publish(self, events: list[DomainEvent]) -> None:
         if events:
             try:
@@ -142,7 +174,7 @@ class TradingService:
         requests = self._merge_lines(cmd)
         fingerprint = cmd.fingerprint()
         args = {"buyer": cmd.buyer_id, "sku": requests[0].sku}
-        return self.guard.guard(
+        return self._guarded(
             ORDER_PLACE,
             lambda: self._transact(lambda uow: self._place(uow, cmd, tx, address, requests, fingerprint)),
             args=args,
@@ -247,7 +279,7 @@ class TradingService:
         for li in ordered:
             tx.purchase_limit.consume(uow, cmd.buyer_id, li)
         for li in ordered:
-            self.guard.guard(
+            self._guarded(
                 INVENTORY_RESERVE, lambda li=li: tx.inventory.reserve(uow, li),
                 args={"shop": li.shop_id, "sku": li.sku, "buyer": cmd.buyer_id},
             )
@@ -271,7 +303,7 @@ class TradingService:
 
         buyer, shop = self._transact(head, readonly=True)
         args = {"buyer": buyer, "shop": shop}
-        return self.guard.guard(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
+        return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
 
     def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:
         payment_id = new_id("pay")
@@ -391,7 +423,7 @@ class TradingService:
             tx = self.registry.get(order.tx_type)
             sku = wanted[0][0] if wanted else ""
             shop = next((li.shop_id for li in order.lines if li.sku == sku), "")
-            refund = self.guard.guard(
+            refund = self._guarded(
                 REFUND_REQUEST,
                 lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount),
                 args={"buyer": order.buyer_id, "shop": shop, "sku": sku},
@@ -448,7 +480,7 @@ class TradingService:
 
     # ------------------------------------------------------------------ reads
     def get_order(self, order_id: str) -> OrderView:
-        return self.guard.guard(
+        return self._guarded(
             ORDER_GET,
             lambda: self._transact(lambda uow: OrderView.of(self._load(uow, order_id)), readonly=True),
             args={"order": order_id},

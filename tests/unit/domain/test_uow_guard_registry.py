@@ -183,3 +183,34 @@ def test_events_are_journaled_in_the_same_commit(env):
     with pytest.raises(RuntimeError):
         env.service.cancel_order(view.id)
     assert [e.name for e in env.store.state.journal][-1] == "StockReserved"
+
+
+class ErrorCountingGuard:
+    """Like a guardians engine: counts exceptions escaping the call as errors of the resource."""
+
+    def __init__(self):
+        self.errors: dict[str, int] = {}
+
+    def guard(self, resource, call, *, args=None, fallback=None):
+        try:
+            return call()
+        except BaseException:
+            self.errors[resource] = self.errors.get(resource, 0) + 1
+            raise
+
+
+def test_business_refusals_are_not_guard_errors_but_gateway_failures_are():
+    env = Env()
+    guard = ErrorCountingGuard()
+    env.service.guard = guard
+    with pytest.raises(errors.OutOfStock):
+        env.service.place_order(order_cmd([("B1", 9)]))
+    with pytest.raises(errors.UnknownSku):
+        env.service.place_order(order_cmd([("ZZ", 1)], key="k2"))
+    with pytest.raises(errors.NotFound):
+        env.service.get_order("o_missing")
+    view = env.service.place_order(order_cmd([("A1", 1)], key="k3"))
+    env.gateway.fail_next = ["declined"]
+    with pytest.raises(errors.PaymentFailed):
+        env.service.pay_order(view.id)
+    assert guard.errors == {"payment.charge": 1}
