@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -255,3 +256,20 @@ def test_sigterm_stops_the_node_cleanly(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_health_command_reads_the_node(node: RunningNode):
+    out = subprocess.run(
+        cli("health", "--url", node.url, "--json"), env=node.env, capture_output=True, text=True, timeout=30
+    )
+    body = json.loads(out.stdout)
+    assert out.returncode == (0 if body["status"] == "ok" else 1)
+    assert body["stores"]["trading_db"]["status"] == "ok"
+    gone = subprocess.run(
+        cli("health", "--url", "http://127.0.0.1:9", "--timeout", "1"),
+        env=node.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert gone.returncode == 2 and "no answer from" in gone.stderr
