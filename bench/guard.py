@@ -12,8 +12,11 @@ is the median over rounds. Rules never block here (the flow threshold is far
 above the rate), so it is the pass path — the one every request takes.
 
 Last line JSON: guard_ns, composed_ns, ratio_vs_composed (composed ÷ guard),
-guard_ns_10k, plus entry_ns (the ``with engine.entry(...)`` form), composed_ns_10k,
-bare_ns, the targets and whether they were met.
+guard_ns_10k (10,000 resources with their rules, calls cycling through all of them:
+the strict case, where every call touches cold memory), plus entry_ns (the
+``with engine.entry(...)`` form), composed_ns_10k (the baseline in the same 10k
+case), guard_ns_10k_hot / composed_ns_10k_hot (10,000 resources loaded, traffic on
+100 of them), bare_ns, the targets and whether they were met.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ TARGET_10K_DRIFT = 0.20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rounds", type=int, default=15, help="timing rounds (median taken), default 15")
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per round, default 20000")
+    parser.add_argument("--rounds", type=int, default=21, help="timing rounds (median taken), default 21")
+    parser.add_argument("--calls", type=int, default=10_000, help="calls per case and variant per round")
     parser.add_argument("--resources", type=int, default=10_000, help="resources of the many-resource case")
 
 
@@ -61,22 +64,33 @@ def _timed(loop: Callable[[list[str]], None], names: list[str]) -> float:
         gc.enable()
 
 
-def _measure(
-    variants: dict[str, Callable[[list[str]], None]], names: list[str], rounds: int
-) -> dict[str, float]:
-    """Median over rounds of (variant − bare) per call, variants interleaved within each round."""
-    added: dict[str, list[float]] = {k: [] for k in variants if k != "bare"}
-    bare_all: list[float] = []
-    for loop in variants.values():  # warm up every path (creates nodes, fills caches)
-        loop(names[: min(len(names), 2000)])
-    for _ in range(rounds):
-        bare = _timed(variants["bare"], names)
-        bare_all.append(bare)
-        for k, loop in variants.items():
-            if k != "bare":
-                added[k].append(_timed(loop, names) - bare)
-    out = {k: statistics.median(v) for k, v in added.items()}
-    out["bare"] = statistics.median(bare_all)
+Case = tuple[str, dict[str, Callable[[list[str]], None]], list[str]]
+
+
+def _measure(cases: list[Case], rounds: int) -> dict[str, dict[str, float]]:
+    """Per case and variant, the median over rounds of (variant − bare) ns per call.
+
+    Every round runs every case and variant back to back, so a burst of load from
+    other processes hits all of them alike instead of skewing one phase.
+    """
+    added: dict[str, dict[str, list[float]]] = {c: {k: [] for k in v if k != "bare"} for c, v, _ in cases}
+    bare_all: dict[str, list[float]] = {c: [] for c, _, _ in cases}
+    for _, variants, names in cases:  # warm up every path (creates nodes and records, fills caches)
+        for loop in variants.values():
+            loop(names)
+    for r in range(rounds):
+        for case, variants, names in cases:
+            bare = _timed(variants["bare"], names)
+            bare_all[case].append(bare)
+            for k, loop in variants.items():
+                if k != "bare":
+                    added[case][k].append(_timed(loop, names) - bare)
+        if (r + 1) % 5 == 0:
+            _progress(f"round {r + 1}/{rounds}")
+    out: dict[str, dict[str, float]] = {}
+    for case, per in added.items():
+        out[case] = {k: statistics.median(v) for k, v in per.items()}
+        out[case]["bare"] = statistics.median(bare_all[case])
     return out
 
 
@@ -123,18 +137,25 @@ def _variants(resources: list[str]) -> dict[str, Callable[[list[str]], None]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds, calls, many = args.rounds, args.calls, args.resources
-    _progress(f"1 resource: {rounds} rounds x {calls} calls per variant")
     one = ["order.place"]
-    r1 = _measure(_variants(one), one * calls, rounds)
+    names = [f"resource.{i}" for i in range(many)]
+    hot = names[:: max(1, many // 100)][:100]
+    _progress(f"building rules and breakers for 1 and {many} resources")
+    many_variants = _variants(names)
+    cases: list[Case] = [
+        ("one", _variants(one), one * calls),
+        ("many", many_variants, (names * (calls // many + 1))[: max(calls, many)]),
+        ("many_hot", many_variants, (hot * (calls // len(hot) + 1))[:calls]),
+    ]
+    _progress(f"{rounds} rounds, each running every case and variant on {calls} calls")
+    res = _measure(cases, rounds)
+    r1, rk, rh = res["one"], res["many"], res["many_hot"]
     _progress(
         f"1 resource: guard {r1['guard']:.0f} ns, entry {r1['entry']:.0f} ns, "
-        f"composed {r1['composed']:.0f} ns"
+        f"composed {r1['composed']:.0f} ns; "
+        f"{many} cycling: guard {rk['guard']:.0f} ns, composed {rk['composed']:.0f} ns; "
+        f"{many} loaded, 100 hot: guard {rh['guard']:.0f} ns, composed {rh['composed']:.0f} ns"
     )
-    _progress(f"{many} resources: building rules and breakers")
-    names = [f"resource.{i}" for i in range(many)]
-    seq = (names * (calls // many + 1))[: max(calls, many)]
-    rk = _measure(_variants(names), seq, rounds)
-    _progress(f"{many} resources: guard {rk['guard']:.0f} ns, composed {rk['composed']:.0f} ns")
     guard_ns = round(r1["guard"], 1)
     composed_ns = round(r1["composed"], 1)
     ratio = round(composed_ns / guard_ns, 2) if guard_ns > 0 else None
@@ -147,6 +168,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "guard_ns_10k": guard_10k,
         "entry_ns": round(r1["entry"], 1),
         "composed_ns_10k": round(rk["composed"], 1),
+        "guard_ns_10k_hot": round(rh["guard"], 1),
+        "composed_ns_10k_hot": round(rh["composed"], 1),
         "bare_ns": round(r1["bare"], 1),
         "drift_10k": drift,
         "rounds": rounds,

@@ -39,7 +39,7 @@ from guardians.flow.manager import FlowRuleManager
 from guardians.param.manager import ParamRuleManager
 from guardians.rules import RuleSet
 from guardians.snapshot import ResourceSnapshot
-from guardians.stat import Bucket, ResourceNode
+from guardians.stat import ResourceNode, count_block
 from guardians.system.manager import SystemRuleManager
 from guardians.system.probe import SystemProbe
 
@@ -58,22 +58,22 @@ class _Slot:
     state costs one comparison.
     """
 
-    __slots__ = (
+    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+        "node",
+        "plain",
+        "qps_limit",
+        "fast_checks",
         "breaker",
+        "more_breakers",
+        "fast_exits",
+        "qps_checker",
         "breakers",
         "checkers",
         "checks",
-        "degrade",
         "exits",
-        "fast_checks",
-        "fast_exits",
         "inbound_checks",
-        "more_breakers",
+        "degrade",
         "name",
-        "node",
-        "plain",
-        "qps_checker",
-        "qps_limit",
     )
 
     def __init__(
@@ -98,17 +98,6 @@ class _Slot:
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         self.plain = not checkers
-
-
-def _count_block(b: Bucket, kind: str) -> None:
-    if kind == "flow":
-        b.block_flow += 1
-    elif kind == "breaker":
-        b.block_breaker += 1
-    elif kind == "system":
-        b.block_system += 1
-    else:
-        b.block_param += 1
 
 
 class Engine:
@@ -257,6 +246,8 @@ class Engine:
         ``default`` = the ``fallback`` given here), otherwise the ``Blocked`` error
         propagates.
         """
+        # b is the current half-second record of guardians.stat (a list): [1] passed, [2] success,
+        # [3] error, [4] rt_sum, [9] rt_max, [10] rt_min — literal indexes, this is the hot path
         slot = self._slots.get(resource)
         if slot is None:
             slot = self._new_slot(resource)
@@ -272,10 +263,8 @@ class Engine:
         if not slot.plain:
             # -- checks: flow → param → breaker, first block wins -------------------
             lim = slot.qps_limit
-            if lim is not None and b.passed + node.prev_passed + 1 > lim:
-                return self._blocked(
-                    slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback
-                )
+            if lim is not None and b[1] + node.prev_passed + 1 > lim:
+                return self._blocked(slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
             wait = 0.0
             for chk in slot.fast_checks:
                 try:
@@ -308,7 +297,7 @@ class Engine:
                 t = self._time()
                 b = node.bucket(t)
         # -- stat hooks ----------------------------------------------------------
-        b.passed += 1
+        b[1] += 1
         node.concurrency += 1
         try:
             result = call()
@@ -323,21 +312,25 @@ class Engine:
         if node.h is not self._h:
             node.roll(t1, self._h)
         b = node.cur
-        b.success += 1
-        b.rt_sum += rt
-        if rt > b.rt_max:
-            b.rt_max = rt
-        if rt < b.rt_min:
-            b.rt_min = rt
+        b[2] += 1
+        b[4] += rt
+        if rt > b[9]:
+            b[9] = rt
+        if rt < b[10]:
+            b[10] = rt
         if not slot.plain:
             br = slot.breaker
             if br is not None:
-                # closed, same window, not slow: just count the call (the common case, inlined)
-                if br.state == "closed" and t1 < br.win_end and (br.slow_ms is None or rt <= br.slow_ms):
+                # closed, not slow, and its window known to last through this half-second
+                # (br.h is the engine's current half-second object): just count the call
+                h = self._h
+                if br.state == "closed" and br.h is h and (br.slow_ms is None or rt <= br.slow_ms):
                     br.total += 1
                 else:
                     try:
                         br.on_exit(node, t1, rt, False)
+                        if (h + 1) / 2 <= br.win_end:
+                            br.h = h
                     except Exception:
                         self._checker_failed(slot, br)
                 for br in slot.more_breakers:
@@ -353,9 +346,14 @@ class Engine:
         return result
 
     def _blocked(
-        self, slot: _Slot, b: Bucket, exc: Blocked, args: Any, fallback: Callable[[BaseException], Any] | None
+        self,
+        slot: _Slot,
+        b: list[Any],
+        exc: Blocked,
+        args: Any,
+        fallback: Callable[[BaseException], Any] | None,
     ) -> Any:
-        _count_block(b, exc.kind)
+        count_block(b, exc.kind)
         if exc.args_ is None:
             exc.args_ = args
         return self._degraded(slot, exc, fallback)
@@ -382,38 +380,59 @@ class Engine:
         return Entry(self, resource, args, origin, inbound)
 
     # -- the general (non-inlined) chain, used by entries and the middleware --
+    def _node_now(self, node: ResourceNode, t: float) -> list[Any]:
+        if t >= self._h_end:
+            self._tick(t)
+        if node.h is not self._h:
+            node.roll(t, self._h)
+        return node.cur
+
     def _enter(
         self, resource: str, args: Any, origin: str | None, inbound: bool
-    ) -> tuple[_Slot | None, float]:
+    ) -> tuple[_Slot | None, float, float]:
+        """Run the checks; returns (slot, t0, wait). With wait == 0 the pass is already
+        counted; otherwise the caller waits, then calls ``_pass`` for t0."""
         slot = self._slots.get(resource) or self._new_slot(resource)
         if slot is None:
-            return None, 0.0
+            return None, 0.0, 0.0
+        node = slot.node
         t = self._time()
-        b = slot.node.bucket(t)
+        b = self._node_now(node, t)
         wait = 0.0
-        for chk in slot.inbound_checks if inbound else slot.checks:
-            try:
-                w = chk(slot.node, t, args, origin)
-            except Blocked as exc:
-                _count_block(b, exc.kind)
-                if inbound:
-                    _count_block(self._inbound.bucket(t), exc.kind)
-                if exc.args_ is None:
-                    exc.args_ = args
-                raise
-            except Exception:
-                self._checker_failed(slot, chk)
-            else:
-                if w:
-                    wait += w
-        return slot, wait
+        checks = slot.inbound_checks if inbound else slot.checks
+        if checks:
+            for chk in checks:
+                try:
+                    w = chk(node, t, args, origin)
+                except Blocked as exc:
+                    count_block(b, exc.kind)
+                    if inbound:
+                        count_block(self._node_now(self._inbound, t), exc.kind)
+                    if exc.args_ is None:
+                        exc.args_ = args
+                    raise
+                except Exception:
+                    self._checker_failed(slot, chk)
+                else:
+                    if w:
+                        wait += w
+            if wait:
+                return slot, t, wait
+        b[1] += 1
+        node.concurrency += 1
+        if inbound:
+            ib = self._inbound
+            self._node_now(ib, t)[1] += 1
+            ib.concurrency += 1
+        return slot, t, 0.0
 
     def _pass(self, slot: _Slot, inbound: bool) -> float:
+        """Count a pass after a queueing wait; returns the new t0."""
         t = self._time()
-        slot.node.bucket(t).passed += 1
+        self._node_now(slot.node, t)[1] += 1
         slot.node.concurrency += 1
         if inbound:
-            self._inbound.bucket(t).passed += 1
+            self._node_now(self._inbound, t)[1] += 1
             self._inbound.concurrency += 1
         return t
 
@@ -422,19 +441,29 @@ class Engine:
         node.concurrency -= 1
         t = self._time()
         rt = (t - t0) * 1000.0
-        for n in (node, self._inbound) if inbound else (node,):
-            if n is self._inbound:
-                n.concurrency -= 1
-            b = n.bucket(t)
+        b = self._node_now(node, t)
+        if error:
+            b[3] += 1
+        else:
+            b[2] += 1
+        b[4] += rt
+        if rt > b[9]:
+            b[9] = rt
+        if rt < b[10]:
+            b[10] = rt
+        if inbound:
+            ib = self._inbound
+            ib.concurrency -= 1
+            b = self._node_now(ib, t)
             if error:
-                b.error += 1
+                b[3] += 1
             else:
-                b.success += 1
-            b.rt_sum += rt
-            if rt > b.rt_max:
-                b.rt_max = rt
-            if rt < b.rt_min:
-                b.rt_min = rt
+                b[2] += 1
+            b[4] += rt
+            if rt > b[9]:
+                b[9] = rt
+            if rt < b[10]:
+                b[10] = rt
         for ex in slot.exits:
             try:
                 ex(node, t, rt, error)
@@ -494,11 +523,11 @@ class Entry:
 
     def __enter__(self) -> Entry:
         eng = self._engine
-        slot, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        slot, t0, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
         if wait:
             eng.clock.sleep(wait)
-        if slot is not None:
-            self._t0 = eng._pass(slot, self.inbound)
+            t0 = eng._pass(slot, self.inbound)  # type: ignore[arg-type]
+        self._t0 = t0
         self._slot = slot
         return self
 
@@ -510,11 +539,11 @@ class Entry:
 
     async def __aenter__(self) -> Entry:
         eng = self._engine
-        slot, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        slot, t0, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
         if wait:
             await eng.clock.asleep(wait)
-        if slot is not None:
-            self._t0 = eng._pass(slot, self.inbound)
+            t0 = eng._pass(slot, self.inbound)  # type: ignore[arg-type]
+        self._t0 = t0
         self._slot = slot
         return self
 

@@ -121,16 +121,16 @@ class GuardMiddleware:
         args = self.args_from(scope) if self.args_from else None
         origin = self.origin_from(scope) if self.origin_from else None
         try:
-            slot, wait = engine._enter(resource, args, origin, True)
+            slot, t0, wait = engine._enter(resource, args, origin, True)
         except Blocked as exc:
             await send_problem(send, exc)  # answered before the body is read
             return
-        if wait:
-            await engine.clock.asleep(wait)
         if slot is None:
             await self.app(scope, receive, send)
             return
-        t0 = engine._pass(slot, True)
+        if wait:
+            await engine.clock.asleep(wait)
+            t0 = engine._pass(slot, True)
         state = {"status": 0}
 
         async def send_wrapper(message: Message) -> None:

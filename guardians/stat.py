@@ -1,32 +1,59 @@
-"""Per-resource statistics: rings of buckets, O(1) per event, bounded memory.
+"""Per-resource statistics: a ring of buckets, O(1) per event, bounded memory.
 
-Two levels, as in Sentinel:
+Each resource keeps a ring of 500 ms records covering the last minute: the
+*second* level (2 × 500 ms, the sliding 1 s window the flow checks read) is the
+newest two records, the *minute* level (60 × 1 s, read by collectors and BBR) is
+the ring read two halves per second. Nothing is copied or folded on the hot path:
+a record is a small plain list (cheap to create, fast to index); when the half
+second changes, the next record replaces the oldest in the ring (one list copy),
+and readers sum the two halves of each completed second when they ask.
 
-* the *second* level is a ring of 2 × 500 ms buckets that every event writes to
-  (the flow checks read pass counts from it);
-* the *minute* level is a ring of 60 × 1 s buckets. Events never write to it
-  directly: a finished 500 ms bucket is *folded* into its second when the ring
-  rotates (at most twice a second per resource) or when a reader asks for
-  completed seconds. So the hot path touches one small object per event, and a
-  collector that reads once a second (or late, up to a minute) loses nothing.
-
-Counters are plain Python ints updated without a lock: each update is a single
-attribute store on an object with ``__slots__``, which the GIL keeps whole in
-practice; rotation and folding take the node's lock (rare path).
+Counters are updated without a lock (one list item store each, which the GIL keeps
+whole in practice); rotating the ring takes the node's lock (rare path).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from guardians.snapshot import ResourceSnapshot
 
 _INF = float("inf")
-MINUTE_BUCKETS = 60
+MINUTE_SECONDS = 60
+RING = 2 * MINUTE_SECONDS + 4  # a minute of half-seconds, plus the current ones
+
+# Indexes of a half-second record (a list). The engine's hot path uses the literals.
+START = 0  # the half-second number, int(t * 2)
+PASSED = 1
+SUCCESS = 2
+ERROR = 3
+RT_SUM = 4
+BLOCK_FLOW = 5
+BLOCK_BREAKER = 6
+BLOCK_SYSTEM = 7
+BLOCK_PARAM = 8
+RT_MAX = 9
+RT_MIN = 10
+CONC = 11  # concurrency when the half-second ended
+_TEMPLATE: list[Any] = [-1, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, _INF, 0]
+_BLOCK_INDEX = {"flow": BLOCK_FLOW, "breaker": BLOCK_BREAKER, "system": BLOCK_SYSTEM, "param": BLOCK_PARAM}
+
+
+def new_record(h: int) -> list[Any]:
+    r = _TEMPLATE.copy()
+    r[START] = h
+    return r
+
+
+def count_block(record: list[Any], kind: str) -> None:
+    record[_BLOCK_INDEX.get(kind, BLOCK_PARAM)] += 1
 
 
 class Bucket:
+    """A read-side view: one or more records summed (a second, the sliding window, a minute)."""
+
     __slots__ = (
         "block_breaker",
         "block_flow",
@@ -34,7 +61,6 @@ class Bucket:
         "block_system",
         "concurrency",
         "error",
-        "folded",
         "passed",
         "rt_max",
         "rt_min",
@@ -44,49 +70,55 @@ class Bucket:
     )
 
     def __init__(self, start: int = -1) -> None:
-        self.reset(start)
-
-    def reset(self, start: int) -> None:
         self.start = start
-        self.passed = 0
-        self.block_flow = 0
-        self.block_breaker = 0
-        self.block_system = 0
-        self.block_param = 0
-        self.success = 0
-        self.error = 0
+        self.passed = self.success = self.error = 0
+        self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
         self.rt_sum = 0.0
         self.rt_min = _INF
         self.rt_max = 0.0
         self.concurrency = 0
-        self.folded = False
 
-    def add(self, o: Bucket) -> None:
-        self.passed += o.passed
-        self.block_flow += o.block_flow
-        self.block_breaker += o.block_breaker
-        self.block_system += o.block_system
-        self.block_param += o.block_param
-        self.success += o.success
-        self.error += o.error
-        self.rt_sum += o.rt_sum
-        if o.rt_min < self.rt_min:
-            self.rt_min = o.rt_min
-        if o.rt_max > self.rt_max:
-            self.rt_max = o.rt_max
+    def add(self, r: list[Any]) -> Bucket:
+        self.passed += r[PASSED]
+        self.success += r[SUCCESS]
+        self.error += r[ERROR]
+        self.rt_sum += r[RT_SUM]
+        self.block_flow += r[BLOCK_FLOW]
+        self.block_breaker += r[BLOCK_BREAKER]
+        self.block_system += r[BLOCK_SYSTEM]
+        self.block_param += r[BLOCK_PARAM]
+        if r[RT_MAX] > self.rt_max:
+            self.rt_max = r[RT_MAX]
+        if r[RT_MIN] < self.rt_min:
+            self.rt_min = r[RT_MIN]
+        if r[CONC] > self.concurrency:
+            self.concurrency = r[CONC]
+        return self
+
+    def merge(self, o: Bucket) -> Bucket:
+        for f in (
+            "passed",
+            "success",
+            "error",
+            "rt_sum",
+            "block_flow",
+            "block_breaker",
+            "block_system",
+            "block_param",
+        ):
+            setattr(self, f, getattr(self, f) + getattr(o, f))
+        self.rt_max = max(self.rt_max, o.rt_max)
+        self.rt_min = min(self.rt_min, o.rt_min)
+        self.concurrency = max(self.concurrency, o.concurrency)
+        return self
+
+    @property
+    def blocked(self) -> int:
+        return self.block_flow + self.block_breaker + self.block_system + self.block_param
 
     @property
     def active(self) -> bool:
-        return bool(
-            self.passed
-            or self.success
-            or self.error
-            or self.block_flow
-            or self.block_breaker
-            or self.block_system
-            or self.block_param
-            or self.concurrency
-        )
+        return bool(self.passed or self.success or self.error or self.blocked or self.concurrency)
 
     @property
     def completed(self) -> int:
@@ -101,102 +133,88 @@ class Bucket:
 class ResourceNode:
     """Statistics of one resource (also used for the node-wide inbound totals)."""
 
-    __slots__ = ("_lock", "concurrency", "cur", "end", "h", "half", "minute", "name", "prev_passed")
+    __slots__ = ("h", "cur", "prev_passed", "concurrency", "end", "ring", "name", "_lock")  # noqa: RUF023
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.concurrency = 0
-        self.half = [Bucket(-1), Bucket(-1)]
-        self.cur = self.half[0]
+        self.ring: list[list[Any] | None] = [None] * RING
+        self.cur = new_record(-1)
         self.h: int = -1  # the half-second of ``cur`` (the engine compares it by identity with its own)
         self.prev_passed = 0  # passes of the half-second before ``cur`` (frozen when it rolled out)
-        self.end = -1.0  # the current bucket's end (seconds)
-        self.minute: list[Bucket | None] = [None] * MINUTE_BUCKETS
+        self.end = -1.0  # the current record's end (seconds)
         self._lock = threading.Lock()
 
     # -- hot path -----------------------------------------------------------
-    def bucket(self, t: float) -> Bucket:
-        """The current 500 ms bucket for time ``t``."""
+    def bucket(self, t: float) -> list[Any]:
+        """The current 500 ms record for time ``t``."""
         if t >= self.end:
             self.roll(t)
         return self.cur
 
-    def roll(self, t: float, h: int | None = None) -> Bucket:
-        """Rotate the half-second ring to half-second ``h`` = int(t·2) (rare path: twice a second at most).
+    def roll(self, t: float, h: int | None = None) -> list[Any]:
+        """Move to half-second ``h`` = int(t·2): a fresh record replaces the oldest in the ring.
 
-        Time never rolls the ring backwards: an earlier ``t`` keeps writing to the current bucket.
+        Time never rolls the ring backwards: an earlier ``t`` keeps writing to the current record.
         """
         if h is None:
             h = int(t * 2)
         with self._lock:
             cur = self.cur
-            if h > cur.start:
-                b = self.half[h & 1]
-                if b.start != h:
-                    if b.start >= 0 and not b.folded:
-                        self._fold(b)
-                    b.reset(h)
-                prev = self.half[(h & 1) ^ 1]
-                self.prev_passed = prev.passed if prev.start == h - 1 else 0
-                self.cur = cur = b
+            if h > cur[START]:
+                if self.concurrency > cur[CONC]:
+                    cur[CONC] = self.concurrency
+                new = _TEMPLATE.copy()
+                new[START] = h
+                self.ring[h % RING] = new
+                self.prev_passed = cur[PASSED] if cur[START] == h - 1 else 0
+                self.cur = cur = new
                 self.end = (h + 1) / 2
             self.h = h
             return cur
 
     def current_pass_count(self) -> int:
         """Passes in the sliding 1 s window, for a node already rolled to now (the hot path)."""
-        return self.cur.passed + self.prev_passed
+        return self.cur[PASSED] + self.prev_passed
+
+    def _record(self, h: int) -> list[Any] | None:
+        r = self.ring[h % RING]
+        return r if r is not None and r[START] == h else None
 
     def pass_count(self, h: int) -> int:
         """Calls passed in the 1 s window ending with half-second ``h``."""
-        half = self.half
-        a = half[h & 1]
-        n = a.passed if a.start == h else 0
-        o = half[(h & 1) ^ 1]
-        if o.start == h - 1:
-            n += o.passed
+        n = 0
+        for r in (self._record(h), self._record(h - 1)):
+            if r is not None:
+                n += r[PASSED]
         return n
 
-    def window(self, t: float) -> tuple[Bucket, Bucket | None]:
-        h = int(t * 2)
-        a = self.half[h & 1]
-        o = self.half[(h & 1) ^ 1]
-        return (a if a.start == h else Bucket(h)), (o if o.start == h - 1 else None)
+    # -- readers ------------------------------------------------------------
+    def second(self, s: int) -> Bucket | None:
+        a, b = self._record(2 * s), self._record(2 * s + 1)
+        if a is None and b is None:
+            return None
+        out = Bucket(s)
+        if a is not None:
+            out.add(a)
+        if b is not None:
+            out.add(b)
+        return out
 
-    # -- folding into the minute ring --------------------------------------
-    def _fold(self, b: Bucket) -> None:
-        s = b.start >> 1
-        i = s % MINUTE_BUCKETS
-        m = self.minute[i]
-        if m is None:
-            m = self.minute[i] = Bucket(s)
-        elif m.start != s:
-            if m.start > s:
-                b.folded = True
-                return  # older than the ring
-            m.reset(s)
-        m.add(b)
-        if self.concurrency > m.concurrency:
-            m.concurrency = self.concurrency
-        b.folded = True
-
-    def flush(self, t: float) -> None:
-        """Fold every half-second bucket whose second is over (readers call this)."""
+    def _completed(self, after_second: int, t: float) -> Iterator[Bucket]:
         sec = int(t)
-        with self._lock:
-            for b in self.half:
-                if b.start >= 0 and not b.folded and (b.start >> 1) < sec:
-                    self._fold(b)
+        if self.cur[START] < 0 or (self.cur[START] >> 1) <= after_second:
+            return  # nothing happened since
+        for s in range(max(after_second + 1, sec - MINUTE_SECONDS), sec):
+            b = self.second(s)
+            if b is not None:
+                if b.concurrency == 0 and self.cur[START] >> 1 == s:
+                    b.concurrency = self.concurrency
+                yield b
 
     def completed_seconds(self, after_second: int, t: float) -> list[ResourceSnapshot]:
-        self.flush(t)
-        sec = int(t)
-        out = []
-        for m in self.minute:
-            if m is not None and after_second < m.start < sec and m.active:
-                out.append(self._snap(m))
-        out.sort(key=lambda s: s.second)
-        return out
+        """Snapshots of every completed second newer than ``after_second`` (within the last minute)."""
+        return [self._snap(b) for b in self._completed(after_second, t) if b.active]
 
     def _snap(self, m: Bucket) -> ResourceSnapshot:
         n = m.success + m.error
@@ -216,32 +234,32 @@ class ResourceNode:
             concurrency=m.concurrency,
         )
 
-    # -- readers for checks and /ops/stats -----------------------------------
     def last_second(self, t: float) -> Bucket:
-        """The sliding 1 s window (both half buckets) summed into a fresh bucket."""
-        a, o = self.window(t)
-        total = Bucket(a.start)
-        total.add(a)
-        if o is not None:
-            total.add(o)
+        """The sliding 1 s window (the current and the previous half-second) summed."""
+        h = int(t * 2)
+        total = Bucket(h)
+        for r in (self._record(h), self._record(h - 1)):
+            if r is not None:
+                total.add(r)
         total.concurrency = self.concurrency
         return total
 
     def minute_buckets(self, t: float) -> list[Bucket]:
         """Completed seconds of the last minute (for BBR: max success QPS, min RT)."""
-        sec = int(t)
-        return [m for m in self.minute if m is not None and sec - MINUTE_BUCKETS <= m.start < sec]
+        return list(self._completed(int(t) - MINUTE_SECONDS - 1, t))
+
+    def flush(self, t: float) -> None:
+        """Kept for callers of the earlier API: nothing is pending any more."""
 
     def stats(self, t: float) -> dict[str, Any]:
-        self.flush(t)
         w = self.last_second(t)
         minute = Bucket(0)
         for m in self.minute_buckets(t):
-            minute.add(m)
+            minute.merge(m)
         n = w.success + w.error
         return {
             "pass_qps": w.passed,
-            "block_qps": w.block_flow + w.block_breaker + w.block_system + w.block_param,
+            "block_qps": w.blocked,
             "block_flow_qps": w.block_flow,
             "block_breaker_qps": w.block_breaker,
             "block_system_qps": w.block_system,
@@ -254,10 +272,7 @@ class ResourceNode:
             "concurrency": self.concurrency,
             "minute": {
                 "passed": minute.passed,
-                "blocked": minute.block_flow
-                + minute.block_breaker
-                + minute.block_system
-                + minute.block_param,
+                "blocked": minute.blocked,
                 "success": minute.success,
                 "error": minute.error,
                 "rt_avg_ms": round(minute.rt_avg, 3),

@@ -54,29 +54,30 @@ class BreakerChecker:
     has_exit = True
     # __slots__: the hot path reads state/window fields of one compact object (no instance dict),
     # which matters when thousands of resources compete for the CPU caches
-    __slots__ = (
-        "_lock",
+    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+        "state",
+        "h",
+        "win_end",
+        "slow_ms",
+        "total",
         "bad",
-        "cb",
-        "clock",
-        "count_mode",
-        "emit",
+        "win_start",
         "interval_ms",
         "min_requests",
+        "threshold",
+        "count_mode",
         "opened_t",
+        "recovery_s",
         "probes",
         "probes_ok",
         "probes_started",
-        "recovery_s",
         "resource",
         "rule",
-        "slow_ms",
-        "state",
-        "threshold",
-        "total",
+        "clock",
+        "emit",
+        "cb",
+        "_lock",
         "transitions",
-        "win_end",
-        "win_start",
     )
 
     def __init__(
@@ -94,6 +95,7 @@ class BreakerChecker:
         self.recovery_s = float(rule.recovery_s)
         self.interval_ms = int(rule.stat_interval_ms)
         self.win_start = self.win_end = -1.0
+        self.h: int = -1  # the engine's half-second through which the current window surely lasts
         self.min_requests = int(rule.min_requests)
         self.threshold = rule.threshold
         self.probes = int(rule.probes)
@@ -178,7 +180,7 @@ class BreakerChecker:
             self.state = HALF_OPEN
             self.cb.half_open()
         else:
-            self.win_end, self.total, self.bad = -1.0, 0, 0
+            self.win_end, self.total, self.bad, self.h = -1.0, 0, 0, -1
             self.state = CLOSED
             self.cb.close()
 

@@ -1,5 +1,5 @@
 from guardians import FakeClock
-from guardians.stat import ResourceNode
+from guardians.stat import PASSED, RING, ResourceNode
 
 from .helpers import T0, attempt, call_with_rt, engine
 
@@ -8,10 +8,10 @@ def test_pass_count_slides_over_two_half_second_buckets():
     node = ResourceNode("r")
     t = T0
     for _ in range(3):
-        node.bucket(t).passed += 1
+        node.bucket(t)[PASSED] += 1
     t += 0.5
     for _ in range(2):
-        node.bucket(t).passed += 1
+        node.bucket(t)[PASSED] += 1
     assert node.current_pass_count() == 5
     t += 0.5  # the first bucket slides out
     node.bucket(t)
@@ -43,7 +43,7 @@ def test_minute_window_is_bounded():
         attempt(eng, "r")
         clock.advance(1.0)
     node = eng._nodes["r"]
-    assert len([m for m in node.minute if m is not None]) <= 60
+    assert len(node.ring) == RING and len([r for r in node.ring if r is not None]) <= RING
     snaps = eng.metrics_since(0)
     assert len(snaps) <= 60
     assert snaps[-1].second == int(clock.time()) - 1
