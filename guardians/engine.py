@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -88,7 +89,8 @@ class _Slot:
         self.degrade = degrade
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
-        self.qps_limit = self.qps_checker.threshold if self.qps_checker is not None else None
+        # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
+        self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
         breakers = [c for c in checkers if isinstance(c, BreakerChecker)]
         self.breakers = tuple(breakers)
         self.breaker = breakers[0] if breakers else None
@@ -263,39 +265,34 @@ class Engine:
         if not slot.plain:
             # -- checks: flow → param → breaker, first block wins -------------------
             lim = slot.qps_limit
-            if lim is not None and b[1] + node.prev_passed + 1 > lim:
+            if lim is not None and b[1] + node.prev_passed >= lim:
                 return self._blocked(slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            wait = 0.0
-            for chk in slot.fast_checks:
-                try:
-                    w = chk(node, t, args, None)
-                except Blocked as exc:
-                    return self._blocked(slot, b, exc, args, fallback)
-                except Exception:
-                    self._checker_failed(slot, chk)
-                else:
-                    if w:
-                        wait += w
-            br = slot.breaker
-            if br is not None and br.state != "closed":
-                try:
-                    br.check(node, t, args, None)
-                except Blocked as exc:
-                    return self._blocked(slot, b, exc, args, fallback)
-                except Exception:
-                    self._checker_failed(slot, br)
-            for br in slot.more_breakers:
-                if br.state != "closed":
+            if slot.fast_checks:
+                wait = 0.0
+                for chk in slot.fast_checks:
                     try:
-                        br.check(node, t, args, None)
+                        w = chk(node, t, args, None)
                     except Blocked as exc:
                         return self._blocked(slot, b, exc, args, fallback)
                     except Exception:
-                        self._checker_failed(slot, br)
-            if wait:
-                self.clock.sleep(wait)
-                t = self._time()
-                b = node.bucket(t)
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if wait:
+                    self.clock.sleep(wait)
+                    t = self._time()
+                    b = node.bucket(t)
+            br = slot.breaker
+            if br is not None and (br.state != "closed" or slot.more_breakers):
+                for br in slot.breakers:
+                    if br.state != "closed":
+                        try:
+                            br.check(node, t, args, None)
+                        except Blocked as exc:
+                            return self._blocked(slot, b, exc, args, fallback)
+                        except Exception:
+                            self._checker_failed(slot, br)
         # -- stat hooks ----------------------------------------------------------
         b[1] += 1
         node.concurrency += 1
@@ -333,16 +330,18 @@ class Engine:
                             br.h = h
                     except Exception:
                         self._checker_failed(slot, br)
-                for br in slot.more_breakers:
+                if slot.more_breakers:
+                    for br in slot.more_breakers:
+                        try:
+                            br.on_exit(node, t1, rt, False)
+                        except Exception:
+                            self._checker_failed(slot, br)
+            if slot.fast_exits:
+                for ex in slot.fast_exits:
                     try:
-                        br.on_exit(node, t1, rt, False)
+                        ex(node, t1, rt, False)
                     except Exception:
-                        self._checker_failed(slot, br)
-            for ex in slot.fast_exits:
-                try:
-                    ex(node, t1, rt, False)
-                except Exception:
-                    self._checker_failed(slot, ex)
+                        self._checker_failed(slot, ex)
         return result
 
     def _blocked(
