@@ -1,4 +1,6 @@
-"""The durable outbox: every point is written to an on-disk SQLite queue first.
+"""The durable outbox: every point is written to an on-disk SQLite queue first, as one line
+of InfluxDB line protocol (``collectors.points.encode_line``) — InfluxDB gets the records as
+they are (``write_lines``), other stores get them parsed back into points.
 
 A :class:`Flusher` sends the oldest points in batches to the metric store and deletes
 them only after the store accepted them, so a crash (even ``kill -9``) between send and
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from collectors.errors import ConfigError, StoreRejected
-from collectors.points import from_record, to_record, validate
+from collectors.points import encode_line, parse_line, validate
 from collectors.query import MetricStore, Point
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ class Outbox:
         """
         if not points:
             return 0
-        records = [(to_record(p if validated else validate(p)),) for p in points]
+        records = [(encode_line(p if validated else validate(p)),) for p in points]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -114,13 +116,17 @@ class Outbox:
 
     # -- reading (used by the flusher)
 
-    def peek(self, limit: int) -> list[tuple[int, Point]]:
-        """The oldest ``limit`` points with their ids; marks them in flight (not droppable)."""
+    def peek_lines(self, limit: int) -> list[tuple[int, str]]:
+        """The oldest ``limit`` records (line protocol) with their ids; marks them in flight."""
         with self._lock:
             rows = self._db.execute("SELECT id, record FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
             if rows:
                 self._inflight_max = max(self._inflight_max, rows[-1][0])
-        return [(rid, from_record(rec)) for rid, rec in rows]
+        return rows
+
+    def peek(self, limit: int) -> list[tuple[int, Point]]:
+        """The oldest ``limit`` points with their ids; marks them in flight (not droppable)."""
+        return [(rid, parse_line(rec)) for rid, rec in self.peek_lines(limit)]
 
     def ack(self, ids: Sequence[int]) -> int:
         """Delete points the store accepted."""
@@ -133,7 +139,7 @@ class Outbox:
             self._depth -= n
         return n
 
-    def quarantine(self, entries: Sequence[tuple[int, Point]], reason: str, at: datetime) -> int:
+    def quarantine(self, entries: Sequence[tuple[int, str]], reason: str, at: datetime) -> int:
         """Move rejected points out of the queue into the quarantine table (kept for inspection)."""
         if not entries:
             return 0
@@ -141,7 +147,7 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
                 "INSERT INTO quarantine (record, reason, at) VALUES (?, ?, ?)",
-                [(to_record(p), reason[:2000], at.isoformat()) for _, p in entries],
+                [(line, reason[:2000], at.isoformat()) for _, line in entries],
             )
             n = self._delete_ids([rid for rid, _ in entries])
             self._db.execute("COMMIT")
@@ -184,7 +190,7 @@ class Outbox:
             rows = self._db.execute(
                 "SELECT record, reason FROM quarantine ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
-        return [(from_record(r), reason) for r, reason in rows]
+        return [(parse_line(r), reason) for r, reason in rows]
 
     def stats(self) -> dict:
         return {
@@ -237,7 +243,7 @@ class Flusher:
         with self._lock:
             try:
                 while max_batches is None or result.batches < max_batches:
-                    entries = self.outbox.peek(self.batch_size)
+                    entries = self.outbox.peek_lines(self.batch_size)
                     if not entries:
                         break
                     self.state.last_attempt_at = self.clock.now()
@@ -272,9 +278,16 @@ class Flusher:
         result.remaining = self.outbox.depth()
         return result
 
-    def _send(self, entries: list[tuple[int, Point]], result: FlushResult) -> None:
+    def _write(self, entries: list[tuple[int, str]]) -> None:
+        write_lines = getattr(self.store, "write_lines", None)
+        if write_lines is not None:  # InfluxDB: the records are already its wire format
+            write_lines([line for _, line in entries])
+        else:
+            self.store.write([parse_line(line) for _, line in entries])
+
+    def _send(self, entries: list[tuple[int, str]], result: FlushResult) -> None:
         try:
-            self.store.write([p for _, p in entries])
+            self._write(entries)
         except StoreRejected as exc:
             if len(entries) == 1:
                 n = self.outbox.quarantine(entries, str(exc), self.clock.now())

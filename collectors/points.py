@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -271,6 +272,42 @@ def encode_line(point: Point) -> str:
 
 def encode_lines(points: Iterable[Point]) -> str:
     return "\n".join(encode_line(p) for p in points)
+
+
+_UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPED_EQUALS = re.compile(r"(?<!\\)=")
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    return text.replace("\\ ", " ").replace("\\,", ",").replace("\\=", "=")
+
+
+def parse_line(line: str) -> Point:
+    """The inverse of :func:`encode_line` for lines it wrote (numeric fields, validated tags).
+
+    Validated tags never contain a backslash, so every backslash in such a line is an escape.
+    """
+    if "\\" not in line:
+        head, fields_text, ts = line.split(" ")
+        measurement, *tag_parts = head.split(",")
+        tags = dict(t.split("=", 1) for t in tag_parts)
+        fields = {k: float(v) for k, v in (f.split("=", 1) for f in fields_text.split(","))}
+    else:
+        head, fields_text, ts = _UNESCAPED_SPACE.split(line)
+        measurement, *tag_parts = _UNESCAPED_COMMA.split(head)
+        measurement = _unescape(measurement)
+        tags = {}
+        for part in tag_parts:
+            k, v = _UNESCAPED_EQUALS.split(part, maxsplit=1)
+            tags[_unescape(k)] = _unescape(v)
+        fields = {}
+        for part in _UNESCAPED_COMMA.split(fields_text):
+            k, v = _UNESCAPED_EQUALS.split(part, maxsplit=1)
+            fields[_unescape(k)] = float(v)
+    return Point(measurement, tags, fields, from_ns(int(ts)))
 
 
 # ---------------------------------------------------------------- outbox records

@@ -178,9 +178,15 @@ class InfluxStore:
     # ------------------------------------------------------------ write
 
     def write(self, points: Sequence[Point]) -> None:
-        if not points:
-            return
-        body = encode_lines(points)
+        if points:
+            self._write_body(encode_lines(points))
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write records already in line protocol (the outbox's format, see ``collectors.points``)."""
+        if lines:
+            self._write_body("\n".join(lines))
+
+    def _write_body(self, body: str) -> None:
         with self._lock:
             if not self._ensured:
                 self.ensure_database()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def run_and_kill(outbox_path: str, url: str, *, min_acked: int) -> int:
         text=True,
     )
     acked = 0
+    deadline = time.monotonic() + 60
     try:
         for line in proc.stdout:
+            assert time.monotonic() < deadline, "the writer never reported an accepted batch"
             kind, n = line.split()
             if kind == "acked":
                 acked = int(n)

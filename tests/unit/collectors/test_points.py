@@ -13,6 +13,7 @@ from collectors.points import (
     encode_line,
     from_record,
     make_point,
+    parse_line,
     resource_stats_point,
     to_record,
 )
@@ -135,3 +136,20 @@ def test_breaker_event_states_are_coded():
     assert p.fields == {"state": 1.0, "previous": 0.0}
     with pytest.raises(PointError, match=r"breaker_events\.state"):
         breaker_event_point(SimpleNamespace(**{**ev.__dict__, "state": "ajar"}), app="tg", instance="n1")
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"app": "tg", "instance": "n1", "resource": "order.place"},
+        {"app": "t g", "instance": "a,b=c", "resource": "GET /orders/{id} it's \"q\""},
+    ],
+)
+def test_parse_line_inverts_encode_line(tags):
+    p = make_point("resource_stats", tags, {"pass": 1.5, "error": 1e-20, "rt_avg_ms": 123456789.125}, T)
+    assert parse_line(encode_line(p)) == p
+
+
+def test_backslash_in_a_tag_is_refused():
+    with pytest.raises(PointError, match="backslash"):
+        make_point("orders", {**ORDER_TAGS, "shop": "a\\b"}, {"placed": 1}, T)
