@@ -23,12 +23,14 @@ failed payment), ``refund.request``, ``order.get``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from domain import errors
@@ -65,6 +67,14 @@ MAX_QTY = 999
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclass
+class _Plan:
+    order_id: str
+    now: datetime
+    priced: list[PricedLine]
+    sub_orders: list[SubOrder]
 
 
 class _Outcome:
@@ -120,6 +130,8 @@ class TradingService:
                     events = uow.collect_new_events()
                 self._publish(events)
                 return result
+            except errors.DuplicateKey:
+                raise  # not a hiccup: the caller decides (place_order replays the winner's order)
             except errors.TransientStoreError as exc:
                 if attempt >= self.retries:
                     raise errors.StoreUnavailable(
@@ -176,7 +188,7 @@ class TradingService:
         args = {"buyer": cmd.buyer_id, "sku": requests[0].sku}
         return self._guarded(
             ORDER_PLACE,
-            lambda: self._transact(lambda uow: self._place(uow, cmd, tx, address, requests, fingerprint)),
+            lambda: self._place(cmd, tx, address, requests, fingerprint),
             args=args,
         )
 
@@ -229,8 +241,29 @@ class TradingService:
                                             field=f"lines[{req.index}].qty", rule="qty.range")
         return list(merged.values())
 
-    def _place(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, address: Address,
-               requests: list[LineRequest], fingerprint: str) -> OrderView:
+    def _place(self, cmd: PlaceOrder, tx: TransactionType, address: Address, requests: list[LineRequest],
+               fingerprint: str) -> OrderView:
+        """Price in a read-only unit of work, then reserve and write in a short writing one.
+
+        Keeping catalog reads and pricing out of the writing transaction halves the time it holds
+        SQLite's single write lock (and PostgreSQL row locks). The idempotency key is re-checked
+        by the database: UNIQUE(buyer_id, idempotency_key) turns a concurrent duplicate into
+        ``DuplicateKey``, and the loser starts over, finding the winner's order.
+        """
+        for _ in range(self.retries + 1):
+            plan = self._transact(lambda uow: self._plan(uow, cmd, tx, requests, fingerprint), readonly=True)
+            if isinstance(plan, OrderView):
+                return plan
+            try:
+                return self._transact(lambda uow, plan=plan: self._reserve_and_add(
+                    uow, cmd, tx, address, fingerprint, plan))
+            except errors.DuplicateKey:
+                log.debug("idempotency key %r taken concurrently; replaying", cmd.idempotency_key)
+        raise errors.StoreUnavailable("the order could not be placed after repeated key races; retry",
+                                      rule="store.available")
+
+    def _plan(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, requests: list[LineRequest],
+              fingerprint: str) -> OrderView | _Plan:
         existing = uow.orders.get_by_idempotency_key(cmd.buyer_id, cmd.idempotency_key)
         if existing is not None:
             if existing.request_hash != fingerprint:
@@ -258,7 +291,6 @@ class TradingService:
                 request=r, product=product, unit_price_cents=tx.pricing.unit_price(ctx, r, product),
                 pool=tx.inventory.pool(ctx, product), limit=tx.purchase_limit.rule(ctx, product),
             ))
-        order_id = new_id("o")
         sub_orders = []
         for shop_id, lines in tx.split.split(priced).items():
             for line, d in zip(lines, tx.discount.discounts(ctx, shop_id, lines), strict=True):
@@ -273,9 +305,13 @@ class TradingService:
                     limit_key=li.limit.key if li.limit else None,
                 ) for li in lines
             ]))
+        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders)
+
+    def _reserve_and_add(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, address: Address,
+                         fingerprint: str, plan: _Plan) -> OrderView:
         # Fixed lock order everywhere — limit counters, then stock rows, each by SKU, then the order
         # row — keeps PostgreSQL deadlock-free.
-        ordered = sorted(priced, key=lambda li: li.sku)
+        ordered = sorted(plan.priced, key=lambda li: li.sku)
         for li in ordered:
             tx.purchase_limit.consume(uow, cmd.buyer_id, li)
         for li in ordered:
@@ -284,12 +320,14 @@ class TradingService:
                 args={"shop": li.shop_id, "sku": li.sku, "buyer": cmd.buyer_id},
             )
         order = Order.place(
-            order_id=order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel, address=address,
-            idempotency_key=cmd.idempotency_key, request_hash=fingerprint, sub_orders=sub_orders, now=now,
-            expires_at=tx.timeout.deadline(now, self.payment_timeout),
+            order_id=plan.order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel,
+            address=address, idempotency_key=cmd.idempotency_key, request_hash=fingerprint,
+            sub_orders=copy.deepcopy(plan.sub_orders), now=plan.now,
+            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout),
         )
         uow.orders.add(order)
-        log.debug("placed order %s (%d sub-orders, %d cents)", order.id, len(sub_orders), order.amount_cents)
+        log.debug("placed order %s (%d sub-orders, %d cents)", order.id, len(order.sub_orders),
+                  order.amount_cents)
         return OrderView.of(order)
 
     # --------------------------------------------------------------------- pay

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from domain.errors import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, DuplicateKey
 from domain.model import Order, Product, Promotion, Shop, StockLevel
 from domain.ports import ChargeResult
 from domain.storage import AbstractUnitOfWork
@@ -49,6 +49,9 @@ class FakeOrders:
         return order
 
     def add(self, order: Order) -> None:
+        if any(o.buyer_id == order.buyer_id and o.idempotency_key == order.idempotency_key
+               for o in self.state.orders.values()):
+            raise DuplicateKey("UNIQUE(buyer_id, idempotency_key)")
         stored = copy.deepcopy(order)
         stored.events = []  # events are never stored, only published
         self.state.orders[order.id] = stored
@@ -200,6 +203,11 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     def _commit(self) -> None:
         if self.readonly:
             raise AssertionError("commit on a read-only unit of work")
+        committed = self.store.state.orders
+        taken = {(c.buyer_id, c.idempotency_key) for c in committed.values()}
+        for o in self.work.orders.values():  # the unique index, checked against what others committed
+            if o.id not in committed and (o.buyer_id, o.idempotency_key) in taken:
+                raise DuplicateKey("UNIQUE(buyer_id, idempotency_key)")
         self.work.journal.extend(self.pending_events())
         self.store.state = self.work
         self.work = copy.deepcopy(self.work)

@@ -160,3 +160,4 @@ def test_events_carry_ids_shop_tx_channel_amounts_time(env):
     assert all(e.order_id == view.id and e.channel == "web" and e.tx_type == "fixed_price" for e in placed)
     assert sum(e.amount_cents for e in placed) == view.amount_cents
     assert all(e.occurred_at == env.clock.now() for e in env.publisher.events)
+

@@ -214,3 +214,22 @@ def test_business_refusals_are_not_guard_errors_but_gateway_failures_are():
     with pytest.raises(errors.PaymentFailed):
         env.service.pay_order(view.id)
     assert guard.errors == {"payment.charge": 1}
+
+
+def test_idempotency_race_between_pricing_and_writing_replays_the_winner(env):
+    from domain.ports import NoopGuard
+
+    service = env.service
+    winner = []
+
+    class RacingGuard:
+        def guard(self, resource, call, *, args=None, fallback=None):
+            if resource == "inventory.reserve" and not winner:
+                service.guard = NoopGuard()  # the twin request slips in between pricing and writing
+                winner.append(service.place_order(order_cmd([("A1", 1)])))
+            return call()
+
+    service.guard = RacingGuard()
+    loser = service.place_order(order_cmd([("A1", 1)]))
+    assert loser.id == winner[0].id and loser.replayed
+    assert env.stock("A1") == (10, 1) and env.order_count() == 1
