@@ -318,16 +318,10 @@ class Engine:
         if not slot.plain:
             br = slot.breaker
             if br is not None:
-                # closed, not slow, and its window known to last through this half-second
-                # (br.h is the engine's current half-second object): just count the call
-                h = self._h
-                if br.state == "closed" and br.h is h and (br.slow_ms is None or rt <= br.slow_ms):
-                    br.total += 1
-                else:
+                # closed and not slow: nothing to do (breakers read their window from the node's records)
+                if br.state != "closed" or (br.slow_ms is not None and rt > br.slow_ms):
                     try:
                         br.on_exit(node, t1, rt, False)
-                        if (h + 1) / 2 <= br.win_end:
-                            br.h = h
                     except Exception:
                         self._checker_failed(slot, br)
                 if slot.more_breakers:

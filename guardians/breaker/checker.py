@@ -15,6 +15,7 @@ comparison; transitions take a lock and go through pybreaker.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ from guardians.breaker.rule import BreakerRule
 from guardians.clock import Clock
 from guardians.errors import BreakerBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN, BreakerStateChanged
-from guardians.stat import ResourceNode
+from guardians.stat import ERROR, SUCCESS, ResourceNode
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +52,23 @@ class _Relay(pybreaker.CircuitBreakerListener):
 
 
 class BreakerChecker:
+    """One breaker rule on one resource.
+
+    Its statistics window is read from the resource's own half-second records
+    (total calls and errors; for slow_ratio it counts its slow calls itself), so a
+    call that succeeds in the closed state costs the breaker nothing at exit, and
+    the window slides in 500 ms steps over the last ``stat_interval_ms``
+    (≤ 60 s, the records the node keeps). The window is evaluated only when a bad
+    call (error, or slow) arrives. Counting restarts when the circuit closes.
+    """
+
     has_exit = True
-    # __slots__: the hot path reads state/window fields of one compact object (no instance dict),
-    # which matters when thousands of resources compete for the CPU caches
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
         "state",
-        "h",
-        "win_end",
         "slow_ms",
-        "total",
-        "bad",
-        "win_start",
-        "interval_ms",
+        "n_halves",
+        "since_h",
+        "slow_counts",
         "min_requests",
         "threshold",
         "count_mode",
@@ -76,6 +82,7 @@ class BreakerChecker:
         "clock",
         "emit",
         "cb",
+        "node",
         "_lock",
         "transitions",
     )
@@ -93,19 +100,18 @@ class BreakerChecker:
         self.emit = emit
         self.state = CLOSED
         self.recovery_s = float(rule.recovery_s)
-        self.interval_ms = int(rule.stat_interval_ms)
-        self.win_start = self.win_end = -1.0
-        self.h: int = -1  # the engine's half-second through which the current window surely lasts
+        self.n_halves = max(1, math.ceil(int(rule.stat_interval_ms) / 500))
+        self.since_h = int(clock.time() * 2)  # counting starts now (and again at every close)
+        self.slow_counts: dict[int, int] = {}
         self.min_requests = int(rule.min_requests)
         self.threshold = rule.threshold
         self.probes = int(rule.probes)
         self.slow_ms = rule.max_rt_ms if rule.strategy == "slow_ratio" else None
         self.count_mode = rule.strategy == "error_count"
         self.opened_t = 0.0
-        self.total = 0
-        self.bad = 0
         self.probes_started = 0
         self.probes_ok = 0
+        self.node: ResourceNode | None = None
         self._lock = threading.RLock()
         self.cb = pybreaker.CircuitBreaker(
             fail_max=2**31,  # pybreaker's own consecutive-failure trigger is never used
@@ -134,25 +140,27 @@ class BreakerChecker:
                 raise self._blocked(1.0)
         return 0.0
 
+    def needs_exit(self, rt_ms: float) -> bool:
+        """False for a call that succeeded, fast, while closed: nothing to do (the engine inlines this)."""
+        return self.state != CLOSED or (self.slow_ms is not None and rt_ms > self.slow_ms)
+
     def on_exit(self, node: ResourceNode, t: float, rt_ms: float, error: bool) -> None:
         slow = self.slow_ms
         bad = (rt_ms > slow) if slow is not None else error
         if self.state == CLOSED:
-            if t >= self.win_end or t < self.win_start:
-                w = int(t * 1000) // self.interval_ms
-                self.win_start = w * self.interval_ms / 1000.0
-                self.win_end = (w + 1) * self.interval_ms / 1000.0
-                self.total = self.bad = 0
-            self.total += 1
-            if bad:
-                self.bad += 1
-                total = self.total
-                if total >= self.min_requests and (
-                    self.bad >= self.threshold if self.count_mode else self.bad / total > self.threshold
-                ):
-                    with self._lock:
-                        if self.state == CLOSED:
-                            self._to(OPEN, t)
+            if not bad:
+                return
+            self.node = node
+            h = int(t * 2)
+            if slow is not None:
+                self.slow_counts[h] = self.slow_counts.get(h, 0) + 1
+            total, nbad = self.window(node, h)
+            if total >= self.min_requests and (
+                nbad >= self.threshold if self.count_mode else nbad / total > self.threshold
+            ):
+                with self._lock:
+                    if self.state == CLOSED:
+                        self._to(OPEN, t)
             return
         with self._lock:
             if self.state != HALF_OPEN:
@@ -163,6 +171,24 @@ class BreakerChecker:
                 self.probes_ok += 1
                 if self.probes_ok >= self.probes:
                     self._to(CLOSED, t)
+
+    def window(self, node: ResourceNode, h: int) -> tuple[int, int]:
+        """(calls completed, bad calls) in the window ending with half-second ``h``, since the last close."""
+        lo = max(h - self.n_halves + 1, self.since_h)
+        total = bad = 0
+        slow = self.slow_counts if self.slow_ms is not None else None
+        for hh in range(lo, h + 1):
+            r = node._record(hh)
+            if r is not None:
+                total += r[SUCCESS] + r[ERROR]
+                if slow is None:
+                    bad += r[ERROR]
+            if slow is not None:
+                bad += slow.get(hh, 0)
+        if slow is not None and len(slow) > 2 * self.n_halves + 4:
+            for k in [k for k in slow if k < lo]:
+                del slow[k]
+        return total, bad
 
     # -- transitions through pybreaker ----------------------------------------
     def _to(self, state: str, t: float) -> None:
@@ -180,7 +206,8 @@ class BreakerChecker:
             self.state = HALF_OPEN
             self.cb.half_open()
         else:
-            self.win_end, self.total, self.bad, self.h = -1.0, 0, 0, -1
+            self.since_h = int(t * 2)  # a closed circuit starts counting afresh
+            self.slow_counts.clear()
             self.state = CLOSED
             self.cb.close()
 
@@ -200,9 +227,7 @@ class BreakerChecker:
         )
 
     def describe(self) -> dict[str, object]:
-        return {
-            "rule": self.rule.name,
-            "state": self.state,
-            "window_total": self.total,
-            "window_bad": self.bad,
-        }
+        total = bad = 0
+        if self.node is not None:
+            total, bad = self.window(self.node, int(self.clock.time() * 2))
+        return {"rule": self.rule.name, "state": self.state, "window_total": total, "window_bad": bad}

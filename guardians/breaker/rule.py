@@ -57,7 +57,7 @@ def parse_breaker(raw: Any, path: str, errors: list[tuple[str, str]]) -> Breaker
         )
     if strategy != "slow_ratio":
         f.forbid("max_rt_ms", "only allowed with strategy slow_ratio")
-    interval = f.number("stat_interval_ms", default=1000, ge=100, le=3_600_000, integer=True)
+    interval = f.number("stat_interval_ms", default=1000, ge=500, le=60_000, integer=True)
     min_requests = f.number("min_requests", default=5, ge=1, le=1_000_000, integer=True)
     recovery = f.number("recovery_s", default=10.0, gt=0, le=86_400)
     probes = f.number("probes", default=1, ge=1, le=1000, integer=True)
