@@ -193,8 +193,8 @@ def wire_guardians(ctx: NodeContext) -> None:
         watcher = watcher_mod.RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
         ctx.rule_watcher = watcher
         ctx.on_start.append(watcher.start)
+        ctx.on_stop.append(store.close)  # hooks run in reverse: the watcher stops before its store closes
         ctx.on_stop.append(watcher.stop)
-        ctx.on_stop.append(store.close)
         ctx.health_checks["rule_watcher"] = lambda: _watcher_health(watcher.status())
     else:
         ctx.health_checks["rule_watcher"] = lambda: {"status": "absent"}
