@@ -25,13 +25,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from domain.adapters import orm
 from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
-from domain.errors import DuplicateKey, TransientStoreError
+from domain.errors import DuplicateKey, StoreUnavailable, TransientStoreError
 from domain.events import DomainEvent
 from domain.storage import AbstractUnitOfWork
 
 log = logging.getLogger(__name__)
 
-WRITE_LOCK_TIMEOUT_S = 30.0
+WRITE_LOCK_TIMEOUT_S = 10.0
 _TRANSIENT_PG = {"40001", "40P01", "55P03"}  # serialization_failure, deadlock_detected, lock_not_available
 
 
@@ -76,7 +76,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             # SQLite has one writer at a time; queueing this process's writers on a lock is fairer and
             # much faster than SQLite's sleeping busy handler (kept for writers in other processes).
             if not self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT_S):
-                raise TransientStoreError(f"no write slot within {WRITE_LOCK_TIMEOUT_S} s")
+                raise StoreUnavailable(  # not retried: the queue is already that long
+                    f"the trading DB had no write slot within {WRITE_LOCK_TIMEOUT_S:g} s; retry shortly",
+                    rule="store.write_slot")
             self._locked = True
         try:
             conn = self.engine.connect()
@@ -187,7 +189,7 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
     """
     url = normalize_url(url)
     u = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
         db = u.database or ""
         if db and db != ":memory:" and not db.startswith("file:"):
@@ -195,7 +197,7 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow,
                       connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
     engine = create_engine(url, **kwargs)
     if u.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine, busy_timeout_ms)

@@ -105,3 +105,23 @@ def test_translate_store_errors():
         "UNIQUE constraint failed: orders.buyer_id, orders.idempotency_key"))
     assert isinstance(translate(dup), errors.DuplicateKey)
     assert translate(IntegrityError("x", {}, sqlite3.IntegrityError("CHECK constraint failed"))) is None
+
+
+def test_sqlite_writers_queue_on_a_lock_with_a_deadline(tmp_path, monkeypatch):
+    import pytest
+
+    from domain import errors
+    from domain.adapters import unit_of_work
+
+    monkeypatch.setattr(unit_of_work, "WRITE_LOCK_TIMEOUT_S", 0.05)
+    db = build_trading_db(f"sqlite:///{tmp_path / 'w.db'}")
+    assert db.write_lock is not None
+    # readers never take the write lock; a writer waiting too long gets a 503-kind error
+    with db.uow_factory(readonly=True), db.write_lock, pytest.raises(errors.StoreUnavailable), \
+            db.uow_factory():
+        pass
+    with db.uow_factory() as uow:  # released again after the failure
+        uow.commit()
+    assert db.write_lock.acquire(blocking=False)
+    db.write_lock.release()
+    db.dispose()
