@@ -222,8 +222,11 @@ def run_demo(
         log.info("demo ending: %s", reason)
     except ChildFailed as exc:
         print(f"tradeguard demo: {exc}", file=err or sys.stderr)
-        supervisor.stop_all()
+        codes = supervisor.stop_all()
         supervisor.restore_signal_handlers()
+        summary = summarize(None, {}, codes, node_url)
+        summary["error"] = str(exc)
+        print(json.dumps(summary), file=out, flush=True)
         return 1
     facts = node_facts(node_url)
     codes = supervisor.stop_all()
