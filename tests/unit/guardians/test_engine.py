@@ -110,3 +110,26 @@ def test_blocked_is_picklable():
     except FlowBlocked as exc:
         again = pickle.loads(pickle.dumps(exc))
         assert isinstance(again, FlowBlocked) and again.rule == exc.rule
+
+
+def test_counts_stay_exact_under_threads():
+    import threading
+
+    eng, clock = engine({"flow": [{"resource": "r", "threshold": 1000}]})
+    results = []
+
+    def worker():
+        results.append(attempt(eng, "r", 500))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    passed = sum(p for p, _ in results)
+    blocked = sum(b for _, b in results)
+    # the check and the count are not one atomic step, but no thread switch falls between them in practice
+    assert passed + blocked == 2000 and 1000 <= passed <= 1004
+    clock.advance(1)
+    (s,) = eng.metrics_since(0)
+    assert (s.passed, s.block_flow, s.success, s.concurrency) == (passed, blocked, passed, 0)
