@@ -13,7 +13,6 @@ and field keys escape commas, equals signs and spaces. All fields are written as
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -308,30 +307,6 @@ def parse_line(line: str) -> Point:
             k, v = _UNESCAPED_EQUALS.split(part, maxsplit=1)
             fields[_unescape(k)] = float(v)
     return Point(measurement, tags, fields, from_ns(int(ts)))
-
-
-# ---------------------------------------------------------------- outbox records
-
-
-class _MappingEncoder(json.JSONEncoder):
-    def default(self, o: Any) -> Any:
-        if isinstance(o, Mapping):
-            return dict(o)
-        return super().default(o)
-
-
-# A stateless, reusable encoder (json.dumps with options builds a new one per call).
-_RECORD_ENCODER = _MappingEncoder(separators=(",", ":"), check_circular=False, ensure_ascii=False)
-
-
-def to_record(point: Point) -> str:
-    """A compact JSON record of a point (the outbox's storage format)."""
-    return _RECORD_ENCODER.encode([point.measurement, point.tags, point.fields, to_ns(point.time)])
-
-
-def from_record(record: str) -> Point:
-    measurement, tags, fields, ns = json.loads(record)
-    return Point(measurement, tags, fields, from_ns(ns))
 
 
 def series_key(point: Point) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -12,7 +12,7 @@ Anything else raises :class:`collectors.errors.ConfigError` naming what is wrong
 from __future__ import annotations
 
 import os
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from collectors.errors import ConfigError
 from collectors.query import MetricStore
@@ -130,9 +130,3 @@ def _open_influx(parts, *, token, user, password) -> MetricStore:
         timeout_s=timeout_s,
     )
     return InfluxStore(config)
-
-
-def describe(url: str) -> str:
-    """The URL safe to show (no credentials, query kept)."""
-    parts = urlsplit(url)
-    return redact_url(urlunsplit(parts._replace(query=urlencode(parse_qsl(parts.query)))))

@@ -11,11 +11,9 @@ from collectors.points import (
     SCHEMA,
     breaker_event_point,
     encode_line,
-    from_record,
     make_point,
     parse_line,
     resource_stats_point,
-    to_record,
 )
 from collectors.query import Point
 
@@ -100,11 +98,6 @@ def test_line_protocol_escaping_per_spec():
 def test_line_timestamp_keeps_microseconds():
     p = make_point("orders", ORDER_TAGS, {"placed": 1}, T)
     assert encode_line(p).endswith(" 1793613601500000000")
-
-
-def test_record_round_trip():
-    p = make_point("orders", ORDER_TAGS, {"placed": 1, "gmv": 12.34}, T)
-    assert from_record(to_record(p)) == p
 
 
 def test_resource_stats_from_snapshot():
