@@ -107,6 +107,14 @@ def parse_flow(raw: Any, path: str, errors: list[tuple[str, str]]) -> FlowRule |
     else:
         f.forbid("algorithm", "only allowed with behavior adaptive")
         f.forbid("min_limit", "only allowed with behavior adaptive")
+    if strategy == "relate" and behavior != "reject":
+        f.fail(
+            f"{path}.behavior",
+            "must be reject when strategy is relate (the referenced resource's traffic "
+            "is compared with the threshold)",
+        )
+    if strategy == "chain" and grade != "qps":
+        f.fail(f"{path}.grade", "must be qps when strategy is chain (it counts the calls of its origin)")
     if grade == "concurrency" and behavior not in ("reject", "adaptive"):
         f.fail(f"{path}.behavior", "must be one of reject, adaptive when grade is concurrency")
     cluster = f.boolean("cluster")

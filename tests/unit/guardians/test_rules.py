@@ -43,6 +43,30 @@ INVALID = [
     ),
     ({"flow": [{"resource": "r", "threshold": 5, "burst": 3}]}, "flow[0].burst", "allowed fields"),
     (
+        {
+            "flow": [
+                {
+                    "resource": "r",
+                    "threshold": 5,
+                    "strategy": "relate",
+                    "ref_resource": "x",
+                    "behavior": "queue",
+                }
+            ]
+        },
+        "flow[0].behavior",
+        "must be reject",
+    ),
+    (
+        {
+            "flow": [
+                {"resource": "r", "threshold": 5, "strategy": "chain", "origin": "o", "grade": "concurrency"}
+            ]
+        },
+        "flow[0].grade",
+        "must be qps",
+    ),
+    (
         {"breaker": [{"resource": "p", "strategy": "error_ratio", "threshold": 1.5}]},
         "breaker[0].threshold",
         "<= 1",
