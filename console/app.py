@@ -26,8 +26,16 @@ def pages() -> list:
         st.Page(views / "instances.py", title="Instances", icon=":material/dns:"),
         st.Page(views / "chaos.py", title="Chaos", icon=":material/bolt:"),
     ]
-    if (views / "alerts.py").exists() and ALERTS_SERVICE.exists():
-        out.insert(1, st.Page(views / "alerts.py", title="Alerts", icon=":material/notifications_active:"))
+    if ALERTS_SERVICE.exists():  # a page file must not be named like a package (sys.path holds its dir)
+        out.insert(
+            1,
+            st.Page(
+                views / "alerts_page.py",
+                title="Alerts",
+                icon=":material/notifications_active:",
+                url_path="alerts",
+            ),
+        )
     return out
 
 

@@ -44,7 +44,7 @@ class NodeChaos:
 
     def _addresses(self) -> list[str]:
         nodes = self.fleet.nodes(self.clock.now())
-        live = [n for n in nodes if str(getattr(n, "status", "")) == "live" and getattr(n, "address", "")]
+        live = [n for n in nodes if _state(n) == "live" and getattr(n, "address", "")]
         if not live:
             raise NoLiveNode(
                 "no live node to reach: start `tradeguard node` (chaos is applied through a node)"
@@ -80,3 +80,7 @@ class NodeChaos:
         return self._call(
             "PUT", {"latency_ms": latency_ms, "error_rate": error_rate, "outage": outage, "by": by}
         )
+
+
+def _state(node: Any) -> str:
+    return str(getattr(node, "state", None) or getattr(node, "status", ""))

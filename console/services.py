@@ -101,7 +101,8 @@ class RuleVersionView:
     by: str = ""
     why: str = ""
     at: datetime | None = None
-    diff: str = ""
+    diff: str = ""  # unified text diff when the store keeps one (guardians keeps a structured one)
+    restored_from: int | None = None  # a rollback: the version whose rules were restored
 
 
 @dataclass(frozen=True)
@@ -241,29 +242,28 @@ def plain_document(doc: Any) -> dict[str, Any]:
 
 
 def version_view(obj: Any) -> RuleVersionView | None:
-    """Normalise whatever the rule store returns for a version into a ``RuleVersionView``."""
+    """Normalise what the rule store returns for a version (``guardians.store.RuleVersion``)."""
     if obj is None:
         return None
     if isinstance(obj, int):
         return RuleVersionView(version=obj, document={})
+    restored = _get(obj, "restored_from")
+    why = str(_get(obj, "why", "reason", default="") or "")
     return RuleVersionView(
         version=int(_get(obj, "version", "n", default=0) or 0),
         document=plain_document(_get(obj, "document", "doc", "rules")),
-        by=str(_get(obj, "by", "author", default="") or ""),
-        why=str(_get(obj, "why", "reason", default="") or ""),
-        at=_get(obj, "at", "created_at", "applied_at"),
+        by=str(_get(obj, "created_by", "by", "author", default="") or ""),
+        why=why,
+        at=_get(obj, "created_at", "at", "applied_at"),
         diff=_diff_text(_get(obj, "diff", default="")),
+        restored_from=int(restored) if restored is not None else None,
     )
 
 
 def _diff_text(diff: Any) -> str:
-    if diff is None:
-        return ""
-    if isinstance(diff, str):
-        return diff
-    if isinstance(diff, Sequence):
-        return "\n".join(str(line) for line in diff)
-    return str(diff)
+    """A stored diff as text; structured diffs (guardians: added/removed per type) are left to the
+    console, which shows a YAML diff against the previous version instead."""
+    return diff if isinstance(diff, str) else ""
 
 
 def document_yaml(document: Mapping[str, Any]) -> str:
@@ -550,6 +550,16 @@ class ConsoleServices:
             return errors_from(exc)
         return []
 
+    def canonical(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """The document as the store will keep it (defaults filled in) when valid, else as it is."""
+        if self.validator is None:
+            return dict(document)
+        try:
+            parsed = self.validator(document)
+        except Exception:
+            return dict(document)
+        return plain_document(parsed) if parsed is not None else dict(document)
+
     def parse_yaml(self, text: str) -> tuple[dict[str, Any] | None, list[FieldError]]:
         """YAML (or JSON) text → (document, errors); a syntax error names the line."""
         try:
@@ -579,6 +589,7 @@ class ConsoleServices:
         if current is True:
             current = self.rules_in_force()
         assert current is None or isinstance(current, RuleVersionView)
+        document = self.canonical(document)
         old = current.document if current else {}
         name = f"version {current.version} (in force)" if current else "no rules yet"
         return unified_diff(_normalised(old), _normalised(document), name, "proposed")
@@ -656,7 +667,7 @@ class ConsoleServices:
             for node in raw:
                 rv = _get(node, "rule_version")
                 rv = int(rv) if rv is not None else None
-                status = str(_get(node, "status", "state", default="?"))
+                status = str(_get(node, "state", "status", default="?"))
                 nodes.append(
                     InstanceView(
                         instance=str(_get(node, "instance", default="?")),
@@ -664,7 +675,7 @@ class ConsoleServices:
                         status=status,
                         version=str(_get(node, "version", default="")),
                         rule_version=rv,
-                        last_beat=_get(node, "last_beat", "beat_at", "last_seen", "at"),
+                        last_beat=_get(node, "last_beat_at", "last_beat", "beat_at", "last_seen"),
                         last_snapshot_at=_get(node, "last_snapshot_at"),
                         outdated=status != "gone" and in_force is not None and rv != in_force,
                     )

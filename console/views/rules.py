@@ -338,7 +338,10 @@ with tab_apply:
             st.error(f"Apply failed: {type(exc).__name__}: {exc}")
         else:
             reset_draft(svc.rules_in_force())
-            ss.rules_flash = f"Version {version} applied. Nodes pick it up within 2 s."
+            if version == in_force_version:
+                ss.rules_flash = f"Nothing changed: the draft equals version {version}, which stays in force."
+            else:
+                ss.rules_flash = f"Version {version} applied. Nodes pick it up within 2 s."
             st.rerun()
     if dirty and st.button("Discard draft", key="discard_draft"):
         reset_draft(current)
@@ -361,7 +364,7 @@ with tab_history:
                     "in force": "●" if v.version == in_force_version else "",
                     "applied (UTC)": f"{v.at:%Y-%m-%d %H:%M:%S}" if v.at else "",
                     "by": v.by,
-                    "why": v.why,
+                    "why": v.why + (f" (rollback to v{v.restored_from})" if v.restored_from else ""),
                 }
                 for v in history[:100]
             ],

@@ -22,12 +22,14 @@ class FakeClock:
 
 
 @dataclass
-class Version:
+class Version:  # the shape of guardians.store.RuleVersion
     version: int
     document: dict[str, Any]
-    by: str
+    created_by: str
     why: str
-    at: datetime
+    created_at: datetime
+    diff: dict[str, Any] = field(default_factory=dict)
+    restored_from: int | None = None
 
 
 @dataclass
@@ -42,10 +44,14 @@ class FakeRuleStore:
         vs = self.versions.get(app) or []
         return copy.deepcopy(vs[-1]) if vs else None
 
-    def apply(self, app: str, document: dict[str, Any], by: str, why: str) -> int:
-        doc = _roundtrip(canonical(document))  # raises RuleValidationError like the real store
+    def apply(
+        self, app: str, document: dict[str, Any], by: str, why: str, restored_from: int | None = None
+    ) -> int:
+        doc = canonical(document)  # raises RuleValidationError like the real store
         vs = self.versions.setdefault(app, [])
-        vs.append(Version(len(vs) + 1, doc, by, why, datetime.now(UTC)))
+        if vs and vs[-1].document == doc and not restored_from:
+            return vs[-1].version  # like the real store: an identical document makes no new version
+        vs.append(Version(len(vs) + 1, doc, by, why, datetime.now(UTC), restored_from=restored_from))
         return len(vs)
 
     def history(self, app: str) -> list[Version]:
@@ -56,17 +62,17 @@ class FakeRuleStore:
         return next(v for v in self.versions[app] if v.version == n)
 
     def rollback(self, app: str, n: int, by: str, why: str) -> int:
-        return self.apply(app, self.version(app, n).document, by, why)
+        return self.apply(app, self.version(app, n).document, by, why, restored_from=n)
 
 
 @dataclass(frozen=True)
-class Node:
+class Node:  # the fields of guardians.fleet.NodeStatus the console reads
     instance: str
     address: str
-    status: str
+    state: str
     version: str
     rule_version: int | None
-    last_beat: datetime | None
+    last_beat_at: datetime | None
     last_snapshot_at: datetime | None
 
 
@@ -94,15 +100,6 @@ class FakeChaos:
         self.calls.append({"latency_ms": latency_ms, "error_rate": error_rate, "outage": outage, "by": by})
         self.settings = {"latency_ms": latency_ms, "error_rate": error_rate, "outage": outage}
         return dict(self.settings)
-
-
-def _roundtrip(doc: dict[str, Any]) -> dict[str, Any]:
-    """Drop canonical defaults that guardians' own parser refuses to read back (cold_factor outside
-    warm-up) — a guardians bug reported to its owner; a no-op once it is fixed."""
-    for rule in doc.get("flow", []):
-        if rule.get("behavior") not in ("warm_up", "warm_up_queue") and rule.get("cold_factor") == 3:
-            rule.pop("cold_factor")
-    return doc
 
 
 @dataclass

@@ -228,7 +228,7 @@ def test_app_navigation_lists_every_page(monkeypatch, svc):
 
 
 def test_alerts_page_all_clear_then_acknowledge_and_silence(page, svc):
-    at = page("alerts")
+    at = page("alerts_page")
     assert "All clear" in _texts(at.success)
     assert "No alert has fired yet" in _texts(at.caption)
     svc.alerts.add(1, "firing", "PaymentSuccessLow")
