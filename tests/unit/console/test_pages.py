@@ -217,6 +217,7 @@ def test_app_navigation_lists_every_page(monkeypatch, svc):
     assert not at.exception
     assert "Order-flow health" in _texts(at.title)
     for view, title in (
+        ("alerts_page", "Alerts"),
         ("resources", "Resources"),
         ("rules", "Rules"),
         ("instances", "Instances"),
