@@ -43,7 +43,7 @@ def test_ctrl_c_stops_every_child_and_ends_with_a_summary(tmp_path):
         assert first == f"node: http://127.0.0.1:{port}"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # node and traffic at least (worker, console when installed)
-        time.sleep(3)
+        time.sleep(5)  # let the traffic simulator get going
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
