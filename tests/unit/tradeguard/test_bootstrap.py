@@ -198,3 +198,8 @@ def test_start_and_stop_run_the_background_parts(node_factory):
     assert {j.id for j in node.ctx.scheduler.get_jobs()} >= {"chaos-poll", "heartbeat", "timeout-cancel"}
     node.stop()
     assert not node.ctx.scheduler.running
+
+
+def test_seeding_twice_creates_nothing_new(settings):
+    again = seed_catalog(settings)  # the fixture seeded once already
+    assert again == {"shops": 0, "products": 0, "stock": 0, "promotions": 0}
