@@ -188,20 +188,32 @@ def wire_guardians(ctx: NodeContext) -> None:
 
     watcher_mod = optional_module("guardians.watcher", "RuleWatcher")
     store_mod = optional_module("guardians.store", "RuleStore")
+    store = None
     if watcher_mod and store_mod:
-        store = store_mod.RuleStore(s.control_db)
+        try:
+            store = store_mod.RuleStore(s.control_db)
+        except Exception as exc:  # the node serves without rules rather than not at all
+            log.exception("rule store %s unavailable: no rules on this node", masked_url(s.control_db))
+            error = f"{type(exc).__name__}: {exc}"
+            ctx.health_checks["rule_watcher"] = lambda: {"status": "error", "error": error}
+    if watcher_mod and store_mod and store is not None:
         watcher = watcher_mod.RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
         ctx.rule_watcher = watcher
         ctx.on_start.append(watcher.start)
         ctx.on_stop.append(store.close)  # hooks run in reverse: the watcher stops before its store closes
         ctx.on_stop.append(watcher.stop)
         ctx.health_checks["rule_watcher"] = lambda: _watcher_health(watcher.status())
-    else:
+    elif "rule_watcher" not in ctx.health_checks:
         ctx.health_checks["rule_watcher"] = lambda: {"status": "absent"}
 
     fleet_mod = optional_module("guardians.fleet", "Fleet")
+    fleet = None
     if fleet_mod:
-        fleet = fleet_mod.Fleet(s.control_db)
+        try:
+            fleet = fleet_mod.Fleet(s.control_db)
+        except Exception:
+            log.exception("fleet heartbeats unavailable (control DB %s)", masked_url(s.control_db))
+    if fleet is not None:
         ctx.fleet = fleet
         address = f"http://{ctx.host}:{ctx.port}"
         version = tradeguard_version()
@@ -244,7 +256,7 @@ def wire_trading_core(ctx: NodeContext) -> None:
     s = ctx.settings
     s.ensure_var_dir()
     ctx.trading_db = build_trading_db(s.trading_db)
-    ctx.gateway = SimulatedGateway()
+    ctx.gateway = SimulatedGateway(latency_ms=s.gateway_latency_ms, concurrency=s.gateway_concurrency)
     ctx.service = TradingService(
         ctx.trading_db.uow_factory,
         ctx.gateway,
@@ -305,7 +317,18 @@ def _build_collection(runtime: Any, ctx: NodeContext) -> Any:
 def wire_chaos(ctx: NodeContext) -> None:
     """Payment-gateway chaos settings, read from the control DB every ``chaos_poll_s``."""
     s = ctx.settings
-    store = ChaosStore(s.control_db)
+    try:
+        store = ChaosStore(s.control_db)
+    except Exception as exc:  # no chaos control rather than no node
+        log.exception("control DB %s unavailable: payment chaos is off", masked_url(s.control_db))
+        error = f"{type(exc).__name__}: {exc}"
+        ctx.health_checks["control_db"] = lambda: {
+            "status": "error",
+            "url": masked_url(s.control_db),
+            "error": error,
+        }
+        ctx.parts["chaos"] = f"error: {error}"
+        return
     poller = ChaosPoller(store, ctx.gateway)
     ctx.chaos_store, ctx.chaos_poller = store, poller
     ctx.every(s.chaos_poll_s, poller.poll, "chaos-poll")
@@ -339,16 +362,23 @@ def wire_ops_routes(ctx: NodeContext, health: Callable[[], dict[str, Any]]) -> N
         body = health()
         return JSONResponse(body, status_code=503 if body["status"] == "down" else 200)
 
-    @router.get("/ops/chaos/payment")
-    def get_chaos() -> dict[str, Any]:
-        assert ctx.chaos_store is not None
+    def no_chaos() -> JSONResponse:
+        return problem(
+            503, "Chaos control unavailable", "the control DB could not be opened; see /ops/health"
+        )
+
+    @router.get("/ops/chaos/payment", response_model=None)
+    def get_chaos() -> dict[str, Any] | JSONResponse:
+        if ctx.chaos_store is None:
+            return no_chaos()
         settings, version = ctx.chaos_store.read("payment")
         applied = ctx.chaos_poller.status() if ctx.chaos_poller else None
         return {"target": "payment", **settings.as_dict(), "version": version, "applied": applied}
 
     @router.put("/ops/chaos/payment", response_model=None)
     def put_chaos(update: ChaosUpdate) -> dict[str, Any] | JSONResponse:
-        assert ctx.chaos_store is not None
+        if ctx.chaos_store is None:
+            return no_chaos()
         try:
             if update.reset:
                 settings = ctx.chaos_store.reset("payment", by=update.by)

@@ -203,3 +203,24 @@ def test_start_and_stop_run_the_background_parts(node_factory):
 def test_seeding_twice_creates_nothing_new(settings):
     again = seed_catalog(settings)  # the fixture seeded once already
     assert again == {"shops": 0, "products": 0, "stock": 0, "promotions": 0}
+
+
+def test_an_unreachable_control_db_degrades_the_node_but_it_serves(tmp_path, monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
+            monkeypatch.delenv(key)
+    s = load_settings(var_dir=tmp_path / "var", control_db="postgresql+psycopg://nobody@127.0.0.1:9/control")
+    seed_catalog(s)
+    node = build_node(s, port=18100, collectors=False)
+    try:
+        client = TestClient(node.app)
+        health = client.get("/ops/health").json()
+        assert health["status"] == "degraded"
+        assert health["stores"]["control_db"]["status"] == "error"
+        assert health["stores"]["rule_watcher"]["status"] == "error"
+        assert client.put("/ops/chaos/payment", json={"error_rate": 0.5}).status_code == 503
+        assert client.post("/orders", json=order_body()).status_code == 201
+    finally:
+        node.stop()
