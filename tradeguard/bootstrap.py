@@ -247,16 +247,26 @@ def wire_guardians(ctx: NodeContext) -> None:
     ctx.parts["guardians"] = "on"
 
 
+def build_gateway(settings: Settings) -> Any:
+    """The simulated payment gateway: its own latency and, optionally, a bounded number of slots
+    (``TRADEGUARD_GATEWAY_CONCURRENCY``), the bounded downstream of ``tradeguard bench surge``."""
+    from domain.adapters.payment_sim import SimulatedGateway
+
+    kwargs: dict[str, Any] = {"latency_ms": settings.gateway_latency_ms}
+    if settings.gateway_concurrency:
+        kwargs["concurrency"] = settings.gateway_concurrency
+    return SimulatedGateway(**kwargs)
+
+
 def wire_trading_core(ctx: NodeContext) -> None:
     """Trading DB, simulated payment gateway, TradingService publishing to the EventBus."""
-    from domain.adapters.payment_sim import SimulatedGateway
     from domain.adapters.unit_of_work import build_trading_db
     from domain.services import TradingService
 
     s = ctx.settings
     s.ensure_var_dir()
     ctx.trading_db = build_trading_db(s.trading_db)
-    ctx.gateway = SimulatedGateway(latency_ms=s.gateway_latency_ms, concurrency=s.gateway_concurrency)
+    ctx.gateway = build_gateway(s)
     ctx.service = TradingService(
         ctx.trading_db.uow_factory,
         ctx.gateway,
@@ -518,13 +528,14 @@ def build_node(
 # ============================================================================ smaller entry points
 def build_service(settings: Settings) -> tuple[Any, Any]:
     """Trading DB + service without a node (for ``tradeguard seed``). Returns (trading_db, service)."""
-    from domain.adapters.payment_sim import SimulatedGateway
     from domain.adapters.unit_of_work import build_trading_db
     from domain.services import TradingService
 
     settings.ensure_var_dir()
     db = build_trading_db(settings.trading_db)
-    service = TradingService(db.uow_factory, SimulatedGateway(), payment_timeout=settings.payment_timeout)
+    service = TradingService(
+        db.uow_factory, build_gateway(settings), payment_timeout=settings.payment_timeout
+    )
     return db, service
 
 

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     chaos_poll_s: float = Field(1.0, gt=0, description="Interval of reading payment chaos settings.")
     heartbeat_s: float = Field(2.0, gt=0, description="Interval of node heartbeats (control DB).")
     rules_poll_s: float = Field(1.0, gt=0, description="Interval of polling the rule store.")
+    gateway_latency_ms: float = Field(
+        20.0, ge=0, le=60_000, description="Latency of the node's simulated payment gateway (±20% jitter)."
+    )
+    gateway_concurrency: int = Field(
+        0,
+        ge=0,
+        description="Charges the simulated payment gateway takes at once (0: unlimited); "
+        "more wait for a slot, so it completes at most concurrency*1000/latency_ms per second.",
+    )
 
     # console
     console_host: str = Field("127.0.0.1", description="Address `tradeguard console` binds to.")
