@@ -40,10 +40,15 @@ def pages() -> list:
 
 
 st.set_page_config(
-    page_title="tradeguard console", page_icon="🛡️", layout="wide", initial_sidebar_state="expanded"
+    page_title="tradeguard console",
+    page_icon=":material/shield:",
+    layout="wide",
+    initial_sidebar_state="expanded",
 )
+# Less blank space above the page title on a wall screen.
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem}</style>")
 nav = st.navigation(pages(), position="sidebar")
 with st.sidebar:
-    st.markdown("## 🛡️ tradeguard")
+    st.markdown("## :material/shield: tradeguard")
     st.caption(f"app **{ConsoleConfig().app}** · times in UTC")
 nav.run()

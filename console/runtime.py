@@ -27,7 +27,10 @@ def services() -> ConsoleServices:
 def show_errors(errors: list[str]) -> None:
     """Store errors as one warning box (a page keeps rendering what it could read)."""
     if errors:
-        st.warning("Some data could not be read:\n\n" + "\n".join(f"- {e}" for e in errors), icon="⚠️")
+        st.warning(
+            "Some data could not be read:\n\n" + "\n".join(f"- {e}" for e in errors),
+            icon=":material/warning:",
+        )
 
 
 def chart(fig, key: str) -> None:

@@ -266,10 +266,14 @@ def _diff_text(diff: Any) -> str:
     return diff if isinstance(diff, str) else ""
 
 
-def document_yaml(document: Mapping[str, Any]) -> str:
+def document_yaml(document: Mapping[str, Any], *, block: bool = False) -> str:
+    """A rule document as YAML: one rule per line (compact, for editing) or one field per line
+    (``block``, for diffs: a changed field is a changed line)."""
     ordered = {k: document.get(k, []) for k in RULE_TYPES if k in document}
     ordered.update({k: v for k, v in document.items() if k not in ordered})
-    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
+    return yaml.safe_dump(
+        ordered, sort_keys=False, allow_unicode=True, default_flow_style=False if block else None, width=100
+    )
 
 
 def unified_diff(old: Mapping[str, Any], new: Mapping[str, Any], old_name: str, new_name: str) -> str:
@@ -277,8 +281,8 @@ def unified_diff(old: Mapping[str, Any], new: Mapping[str, Any], old_name: str, 
 
     return "".join(
         difflib.unified_diff(
-            document_yaml(old).splitlines(keepends=True),
-            document_yaml(new).splitlines(keepends=True),
+            document_yaml(old, block=True).splitlines(keepends=True),
+            document_yaml(new, block=True).splitlines(keepends=True),
             fromfile=old_name,
             tofile=new_name,
         )

@@ -71,6 +71,7 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
             "yanchor": "bottom",
             "bgcolor": "rgba(0,0,0,0)",
             "font": {"size": FONT_SIZE - 1},
+            "traceorder": "normal",  # stacked bars: legend in stacking order, not reversed
         },
         margin={"l": 70, "r": 20, "t": 84, "b": 56},
         hovermode="x unified",

@@ -20,7 +20,7 @@ from dashboards import figures
 
 REFRESH_S = 5
 SILENCE_DURATIONS = ("30m", "1h", "2h", "4h", "12h", "24h")
-STATE_MARK = {"firing": "🔴 firing", "pending": "🟡 pending", "resolved": "🟢 resolved"}
+STATE_MARK = {"firing": "● firing", "pending": "◐ pending", "resolved": "○ resolved"}
 
 svc = services()
 st.title("Alerts")
@@ -28,7 +28,7 @@ if not svc.has_alerts:
     st.warning("Alerting is not available in this console (the alerts package could not be loaded).")
     st.stop()
 if msg := st.session_state.pop("alerts_flash", None):
-    st.success(msg, icon="✅")
+    st.success(msg, icon=":material/check_circle:")
 
 
 def _when(iso: str | None) -> str:
@@ -71,7 +71,7 @@ def board() -> None:
     on_call = ", ".join(f"{o['name']} ({o['rotation']})" for o in data.on_call if o.get("name")) or "nobody"
     c[4].metric("On call now", on_call if len(on_call) < 28 else on_call[:26] + "…", help=on_call)
     if not data.open_alerts:
-        st.success("**All clear.** No alert is firing or pending.", icon="✅")
+        st.success("**All clear.** No alert is firing or pending.", icon=":material/check_circle:")
     else:
         st.dataframe(_rows(data.open_alerts), hide_index=True)
     st.caption(
@@ -171,7 +171,7 @@ with tab_detail:
                         svc.alert_action(action, chosen, by or "", comment or "")
                     except ActionFailed as exc:
                         for e in exc.errors:
-                            st.error(f"{e.path or action}: {e.message}", icon="❌")
+                            st.error(f"{e.path or action}: {e.message}", icon=":material/error:")
                     else:
                         st.session_state.alerts_flash = f"Alert #{chosen}: {action}d by {by}."
                         st.rerun()
@@ -218,7 +218,7 @@ with tab_silences:
             )
         except ActionFailed as exc:
             for e in exc.errors:
-                st.error(f"{e.path or 'silence'}: {e.message}", icon="❌")
+                st.error(f"{e.path or 'silence'}: {e.message}", icon=":material/error:")
         else:
             st.session_state.alerts_flash = f"Silenced {matchers} for {duration}."
             st.rerun()
@@ -233,7 +233,7 @@ with tab_silences:
                 svc.expire_silence(int(sid), e_by or "")
             except ActionFailed as exc:
                 for e in exc.errors:
-                    st.error(f"{e.path or 'expire'}: {e.message}", icon="❌")
+                    st.error(f"{e.path or 'expire'}: {e.message}", icon=":material/error:")
             else:
                 st.session_state.alerts_flash = f"Silence {sid} expired."
                 st.rerun()

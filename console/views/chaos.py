@@ -19,12 +19,12 @@ st.caption(
 )
 
 if msg := st.session_state.pop("chaos_flash", None):
-    st.success(msg, icon="✅")
+    st.success(msg, icon=":material/check_circle:")
 
 try:
     settings = svc.chaos_settings()
 except Exception as exc:
-    st.warning(f"**Chaos control unavailable.** {exc}", icon="⚠️")
+    st.warning(f"**Chaos control unavailable.** {exc}", icon=":material/warning:")
     st.stop()
 
 latency = int(settings.get("latency_ms", 0) or 0)
@@ -36,9 +36,9 @@ c[0].metric("Added latency", f"{latency} ms")
 c[1].metric("Error rate", f"{100 * error_rate:.0f} %")
 c[2].metric("Outage", "ON" if outage else "off")
 if calm:
-    st.success("The payment gateway is calm (no chaos).", icon="🌤️")
+    st.success("The payment gateway is calm (no chaos).", icon=":material/wb_sunny:")
 else:
-    st.error("Chaos is ON for the payment gateway on every node.", icon="🌩️")
+    st.error("Chaos is ON for the payment gateway on every node.", icon=":material/thunderstorm:")
 
 with st.form("chaos_form"):
     new_latency = st.slider("Added latency (ms)", 0, 5000, latency, 50, key="chaos_latency")
@@ -62,7 +62,7 @@ if apply or reset:
                 by=by or "console",
             )
     except Exception as exc:
-        st.error(f"Not applied: {exc}", icon="❌")
+        st.error(f"Not applied: {exc}", icon=":material/error:")
     else:
         st.session_state.chaos_flash = f"Chaos set to {result}; nodes apply it within 2 s."
         st.rerun()

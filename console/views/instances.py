@@ -14,7 +14,7 @@ import streamlit as st
 from console.runtime import services, show_errors
 
 REFRESH_S = 3
-STATUS_MARK = {"live": "🟢 live", "stale": "🟠 stale", "gone": "⚫ gone"}
+STATUS_MARK = {"live": "● live", "stale": "◐ stale", "gone": "○ gone"}
 
 st.title("Instances")
 st.caption(
@@ -48,7 +48,7 @@ def live() -> None:
         st.info(
             "**No node has reported yet.** Start one with `tradeguard node`; it appears here within "
             "a few seconds.",
-            icon="⏳",
+            icon=":material/hourglass_empty:",
         )
         return
     outdated = [n for n in data.nodes if n.outdated]
@@ -59,7 +59,7 @@ def live() -> None:
             + ", ".join(
                 f"{n.instance} (v{n.rule_version if n.rule_version is not None else '–'})" for n in outdated
             ),
-            icon="🚨",
+            icon=":material/report:",
         )
     table = pd.DataFrame(
         [
@@ -78,12 +78,15 @@ def live() -> None:
         ]
     )
 
+    status_color = {"live": "#2ecc71", "stale": "#f39c12", "gone": "#7f8c8d"}
+
     def style(row: pd.Series) -> list[str]:
         if row["_outdated"]:
             return ["background-color: #5c1a1a; color: #ffd7d7; font-weight: 600"] * len(row)
         if row["_gone"]:
             return ["color: #7f8c8d"] * len(row)
-        return [""] * len(row)
+        color = next((c for k, c in status_color.items() if str(row["status"]).endswith(k)), "")
+        return [f"color: {color}; font-weight: 600" if col == "status" and color else "" for col in row.index]
 
     st.dataframe(
         table.style.apply(style, axis=1),

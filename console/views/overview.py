@@ -47,7 +47,7 @@ def live(range_key: str) -> None:
             "**No data yet.** Nothing was recorded in the last "
             f"{RANGE_LABELS[range_key]}: start a node (`tradeguard node`) and some traffic "
             "(`tradeguard traffic`), or pick a longer range. This page refreshes by itself.",
-            icon="⏳",
+            icon=":material/hourglass_empty:",
         )
     k = data.kpis
     cols = st.columns(6)
@@ -89,7 +89,7 @@ def live(range_key: str) -> None:
                 hide_index=True,
             )
         else:
-            st.success("All breakers closed", icon="✅")
+            st.success("All breakers closed", icon=":material/check_circle:")
     st.caption(
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC · window {data.window.start:%H:%M:%S}–"
         f"{data.window.end:%H:%M:%S} UTC, {data.window.bucket_s} s buckets · "

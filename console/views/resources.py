@@ -35,7 +35,7 @@ show_errors(data.errors)
 if not data.rows:
     st.info(
         f"**No data yet.** No guarded resource recorded a call in the last {RANGE_LABELS[range_key]}.",
-        icon="⏳",
+        icon=":material/hourglass_empty:",
     )
     st.stop()
 

@@ -76,9 +76,12 @@ gen: int = ss.rules_gen
 dirty = _canon(draft) != _canon(current.document if current else {})
 
 if msg := ss.pop("rules_flash", None):
-    st.success(msg, icon="✅")
+    st.success(msg, icon=":material/check_circle:")
 if current is None:
-    st.info("**No rules applied yet.** Write a rule document below (form or YAML) and apply it.", icon="📝")
+    st.info(
+        "**No rules applied yet.** Write a rule document below (form or YAML) and apply it.",
+        icon=":material/edit_note:",
+    )
 else:
     when = f" at {current.at:%Y-%m-%d %H:%M:%S} UTC" if current.at else ""
     st.markdown(
@@ -89,10 +92,10 @@ if ss.rules_base != in_force_version:
     st.warning(
         f"Version {in_force_version} was applied after you started this draft (from version "
         f"{ss.rules_base}). Review the diff before applying, or discard your draft.",
-        icon="⚠️",
+        icon=":material/warning:",
     )
 if dirty:
-    st.caption("✏️ The draft has changes that are not applied yet — see **Review & apply**.")
+    st.caption(":material/edit: The draft has changes that are not applied yet — see **Review & apply**.")
 
 tab_view, tab_form, tab_yaml, tab_apply, tab_history = st.tabs(
     ["In force", "Edit (form)", "Edit (YAML)", "Review & apply" + (" •" if dirty else ""), "History"]
@@ -136,6 +139,14 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
     return st.text_input(label_text, value="" if value is None else str(value), key=key, help=spec.help)
 
 
+def _rule_brief(kind: str, rule: dict[str, Any]) -> str:
+    if kind == "param":
+        return f"≤ {rule.get('threshold')} per {rule.get('param')} value / {rule.get('duration_s', 1)} s"
+    return f"{rule.get('grade', 'qps')} ≤ {rule.get('threshold')}" + (
+        " (cluster)" if rule.get("cluster") else ""
+    )
+
+
 def impact_block(kind: str, rule: dict[str, Any], key: str, minutes: int, hot_share: float) -> None:
     resource = rule.get("resource")
     proposal, why_not = proposal_from_rule(kind, rule, hot_share=hot_share)
@@ -147,7 +158,7 @@ def impact_block(kind: str, rule: dict[str, Any], key: str, minutes: int, hot_sh
     except Exception as exc:
         st.warning(f"Impact preview unavailable: {type(exc).__name__}: {exc}")
         return
-    title = f"Impact on {resource}: last {minutes} min replayed against {label(kind, 0, rule)[4:]}"
+    title = f"{resource}: last {minutes} min replayed against {_rule_brief(kind, rule)}"
     if result.has_traffic:
         c = st.columns(4)
         c[0].metric("Offered calls", f"{result.offered:,}", help="passed + blocked, as recorded")
@@ -202,9 +213,9 @@ with tab_form:
                     spec, rule.get(spec.name), key=f"fld_{kind}_{idx}_{gen}_{spec.name}"
                 )
                 for message in per_field.get(spec.name, []):
-                    st.error(message, icon="❌")
+                    st.error(message, icon=":material/error:")
         for message in rest:
-            st.error(message, icon="❌")
+            st.error(message, icon=":material/error:")
         b1, b2, _ = st.columns([2, 2, 4])
         save = b1.form_submit_button("Save to draft & validate", type="primary")
         remove = b2.form_submit_button("Remove from draft", disabled=idx is None or idx < 0)
@@ -282,10 +293,10 @@ with tab_yaml:
             ss.rules_flash = "The YAML is now the draft — review and apply it."
             st.rerun()
         if not errors:
-            st.success("Valid rule document.", icon="✅")
+            st.success("Valid rule document.", icon=":material/check_circle:")
     for error, line in ss.rules_yaml_errors:
         where = f"line {line} · " if line else ""
-        st.error(f"{where}`{error.path or 'document'}`: {error.message}", icon="❌")
+        st.error(f"{where}`{error.path or 'document'}`: {error.message}", icon=":material/error:")
 
 # ------------------------------------------------------------------ Review & apply
 with tab_apply:
@@ -302,7 +313,7 @@ with tab_apply:
             + "\n".join(f"- `{e.path or 'document'}`: {e.message}" for e in problems)
         )
     elif diff:
-        st.success("The draft is valid.", icon="✅")
+        st.success("The draft is valid.", icon=":material/check_circle:")
     old = current.document if current else {}
     changed = [(k, r) for k in ("flow", "param") for r in draft.get(k) or [] if r not in (old.get(k) or [])]
     if changed and not problems:
@@ -315,12 +326,12 @@ with tab_apply:
     with st.form("apply_form"):
         by = st.text_input("Your name *", key="apply_by", placeholder="who makes this change")
         if "by" in apply_errors:
-            st.error(apply_errors["by"], icon="❌")
+            st.error(apply_errors["by"], icon=":material/error:")
         why = st.text_area(
             "Reason *", key="apply_why", height=80, placeholder="why: e.g. flash sale at 20:00"
         )
         if "why" in apply_errors:
-            st.error(apply_errors["why"], icon="❌")
+            st.error(apply_errors["why"], icon=":material/error:")
         others = [f"`{p}`: {m}" for p, m in apply_errors.items() if p not in ("by", "why")]
         if others:
             st.error("Not applied:\n\n" + "\n".join(f"- {o}" for o in others))
@@ -395,10 +406,10 @@ with tab_history:
                 st.markdown(f"Roll back: version {chosen}'s rules become a new version in force.")
                 rb_by = st.text_input("Your name *", key="rollback_by")
                 if "by" in rb_errors:
-                    st.error(rb_errors["by"], icon="❌")
+                    st.error(rb_errors["by"], icon=":material/error:")
                 rb_why = st.text_input("Reason *", key="rollback_why")
                 if "why" in rb_errors:
-                    st.error(rb_errors["why"], icon="❌")
+                    st.error(rb_errors["why"], icon=":material/error:")
                 rb = st.form_submit_button(f"Roll back to version {chosen}", type="primary")
             if rb:
                 try:

@@ -217,8 +217,18 @@ def open_page(page, stack, name: str) -> None:
 
 
 def shoot(page, name: str) -> Path:
+    """A screenshot of the whole page: Streamlit scrolls inside its main area, so the viewport is
+    grown to the content's height first (and restored after)."""
     path = artifacts_dir() / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll("
+        "'[data-testid=stMain], [data-testid=stAppViewContainer]')].map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(max(int(height), size["height"]), 6000)})
+    page.wait_for_timeout(800)
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     return path
 
 
