@@ -135,6 +135,7 @@ class Engine:
         self.checker_errors = 0
         self._checker_errors_by: dict[str, int] = {}
         self._overflow_logged = False
+        self.cluster: Any = None  # guardians.cluster.Cluster once enable_cluster() is called
 
     # ------------------------------------------------------------------ rules
     @property
@@ -157,6 +158,8 @@ class Engine:
             if version is not None:
                 self.rule_version = version
             changed = c1 or c2 or c3 or c4 or c5
+            if self.cluster is not None:
+                self.cluster.retain(ruleset.flow, ruleset.breaker)
         log.info(
             "applied rule set%s: %d rules (%s)",
             f" v{version}" if version is not None else "",
@@ -164,6 +167,34 @@ class Engine:
             "changed" if changed else "unchanged",
         )
         return changed
+
+    def enable_cluster(self, cluster: Any) -> None:
+        """Cluster mode (``guardians.cluster.Cluster``): ``cluster: true`` flow rules lease from its
+        shared counters, ``shared: true`` breakers share their state. Rules in force are rebuilt."""
+        with self._lock:
+            self.cluster = cluster
+            self._flow.cluster_checker = cluster.flow_checker
+            self._breaker.storage_for = cluster.breaker_storage
+            self._flow.forget(lambda r: r.cluster)
+            self._breaker.forget(lambda r: r.shared)
+            self.apply(self._ruleset)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """Cluster mode for ``/ops/health``: ``{"status": "absent"}`` without it, else ``Cluster.status()``
+        (mode ``cluster`` | ``fallback``, live nodes, leases, last error)."""
+        if self.cluster is None:
+            n = sum(1 for r in self._ruleset.flow if r.cluster) + sum(
+                1 for r in self._ruleset.breaker if r.shared
+            )
+            return {
+                "status": "absent",
+                "mode": "off",
+                "detail": "no Redis URL: cluster rules hold their thresholds per node"
+                if n
+                else "no Redis URL",
+                "cluster_rules": n,
+            }
+        return self.cluster.status()
 
     def register_fallback(self, name: str, fn: Callable[[Blocked], Any]) -> None:
         """Register a named fallback that degrade rules can choose (``fn(blocked_exc) -> answer``)."""

@@ -211,6 +211,17 @@ class BreakerChecker:
             self.state = CLOSED
             self.cb.close()
 
+    def adopt(self, state: str, t: float) -> None:
+        """Take a state another node reached (shared breakers): ``OPEN`` opened at ``t``, or ``CLOSED``."""
+        with self._lock:
+            if state == self.state:
+                return
+            if state == OPEN:
+                self._to(OPEN, self.clock.time())
+                self.opened_t = t
+            elif state == CLOSED:
+                self._to(CLOSED, self.clock.time())
+
     def notify(self, previous: str, state: str) -> None:
         log.info("breaker %s: %s -> %s (%s)", self.resource, previous, state, self.rule.name)
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from guardians.flow.checker import FlowChecker, NodeFor, build_checker
 from guardians.flow.rule import FlowRule
 
@@ -10,6 +13,8 @@ class FlowRuleManager:
     def __init__(self) -> None:
         self._rules: tuple[FlowRule, ...] = ()
         self._checkers: dict[FlowRule, FlowChecker] = {}
+        # cluster mode: builds the checker of a ``cluster: true`` rule (leases from a shared counter)
+        self.cluster_checker: Callable[[FlowRule, NodeFor], Any] | None = None
 
     def rules(self) -> list[FlowRule]:
         """A copy of the rules in force."""
@@ -25,8 +30,17 @@ class FlowRuleManager:
         for rule in rules:
             if rule in checkers:
                 continue  # an exact duplicate adds nothing
-            chk = self._checkers.get(rule) or build_checker(rule, node_for)
+            chk = self._checkers.get(rule) or self._build(rule, node_for)
             checkers[rule] = chk
             by_resource.setdefault(rule.resource, []).append(chk)
         self._rules, self._checkers = tuple(rules), checkers
         return by_resource, changed
+
+    def _build(self, rule: FlowRule, node_for: NodeFor) -> Any:
+        if rule.cluster and self.cluster_checker is not None:
+            return self.cluster_checker(rule, node_for)
+        return build_checker(rule, node_for)
+
+    def forget(self, pred: Callable[[FlowRule], bool]) -> None:
+        """Drop the kept checkers of matching rules (rebuilt at the next load)."""
+        self._checkers = {r: c for r, c in self._checkers.items() if not pred(r)}

@@ -118,6 +118,18 @@ def parse_flow(raw: Any, path: str, errors: list[tuple[str, str]]) -> FlowRule |
     if grade == "concurrency" and behavior not in ("reject", "adaptive"):
         f.fail(f"{path}.behavior", "must be one of reject, adaptive when grade is concurrency")
     cluster = f.boolean("cluster")
+    if cluster:
+        if grade != "qps":
+            f.fail(
+                f"{path}.grade", "must be qps when cluster is true (nodes share a calls-per-second budget)"
+            )
+        if behavior != "reject":
+            f.fail(
+                f"{path}.behavior",
+                "must be reject when cluster is true (the shared counter admits or blocks)",
+            )
+        if strategy == "relate":
+            f.fail(f"{path}.strategy", "must be direct or chain when cluster is true")
     name = f.string("name") or ""
     if not f.ok:
         return None
