@@ -97,8 +97,9 @@ if ss.rules_base != in_force_version:
 if dirty:
     st.caption(":material/edit: The draft has changes that are not applied yet — see **Review & apply**.")
 
+# Tab labels stay constant: a changed label would make a new tab bar and jump back to the first tab.
 tab_view, tab_form, tab_yaml, tab_apply, tab_history = st.tabs(
-    ["In force", "Edit (form)", "Edit (YAML)", "Review & apply" + (" •" if dirty else ""), "History"]
+    ["In force", "Edit (form)", "Edit (YAML)", "Review & apply", "History"]
 )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -255,8 +254,11 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
     threshold.fill(str(LOWERED))
     threshold.press("Tab")
     page.get_by_role("button", name="Save to draft & validate").click()
-    page.get_by_role("tab", name=re.compile("Review & apply")).click()
-    page.get_by_text("threshold: 500").first.wait_for(timeout=15_000)  # the diff shows the change
+    page.get_by_text("The draft has changes that are not applied yet").wait_for(timeout=15_000)
+    page.get_by_role("tab", name="Review & apply").click()
+    diff = page.locator("[data-testid='stCode']").filter(has_text="threshold: 500").first
+    diff.wait_for(timeout=15_000)  # the diff shows the change
+    assert "threshold: 2" in diff.inner_text()
     shoot(page, "rules-review")
     page.get_by_role("textbox", name="Your name *", exact=True).fill("e2e-sre")
     page.get_by_role("textbox", name="Reason *", exact=True).fill("flash sale: hold order.place")
