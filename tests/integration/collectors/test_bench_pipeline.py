@@ -15,7 +15,7 @@ def test_bench_pipeline_small_run_loses_nothing():
             "--stores",
             "embedded",
             "--outage-s",
-            "1",
+            "3",  # long enough for a few snapshot jobs to queue up even on a loaded machine
             "--steady-s",
             "1",
             "--resources",
