@@ -224,6 +224,19 @@ def wire_guardians(ctx: NodeContext) -> None:
         ctx.every(s.heartbeat_s, beat, "heartbeat")
         ctx.on_stop.append(fleet.close)
 
+    cluster_mod = optional_module("guardians.cluster", "connect") if s.redis_url else None
+    if cluster_mod is not None and s.redis_url:  # cluster-wide limits and shared breakers (H8)
+        try:
+            live = fleet.live_count if fleet is not None else None
+            cluster = cluster_mod.connect(s.redis_url, live_nodes=live, namespace=f"tradeguard:{s.app}")
+            engine.enable_cluster(cluster)
+            ctx.on_start.append(cluster.start)
+            ctx.on_stop.append(cluster.close)
+        except Exception:
+            log.exception("cluster mode unavailable (redis %s): per-node limits", masked_url(s.redis_url))
+    if hasattr(engine, "cluster_status"):
+        ctx.health_checks["cluster"] = engine.cluster_status
+
     router = APIRouter(tags=["ops"])
 
     @router.get("/ops/stats")
