@@ -499,7 +499,7 @@ class ConsoleServices:
                     rt_avg_ms=float(rt) if rt is not None else None,
                 )
             )
-        rows.sort(key=lambda r: (-(r.passed + r.blocked), r.resource))
+        rows.sort(key=lambda r: (-r.blocked, -(r.passed + r.blocked), r.resource))  # blocked first
         return ResourcesData(window=w, rows=rows, queries=2, errors=errors)
 
     def resource_detail(self, resource: str, range_key: str) -> ResourceDetail:

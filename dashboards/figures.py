@@ -78,7 +78,16 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
         uirevision="keep",  # live refreshes keep zoom and legend toggles
     )
     fig.update_xaxes(
-        title_text=TIME_AXIS, showgrid=False, title_standoff=6, tickformat="%H:%M", hoverformat="%H:%M:%S"
+        title_text=TIME_AXIS,
+        showgrid=False,
+        title_standoff=6,
+        hoverformat="%H:%M:%S",
+        # seconds when the axis spans seconds, minutes otherwise, the date beyond a day
+        tickformatstops=[
+            {"dtickrange": [None, 60_000], "value": "%H:%M:%S"},
+            {"dtickrange": [60_000, 86_400_000], "value": "%H:%M"},
+            {"dtickrange": [86_400_000, None], "value": "%b %d"},
+        ],
     )
     fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8)
     return fig
@@ -268,7 +277,15 @@ def resource_figure(rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str)
         )
     fig.update_layout(barmode="stack", bargap=0.05)
     layout(fig, title, unit, height=380)
-    fig.update_yaxes(title_text="mean RT (ms)", secondary_y=True, showgrid=False, rangemode="tozero")
+    fig.update_yaxes(
+        title_text="mean RT (ms)",
+        secondary_y=True,
+        showgrid=False,
+        rangemode="tozero",
+        tickmode="auto",
+        nticks=5,
+        tickformat=".3~g",
+    )
     return fig
 
 

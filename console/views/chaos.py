@@ -64,5 +64,10 @@ if apply or reset:
     except Exception as exc:
         st.error(f"Not applied: {exc}", icon=":material/error:")
     else:
-        st.session_state.chaos_flash = f"Chaos set to {result}; nodes apply it within 2 s."
+        st.session_state.chaos_flash = (
+            f"Chaos set: latency {int(result.get('latency_ms', 0))} ms, error rate "
+            f"{100 * float(result.get('error_rate', 0)):.0f} %, "
+            f"outage {'ON' if result.get('outage') else 'off'}"
+            " — nodes apply it within 2 s."
+        )
         st.rerun()

@@ -56,11 +56,15 @@ table = [
     }
     for r in data.rows
 ]
-st.caption(f"Totals over the last {RANGE_LABELS[range_key]}, all instances. Click a column header to sort.")
+st.caption(
+    f"Totals over the last {RANGE_LABELS[range_key]}, all instances; blocked resources first. "
+    "Click a column header to sort."
+)
 st.dataframe(
     table,
     hide_index=True,
     key="resources_table",
+    height=min(36 * (len(table) + 1) + 4, 620),  # every resource visible up to ~16 rows
     column_config={
         "passed / s": st.column_config.NumberColumn(format="%.2f"),
         "blocked %": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f %%"),

@@ -255,6 +255,7 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
     threshold.press("Tab")
     page.get_by_role("button", name="Save to draft & validate").click()
     page.get_by_text("The draft has changes that are not applied yet").wait_for(timeout=15_000)
+    shoot(page, "rules-form")
     page.get_by_role("tab", name="Review & apply").click()
     diff = page.locator("[data-testid='stCode']").filter(has_text="threshold: 500").first
     diff.wait_for(timeout=15_000)  # the diff shows the change
@@ -295,6 +296,11 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
         if name != "overview":
             open_page(page, stack, name)
             shoot(page, name)
+    # Chaos goes through a live node's ops API (found from the heartbeats)
+    open_page(page, stack, "chaos")
+    page.get_by_role("button", name="Reset (calm)").click()
+    page.get_by_text("nodes apply it within 2 s").wait_for(timeout=15_000)
+    assert httpx.get(f"{stack['node']}/ops/chaos/payment", timeout=3).json()["error_rate"] == 0
     page.close()
     print(f"console screenshots saved: {sorted(p.name for p in out.glob('*.png'))}")
 
