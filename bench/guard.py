@@ -140,6 +140,50 @@ def _variants(resources: list[str]) -> dict[str, Callable[[list[str]], None]]:
     return {"bare": bare, "guard": guarded, "entry": entered, "composed": composed}
 
 
+def _redis_url() -> str | None:
+    """The Redis of the cluster case: TRADEGUARD_REDIS_URL, else the local one (db 15) if it answers."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = os.environ.get("TRADEGUARD_REDIS_URL") or "redis://127.0.0.1:6379/15"
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379), timeout=0.5):
+            return url
+    except OSError:
+        return None
+
+
+def _cluster_variants(url: str, namespace: str) -> tuple[dict[str, Callable[[list[str]], None]], Any]:
+    """One ``cluster: true`` flow rule (never blocking) + one breaker, leases from Redis, refills in
+    the background worker as in a node."""
+    from guardians import Engine, parse_document
+    from guardians.cluster import connect
+
+    engine = Engine()
+    cluster = connect(url, namespace=namespace)
+    engine.enable_cluster(cluster)
+    doc = _rules(["order.place"])
+    doc["flow"][0]["cluster"] = True
+    engine.apply(parse_document(doc))
+    cluster.start()
+    guard = engine.guard
+
+    def fn() -> None:
+        return None
+
+    def bare(names: list[str]) -> None:
+        for _n in names:
+            fn()
+
+    def guarded(names: list[str]) -> None:
+        for n in names:
+            guard(n, fn)
+
+    return {"bare": bare, "guard": guarded}, cluster
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds, calls, many = args.rounds, args.calls, args.resources
     one = ["order.place"]
@@ -156,8 +200,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("many_sparse", many_variants, list(names)),
         ("many_hot", many_variants, (hot * (calls // len(hot) + 1))[:calls]),
     ]
+    url = _redis_url()
+    cluster = None
+    namespace = f"tgbench-{time.time_ns()}"
+    if url is not None:
+        _progress(f"cluster case: a cluster rule leasing from {url.split('@')[-1]}")
+        cluster_variants, cluster = _cluster_variants(url, namespace)
+        cases.append(("cluster", cluster_variants, one * calls))
+    else:
+        _progress("cluster case skipped: no Redis (set TRADEGUARD_REDIS_URL or run one on 127.0.0.1:6379)")
     _progress(f"{rounds} rounds, each running every case and variant on {calls} calls")
-    res = _measure(cases, rounds)
+    try:
+        res = _measure(cases, rounds)
+    finally:
+        cluster_info = _close_cluster(cluster, namespace)
     r1, rk, rh, rs = res["one"], res["many"], res["many_hot"], res["many_sparse"]
     _progress(
         f"1 resource: guard {r1['guard']:.0f} ns, entry {r1['entry']:.0f} ns, "
@@ -183,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "guard_ns_10k_hot": round(rh["guard"], 1),
         "composed_ns_10k_hot": round(rh["composed"], 1),
         "bare_ns": round(r1["bare"], 1),
+        **_cluster_result(res.get("cluster"), cluster_info, url),
         "drift_10k": drift,
         "rounds": rounds,
         "calls_per_round": calls,
@@ -198,6 +255,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_vs_composed": ratio is not None and ratio >= TARGET_RATIO,
             "guard_ns_10k": drift is not None and abs(drift) <= TARGET_10K_DRIFT,
         },
+    }
+
+
+def _close_cluster(cluster: Any, namespace: str) -> dict[str, Any]:
+    if cluster is None:
+        return {}
+    info = cluster.status()
+    cluster.stop()
+    try:
+        keys = list(cluster.redis.scan_iter(f"{namespace}*"))
+        if keys:
+            cluster.redis.delete(*keys)
+    except Exception as exc:
+        _progress(f"could not delete the bench's Redis keys: {exc}")
+    cluster.close()
+    return info
+
+
+def _cluster_result(r: dict[str, float] | None, info: dict[str, Any], url: str | None) -> dict[str, Any]:
+    if r is None or url is None:
+        return {
+            "cluster_guard_ns": None,
+            "cluster_note": "skipped: Redis absent (set TRADEGUARD_REDIS_URL or run Redis on 127.0.0.1:6379)",
+        }
+    return {
+        "cluster_guard_ns": round(r["guard"], 1),
+        "cluster_mode": info.get("mode"),
+        "cluster_leases": info.get("leases"),
+        "cluster_note": "median added cost of guard() under a cluster: true flow rule + breaker, tokens "
+        "leased from Redis (refills in the background), against the bare call",
     }
 
 

@@ -33,11 +33,12 @@ daemon thread in a node. Redis is imported only here, and only when a URL is use
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pybreaker
@@ -97,6 +98,7 @@ class Cluster:
         self.sync_s = sync_s
         self.url = url
         self.mode = CLUSTER
+        self.ok = True  # mode == CLUSTER (a bool for the hot path)
         self.nodes = 1  # live nodes sharing a threshold (≥ 1)
         self.last_error: str | None = None
         self.fallback_since: float | None = None
@@ -164,6 +166,7 @@ class Cluster:
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.mode != FALLBACK:
             self.mode = FALLBACK
+            self.ok = False
             self.fallbacks += 1
             t = self.clock.time()
             self.fallback_since = t
@@ -216,6 +219,7 @@ class Cluster:
             if self._probe():
                 log.info("cluster storage %s is back: cluster mode", self.url or "")
                 self.mode = CLUSTER
+                self.ok = True
                 self.fallback_since = None
         if self.mode == CLUSTER and self._breakers and t >= self._next_sync:
             self._next_sync = t + self.sync_s
@@ -301,14 +305,38 @@ class Cluster:
 class ClusterQps:
     """The checker of one ``cluster: true`` QPS rule on one node: leases from the shared window counter.
 
-    Per window (epoch second) the node holds ``tokens`` leased but not yet spent;
-    a call spends one. With half a lease left a refill is queued in the background;
+    Per window (epoch second) the node holds the tokens it leased but has not spent;
+    a call spends one. When a lease is half spent a refill is queued in the background;
     with none left the call takes a lease itself (one storage round trip). Once the
     shared counter is spent (a lease came back short) the node blocks until the
     next window. In fallback the node admits its share of the threshold per window.
+
+    The tokens are an iterator counting down what is left of the newest lease:
+    ``next()`` on it is atomic under the GIL, so spending a token takes no lock
+    (window changes, leases and the fallback path do).
     """
 
     has_exit = False
+    __slots__ = (  # noqa: RUF023 - hot fields first
+        "origin",
+        "window_end",
+        "demand",
+        "tokens",
+        "low",
+        "pending",
+        "cluster",
+        "exhausted",
+        "passed",
+        "window",
+        "last_demand",
+        "leased",
+        "limit",
+        "threshold",
+        "prefix",
+        "resource",
+        "rule",
+        "_lock",
+    )
 
     def __init__(self, rule: FlowRule, cluster: Cluster) -> None:
         self.rule = rule
@@ -319,13 +347,15 @@ class ClusterQps:
         self.cluster = cluster
         self.prefix = cluster.key("flow", rule.resource, rule.name)
         self.window = -1
-        self.tokens = 0
-        self.passed = 0  # passed this window (any mode)
-        self.demand = 0  # calls this window (passed + blocked)
+        self.window_end = -1.0
+        self.tokens: Iterator[int] = iter(())
+        self.passed = 0  # passed this window from the local share (fallback) or a lease's first token
+        self.demand = 0  # calls this window (passed + blocked), for the lease size
         self.last_demand = 0  # calls in the previous window
         self.exhausted = False
         self.pending = False
         self.leased = 0  # tokens leased this window
+        self.low = 0  # a token yielding this "left" value queues a background refill
         self._lock = threading.Lock()
 
     def block(self, retry_after_s: float, detail: str = "") -> FlowBlocked:
@@ -338,10 +368,14 @@ class ClusterQps:
             f"blocked {self.resource}",
         )
 
-    def _roll(self, w: int) -> None:
+    def _roll(self, t: float) -> None:
+        w = int(t)
+        if w <= self.window:
+            return
         self.last_demand = self.demand if w == self.window + 1 else 0
         self.window = w
-        self.tokens = 0
+        self.window_end = w + 1.0
+        self.tokens = iter(())
         self.passed = 0
         self.demand = 0
         self.leased = 0
@@ -355,49 +389,60 @@ class ClusterQps:
     def check(self, node: ResourceNode | None, t: float, args: object, origin: str | None) -> float:
         if self.origin is not None and origin != self.origin:
             return 0.0
-        w = int(t)
-        cl = self.cluster
+        if t >= self.window_end:
+            with self._lock:
+                self._roll(t)
+        self.demand += 1  # an estimate (not locked)
+        left = next(self.tokens, None)
+        if left is not None:  # the common case: a leased token
+            if left == self.low and not self.pending and not self.exhausted:
+                self.pending = True
+                w = self.window
+                self.cluster.submit(lambda: self._refill(w))
+            return 0.0
         with self._lock:
-            if w != self.window:
-                self._roll(w)
-            self.demand += 1
-            if cl.mode != CLUSTER:
-                if self.passed < cl.share(self.threshold):
-                    self.passed += 1
-                    return 0.0
-                raise self.block(1.0 - (t - w) or 1.0, self._fallback_detail())
-            if self.tokens > 0:
-                self.tokens -= 1
-                self.passed += 1
-                if not self.pending and not self.exhausted and self.tokens * 2 < self.lease_size(t):
-                    self.pending = True
-                    cl.submit(lambda: self._refill(w))
+            return self._slow(t)
+
+    def _lease(self, got: int, want: int) -> None:
+        """Install a lease of ``got`` tokens (after what is left of the current one)."""
+        self.leased += got
+        self.low = want // 2
+        if got < want:
+            self.exhausted = True
+        fresh = iter(range(got - 1, -1, -1))
+        self.tokens = itertools.chain(self.tokens, fresh)
+
+    def _slow(self, t: float) -> float:
+        """No leased token at hand (or fallback): take a lease now, or count against the local share."""
+        cl = self.cluster
+        w = self.window
+        if cl.ok and not self.exhausted:
+            left = next(self.tokens, None)  # another thread's lease may have landed meanwhile
+            if left is not None:
                 return 0.0
-            if not self.exhausted:
-                want = self.lease_size(t)
-                try:
-                    got = cl.take(f"{self.prefix}:{w}", want, self.limit)
-                except Exception as exc:
-                    cl.failed(exc)
-                    if self.passed < cl.share(self.threshold):
-                        self.passed += 1
-                        return 0.0
-                    raise self.block(1.0 - (t - w) or 1.0, self._fallback_detail()) from None
-                self.leased += got
-                if got < want:
-                    self.exhausted = True
-                if got > 0:
-                    self.tokens = got - 1
-                    self.passed += 1
+            want = self.lease_size(t)
+            try:
+                got = cl.take(f"{self.prefix}:{w}", want, self.limit)
+            except Exception as exc:
+                cl.failed(exc)
+            else:
+                self._lease(got, want)
+                if next(self.tokens, None) is not None:
                     return 0.0
-            raise self.block(1.0 - (t - w) or 1.0)
+                raise self.block(1.0 - (t - w) or 1.0)
+        if not cl.ok:
+            if self.passed < cl.share(self.threshold):
+                self.passed += 1
+                return 0.0
+            raise self.block(1.0 - (t - w) or 1.0, self._fallback_detail())
+        raise self.block(1.0 - (t - w) or 1.0)
 
     def _refill(self, w: int) -> None:
         """Background: lease ahead for window ``w`` (dropped if the window has passed)."""
         cl = self.cluster
         try:
             with self._lock:
-                if w != self.window or self.exhausted or cl.mode != CLUSTER:
+                if w != self.window or self.exhausted or not cl.ok:
                     return
                 want = self.lease_size(cl.clock.time())
             try:
@@ -408,10 +453,7 @@ class ClusterQps:
             with self._lock:
                 if w != self.window:
                     return  # too late: those tokens are lost with their window (they are few)
-                self.leased += got
-                self.tokens += got
-                if got < want:
-                    self.exhausted = True
+                self._lease(got, want)
         finally:
             self.pending = False
 
@@ -427,8 +469,7 @@ class ClusterQps:
             "rule": self.rule.name,
             "threshold": self.threshold,
             "window": self.window,
-            "passed": self.passed,
-            "tokens": self.tokens,
+            "calls": self.demand,
             "leased": self.leased,
             "exhausted": self.exhausted,
         }
