@@ -18,7 +18,10 @@ composed_ns_10k (the baseline in the same case), guard_ns_10k_sparse (a single p
 per round: every call is its resource's first in a new 500 ms window, so it pays the
 window rotation and cold memory — the worst case), guard_ns_10k_hot (10,000
 resources loaded, traffic on 100 of them), bare_ns, the targets and whether they
-were met.
+were met; and cluster_guard_ns: the added cost of guard() under a ``cluster: true``
+flow rule (+ the breaker) whose tokens are leased from Redis — TRADEGUARD_REDIS_URL,
+else 127.0.0.1:6379 db 15 — with refills on the cluster's background worker as in a
+node (null plus ``cluster_note`` when no Redis answers; its keys are deleted after).
 """
 
 from __future__ import annotations
