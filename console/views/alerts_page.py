@@ -81,7 +81,9 @@ def board() -> None:
 
 board()
 
-tab_detail, tab_silences, tab_history = st.tabs(["Alert detail & actions", "Silences", "History"])
+tab_detail, tab_silences, tab_history = st.tabs(
+    ["Alert detail & actions", "Silences", "History"], key="alerts_tab"
+)
 
 with tab_detail:
     current = svc.open_alerts()

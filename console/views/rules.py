@@ -98,8 +98,9 @@ if dirty:
     st.caption(":material/edit: The draft has changes that are not applied yet — see **Review & apply**.")
 
 # Tab labels stay constant: a changed label would make a new tab bar and jump back to the first tab.
+# keyed: the selected tab survives the reruns of saving a draft (else it jumps back to the first)
 tab_view, tab_form, tab_yaml, tab_apply, tab_history = st.tabs(
-    ["In force", "Edit (form)", "Edit (YAML)", "Review & apply", "History"]
+    ["In force", "Edit (form)", "Edit (YAML)", "Review & apply", "History"], key="rules_tab"
 )
 
 
