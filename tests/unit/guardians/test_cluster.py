@@ -260,3 +260,31 @@ def test_shared_breaker_with_redis_down_stays_local_and_never_fails_a_call():
             call_with_rt(a, clock, "pay", 0.001, fail=True)
     ca.run_pending()
     assert a.breaker_states()["pay"] == "open"
+
+
+def test_threads_spending_leases_never_exceed_the_threshold():
+    import threading
+
+    _clock, _storage, (eng,), (cl,) = _nodes(1, _doc(5000))
+    cl.lease_size = lambda threshold, rate: 37  # type: ignore[method-assign]  # leases of several tokens
+    passed = [0] * 4
+    stop = threading.Event()
+
+    def worker(i: int) -> None:
+        for _ in range(3000):
+            passed[i] += attempt(eng, "order.place")[0]
+
+    def refills() -> None:
+        while not stop.is_set():
+            cl.run_pending()
+
+    bg = threading.Thread(target=refills)
+    bg.start()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    bg.join()
+    assert sum(passed) == 5000  # 12000 calls in one window: exactly the threshold passes
