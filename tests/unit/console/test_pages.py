@@ -264,3 +264,16 @@ def test_alerts_board_reads_per_refresh(svc):
     board = svc.alerts_board()
     assert board.calls == svc.alerts.reads == 3
     assert [a["rule"] for a in board.firing] == ["PaymentSuccessLow"]
+
+
+def test_live_refreshes_accumulate_nothing_in_session_state(page, svc, metrics, clock):
+    s = int(clock.now().timestamp()) - 20
+    metrics.write([order_point(s, placed=3, paid=3, gmv=10.0), resource_point(s, "order.place", passed=3)])
+    at = page("overview")
+    keys = set(at.session_state.keys())
+    metrics.queries = 0
+    for _ in range(8):
+        at.run()
+    assert not at.exception
+    assert set(at.session_state.keys()) == keys == {"overview_range"}
+    assert metrics.queries == 8 * 7  # the stated budget per refresh, exactly
