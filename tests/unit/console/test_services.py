@@ -171,3 +171,20 @@ def test_store_failures_become_messages_not_exceptions(svc, metrics):
     data = svc.overview("15m")
     assert not data.has_data
     assert any("metric store down" in e for e in data.errors)
+
+
+def test_store_without_percentiles_falls_back_to_mean_and_max(svc, metrics, clock):
+    s = int(clock.now().timestamp()) - 20
+    metrics.write([resource_point(s, "order.place", passed=5, rt=12.0)])
+    real = metrics.inner.query
+
+    def no_percentiles(query):
+        if query.aggregate.startswith("p"):
+            raise ValueError(f"aggregate {query.aggregate} unsupported by this store")
+        return real(query)
+
+    metrics.inner.query = no_percentiles
+    data = svc.overview("5m")
+    assert data.queries == 9 and data.errors == []
+    assert data.kpis["rt_p99_ms"] == pytest.approx(24.0)  # max of rt_max_ms
+    assert data.rt["p50"].max() == pytest.approx(12.0)  # mean of rt_avg_ms
