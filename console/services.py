@@ -436,11 +436,13 @@ class ConsoleServices:
         charges = float(pay["success"].sum() + pay["failure"].sum())
         total_blocked = float(calls[list(q.BLOCK_FIELDS)].to_numpy().sum())
         total_calls = float(calls["pass"].sum()) + total_blocked
-        last = w.buckets()[-6:] if w.buckets() else []
+        recent = max(1, -(-10 // w.bucket_s))  # buckets covering the last >= 10 s
+        last = w.buckets()[-recent:]
         kpis: dict[str, float | None] = {
             "placed": placed,
             "paid": paid,
             "placed_per_s_now": float(orders.loc[orders.index.isin(last), "placed"].mean()) if last else 0.0,
+            "now_span_s": float(recent * w.bucket_s),
             "payment_success_pct": 100.0 * float(pay["success"].sum()) / charges if charges else None,
             "blocked": total_blocked,
             "blocked_share_pct": 100.0 * total_blocked / total_calls if total_calls else None,
