@@ -210,14 +210,19 @@ def label(kind: str, index: int, rule: Mapping[str, Any]) -> str:
     return " · ".join(bits)
 
 
-def table_rows(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rules as table rows: nested values (exception maps, lists) shown as compact YAML-ish text."""
+def table_rows(rules: Sequence[Mapping[str, Any]], kind: str | None = None) -> list[dict[str, Any]]:
+    """Rules as table rows, columns in one order for every rule of a type (name first, then the
+    form's order); nested values (exception maps) shown as compact JSON."""
     import json
 
+    order = ["name", *(f.name for f in FIELDS.get(kind or "", ()) if f.name != "name")]
+    present = {k for rule in rules for k in rule}
+    columns = [c for c in order if c in present] + sorted(present - set(order))
     rows = []
     for rule in rules:
         row = {}
-        for k, v in rule.items():
+        for k in columns:
+            v = rule.get(k)
             row[k] = v if isinstance(v, str | int | float | bool) or v is None else json.dumps(v, default=str)
         rows.append(row)
     return rows

@@ -84,8 +84,8 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
         hoverformat="%H:%M:%S",
         # seconds when the axis spans seconds, minutes otherwise, the date beyond a day
         tickformatstops=[
-            {"dtickrange": [None, 60_000], "value": "%H:%M:%S"},
-            {"dtickrange": [60_000, 86_400_000], "value": "%H:%M"},
+            {"dtickrange": [None, 59_000], "value": "%H:%M:%S"},
+            {"dtickrange": [59_000, 86_400_000], "value": "%H:%M"},
             {"dtickrange": [86_400_000, None], "value": "%b %d"},
         ],
     )

@@ -92,7 +92,7 @@ def detail(resource: str, range_key: str) -> None:
         for kind in RULE_TYPES:
             if kind in d.rules:
                 st.markdown(f"**{kind}**")
-                st.dataframe(table_rows(d.rules[kind]), hide_index=True)
+                st.dataframe(table_rows(d.rules[kind], kind), hide_index=True)
 
 
 if resource:

@@ -186,7 +186,7 @@ with tab_view:
         rules = doc.get(kind) or []
         st.markdown(f"**{kind}** ({len(rules)})")
         if rules:
-            st.dataframe(table_rows(rules), hide_index=True, key=f"view_{kind}")
+            st.dataframe(table_rows(rules, kind), hide_index=True, key=f"view_{kind}")
 
 # ------------------------------------------------------------------ Form
 with tab_form:
