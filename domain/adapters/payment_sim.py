@@ -4,6 +4,12 @@ The console, ``tradeguard chaos payment`` and benchmarks drive it through
 ``configure``; every call reads the current settings under a lock, so a change
 applies to the very next charge. Refunds are idempotent by ``refund_id``, like
 a real gateway's idempotency key.
+
+``concurrency`` (0: unlimited) bounds the calls in progress at the gateway, like a
+payment provider's contracted connection limit: a call beyond it waits for a free
+slot (the wait is part of its latency). With ``concurrency = N`` and latency ``L`` ms
+the gateway completes at most about ``N * 1000 / L`` calls per second — the bounded
+downstream that sets a node's capacity in ``tradeguard bench surge``.
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ class SimulatedGateway:
         jitter: float = 0.2,
         seed: int | None = None,
         sleeper: Callable[[float], None] = time.sleep,
+        concurrency: int = 0,
     ) -> None:
+        if concurrency < 0:
+            raise ValueError(f"concurrency must be >= 0 (0: unlimited), got {concurrency}")
         self._defaults = GatewaySettings(latency_ms=latency_ms, error_rate=error_rate, outage=outage,
                                          jitter=jitter)
         self._defaults.validate()
@@ -60,7 +69,11 @@ class SimulatedGateway:
         self._sleep = sleeper
         self._lock = threading.Lock()
         self._refunds: dict[str, ChargeResult] = {}
-        self._counts = {"charges": 0, "charge_failures": 0, "refunds": 0, "outage_rejections": 0}
+        self._counts = {"charges": 0, "charge_failures": 0, "refunds": 0, "outage_rejections": 0,
+                        "slot_waits": 0, "max_waiting": 0}
+        self.concurrency = concurrency
+        self._slots = threading.BoundedSemaphore(concurrency) if concurrency else None
+        self._waiting = 0
 
     # ------------------------------------------------------------- control
     def configure(self, *, latency_ms: float | None = None, error_rate: float | None = None,
@@ -86,7 +99,30 @@ class SimulatedGateway:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._counts)
+            return {**self._counts, "concurrency": self.concurrency, "waiting": self._waiting}
+
+    def _hold(self, delay: float) -> None:
+        """Spend ``delay`` seconds at the gateway, inside one of its slots when it has a limit."""
+        slots = self._slots
+        if slots is None:
+            if delay:
+                self._sleep(delay)
+            return
+        if not slots.acquire(blocking=False):
+            with self._lock:
+                self._waiting += 1
+                self._counts["slot_waits"] += 1
+                self._counts["max_waiting"] = max(self._counts["max_waiting"], self._waiting)
+            try:
+                slots.acquire()
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        try:
+            if delay:
+                self._sleep(delay)
+        finally:
+            slots.release()
 
     # ----------------------------------------------------------- the port
     def _draw(self) -> tuple[GatewaySettings, float, float]:
@@ -101,8 +137,7 @@ class SimulatedGateway:
             with self._lock:
                 self._counts["outage_rejections"] += 1
             raise GatewayUnavailable("payment gateway outage (simulated)")
-        if delay:
-            self._sleep(delay)
+        self._hold(delay)
         with self._lock:
             self._counts["charges"] += 1
             if roll < s.error_rate:
@@ -118,8 +153,7 @@ class SimulatedGateway:
             done = self._refunds.get(refund_id)
         if done is not None:
             return done
-        if delay:
-            self._sleep(delay)
+        self._hold(delay)
         if roll < s.error_rate:
             return ChargeResult(ok=False, reason="refund rejected (simulated)")
         result = ChargeResult(ok=True, reference=f"simrf_{refund_id}")
