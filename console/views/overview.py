@@ -59,7 +59,11 @@ def live(range_key: str) -> None:
     )
     cols[1].metric(f"Orders placed ({RANGE_LABELS[range_key]})", _fmt(k["placed"], "{:,.0f}"))
     cols[2].metric("Payment success", _fmt(k["payment_success_pct"], "{:.1f} %"))
-    cols[3].metric("p99 RT of order.place", _fmt(k["rt_p99_ms"], "{:,.0f} ms"))
+    cols[3].metric(
+        "p99 RT of order.place",
+        _fmt(k["rt_p99_ms"], "{:,.0f} ms"),
+        help="the highest bucket p99 in the range (over per-second maxima)",
+    )
     cols[4].metric(
         "Blocked share",
         _fmt(k["blocked_share_pct"], "{:.1f} %"),
