@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         "more wait for a slot, so it completes at most concurrency*1000/latency_ms per second.",
     )
 
+    # traffic simulator (docker-compose passes these to `tradeguard traffic`)
+    traffic_url: str = Field(
+        "", description="Node URL the traffic simulator drives (compose: http://node:8000)."
+    )
+    traffic_profile: str = Field("steady", description="Traffic profile: steady, diurnal or flash-sale.")
+    traffic_rate: float = Field(10.0, gt=0, description="Simulator base arrival rate, requests/s.")
+    traffic_multiplier: float = Field(20.0, ge=1, description="Flash-sale peak ÷ base rate.")
+
     # console
     console_host: str = Field("127.0.0.1", description="Address `tradeguard console` binds to.")
     console_port: int = Field(8501, ge=0, le=65535, description="Port of `tradeguard console`.")
