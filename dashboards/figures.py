@@ -81,6 +81,7 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
         title_text=TIME_AXIS,
         showgrid=False,
         title_standoff=6,
+        ticklabelstandoff=6,  # the first time label clears the lowest value label
         hoverformat="%H:%M:%S",
         # seconds when the axis spans seconds, minutes otherwise, the date beyond a day
         tickformatstops=[
@@ -89,7 +90,9 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
             {"dtickrange": [86_400_000, None], "value": "%b %d"},
         ],
     )
-    fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8)
+    fig.update_yaxes(
+        title_text=y_title, rangemode="tozero", gridcolor="#2a2f3a", title_standoff=8, ticklabelstandoff=8
+    )
     return fig
 
 
