@@ -808,48 +808,25 @@ def _normalised(document: Mapping[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- wiring
 def build_services(config: Any, *, clock: Clock | None = None) -> ConsoleServices:
     """Open the stores named by ``config`` (a ``console.config.ConsoleConfig``): once per process."""
+    from alerts.service import AlertService
+    from alerts.store import AlertStore
     from collectors.registry import open_store
+    from console.nodes import NodeChaos
+    from guardians.fleet import Fleet
+    from guardians.rules import parse_document
+    from guardians.store import RuleStore
 
     metrics_url = config.metrics_store_url()
     control_url = config.control_db_url()
     _ensure_sqlite_dir(metrics_url)
     _ensure_sqlite_dir(control_url)
     metrics = open_store(metrics_url, **config.credentials())
-    closers: list[Callable[[], None]] = [metrics.close]
-    rules = fleet = chaos = None
-    validator: Validator | None = None
-    try:
-        from guardians.rules import parse_document
-        from guardians.store import RuleStore
-
-        rules = RuleStore(control_url)
-        validator = parse_document
-        if hasattr(rules, "close"):
-            closers.append(rules.close)
-    except ImportError as exc:
-        log.warning("rule store unavailable: %s", exc)
-    try:
-        from guardians.fleet import Fleet
-
-        fleet = Fleet(control_url)
-        if hasattr(fleet, "close"):
-            closers.append(fleet.close)
-    except ImportError as exc:
-        log.warning("fleet heartbeats unavailable: %s", exc)
-    alerts = None
-    try:
-        from alerts.service import AlertService
-        from alerts.store import AlertStore
-
-        alert_store = AlertStore(control_url)
-        closers.append(alert_store.close)
-        alerts = AlertService(alert_store, metrics=metrics)
-    except ImportError as exc:
-        log.warning("alerting unavailable: %s", exc)
-    if fleet is not None:
-        from console.nodes import NodeChaos
-
-        chaos = NodeChaos(fleet, clock=clock or SystemClock(), timeout_s=config.console_node_timeout_s)
+    rules = RuleStore(control_url)
+    fleet = Fleet(control_url)
+    alert_store = AlertStore(control_url)
+    closers: list[Callable[[], None]] = [metrics.close, rules.close, fleet.close, alert_store.close]
+    alerts = AlertService(alert_store, metrics=metrics)
+    chaos = NodeChaos(fleet, clock=clock or SystemClock(), timeout_s=config.console_node_timeout_s)
     log.info(
         "console services: app=%s control DB %s, metrics %s",
         config.app,
@@ -860,7 +837,7 @@ def build_services(config: Any, *, clock: Clock | None = None) -> ConsoleService
         app=config.app,
         metrics=metrics,
         rules=rules,
-        validator=validator,
+        validator=parse_document,
         fleet=fleet,
         chaos=chaos,
         alerts=alerts,
