@@ -1,0 +1,63 @@
+"""``tradeguard bench surge --quick`` end to end, very short: real node processes, real HTTP.
+
+Asserts the result's structure and that no unit was oversold — never speed (this is a
+shared two-core machine; the numbers are the benchmark's business, not the test's).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_surge_bench_quick_runs_end_to_end() -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "tradeguard.cli",
+        "bench",
+        "surge",
+        "--json",
+        "--quick",
+        "--surge-s",
+        "3",
+        "--recovery-s",
+        "3",
+        "--multiplier",
+        "3",
+        "--max-steps",
+        "1",
+        "--start-rate",
+        "6",
+        "--timeout-s",
+        "2",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert result["oversold"] == 0
+    assert result["stock"]["consistent"], result["stock"]
+    assert result["capacity_rps"] > 0
+    for key in ("goodput_ratio", "p99_ms", "timeouts"):
+        assert key in result["unguarded"]
+    for key in ("goodput_ratio", "p99_ms", "p99_ratio", "rejected", "timeouts"):
+        assert key in result["guarded"]
+    assert isinstance(result["guarded"]["rejected"], int)
+    assert isinstance(result["recovery_s"], int | float) and result["recovery_s"] >= 0
+    bound = result["bound"]
+    assert bound["max_payments_per_s"] == pytest.approx(
+        bound["gateway_slots"] * 1000 / bound["gateway_latency_ms"]
+    )
+    assert "loadgen_behind_ms" in result
+    # every order the generator sent is accounted for in exactly one outcome
+    for phase in (result["unguarded"], result["guarded"], result["recovery"]):
+        outcomes = phase["ok"] + phase["rejected"] + phase["timeouts"] + phase["refused"] + phase["errors"]
+        assert outcomes == phase["orders"]
+    # the guarded node ran the demo rules from the rule store
+    assert result["rules"]["version"] is not None
