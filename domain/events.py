@@ -86,6 +86,19 @@ class PaymentFailed(DomainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PaymentQueued(DomainEvent):
+    """The charge was degraded (``payment.charge`` blocked): the payment waits to be retried."""
+
+    order_id: str
+    payment_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class RefundRequested(DomainEvent):
     refund_id: str
     order_id: str

@@ -85,9 +85,18 @@ class CollectingPublisher:
 
 @dataclass(frozen=True)
 class ChargeResult:
+    """What a charge (or refund) came to.
+
+    ``queued=True`` (with ``ok=False``) is the *degraded* outcome of a charge the guard did not let
+    through, e.g. the ``queue_payment`` fallback while ``payment.charge``'s breaker is open: the
+    gateway was not called, the payment waits in state ``queued`` and
+    ``TradingService.retry_queued_payments`` charges it later. Gateways never answer ``queued``.
+    """
+
     ok: bool
     reference: str | None = None
     reason: str | None = None
+    queued: bool = False
 
 
 class PaymentGateway(Protocol):

@@ -38,7 +38,7 @@ from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeReg
 from domain.capabilities.registry import TransactionType
 from domain.commands import PlaceOrder
 from domain.events import DomainEvent
-from domain.model import CHANNELS, PENDING, Address, Catalog, Order, OrderLine, SubOrder
+from domain.model import CHANNELS, PENDING, Address, Catalog, Order, OrderLine, Payment, SubOrder
 from domain.ports import (
     INVENTORY_RESERVE,
     ORDER_GET,
@@ -91,6 +91,12 @@ class _Declined(Exception):
         self.result = result
 
 
+class _GatewayError(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class TradingService:
     def __init__(
         self,
@@ -103,6 +109,7 @@ class TradingService:
         payment_timeout: timedelta = timedelta(minutes=15),
         registry: TxTypeRegistry | None = None,
         payment_stale_after: timedelta = timedelta(seconds=60),
+        queued_payment_grace: timedelta = timedelta(minutes=5),
         retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -114,6 +121,7 @@ class TradingService:
         self.payment_timeout = payment_timeout
         self.registry = registry or default_registry()
         self.payment_stale_after = payment_stale_after
+        self.queued_payment_grace = queued_payment_grace
         self.retries = retries
         self._sleep = sleep
 
@@ -344,19 +352,43 @@ class TradingService:
         return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
 
     def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:
-        payment_id = new_id("pay")
+        new_payment_id = new_id("pay")
 
-        def begin(uow: UnitOfWork) -> Order:
+        def begin(uow: UnitOfWork) -> tuple[Order, str]:
             order = self._load(uow, order_id)
-            order.begin_payment(payment_id, self.clock.now(), self.payment_stale_after)
+            payment = order.begin_payment(new_payment_id, self.clock.now(), self.payment_stale_after,
+                                          self.queued_payment_grace)
             uow.orders.save(order)
-            return order
+            return order, payment.id  # a queued payment is taken over under its own id
 
-        order = self._transact(begin)
+        order, payment_id = self._transact(begin)
+        order, payment = self._charge_and_record(order, payment_id, args)
+        if payment.status == "queued":
+            log.info("payment %s of order %s queued (%s)", payment_id, order_id, payment.reason)
+            return OrderView.of(order)
+        if payment.status != "succeeded":
+            raise errors.PaymentFailed(
+                f"payment of order {order_id} failed ({payment.reason}); the order stays payable until "
+                f"{order.expires_at.isoformat() if order.expires_at else 'cancelled'} — retry POST /orders/"
+                f"{order_id}/pay", extra={"order_id": order_id, "reason": payment.reason,
+                                          "payment_id": payment_id},
+            )
+        return OrderView.of(order)
+
+    def _charge_and_record(self, order: Order, payment_id: str, args: Mapping[str, str], *,
+                           retrying: bool = False) -> tuple[Order, Payment]:
+        """Charge the *pending* payment ``payment_id`` through ``guard(payment.charge)`` and record the
+        outcome in a second short unit of work: succeeded (order paid, reserved stock sold), failed,
+        or queued — the guard degraded the charge with a ``ChargeResult(queued=True)`` (the
+        ``queue_payment`` fallback), or, when ``retrying`` a queued payment, refused it without a
+        fallback. Returns the order and the payment as recorded."""
         tx = self.registry.get(order.tx_type)
 
         def charge() -> ChargeResult:
-            result = tx.payment.charge(self.gateway, order, payment_id)
+            try:
+                result = tx.payment.charge(self.gateway, order, payment_id)
+            except Exception as exc:  # the gateway's own failure (counted by the guard as an error)
+                raise _GatewayError(exc) from exc
             if not result.ok:
                 raise _Declined(result)
             return result
@@ -371,37 +403,88 @@ class TradingService:
             result = self.guard.guard(PAYMENT_CHARGE, charge, args=args, fallback=fallback)
         except _Declined as exc:
             result = exc.result
-        except Exception as exc:
-            log.warning("payment gateway error for order %s: %s", order_id, exc)
-            result = ChargeResult(ok=False, reason=f"gateway error: {type(exc).__name__}: {exc}")
+        except _GatewayError as exc:
+            log.warning("payment gateway error for order %s: %s", order.id, exc.error)
+            result = ChargeResult(ok=False, reason=f"gateway error: {type(exc.error).__name__}: {exc.error}")
+        except Exception as exc:  # the guard itself refused (blocked without a fallback)
+            log.warning("payment.charge refused for order %s: %s", order.id, exc)
+            if retrying:
+                result = ChargeResult(ok=False, queued=True,
+                                      reason=f"payment queued: still blocked ({type(exc).__name__}: {exc})")
+            else:
+                result = ChargeResult(ok=False, reason=f"gateway error: {type(exc).__name__}: {exc}")
         latency_ms = (time.perf_counter() - started) * 1000.0
+        if result.queued and result.ok:  # a fallback that says both: trust "not charged" over "ok"
+            result = ChargeResult(ok=False, queued=True, reason=result.reason)
 
-        def finish(uow: UnitOfWork) -> tuple[Order, bool]:
-            o = self._load(uow, order_id)
+        def finish(uow: UnitOfWork) -> tuple[Order, Payment]:
+            o = self._load(uow, order.id)
             p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
-                                   latency_ms=latency_ms, now=self.clock.now())
+                                   latency_ms=latency_ms, now=self.clock.now(), queued=result.queued)
             if p.status == "succeeded":
                 for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
                     self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
             uow.orders.save(o)
-            return o, p.status == "succeeded"
+            return o, p
 
         try:
-            order, ok = self._transact(finish)
+            done, payment = self._transact(finish)
         except errors.Conflict:
             if result.ok and result.reference:  # charged after the attempt was abandoned: give it back
                 self._reverse_charge(order, payment_id, result.reference)
             raise
-        if not ok:
-            if result.ok and result.reference:  # charged, but the order stopped being payable meanwhile
-                self._reverse_charge(order, payment_id, result.reference)
-            reason = next(p.reason for p in order.payments if p.id == payment_id)
-            raise errors.PaymentFailed(
-                f"payment of order {order_id} failed ({reason}); the order stays payable until "
-                f"{order.expires_at.isoformat() if order.expires_at else 'cancelled'} — retry POST /orders/"
-                f"{order_id}/pay", extra={"order_id": order_id, "reason": reason, "payment_id": payment_id},
-            )
-        return OrderView.of(order)
+        if payment.status != "succeeded" and result.ok and result.reference:
+            # charged, but the order stopped being payable meanwhile
+            self._reverse_charge(done, payment_id, result.reference)
+        return done, payment
+
+    # ------------------------------------------------------- queued payments
+    def retry_queued_payments(self, limit: int = 100) -> int:
+        """Charge queued payments again through ``guard(payment.charge)``; returns how many settled.
+
+        Each queued payment is first *claimed* (queued → pending) in its own unit of work: the
+        order's version check and the payment row's ``UPDATE … WHERE status = 'queued'`` let only one
+        claimer win, so two nodes running this job never charge a payment twice (the loser sees it
+        pending and skips it). Then: succeeded → order paid (``PaymentSucceeded`` + ``OrderPaid``);
+        declined or gateway error → ``PaymentFailed``, the order payable again until its deadline;
+        still blocked (the fallback queued it again, or the guard refused) → back to ``queued``, and
+        the run stops there (the rest would be blocked too). A queued payment past the order's
+        deadline plus ``queued_payment_grace`` is not retried: the timeout job cancels the order.
+        """
+        queued = self._transact(lambda uow: uow.orders.queued_payments(limit), readonly=True)
+        settled = requeued = skipped = 0
+        for order_id, payment_id in queued:
+            def claim(uow: UnitOfWork, order_id: str = order_id,
+                      payment_id: str = payment_id) -> Order | None:
+                order = uow.orders.get(order_id)
+                if order is None or not order.claim_queued_payment(payment_id, self.clock.now(),
+                                                                   self.queued_payment_grace):
+                    return None
+                uow.orders.save(order)
+                return order
+
+            try:
+                order = self._transact(claim)
+            except errors.DomainError as exc:
+                log.warning("could not claim queued payment %s of order %s: %s", payment_id, order_id, exc)
+                order = None
+            if order is None:
+                skipped += 1
+                continue
+            args = {"buyer": order.buyer_id, "shop": order.sub_orders[0].shop_id if order.sub_orders else ""}
+            try:
+                _, payment = self._charge_and_record(order, payment_id, args, retrying=True)
+            except errors.DomainError as exc:
+                log.warning("retry of queued payment %s of order %s: %s", payment_id, order_id, exc)
+                continue
+            if payment.status == "queued":
+                requeued += 1
+                break
+            settled += 1
+        if queued:
+            log.info("queued payments: %d settled, %d still blocked, %d skipped (of %d queued)",
+                     settled, requeued, skipped, len(queued))
+        return settled
 
     def _reverse_charge(self, order: Order, payment_id: str, reference: str) -> None:
         try:
@@ -428,15 +511,21 @@ class TradingService:
         uow.orders.save(order)
 
     def cancel_expired(self, limit: int = 500) -> int:
-        """Cancel unpaid orders past their deadline (releasing stock); returns how many were cancelled."""
+        """Cancel unpaid orders past their deadline (releasing stock); returns how many were cancelled.
+
+        An order whose payment is *queued* (the charge was degraded) is due only
+        ``queued_payment_grace`` after its deadline; then its queued payment is dropped with it.
+        """
         now = self.clock.now()
-        ids = self._transact(lambda uow: uow.orders.expired_ids(now, limit), readonly=True)
+        grace = self.queued_payment_grace
+        ids = self._transact(lambda uow: uow.orders.expired_ids(now, limit, grace), readonly=True)
         cancelled = 0
         for order_id in ids:
             def run(uow: UnitOfWork, order_id: str = order_id) -> bool:
                 order = uow.orders.get(order_id)
-                if order is None or order.status != PENDING or order.expires_at is None \
-                        or order.expires_at > self.clock.now():
+                deadline = order.payment_deadline(grace) if order is not None else None
+                if order is None or order.status != PENDING or deadline is None \
+                        or deadline > self.clock.now():
                     return False
                 try:
                     self._cancel(uow, order, "timeout")

@@ -12,7 +12,7 @@ the same unit of work as the order that needs them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from domain.events import DomainEvent
@@ -34,7 +34,14 @@ class OrderRepository(Protocol):
         """(buyer_id, first shop id) of an order, cheaply (guard arguments), or None."""
         ...
 
-    def expired_ids(self, now: datetime, limit: int) -> list[str]: ...
+    def expired_ids(self, now: datetime, limit: int, queued_grace: timedelta = timedelta(0)) -> list[str]:
+        """Ids of ``pending_payment`` orders past their deadline, oldest first; an order whose payment
+        is queued is due only ``queued_grace`` after its deadline."""
+        ...
+
+    def queued_payments(self, limit: int) -> list[tuple[str, str]]:
+        """(order_id, payment_id) of payments in state ``queued``, oldest first."""
+        ...
 
     def order_id_for_refund(self, refund_id: str) -> str | None: ...
 

@@ -161,6 +161,7 @@ payments = Table(
     Column("reference", String(128)),
     Column("reason", Text),
     Column("latency_ms", Float, nullable=False, default=0.0),
+    Index("ix_payments_status", "status"),  # the retry job looks up the (few) queued payments
 )
 
 refunds = Table(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, and_, insert, select, update
+from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain.adapters import orm
@@ -61,7 +61,7 @@ def _snapshot(order: Order) -> _Snapshot:
     return _Snapshot(
         subs={s.id: s.status for s in order.sub_orders},
         lines={li.sku: tuple(getattr(li, k) for k in _LINE_MUTABLE) for li in order.lines},
-        payments={p.id: (p.status, p.finished_at, p.reference, p.reason, p.latency_ms)
+        payments={p.id: (p.status, p.started_at, p.finished_at, p.reference, p.reason, p.latency_ms)
                   for p in order.payments},
         refunds={r.id: (r.status, r.completed_at, r.last_error) for r in order.refunds},
     )
@@ -115,9 +115,16 @@ class SqlOrderRepository:
                 )
         for p in order.payments:
             if p.id in before.payments and before.payments[p.id] != after.payments[p.id]:
-                c.execute(update(orm.payments).where(orm.payments.c.id == p.id).values(
-                    status=p.status, finished_at=p.finished_at, reference=p.reference, reason=p.reason,
-                    latency_ms=p.latency_ms))
+                # conditional on the status we loaded: a payment changes hands once (e.g. two nodes
+                # claiming the same queued payment for a retry: only one UPDATE matches)
+                pay = orm.payments.c
+                changed = c.execute(update(orm.payments).where(and_(
+                    pay.id == p.id, pay.status == before.payments[p.id][0])).values(
+                    status=p.status, started_at=p.started_at, finished_at=p.finished_at,
+                    reference=p.reference, reason=p.reason, latency_ms=p.latency_ms))
+                if changed.rowcount != 1:
+                    raise ConcurrentUpdate(f"payment {p.id} of order {order.id} was changed by someone "
+                                           "else; retry")
         self._insert_payments(order, [p for p in order.payments if p.id not in before.payments])
         for r in order.refunds:
             if r.id in before.refunds and before.refunds[r.id] != after.refunds[r.id]:
@@ -226,11 +233,19 @@ class SqlOrderRepository:
             .where(o.id == order_id).order_by(so.position).limit(1)).first()
         return (row[0], row[1]) if row else None
 
-    def expired_ids(self, now: datetime, limit: int) -> list[str]:
-        o = orm.orders.c
-        return list(self.conn.execute(
-            select(o.id).where(and_(o.status == "pending_payment", o.expires_at <= now))
-            .order_by(o.expires_at).limit(limit)).scalars())
+    def expired_ids(self, now: datetime, limit: int, queued_grace: timedelta = timedelta(0)) -> list[str]:
+        o, p = orm.orders.c, orm.payments.c
+        due = and_(o.status == "pending_payment", o.expires_at <= now)
+        if queued_grace > timedelta(0):
+            queued = select(p.id).where(and_(p.order_id == o.id, p.status == "queued")).exists()
+            due = and_(due, or_(o.expires_at <= now - queued_grace, ~queued))
+        return list(self.conn.execute(select(o.id).where(due).order_by(o.expires_at).limit(limit)).scalars())
+
+    def queued_payments(self, limit: int) -> list[tuple[str, str]]:
+        p = orm.payments.c
+        rows = self.conn.execute(select(p.order_id, p.id).where(p.status == "queued")
+                                 .order_by(p.started_at, p.id).limit(limit))
+        return [(r[0], r[1]) for r in rows]
 
     def order_id_for_refund(self, refund_id: str) -> str | None:
         return self.conn.execute(select(orm.refunds.c.order_id)

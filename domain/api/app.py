@@ -85,9 +85,16 @@ def trading_router(service: TradingService) -> APIRouter:
     def get_order(order_id: str) -> Any:
         return service.get_order(order_id)
 
-    @r.post("/orders/{order_id}/pay", response_model=OrderOut, tags=["orders"])
-    def pay_order(order_id: str) -> Any:
-        return service.pay_order(order_id)
+    @r.post("/orders/{order_id}/pay", response_model=OrderOut, tags=["orders"],
+            responses={202: {"description": "payment queued: the charge was degraded (payment.charge "
+                                            "blocked) and will be retried; the order stays pending_payment "
+                                            "with its stock reserved", "model": OrderOut}})
+    def pay_order(order_id: str, response: Response) -> Any:
+        view = service.pay_order(order_id)
+        if any(p.status == "queued" for p in view.payments):
+            response.status_code = 202
+            response.headers["Location"] = f"/orders/{view.id}"
+        return view
 
     @r.post("/orders/{order_id}/cancel", response_model=OrderOut, tags=["orders"])
     def cancel_order(order_id: str, body: CancelIn | None = None) -> Any:

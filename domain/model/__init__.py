@@ -20,6 +20,7 @@ from domain.model.order import (
     PAID,
     PARTIALLY_REFUNDED,
     PENDING,
+    QUEUED,
     REFUNDED,
     Order,
     OrderLine,
@@ -31,7 +32,7 @@ from domain.model.order import (
 
 __all__ = [
     "CANCELLED", "CHANNELS", "DEFAULT_POOL", "FLASH_POOL", "LIMIT_PERIODS", "ORDER_STATUSES", "PAID",
-    "PARTIALLY_REFUNDED", "PENDING", "PROMOTION_KINDS", "REFUNDED", "Address", "Catalog", "Order",
+    "PARTIALLY_REFUNDED", "PENDING", "PROMOTION_KINDS", "QUEUED", "REFUNDED", "Address", "Catalog", "Order",
     "OrderLine", "Payment", "Product", "Promotion", "PurchaseLimit", "Refund", "RefundLine", "Shop",
     "StockLevel", "SubOrder",
 ]

@@ -11,6 +11,18 @@ Order status::
           │   ▲
           │   └── pay failed (stays payable until expires_at)
           └──cancel / timeout──▶ cancelled
+
+Payment status::
+
+    pending ──ok──▶ succeeded
+       │ └──declined / error──▶ failed
+       └──degraded (payment.charge blocked, fallback "queued")──▶ queued
+    queued ──claimed by a retry or by the buyer's next pay──▶ pending
+    queued ──order cancelled / deadline + grace passed──▶ failed
+
+At most one payment of an order is ``pending`` or ``queued`` at a time. An order with a queued
+payment stays ``pending_payment`` with its stock reserved; its payment deadline is extended by
+the service's bounded *queued grace* (``payment_deadline(grace)``).
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ CANCELLED = "cancelled"
 ORDER_STATUSES = (PENDING, PAID, PARTIALLY_REFUNDED, REFUNDED, CANCELLED)
 TX_TYPES_BUILTIN = ("fixed_price", "flash_sale")
 CHANNELS = ("app", "web", "mini_program")
+# payment statuses
+PENDING_PAYMENT = "pending"
+QUEUED = "queued"
 
 
 @dataclass
@@ -95,7 +110,7 @@ class SubOrder:
 class Payment:
     id: str
     amount_cents: int
-    status: str  # "pending" | "succeeded" | "failed"
+    status: str  # "pending" | "queued" | "succeeded" | "failed"
     started_at: datetime
     finished_at: datetime | None = None
     reference: str | None = None
@@ -181,6 +196,18 @@ class Order:
         return next((p for p in self.payments if p.status == "pending"), None)
 
     @property
+    def queued_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.status == QUEUED), None)
+
+    def payment_deadline(self, queued_grace: timedelta) -> datetime | None:
+        """When the order stops being payable: ``expires_at``, plus ``queued_grace`` while a payment
+        is queued (the buyer did pay; the gateway was degraded), so a queued payment gets a bounded
+        chance to be charged before the timeout cancels the order."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at + queued_grace if self.queued_payment is not None else self.expires_at
+
+    @property
     def paid_payment(self) -> Payment | None:
         return next((p for p in self.payments if p.status == "succeeded"), None)
 
@@ -221,21 +248,29 @@ class Order:
         return order
 
     # ----------------------------------------------------------------- payment
-    def _require_payable(self, now: datetime) -> None:
+    def _require_payable(self, now: datetime, queued_grace: timedelta = timedelta(0)) -> None:
         if self.status != PENDING:
             raise Conflict(
                 f"order {self.id} is {self.status}; only {PENDING} orders can be paid",
                 rule="order.payable", extra={"status": self.status},
             )
-        if self.expires_at is not None and now >= self.expires_at:
+        deadline = self.payment_deadline(queued_grace)
+        if deadline is not None and now >= deadline:
             raise Conflict(
-                f"order {self.id} passed its payment deadline {self.expires_at.isoformat()}; "
+                f"order {self.id} passed its payment deadline {deadline.isoformat()}; "
                 "place a new order",
-                rule="order.payment_deadline", extra={"expires_at": self.expires_at.isoformat()},
+                rule="order.payment_deadline", extra={"expires_at": deadline.isoformat()},
             )
 
-    def begin_payment(self, payment_id: str, now: datetime, stale_after: timedelta) -> Payment:
-        self._require_payable(now)
+    def begin_payment(self, payment_id: str, now: datetime, stale_after: timedelta,
+                      queued_grace: timedelta = timedelta(0)) -> Payment:
+        """Start a payment; a *queued* payment is taken over (charged now, under its own id) instead
+        of starting a second one, so a queued payment and a new one can never both be charged."""
+        self._require_payable(now, queued_grace)
+        queued = self.queued_payment
+        if queued is not None:
+            queued.status, queued.started_at, queued.finished_at = PENDING_PAYMENT, now, None
+            return queued
         inflight = self.pending_payment
         if inflight is not None:
             if now - inflight.started_at < stale_after:
@@ -248,6 +283,19 @@ class Order:
         self.payments.append(payment)
         return payment
 
+    def claim_queued_payment(self, payment_id: str, now: datetime, queued_grace: timedelta) -> bool:
+        """queued → pending for a retry of the charge; False when that payment is no longer queued
+        (someone else claimed it, it was settled or cancelled) or the order's deadline plus the
+        queued grace has passed (then the timeout job cancels the order)."""
+        payment = next((p for p in self.payments if p.id == payment_id), None)
+        if payment is None or payment.status != QUEUED or self.status != PENDING:
+            return False
+        deadline = self.payment_deadline(queued_grace)
+        if deadline is not None and now >= deadline:
+            return False
+        payment.status, payment.started_at, payment.finished_at = PENDING_PAYMENT, now, None
+        return True
+
     def _payment(self, payment_id: str) -> Payment:
         for p in self.payments:
             if p.id == payment_id:
@@ -256,11 +304,21 @@ class Order:
 
     def complete_payment(
         self, payment_id: str, *, ok: bool, reference: str | None, reason: str | None,
-        latency_ms: float, now: datetime,
+        latency_ms: float, now: datetime, queued: bool = False,
     ) -> Payment:
+        """Record a charge's outcome. ``queued`` (the guard degraded the charge; the gateway was not
+        called) puts the payment back in the queue while the order is still payable."""
         payment = self._payment(payment_id)
-        if payment.status != "pending":
+        if payment.status != PENDING_PAYMENT:
             raise Conflict(f"payment {payment_id} is already {payment.status}", rule="payment.pending")
+        if queued and not ok and self.status == PENDING:
+            payment.status, payment.latency_ms = QUEUED, latency_ms
+            payment.reason = reason or "payment queued"
+            self.events.append(ev.PaymentQueued(
+                occurred_at=now, order_id=self.id, payment_id=payment.id, buyer_id=self.buyer_id,
+                tx_type=self.tx_type, channel=self.channel, amount_cents=payment.amount_cents,
+                reason=payment.reason))
+            return payment
         payment.finished_at, payment.latency_ms = now, latency_ms
         common = dict(occurred_at=now, order_id=self.id, payment_id=payment.id, buyer_id=self.buyer_id,
                       tx_type=self.tx_type, channel=self.channel, amount_cents=payment.amount_cents,
@@ -298,6 +356,10 @@ class Order:
                     rule="order.payment_in_progress", extra={"payment_id": inflight.id},
                 )
             inflight.status, inflight.reason, inflight.finished_at = "failed", "abandoned (stale)", now
+        queued = self.queued_payment
+        if queued is not None:  # never charged: drop it from the queue
+            queued.status, queued.finished_at = "failed", now
+            queued.reason = f"queued payment dropped: order cancelled ({reason})"
         self.status = CANCELLED
         for sub in self.sub_orders:
             sub.status = CANCELLED

@@ -79,10 +79,16 @@ class FakeOrders:
         o = self.state.orders.get(order_id)
         return (o.buyer_id, o.sub_orders[0].shop_id) if o else None
 
-    def expired_ids(self, now: datetime, limit: int) -> list[str]:
+    def expired_ids(self, now: datetime, limit: int, queued_grace: timedelta = timedelta(0)) -> list[str]:
         due = [o for o in self.state.orders.values()
-               if o.status == "pending_payment" and o.expires_at is not None and o.expires_at <= now]
+               if o.status == "pending_payment" and o.expires_at is not None and o.expires_at <= now
+               and (o.queued_payment is None or o.expires_at <= now - queued_grace)]
         return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
+
+    def queued_payments(self, limit: int) -> list[tuple[str, str]]:
+        queued = [(p.started_at, p.id, o.id) for o in self.state.orders.values() for p in o.payments
+                  if p.status == "queued"]
+        return [(oid, pid) for _, pid, oid in sorted(queued)][:limit]
 
     def order_id_for_refund(self, refund_id: str) -> str | None:
         for o in self.state.orders.values():
