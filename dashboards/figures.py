@@ -352,7 +352,7 @@ def alert_metric_figure(points: list[dict], threshold: float | None, op: str | N
             y=threshold,
             line={"color": COLORS["error"], "dash": "dash", "width": 2},
             annotation_text=f"fires when {op or ''} {threshold:g}",
-            annotation_position="top left",
+            annotation_position="top right",
             annotation_font={"color": COLORS["error"]},
         )
     fig.update_layout(showlegend=False)

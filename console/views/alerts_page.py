@@ -59,6 +59,24 @@ def _rows(alerts: list[dict]) -> list[dict]:
     ]
 
 
+STATE_COLOR = {"firing": "#ff6b6b", "pending": "#f5b041", "resolved": "#2ecc71"}
+SEVERITY_COLOR = {"critical": "#ff6b6b", "page": "#ff6b6b", "warning": "#f5b041"}
+
+
+def _styled(rows: list[dict]):
+    """Firing red, pending amber (state and severity cells), so the worst stands out on a wall."""
+    import pandas as pd
+
+    def cell(value: object, colors: dict[str, str]) -> str:
+        color = next((c for k, c in colors.items() if str(value).endswith(k)), "")
+        return f"color: {color}; font-weight: 600" if color else ""
+
+    frame = pd.DataFrame(rows)
+    return frame.style.map(lambda v: cell(v, STATE_COLOR), subset=["state"]).map(
+        lambda v: cell(v, SEVERITY_COLOR), subset=["severity"]
+    )
+
+
 @st.fragment(run_every=REFRESH_S)
 def board() -> None:
     data = svc.alerts_board()
@@ -73,7 +91,7 @@ def board() -> None:
     if not data.open_alerts:
         st.success("**All clear.** No alert is firing or pending.", icon=":material/check_circle:")
     else:
-        st.dataframe(_rows(data.open_alerts), hide_index=True)
+        st.dataframe(_styled(_rows(data.open_alerts)), hide_index=True)
     st.caption(
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC · {data.calls} reads per refresh, every {REFRESH_S} s"
     )
