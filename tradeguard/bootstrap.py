@@ -142,9 +142,11 @@ def fallbacks() -> dict[str, Callable[[Any], Any]]:
     from domain.ports import ChargeResult
 
     def queue_payment(exc: Any) -> ChargeResult:
-        # payment.charge is blocked (breaker open): do not call the gateway; the order stays
-        # pending_payment and payable until its deadline, so the payment is retried later.
-        return ChargeResult(ok=False, reason="payment queued: the gateway is degraded, retry shortly")
+        # payment.charge is blocked (breaker open): do not call the gateway; the payment waits in
+        # state "queued" (order pending_payment, stock reserved, POST /orders/{id}/pay → 202) and the
+        # node's "payment-retry" job (TradingService.retry_queued_payments) charges it later.
+        return ChargeResult(ok=False, queued=True,
+                            reason=f"payment queued: the gateway is degraded ({type(exc).__name__})")
 
     return {"queue_payment": queue_payment}
 
@@ -361,10 +363,15 @@ def wire_chaos(ctx: NodeContext) -> None:
     ctx.parts["chaos"] = "on"
 
 
+PAYMENT_RETRY_S = 2.0  # interval of the job that charges queued (degraded) payments again
+
+
 def wire_timeouts(ctx: NodeContext) -> None:
-    """Cancel unpaid orders past their deadline (stock released), every ``timeout_sweep_s``."""
+    """Cancel unpaid orders past their deadline (stock released), every ``timeout_sweep_s``; charge
+    queued payments again (``retry_queued_payments``, race-safe across nodes) every ``PAYMENT_RETRY_S``."""
     service = ctx.service
     ctx.every(ctx.settings.timeout_sweep_s, service.cancel_expired, "timeout-cancel")
+    ctx.every(PAYMENT_RETRY_S, service.retry_queued_payments, "payment-retry")
     ctx.parts["timeouts"] = "on"
 
 
