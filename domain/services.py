@@ -14,11 +14,13 @@ lock is held while the gateway is slow:
    becomes sold; failure → ``PaymentFailed`` event, the order stays
    ``pending_payment`` (payable again until its deadline) and ``pay_order``
    raises ``errors.PaymentFailed`` (HTTP 402).
+   A charge the guard *degraded* with ``ChargeResult(queued=True)`` leaves the payment
+   ``queued`` (HTTP 202); ``retry_queued_payments`` charges it later (see domain/README.md).
 
 Guarded resources (``domain.ports``): ``order.place`` (whole placement),
 ``inventory.reserve`` (per SKU line), ``order.pay`` (whole payment),
 ``payment.charge`` (gateway call, with a fallback that turns a block into a
-failed payment), ``refund.request``, ``order.get``.
+failed payment, unless the degrade rule's fallback queues it), ``refund.request``, ``order.get``.
 """
 
 from __future__ import annotations
