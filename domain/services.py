@@ -401,6 +401,7 @@ class TradingService:
             return ChargeResult(ok=False, reason=f"payment degraded: {type(exc).__name__}: {exc}".strip())
 
         started = time.perf_counter()
+        refused: Exception | None = None  # the guard's own refusal, re-raised for the HTTP layer (429/503)
         try:
             result = self.guard.guard(PAYMENT_CHARGE, charge, args=args, fallback=fallback)
         except _Declined as exc:
@@ -414,7 +415,8 @@ class TradingService:
                 result = ChargeResult(ok=False, queued=True,
                                       reason=f"payment queued: still blocked ({type(exc).__name__}: {exc})")
             else:
-                result = ChargeResult(ok=False, reason=f"gateway error: {type(exc).__name__}: {exc}")
+                refused = exc
+                result = ChargeResult(ok=False, reason=f"payment.charge refused: {type(exc).__name__}: {exc}")
         latency_ms = (time.perf_counter() - started) * 1000.0
         if result.queued and result.ok:  # a fallback that says both: trust "not charged" over "ok"
             result = ChargeResult(ok=False, queued=True, reason=result.reason)
@@ -438,6 +440,8 @@ class TradingService:
         if payment.status != "succeeded" and result.ok and result.reference:
             # charged, but the order stopped being payable meanwhile
             self._reverse_charge(done, payment_id, result.reference)
+        if refused is not None:  # recorded as failed (the order stays payable); the caller sees the block
+            raise refused
         return done, payment
 
     # ------------------------------------------------------- queued payments

@@ -257,3 +257,20 @@ def test_pay_answers_202_with_the_queued_payment(tmp_path):
 
 def test_default_grace_is_bounded():
     assert TradingService(lambda **kw: None, FakeGateway()).queued_payment_grace == timedelta(minutes=5)  # type: ignore[arg-type]
+
+
+def test_a_block_without_fallback_reaches_the_caller_and_leaves_the_order_payable():
+    """No degrade rule: the guard's own refusal propagates (the node maps it to 429/503, never a 402
+    or 500), the attempt is recorded as failed, and the order can be paid once the guard lets it."""
+    env = Env()
+    env.guard = SwitchGuard(blocked={PAYMENT_CHARGE})
+    env.service.guard = env.guard
+    view = env.service.place_order(order_cmd([("A1", 1)], key="blocked"))
+    with pytest.raises(FakeBlocked):
+        env.service.pay_order(view.id)
+    order = env.service.get_order(view.id)
+    assert order.status == "pending_payment"
+    assert [p.status for p in order.payments] == ["failed"]
+    assert env.gateway.charges == []
+    env.guard.blocked.clear()
+    assert env.service.pay_order(view.id).status == "paid"

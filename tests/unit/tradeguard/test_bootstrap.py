@@ -127,6 +127,23 @@ def test_a_block_deep_in_the_core_is_a_429_problem_not_a_500(node_factory):
     assert blocked.json()["resource"] == "order.place"
 
 
+def test_an_open_payment_breaker_without_degrade_is_a_503_and_the_order_stays_payable(node_factory):
+    node = node_factory(collectors=False)
+    breaker = {"resource": "payment.charge", "strategy": "error_count", "threshold": 1, "min_requests": 1,
+               "stat_interval_ms": 1000, "recovery_s": 60}
+    apply_rules(node, {"breaker": [breaker]})
+    node.gateway.configure(outage=True)
+    client = TestClient(node.app)
+    first = client.post("/orders", json=order_body(key="b1")).json()["id"]
+    second = client.post("/orders", json=order_body(key="b2")).json()["id"]
+    assert client.post(f"/orders/{first}/pay").status_code == 402  # the gateway's failure opens the breaker
+    blocked = client.post(f"/orders/{second}/pay")
+    assert blocked.status_code == 503
+    assert blocked.headers["content-type"].startswith("application/problem+json")
+    assert blocked.json()["resource"] == "payment.charge"
+    assert client.get(f"/orders/{second}").json()["status"] == "pending_payment"
+
+
 def test_routes_are_guarded_by_template_but_ops_never(node_factory):
     node = node_factory(collectors=False)
     apply_rules(
