@@ -8,30 +8,49 @@ from typing import Any
 Scope = MutableMapping[str, Any]
 
 
+def _flatten(routes: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(prefix, route) for every leaf route. Newer FastAPI versions keep included routers as
+    ``_IncludedRouter`` entries (``original_router`` + ``include_context.prefix``) that a plain
+    Starlette walk cannot match; mounted sub-applications are kept whole and searched per request."""
+    out: list[tuple[str, Any]] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            sub = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            out.extend(_flatten(inner.routes, prefix + sub))
+        elif hasattr(route, "matches"):
+            out.append((prefix, route))
+    return out
+
+
 def starlette_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[Scope], str | None]:
     """A ``route_resolver`` for GuardMiddleware: ``"METHOD /path/template"`` of the matching route.
 
     ``app`` is a Starlette or FastAPI application (or anything with ``.routes``);
-    mounted sub-applications are searched with the mount's prefix. Unmatched
-    requests (404s, wrong method) resolve to None and are not guarded. Results are
-    cached per (method, path) in a bounded dict.
+    included routers are flattened once, on the first request; mounted sub-applications
+    are searched with the mount's prefix. Unmatched requests (404s, wrong method) resolve
+    to None and are not guarded. Results are cached per (method, path) in a bounded dict.
     """
     from starlette.routing import Match, Mount
 
-    def search(routes: Any, scope: Scope, prefix: str) -> str | None:
-        for route in routes:
-            match, child = route.matches(scope)
+    def search(flat: list[tuple[str, Any]], scope: Scope) -> str | None:
+        path = scope.get("path", "")
+        for prefix, route in flat:
+            if prefix and not path.startswith(prefix):
+                continue
+            sub = {**scope, "path": path[len(prefix):]} if prefix else scope
+            match, child = route.matches(sub)
             if match != Match.FULL:
                 continue
             if isinstance(route, Mount):
-                sub = {**scope, **child}
-                found = search(route.routes, sub, prefix + route.path)
+                found = search(_flatten(route.routes, ""), {**sub, **child})
                 if found is not None:
-                    return found
+                    return found.replace(" ", f" {prefix}{route.path}", 1)
                 continue
             return f"{scope['method']} {prefix}{route.path}"
         return None
 
+    flat: list[tuple[str, Any]] = []
     cache: dict[tuple[str, str], str | None] = {}
 
     def resolve(scope: Scope) -> str | None:
@@ -40,8 +59,10 @@ def starlette_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[S
             return cache[key]
         except KeyError:
             pass
-        routes = getattr(app, "routes", None) or getattr(getattr(app, "router", None), "routes", [])
-        found = search(routes, dict(scope), "")
+        if not flat:
+            routes = getattr(app, "routes", None) or getattr(getattr(app, "router", None), "routes", [])
+            flat.extend(_flatten(routes, ""))
+        found = search(flat, dict(scope))
         if len(cache) >= cache_size:
             cache.clear()
         cache[key] = found

@@ -163,9 +163,10 @@ def wire_guardians(ctx: NodeContext) -> None:
     ctx.guard = engine
     http = optional_module("guardians.http", "GuardMiddleware", "blocked_problem")
     if http is not None:
+        from guardians.starlette_routes import starlette_route_resolver
 
         def install_middleware(app: FastAPI) -> None:
-            resolve = fastapi_route_resolver(app)
+            resolve = starlette_route_resolver(app)
 
             def route_resource(scope: Any) -> str | None:
                 if str(scope.get("path", "")).startswith("/ops/"):
@@ -600,54 +601,6 @@ def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeg
 
 
 # ============================================================================ helpers
-def fastapi_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[Any], str | None]:
-    """``scope -> "METHOD /path/template"`` of the route a request will hit (None: no route).
-
-    Walks the app's routes, including routers that newer FastAPI versions keep as
-    ``_IncludedRouter`` entries (``original_router`` + ``include_context.prefix``), which a
-    plain Starlette walk cannot read. Flattened once, on the first request; results are
-    cached per (method, path) in a bounded dict.
-    """
-    from starlette.routing import Match
-
-    def flatten(routes: Any, prefix: str) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        for route in routes:
-            inner = getattr(route, "original_router", None)
-            if inner is not None:
-                sub = getattr(getattr(route, "include_context", None), "prefix", "") or ""
-                out.extend(flatten(inner.routes, prefix + sub))
-            elif hasattr(route, "path") and hasattr(route, "matches"):
-                out.append((prefix, route))
-        return out
-
-    flat: list[tuple[str, Any]] = []
-    cache: dict[tuple[str, str], str | None] = {}
-
-    def resolve(scope: Any) -> str | None:
-        method, path = scope.get("method", ""), scope.get("path", "")
-        key = (method, path)
-        if key in cache:
-            return cache[key]
-        if not flat:
-            flat.extend(flatten(app.routes, ""))
-        found = None
-        for prefix, route in flat:
-            if prefix and not path.startswith(prefix):
-                continue
-            sub = {**scope, "path": path[len(prefix) :]} if prefix else scope
-            match, _ = route.matches(sub)
-            if match == Match.FULL:
-                found = f"{method} {prefix}{route.path}"
-                break
-        if len(cache) >= cache_size:
-            cache.clear()
-        cache[key] = found
-        return found
-
-    return resolve
-
-
 def _blocked_problem(exc: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Fallback of ``guardians.http.blocked_problem``: 503 for an open breaker, else 429."""
     breaker = type(exc).__name__ == "BreakerBlocked"

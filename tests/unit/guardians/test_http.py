@@ -144,6 +144,31 @@ def test_starlette_route_resolver_with_fastapi_and_mounts():
     )
 
 
+def test_starlette_route_resolver_sees_included_routers():
+    from fastapi import APIRouter, FastAPI
+
+    router = APIRouter(prefix="/ops")
+
+    @router.get("/stats")
+    def stats():
+        return {}
+
+    shops = APIRouter()
+
+    @shops.get("/shops/{shop_id}/products")
+    def products(shop_id: str):
+        return {}
+
+    api = FastAPI()
+    api.include_router(router)
+    api.include_router(shops, prefix="/v1")
+    resolve = starlette_route_resolver(api)
+    scope = {"type": "http", "method": "GET", "path": "/ops/stats", "root_path": ""}
+    assert resolve(scope) == "GET /ops/stats"
+    assert resolve({**scope, "path": "/v1/shops/s1/products"}) == "GET /v1/shops/{shop_id}/products"
+    assert resolve({**scope, "path": "/v1/shops"}) is None
+
+
 def test_middleware_in_a_real_fastapi_app():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient

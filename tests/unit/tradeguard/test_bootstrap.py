@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from guardians.starlette_routes import starlette_route_resolver
 from tradeguard import bootstrap
-from tradeguard.bootstrap import build_node, fastapi_route_resolver, seed_catalog
+from tradeguard.bootstrap import build_node, seed_catalog
 from tradeguard.settings import load_settings
 
 with warnings.catch_warnings():
@@ -166,7 +167,7 @@ def test_routes_are_guarded_by_template_but_ops_never(node_factory):
 
 def test_route_resolver_gives_path_templates(node_factory):
     node = node_factory(guardians=False, collectors=False)
-    resolve = fastapi_route_resolver(node.app)
+    resolve = starlette_route_resolver(node.app)
     assert (
         resolve({"type": "http", "method": "POST", "path": "/orders/o_1/pay"})
         == "POST /orders/{order_id}/pay"
