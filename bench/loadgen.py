@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import random
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-connections", type=int, default=4000)
     p.add_argument("--records-dir", required=True)
     args = p.parse_args(argv)
+    # the records of a long surge are tens of thousands of small lists: keep full collections
+    # (which walk all of them) from pausing the schedule
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
     try:
         import uvloop
     except ImportError:

@@ -516,7 +516,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "loadgen_cpu_pct": sampler.pct("loadgen", t0, t0 + surge_s),
         }
         log.info("unguarded surge: %s", unguarded)
-        node.stop()
+        node.stop(timeout=10.0)  # a collapsed node has thousands of requests to abandon
         node = None
 
         # ---- 3. guarded surge + 4. recovery
