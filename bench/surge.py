@@ -248,9 +248,10 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
         "goodput_rps": round(by[OK] / duration_s, 2),
         "orders": len(rows),
         "ok": by[OK],
-        "p50_ms": round(pct(ok_lat, 0.5), 1),
-        "p90_ms": round(pct(ok_lat, 0.90), 1),
-        "p99_ms": round(pct(ok_lat, 0.99), 1),
+        # no successful order: no latency to report (null, not a flattering 0)
+        "p50_ms": round(pct(ok_lat, 0.5), 1) if ok_lat else None,
+        "p90_ms": round(pct(ok_lat, 0.90), 1) if ok_lat else None,
+        "p99_ms": round(pct(ok_lat, 0.99), 1) if ok_lat else None,
         "rejected": by["rejected"],
         "rejected_p99_ms": round(pct(rej_lat, 0.99), 1),
         "timeouts": by["timeout"],
@@ -261,8 +262,13 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
     }
 
 
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 2) if value is not None and base else None
+
+
 def _step_passed(st: dict[str, Any], base_p90: float) -> bool:
-    return bool(st["goodput_rps"] >= TRACK * st["offered_rps"] and st["p90_ms"] <= TURN * base_p90)
+    p90 = st["p90_ms"]
+    return bool(p90 is not None and st["goodput_rps"] >= TRACK * st["offered_rps"] and p90 <= TURN * base_p90)
 
 
 def recovery_seconds(rows: list[list[Any]], duration_s: float, p99_limit_ms: float) -> tuple[float, bool]:
@@ -454,6 +460,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gen.run([{"name": "warmup", "rate": args.start_rate, "duration_s": step_s}])
         (ph,) = gen.run([{"name": "unloaded", "rate": args.start_rate, "duration_s": base_s}])
         base = phase_stats(ph["rows"], base_s)
+        if not base["ok"]:
+            raise RuntimeError(f"no order succeeded at the unloaded rate {args.start_rate}/s: {base}")
         base_p99, base_p50, base_p90 = base["p99_ms"], base["p50_ms"], base["p90_ms"]
         log.info(
             "unloaded at %.1f/s: p50 %.0f ms p90 %.0f ms p99 %.0f ms",
@@ -476,7 +484,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             st["passed"] = _step_passed(st, base_p90)
             steps.append(st)
             log.info(
-                "capacity step %.1f/s: goodput %.1f/s p90 %.0f ms p99 %.0f ms cpu %.0f%% -> %s",
+                "capacity step %.1f/s: goodput %.1f/s p90 %s ms p99 %s ms cpu %.0f%% -> %s",
                 rate,
                 st["goodput_rps"],
                 st["p90_ms"],
@@ -491,7 +499,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 st["passed"] = _step_passed(st, base_p90)
                 steps.append(st)
                 log.info(
-                    "  repeated: goodput %.1f/s p90 %.0f ms -> %s",
+                    "  repeated: goodput %.1f/s p90 %s ms -> %s",
                     st["goodput_rps"],
                     st["p90_ms"],
                     "ok" if st["passed"] else "turned",
@@ -567,13 +575,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "goodput_ratio": round(unguarded["goodput_rps"] / capacity, 3),
                 "p99_ms": unguarded["p99_ms"],
                 "timeouts": unguarded["timeouts"],
-                "p99_ratio": round(unguarded["p99_ms"] / base_p99, 2) if base_p99 else None,
+                "p99_ratio": _ratio(unguarded["p99_ms"], base_p99),
                 **unguarded,
             },
             "guarded": {
                 "goodput_ratio": round(guarded["goodput_rps"] / capacity, 3),
                 "p99_ms": guarded["p99_ms"],
-                "p99_ratio": round(guarded["p99_ms"] / base_p99, 2) if base_p99 else None,
+                "p99_ratio": _ratio(guarded["p99_ms"], base_p99),
                 "rejected": guarded["rejected"],
                 "timeouts": guarded["timeouts"],
                 **guarded,
