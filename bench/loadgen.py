@@ -17,9 +17,10 @@ no cap on requests in flight below ``--max-connections``). Latency is measured f
 how far behind it was when each request went out is recorded (``behind_ms``).
 
 An order is ``POST /orders`` (one unit of one SKU) then, if that was 2xx,
-``POST /orders/{id}/pay``; it succeeds when both are 2xx. A record is
+``POST /orders/{id}/pay``; it succeeds when the order is placed (2xx) and paid (200; a 202
+means the charge was queued for later, outcome ``queued``). A record is
 ``[sched_s, behind_ms, outcome, latency_ms, place_status, pay_status]`` where outcome is
-``ok``, ``rejected`` (429, or 503 with Retry-After: a guardian's fast refusal), ``timeout``,
+``ok``, ``queued``, ``rejected`` (429, or 503 with Retry-After: a guardian's fast refusal), ``timeout``,
 ``refused`` (another 4xx, e.g. out of stock or payment declined) or ``error`` (5xx,
 connection failure). The HTTP/1.1 client is a few lines over asyncio streams with
 keep-alive connections — httpx costs several times more CPU per request, and this
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-OK, REJECTED, TIMEOUT, REFUSED, ERROR = "ok", "rejected", "timeout", "refused", "error"
+OK, REJECTED, TIMEOUT, REFUSED, ERROR, QUEUED = "ok", "rejected", "timeout", "refused", "error", "queued"
 
 
 class _Stale(Exception):
@@ -210,6 +211,8 @@ class Generator:
                 order_id = json.loads(data)["id"]
                 pay, ra, _ = await self.pool.request("POST", f"/orders/{order_id}/pay")
                 outcome = classify(pay, ra)
+                if outcome == OK and pay != 200:
+                    outcome = QUEUED  # 202: the charge was degraded and queued, not paid yet
         except TimeoutError:
             outcome = TIMEOUT
         except (OSError, ValueError, KeyError):
