@@ -41,9 +41,14 @@ def test_ctrl_c_stops_every_child_and_ends_with_a_summary(tmp_path):
     try:
         first = proc.stdout.readline().strip()
         assert first == f"node: http://127.0.0.1:{port}"
+        time.sleep(5)  # let every child start and the traffic simulator get going
+        # the URLs are printed once the node answers; the other children may still be starting
+        deadline = time.monotonic() + 30
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # node and traffic at least (worker, console when installed)
-        time.sleep(5)  # let the traffic simulator get going
+        while len(children) < 4 and time.monotonic() < deadline:  # node, traffic, worker, console
+            time.sleep(0.2)
+            children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4, [c.cmdline() for c in children]
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
