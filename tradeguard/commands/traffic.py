@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tradeguard.settings import load_settings
 from tradeguard.traffic import PROFILES, TrafficConfig, TrafficError, dumps_summary, run_traffic
 
 
 def _handle(args: argparse.Namespace) -> int:
+    settings = load_settings()  # flags left out default to TRADEGUARD_TRAFFIC_* (e.g. in compose)
+    url = args.url or settings.traffic_url
+    if not url:
+        print("tradeguard traffic: --url (or TRADEGUARD_TRAFFIC_URL) is required, e.g. "
+              "http://127.0.0.1:8000", file=sys.stderr)
+        return 2
     try:
         config = TrafficConfig(
-            url=args.url,
-            rate=args.rate,
-            profile=args.profile,
-            multiplier=args.multiplier,
+            url=url,
+            rate=args.rate if args.rate is not None else settings.traffic_rate,
+            profile=args.profile or settings.traffic_profile,
+            multiplier=args.multiplier if args.multiplier is not None else settings.traffic_multiplier,
             duration=args.duration,
             seed=args.seed,
             concurrency=args.concurrency,
@@ -39,10 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Requests are sent on a Poisson schedule whatever the answers take; a line per "
         "second on stderr, a JSON summary last on stdout.",
     )
-    p.add_argument("--url", required=True, help="node base URL, e.g. http://127.0.0.1:8000")
-    p.add_argument("--rate", type=float, default=10.0, help="base arrival rate, requests/s (default 10)")
-    p.add_argument("--profile", choices=PROFILES, default="steady", help="rate over time (default steady)")
-    p.add_argument("--multiplier", type=float, default=20.0, help="flash-sale peak ÷ base rate (default 20)")
+    p.add_argument("--url", help="node base URL, e.g. http://127.0.0.1:8000 (default TRADEGUARD_TRAFFIC_URL)")
+    p.add_argument("--rate", type=float,
+                   help="base arrival rate, requests/s (default TRADEGUARD_TRAFFIC_RATE, 10)")
+    p.add_argument("--profile", choices=PROFILES,
+                   help="rate over time (default TRADEGUARD_TRAFFIC_PROFILE, steady)")
+    p.add_argument("--multiplier", type=float,
+                   help="flash-sale peak ÷ base rate (default TRADEGUARD_TRAFFIC_MULTIPLIER, 20)")
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     p.add_argument("--seed", type=int, default=None, help="RNG seed: the same seed, the same schedule")
     p.add_argument("--concurrency", type=int, default=128, help="async workers / connections (default 128)")

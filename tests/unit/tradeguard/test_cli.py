@@ -74,3 +74,26 @@ def test_invalid_settings_are_reported_with_the_env_name(monkeypatch, capsys):
     sub.add_parser("settings-probe").set_defaults(func=handler)
     assert cli.main(["settings-probe"]) == 2
     assert "TRADEGUARD_NODE_PORT" in capsys.readouterr().err
+
+
+def test_traffic_flags_default_to_the_traffic_settings(monkeypatch, capsys):
+    from tradeguard.commands import traffic as traffic_cmd
+
+    seen = {}
+
+    def fake_run(config):
+        seen["config"] = config
+        return {"sent": 0}
+
+    monkeypatch.setattr(traffic_cmd, "run_traffic", fake_run)
+    monkeypatch.delenv("TRADEGUARD_TRAFFIC_URL", raising=False)
+    assert cli.main(["traffic"]) == 2
+    assert "TRADEGUARD_TRAFFIC_URL" in capsys.readouterr().err
+
+    monkeypatch.setenv("TRADEGUARD_TRAFFIC_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("TRADEGUARD_TRAFFIC_PROFILE", "flash-sale")
+    monkeypatch.setenv("TRADEGUARD_TRAFFIC_RATE", "7")
+    assert cli.main(["traffic", "--multiplier", "3"]) == 0
+    config = seen["config"]
+    assert (config.url, config.profile, config.rate, config.multiplier) == (
+        "http://127.0.0.1:9", "flash-sale", 7.0, 3.0)
