@@ -406,7 +406,9 @@ class TrafficRunner:
                 response = await client.post(f"/orders/{placed.order_id}/pay")
                 if self._record(response, started):
                     status = _status_of(response)
-                    if status in (None, "paid"):
+                    if response.status_code == 202:  # breaker open: the node queued the charge for later
+                        self.business["payments_queued"] += 1
+                    elif status in (None, "paid"):
                         self.business["orders_paid"] += 1
                         self.state.paid.append(placed)
                     else:
@@ -543,6 +545,7 @@ class TrafficRunner:
             "orders_placed": self.business["orders_placed"],
             "orders_paid": self.business["orders_paid"],
             "payments_failed": self.business["payments_failed"],
+            "payments_queued": self.business["payments_queued"],
             "orders_cancelled": self.business["orders_cancelled"],
             "refunds": self.business["refunds"],
             "refunds_completed": self.business["refunds_completed"],

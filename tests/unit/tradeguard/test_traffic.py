@@ -150,6 +150,7 @@ def test_percentile():
 def fake_node() -> httpx.MockTransport:
     orders = itertools.count(1)
     calls = itertools.count()
+    pays = itertools.count()
 
     def handler(request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -167,6 +168,8 @@ def fake_node() -> httpx.MockTransport:
                 )
             return httpx.Response(201, json={"id": f"o{next(orders)}", "status": "pending_payment"})
         if path.endswith("/pay"):
+            if next(pays) % 5 == 4:  # a degraded gateway: the node queued the charge
+                return httpx.Response(202, json={"id": "x", "status": "pending_payment"})
             return httpx.Response(200, json={"id": "x", "status": "paid"})
         if path.endswith("/cancel"):
             return httpx.Response(200, json={"status": "cancelled"})
@@ -194,6 +197,7 @@ def test_runner_sends_the_mix_and_summarises_it():
         + summary["conn_errors"]
     )
     assert summary["orders_placed"] > 0 and summary["orders_paid"] > 0
+    assert summary["payments_queued"] > 0 and summary["payments_failed"] == 0
     assert summary["refunds"] > 0 and summary["refunds_completed"] == summary["refunds"]
     assert summary["blocked_429"] > 0 and summary["http_5xx"] == 0
     assert summary["http_4xx_by_kind"].get("409:out-of-stock", 0) > 0
