@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -290,6 +290,7 @@ def wire_trading_core(ctx: NodeContext) -> None:
         publisher=ctx.bus,
         clock=ctx.clock,
         payment_timeout=s.payment_timeout,
+        queued_payment_grace=timedelta(seconds=s.queued_payment_grace_s),
     )
     db_engine = ctx.trading_db.engine
     ctx.health_checks["trading_db"] = lambda: _ping(db_engine, s.trading_db)
@@ -364,15 +365,12 @@ def wire_chaos(ctx: NodeContext) -> None:
     ctx.parts["chaos"] = "on"
 
 
-PAYMENT_RETRY_S = 2.0  # interval of the job that charges queued (degraded) payments again
-
-
 def wire_timeouts(ctx: NodeContext) -> None:
     """Cancel unpaid orders past their deadline (stock released), every ``timeout_sweep_s``; charge
-    queued payments again (``retry_queued_payments``, race-safe across nodes) every ``PAYMENT_RETRY_S``."""
+    queued payments again (``retry_queued_payments``, race-safe across nodes) every ``payment_retry_s``."""
     service = ctx.service
     ctx.every(ctx.settings.timeout_sweep_s, service.cancel_expired, "timeout-cancel")
-    ctx.every(PAYMENT_RETRY_S, service.retry_queued_payments, "payment-retry")
+    ctx.every(ctx.settings.payment_retry_s, service.retry_queued_payments, "payment-retry")
     ctx.parts["timeouts"] = "on"
 
 

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     node_port: int = Field(8000, ge=0, le=65535, description="Port of `tradeguard node` (0: any free port).")
     payment_timeout_s: float = Field(900.0, gt=0, description="Unpaid orders are cancelled after this.")
     timeout_sweep_s: float = Field(5.0, gt=0, description="Interval of the timeout cancellation job.")
+    payment_retry_s: float = Field(
+        2.0, gt=0, description="Interval of the job charging queued (degraded) payments again."
+    )
+    queued_payment_grace_s: float = Field(
+        300.0, ge=0, description="A queued payment keeps its order this long past the payment deadline."
+    )
     chaos_poll_s: float = Field(1.0, gt=0, description="Interval of reading payment chaos settings.")
     heartbeat_s: float = Field(2.0, gt=0, description="Interval of node heartbeats (control DB).")
     rules_poll_s: float = Field(1.0, gt=0, description="Interval of polling the rule store.")
@@ -114,6 +120,8 @@ class Settings(BaseSettings):
     # console
     console_host: str = Field("127.0.0.1", description="Address `tradeguard console` binds to.")
     console_port: int = Field(8501, ge=0, le=65535, description="Port of `tradeguard console`.")
+    console_currency: str = Field("¥", description="Currency symbol of GMV on the console.")
+    console_node_timeout_s: float = Field(2.0, gt=0, description="HTTP timeout of console → node calls.")
 
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 

@@ -64,10 +64,10 @@ def test_the_node_runs_the_retry_job_next_to_the_timeout_job():
 
     jobs: dict[str, tuple[float, object]] = {}
     service = SimpleNamespace(cancel_expired=lambda: 0, retry_queued_payments=lambda: 0)
-    ctx = SimpleNamespace(service=service, settings=SimpleNamespace(timeout_sweep_s=5.0), parts={},
+    settings = SimpleNamespace(timeout_sweep_s=5.0, payment_retry_s=2.0)
+    ctx = SimpleNamespace(service=service, settings=settings, parts={},
                           every=lambda s, job, job_id: jobs.__setitem__(job_id, (s, job)))
     bootstrap.wire_timeouts(ctx)  # type: ignore[arg-type]
-    assert jobs["payment-retry"] == (bootstrap.PAYMENT_RETRY_S, service.retry_queued_payments)
-    assert 0 < bootstrap.PAYMENT_RETRY_S <= 5
+    assert jobs["payment-retry"] == (2.0, service.retry_queued_payments)
     assert jobs["timeout-cancel"][1] is service.cancel_expired
     assert fallbacks()["queue_payment"](RuntimeError("open")).queued is True

@@ -46,6 +46,8 @@ def test_console_defaults_mirror_the_settings_defaults(monkeypatch, tmp_path):
     assert config.app == settings.app
     assert config.control_db_url() == settings.control_db
     assert config.metrics_store_url() == settings.metrics_url
+    assert config.console_currency == settings.console_currency
+    assert config.console_node_timeout_s == settings.console_node_timeout_s
 
 
 def test_register_adds_the_console_subcommand():
