@@ -103,3 +103,9 @@ def test_sqlite_path_and_env_name():
     assert sqlite_path("sqlite:///:memory:") is None
     assert sqlite_path("postgresql://h/db") is None
     assert env_name("trading_db") == "TRADEGUARD_TRADING_DB"
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    missing = [env_name(name) for name in Settings.model_fields if f"`{env_name(name)}`" not in readme]
+    assert not missing, f"settings missing from the README's settings table: {missing}"
