@@ -384,6 +384,16 @@ def _parse_rotation(raw: Any, path: str, errs: _Errors) -> Rotation | None:
     )
 
 
+def _named_section(doc: Mapping[str, Any], key: str, parse: Any, errs: _Errors) -> tuple:
+    """Parse the list under ``key`` item by item (``parse(raw, path, errs)``; invalid items are left
+    out and reported) and check that the names are unique."""
+    items = tuple(
+        item for i, raw in enumerate(doc[key] or []) if (item := parse(raw, f"{key}[{i}]", errs))
+    )
+    _unique(items, key, errs)
+    return items
+
+
 def _unique(items: tuple, section: str, errs: _Errors) -> None:
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -435,26 +445,11 @@ def parse_document(raw: Any) -> AlertConfig:
     if "route" in doc:
         route = _parse_route(doc["route"], errs)
     if "channels" in doc:
-        channels = tuple(
-            ch
-            for i, raw_c in enumerate(doc["channels"] or [])
-            if (ch := _parse_channel(raw_c, f"channels[{i}]", errs))
-        )
-        _unique(channels, "channels", errs)
+        channels = _named_section(doc, "channels", _parse_channel, errs)
     if "escalation_policies" in doc:
-        policies = tuple(
-            pol
-            for i, raw_p in enumerate(doc["escalation_policies"] or [])
-            if (pol := _parse_policy(raw_p, f"escalation_policies[{i}]", errs))
-        )
-        _unique(policies, "escalation_policies", errs)
+        policies = _named_section(doc, "escalation_policies", _parse_policy, errs)
     if "rotations" in doc:
-        rotations = tuple(
-            rot
-            for i, raw_r in enumerate(doc["rotations"] or [])
-            if (rot := _parse_rotation(raw_r, f"rotations[{i}]", errs))
-        )
-        _unique(rotations, "rotations", errs)
+        rotations = _named_section(doc, "rotations", _parse_rotation, errs)
     if errs.items:
         raise AlertConfigError(errs.items)
     return AlertConfig(rules, inhibit, route, channels, policies, rotations)
