@@ -29,6 +29,7 @@ SUMMARY_KEYS = (
     "refunds",
     "orders_cancelled",
     "payments_failed",
+    "payments_queued",
     "http_5xx",
     "sent",
     "http_2xx",
