@@ -40,7 +40,7 @@ from guardians.flow.manager import FlowRuleManager
 from guardians.param.manager import ParamRuleManager
 from guardians.rules import RuleSet
 from guardians.snapshot import ResourceSnapshot
-from guardians.stat import ResourceNode, count_block
+from guardians.stat import ResourceNode
 from guardians.system.manager import SystemRuleManager
 from guardians.system.probe import SystemProbe
 
@@ -55,8 +55,9 @@ class _Slot:
 
     ``checks``/``exits`` are the full chain in order (flow → param → breaker) used by
     entries; ``guard`` runs the same chain with the two commonest checkers inlined:
-    the tightest direct QPS reject rule (``qps_limit``) and breakers, whose closed
-    state costs one comparison.
+    the tightest direct QPS reject rule (``qps_limit``, an int compare on the node's
+    counters) and breakers, which cost nothing while all are closed (``gated``: the
+    node's ``gate`` says so, kept by the breakers' transitions) and the call is not slow.
     """
 
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
@@ -64,11 +65,11 @@ class _Slot:
         "plain",
         "qps_limit",
         "fast_checks",
-        "breaker",
-        "more_breakers",
+        "gated",
         "fast_exits",
-        "qps_checker",
+        "slow_ms",
         "breakers",
+        "qps_checker",
         "checkers",
         "checks",
         "exits",
@@ -78,7 +79,13 @@ class _Slot:
     )
 
     def __init__(
-        self, name: str, node: ResourceNode, checkers: list[Any], system: Any, degrade: DegradeRule | None
+        self,
+        name: str,
+        node: ResourceNode,
+        checkers: list[Any],
+        system: Any,
+        degrade: DegradeRule | None,
+        consts: dict[int, int] | None = None,
     ) -> None:
         self.name = name
         self.node = node
@@ -90,16 +97,22 @@ class _Slot:
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
         # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
-        self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
+        lim = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
+        if lim is not None and consts is not None:
+            lim = consts.setdefault(lim, lim)  # equal limits share one int: one object less to fetch
+        self.qps_limit = lim
         breakers = [c for c in checkers if isinstance(c, BreakerChecker)]
         self.breakers = tuple(breakers)
-        self.breaker = breakers[0] if breakers else None
-        self.more_breakers = tuple(breakers[1:])
+        self.gated = bool(breakers)
+        slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
+        self.slow_ms = min(slow) if slow else None
         rest = [c for c in checkers if type(c) is not QpsReject or c not in direct]
         rest = [c for c in rest if not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         self.plain = not checkers
+        if node.breakers != self.breakers:
+            node.bind(self.breakers)  # the node's gate now follows these breakers
 
 
 class Engine:
@@ -128,6 +141,7 @@ class Engine:
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
         self._slots: dict[str, _Slot] = {}
+        self._consts: dict[int, int] = {}  # QPS limits in force, one int object per value
         self._parts: tuple[dict, dict, dict, dict, Any] = ({}, {}, {}, {}, None)
         self._ruleset = RuleSet()
         self.rule_version: int | None = None
@@ -153,6 +167,7 @@ class Engine:
             for name in ruleset.resources():
                 self._node(name)
             self._parts = (flow, param, breaker, degrade, system)
+            self._consts = {}
             self._slots = {name: self._build(name) for name in self._nodes}
             self._ruleset = ruleset
             if version is not None:
@@ -230,7 +245,7 @@ class Engine:
     def _build(self, name: str) -> _Slot:
         flow, param, breaker, degrade, system = self._parts
         checkers = [*flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())]
-        return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
+        return _Slot(name, self._nodes[name], checkers, system, degrade.get(name), self._consts)
 
     def _new_slot(self, name: str) -> _Slot | None:
         with self._lock:
@@ -279,8 +294,7 @@ class Engine:
         ``default`` = the ``fallback`` given here), otherwise the ``Blocked`` error
         propagates.
         """
-        # b is the current half-second record of guardians.stat (a list): [1] passed, [2] success,
-        # [3] error, [4] rt_sum, [9] rt_max, [10] rt_min — literal indexes, this is the hot path
+        # the node's counters of the current half-second are its attributes (guardians.stat)
         slot = self._slots.get(resource)
         if slot is None:
             slot = self._new_slot(resource)
@@ -292,19 +306,18 @@ class Engine:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        b = node.cur
         if not slot.plain:
             # -- checks: flow → param → breaker, first block wins -------------------
             lim = slot.qps_limit
-            if lim is not None and b[1] + node.prev_passed >= lim:
-                return self._blocked(slot, b, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            if lim is not None and node.passed + node.prev_passed >= lim:
+                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
             if slot.fast_checks:
                 wait = 0.0
                 for chk in slot.fast_checks:
                     try:
                         w = chk(node, t, args, None)
                     except Blocked as exc:
-                        return self._blocked(slot, b, exc, args, fallback)
+                        return self._blocked(slot, t, exc, args, fallback)
                     except Exception:
                         self._checker_failed(slot, chk)
                     else:
@@ -313,19 +326,18 @@ class Engine:
                 if wait:
                     self.clock.sleep(wait)
                     t = self._time()
-                    b = node.bucket(t)
-            br = slot.breaker
-            if br is not None and (br.state != "closed" or slot.more_breakers):
+                    self._node_now(node, t)
+            if slot.gated and not node.gate:  # a breaker is not closed
                 for br in slot.breakers:
                     if br.state != "closed":
                         try:
                             br.check(node, t, args, None)
                         except Blocked as exc:
-                            return self._blocked(slot, b, exc, args, fallback)
+                            return self._blocked(slot, t, exc, args, fallback)
                         except Exception:
                             self._checker_failed(slot, br)
         # -- stat hooks ----------------------------------------------------------
-        b[1] += 1
+        node.passed += 1
         node.concurrency += 1
         try:
             result = call()
@@ -339,28 +351,20 @@ class Engine:
             self._tick(t1)
         if node.h is not self._h:
             node.roll(t1, self._h)
-        b = node.cur
-        b[2] += 1
-        b[4] += rt
-        if rt > b[9]:
-            b[9] = rt
-        if rt < b[10]:
-            b[10] = rt
+        node.success += 1
+        node.rt_sum += rt
+        if rt > node.rt_max:
+            node.rt_max = rt
+        if rt < node.rt_min:
+            node.rt_min = rt
         if not slot.plain:
-            br = slot.breaker
-            if br is not None:
-                # closed and not slow: nothing to do (breakers read their window from the node's records)
-                if br.state != "closed" or (br.slow_ms is not None and rt > br.slow_ms):
+            # all breakers closed and the call not slow: nothing to do (they read their window from the node)
+            if slot.gated and (not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
+                for br in slot.breakers:
                     try:
                         br.on_exit(node, t1, rt, False)
                     except Exception:
                         self._checker_failed(slot, br)
-                if slot.more_breakers:
-                    for br in slot.more_breakers:
-                        try:
-                            br.on_exit(node, t1, rt, False)
-                        except Exception:
-                            self._checker_failed(slot, br)
             if slot.fast_exits:
                 for ex in slot.fast_exits:
                     try:
@@ -372,12 +376,12 @@ class Engine:
     def _blocked(
         self,
         slot: _Slot,
-        b: list[Any],
+        t: float,
         exc: Blocked,
         args: Any,
         fallback: Callable[[BaseException], Any] | None,
     ) -> Any:
-        count_block(b, exc.kind)
+        self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
         return self._degraded(slot, exc, fallback)
@@ -404,12 +408,13 @@ class Engine:
         return Entry(self, resource, args, origin, inbound)
 
     # -- the general (non-inlined) chain, used by entries and the middleware --
-    def _node_now(self, node: ResourceNode, t: float) -> list[Any]:
+    def _node_now(self, node: ResourceNode, t: float) -> ResourceNode:
+        """``node`` rolled to time ``t`` (its counters are then the current half-second's)."""
         if t >= self._h_end:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        return node.cur
+        return node
 
     def _enter(
         self, resource: str, args: Any, origin: str | None, inbound: bool
@@ -421,7 +426,7 @@ class Engine:
             return None, 0.0, 0.0
         node = slot.node
         t = self._time()
-        b = self._node_now(node, t)
+        self._node_now(node, t)
         wait = 0.0
         checks = slot.inbound_checks if inbound else slot.checks
         if checks:
@@ -429,9 +434,9 @@ class Engine:
                 try:
                     w = chk(node, t, args, origin)
                 except Blocked as exc:
-                    count_block(b, exc.kind)
+                    self._node_now(node, t).count_block(exc.kind)
                     if inbound:
-                        count_block(self._node_now(self._inbound, t), exc.kind)
+                        self._node_now(self._inbound, t).count_block(exc.kind)
                     if exc.args_ is None:
                         exc.args_ = args
                     raise
@@ -442,22 +447,24 @@ class Engine:
                         wait += w
             if wait:
                 return slot, t, wait
-        b[1] += 1
+        node.passed += 1
         node.concurrency += 1
         if inbound:
-            ib = self._inbound
-            self._node_now(ib, t)[1] += 1
+            ib = self._node_now(self._inbound, t)
+            ib.passed += 1
             ib.concurrency += 1
         return slot, t, 0.0
 
     def _pass(self, slot: _Slot, inbound: bool) -> float:
         """Count a pass after a queueing wait; returns the new t0."""
         t = self._time()
-        self._node_now(slot.node, t)[1] += 1
-        slot.node.concurrency += 1
+        node = self._node_now(slot.node, t)
+        node.passed += 1
+        node.concurrency += 1
         if inbound:
-            self._node_now(self._inbound, t)[1] += 1
-            self._inbound.concurrency += 1
+            ib = self._node_now(self._inbound, t)
+            ib.passed += 1
+            ib.concurrency += 1
         return t
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False) -> None:
@@ -465,34 +472,28 @@ class Engine:
         node.concurrency -= 1
         t = self._time()
         rt = (t - t0) * 1000.0
-        b = self._node_now(node, t)
-        if error:
-            b[3] += 1
-        else:
-            b[2] += 1
-        b[4] += rt
-        if rt > b[9]:
-            b[9] = rt
-        if rt < b[10]:
-            b[10] = rt
+        self._count_exit(self._node_now(node, t), rt, error)
         if inbound:
             ib = self._inbound
             ib.concurrency -= 1
-            b = self._node_now(ib, t)
-            if error:
-                b[3] += 1
-            else:
-                b[2] += 1
-            b[4] += rt
-            if rt > b[9]:
-                b[9] = rt
-            if rt < b[10]:
-                b[10] = rt
+            self._count_exit(self._node_now(ib, t), rt, error)
         for ex in slot.exits:
             try:
                 ex(node, t, rt, error)
             except Exception:
                 self._checker_failed(slot, ex)
+
+    @staticmethod
+    def _count_exit(node: ResourceNode, rt: float, error: bool) -> None:
+        if error:
+            node.error += 1
+        else:
+            node.success += 1
+        node.rt_sum += rt
+        if rt > node.rt_max:
+            node.rt_max = rt
+        if rt < node.rt_min:
+            node.rt_min = rt
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:

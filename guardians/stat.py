@@ -2,14 +2,16 @@
 
 Each resource keeps a ring of 500 ms records covering the last minute: the
 *second* level (2 × 500 ms, the sliding 1 s window the flow checks read) is the
-newest two records, the *minute* level (60 × 1 s, read by collectors and BBR) is
-the ring read two halves per second. Nothing is copied or folded on the hot path:
-a record is a small plain list (cheap to create, fast to index); when the half
-second changes, the next record replaces the oldest in the ring (one list copy),
-and readers sum the two halves of each completed second when they ask.
+current half-second plus the newest record, the *minute* level (60 × 1 s, read by
+collectors and BBR) is the ring read two halves per second. Nothing is folded on
+the hot path: the current half-second's counters are plain attributes of the
+node (a call reads and writes one object); when the half second changes they are
+copied into the ring — into the record a minute older, reused in place — and
+reset, and readers sum the two halves of each completed second when they ask.
 
-Counters are updated without a lock (one list item store each, which the GIL keeps
-whole in practice); rotating the ring takes the node's lock (rare path).
+Counters are updated without a lock (one attribute store each, which the GIL keeps
+whole in practice); rolling to the next half-second makes no call between its check
+and its last reset, so the GIL keeps it whole too.
 """
 
 from __future__ import annotations
@@ -37,17 +39,26 @@ BLOCK_PARAM = 8
 RT_MAX = 9
 RT_MIN = 10
 CONC = 11  # concurrency when the half-second ended
-_TEMPLATE: list[Any] = [-1, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, _INF, 0]
 _BLOCK_INDEX = {"flow": BLOCK_FLOW, "breaker": BLOCK_BREAKER, "system": BLOCK_SYSTEM, "param": BLOCK_PARAM}
+_BLOCK_FIELD = {k: f"block_{k}" for k in _BLOCK_INDEX}
+# the node attribute behind each record index (CONC and START are set when the half-second rolls out)
+_FIELDS = (
+    "start",
+    "passed",
+    "success",
+    "error",
+    "rt_sum",
+    "block_flow",
+    "block_breaker",
+    "block_system",
+    "block_param",
+    "rt_max",
+    "rt_min",
+    "concurrency",
+)
 
 
-def new_record(h: int) -> list[Any]:
-    r = _TEMPLATE.copy()
-    r[START] = h
-    return r
-
-
-def count_block(record: list[Any], kind: str) -> None:
+def count_block(record: Any, kind: str) -> None:
     record[_BLOCK_INDEX.get(kind, BLOCK_PARAM)] += 1
 
 
@@ -130,54 +141,183 @@ class Bucket:
         return self.rt_sum / n if n else 0.0
 
 
-class ResourceNode:
-    """Statistics of one resource (also used for the node-wide inbound totals)."""
+class _Live:
+    """The current half-second record of a node seen as a record (``view[PASSED] += 1``)."""
 
-    __slots__ = ("h", "cur", "prev_passed", "concurrency", "end", "ring", "name", "_lock")  # noqa: RUF023
+    __slots__ = ("node",)
+
+    def __init__(self, node: ResourceNode) -> None:
+        self.node = node
+
+    def __getitem__(self, i: int) -> Any:
+        return self.node.current()[i]
+
+    def __setitem__(self, i: int, value: Any) -> None:
+        setattr(self.node, _FIELDS[i], value)
+
+
+class ResourceNode:
+    """Statistics of one resource (also used for the node-wide inbound totals).
+
+    The counters of the current half-second are plain attributes of the node (one
+    object per call, no record to find); when the half-second changes they are
+    written into the ring (reusing, in place, the record of the same slot a minute
+    earlier) and start again from zero. ``gate`` is True while every breaker bound to
+    the resource is closed, so a call through a closed breaker reads only this object.
+    """
+
+    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+        "h",
+        "passed",
+        "prev_passed",
+        "concurrency",
+        "gate",
+        "success",
+        "rt_sum",
+        "rt_max",
+        "rt_min",
+        "error",
+        "block_flow",
+        "block_breaker",
+        "block_system",
+        "block_param",
+        "start",
+        "ring",
+        "breakers",
+        "name",
+        "_lock",
+    )
 
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.h: int = -1  # the engine's half-second this node was last rolled to (compared by identity)
+        self.passed = 0
+        self.prev_passed = 0  # passes of the half-second before ``start`` (frozen when it rolled out)
         self.concurrency = 0
+        self.gate = True  # every bound breaker closed (see ``bind``)
+        self.success = 0
+        self.rt_sum = 0.0
+        self.rt_max = 0.0
+        self.rt_min = _INF
+        self.error = 0
+        self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
+        self.start = -1  # the half-second the counters belong to
         self.ring: list[list[Any] | None] = [None] * RING
-        self.cur = new_record(-1)
-        self.h: int = -1  # the half-second of ``cur`` (the engine compares it by identity with its own)
-        self.prev_passed = 0  # passes of the half-second before ``cur`` (frozen when it rolled out)
-        self.end = -1.0  # the current record's end (seconds)
+        self.breakers: tuple[Any, ...] = ()
+        self.name = name
         self._lock = threading.Lock()
 
+    # -- breakers -----------------------------------------------------------
+    def bind(self, breakers: tuple[Any, ...]) -> None:
+        """The breakers in force on this resource (objects with ``state``); they call ``regate``
+        after every transition."""
+        with self._lock:
+            for b in breakers:
+                b.gate_node = self
+            self.breakers = breakers
+            self.gate = all(b.state == "closed" for b in breakers)
+
+    def regate(self) -> None:
+        with self._lock:
+            self.gate = all(b.state == "closed" for b in self.breakers)
+
     # -- hot path -----------------------------------------------------------
-    def bucket(self, t: float) -> list[Any]:
-        """The current 500 ms record for time ``t``."""
-        if t >= self.end:
-            self.roll(t)
-        return self.cur
+    @property
+    def cur(self) -> _Live:
+        """The current record as a live view (the engine updates the attributes directly)."""
+        return _Live(self)
 
-    def roll(self, t: float, h: int | None = None) -> list[Any]:
-        """Move to half-second ``h`` = int(t·2): a fresh record replaces the oldest in the ring.
+    def bucket(self, t: float) -> _Live:
+        """The current 500 ms record for time ``t`` (a live view)."""
+        h = int(t * 2)
+        if h > self.start:
+            self.roll(t, h)
+        return _Live(self)
 
-        Time never rolls the ring backwards: an earlier ``t`` keeps writing to the current record.
+    def count_block(self, kind: str) -> None:
+        name = _BLOCK_FIELD.get(kind, "block_param")
+        setattr(self, name, getattr(self, name) + 1)
+
+    def roll(self, t: float, h: int | None = None) -> None:
+        """Move to half-second ``h`` = int(t·2): the counters go to the ring, replacing in place the
+        record a minute older, and start again from zero.
+
+        Time never rolls backwards: an earlier ``t`` keeps counting in the current half-second.
+        No lock: from the check to the last reset nothing calls out, so no other thread runs in
+        between (the GIL) — two threads rolling at once roll once, and no count slips between
+        the copy and the reset.
         """
         if h is None:
             h = int(t * 2)
-        with self._lock:
-            cur = self.cur
-            if h > cur[START]:
-                if self.concurrency > cur[CONC]:
-                    cur[CONC] = self.concurrency
-                new = _TEMPLATE.copy()
-                new[START] = h
-                self.ring[h % RING] = new
-                self.prev_passed = cur[PASSED] if cur[START] == h - 1 else 0
-                self.cur = cur = new
-                self.end = (h + 1) / 2
-            self.h = h
-            return cur
+        start = self.start
+        if h > start:
+            if start >= 0:
+                ring = self.ring
+                i = start % RING
+                rec = ring[i]
+                if rec is None:
+                    ring[i] = [
+                        start,
+                        self.passed,
+                        self.success,
+                        self.error,
+                        self.rt_sum,
+                        self.block_flow,
+                        self.block_breaker,
+                        self.block_system,
+                        self.block_param,
+                        self.rt_max,
+                        self.rt_min,
+                        self.concurrency if self.concurrency > 0 else 0,
+                    ]
+                else:
+                    rec[:] = (
+                        start,
+                        self.passed,
+                        self.success,
+                        self.error,
+                        self.rt_sum,
+                        self.block_flow,
+                        self.block_breaker,
+                        self.block_system,
+                        self.block_param,
+                        self.rt_max,
+                        self.rt_min,
+                        self.concurrency if self.concurrency > 0 else 0,
+                    )
+                self.prev_passed = self.passed if start == h - 1 else 0
+            self.start = h
+            self.passed = self.success = self.error = 0
+            self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
+            self.rt_sum = self.rt_max = 0.0
+            self.rt_min = _INF
+        self.h = h
+
+    def current(self) -> list[Any]:
+        """A copy of the current half-second's record."""
+        return [
+            self.start,
+            self.passed,
+            self.success,
+            self.error,
+            self.rt_sum,
+            self.block_flow,
+            self.block_breaker,
+            self.block_system,
+            self.block_param,
+            self.rt_max,
+            self.rt_min,
+            0,
+        ]
 
     def current_pass_count(self) -> int:
         """Passes in the sliding 1 s window, for a node already rolled to now (the hot path)."""
-        return self.cur[PASSED] + self.prev_passed
+        return self.passed + self.prev_passed
 
     def _record(self, h: int) -> list[Any] | None:
+        if h == self.start:
+            r = self.current()
+            if r[START] == h:  # else it rolled meanwhile: the ring has it
+                return r
         r = self.ring[h % RING]
         return r if r is not None and r[START] == h else None
 
@@ -203,12 +343,13 @@ class ResourceNode:
 
     def _completed(self, after_second: int, t: float) -> Iterator[Bucket]:
         sec = int(t)
-        if self.cur[START] < 0 or (self.cur[START] >> 1) <= after_second:
+        start = self.start
+        if start < 0 or (start >> 1) <= after_second:
             return  # nothing happened since
         for s in range(max(after_second + 1, sec - MINUTE_SECONDS), sec):
             b = self.second(s)
             if b is not None:
-                if b.concurrency == 0 and self.cur[START] >> 1 == s:
+                if b.concurrency == 0 and start >> 1 == s:
                     b.concurrency = self.concurrency
                 yield b
 

@@ -83,6 +83,7 @@ class BreakerChecker:
         "emit",
         "cb",
         "node",
+        "gate_node",
         "_lock",
         "transitions",
     )
@@ -112,6 +113,7 @@ class BreakerChecker:
         self.probes_started = 0
         self.probes_ok = 0
         self.node: ResourceNode | None = None
+        self.gate_node: ResourceNode | None = None  # the node whose ``gate`` follows this state (bind)
         self._lock = threading.RLock()
         self.cb = pybreaker.CircuitBreaker(
             fail_max=2**31,  # pybreaker's own consecutive-failure trigger is never used
@@ -196,6 +198,7 @@ class BreakerChecker:
         if state == OPEN:
             self.opened_t = t
             self.state = OPEN
+            self._regate()
             self.cb.open()
             self.cb._state_storage.opened_at = (
                 self.clock.now()
@@ -204,12 +207,20 @@ class BreakerChecker:
             self.probes_started = 0
             self.probes_ok = 0
             self.state = HALF_OPEN
+            self._regate()
             self.cb.half_open()
         else:
             self.since_h = int(t * 2)  # a closed circuit starts counting afresh
             self.slow_counts.clear()
             self.state = CLOSED
+            self._regate()
             self.cb.close()
+
+    def _regate(self) -> None:
+        """Tell the bound node (the engine's fast path reads its ``gate``, not this state)."""
+        node = self.gate_node
+        if node is not None:
+            node.regate()
 
     def adopt(self, state: str, t: float) -> None:
         """Take a state another node reached (shared breakers): ``OPEN`` opened at ``t``, or ``CLOSED``."""
