@@ -9,7 +9,9 @@ threshold. After ``recovery_s`` the next calls find it half-open: ``probes``
 trial calls pass; all succeeding closes it, any failing re-opens it.
 
 The state is cached in a plain attribute so the closed-state check costs one
-comparison; transitions take a lock and go through pybreaker.
+comparison; transitions take a lock and go through pybreaker. Every transition
+also tells the resource's node (``gate_node.regate()``): the engine's fast path
+reads the node's ``gate`` (all its breakers closed) instead of each breaker.
 """
 
 from __future__ import annotations
