@@ -85,7 +85,6 @@ class _Slot:
         checkers: list[Any],
         system: Any,
         degrade: DegradeRule | None,
-        consts: dict[int, int] | None = None,
     ) -> None:
         self.name = name
         self.node = node
@@ -97,10 +96,7 @@ class _Slot:
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
         # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
-        lim = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
-        if lim is not None and consts is not None:
-            lim = consts.setdefault(lim, lim)  # equal limits share one int: one object less to fetch
-        self.qps_limit = lim
+        self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
         breakers = [c for c in checkers if isinstance(c, BreakerChecker)]
         self.breakers = tuple(breakers)
         self.gated = bool(breakers)
@@ -141,7 +137,6 @@ class Engine:
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
         self._slots: dict[str, _Slot] = {}
-        self._consts: dict[int, int] = {}  # QPS limits in force, one int object per value
         self._parts: tuple[dict, dict, dict, dict, Any] = ({}, {}, {}, {}, None)
         self._ruleset = RuleSet()
         self.rule_version: int | None = None
@@ -167,7 +162,6 @@ class Engine:
             for name in ruleset.resources():
                 self._node(name)
             self._parts = (flow, param, breaker, degrade, system)
-            self._consts = {}
             self._slots = {name: self._build(name) for name in self._nodes}
             self._ruleset = ruleset
             if version is not None:
@@ -245,7 +239,7 @@ class Engine:
     def _build(self, name: str) -> _Slot:
         flow, param, breaker, degrade, system = self._parts
         checkers = [*flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())]
-        return _Slot(name, self._nodes[name], checkers, system, degrade.get(name), self._consts)
+        return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
     def _new_slot(self, name: str) -> _Slot | None:
         with self._lock:
