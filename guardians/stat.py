@@ -254,6 +254,8 @@ class ResourceNode:
                 ring = self.ring
                 i = start % RING
                 rec = ring[i]
+                # The two spelled-out records below are deliberate: a shared tuple + list() copy
+                # measured ~3-5 % slower on the 10k-resource bench (a roll is 1 call in 5 there).
                 if rec is None:
                     ring[i] = [
                         start,
