@@ -227,10 +227,7 @@ def parse_rule(raw: Any, path: str = "rule", errs: _Errors | None = None) -> Ale
     for key in r:
         if key not in RULE_KEYS:
             errs.add(f"{path}.{key}", f"unknown field; allowed: {', '.join(sorted(RULE_KEYS))}")
-    name = r.get("name")
-    if not isinstance(name, str) or not name.strip():
-        errs.add(f"{path}.name", "required: a unique rule name (becomes the alertname label)")
-        name = ""
+    name = _name(r, path, errs, "required: a unique rule name (becomes the alertname label)")
     kind = _choice(r, "kind", path, errs, KINDS, "metric")
     query = None
     if kind == "metric":
@@ -293,13 +290,20 @@ def _parse_route(raw: Any, errs: _Errors) -> Route | None:
     )
 
 
+def _name(m: Mapping[str, Any], path: str, errs: _Errors, message: str = "required") -> str:
+    """The ``name`` of a section item; a missing or blank one is reported at ``path.name``."""
+    name = m.get("name")
+    if not isinstance(name, str) or not name.strip():
+        errs.add(f"{path}.name", message)
+        return ""
+    return name
+
+
 def _parse_channel(raw: Any, path: str, errs: _Errors) -> Channel | None:
     c = _mapping(raw, path, errs)
     if c is None:
         return None
-    name = c.get("name")
-    if not isinstance(name, str) or not name:
-        errs.add(f"{path}.name", "required: the channel name escalation steps refer to")
+    name = _name(c, path, errs, "required: the channel name escalation steps refer to")
     kind = _choice(c, "kind", path, errs, CHANNEL_KINDS, "log")
     config = {k: v for k, v in c.items() if k not in ("name", "kind")}
     if kind == "webhook" and not str(config.get("url", "")).startswith(("http://", "https://")):
@@ -309,16 +313,14 @@ def _parse_channel(raw: Any, path: str, errs: _Errors) -> Channel | None:
             errs.add(f"{path}.smtp_url", "required for email: smtp://host:port")
         if "to" in config:
             config["to"] = list(_str_list(config["to"], f"{path}.to", errs))
-    return Channel(str(name or ""), kind, config)
+    return Channel(name, kind, config)
 
 
 def _parse_policy(raw: Any, path: str, errs: _Errors) -> EscalationPolicy | None:
     p = _mapping(raw, path, errs)
     if p is None:
         return None
-    name = p.get("name")
-    if not isinstance(name, str) or not name:
-        errs.add(f"{path}.name", "required")
+    name = _name(p, path, errs)
     steps = []
     raw_steps = p.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -339,16 +341,14 @@ def _parse_policy(raw: Any, path: str, errs: _Errors) -> EscalationPolicy | None
         if i > 0 and wait <= timedelta(0):
             errs.add(f"{sp}.wait", "must be > 0 for every step after the first (e.g. 5m)")
         steps.append(EscalationStep(channels, wait, str(oncall) if oncall else None))
-    return EscalationPolicy(str(name or ""), tuple(steps))
+    return EscalationPolicy(name, tuple(steps))
 
 
 def _parse_rotation(raw: Any, path: str, errs: _Errors) -> Rotation | None:
     r = _mapping(raw, path, errs)
     if r is None:
         return None
-    name = r.get("name")
-    if not isinstance(name, str) or not name:
-        errs.add(f"{path}.name", "required")
+    name = _name(r, path, errs)
     members = []
     raw_members = r.get("members")
     if not isinstance(raw_members, list) or not raw_members:
@@ -380,7 +380,7 @@ def _parse_rotation(raw: Any, path: str, errs: _Errors) -> Rotation | None:
         if s and e and isinstance(om.get("who"), str):
             overrides.append(Override(om["who"], s, e))
     return Rotation(
-        str(name or ""), tuple(members), start or datetime(1970, 1, 1, tzinfo=UTC), shift, tuple(overrides)
+        name, tuple(members), start or datetime(1970, 1, 1, tzinfo=UTC), shift, tuple(overrides)
     )
 
 
