@@ -1,0 +1,5 @@
+"""Small pieces every tradeguard package shares: the bottom layer, importing nothing of the project.
+
+Only what must be one copy across packages that may not import each other (``domain`` and
+``guardians`` are independent) lives here: secret redaction, and (as they move in) the clock.
+"""
