@@ -255,7 +255,7 @@ def test_invalid_query_is_refused(store):
 def test_health_reports_reachable(store):
     health = store.health()
     assert health["reachable"] is True
-    assert health["kind"] in ("embedded", "influxdb")
+    assert health["kind"] in ("fake", "embedded", "influxdb")
 
 
 def test_large_batch_round_trips(store):

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from collectors.query import Point, Query, Row
+from collectors.stores.aggregate import PERCENTILES, percentile
+from collectors.stores.common import check_query
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)  # a Monday
 
@@ -40,33 +42,55 @@ def _aggregate(name: str, values: list[tuple[datetime, float]]) -> float | None:
         return float(len(vs))
     if name == "last":
         return max(values, key=lambda tv: tv[0])[1]
-    if name.startswith("p"):
-        q = int(name[1:]) / 100
-        s = sorted(vs)
-        return s[max(0, math.ceil(q * len(s)) - 1)]
+    if name in PERCENTILES:
+        return percentile(vs, PERCENTILES[name])  # the stores' own (InfluxQL) percentile
     raise ValueError(name)
 
 
 class FakeMetricStore:
-    """Implements collectors.query.MetricStore in memory (nearest-rank percentiles)."""
+    """Implements collectors.query.MetricStore in memory.
+
+    It passes the same contract suite as the real stores (tests/integration/collectors/
+    test_store_contract.py runs it as the ``fake`` backend): a point of the same series and
+    timestamp replaces the fields it carries, queries are validated the same way, and the
+    percentile is the stores' own.
+    """
+
+    kind = "fake"
 
     def __init__(self) -> None:
-        self.points: list[Point] = []
+        self._series: dict[tuple, Point] = {}
         self.queries: list[Query] = []
         self.fail_measurements: set[str] = set()
 
+    @property
+    def points(self) -> list[Point]:
+        return list(self._series.values())
+
+    def clear(self) -> None:
+        self._series.clear()
+
     def write(self, points: Sequence[Point]) -> None:
-        self.points.extend(points)
+        for p in points:
+            for name, value in p.fields.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"field {name} of {p.measurement} is not finite: {value!r}")
+        for p in points:
+            key = (p.measurement, tuple(sorted(p.tags.items())), p.time)
+            old = self._series.get(key)
+            fields = {**(old.fields if old else {}), **p.fields}
+            self._series[key] = Point(p.measurement, dict(p.tags), fields, p.time)
 
     def add(self, measurement: str, tags: dict, fields: dict, time: datetime) -> None:
-        self.points.append(Point(measurement, tags, fields, time))
+        self.write([Point(measurement, tags, fields, time)])
 
     def query(self, query: Query) -> list[Row]:
+        check_query(query)
         self.queries.append(query)
         if query.measurement in self.fail_measurements:
             raise ConnectionError(f"store down for {query.measurement}")
         groups: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-        for p in self.points:
+        for p in self._series.values():
             if p.measurement != query.measurement or not (query.start <= p.time < query.end):
                 continue
             if any(p.tags.get(k) != v for k, v in query.where.items()):
@@ -81,7 +105,7 @@ class FakeMetricStore:
                 if f in p.fields:
                     groups[key][f].append((p.time, p.fields[f]))
         rows = []
-        for (bstart, tagvals), fields in sorted(groups.items()):
+        for (bstart, tagvals), fields in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             rows.append(
                 Row(
                     bstart,
@@ -92,7 +116,7 @@ class FakeMetricStore:
         return rows
 
     def health(self) -> dict:
-        return {"ok": True}
+        return {"ok": True, "reachable": True, "kind": self.kind}
 
     def close(self) -> None:
         pass

@@ -130,7 +130,7 @@ def test_keep_firing_for_holds_the_alert_after_the_condition_stops(env):
     env.ev.evaluate()
     [a] = open_alerts(env)
     env.clock.advance(10)
-    env.metrics.points.clear()
+    env.metrics.clear()
     payments(env, 100, 0)
     env.ev.evaluate()  # false for 10 s < 30 s: still firing
     assert open_alerts(env)[0].state == "firing"
