@@ -1,50 +1,63 @@
-"""The composition root: the ONLY place that wires concrete adapters together.
+"""The composition root: the ONLY place that opens stores and wires concrete adapters together.
 
 ``build_node(settings, host=…, port=…)`` returns a ``Node``: the trading core (trading DB,
-simulated payment gateway, EventBus, TradingService), its FastAPI app, and the optional
-parts plugged around it, each wired by one function below:
+simulated payment gateway, EventBus, TradingService), its FastAPI app, and the parts plugged
+around it, each wired by one function below:
 
 - ``wire_guardians``  — guardians Engine as the core's Guard port, GuardMiddleware, the
-  ``Blocked`` → 429/503 problem+json handler, RuleWatcher, Fleet heartbeats, ``/ops/stats``,
-  ``/ops/rules``;
+  ``Blocked`` → 429/503 problem+json handler (``guardians.http.blocked_problem``), RuleWatcher,
+  Fleet heartbeats, cluster mode (Redis);
 - ``wire_trading_core`` — trading DB, gateway, bus, service;
 - ``wire_collectors`` — collectors ``Collection`` subscribed to the EventBus (metrics);
 - ``wire_chaos`` — payment-gateway chaos settings polled from the control DB;
-- ``wire_timeouts`` — the scheduled cancellation of unpaid orders;
-- ``wire_ops_routes`` — ``GET /ops/health`` and ``GET|PUT /ops/chaos/payment``.
+- ``wire_timeouts`` — the scheduled cancellation of unpaid orders and the queued-payment retries;
+- ``wire_ops_routes`` — the ``/ops/*`` routes of ``tradeguard.ops_api`` given what was built.
 
-An optional package that is missing (or not finished) is skipped with a log line and shows
-up in ``/ops/health`` as ``absent``: the node runs with what is there. Nothing here runs at
-import time; ``Node.start()`` starts the scheduler and the background parts, ``Node.stop()``
-stops them.
+``build_worker(settings)`` returns a ``Worker``: the alert engine (control DB, metric store,
+node heartbeats, channels) and its scheduled jobs.
+
+Every first-party package is there; what can really fail at start (a store that cannot be
+reached) is logged — URLs through ``common.redact.redact_url`` — and shows in ``/ops/health``;
+the node serves with the rest. Nothing here runs at import time; ``Node.start()`` starts the
+scheduler and the background parts, ``Node.stop()`` stops them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
+from common.redact import redact_text, redact_url
+from domain.api.problems import PROBLEM_JSON, problem_responses
 from domain.ports import Clock, EventBus, Guard, NoopGuard, SystemClock
-from tradeguard.chaos import ChaosError, ChaosPoller, ChaosStore
+from tradeguard.chaos import ChaosPoller, ChaosStore
+from tradeguard.ops_api import ops_router
 from tradeguard.settings import Settings
+
+if TYPE_CHECKING:
+    from alerts.engine import AlertEngine
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], dict[str, Any]]
-PROBLEM_JSON = "application/problem+json"
+
+# What a guard plugged into the trading routes can answer on top of the core's own errors.
+GUARD_RESPONSES = {
+    **problem_responses(429),
+    **problem_responses(503, description="unavailable: a store is down, or a breaker is open (Retry-After)"),
+}
 
 
 def tradeguard_version() -> str:
@@ -52,36 +65,6 @@ def tradeguard_version() -> str:
         return metadata.version("tradeguard")
     except metadata.PackageNotFoundError:
         return "0.0.0"
-
-
-def masked_url(url: str) -> str:
-    """A store URL safe to show: password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def optional_module(name: str, *attrs: str) -> Any | None:
-    """Import ``name`` if it exists and has ``attrs``; else None (logged). Never raises."""
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        log.info("optional part %s is not available (%s): skipping it", name, exc)
-        return None
-    except Exception:
-        log.exception("optional part %s failed to import: skipping it", name)
-        return None
-    missing = [a for a in attrs if not hasattr(module, a)]
-    if missing:
-        log.info("optional part %s lacks %s: skipping it", name, ", ".join(missing))
-        return None
-    return module
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 @dataclass
@@ -102,7 +85,7 @@ class NodeContext:
     app_hooks: list[Callable[[FastAPI], None]] = field(default_factory=list)  # run on the created app
     on_start: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
-    parts: dict[str, str] = field(default_factory=dict)  # part -> "on" | "absent" | "error: …"
+    parts: dict[str, str] = field(default_factory=dict)  # part -> "on" | "off" | "error: …"
     # set by the wiring functions
     trading_db: Any = None
     gateway: Any = None
@@ -152,114 +135,83 @@ def fallbacks() -> dict[str, Callable[[Any], Any]]:
 
 
 def wire_guardians(ctx: NodeContext) -> None:
-    """guardians Engine as Guard port, middleware, Blocked handler, rule watcher, heartbeats, routes."""
-    guardians = optional_module("guardians", "Engine", "Blocked")
-    if guardians is None:
-        ctx.parts["guardians"] = "absent"
-        return
+    """guardians Engine as Guard port, middleware, Blocked handler, rule watcher, heartbeats, cluster."""
+    from guardians import Blocked, Engine
+    from guardians.fleet import Fleet
+    from guardians.http import GuardMiddleware, blocked_problem
+    from guardians.starlette_routes import starlette_route_resolver
+    from guardians.store import RuleStore
+    from guardians.watcher import RuleWatcher
+
     s = ctx.settings
-    engine = guardians.Engine(clock=None)
+    engine = Engine(clock=None)
     ctx.engine = engine
     ctx.guard = engine
-    http = optional_module("guardians.http", "GuardMiddleware", "blocked_problem")
-    if http is not None:
-        from guardians.starlette_routes import starlette_route_resolver
 
-        def install_middleware(app: FastAPI) -> None:
-            resolve = starlette_route_resolver(app)
+    def install_middleware(app: FastAPI) -> None:
+        resolve = starlette_route_resolver(app)
 
-            def route_resource(scope: Any) -> str | None:
-                if str(scope.get("path", "")).startswith("/ops/"):
-                    return None  # the node's own ops endpoints are never guarded
-                return resolve(scope)
+        def route_resource(scope: Any) -> str | None:
+            if str(scope.get("path", "")).startswith("/ops/"):
+                return None  # the node's own ops endpoints are never guarded
+            return resolve(scope)
 
-            app.add_middleware(http.GuardMiddleware, engine=engine, route_resolver=route_resource)
+        app.add_middleware(GuardMiddleware, engine=engine, route_resolver=route_resource)
 
-        ctx.app_hooks.append(install_middleware)
-        to_problem = http.blocked_problem
-    else:
-        ctx.parts["guard_middleware"] = "absent"
-        to_problem = _blocked_problem
+    ctx.app_hooks.append(install_middleware)
 
     def on_blocked(request: Request, exc: Exception) -> JSONResponse:
-        status, headers, body = to_problem(exc)
+        assert isinstance(exc, Blocked)
+        status, headers, body = blocked_problem(exc)
         return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
-    ctx.exception_handlers[guardians.Blocked] = on_blocked
+    ctx.exception_handlers[Blocked] = on_blocked
     for name, fn in fallbacks().items():
         engine.register_fallback(name, fn)
 
-    watcher_mod = optional_module("guardians.watcher", "RuleWatcher")
-    store_mod = optional_module("guardians.store", "RuleStore")
-    store = None
-    if watcher_mod and store_mod:
-        try:
-            store = store_mod.RuleStore(s.control_db)
-        except Exception as exc:  # the node serves without rules rather than not at all
-            log.exception("rule store %s unavailable: no rules on this node", masked_url(s.control_db))
-            error = f"{type(exc).__name__}: {exc}"
-            ctx.health_checks["rule_watcher"] = lambda: {"status": "error", "error": error}
-    if watcher_mod and store_mod and store is not None:
-        watcher = watcher_mod.RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
+    try:
+        store = RuleStore(s.control_db)
+    except Exception as exc:  # the node serves without rules rather than not at all
+        log.exception("rule store %s unavailable: no rules on this node", redact_url(s.control_db))
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        ctx.health_checks["rule_watcher"] = lambda: {"status": "error", "error": error}
+    else:
+        watcher = RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
         ctx.rule_watcher = watcher
         ctx.on_start.append(watcher.start)
         ctx.on_stop.append(store.close)  # hooks run in reverse: the watcher stops before its store closes
         ctx.on_stop.append(watcher.stop)
         ctx.health_checks["rule_watcher"] = lambda: _watcher_health(watcher.status())
-    elif "rule_watcher" not in ctx.health_checks:
-        ctx.health_checks["rule_watcher"] = lambda: {"status": "absent"}
 
-    fleet_mod = optional_module("guardians.fleet", "Fleet")
     fleet = None
-    if fleet_mod:
-        try:
-            fleet = fleet_mod.Fleet(s.control_db)
-        except Exception:
-            log.exception("fleet heartbeats unavailable (control DB %s)", masked_url(s.control_db))
+    try:
+        fleet = Fleet(s.control_db)
+    except Exception:
+        log.exception("fleet heartbeats unavailable (control DB %s)", redact_url(s.control_db))
     if fleet is not None:
         ctx.fleet = fleet
         address = f"http://{ctx.host}:{ctx.port}"
         version = tradeguard_version()
+        beating = fleet
 
         def beat() -> None:
-            fleet.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx))
+            beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx))
 
         ctx.every(s.heartbeat_s, beat, "heartbeat")
         ctx.on_stop.append(fleet.close)
 
-    cluster_mod = optional_module("guardians.cluster", "connect") if s.redis_url else None
-    if cluster_mod is not None and s.redis_url:  # cluster-wide limits and shared breakers (H8)
+    if s.redis_url:  # cluster-wide limits and shared breakers
+        from guardians.cluster import connect
+
         try:
             live = fleet.live_count if fleet is not None else None
-            cluster = cluster_mod.connect(s.redis_url, live_nodes=live, namespace=f"tradeguard:{s.app}")
+            cluster = connect(s.redis_url, live_nodes=live, namespace=f"tradeguard:{s.app}")
             engine.enable_cluster(cluster)
             ctx.on_start.append(cluster.start)
             ctx.on_stop.append(cluster.close)
         except Exception:
-            log.exception("cluster mode unavailable (redis %s): per-node limits", masked_url(s.redis_url))
-    if hasattr(engine, "cluster_status"):
-        ctx.health_checks["cluster"] = engine.cluster_status
-
-    router = APIRouter(tags=["ops"])
-
-    @router.get("/ops/stats")
-    def ops_stats() -> dict[str, Any]:
-        return engine.stats()
-
-    @router.get("/ops/rules")
-    def ops_rules() -> dict[str, Any]:
-        watcher_status = _status_dict(ctx.rule_watcher.status()) if ctx.rule_watcher else {}
-        ruleset = getattr(engine, "ruleset", None)
-        as_doc = getattr(ruleset, "to_document", None)
-        return {
-            "app": s.app,
-            "instance": ctx.instance,
-            "version": _rule_version(ctx),
-            "watcher": watcher_status,
-            "rules": as_doc() if callable(as_doc) else None,
-        }
-
-    ctx.routers.append(router)
+            log.exception("cluster mode unavailable (redis %s): per-node limits", redact_url(s.redis_url))
+    ctx.health_checks["cluster"] = engine.cluster_status
     ctx.parts["guardians"] = "on"
 
 
@@ -300,22 +252,18 @@ def wire_trading_core(ctx: NodeContext) -> None:
 
 def wire_collectors(ctx: NodeContext) -> None:
     """Metrics: collectors ``Collection`` fed by the EventBus and the guardians' snapshots."""
-    runtime = optional_module("collectors.runtime", "Collection")
-    if runtime is None:
-        ctx.parts["collectors"] = "absent"
-        ctx.health_checks["metrics"] = lambda: {"status": "absent"}
-        return
     s = ctx.settings
     try:
-        collection = _build_collection(runtime, ctx)
-    except Exception as exc:
-        log.exception("collectors could not be wired: metrics are off on this node")
-        error = f"{type(exc).__name__}: {exc}"
+        collection = _build_collection(ctx)
+    except Exception as exc:  # e.g. InfluxDB unreachable or a bad URL: the node serves without metrics
+        log.exception("collectors could not be wired (%s): metrics are off on this node",
+                      redact_url(s.metrics_url))
+        error = redact_text(f"{type(exc).__name__}: {exc}")
         ctx.parts["collectors"] = f"error: {error}"
         ctx.health_checks["metrics"] = lambda: {
             "status": "error",
             "error": error,
-            "url": masked_url(s.metrics_url),
+            "url": redact_url(s.metrics_url),
         }
         return
     ctx.collection = collection
@@ -326,12 +274,14 @@ def wire_collectors(ctx: NodeContext) -> None:
     ctx.parts["collectors"] = "on"
 
 
-def _build_collection(runtime: Any, ctx: NodeContext) -> Any:
+def _build_collection(ctx: NodeContext) -> Any:
+    from collectors.runtime import Collection
+
     s = ctx.settings
     safe_instance = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ctx.instance)
     outbox_dir = s.var_dir / "outbox"
     outbox_dir.mkdir(parents=True, exist_ok=True)
-    return runtime.Collection.open(
+    return Collection.open(
         s.metrics_url,
         outbox_dir / f"{safe_instance}.db",
         app=s.app,
@@ -347,11 +297,11 @@ def wire_chaos(ctx: NodeContext) -> None:
     try:
         store = ChaosStore(s.control_db)
     except Exception as exc:  # no chaos control rather than no node
-        log.exception("control DB %s unavailable: payment chaos is off", masked_url(s.control_db))
-        error = f"{type(exc).__name__}: {exc}"
+        log.exception("control DB %s unavailable: payment chaos is off", redact_url(s.control_db))
+        error = redact_text(f"{type(exc).__name__}: {exc}")
         ctx.health_checks["control_db"] = lambda: {
             "status": "error",
-            "url": masked_url(s.control_db),
+            "url": redact_url(s.control_db),
             "error": error,
         }
         ctx.parts["chaos"] = f"error: {error}"
@@ -374,59 +324,29 @@ def wire_timeouts(ctx: NodeContext) -> None:
     ctx.parts["timeouts"] = "on"
 
 
-class ChaosUpdate(BaseModel):
-    latency_ms: int | None = None
-    error_rate: float | None = None
-    outage: bool | None = None
-    reset: bool = False
-    by: str = "api"
-
-
 def wire_ops_routes(ctx: NodeContext, health: Callable[[], dict[str, Any]]) -> None:
-    """``GET /ops/health``; ``GET|PUT /ops/chaos/payment`` (what the console's Chaos page calls)."""
-    router = APIRouter(tags=["ops"])
-
-    @router.get("/ops/health")
-    def ops_health() -> JSONResponse:
-        body = health()
-        return JSONResponse(body, status_code=503 if body["status"] == "down" else 200)
-
-    def no_chaos() -> JSONResponse:
-        return problem(
-            503, "Chaos control unavailable", "the control DB could not be opened; see /ops/health"
+    """The ``/ops/*`` routes (``tradeguard.ops_api``) over what the wiring functions built."""
+    engine = ctx.engine
+    ctx.routers.append(
+        ops_router(
+            health=health,
+            stats=engine.stats if engine is not None else None,
+            rules=(lambda: _rules_view(ctx)) if engine is not None else None,
+            chaos_store=ctx.chaos_store,
+            chaos_poller=ctx.chaos_poller,
         )
+    )
 
-    @router.get("/ops/chaos/payment", response_model=None)
-    def get_chaos() -> dict[str, Any] | JSONResponse:
-        if ctx.chaos_store is None:
-            return no_chaos()
-        settings, version = ctx.chaos_store.read("payment")
-        applied = ctx.chaos_poller.status() if ctx.chaos_poller else None
-        return {"target": "payment", **settings.as_dict(), "version": version, "applied": applied}
 
-    @router.put("/ops/chaos/payment", response_model=None)
-    def put_chaos(update: ChaosUpdate) -> dict[str, Any] | JSONResponse:
-        if ctx.chaos_store is None:
-            return no_chaos()
-        try:
-            if update.reset:
-                settings = ctx.chaos_store.reset("payment", by=update.by)
-            else:
-                settings = ctx.chaos_store.set(
-                    "payment",
-                    latency_ms=update.latency_ms,
-                    error_rate=update.error_rate,
-                    outage=update.outage,
-                    by=update.by,
-                )
-        except ChaosError as exc:
-            field_name = str(exc).split(" ", 1)[0]
-            return problem(422, "Invalid chaos setting", str(exc), field=field_name)
-        if ctx.chaos_poller is not None:
-            ctx.chaos_poller.poll()  # this node at once; the others within chaos_poll_s
-        return {"target": "payment", **settings.as_dict()}
-
-    ctx.routers.append(router)
+def _rules_view(ctx: NodeContext) -> dict[str, Any]:
+    """``GET /ops/rules``: the rules in force on this node, their version and the watcher's state."""
+    return {
+        "app": ctx.settings.app,
+        "instance": ctx.instance,
+        "version": _rule_version(ctx),
+        "watcher": _status_dict(ctx.rule_watcher.status()) if ctx.rule_watcher else {},
+        "rules": ctx.engine.ruleset.to_document(),
+    }
 
 
 # ============================================================================ the node
@@ -484,7 +404,7 @@ class Node:
         statuses = {c.get("status", "ok") for c in checks.values()}
         if checks.get("trading_db", {}).get("status") not in (None, "ok"):
             overall = "down"
-        elif statuses <= {"ok", "absent"}:
+        elif statuses <= {"ok", "absent"}:  # "absent": a mode not configured, e.g. cluster without Redis
             overall = "ok"
         else:
             overall = "degraded"
@@ -536,7 +456,12 @@ def build_node(
     wire_timeouts(ctx)
     node_ref: list[Node] = []
     wire_ops_routes(ctx, lambda: node_ref[0].health())
-    app = create_app(ctx.service, exception_handlers=ctx.exception_handlers, routers=tuple(ctx.routers))
+    app = create_app(
+        ctx.service,
+        exception_handlers=ctx.exception_handlers,
+        routers=tuple(ctx.routers),
+        trading_responses=GUARD_RESPONSES if ctx.engine is not None else None,
+    )
     for hook in ctx.app_hooks:
         hook(app)
     node = Node(ctx, app)
@@ -569,27 +494,20 @@ def seed_catalog(settings: Settings) -> dict[str, int]:
         db.engine.dispose()
 
 
-def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeguard demo") -> int | None:
-    """Store guardians' demo rules (``guardians/demo_rules.yaml``) for this app, if guardians is there.
+def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeguard demo") -> int:
+    """Store guardians' demo rules (``guardians/demo_rules.yaml``) for this app; the version in force.
 
-    Returns the version in force, or None when guardians (or its demo rules) are absent.
     Applying the same document again does not make a new version.
     """
-    store_mod = optional_module("guardians.store", "RuleStore")
-    if store_mod is None:
-        return None
     import yaml
 
-    guardians_pkg = importlib.import_module("guardians")
-    from pathlib import Path
+    import guardians
+    from guardians.store import RuleStore
 
-    path = Path(guardians_pkg.__file__).with_name("demo_rules.yaml")
-    if not path.exists():
-        log.info("no %s: the demo runs without rules", path)
-        return None
+    path = Path(guardians.__file__).with_name("demo_rules.yaml")
     document = yaml.safe_load(path.read_text()) or {}
     settings.ensure_var_dir()
-    store = store_mod.RuleStore(settings.control_db)
+    store = RuleStore(settings.control_db)
     try:
         version = store.apply(settings.app, document, by, why)  # the same document: no new version
     finally:
@@ -598,52 +516,209 @@ def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeg
     return int(version)
 
 
+# ============================================================================ the worker
+class Worker:
+    """The worker's scheduled jobs around one alert engine; ``start()`` / ``stop()`` / ``close()``.
+
+    ``evaluate`` every ``interval_s``: every alert rule → transitions → grouping, silences,
+    inhibition → queued notifications → escalation; ``breakers`` every ``breaker_poll_s``: only the
+    breaker rules over the nodes' ``breaker_events``; ``deliver`` every ``deliver_s``: queued
+    notifications, retried with backoff. A failing run is logged, never fatal.
+    """
+
+    def __init__(
+        self,
+        engine: AlertEngine,
+        *,
+        interval_s: float = 10.0,
+        breaker_poll_s: float = 2.0,
+        deliver_s: float = 2.0,
+        closers: tuple[Callable[[], None], ...] = (),
+    ) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.breaker_poll_s = breaker_poll_s
+        self.deliver_s = deliver_s
+        self._closers = closers
+        self._lock = threading.Lock()  # evaluate and breaker polls share the evaluator's state
+        self._scheduler: BackgroundScheduler | None = None
+
+    def evaluate(self) -> None:
+        try:
+            with self._lock:
+                out = self.engine.cycle()
+            ev = out.get("evaluate", {})
+            log.info(
+                "alert cycle: %s rule(s), %s quer(ies), %s transition(s), %s error(s), %s notification(s), "
+                "%s escalation(s) in %.3f s",
+                ev.get("rules"),
+                ev.get("queries"),
+                ev.get("transitions"),
+                len(ev.get("errors", {}) or {}),
+                out.get("notifications"),
+                out.get("escalations"),
+                out.get("duration_s", 0.0),
+            )
+        except Exception:
+            log.exception("alert cycle failed")
+
+    def poll_breakers(self) -> None:
+        try:
+            with self._lock:
+                out = self.engine.poll_breakers()
+            if out.get("transitions"):
+                log.info("breaker poll: %s transition(s)", out["transitions"])
+        except Exception:
+            log.exception("breaker poll failed")
+
+    def deliver(self) -> None:
+        try:
+            counts = self.engine.deliver()
+            if any(counts.values()):
+                log.info("notifications: %s", counts)
+        except Exception:
+            log.exception("notification delivery failed")
+
+    def once(self) -> dict[str, Any]:
+        """One evaluation cycle and one delivery round (``tradeguard worker --once``)."""
+        out = self.engine.cycle()
+        out["deliver"] = self.engine.deliver()
+        return out
+
+    def jobs(self) -> dict[str, tuple[Callable[[], None], float]]:
+        """The scheduled jobs: id → (function, interval in seconds)."""
+        return {
+            "evaluate": (self.evaluate, self.interval_s),
+            "breakers": (self.poll_breakers, self.breaker_poll_s),
+            "deliver": (self.deliver, self.deliver_s),
+        }
+
+    def start(self) -> None:
+        sched = BackgroundScheduler(timezone=UTC)
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
+        for job_id, (job, seconds) in self.jobs().items():
+            first = {"next_run_time": datetime.now(UTC)} if job_id == "evaluate" else {}
+            sched.add_job(job, "interval", seconds=seconds, id=job_id, **first, **common)
+        sched.start()
+        self._scheduler = sched
+        log.info(
+            "worker started: evaluate every %ss, breakers every %ss, deliver every %ss",
+            self.interval_s,
+            self.breaker_poll_s,
+            self.deliver_s,
+        )
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        log.info("worker stopped")
+
+    def close(self) -> None:
+        """Stop the jobs and close the stores the worker opened."""
+        self.stop()
+        for close in self._closers:
+            try:
+                close()
+            except Exception:
+                log.exception("closing %s failed", getattr(close, "__qualname__", close))
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    interval_s: float | None = None,
+    breaker_poll_s: float = 2.0,
+    deliver_s: float = 2.0,
+) -> Worker:
+    """Wire the worker: alert store (control DB), metric store, node heartbeats, channels.
+
+    Installs the default alert rules when the control DB has none. Nothing is started: call
+    ``Worker.start()`` (``tradeguard worker`` does) or ``Worker.once()``.
+    """
+    from alerts.engine import AlertEngine, ensure_default_rules
+    from alerts.store import AlertStore
+    from collectors.registry import open_store
+
+    settings.ensure_var_dir()
+    store = AlertStore(settings.control_db)
+    metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
+    nodes = _node_source(settings.control_db)
+    engine = AlertEngine(
+        store,
+        metrics,
+        clock=clock,
+        nodes=nodes,
+        webhook_url=settings.alert_webhook_url,
+        smtp_url=settings.smtp_url,
+        external_url=f"http://{settings.console_host}:{settings.console_port}",
+    )
+    if ensure_default_rules(store, engine.clock.now()):
+        log.info("no alert rules in the control DB: installed the defaults (alerts/default_rules.yaml)")
+    closers: list[Callable[[], None]] = [store.close, metrics.close]
+    if nodes is not None:
+        closers.append(nodes.close)
+    return Worker(
+        engine,
+        interval_s=settings.alert_interval_s if interval_s is None else interval_s,
+        breaker_poll_s=breaker_poll_s,
+        deliver_s=deliver_s,
+        closers=tuple(closers),
+    )
+
+
+def _node_source(control_db: str) -> Any:
+    """Node heartbeats for heartbeat alert rules, or None when the control DB's fleet table cannot
+    be read at start (the worker runs; heartbeat rules see no data)."""
+    from alerts.nodes import FleetNodes
+
+    try:
+        return FleetNodes.from_url(control_db)
+    except Exception as exc:
+        log.warning("node heartbeats unavailable (control DB %s: %s); heartbeat alert rules will see no data",
+                    redact_url(control_db), redact_text(f"{type(exc).__name__}: {exc}"))
+        return None
+
+
+def worker_health(
+    settings: Settings, interval_s: float, *, clock: Clock | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``tradeguard worker --health``: (0 if the last evaluation is within 3 intervals else 1, report)."""
+    from alerts.store import AlertStore
+
+    store = AlertStore(settings.control_db)
+    try:
+        status = store.status()
+        times = store.status_times()
+    finally:
+        store.close()
+    now = (clock or SystemClock()).now()
+    last = times.get("evaluate")
+    age = (now - last).total_seconds() if last else None
+    ok = age is not None and age <= 3 * interval_s
+    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status}
+
+
 # ============================================================================ helpers
-def _blocked_problem(exc: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """Fallback of ``guardians.http.blocked_problem``: 503 for an open breaker, else 429."""
-    breaker = type(exc).__name__ == "BreakerBlocked"
-    status = 503 if breaker else 429
-    retry = max(1, round(float(getattr(exc, "retry_after_s", 1) or 1)))
-    rule = getattr(exc, "rule", None)
-    body = {
-        "type": "about:blank",
-        "title": "Service unavailable: breaker open" if breaker else "Too many requests",
-        "status": status,
-        "detail": str(exc),
-        "resource": getattr(exc, "resource", None),
-        "rule": _jsonable(getattr(rule, "__dict__", rule)),
-    }
-    return status, {"Retry-After": str(retry)}, body
-
-
 def _ping(engine: Any, url: str) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        return {"status": "error", "url": masked_url(url), "error": f"{type(exc).__name__}: {exc}"}
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        return {"status": "error", "url": redact_url(url), "error": error}
     return {
         "status": "ok",
-        "url": masked_url(url),
+        "url": redact_url(url),
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
 
-def _status_dict(value: Any) -> dict[str, Any]:
-    """A part's status as a dict with a ``status`` key (accepts dicts, dataclasses, objects)."""
-    if isinstance(value, dict):
-        out = dict(value)
-    elif hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        out = asdict(value)
-    else:
-        out = (
-            {k: v for k, v in vars(value).items() if not k.startswith("_")}
-            if hasattr(value, "__dict__")
-            else {}
-        )
+def _status_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """A part's status dict, JSON-ready, with a ``status`` key ("ok" unless it says otherwise)."""
+    out = dict(value)
     out.setdefault("status", "ok")
     return _jsonable(out)
 
@@ -668,22 +743,16 @@ def _watcher_health(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rule_version(ctx: NodeContext) -> int | None:
-    version = getattr(ctx.engine, "rule_version", None)
-    if isinstance(version, int):
-        return version
+    """The rules version in force: the engine's, else the one the watcher last read."""
+    if ctx.engine is None:
+        return None
+    if ctx.engine.rule_version is not None:
+        return int(ctx.engine.rule_version)
     if ctx.rule_watcher is None:
         return None
-    try:
-        status = _status_dict(ctx.rule_watcher.status())
-    except Exception:
-        return None
-    v = status.get("version")
-    return int(v) if isinstance(v, int) else None
+    version = ctx.rule_watcher.status().get("version")
+    return version if isinstance(version, int) else None
 
 
 def _last_snapshot_at(ctx: NodeContext) -> datetime | None:
-    if ctx.collection is None:
-        return None
-    getter = getattr(ctx.collection, "last_tick_at", None)
-    value = getter() if callable(getter) else getter
-    return value if isinstance(value, datetime) else None
+    return ctx.collection.last_tick_at if ctx.collection is not None else None

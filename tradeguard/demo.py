@@ -1,9 +1,8 @@
 """``tradeguard demo``: everything on the embedded default (SQLite files under ./var).
 
-Seeds the catalog, applies guardians' demo rules (if guardians is installed), then
-supervises the child processes — node, traffic, and (when their commands exist) the
-worker and the console. The child list is ``demo_children``: adding a process is one
-line there. URLs are printed one per line on stdout as ``NAME: http://HOST:PORT``; the
+Seeds the catalog, applies guardians' demo rules, then supervises the child processes —
+node, traffic, worker and (unless headless) the console. The child list is ``demo_children``:
+adding a process is one line there. URLs are printed one per line on stdout as ``NAME: http://HOST:PORT``; the
 last stdout line is a JSON summary (``--headless --duration S`` ends by itself; else Ctrl-C).
 """
 
@@ -13,7 +12,6 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, TextIO
 
 import httpx
@@ -66,20 +64,7 @@ class Ports:
     console: int | None
 
 
-@lru_cache(maxsize=1)
-def available_commands() -> frozenset[str]:
-    """Subcommands the CLI has right now (a command of a later issue appears when its module lands)."""
-    from tradeguard.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:
-        choices = getattr(action, "choices", None)
-        if isinstance(choices, dict):
-            return frozenset(choices)
-    return frozenset()
-
-
-def demo_children(opts: DemoOptions, ports: Ports, commands: frozenset[str]) -> list[ChildSpec]:
+def demo_children(opts: DemoOptions, ports: Ports) -> list[ChildSpec]:
     """The processes of the demo, in start order (stopped in reverse)."""
     node_url = f"http://{opts.host}:{ports.node}"
     traffic = ["traffic", "--url", node_url, "--rate", str(opts.rate), "--profile", opts.profile]
@@ -96,10 +81,9 @@ def demo_children(opts: DemoOptions, ports: Ports, commands: frozenset[str]) -> 
             ready_timeout_s=60,
         ),
         ChildSpec("traffic", cli_argv(*traffic), essential=not opts.headless),
+        ChildSpec("worker", cli_argv("worker"), essential=False),
     ]
-    if "worker" in commands:
-        children.append(ChildSpec("worker", cli_argv("worker"), essential=False))
-    if not opts.headless and ports.console is not None and "console" in commands:
+    if not opts.headless and ports.console is not None:
         children.append(
             ChildSpec("console", cli_argv("console", "--port", str(ports.console)), essential=False)
         )
@@ -187,7 +171,7 @@ def run_demo(
     log.info("catalog seeded (new: %s)", created)
     if opts.rules:
         version = apply_demo_rules(settings)
-        log.info("demo rules: %s", f"version {version}" if version else "none (guardians absent)")
+        log.info("demo rules: version %s", version)
     try:
         node_port = choose_port(
             opts.host, settings.node_port if opts.port is None else opts.port, next_free=not opts.strict_port
@@ -207,7 +191,7 @@ def run_demo(
     supervisor.install_signal_handlers()
     reason = "stopped"
     try:
-        for spec in demo_children(opts, ports, available_commands()):
+        for spec in demo_children(opts, ports):
             supervisor.start(spec)
             url = child_url(spec.name, opts.host, ports)
             if url:

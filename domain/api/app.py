@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
+from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
     CancelIn,
     OrderOut,
@@ -26,20 +27,19 @@ from domain.api.dto import (
     ShopOut,
 )
 from domain.api.problems import (
-    PROBLEM_JSON,
     domain_error_handler,
     http_error_handler,
+    problem_responses,
     unhandled_error_handler,
     validation_error_handler,
 )
 from domain.commands import LineItem, PlaceOrder
 from domain.services import TradingService
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"description": desc, "content": {PROBLEM_JSON: {}}}
-    for code, desc in ((402, "payment failed"), (404, "not found"), (409, "conflict: stock, limit, state or "
-                       "idempotency"), (422, "invalid request"), (503, "store unavailable"))
-}
+# Any route may fail unexpectedly; the trading routes answer the domain errors (errors.KIND_STATUS).
+# 400/422 of a request that cannot be read are added per route (conformance.document_request_errors).
+APP_RESPONSES = problem_responses(500)
+TRADING_RESPONSES = problem_responses(402, 404, 409, 422, 503)
 
 
 def create_app(
@@ -48,9 +48,12 @@ def create_app(
     health: Callable[[], Mapping[str, Any]] | None = None,
     exception_handlers: Mapping[Any, Callable[..., Any]] | None = None,
     routers: Iterable[APIRouter] = (),
+    trading_responses: Mapping[int | str, dict[str, Any]] | None = None,
     title: str = "tradeguard trading core",
 ) -> FastAPI:
-    app = FastAPI(title=title, version="1", responses=PROBLEM_RESPONSES)
+    """``trading_responses``: more statuses the trading routes answer, e.g. a guard's 429 and 503
+    that the composition root plugs in (the OpenAPI document lists them)."""
+    app = FastAPI(title=title, version="1", responses=APP_RESPONSES)
     app.state.service = service
     app.add_exception_handler(errors.DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -58,11 +61,13 @@ def create_app(
     for exc_type, handler in (exception_handlers or {}).items():
         app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    app.include_router(trading_router(service))
-    if health is not None:
-        app.include_router(health_router(health))
-    for router in routers:
+    included = [trading_router(service), *([health_router(health)] if health is not None else []), *routers]
+    for router in included:
+        document_request_errors(router)
+    app.include_router(included[0], responses={**TRADING_RESPONSES, **(trading_responses or {})})
+    for router in included[1:]:
         app.include_router(router)
+    app.add_middleware(AllowMiddleware, routes=app.router.routes)
     return app
 
 
@@ -128,7 +133,7 @@ def trading_router(service: TradingService) -> APIRouter:
 def health_router(health: Callable[[], Mapping[str, Any]]) -> APIRouter:
     r = APIRouter()
 
-    @r.get("/ops/health", tags=["ops"])
+    @r.get("/ops/health", tags=["ops"], responses=problem_responses(503, description="not ok"))
     def get_health() -> Any:
         body = dict(health())
         ok = body.get("status", "ok") == "ok"

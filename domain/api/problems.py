@@ -18,6 +18,41 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://tradeguard.dev/problems/"
 _RESERVED = {"type", "title", "status", "detail", "instance"}
 
+# What each problem status means, for the OpenAPI document (``responses=`` of routes and routers).
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "malformed request: the body could not be decoded",
+    402: "payment failed",
+    404: "not found",
+    409: "conflict: stock, limit, state or idempotency",
+    422: "invalid request: a field is missing or out of range (or the JSON does not parse)",
+    429: "too many requests: blocked by a flow-control rule (Retry-After)",
+    500: "internal error",
+    503: "unavailable: a store is down, or a breaker is open (Retry-After)",
+}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_responses(*codes: int, description: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries answering problem+json for ``codes`` (FastAPI ``responses=``)."""
+    return {
+        code: {
+            "description": description or PROBLEM_DESCRIPTIONS.get(code, "problem"),
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for code in codes
+    }
+
 
 def problem(status: int, kind: str, detail: str, *, title: str | None = None, instance: str | None = None,
             headers: dict[str, str] | None = None, members: dict[str, Any] | None = None,
@@ -79,7 +114,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code,
+                                                                                  "http_error")
     return problem(exc.status_code, kind, str(exc.detail), instance=request.url.path,
                    headers=getattr(exc, "headers", None))
 

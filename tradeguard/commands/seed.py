@@ -9,11 +9,12 @@ from tradeguard.settings import load_settings
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from tradeguard.bootstrap import masked_url, seed_catalog
+    from common.redact import redact_url
+    from tradeguard.bootstrap import seed_catalog
 
     settings = load_settings()
     created = seed_catalog(settings)
-    print(json.dumps({"trading_db": masked_url(settings.trading_db), "created": created}))
+    print(json.dumps({"trading_db": redact_url(settings.trading_db), "created": created}))
     return 0
 
 

@@ -25,158 +25,31 @@ import json
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
-from alerts.engine import AlertEngine, ensure_default_rules
-from alerts.nodes import FleetNodes
-from alerts.store import AlertStore
-from tradeguard.settings import Settings, load_settings
+from tradeguard.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 
-def node_source(control_db: str) -> Any:
-    try:
-        return FleetNodes.from_url(control_db)
-    except Exception as exc:  # guardians.fleet missing or its table unreadable: heartbeat rules see no data
-        log.warning("node heartbeats unavailable (%s); heartbeat alert rules will see no data", exc)
-        return None
-
-
-def build_engine(settings: Settings) -> AlertEngine:
-    from collectors.registry import open_store
-
-    settings.ensure_var_dir()
-    store = AlertStore(settings.control_db)
-    metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
-    return AlertEngine(
-        store,
-        metrics,
-        nodes=node_source(settings.control_db),
-        webhook_url=settings.alert_webhook_url,
-        smtp_url=settings.smtp_url,
-        external_url=f"http://{settings.console_host}:{settings.console_port}",
-    )
-
-
-class Worker:
-    """The scheduled jobs around one engine; ``start()`` / ``stop()``; usable in-process (demo, tests)."""
-
-    def __init__(
-        self,
-        engine: AlertEngine,
-        *,
-        interval_s: float = 10.0,
-        breaker_poll_s: float = 2.0,
-        deliver_s: float = 2.0,
-    ) -> None:
-        self.engine = engine
-        self.interval_s = interval_s
-        self.breaker_poll_s = breaker_poll_s
-        self.deliver_s = deliver_s
-        self._lock = threading.Lock()  # evaluate and breaker polls share the evaluator's state
-        self._scheduler: Any = None
-
-    def evaluate(self) -> None:
-        try:
-            with self._lock:
-                out = self.engine.cycle()
-            ev = out.get("evaluate", {})
-            log.info(
-                "alert cycle: %s rule(s), %s quer(ies), %s transition(s), %s error(s), %s notification(s), "
-                "%s escalation(s) in %.3f s",
-                ev.get("rules"),
-                ev.get("queries"),
-                ev.get("transitions"),
-                len(ev.get("errors", {}) or {}),
-                out.get("notifications"),
-                out.get("escalations"),
-                out.get("duration_s", 0.0),
-            )
-        except Exception:
-            log.exception("alert cycle failed")
-
-    def poll_breakers(self) -> None:
-        try:
-            with self._lock:
-                out = self.engine.poll_breakers()
-            if out.get("transitions"):
-                log.info("breaker poll: %s transition(s)", out["transitions"])
-        except Exception:
-            log.exception("breaker poll failed")
-
-    def deliver(self) -> None:
-        try:
-            counts = self.engine.deliver()
-            if any(counts.values()):
-                log.info("notifications: %s", counts)
-        except Exception:
-            log.exception("notification delivery failed")
-
-    def start(self) -> None:
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        sched = BackgroundScheduler(timezone="UTC")
-        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
-        sched.add_job(
-            self.evaluate,
-            "interval",
-            seconds=self.interval_s,
-            id="evaluate",
-            next_run_time=datetime.now(UTC),
-            **common,
-        )
-        sched.add_job(self.poll_breakers, "interval", seconds=self.breaker_poll_s, id="breakers", **common)
-        sched.add_job(self.deliver, "interval", seconds=self.deliver_s, id="deliver", **common)
-        sched.start()
-        self._scheduler = sched
-        log.info(
-            "worker started: evaluate every %ss, breakers every %ss, deliver every %ss",
-            self.interval_s,
-            self.breaker_poll_s,
-            self.deliver_s,
-        )
-
-    def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
-        log.info("worker stopped")
-
-
-def health(settings: Settings, interval_s: float) -> tuple[int, dict[str, Any]]:
-    store = AlertStore(settings.control_db)
-    try:
-        status = store.status()
-        times = store.status_times()
-    finally:
-        store.close()
-    now = datetime.now(UTC)
-    last = times.get("evaluate")
-    age = (now - last).total_seconds() if last else None
-    ok = age is not None and age <= 3 * interval_s
-    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status}
-
-
 def _handle(args: argparse.Namespace) -> int:
+    from tradeguard.bootstrap import build_worker, worker_health
+
     settings = load_settings()
     interval = args.interval or settings.alert_interval_s
     if args.health:
-        code, report = health(settings, interval)
+        code, report = worker_health(settings, interval)
         print(json.dumps(report, default=str))
         return code
-    engine = build_engine(settings)
-    if ensure_default_rules(engine.store, engine.clock.now()):
-        log.info("no alert rules in the control DB: installed the defaults (alerts/default_rules.yaml)")
-    if args.once:
-        out = engine.cycle()
-        out["deliver"] = engine.deliver()
-        print(json.dumps(out, default=str))
-        return 0
-    worker = Worker(
-        engine, interval_s=interval, breaker_poll_s=args.breaker_poll, deliver_s=args.deliver_interval
+    worker = build_worker(
+        settings, interval_s=interval, breaker_poll_s=args.breaker_poll, deliver_s=args.deliver_interval
     )
+    if args.once:
+        try:
+            print(json.dumps(worker.once(), default=str))
+        finally:
+            worker.close()
+        return 0
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -193,8 +66,7 @@ def _handle(args: argparse.Namespace) -> int:
         while not stop.wait(0.5):
             pass
     finally:
-        worker.stop()
-        engine.store.close()
+        worker.close()
     return 0
 
 

@@ -97,18 +97,6 @@ def test_a_failing_check_degrades_health_but_never_raises(node_factory):
     assert "metric store on fire" in body["stores"]["metrics"]["error"]
 
 
-def test_the_node_runs_when_guardians_are_missing(node_factory, monkeypatch):
-    real = bootstrap.optional_module
-
-    def without_guardians(name, *attrs):
-        return None if name.startswith("guardians") else real(name, *attrs)
-
-    monkeypatch.setattr(bootstrap, "optional_module", without_guardians)
-    node = node_factory(collectors=False)
-    assert node.ctx.parts["guardians"] == "absent"
-    assert TestClient(node.app).post("/orders", json=order_body()).status_code == 201
-
-
 def apply_rules(node, document: dict) -> None:
     import guardians
 
@@ -205,7 +193,7 @@ def test_the_timeout_job_cancels_expired_orders(node_factory):
 
 def test_demo_rules_apply_once(settings):
     first = bootstrap.apply_demo_rules(settings)
-    assert first is not None and first >= 1
+    assert first >= 1
     assert bootstrap.apply_demo_rules(settings) == first  # the same document: no new version
 
 
@@ -242,3 +230,65 @@ def test_an_unreachable_control_db_degrades_the_node_but_it_serves(tmp_path, mon
         assert client.post("/orders", json=order_body()).status_code == 201
     finally:
         node.stop()
+
+
+def test_a_store_password_never_reaches_health_or_the_log(tmp_path, monkeypatch, caplog):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
+            monkeypatch.delenv(key)
+    canary = "canary-pw-7f3a"
+    s = load_settings(var_dir=tmp_path / "var",
+                      control_db=f"postgresql+psycopg://nobody:{canary}@127.0.0.1:9/control")
+    seed_catalog(s)
+    node = build_node(s, port=18101, collectors=False)
+    try:
+        body = TestClient(node.app).get("/ops/health").text
+        assert "127.0.0.1:9" in body  # the control DB is named...
+        assert canary not in body  # ...without its password
+        assert all(canary not in r.getMessage() for r in caplog.records)
+    finally:
+        node.stop()
+
+
+# ---------------------------------------------------------------- the worker
+def test_the_worker_is_wired_with_its_three_jobs_and_reports_its_health(settings):
+    clock = FakeClock()
+    worker = bootstrap.build_worker(settings, clock=clock, interval_s=10, breaker_poll_s=1, deliver_s=3)
+    try:
+        jobs = worker.jobs()
+        assert {k: v[1] for k, v in jobs.items()} == {"evaluate": 10, "breakers": 1, "deliver": 3}
+        code, report = bootstrap.worker_health(settings, 10, clock=clock)
+        assert code == 1 and report["last_cycle_age_s"] is None  # never evaluated yet
+        out = worker.once()
+        assert out["evaluate"]["rules"] >= 1  # the default alert rules were installed
+        assert set(out["deliver"]) >= {"sent"}
+        clock.at += timedelta(seconds=29)
+        assert bootstrap.worker_health(settings, 10, clock=clock)[0] == 0
+        clock.at += timedelta(seconds=2)  # 31 s > 3 intervals
+        assert bootstrap.worker_health(settings, 10, clock=clock)[0] == 1
+    finally:
+        worker.close()
+
+
+def test_worker_start_schedules_the_jobs_and_close_stops_them(settings):
+    worker = bootstrap.build_worker(settings, interval_s=60, breaker_poll_s=60, deliver_s=60)
+    worker.start()
+    try:
+        assert {j.id for j in worker._scheduler.get_jobs()} == {"evaluate", "breakers", "deliver"}
+    finally:
+        worker.close()
+    assert worker._scheduler is None
+
+
+def test_worker_command_once_prints_the_cycle(settings, monkeypatch, capsys):
+    import json
+
+    from tradeguard import cli
+
+    monkeypatch.setenv("TRADEGUARD_VAR_DIR", str(settings.var_dir))
+    assert cli.main(["worker", "--once"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "evaluate" in out and "deliver" in out
+    assert cli.main(["worker", "--health"]) == 0

@@ -9,9 +9,9 @@ def names(children):
 
 def test_headless_demo_runs_node_and_timed_traffic_without_console():
     opts = DemoOptions(headless=True, duration=20, seed=3)
-    children = demo_children(opts, Ports(node=8123, console=None), frozenset({"node", "traffic"}))
-    assert names(children) == ["node", "traffic"]
-    node, traffic = children
+    children = demo_children(opts, Ports(node=8123, console=None))
+    assert names(children) == ["node", "traffic", "worker"]
+    node, traffic, worker = children
     assert node.argv[-4:] == ["--host", "127.0.0.1", "--port", "8123"]
     assert node.ready_url == "http://127.0.0.1:8123/ops/health"
     argv = list(traffic.argv)
@@ -19,16 +19,25 @@ def test_headless_demo_runs_node_and_timed_traffic_without_console():
     assert argv[argv.index("--duration") + 1] == "20"
     assert argv[argv.index("--seed") + 1] == "3"
     assert not traffic.essential  # it ends by itself in headless mode
+    assert worker.argv[-1] == "worker" and not worker.essential
 
 
-def test_worker_and_console_join_when_their_commands_exist():
-    opts = DemoOptions()
-    all_cmds = frozenset({"node", "traffic", "worker", "console"})
-    children = demo_children(opts, Ports(node=8000, console=8501), all_cmds)
+def test_the_demo_runs_every_part_and_the_console_unless_headless():
+    children = demo_children(DemoOptions(), Ports(node=8000, console=8501))
     assert names(children) == ["node", "traffic", "worker", "console"]
     assert list(children[-1].argv[-3:]) == ["console", "--port", "8501"]
-    headless = demo_children(DemoOptions(headless=True), Ports(node=8000, console=None), all_cmds)
+    headless = demo_children(DemoOptions(headless=True), Ports(node=8000, console=None))
     assert names(headless) == ["node", "traffic", "worker"]
+
+
+def test_every_child_is_a_command_of_the_cli():
+    from tradeguard.cli import build_parser
+
+    actions = build_parser()._actions
+    subcommands = next(a.choices for a in actions if isinstance(getattr(a, "choices", None), dict))
+    for child in demo_children(DemoOptions(), Ports(node=8000, console=8501)):
+        argv = list(child.argv)
+        assert argv[argv.index("tradeguard.cli") + 1] in subcommands
 
 
 def test_urls_are_printed_for_servers_only():
