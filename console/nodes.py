@@ -8,21 +8,17 @@ node that answers, found through the heartbeats.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from console.services.ports import FleetPort
 from domain.ports import Clock
+from guardians.fleet import LIVE
 
 log = logging.getLogger(__name__)
 
 CHAOS_PATH = "/ops/chaos/payment"
-
-
-class _Fleet(Protocol):
-    def nodes(self, now: datetime) -> Sequence[Any]: ...
 
 
 class NoLiveNode(RuntimeError):
@@ -37,14 +33,14 @@ def base_url(address: str) -> str:
 class NodeChaos:
     """Reads and changes the payment gateway's chaos settings through a live node."""
 
-    def __init__(self, fleet: _Fleet, *, clock: Clock, timeout_s: float = 2.0) -> None:
+    def __init__(self, fleet: FleetPort, *, clock: Clock, timeout_s: float = 2.0) -> None:
         self.fleet = fleet
         self.clock = clock
         self.timeout_s = timeout_s
 
     def _addresses(self) -> list[str]:
         nodes = self.fleet.nodes(self.clock.now())
-        live = [n for n in nodes if _state(n) == "live" and getattr(n, "address", "")]
+        live = [n for n in nodes if n.state == LIVE and n.address]
         if not live:
             raise NoLiveNode(
                 "no live node to reach: start `tradeguard node` (chaos is applied through a node)"
@@ -80,7 +76,3 @@ class NodeChaos:
         return self._call(
             "PUT", {"latency_ms": latency_ms, "error_rate": error_rate, "outage": outage, "by": by}
         )
-
-
-def _state(node: Any) -> str:
-    return str(getattr(node, "state", None) or getattr(node, "status", ""))

@@ -1,27 +1,34 @@
-"""The per-process facade for Streamlit pages (built once from the environment, then cached)."""
+"""What every page shares: the process's ``ConsoleServices`` and two rendering helpers.
+
+The console sits below the composition root in the import layers, so it never opens a
+store itself: the entry script (``tradeguard/console_main.py``, run by ``tradeguard
+console``) builds the services once per process and hands them to ``console.app.main``,
+which installs them here before a page runs.
+"""
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
 
-from console.config import ConsoleConfig
-from console.services import ConsoleServices, build_services
+from console.services import ConsoleServices
 
-log = logging.getLogger(__name__)
+_installed: ConsoleServices | None = None
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _services(key: tuple) -> ConsoleServices:
-    config = ConsoleConfig()
-    log.info("building console services for app %s", config.app)
-    return build_services(config)
+def install(services: ConsoleServices) -> None:
+    """Make ``services`` what every page gets (the entry script does it on every run)."""
+    global _installed
+    _installed = services
 
 
 def services() -> ConsoleServices:
-    """The console's application services; the stores are opened once per process and settings."""
-    return _services(ConsoleConfig().cache_key())
+    """The console's application services, as installed by the entry script."""
+    if _installed is None:
+        raise RuntimeError(
+            "the console's services are not installed: start the console with `tradeguard console` "
+            "(it runs tradeguard/console_main.py, which opens the stores)"
+        )
+    return _installed
 
 
 def show_errors(errors: list[str]) -> None:

@@ -48,6 +48,7 @@ from tradeguard.settings import Settings
 
 if TYPE_CHECKING:
     from alerts.engine import AlertEngine
+    from console.services import ConsoleServices
 
 log = logging.getLogger(__name__)
 
@@ -756,3 +757,60 @@ def _rule_version(ctx: NodeContext) -> int | None:
 
 def _last_snapshot_at(ctx: NodeContext) -> datetime | None:
     return ctx.collection.last_tick_at if ctx.collection is not None else None
+
+
+# === console wiring
+
+def build_console_services(settings: Settings, *, clock: Clock | None = None) -> ConsoleServices:
+    """The console's ``ConsoleServices`` on the stores of ``settings``: the metric store, the control
+    DB's rule store, fleet and alerts, and chaos through a live node. Opened once per console process
+    (``tradeguard/console_main.py`` caches the result); ``close()`` closes every store it opened."""
+    from alerts.service import AlertService
+    from alerts.store import AlertStore
+    from collectors.registry import open_store
+    from common.redact import redact_url
+    from console.nodes import NodeChaos
+    from console.services import ConsoleServices
+    from guardians.fleet import Fleet
+    from guardians.store import RuleStore
+
+    clock = clock or SystemClock()
+    settings.ensure_var_dir()
+    closers: list[Callable[[], None]] = []
+    try:
+        metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
+        closers.append(metrics.close)
+        rules = RuleStore(settings.control_db, clock=clock)
+        closers.append(rules.close)
+        fleet = Fleet(settings.control_db, clock=clock)
+        closers.append(fleet.close)
+        alert_store = AlertStore(settings.control_db)
+        closers.append(alert_store.close)
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    alerts = AlertService(
+        alert_store,
+        clock=clock,
+        metrics=metrics,
+        webhook_url=settings.alert_webhook_url,
+        smtp_url=settings.smtp_url,
+    )
+    log.info(
+        "console services: app %s, control DB %s, metrics %s",
+        settings.app,
+        redact_url(settings.control_db),
+        redact_url(settings.metrics_url),
+    )
+    return ConsoleServices(
+        app=settings.app,
+        metrics=metrics,
+        rules=rules,
+        fleet=fleet,
+        chaos=NodeChaos(fleet, clock=clock, timeout_s=settings.console_node_timeout_s),
+        alerts=alerts,
+        clock=clock,
+        currency=settings.console_currency,
+        closers=closers,
+    )

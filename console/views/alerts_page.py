@@ -24,9 +24,6 @@ STATE_MARK = {"firing": "● firing", "pending": "◐ pending", "resolved": "○
 
 svc = services()
 st.title("Alerts")
-if not svc.has_alerts:
-    st.warning("Alerting is not available in this console (the alerts package could not be loaded).")
-    st.stop()
 if msg := st.session_state.pop("alerts_flash", None):
     st.success(msg, icon=":material/check_circle:")
 

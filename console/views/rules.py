@@ -392,7 +392,7 @@ with tab_history:
         )
         picked = next(v for v in history if v.version == chosen)
         before = next((v for v in history if v.version < chosen), None)
-        change = picked.diff or unified_diff(
+        change = unified_diff(
             _canon(before.document) if before else {},
             _canon(picked.document),
             f"version {before.version}" if before else "nothing",

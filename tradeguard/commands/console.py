@@ -1,7 +1,9 @@
-"""``tradeguard console [--port P] [--host H]``: run the Streamlit console (console/app.py).
+"""``tradeguard console [--port P] [--host H]``: run the Streamlit console.
 
-Streamlit runs as a child process (``python -m streamlit run console/app.py``). The
-settings reach it through the environment: every store URL is resolved here (so a
+Streamlit runs as a child process (``python -m streamlit run tradeguard/console_main.py``):
+that entry script builds the console's services in the composition root
+(``bootstrap.build_console_services``) and runs ``console.app.main`` on them. The settings
+reach the child through the environment: every store URL is resolved here (so a
 ``TRADEGUARD_VAR_DIR`` alone moves the console's stores with the node's) and passed as
 ``TRADEGUARD_*`` variables; secrets are inherited from this process's environment,
 never put on a command line or logged.
@@ -17,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.redact import redact_url
 from tradeguard.settings import Settings, env_name, load_settings
 from tradeguard.supervisor import port_in_use
 
@@ -24,9 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def app_path() -> Path:
-    import console
-
-    return Path(console.__file__).resolve().parent / "app.py"
+    """The Streamlit entry script (it lives in the composition root: it opens the stores)."""
+    return Path(__file__).resolve().parent.parent / "console_main.py"
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:
@@ -69,7 +71,7 @@ def _handle(args: argparse.Namespace) -> int:
         "console starting: streamlit run %s (app %s, control DB %s)",
         app_path(),
         settings.app,
-        settings.control_db if "@" not in settings.control_db else "<server URL>",
+        redact_url(settings.control_db),
     )
     child = subprocess.Popen(argv, env=streamlit_env(settings))
     log.info("console: http://%s:%d", host, port)

@@ -4,7 +4,6 @@ import pytest
 
 from collectors.registry import open_store
 from console.services import ConsoleServices
-from guardians.rules import parse_document
 
 from .fakes import FakeAlerts, FakeChaos, FakeClock, FakeFleet, FakeRuleStore
 
@@ -48,7 +47,6 @@ def svc(metrics, clock):
         app="shop",
         metrics=metrics,
         rules=FakeRuleStore(),
-        validator=parse_document,
         fleet=FakeFleet(),
         chaos=FakeChaos(),
         alerts=FakeAlerts(),

@@ -1,4 +1,5 @@
-"""Fakes implementing the console's ports (rule store, fleet, chaos) for unit tests."""
+"""Fakes implementing the console's ports for unit tests: they return the real adapters' types
+(``RuleVersion``, ``NodeStatus``, ``AlertService``'s dicts) and raise the real adapters' errors."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from guardians.rules import canonical
+from alerts.errors import AlertConfigError, InvalidAction, NotFound
+from alerts.model import Matcher, parse_duration
+from console.nodes import NoLiveNode
+from guardians.fleet import NodeStatus
+from guardians.rules import canonical, diff_documents
+from guardians.store import RuleVersion, VersionNotFound
 
 
 class FakeClock:
@@ -22,66 +28,86 @@ class FakeClock:
 
 
 @dataclass
-class Version:  # the shape of guardians.store.RuleVersion
-    version: int
-    document: dict[str, Any]
-    created_by: str
-    why: str
-    created_at: datetime
-    diff: dict[str, Any] = field(default_factory=dict)
-    restored_from: int | None = None
-
-
-@dataclass
 class FakeRuleStore:
-    """In-memory rule store with the contract of ``guardians.store.RuleStore``."""
+    """In-memory rule store with the contract of ``guardians.store.RuleStore`` (its ``RuleVersion``s)."""
 
-    versions: dict[str, list[Version]] = field(default_factory=dict)
+    versions: dict[str, list[RuleVersion]] = field(default_factory=dict)
     reads: int = 0
 
-    def current(self, app: str) -> Version | None:
+    def current(self, app: str) -> RuleVersion | None:
         self.reads += 1
         vs = self.versions.get(app) or []
-        return copy.deepcopy(vs[-1]) if vs else None
+        return vs[-1] if vs else None
 
-    def apply(
-        self, app: str, document: dict[str, Any], by: str, why: str, restored_from: int | None = None
-    ) -> int:
-        doc = canonical(document)  # raises RuleValidationError like the real store
+    def apply(self, app: str, document: dict[str, Any], by: str, why: str) -> int:
+        return self._write(app, canonical(document), by, why, None)  # raises RuleValidationError
+
+    def _write(self, app: str, doc: dict[str, Any], by: str, why: str, restored_from: int | None) -> int:
+        if not by.strip():
+            raise ValueError("by: who makes the change is required (a name)")
+        if not why.strip():
+            raise ValueError("why: the reason for the change is required (text)")
         vs = self.versions.setdefault(app, [])
-        if vs and vs[-1].document == doc and not restored_from:
+        if vs and vs[-1].document == doc and restored_from is None:
             return vs[-1].version  # like the real store: an identical document makes no new version
-        vs.append(Version(len(vs) + 1, doc, by, why, datetime.now(UTC), restored_from=restored_from))
+        previous = vs[-1].document if vs else None
+        vs.append(
+            RuleVersion(
+                app=app,
+                version=len(vs) + 1,
+                document=copy.deepcopy(doc),
+                created_by=by,
+                created_at=datetime.now(UTC),
+                why=why,
+                diff=diff_documents(previous, doc),
+                restored_from=restored_from,
+            )
+        )
         return len(vs)
 
-    def history(self, app: str) -> list[Version]:
+    def history(self, app: str) -> list[RuleVersion]:
         self.reads += 1
         return list(reversed(self.versions.get(app) or []))
 
-    def version(self, app: str, n: int) -> Version:
-        return next(v for v in self.versions[app] if v.version == n)
+    def version(self, app: str, n: int) -> RuleVersion:
+        found = next((v for v in self.versions.get(app) or [] if v.version == n), None)
+        if found is None:
+            raise VersionNotFound(f"app {app!r} has no rule version {n}")
+        return found
 
     def rollback(self, app: str, n: int, by: str, why: str) -> int:
-        return self.apply(app, self.version(app, n).document, by, why, restored_from=n)
+        return self._write(app, canonical(self.version(app, n).document), by, why, restored_from=n)
 
 
-@dataclass(frozen=True)
-class Node:  # the fields of guardians.fleet.NodeStatus the console reads
-    instance: str
-    address: str
-    state: str
-    version: str
-    rule_version: int | None
-    last_beat_at: datetime | None
-    last_snapshot_at: datetime | None
+def node(
+    instance: str,
+    address: str,
+    state: str,
+    version: str,
+    rule_version: int | None,
+    last_beat_at: datetime,
+    last_snapshot_at: datetime | None,
+) -> NodeStatus:
+    """A ``guardians.fleet.NodeStatus`` as ``Fleet.nodes`` returns it."""
+    return NodeStatus(
+        instance=instance,
+        address=address,
+        version=version,
+        rule_version=rule_version,
+        last_snapshot_at=last_snapshot_at,
+        last_beat_at=last_beat_at,
+        started_at=last_beat_at,
+        state=state,
+        age_s=0.0,
+    )
 
 
 @dataclass
 class FakeFleet:
-    nodes_: list[Node] = field(default_factory=list)
+    nodes_: list[NodeStatus] = field(default_factory=list)
     reads: int = 0
 
-    def nodes(self, now: datetime) -> list[Node]:
+    def nodes(self, now: datetime) -> list[NodeStatus]:
         self.reads += 1
         return list(self.nodes_)
 
@@ -102,49 +128,69 @@ class FakeChaos:
         return dict(self.settings)
 
 
+class NoNodeChaos:
+    """``NodeChaos`` when no node is live (every call raises ``NoLiveNode``)."""
+
+    def get(self) -> dict[str, Any]:
+        raise NoLiveNode("no live node to reach: start `tradeguard node` (chaos is applied through a node)")
+
+    def set(self, **_: Any) -> dict[str, Any]:
+        return self.get()
+
+
 @dataclass
 class FakeAlerts:
-    """The Alerts page's port, in memory (plain dicts like ``alerts.service.AlertService``)."""
+    """The Alerts page's port in memory: ``alerts.service.AlertService``'s dicts and errors
+    (``NotFound``, ``InvalidAction``, ``AlertConfigError``)."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     silence_list: list[dict[str, Any]] = field(default_factory=list)
+    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     reads: int = 0
 
     def add(self, alert_id: int, state: str, rule: str, **extra: Any) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
-        a = {
+        a = {  # AlertRecord.to_dict() plus what AlertService adds
             "id": alert_id,
-            "state": state,
+            "fingerprint": f"fp-{alert_id}",
             "rule": rule,
-            "severity": extra.pop("severity", "critical"),
             "labels": {"alertname": rule, "instance": "n1"},
-            "summary": f"{rule} summary",
+            "annotations": {"summary": f"{rule} summary"},
+            "severity": extra.pop("severity", "critical"),
+            "state": state,
             "value": 0.5,
             "active_since": now,
             "fired_at": now if state == "firing" else None,
-            "acknowledged": False,
-            "acknowledged_by": None,
+            "last_true_at": now,
             "resolved_at": None,
             "resolved_by": None,
+            "acknowledged_by": None,
+            "acknowledged_at": None,
+            "escalation_step": 0,
+            "acknowledged": False,
             "silenced_by": [],
             "inhibited": False,
-            "events": [{"at": now, "kind": state, "by": None, "detail": None, "value": 0.5}],
+            "summary": f"{rule} summary",
         }
         a.update(extra)
         self.alerts.append(a)
-        return a
+        self.events[alert_id] = [{"at": now, "kind": state, "by": None, "detail": None, "value": 0.5}]
+        return copy.deepcopy(a)
 
     def list_alerts(self, states=("firing", "pending"), *, acknowledged=None, limit=500):
         self.reads += 1
-        return [copy.deepcopy(a) for a in self.alerts if a["state"] in states]
+        return [copy.deepcopy(a) for a in self.alerts if a["state"] in states][:limit]
 
     def _get(self, alert_id: int) -> dict[str, Any]:
-        return next(a for a in self.alerts if a["id"] == alert_id)
+        found = next((a for a in self.alerts if a["id"] == alert_id), None)
+        if found is None:
+            raise NotFound(f"no alert with id {alert_id}")
+        return found
 
     def timeline(self, alert_id: int) -> dict[str, Any]:
         self.reads += 1
         a = self._get(alert_id)
-        return {"alert": copy.deepcopy(a), "events": list(a["events"]), "notifications": []}
+        return {"alert": copy.deepcopy(a), "events": list(self.events[alert_id]), "notifications": []}
 
     def metric_behind(self, alert_id: int, *, minutes: int = 30, bucket_s: int = 10) -> dict[str, Any]:
         self.reads += 1
@@ -158,28 +204,39 @@ class FakeAlerts:
             ],
         }
 
-    def _event(self, a: dict[str, Any], kind: str, by: str) -> None:
-        a["events"].append(
-            {"at": datetime.now(UTC).isoformat(), "kind": kind, "by": by, "detail": None, "value": None}
+    def _act(self, alert_id: int, kind: str, by: str, detail: str | None = None) -> None:
+        if not by or not by.strip():
+            raise AlertConfigError([("by", "required: who is acting (a name)")])
+        self.events[alert_id].append(
+            {"at": datetime.now(UTC).isoformat(), "kind": kind, "by": by, "detail": detail, "value": None}
         )
 
     def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
         a = self._get(alert_id)
+        if a["state"] not in ("firing", "pending"):
+            raise InvalidAction(
+                f"alert {alert_id} is {a['state']}; only pending or firing alerts can be acknowledged"
+            )
+        self._act(alert_id, "acknowledged", by, comment)
         a["acknowledged"], a["acknowledged_by"] = True, by
-        self._event(a, "acknowledged", by)
-        return a
+        a["acknowledged_at"] = datetime.now(UTC).isoformat()
+        return copy.deepcopy(a)
 
     def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
         a = self._get(alert_id)
-        a["acknowledged"], a["acknowledged_by"] = False, None
-        self._event(a, "unacknowledged", by)
-        return a
+        if not a["acknowledged_by"]:
+            raise InvalidAction(f"alert {alert_id} is not acknowledged")
+        self._act(alert_id, "unacknowledged", by)
+        a["acknowledged"], a["acknowledged_by"], a["acknowledged_at"] = False, None, None
+        return copy.deepcopy(a)
 
     def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
         a = self._get(alert_id)
+        if a["state"] not in ("firing", "pending"):
+            raise InvalidAction(f"alert {alert_id} is already {a['state']}")
+        self._act(alert_id, "resolved", by, comment or "resolved by hand")
         a["state"], a["resolved_by"], a["resolved_at"] = "resolved", by, datetime.now(UTC).isoformat()
-        self._event(a, "resolved", by)
-        return a
+        return copy.deepcopy(a)
 
     def history(self, *, limit: int = 200, since=None) -> list[dict[str, Any]]:
         self.reads += 1
@@ -190,33 +247,34 @@ class FakeAlerts:
         return [dict(s) for s in self.silence_list if include_expired or s["status"] != "expired"]
 
     def create_silence(self, matchers, *, created_by, comment, duration=None, starts_at=None, ends_at=None):
-        from guardians.errors import RuleValidationError  # any error with (path, message) pairs
-
-        problems = []
-        if not created_by:
-            problems.append(("created_by", "required: who is acting (a name)"))
-        if not comment:
-            problems.append(("comment", "required: say why this is silenced"))
-        if problems:
-            raise RuleValidationError(problems)
-        now = datetime.now(UTC)
+        parsed = [Matcher.parse(m) for m in matchers]  # ValueError for a bad matcher, like the service
+        if not parsed:
+            raise AlertConfigError([("matchers", "at least one matcher label=value is required")])
+        if not created_by or not created_by.strip():
+            raise AlertConfigError([("created_by", "required: who is acting (a name)")])
+        if not comment or not comment.strip():
+            raise AlertConfigError([("comment", "required: say why this is silenced")])
+        start = starts_at or datetime.now(UTC)
+        end = ends_at or start + parse_duration(duration)
         s = {
             "id": len(self.silence_list) + 1,
-            "matchers": list(matchers),
-            "starts_at": now.isoformat(),
-            "ends_at": (now + timedelta(hours=1)).isoformat(),
+            "matchers": [str(m) for m in parsed],
+            "starts_at": start.isoformat(),
+            "ends_at": end.isoformat(),
             "created_by": created_by,
             "comment": comment,
             "expired_by": None,
             "status": "active",
         }
         self.silence_list.append(s)
-        return s
+        return dict(s)
 
     def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
-        s = next(s for s in self.silence_list if s["id"] == silence_id)
+        s = next((s for s in self.silence_list if s["id"] == silence_id), None)
+        if s is None:
+            raise NotFound(f"no silence with id {silence_id}")
         s["status"], s["expired_by"] = "expired", by
-        return s
+        return dict(s)
 
     def on_call_now(self, at=None) -> list[dict[str, Any]]:
         self.reads += 1

@@ -1,25 +1,26 @@
-"""``tradeguard console``: the Streamlit command line and the environment the console reads."""
+"""``tradeguard console``: the Streamlit command line, the child's environment, the entry script."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from console.config import ConsoleConfig
 from tradeguard.commands import console as command
 from tradeguard.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[3]
 
-def test_streamlit_argv_runs_the_console_headless_without_usage_stats():
+
+def test_streamlit_argv_runs_the_entry_script_headless_without_usage_stats():
     argv = command.streamlit_argv("127.0.0.1", 8601)
     assert argv[1:4] == ["-m", "streamlit", "run"]
-    assert Path(argv[4]) == Path(__file__).resolve().parents[3] / "console" / "app.py"
+    assert Path(argv[4]) == ROOT / "tradeguard" / "console_main.py"
     flags = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert flags["--server.port"] == "8601"
     assert flags["--server.headless"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
 
 
-def test_env_passes_resolved_store_urls_that_the_console_reads(tmp_path, monkeypatch):
+def test_env_passes_resolved_store_urls_and_inherits_secrets(tmp_path, monkeypatch):
     for name in ("TRADEGUARD_CONTROL_DB", "TRADEGUARD_METRICS_URL", "TRADEGUARD_APP"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(var_dir=tmp_path / "v", app="shop")
@@ -29,25 +30,13 @@ def test_env_passes_resolved_store_urls_that_the_console_reads(tmp_path, monkeyp
     assert env["TRADEGUARD_METRICS_TOKEN"] == "secret"  # inherited, never on the command line
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    config = ConsoleConfig()
-    assert (config.app, config.control_db_url(), config.metrics_store_url()) == (
+    child = Settings()  # what the entry script reads in the Streamlit process
+    assert (child.app, child.control_db, child.metrics_url) == (
         "shop",
         settings.control_db,
         settings.metrics_url,
     )
-    assert config.credentials()["token"] == "secret"
-
-
-def test_console_defaults_mirror_the_settings_defaults(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    for name in ("TRADEGUARD_CONTROL_DB", "TRADEGUARD_METRICS_URL", "TRADEGUARD_APP", "TRADEGUARD_VAR_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    settings, config = Settings(), ConsoleConfig()
-    assert config.app == settings.app
-    assert config.control_db_url() == settings.control_db
-    assert config.metrics_store_url() == settings.metrics_url
-    assert config.console_currency == settings.console_currency
-    assert config.console_node_timeout_s == settings.console_node_timeout_s
+    assert child.metrics_credentials()["token"] == "secret"
 
 
 def test_register_adds_the_console_subcommand():

@@ -1,7 +1,8 @@
 """Each console page's logic through ``streamlit.testing.v1.AppTest`` (no browser).
 
 The pages get the facade from ``console.runtime.services``; here it is a
-``ConsoleServices`` on an embedded metric store in tmp_path with fake control stores.
+``ConsoleServices`` on an embedded metric store in tmp_path with fake control stores
+(the whole app runs from its entry script with the composition root's builder replaced).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from .fakes import Node
+from .fakes import NoNodeChaos, node
 from .points import order_point, resource_point
 
-CONSOLE = Path(__file__).resolve().parents[3] / "console"
+ROOT = Path(__file__).resolve().parents[3]
+CONSOLE = ROOT / "console"
+ENTRY = ROOT / "tradeguard" / "console_main.py"
 TIMEOUT = 30
 
 
@@ -180,8 +184,8 @@ def test_instances_page_highlights_old_rule_versions(page, svc, clock):
     svc.rules.apply("shop", {"flow": [{"resource": "a", "threshold": 2}]}, "a", "b")
     now = clock.now()
     svc.fleet.nodes_ = [
-        Node("n1", "127.0.0.1:1", "live", "0.1.0", 2, now, now),
-        Node("n2", "127.0.0.1:2", "live", "0.1.0", 1, now, now),
+        node("n1", "127.0.0.1:1", "live", "0.1.0", 2, now, now),
+        node("n2", "127.0.0.1:2", "live", "0.1.0", 1, now, now),
     ]
     at.run()
     assert not at.exception
@@ -205,17 +209,25 @@ def test_chaos_page_sets_and_resets(page, svc):
 
 
 def test_chaos_page_without_a_live_node(page, svc):
-    svc.chaos = None
+    svc.chaos = NoNodeChaos()
     at = page("chaos")
     assert "Chaos control unavailable" in _texts(at.warning)
+    assert "no live node" in _texts(at.warning)
 
 
 def test_app_navigation_lists_every_page(monkeypatch, svc):
-    monkeypatch.setattr("console.runtime.services", lambda: svc)
-    at = AppTest.from_file(str(CONSOLE / "app.py"), default_timeout=TIMEOUT)
+    """The entry script of ``tradeguard console`` hands the composition root's services to the app."""
+    built = []
+    monkeypatch.setattr("console.runtime._installed", None)  # restored after the test
+    monkeypatch.setattr(
+        "tradeguard.bootstrap.build_console_services", lambda settings: built.append(settings) or svc
+    )
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
     at.run()
-    assert not at.exception
+    assert not at.exception, [e.message for e in at.exception]
     assert "Order-flow health" in _texts(at.title)
+    assert "app **shop**" in _texts(at.caption)
     for view, title in (
         ("alerts_page", "Alerts"),
         ("resources", "Resources"),
@@ -223,9 +235,11 @@ def test_app_navigation_lists_every_page(monkeypatch, svc):
         ("instances", "Instances"),
         ("chaos", "Chaos: payment gateway"),
     ):
-        at.switch_page(f"views/{view}.py").run()
+        at.switch_page(f"../console/views/{view}.py").run()
         assert not at.exception, view
         assert title in _texts(at.title)
+    assert len(built) == 1  # built once per process, not per run
+    st.cache_resource.clear()
 
 
 def test_alerts_page_all_clear_then_acknowledge_and_silence(page, svc):

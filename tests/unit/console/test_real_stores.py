@@ -1,5 +1,6 @@
-"""The console built from the environment (``build_services``) on the real stores, SQLite in tmp_path:
-guardians' RuleStore and Fleet, alerts' AlertStore, the embedded metric store."""
+"""The console wired by the composition root (``bootstrap.build_console_services``) from the
+environment, on the real stores, SQLite in tmp_path: guardians' RuleStore and Fleet, alerts'
+AlertStore, the embedded metric store."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from console import runtime
 from guardians.fleet import Fleet
 from guardians.store import RuleStore
+from tradeguard import bootstrap
+from tradeguard.settings import load_settings
 
-CONSOLE = Path(__file__).resolve().parents[3] / "console"
+ROOT = Path(__file__).resolve().parents[3]
+CONSOLE = ROOT / "console"
+ENTRY = ROOT / "tradeguard" / "console_main.py"
 
 
 @pytest.fixture
@@ -23,9 +29,19 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("TRADEGUARD_APP", "shop")
     for name in ("TRADEGUARD_CONTROL_DB", "TRADEGUARD_METRICS_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(runtime, "_installed", None)  # restored after the test
     st.cache_resource.clear()
     yield f"sqlite:///{var / 'control.db'}"
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def wired(env):
+    """A page file run on its own gets what the entry script would install."""
+    services = bootstrap.build_console_services(load_settings())
+    runtime.install(services)
+    yield env
+    services.close()
 
 
 def _run(name: str) -> AppTest:
@@ -35,7 +51,8 @@ def _run(name: str) -> AppTest:
     return at
 
 
-def test_rules_apply_history_rollback_on_the_real_rule_store(env):
+def test_rules_apply_history_rollback_on_the_real_rule_store(wired):
+    env = wired
     at = _run("rules")
     assert "No rules applied yet" in "".join(i.value for i in at.info)
     gen = at.session_state["rules_gen"]
@@ -75,7 +92,8 @@ def test_rules_apply_history_rollback_on_the_real_rule_store(env):
         store.close()
 
 
-def test_instances_from_real_heartbeats(env):
+def test_instances_from_real_heartbeats(wired):
+    env = wired
     RuleStore(env).apply("shop", {"flow": [{"resource": "a", "threshold": 1}]}, "a", "b")
     RuleStore(env).apply("shop", {"flow": [{"resource": "a", "threshold": 2}]}, "a", "b")
     fleet = Fleet(env)
@@ -89,10 +107,10 @@ def test_instances_from_real_heartbeats(env):
 
 
 def test_every_page_renders_on_empty_real_stores(env):
-    at = AppTest.from_file(str(CONSOLE / "app.py"), default_timeout=30)
+    at = AppTest.from_file(str(ENTRY), default_timeout=30)
     at.run()
-    assert not at.exception
+    assert not at.exception, [e.message for e in at.exception]
     for view in ("alerts_page", "resources", "rules", "instances", "chaos"):
-        at.switch_page(f"views/{view}.py").run()
+        at.switch_page(f"../console/views/{view}.py").run()
         assert not at.exception, (view, [e.message for e in at.exception])
     assert "no live node" in "".join(w.value for w in at.warning).lower()

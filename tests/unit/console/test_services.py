@@ -8,7 +8,7 @@ import pytest
 from console.services import RuleDocumentInvalid, unified_diff
 from dashboards.impact import FlowProposal
 
-from .fakes import Node
+from .fakes import node
 from .points import breaker_point, order_point, payment_point, resource_point
 
 
@@ -148,10 +148,10 @@ def test_instances_flag_nodes_on_an_old_rule_version(svc, clock):
     svc.rules.apply("shop", {"flow": [{"resource": "a", "threshold": 2}]}, "a", "b")
     now = clock.now()
     svc.fleet.nodes_ = [
-        Node("n2", "127.0.0.1:8002", "stale", "0.1.0", 1, now, now),
-        Node("n1", "127.0.0.1:8001", "live", "0.1.0", 2, now, now),
-        Node("n3", "127.0.0.1:8003", "gone", "0.1.0", 1, now, None),
-        Node("n4", "127.0.0.1:8004", "live", "0.1.0", 1, now, now),
+        node("n2", "127.0.0.1:8002", "stale", "0.1.0", 1, now, now),
+        node("n1", "127.0.0.1:8001", "live", "0.1.0", 2, now, now),
+        node("n3", "127.0.0.1:8003", "gone", "0.1.0", 1, now, None),
+        node("n4", "127.0.0.1:8004", "live", "0.1.0", 1, now, now),
     ]
     data = svc.instances()
     assert data.rule_version_in_force == 2 and data.queries == 2

@@ -1,0 +1,171 @@
+"""``ConsoleServices``: the one object pages talk to.
+
+It holds the stores the composition root opened (``tradeguard.bootstrap.build_console_services``)
+and hands each page area's work to its module (overview, resources, rules, instances, alerts).
+Reads are bounded per call; each live read returns how many store queries it issued
+(``queries``), so the page docstrings' counts are checked by tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from collectors.query import MetricStore
+from console.services import alerts, rules
+from console.services.common import FieldError, error_text
+from console.services.instances import InstancesData, instances_data
+from console.services.overview import OverviewData, read_overview
+from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
+from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
+from console.services.rules import RuleVersionView
+from dashboards.impact import FlowProposal, ImpactResult, ParamProposal
+from domain.ports import Clock
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleServices:
+    def __init__(
+        self,
+        *,
+        app: str,
+        metrics: MetricStore,
+        rules: RuleStorePort,
+        fleet: FleetPort,
+        chaos: ChaosPort,
+        alerts: AlertsPort,
+        clock: Clock,
+        currency: str = "¥",
+        closers: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.rules = rules
+        self.fleet = fleet
+        self.chaos = chaos
+        self.alerts = alerts
+        self.clock = clock
+        self.currency = currency
+        self._closers = list(closers)
+
+    def close(self) -> None:
+        for fn in self._closers:
+            try:
+                fn()
+            except Exception:  # closing is best effort
+                log.exception("closing a console store failed")
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # ------------------------------------------------------------------ overview, resources
+    def overview(self, range_key: str) -> OverviewData:
+        """7 metric-store queries (9 if the store has no percentiles)."""
+        return read_overview(self.metrics, self.app, range_key, self.now())
+
+    def resources(self, range_key: str) -> ResourcesData:
+        """Every resource's totals over the range: 2 metric-store queries."""
+        return read_resources(self.metrics, self.app, range_key, self.now())
+
+    def resource_detail(self, resource: str, range_key: str) -> ResourceDetail:
+        """One resource's charts and rules: 2 metric-store queries + 1 rule-store read."""
+        errors: list[str] = []
+        current = None
+        try:
+            current = self.rules_in_force()
+        except Exception as exc:
+            errors.append(f"rules: {error_text(exc)}")
+        return read_resource_detail(self.metrics, self.app, resource, range_key, self.now(), current, errors)
+
+    # ------------------------------------------------------------------ rules
+    def rules_in_force(self) -> RuleVersionView | None:
+        return rules.version_view(self.rules.current(self.app))
+
+    def validate(self, document: Mapping[str, Any]) -> list[FieldError]:
+        """Errors of a draft document (empty when valid), each naming its field path."""
+        return rules.validate(document)
+
+    def parse_yaml(self, text: str) -> tuple[dict[str, Any] | None, list[FieldError]]:
+        """YAML (or JSON) text → (document, errors); a syntax error names the line."""
+        return rules.parse_yaml(text)
+
+    def diff(self, document: Mapping[str, Any], *, current: RuleVersionView | bool | None = True) -> str:
+        """Unified diff (YAML) of the version in force → ``document``; empty when nothing changes.
+
+        Pass ``current`` (the version in force, or None for none) when the caller has just read it."""
+        if current is True:
+            current = self.rules_in_force()
+        assert current is None or isinstance(current, RuleVersionView)
+        return rules.diff(document, current)
+
+    def apply(self, document: Mapping[str, Any], by: str, why: str) -> int:
+        """Validate and store ``document`` as a new version; returns the version number."""
+        return rules.apply(self.rules, self.app, document, by, why)
+
+    def history(self) -> list[RuleVersionView]:
+        return rules.history(self.rules, self.app)
+
+    def rollback(self, n: int, by: str, why: str) -> int:
+        return rules.rollback(self.rules, self.app, n, by, why)
+
+    def impact(self, resource: str, proposal: FlowProposal | ParamProposal, minutes: int) -> ImpactResult:
+        """Replay the last ``minutes`` of ``resource``'s recorded traffic: 1 metric-store query."""
+        return rules.impact(self.metrics, self.app, resource, proposal, minutes, self.now())
+
+    # ------------------------------------------------------------------ instances
+    def instances(self) -> InstancesData:
+        """Every node from the heartbeats: 1 fleet read + 1 rule-store read."""
+        errors: list[str] = []
+        in_force: int | None = None
+        try:
+            current = self.rules_in_force()
+            in_force = current.version if current else None
+        except Exception as exc:
+            errors.append(f"rules: {error_text(exc)}")
+        try:
+            nodes = list(self.fleet.nodes(self.now()))
+        except Exception as exc:
+            nodes = []
+            errors.append(f"heartbeats: {error_text(exc)}")
+        return instances_data(nodes, in_force, errors, queries=2)
+
+    # ------------------------------------------------------------------ chaos
+    def chaos_settings(self) -> dict[str, Any]:
+        """1 heartbeat read + 1 node call."""
+        return self.chaos.get()
+
+    def set_chaos(self, *, latency_ms: int, error_rate: float, outage: bool, by: str) -> dict[str, Any]:
+        return self.chaos.set(latency_ms=latency_ms, error_rate=error_rate, outage=outage, by=by)
+
+    # ------------------------------------------------------------------ alerts
+    def alerts_board(self) -> alerts.AlertsBoard:
+        """Open alerts, silences and who is on call: 3 alert-service reads."""
+        return alerts.board(self.alerts)
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Firing and pending alerts (1 alert-service read)."""
+        return list(self.alerts.list_alerts(("firing", "pending")))
+
+    def active_silences(self) -> list[dict[str, Any]]:
+        """Active and pending silences (1 alert-service read)."""
+        return list(self.alerts.silences())
+
+    def alert_detail(self, alert_id: int, *, minutes: int = 30) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(timeline, metric behind the alert): 2 alert-service reads (the second queries metrics)."""
+        return alerts.detail(self.alerts, alert_id, minutes=minutes)
+
+    def alert_history(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.alerts.history(limit=limit)
+
+    def alert_action(self, action: str, alert_id: int, by: str, comment: str = "") -> dict[str, Any]:
+        """``acknowledge`` | ``unacknowledge`` | ``resolve`` an alert as ``by``."""
+        return alerts.act(self.alerts, action, alert_id, by, comment)
+
+    def silence(self, matchers: Sequence[str], *, by: str, comment: str, duration: str) -> dict[str, Any]:
+        return alerts.silence(self.alerts, matchers, by=by, comment=comment, duration=duration)
+
+    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
+        return alerts.expire_silence(self.alerts, silence_id, by)

@@ -1,0 +1,53 @@
+"""The Instances page: every node from its heartbeat; a node on another rule version stands out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from guardians.fleet import GONE, LIVE, STALE, NodeStatus
+
+_ORDER = {LIVE: 0, STALE: 1, GONE: 2}
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    instance: str
+    address: str
+    status: str  # live | stale | gone
+    version: str
+    rule_version: int | None
+    last_beat: datetime
+    last_snapshot_at: datetime | None
+    outdated: bool  # runs another rule version than the one in force
+
+
+@dataclass(frozen=True)
+class InstancesData:
+    nodes: list[InstanceView]
+    rule_version_in_force: int | None
+    queries: int
+    errors: list[str] = field(default_factory=list)
+
+
+def instance_view(node: NodeStatus, in_force: int | None) -> InstanceView:
+    return InstanceView(
+        instance=node.instance,
+        address=node.address,
+        status=node.state,
+        version=node.version,
+        rule_version=node.rule_version,
+        last_beat=node.last_beat_at,
+        last_snapshot_at=node.last_snapshot_at,
+        outdated=node.state != GONE and in_force is not None and node.rule_version != in_force,
+    )
+
+
+def instances_data(
+    nodes: Sequence[NodeStatus], in_force: int | None, errors: list[str], *, queries: int
+) -> InstancesData:
+    views = sorted(
+        (instance_view(n, in_force) for n in nodes), key=lambda n: (_ORDER.get(n.status, 3), n.instance)
+    )
+    return InstancesData(nodes=views, rule_version_in_force=in_force, queries=queries, errors=errors)
