@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from alerts.errors import AlertConfigError
-from alerts.model import Matcher, fingerprint, parse_duration
+from alerts.model import Matcher, fingerprint
 from alerts.rulefile import default_config, dump_yaml, load_text, parse_document
+from common.durations import parse_duration
 
 
 def test_default_rules_cover_the_issue():
