@@ -48,8 +48,8 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest text ``parse_duration`` reads back as ``value``: ``0s``, ``90s``, ``5m``, ``1w``,
-    ``500ms``, ``1h30m`` (a whole number of a single unit when one fits)."""
+    """Text ``parse_duration`` reads back as ``value``: the largest unit holding it a whole number of
+    times (``0s``, ``90s``, ``5m``, ``90m``, ``1w``, ``500ms``), else seconds (``1.5s``)."""
     seconds = value.total_seconds()
     if seconds == 0:
         return "0s"
@@ -59,13 +59,4 @@ def format_duration(value: timedelta) -> str:
             return f"{int(seconds // size)}{unit}"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    if whole == seconds and whole >= 3600:  # e.g. 1h30m rather than 5400s
-        out = []
-        for unit in ("w", "d", "h", "m", "s"):
-            size = int(UNIT_SECONDS[unit])
-            if whole >= size:
-                out.append(f"{whole // size}{unit}")
-                whole %= size
-        return "".join(out)
     return f"{seconds:g}s"

@@ -52,7 +52,7 @@ def test_format_prefers_a_single_whole_unit():
     assert format_duration(timedelta(minutes=5)) == "5m"
     assert format_duration(timedelta(weeks=1)) == "1w"
     assert format_duration(timedelta(hours=1, minutes=30)) == "90m"
-    assert format_duration(timedelta(seconds=90061)) == "1d1h1m1s"
+    assert format_duration(timedelta(seconds=90061)) == "90061s"
     assert format_duration(timedelta(milliseconds=500)) == "500ms"
 
 
