@@ -65,7 +65,7 @@ from common.redact import env_refs, expand_env_refs
 
 SECTIONS = ("rules", "inhibit_rules", "route", "channels", "escalation_policies", "rotations")
 # Names of config keys, headers and query parameters whose value is a credential.
-_SECRET_NAME = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------ errors at a sub-field
@@ -451,7 +451,7 @@ def _url_problem(url: str) -> str | None:
     if username and not password and parts.scheme in ("http", "https") and not _only_refs(username):
         return "it holds user info"
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if _SECRET_NAME.search(key) and value and not _only_refs(value):
+        if SECRET_NAME.search(key) and value and not _only_refs(value):
             return f"its query parameter {key} holds a secret"
     return None
 
@@ -492,7 +492,7 @@ class ChannelDoc(_Doc):
             if problem:
                 raise _fail(key, f"must not hold a credential in plain text ({problem}); {_REF_HINT}")
         for header, value in self.headers.items():
-            if _SECRET_NAME.search(header) and not env_refs(value):
+            if SECRET_NAME.search(header) and not env_refs(value):
                 raise _fail(
                     f"headers.{header}",
                     f"must not hold a credential in plain text; {_REF_HINT} (e.g. Bearer ${{WEBHOOK_TOKEN}})",
