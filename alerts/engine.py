@@ -8,8 +8,9 @@ breaker events to :meth:`AlertEngine.on_breaker_event`.
 
 Configuration comes from the control DB (sections written by ``alerts rules apply``),
 falling back to the shipped defaults (``alerts/default_rules.yaml``) for the route and
-inhibit rules, and to the environment for channels (``TRADEGUARD_ALERT_WEBHOOK_URL``,
-``TRADEGUARD_SMTP_URL``; a ``log`` channel always exists). Without an escalation policy
+inhibit rules, and to the settings for channels (``TRADEGUARD_ALERT_WEBHOOK_URL``,
+``TRADEGUARD_SMTP_URL``, kept as ``${…}`` references resolved when sending; a ``log`` channel
+always exists). Without an escalation policy
 named like the route's receiver, the policy is a single step notifying every channel.
 """
 
@@ -35,7 +36,7 @@ from alerts.model import (
     Rotation,
     Route,
 )
-from alerts.notify import Deliverer, Sender, build_payload, env_channels
+from alerts.notify import Deliverer, Sender, build_payload, env_channels, settings_refs
 from alerts.rulefile import default_config, parse_document, rule_to_dict
 from alerts.store import AlertStore
 from collectors.query import MetricStore
@@ -127,6 +128,7 @@ class AlertEngine:
             clock=self.clock,
             senders=senders,
             max_attempts=max_attempts,
+            env=settings_refs(webhook_url, smtp_url),
         )
 
     def config(self) -> ActiveConfig:

@@ -23,12 +23,12 @@ from alerts.model import FIRING, RESOLVED, AlertRule, compare
 from alerts.rulefile import parse_rule
 from alerts.state import AlertStates, Series, Transition
 from alerts.store import AlertStore
+from collectors.points import BREAKER_STATES
 from collectors.query import MetricStore, Query, Row
 from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
-BREAKER_STATE_CODES = {"closed": 0.0, "open": 1.0, "half_open": 2.0}
 
 
 class NodeSource(Protocol):
@@ -330,7 +330,7 @@ class Evaluator:
                     rule,
                     full,
                     now,
-                    BREAKER_STATE_CODES.get(event.state),
+                    _state_code(event.state),
                     f"breaker {event.resource} {event.previous} → {event.state}",
                 )
             elif event.previous == rule.on_breaker_state:
@@ -339,9 +339,6 @@ class Evaluator:
                 )
         self._persist(transitions, now)
         return transitions
-
-    def resolved_by_hand(self, fingerprint: str) -> None:
-        self.states.forget(fingerprint)
 
 
 __all__ = [
@@ -354,3 +351,9 @@ __all__ = [
     "plan",
     "rule_series",
 ]
+
+
+def _state_code(state: str) -> float | None:
+    """A breaker state as the number ``breaker_events.state`` stores (collectors.points.BREAKER_STATES)."""
+    code = BREAKER_STATES.get(state)
+    return None if code is None else float(code)

@@ -1,7 +1,8 @@
 """Values of the alerting domain: rules, alert instances, silences, routing, escalation, on-call.
 
 Everything here is a frozen dataclass or a small pure function; storage lives in
-``alerts.store``, parsing and validation of documents in ``alerts.rulefile``.
+``alerts.store``, the document schema in ``alerts.schema`` (loaded and dumped by ``alerts.rulefile``).
+Durations are read and written by ``common.durations``.
 """
 
 from __future__ import annotations
@@ -33,39 +34,6 @@ FIRING = "firing"
 RESOLVED = "resolved"
 INACTIVE = "inactive"
 STATES: tuple[str, ...] = (PENDING, FIRING, RESOLVED, INACTIVE)
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"90s"``, ``"1m"``, ``"2h"``, ``"1d"``, ``"1w"``, ``"500ms"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s, 1m, 2h, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration must be ≥ 0, got {value!r}")
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
-    raise ValueError(f"expected a duration like 30s, 1m, 2h, 1d, 1w or 500ms, got {value!r}")
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    if seconds == 0:
-        return "0s"
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    return f"{seconds:g}s"
-
 
 def fingerprint(labels: Mapping[str, str]) -> str:
     """A stable hash of a label set: the identity of one alert across evaluations."""

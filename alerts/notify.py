@@ -3,8 +3,14 @@
 - ``webhook``: POST of an Alertmanager v4 JSON body (``version: "4"``, groupKey, status,
   receiver, groupLabels, commonLabels, commonAnnotations, externalURL, alerts[]), so
   receivers written for Alertmanager work unchanged;
-- ``email``: plain-text mail over SMTP (``smtp://[user:pass@]host:port/?from=…&to=…``);
+- ``email``: plain-text mail over SMTP (``smtp://[user:${PASSWORD_ENV}@]host:port/?from=…&to=…``);
 - ``log``: a log line per notification.
+
+Credentials are ``${ENV_NAME}`` references in channel configs (documents and the control DB),
+resolved only when a notification is sent (``common.redact.expand_env_refs``): from the settings
+(the built-in channels refer to ``${TRADEGUARD_ALERT_WEBHOOK_URL}`` and ``${TRADEGUARD_SMTP_URL}``)
+or the environment. Every error recorded or logged about a delivery is redacted: no token, no
+password in ``alert_deliveries``, ``alert_notifications`` or a log line.
 
 Notifications wait in ``alert_notifications``; :class:`Deliverer` sends the due ones.
 A failed attempt is recorded and retried with exponential backoff (``base_backoff`` ×
@@ -17,22 +23,28 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, parse_qsl, unquote, urlparse, urlsplit
 
 import httpx
 
 from alerts.model import FIRING, Channel
+from alerts.schema import SECRET_NAME
 from alerts.store import AlertRecord, AlertStore
+from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url
 from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
+WEBHOOK_ENV = "TRADEGUARD_ALERT_WEBHOOK_URL"
+SMTP_ENV = "TRADEGUARD_SMTP_URL"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -110,9 +122,34 @@ class WebhookSender:
         self.headers = dict(headers or {})
 
     def send(self, payload: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        _redact_httpx_log()
         resp = httpx.post(self.url, json=dict(payload), timeout=self.timeout_s, headers=self.headers)
         if resp.status_code >= 300:
-            raise RuntimeError(f"webhook {self.url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+            body = redact_text(resp.text[:200], _url_secrets(self.url) + list(self.headers.values()))
+            raise RuntimeError(f"webhook {redact_url(self.url)} answered HTTP {resp.status_code}: {body}")
+
+
+_HTTPX_FILTER = RedactingFilter()
+
+
+def _redact_httpx_log() -> None:
+    """httpx logs every request with its full URL (a webhook token in it): redact its records."""
+    logger = logging.getLogger("httpx")
+    if _HTTPX_FILTER not in logger.filters:
+        logger.addFilter(_HTTPX_FILTER)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be credentials: the URL itself, its password, its query values."""
+    out = [url]
+    try:
+        parts = urlsplit(url)
+        out += [parts.password] if parts.password else []
+        out += [v for k, v in parse_qsl(parts.query) if SECRET_NAME.search(k)]
+        out += [seg for seg in parts.path.split("/") if len(seg) >= 16]  # tokens in the path
+    except ValueError:
+        pass
+    return out
 
 
 def parse_smtp_url(url: str) -> dict[str, Any]:
@@ -120,7 +157,9 @@ def parse_smtp_url(url: str) -> dict[str, Any]:
     ``?starttls=true`` for STARTTLS)."""
     u = urlparse(url)
     if u.scheme not in ("smtp", "smtps") or not u.hostname:
-        raise ValueError(f"TRADEGUARD_SMTP_URL must look like smtp://host:port/?from=…&to=…, got {url!r}")
+        raise ValueError(
+            f"an SMTP URL must look like smtp://host:port/?from=…&to=…, got {redact_url(url)!r}"
+        )
     qs = parse_qs(u.query)
     to: list[str] = []
     for v in qs.get("to", []):
@@ -193,29 +232,61 @@ class LogSender:
         self.log.warning("%s %s", summary_line(payload), json.dumps([a["labels"] for a in payload["alerts"]]))
 
 
-def sender_for(channel: Channel) -> Sender:
-    cfg = channel.config
+def resolve_config(
+    channel: Channel, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The channel's config with every ``${NAME}`` resolved from ``env`` (default ``os.environ``),
+    and the secret values it now holds (to redact from any error about it).
+
+    Raises ``common.redact.UnresolvedReference`` naming a variable that is not set."""
+    source = os.environ if env is None else env
+    secrets: list[str] = []
+
+    def expand(value: str) -> str:
+        out = expand_env_refs(value, source)
+        secrets.extend(source[name] for name in env_refs(value))
+        return out
+
+    config = dict(channel.config)
+    for key in ("url", "smtp_url"):
+        if isinstance(config.get(key), str):
+            config[key] = expand(config[key])
+            secrets.extend(_url_secrets(config[key]))
+    if isinstance(config.get("headers"), Mapping):
+        config["headers"] = {str(k): expand(str(v)) for k, v in config["headers"].items()}
+    return config, [s for s in secrets if s]
+
+
+def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender:
+    cfg, _ = resolve_config(channel, env)
     if channel.kind == "webhook":
-        return WebhookSender(str(cfg["url"]), timeout_s=float(cfg.get("timeout_s", 5.0)))  # type: ignore[arg-type]
-    if channel.kind == "email":
-        return EmailSender(
-            str(cfg["smtp_url"]),
-            to=list(cfg.get("to", []) or []),  # type: ignore[call-overload]
-            sender=cfg.get("from"),  # type: ignore[arg-type]
+        return WebhookSender(
+            str(cfg["url"]), timeout_s=float(cfg.get("timeout_s") or 5.0), headers=cfg.get("headers") or {}
         )
+    if channel.kind == "email":
+        return EmailSender(str(cfg["smtp_url"]), to=list(cfg.get("to", []) or []), sender=cfg.get("from"))
     if channel.kind == "log":
         return LogSender(channel.name)
     raise ValueError(f"channel kind must be one of webhook, email, log, got {channel.kind!r}")
 
 
 def env_channels(webhook_url: str | None, smtp_url: str | None) -> list[Channel]:
-    """Channels from the environment (``TRADEGUARD_ALERT_WEBHOOK_URL``, ``TRADEGUARD_SMTP_URL``), plus log."""
+    """Channels from the settings (``TRADEGUARD_ALERT_WEBHOOK_URL``, ``TRADEGUARD_SMTP_URL``), plus log.
+
+    Their config holds a ``${…}`` reference to the setting, never the URL: pass
+    :func:`settings_refs` to the :class:`Deliverer` to resolve it when sending."""
     out = [Channel("log", "log")]
     if webhook_url:
-        out.append(Channel("webhook", "webhook", {"url": webhook_url}))
+        out.append(Channel("webhook", "webhook", {"url": f"${{{WEBHOOK_ENV}}}"}))
     if smtp_url:
-        out.append(Channel("email", "email", {"smtp_url": smtp_url}))
+        out.append(Channel("email", "email", {"smtp_url": f"${{{SMTP_ENV}}}"}))
     return out
+
+
+def settings_refs(webhook_url: str | None, smtp_url: str | None) -> dict[str, str]:
+    """The values the built-in channels' references resolve to."""
+    refs = {WEBHOOK_ENV: webhook_url, SMTP_ENV: smtp_url}
+    return {k: v for k, v in refs.items() if v}
 
 
 class Deliverer:
@@ -230,16 +301,24 @@ class Deliverer:
         max_attempts: int = 5,
         base_backoff: timedelta = timedelta(seconds=2),
         senders: Mapping[str, Sender] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env``: values of ``${NAME}`` references looked up before ``os.environ`` (the settings)."""
         self.store = store
         self.channels = channels
         self.clock = clock or SystemClock()
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
         self._senders = dict(senders or {})
+        self.env: Mapping[str, str] = ChainMap(dict(env or {}), os.environ)  # type: ignore[arg-type]
 
-    def _sender(self, channel: Channel) -> Sender:
-        return self._senders.get(channel.name) or sender_for(channel)
+    def _sender(self, channel: Channel, secrets: list[str]) -> Sender:
+        """The channel's sender; ``secrets`` receives the credentials it resolved."""
+        if channel.name in self._senders:
+            return self._senders[channel.name]
+        _, resolved = resolve_config(channel, self.env)
+        secrets.extend(resolved)
+        return sender_for(channel, self.env)
 
     def deliver_due(self) -> dict[str, int]:
         now = self.clock.now()
@@ -249,15 +328,16 @@ class Deliverer:
             attempts = n["attempts"] + 1
             started = time.perf_counter()
             error: str | None = None
+            secrets: list[str] = []
             try:
                 channel = channels.get(n["channel"])
                 if channel is None:
                     raise LookupError(
                         f"channel {n['channel']!r} is not configured (known: {', '.join(sorted(channels))})"
                     )
-                self._sender(channel).send(n["payload"], n["extra"] or {})
+                self._sender(channel, secrets).send(n["payload"], n["extra"] or {})
             except Exception as exc:  # recorded and retried; never propagates
-                error = f"{type(exc).__name__}: {exc}"
+                error = _redacted(exc, secrets)
             ms = (time.perf_counter() - started) * 1000
             at = self.clock.now()
             if error is None:
@@ -300,3 +380,8 @@ class Deliverer:
                 next_attempt_at=next_at,
             )
         return counts
+
+
+def _redacted(exc: BaseException, secrets: Iterable[str]) -> str:
+    """``exc`` as text with every credential (and any URL's secret parts) masked."""
+    return redact_text(f"{type(exc).__name__}: {exc}", secrets)

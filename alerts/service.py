@@ -15,9 +15,10 @@ from typing import Any
 from alerts.dispatch import muting
 from alerts.engine import load_active_config
 from alerts.errors import AlertConfigError, InvalidAction, NotFound
-from alerts.model import FIRING, PENDING, RESOLVED, STATES, Matcher, Silence, parse_duration
+from alerts.model import FIRING, PENDING, RESOLVED, STATES, Matcher, Silence
 from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
+from common.durations import parse_duration
 from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -406,10 +407,6 @@ class AlertService:
             text += dump_yaml(parse_document(sections))
         return text
 
-    def worker_status(self) -> dict[str, Any]:
-        """The worker's last runs: ``{"evaluate": {"at", "duration_s", "detail"}, "deliver": {...}}``."""
-        return self.store.status()
-
     def close(self) -> None:
         self.store.close()
 
@@ -427,18 +424,3 @@ def _summary(payload: Mapping[str, Any]) -> str:
     except Exception:
         return ""
 
-
-def open_service(
-    control_db_url: str,
-    *,
-    metrics: Any = None,
-    clock: Clock | None = None,
-    webhook_url: str | None = None,
-    smtp_url: str | None = None,
-) -> AlertService:
-    """An ``AlertService`` over the control DB at ``control_db_url`` (tables created if missing).
-    ``metrics`` (a collectors ``MetricStore``) is only needed for ``metric_behind``.
-    Call ``service.close()`` when done."""
-    return AlertService(
-        AlertStore(control_db_url), clock=clock, metrics=metrics, webhook_url=webhook_url, smtp_url=smtp_url
-    )

@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from alerts.errors import NotFound
-from alerts.model import FIRING, PENDING, RESOLVED, Matcher, Silence
+from alerts.model import FIRING, PENDING, Matcher, Silence
 
 log = logging.getLogger(__name__)
 
@@ -342,13 +342,6 @@ class AlertStore:
             q = q.where(alerts_t.c.active_since >= since)
         if fired_only:
             q = q.where(alerts_t.c.fired_at.is_not(None))
-        with self.engine.connect() as c:
-            return [_record(r) for r in c.execute(q).all()]
-
-    def alerts_resolved_since(self, since: datetime) -> list[AlertRecord]:
-        q = sa.select(alerts_t).where(
-            alerts_t.c.state == RESOLVED, alerts_t.c.resolved_at >= since, alerts_t.c.fired_at.is_not(None)
-        )
         with self.engine.connect() as c:
             return [_record(r) for r in c.execute(q).all()]
 

@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from collectors.errors import ConfigError
 from collectors.query import MetricStore
-from collectors.stores.common import parse_duration, redact_url
+from collectors.stores.common import parse_duration
+from common.redact import redact_url
 
 SCHEMES = ("sqlite", "influxdb")
 _EMBEDDED_OPTIONS = ("raw_retention", "rollup_retention")

@@ -1,24 +1,27 @@
-"""Helpers every store uses: query validation, durations, credential redaction."""
+"""Helpers every store uses: query validation and URL option durations.
+
+Credential redaction is ``common.redact.redact_url``; the duration grammar is ``common.durations``.
+"""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from collectors.errors import ConfigError, QueryError
 from collectors.query import AGGREGATES, Query
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from common.durations import parse_duration as _parse
 
 
 def parse_duration(text: str, *, name: str) -> timedelta:
-    """``90s``, ``15m``, ``6h``, ``30d``, ``2w`` → timedelta; ConfigError naming ``name`` otherwise."""
-    m = _DURATION.match(str(text))
-    if not m or int(m.group(1)) <= 0:
-        raise ConfigError(f"{name}={text!r} is not a positive duration; use e.g. 90s, 15m, 6h, 30d, 2w")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    """A positive duration of a URL option (``90s``, ``15m``, ``1h30m``, ``30d``, ``2w``…, see
+    ``common.durations``); ConfigError naming the option ``name`` otherwise."""
+    try:
+        value = _parse(str(text))
+    except ValueError:
+        value = timedelta(0)
+    if value <= timedelta(0):
+        raise ConfigError(f"{name}={text!r} is not a positive duration; use e.g. 90s, 15m, 1h30m, 30d, 2w")
+    return value
 
 
 def check_query(query: Query) -> None:
@@ -37,13 +40,3 @@ def check_query(query: Query) -> None:
             f"query.bucket_s must be a positive integer number of seconds or None, got {query.bucket_s!r}"
         )
 
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password part (safe to log)."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"***@{host}")
-    return urlunsplit(parts)

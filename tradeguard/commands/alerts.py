@@ -7,6 +7,7 @@
     tradeguard alerts silences [--all] [--json]  |  alerts expire SILENCE_ID --by NAME
     tradeguard alerts rules list [--json] | rules apply -f FILE [--prune]
     tradeguard alerts rules validate -f FILE | rules export
+    tradeguard alerts rules schema                          # JSON Schema of an alert rule file
     tradeguard alerts oncall [--json]  |  alerts history [--json]
 
 Everything goes through ``alerts.service.AlertService`` over the control DB
@@ -22,6 +23,7 @@ import sys
 from typing import Any
 
 from alerts.errors import AlertConfigError, AlertError
+from alerts.schema import json_schema
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from tradeguard.settings import load_settings
@@ -211,6 +213,12 @@ def _rules_export(svc: AlertService, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of an alert document, for editors (YAML language server) and CI; no DB needed."""
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def _oncall(svc: AlertService, args: argparse.Namespace) -> int:
     rows = svc.on_call_now()
     if args.json:
@@ -329,7 +337,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_run(_history))
 
-    r = sub.add_parser("rules", help="alert rules: list, apply, validate, export")
+    r = sub.add_parser("rules", help="alert rules: list, apply, validate, export, schema")
     rsub = r.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     s = rsub.add_parser("list", help="every alert rule")
     s.add_argument("--json", action="store_true")
@@ -347,3 +355,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_run(_rules_validate))
     s = rsub.add_parser("export", help="rules and configuration as YAML")
     s.set_defaults(func=_run(_rules_export))
+    s = rsub.add_parser("schema", help="print the JSON Schema of an alert rule file (for editors and CI)")
+    s.set_defaults(func=_rules_schema)

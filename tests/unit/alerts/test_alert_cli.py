@@ -89,3 +89,50 @@ def test_silence_list_ack_flow(var, capsys):
         capsys, "alerts", "silence", "--match", "oops", "--for", "1h", "--by", "a", "--comment", "c"
     )
     assert code == 1 and "label=value" in err
+
+
+def test_rules_schema_validates_the_shipped_rules_and_rejects_a_bad_file(var, capsys, tmp_path):
+    import jsonschema
+    import yaml
+
+    from alerts.rulefile import default_rules_text
+
+    code, out, _ = run(capsys, "alerts", "rules", "schema")
+    assert code == 0
+    schema = json.loads(out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(default_rules_text()))) == []
+    bad = {
+        "rules": [
+            {"name": "A", "query": {"measurement": "m", "field": "f", "aggregate": "avg"}, "threshold": 1},
+            {"name": "B", "kind": "heartbeat", "threshold": "high", "for": "soon", "fro": 1},
+        ],
+        "rulez": [],
+    }
+
+    def flat(errors):  # anyOf (a section may be null) nests the real errors in .context
+        for e in errors:
+            yield e
+            yield from flat(e.context)
+
+    found = [("/".join(map(str, e.absolute_path)), e.message) for e in flat(validator.iter_errors(bad))]
+    assert {"rules/0/query/aggregate", "rules/1/threshold", "rules/1/for"} <= {path for path, _ in found}
+    assert any(path == "" and "'rulez'" in msg for path, msg in found)
+    assert any(path == "rules/1" and "'fro'" in msg for path, msg in found)
+    # what the schema accepts, tradeguard accepts too (durations, matchers, members …)
+    good = tmp_path / "full.yaml"
+    good.write_text(
+        "rules: [{name: X, query: {measurement: m, ratio: {numerator: a, denominator: [a, b]},"
+        " window: 1h30m}, threshold: 0.5, for: 90, severity: info}]\n"
+        "inhibit_rules: [{source: {alertname: X}, target: ['instance=~.+'], equal: instance}]\n"
+        "route: {receiver: p, group_wait: 10s}\n"
+        "channels: [{name: hook, kind: webhook, url: '${HOOK_URL}',"
+        " headers: {Authorization: 'Bearer ${T}'}}]\n"
+        "escalation_policies: [{name: p, steps: [{channels: [hook]},"
+        " {channels: hook, wait: 5m, oncall: r}]}]\n"
+        "rotations: [{name: r, start: '2026-11-23T09:00:00Z', members: [a, {name: b, email: b@x}]}]\n"
+    )
+    assert list(validator.iter_errors(yaml.safe_load(good.read_text()))) == []
+    code, out, err = run(capsys, "alerts", "rules", "validate", "-f", str(good))
+    assert code == 0 and out.strip() == "valid", err

@@ -417,7 +417,7 @@ def test_service_rules_apply_validate_export(env):
             "field": "rules[0].query.aggregate",
             "message": "must be one of sum, mean, max, min, last, count, p50, p90, p95, p99, got 'median'",
         },
-        {"field": "rules[0].threshold", "message": "required: a number, got None"},
+        {"field": "rules[0].threshold", "message": "required: a number: the value is compared with it by op"},
     ]
     with pytest.raises(AlertConfigError):
         env.service.apply("rules: [{name: bad}]", by="t")

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from alerts.errors import AlertConfigError
-from alerts.model import Matcher, fingerprint, parse_duration
+from alerts.model import Matcher, fingerprint
 from alerts.rulefile import default_config, dump_yaml, load_text, parse_document
+from common.durations import parse_duration
 
 
 def test_default_rules_cover_the_issue():
@@ -259,3 +260,89 @@ def test_matchers_durations_fingerprints():
     assert parse_duration("1h") == timedelta(hours=1) and parse_duration(90) == timedelta(seconds=90)
     assert parse_duration("500ms") == timedelta(milliseconds=500)
     assert fingerprint({"a": "1", "b": "2"}) == fingerprint({"b": "2", "a": "1"}) != fingerprint({"a": "1"})
+
+
+CANARY = "canary-S3cr3t-7f1e"
+
+
+@pytest.mark.parametrize(
+    ("channel", "field"),
+    [
+        ({"kind": "webhook", "url": f"https://hooks.example.com/x?token={CANARY}"}, "channels[0].url"),
+        ({"kind": "webhook", "url": f"https://bot:{CANARY}@hooks.example.com/x"}, "channels[0].url"),
+        ({"kind": "webhook", "url": f"https://{CANARY}@hooks.example.com/x"}, "channels[0].url"),
+        (
+            {
+                "kind": "webhook",
+                "url": "https://hooks.example.com/x",
+                "headers": {"Authorization": f"Bearer {CANARY}"},
+            },
+            "channels[0].headers.Authorization",
+        ),
+        (
+            {"kind": "webhook", "url": "https://hooks.example.com/x", "headers": {"X-Api-Key": CANARY}},
+            "channels[0].headers.X-Api-Key",
+        ),
+        (
+            {"kind": "email", "smtp_url": f"smtp://alerts:{CANARY}@mail.example.com:587"},
+            "channels[0].smtp_url",
+        ),
+    ],
+)
+def test_a_literal_credential_in_a_channel_is_refused_and_never_repeated(channel, field):
+    with pytest.raises(AlertConfigError) as e:
+        parse_document({"channels": [{"name": "c", **channel}]})
+    fields = dict(e.value.errors)
+    assert field in fields, e.value.errors
+    assert "${ENV_NAME}" in fields[field]
+    assert CANARY not in str(e.value)
+
+
+def test_credentials_as_references_are_accepted_and_kept_as_references():
+    cfg = parse_document(
+        {
+            "channels": [
+                {"name": "a", "kind": "webhook", "url": "${HOOK_URL}"},
+                {
+                    "name": "b",
+                    "kind": "webhook",
+                    "url": "https://hooks.example.com/x?token=${HOOK_TOKEN}&team=ops",
+                    "headers": {"Authorization": "Bearer ${HOOK_TOKEN}", "X-Team": "ops"},
+                },
+                {
+                    "name": "c",
+                    "kind": "email",
+                    "smtp_url": "smtp://alerts:${SMTP_PASSWORD}@mail.example.com:587",
+                },
+            ]
+        }
+    )
+    a, b, c = cfg.channels
+    assert a.config == {"url": "${HOOK_URL}"} and c.config["smtp_url"].endswith(
+        "${SMTP_PASSWORD}@mail.example.com:587"
+    )
+    assert b.config["headers"] == {"Authorization": "Bearer ${HOOK_TOKEN}", "X-Team": "ops"}
+    assert "${SMTP_PASSWORD}" in dump_yaml(cfg) and load_text(dump_yaml(cfg)) == cfg
+
+
+def test_unknown_channel_fields_and_unresolved_references_are_errors(monkeypatch):
+    from alerts.model import Channel
+    from alerts.notify import resolve_config
+    from common.redact import UnresolvedReference
+
+    with pytest.raises(AlertConfigError) as e:
+        parse_document({"channels": [{"name": "w", "kind": "webhook", "url": "http://x/y", "pasword": "x"}]})
+    assert [p for p, _ in e.value.errors] == ["channels[0].pasword"]
+    monkeypatch.delenv("HOOK_URL_UNSET", raising=False)
+    with pytest.raises(UnresolvedReference, match="HOOK_URL_UNSET"):
+        resolve_config(Channel("w", "webhook", {"url": "${HOOK_URL_UNSET}"}))
+    config, secrets = resolve_config(
+        Channel(
+            "w", "webhook", {"url": "https://h/x?token=${T}", "headers": {"Authorization": "Bearer ${T}"}}
+        ),
+        {"T": CANARY},
+    )
+    assert config["url"] == f"https://h/x?token={CANARY}" and config["headers"]["Authorization"].endswith(
+        CANARY
+    )
+    assert CANARY in secrets
