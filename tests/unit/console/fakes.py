@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts.errors import AlertConfigError, InvalidAction, NotFound
-from alerts.model import Matcher, parse_duration
+from alerts.model import Matcher
+from common.durations import parse_duration
 from console.nodes import NoLiveNode
 from guardians.fleet import NodeStatus
 from guardians.rules import canonical, diff_documents
