@@ -7,7 +7,7 @@ Everything about a rule's fields derives from here:
   ``(path, message)`` pairs (``flow[0].threshold: must be a number > 0 …``);
 - the console's rule forms (``console.rule_forms``) read fields, choices, bounds and defaults here;
 - the reference tables of ``guardians/RULES.md`` are ``reference_markdown()`` (a unit test fails
-  when they disagree; ``python -m guardians.schema --write`` regenerates them);
+  when they disagree; ``python -m guardians.reference --write`` regenerates them);
 - ``tradeguard rules schema`` prints ``document_json_schema()`` for editors and CI.
 
 A field's static bounds are pydantic ``Field`` bounds. What depends on another field (a field
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -750,7 +749,7 @@ def reference_markdown(kind: str) -> str:
     return "\n".join(lines)
 
 
-BEGIN = "<!-- BEGIN GENERATED {kind} (python -m guardians.schema --write) -->"
+BEGIN = "<!-- BEGIN GENERATED {kind} (python -m guardians.reference --write) -->"
 END = "<!-- END GENERATED {kind} -->"
 RULES_MD = Path(__file__).with_name("RULES.md")
 
@@ -764,23 +763,3 @@ def render_rules_md(text: str) -> str:
             raise ValueError(f"RULES.md has no generated block for {kind}: add the lines {begin!r} … {end!r}")
         text = pattern.sub(lambda _m, k=kind, b=begin, e=end: f"{b}\n{reference_markdown(k)}\n{e}", text)
     return text
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m guardians.schema --write`` regenerates RULES.md; ``--check`` fails when stale."""
-    args = sys.argv[1:] if argv is None else argv
-    text = RULES_MD.read_text()
-    new = render_rules_md(text)
-    if "--write" in args:
-        RULES_MD.write_text(new)
-        print(f"{RULES_MD}: {'updated' if new != text else 'up to date'}")
-        return 0
-    if new != text:
-        print(f"{RULES_MD} disagrees with guardians/schema.py: run python -m guardians.schema --write")
-        return 1
-    print(f"{RULES_MD}: up to date")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
