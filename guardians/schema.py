@@ -661,9 +661,9 @@ def _cond_schema(model: type[RuleModel], when: Cond) -> dict[str, Any]:
     required = []
     for f, vs in when.items():
         props[f] = {"enum": list(vs)}
-        default = model.model_fields[f].default
-        if default is PydanticUndefined or default not in vs:
-            required.append(f)
+        defaults = [model.model_fields[f].default, *(d.value for d in model.DEFAULTS if d.field == f)]
+        if not any(d is not PydanticUndefined and d in vs for d in defaults):
+            required.append(f)  # absent, the field cannot hold one of these values
     out: dict[str, Any] = {"properties": props}
     if required:
         out["required"] = required
