@@ -12,117 +12,60 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from console.services import FieldError
+from guardians.schema import MODELS, FieldFacts, RuleModel, conditional_default, fields_of
 
 Kind = Literal["text", "select", "number", "int", "bool", "mapping"]
 
 
 @dataclass(frozen=True)
 class FieldSpec:
+    """One form widget, read from the rule's model in ``guardians.schema`` (never written by hand)."""
+
     name: str
     kind: Kind
     help: str = ""
     options: tuple[str, ...] = ()
     required: bool = False
-    default: Any = None
+    default: Any = None  # preselected / shown value; None: left empty, the model decides
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
 
 
-FLOW_BEHAVIORS = ("reject", "warm_up", "queue", "warm_up_queue", "adaptive")
-NAME = FieldSpec("name", "text", "optional; generated from the rule when empty")
+def _num(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() and abs(v) < 1e9 else f"{v:g}"
 
-# The fields of guardians' rule types (guardians/<type>/rule.py), in form order.
+
+def _help(model: type[RuleModel], f: FieldFacts) -> str:
+    bits = [f.description]
+    rng = [f"{op} {_num(b)}" for op, b in ((">", f.gt), ("≥", f.ge), ("≤", f.le)) if b is not None]
+    if rng:
+        bits.append(", ".join(rng))
+    cond = conditional_default(model, f.name)
+    if cond:
+        bits.append(f"default: {cond}")
+    elif not f.required and f.default is not None and f.type != "bool":
+        bits.append(f"default: {_num(f.default) if isinstance(f.default, float) else f.default}")
+    return " · ".join(b.replace("`", "") for b in bits if b)
+
+
+def _spec(model: type[RuleModel], f: FieldFacts) -> FieldSpec:
+    return FieldSpec(
+        name=f.name,
+        kind=f.type,  # type: ignore[arg-type]
+        help=_help(model, f),
+        options=f.options,
+        required=f.required,
+        default=f.default,
+        gt=f.gt,
+        ge=f.ge,
+        le=f.le,
+    )
+
+
+# The fields of guardians' rule types, in the models' (the form's) order.
 FIELDS: dict[str, tuple[FieldSpec, ...]] = {
-    "flow": (
-        FieldSpec("resource", "text", "guarded resource, e.g. order.place or 'POST /orders'", required=True),
-        FieldSpec(
-            "threshold",
-            "number",
-            "calls per second (qps) or calls in flight (concurrency), > 0",
-            required=True,
-        ),
-        FieldSpec("grade", "select", "what the threshold counts", ("qps", "concurrency"), True, "qps"),
-        FieldSpec("behavior", "select", "what happens above the threshold", FLOW_BEHAVIORS, True, "reject"),
-        FieldSpec(
-            "strategy",
-            "select",
-            "direct: this resource; relate: another's load; chain: one origin",
-            ("direct", "relate", "chain"),
-            True,
-            "direct",
-        ),
-        FieldSpec("ref_resource", "text", "strategy relate only: the resource whose traffic is measured"),
-        FieldSpec("origin", "text", "strategy chain only: the caller origin this rule limits"),
-        FieldSpec("warm_up_s", "number", "warm_up / warm_up_queue only: seconds of the ramp (default 10)"),
-        FieldSpec(
-            "cold_factor", "number", "warm_up / warm_up_queue only: cold start at threshold ÷ this (3)"
-        ),
-        FieldSpec("max_queue_ms", "int", "queue / warm_up_queue only: longest wait in the queue, ms (500)"),
-        FieldSpec(
-            "algorithm", "select", "adaptive only: how the limit follows latency", ("gradient2", "vegas")
-        ),
-        FieldSpec("min_limit", "int", "adaptive only: the limit never goes below this (1)"),
-        FieldSpec("cluster", "bool", "threshold shared by every node through Redis"),
-        NAME,
-    ),
-    "breaker": (
-        FieldSpec("resource", "text", "guarded resource, e.g. payment.charge", required=True),
-        FieldSpec(
-            "strategy",
-            "select",
-            "what trips the breaker",
-            ("slow_ratio", "error_ratio", "error_count"),
-            True,
-            "error_ratio",
-        ),
-        FieldSpec(
-            "threshold",
-            "number",
-            "ratio 0–1 (slow_ratio, error_ratio) or a count (error_count)",
-            required=True,
-        ),
-        FieldSpec("max_rt_ms", "number", "slow_ratio only: a call slower than this is slow (ms)"),
-        FieldSpec("stat_interval_ms", "int", "statistics window, ms (1000)"),
-        FieldSpec("min_requests", "int", "calls in the window before the breaker may trip (5)"),
-        FieldSpec("recovery_s", "number", "seconds open before half-open probes (10)"),
-        FieldSpec("probes", "int", "successful half-open probes needed to close (1)"),
-        FieldSpec("shared", "bool", "breaker state shared by every node through Redis"),
-        NAME,
-    ),
-    "system": (
-        FieldSpec(
-            "metric",
-            "select",
-            "what of the whole node is limited",
-            ("qps", "concurrency", "avg_rt", "cpu", "load"),
-            True,
-            "qps",
-        ),
-        FieldSpec(
-            "threshold", "number", "qps, calls in flight, ms, CPU share 0–1 or load average", required=True
-        ),
-        FieldSpec(
-            "strategy",
-            "select",
-            "bbr (load only): block only when concurrency exceeds max QPS × min RT",
-            ("plain", "bbr"),
-            True,
-            "plain",
-        ),
-        NAME,
-    ),
-    "param": (
-        FieldSpec("resource", "text", "guarded resource, e.g. order.place", required=True),
-        FieldSpec("param", "text", "argument limited per value: shop, sku or buyer", required=True),
-        FieldSpec("threshold", "int", "calls per value per duration_s", required=True),
-        FieldSpec("duration_s", "int", "the window of the threshold, seconds (1)"),
-        FieldSpec("burst", "int", "extra calls a value may burst (0)"),
-        FieldSpec("exceptions", "mapping", "per-value thresholds as YAML, e.g. {SKU-1: 500, SKU-2: 0}"),
-        NAME,
-    ),
-    "degrade": (
-        FieldSpec("resource", "text", "guarded resource, e.g. payment.charge", required=True),
-        FieldSpec("fallback", "text", "name of a fallback registered in code, e.g. queue_payment (default)"),
-        NAME,
-    ),
+    kind: tuple(_spec(model, f) for f in fields_of(model)) for kind, model in MODELS.items()
 }
 
 _PATH = re.compile(

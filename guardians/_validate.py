@@ -1,125 +1,112 @@
-"""A tiny field reader that collects (path, message) errors naming the allowed values."""
+"""Pydantic's validation errors of the rule models (``guardians.schema``) as (path, message) pairs.
+
+A path names the field the way a document spells it (``flow[0].threshold``,
+``param[0].exceptions.SKU-1``) and the message says what is wrong and what is allowed, read
+from the model's field (``must be a number > 0 and <= 1e+12, got -1``).
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from typing import Any
 
-_MISSING = object()
+from pydantic import ValidationError
+
+from guardians.schema import MODELS, RULE_TYPES, FieldFacts, RuleModel, allowed_text, field_of
+
+Errors = list[tuple[str, str]]
 
 
 def _fmt(v: Any) -> str:
-    return repr(v) if not isinstance(v, str) else f"'{v}'"
+    return f"'{v}'" if isinstance(v, str) else repr(v)
 
 
-class Fields:
-    def __init__(self, raw: Any, path: str, errors: list[tuple[str, str]], allowed: Iterable[str]) -> None:
-        self.path = path
-        self.errors = errors
-        self.ok = True
-        self.allowed = tuple(allowed)
-        if not isinstance(raw, Mapping):
-            self.fail(
-                path, f"must be a mapping of fields ({', '.join(self.allowed)}), got {type(raw).__name__}"
+def _got(v: Any) -> str:
+    return _fmt(v) if isinstance(v, str | int | float | bool) or v is None else type(v).__name__
+
+
+def field_message(f: FieldFacts, error: dict[str, Any]) -> str:
+    """The message of a pydantic error on one field of a rule model."""
+    kind, value = error["type"], error.get("input")
+    if kind == "missing":
+        if f.type == "select":
+            return f"is required; allowed values: {', '.join(f.options)}"
+        return f"is required ({allowed_text(f)})"
+    if f.type == "text":
+        if kind == "string_too_long":
+            return f"must be at most {f.max_length} characters"
+        if kind == "string_pattern_mismatch":
+            return f"must be {allowed_text(f)}, got {_got(value)}: {f.description.replace('`', '')}"
+        return f"must be a non-empty string, got {_got(value)}"
+    if f.type == "mapping" and kind in ("dict_type", "mapping_type"):
+        return f"must be {allowed_text(f)}, got {_got(value)}"
+    return f"must be {allowed_text(f)}, got {_got(value)}"
+
+
+def _fields(model: type[RuleModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def rule_errors(model: type[RuleModel], error: dict[str, Any], path: str, loc: Sequence[Any]) -> Errors:
+    """(path, message) of one pydantic error at ``loc`` inside a rule of type ``model``."""
+    kind = error["type"]
+    if not loc:
+        if kind == "rule_conflicts":
+            return [(f"{path}.{field}", message) for field, message in error["ctx"]["errors"]]
+        if kind in ("model_type", "model_attributes_type", "dict_type"):
+            got = type(error.get("input")).__name__
+            return [(path, f"must be a mapping of fields ({_fields(model)}), got {got}")]
+        return [(path, error["msg"])]
+    name = str(loc[0])
+    if kind == "extra_forbidden" or name not in model.model_fields:
+        return [(f"{path}.{name}", f"unknown field; allowed fields: {_fields(model)}")]
+    f = field_of(model, name)
+    if len(loc) == 1:
+        return [(f"{path}.{name}", field_message(f, error))]
+    # inside a mapping field (param exceptions): loc = (field, key) or (field, key, "[key]")
+    if loc[-1] == "[key]":
+        return [
+            (
+                f"{path}.{name}",
+                f"keys must be parameter values (non-empty strings), got {_got(error.get('input'))}",
             )
-            raw = {}
-        self.raw = raw
-        for key in raw:
-            if key not in self.allowed:
-                self.fail(f"{path}.{key}", f"unknown field; allowed fields: {', '.join(self.allowed)}")
+        ]
+    assert f.value is not None
+    return [(f"{path}.{name}.{loc[1]}", field_message(f.value, error))]
 
-    def fail(self, path: str, msg: str) -> None:
-        self.ok = False
-        self.errors.append((path, msg))
 
-    def has(self, name: str) -> bool:
-        return name in self.raw and self.raw[name] is not None
+def document_errors(exc: ValidationError) -> Errors:
+    """(path, message) of every error of a ``RuleDocument`` validation."""
+    out: Errors = []
+    for error in exc.errors():
+        loc = error["loc"]
+        kind = error["type"]
+        if not loc:
+            got = type(error.get("input")).__name__
+            out.append(
+                (
+                    "$",
+                    f"must be a mapping of rule type ({', '.join(RULE_TYPES)}) to a list of rules, got {got}",
+                )
+            )
+            continue
+        key = loc[0]
+        if key not in MODELS or (kind == "extra_forbidden" and len(loc) == 1):
+            out.append((str(key), f"unknown rule type; allowed: {', '.join(RULE_TYPES)}"))
+            continue
+        if len(loc) == 1:
+            got = type(error.get("input")).__name__
+            out.append((str(key), f"must be a list of {key} rules, got {got}"))
+            continue
+        out.extend(rule_errors(MODELS[key], error, f"{key}[{loc[1]}]", loc[2:]))
+    return out
 
-    def string(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
-        v = self.raw.get(name, _MISSING)
-        if v is _MISSING or v is None:
-            if required:
-                self.fail(f"{self.path}.{name}", "is required (a non-empty string)")
-            return default
-        if not isinstance(v, str) or not v.strip():
-            self.fail(f"{self.path}.{name}", f"must be a non-empty string, got {_fmt(v)}")
-            return default
-        if len(v) > 200:
-            self.fail(f"{self.path}.{name}", "must be at most 200 characters")
-            return default
-        return v.strip()
 
-    def choice(self, name: str, allowed: tuple[str, ...], *, default: str | None = None) -> str:
-        v = self.raw.get(name, _MISSING)
-        if v is _MISSING or v is None:
-            if default is None:
-                self.fail(f"{self.path}.{name}", f"is required; allowed values: {', '.join(allowed)}")
-                return allowed[0]
-            return default
-        if v not in allowed:
-            self.fail(f"{self.path}.{name}", f"must be one of {', '.join(allowed)}, got {_fmt(v)}")
-            return default or allowed[0]
-        return v
-
-    def number(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        default: float | None = None,
-        gt: float | None = None,
-        ge: float | None = None,
-        le: float | None = None,
-        integer: bool = False,
-    ) -> Any:
-        v = self.raw.get(name, _MISSING)
-        p = f"{self.path}.{name}"
-        rng = []
-        if gt is not None:
-            rng.append(f"> {gt}")
-        if ge is not None:
-            rng.append(f">= {ge}")
-        if le is not None:
-            rng.append(f"<= {le}")
-        allowed = f"{'an integer' if integer else 'a number'}{' ' + ' and '.join(rng) if rng else ''}"
-        if v is _MISSING or v is None:
-            if required:
-                self.fail(p, f"is required ({allowed})")
-            return default
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, int | float)
-            or (isinstance(v, float) and not math.isfinite(v))
-        ):
-            self.fail(p, f"must be {allowed}, got {_fmt(v)}")
-            return default
-        if integer and isinstance(v, float):
-            if not v.is_integer():
-                self.fail(p, f"must be {allowed}, got {_fmt(v)}")
-                return default
-            v = int(v)
-        if (
-            (gt is not None and not v > gt)
-            or (ge is not None and not v >= ge)
-            or (le is not None and not v <= le)
-        ):
-            self.fail(p, f"must be {allowed}, got {_fmt(v)}")
-            return default
-        if abs(v) > 1e12:
-            self.fail(p, f"must be {allowed} and at most 1e12, got {_fmt(v)}")
-            return default
-        return v
-
-    def boolean(self, name: str, *, default: bool = False) -> bool:
-        v = self.raw.get(name, _MISSING)
-        if v is _MISSING or v is None:
-            return default
-        if not isinstance(v, bool):
-            self.fail(f"{self.path}.{name}", f"must be true or false, got {_fmt(v)}")
-            return default
-        return v
-
-    def forbid(self, name: str, why: str) -> None:
-        if self.has(name):
-            self.fail(f"{self.path}.{name}", why)
+def validate_rule(model: type[RuleModel], raw: Any, path: str, errors: Errors) -> RuleModel | None:
+    """One rule through its model: the model, or None with its errors appended to ``errors``."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            errors.extend(rule_errors(model, dict(error), path, error["loc"]))
+        return None

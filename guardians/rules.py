@@ -14,23 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from guardians.breaker.rule import BreakerRule, parse_breaker
-from guardians.degrade.rule import DegradeRule, parse_degrade
+from guardians._validate import document_errors
+from guardians.breaker.rule import BreakerRule
+from guardians.degrade.rule import DegradeRule
 from guardians.errors import RuleValidationError
-from guardians.flow.rule import FlowRule, parse_flow
-from guardians.param.rule import ParamRule, parse_param
-from guardians.system.rule import SystemRule, parse_system
+from guardians.flow.rule import FlowRule
+from guardians.param.rule import ParamRule
+from guardians.schema import MAX_RULES, RULE_TYPES, RuleDocument
+from guardians.system.rule import SystemRule
 
-RULE_TYPES = ("flow", "breaker", "system", "param", "degrade")
-MAX_RULES = 100_000
-
-_PARSERS = {
-    "flow": parse_flow,
-    "breaker": parse_breaker,
-    "system": parse_system,
-    "param": parse_param,
-    "degrade": parse_degrade,
+_COMPILE: dict[str, Any] = {
+    "flow": FlowRule.from_model,
+    "breaker": BreakerRule.from_model,
+    "system": SystemRule.from_model,
+    "param": ParamRule.from_model,
+    "degrade": DegradeRule.from_model,
 }
 
 
@@ -61,42 +61,22 @@ class RuleSet:
 
 
 def parse_document(doc: Any) -> RuleSet:
-    """Validate a rule document (a mapping) into a RuleSet, or raise RuleValidationError."""
-    errors: list[tuple[str, str]] = []
+    """Validate a rule document (a mapping) through ``guardians.schema.RuleDocument`` into a
+    RuleSet (the compiled rules the engine reads), or raise RuleValidationError."""
     if doc is None:
         doc = {}
-    if not isinstance(doc, Mapping):
-        raise RuleValidationError(
-            [
-                (
-                    "$",
-                    f"must be a mapping of rule type ({', '.join(RULE_TYPES)}) to a list "
-                    f"of rules, got {type(doc).__name__}",
-                )
-            ]
-        )
-    parsed: dict[str, list[Any]] = {t: [] for t in RULE_TYPES}
-    total = 0
-    for key, rules in doc.items():
-        if key not in _PARSERS:
-            errors.append((str(key), f"unknown rule type; allowed: {', '.join(RULE_TYPES)}"))
-            continue
-        if rules is None:
-            continue
-        if not isinstance(rules, list | tuple):
-            errors.append((key, f"must be a list of {key} rules, got {type(rules).__name__}"))
-            continue
-        total += len(rules)
-        if total > MAX_RULES:
-            errors.append((key, f"too many rules: at most {MAX_RULES} in a document"))
-            break
-        for i, raw in enumerate(rules):
-            rule = _PARSERS[key](raw, f"{key}[{i}]", errors)
-            if rule is not None:
-                parsed[key].append(rule)
-    if errors:
-        raise RuleValidationError(errors)
-    return RuleSet(**{t: tuple(v) for t, v in parsed.items()})
+    if isinstance(doc, Mapping):
+        total = 0
+        for key, rules in doc.items():
+            total += len(rules) if isinstance(rules, list | tuple) else 0
+            if total > MAX_RULES:
+                raise RuleValidationError([(str(key), f"too many rules: at most {MAX_RULES} in a document")])
+        doc = {k: list(v) if isinstance(v, tuple) else v for k, v in doc.items()}
+    try:
+        model = RuleDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise RuleValidationError(document_errors(exc)) from None
+    return RuleSet(**{t: tuple(_COMPILE[t](m) for m in (getattr(model, t) or ())) for t in RULE_TYPES})
 
 
 def load_text(text: str) -> Any:
@@ -116,10 +96,6 @@ def parse_text(text: str) -> RuleSet:
 
 def dump_yaml(doc: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=None, width=120)
-
-
-def dump_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=False)
 
 
 def canonical(doc: Any) -> dict[str, list[dict[str, Any]]]:

@@ -1,14 +1,18 @@
-"""Degrade rule: which registered fallback answers when a resource's call is blocked."""
+"""Degrade rule: which registered fallback answers when a resource's call is blocked.
+
+The document form is ``guardians.schema.DegradeRuleModel``; ``DegradeRule`` is its compiled form.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from guardians._validate import Fields
+from guardians._validate import Errors, validate_rule
+from guardians.schema import DegradeRuleModel
 
-FIELDS = ("name", "resource", "fallback")
-DEFAULT = "default"  # built in: the fallback passed at the call site, guard(..., fallback=)
+FIELDS: tuple[str, ...] = tuple(DegradeRuleModel.model_fields)
+DEFAULT: str = DegradeRuleModel.model_fields["fallback"].default  # the call site's fallback
 
 
 @dataclass(frozen=True)
@@ -19,22 +23,16 @@ class DegradeRule:
 
     kind = "degrade"
 
+    @classmethod
+    def from_model(cls, m: DegradeRuleModel) -> DegradeRule:
+        return cls(
+            resource=m.resource, fallback=m.fallback, name=m.name or f"degrade:{m.resource}:{m.fallback}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def parse_degrade(raw: Any, path: str, errors: list[tuple[str, str]]) -> DegradeRule | None:
-    f = Fields(raw, path, errors, FIELDS)
-    resource = f.string("resource", required=True)
-    fallback = f.string("fallback", default=DEFAULT) or DEFAULT
-    if fallback and not all(c.isalnum() or c in "_-." for c in fallback):
-        f.fail(
-            f"{path}.fallback",
-            "must be a fallback name of letters, digits, _ - . (registered with "
-            "engine.register_fallback; 'default' = the call site's fallback)",
-        )
-    name = f.string("name") or ""
-    if not f.ok:
-        return None
-    assert resource is not None
-    return DegradeRule(resource=resource, fallback=fallback, name=name or f"degrade:{resource}:{fallback}")
+def parse_degrade(raw: Any, path: str, errors: Errors) -> DegradeRule | None:
+    m = validate_rule(DegradeRuleModel, raw, path, errors)
+    return DegradeRule.from_model(m) if isinstance(m, DegradeRuleModel) else None

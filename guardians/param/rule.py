@@ -1,14 +1,17 @@
-"""Param rule: at most ``threshold`` calls per ``duration_s`` for each value of one argument."""
+"""Param rule: at most ``threshold`` calls per ``duration_s`` for each value of one argument.
+
+The document form is ``guardians.schema.ParamRuleModel``; ``ParamRule`` is its compiled form.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from guardians._validate import Fields
+from guardians._validate import Errors, validate_rule
+from guardians.schema import ParamRuleModel
 
-FIELDS = ("name", "resource", "param", "threshold", "duration_s", "burst", "exceptions")
+FIELDS: tuple[str, ...] = tuple(ParamRuleModel.model_fields)
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,18 @@ class ParamRule:
     name: str = ""
 
     kind = "param"
+
+    @classmethod
+    def from_model(cls, m: ParamRuleModel) -> ParamRule:
+        return cls(
+            resource=m.resource,
+            param=m.param,
+            threshold=m.threshold,
+            duration_s=m.duration_s,
+            burst=m.burst,
+            exceptions=tuple(sorted((m.exceptions or {}).items())),
+            name=m.name or f"param:{m.resource}:{m.param}",
+        )
 
     def limit_for(self, value: str) -> int:
         for v, n in self.exceptions:
@@ -43,39 +58,6 @@ class ParamRule:
         return d
 
 
-def parse_param(raw: Any, path: str, errors: list[tuple[str, str]]) -> ParamRule | None:
-    f = Fields(raw, path, errors, FIELDS)
-    resource = f.string("resource", required=True)
-    param = f.string("param", required=True)
-    threshold = f.number("threshold", required=True, ge=0, le=10_000_000, integer=True)
-    duration = f.number("duration_s", default=1, ge=1, le=86_400, integer=True)
-    burst = f.number("burst", default=0, ge=0, le=10_000_000, integer=True)
-    exceptions: list[tuple[str, int]] = []
-    raw_exc = f.raw.get("exceptions") if isinstance(f.raw, Mapping) else None
-    if raw_exc is not None:
-        if not isinstance(raw_exc, Mapping):
-            f.fail(
-                f"{path}.exceptions", "must be a mapping of parameter value to threshold (an integer >= 0)"
-            )
-        else:
-            for k, v in raw_exc.items():
-                if isinstance(k, bool) or not isinstance(k, str | int) or str(k) == "":
-                    f.fail(f"{path}.exceptions", f"keys must be parameter values (strings), got {k!r}")
-                    continue
-                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10_000_000:
-                    f.fail(f"{path}.exceptions.{k}", f"must be an integer >= 0 and <= 10000000, got {v!r}")
-                    continue
-                exceptions.append((str(k), v))
-    name = f.string("name") or ""
-    if not f.ok:
-        return None
-    assert resource is not None and param is not None
-    return ParamRule(
-        resource=resource,
-        param=param,
-        threshold=threshold,
-        duration_s=duration,
-        burst=burst,
-        exceptions=tuple(sorted(exceptions)),
-        name=name or f"param:{resource}:{param}",
-    )
+def parse_param(raw: Any, path: str, errors: Errors) -> ParamRule | None:
+    m = validate_rule(ParamRuleModel, raw, path, errors)
+    return ParamRule.from_model(m) if isinstance(m, ParamRuleModel) else None

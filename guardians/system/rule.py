@@ -1,15 +1,20 @@
-"""System rule: one node-wide metric and its threshold (applies to inbound entries)."""
+"""System rule: one node-wide metric and its threshold (applies to inbound entries).
+
+The document form is ``guardians.schema.SystemRuleModel`` (which also decides the default
+strategy); ``SystemRule`` is its compiled form.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
-from guardians._validate import Fields
+from guardians._validate import Errors, validate_rule
+from guardians.schema import SystemMetric, SystemRuleModel, SystemStrategy
 
-METRICS = ("qps", "concurrency", "avg_rt", "cpu", "load")
-STRATEGIES = ("plain", "bbr")
-FIELDS = ("name", "metric", "threshold", "strategy")
+METRICS: tuple[str, ...] = get_args(SystemMetric)
+STRATEGIES: tuple[str, ...] = get_args(SystemStrategy)
+FIELDS: tuple[str, ...] = tuple(SystemRuleModel.model_fields)
 
 
 @dataclass(frozen=True)
@@ -22,22 +27,17 @@ class SystemRule:
     kind = "system"
     resource = "*"
 
+    @classmethod
+    def from_model(cls, m: SystemRuleModel) -> SystemRule:
+        assert m.strategy is not None  # the model's conditional default filled it in
+        return cls(
+            metric=m.metric, threshold=m.threshold, strategy=m.strategy, name=m.name or f"system:{m.metric}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def parse_system(raw: Any, path: str, errors: list[tuple[str, str]]) -> SystemRule | None:
-    f = Fields(raw, path, errors, FIELDS)
-    metric = f.choice("metric", METRICS)
-    if metric == "cpu":
-        threshold = f.number("threshold", required=True, gt=0, le=1)
-    else:
-        threshold = f.number("threshold", required=True, gt=0)
-    default = "bbr" if metric == "load" else "plain"
-    strategy = f.choice("strategy", STRATEGIES, default=default)
-    if strategy == "bbr" and metric not in ("load", "cpu"):
-        f.fail(f"{path}.strategy", "bbr is only allowed with metric load or cpu; allowed values here: plain")
-    name = f.string("name") or ""
-    if not f.ok:
-        return None
-    return SystemRule(metric=metric, threshold=threshold, strategy=strategy, name=name or f"system:{metric}")
+def parse_system(raw: Any, path: str, errors: Errors) -> SystemRule | None:
+    m = validate_rule(SystemRuleModel, raw, path, errors)
+    return SystemRule.from_model(m) if isinstance(m, SystemRuleModel) else None

@@ -7,6 +7,7 @@
     tradeguard rules validate -f FILE                       # check a document, store nothing
     tradeguard rules history [--json]
     tradeguard rules rollback VERSION --by NAME --why TEXT  # a new version with VERSION's content
+    tradeguard rules schema                                 # the JSON Schema of a rule document
 
 ``--app`` (default: settings' app, "tradeguard") picks the application. FILE is YAML
 or JSON (``-`` reads stdin). Invalid documents are reported per field and exit 2.
@@ -241,11 +242,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of a rule document (from guardians.schema), for editors and CI."""
+    from guardians.schema import document_json_schema
+
+    print(json.dumps(document_json_schema(), indent=2))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     _, default_app = _default_app()
     p = subparsers.add_parser(
         "rules",
-        help="guardians rule documents: list, show, apply, diff, history, rollback",
+        help="guardians rule documents: list, show, apply, diff, history, rollback, schema",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -280,6 +289,8 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--by", required=True, help="who makes the change")
     sp.add_argument("--why", default="", help="why (default: 'rollback to vN')")
     sp.set_defaults(func=cmd_rollback)
+    sp = sub.add_parser("schema", help="print the JSON Schema of a rule document (for editors and CI)")
+    sp.set_defaults(func=cmd_schema)
 
 
 def _default_app() -> tuple[None, str]:

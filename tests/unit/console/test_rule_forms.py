@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import UnionType
+from typing import Union, get_args, get_origin
+
 from console.rule_forms import (
     FIELDS,
     errors_for,
@@ -13,7 +16,9 @@ from console.rule_forms import (
 )
 from console.services import FieldError
 from dashboards.impact import FlowProposal, ParamProposal
+from guardians import parse_document
 from guardians.flow.rule import FIELDS as FLOW_FIELDS
+from guardians.schema import MODELS
 
 
 def test_error_paths_land_on_their_field():
@@ -81,3 +86,39 @@ def test_table_rows_use_one_column_order():
     rows = table_rows([{"threshold": 5, "resource": "a", "name": "n", "exceptions": {"x": 1}}], "param")
     assert list(rows[0]) == ["name", "resource", "threshold", "exceptions"]
     assert rows[0]["exceptions"] == '{"x": 1}'
+
+
+def test_form_fields_choices_and_defaults_come_from_the_models():
+    for kind, model in MODELS.items():
+        specs = {f.name: f for f in FIELDS[kind]}
+        assert list(specs) == list(model.model_fields), kind
+        for name, info in model.model_fields.items():
+            spec = specs[name]
+            assert spec.required == info.is_required(), (kind, name)
+            expected = None if info.is_required() else info.default
+            assert spec.default == expected, (kind, name)
+            if spec.kind == "select":
+                assert spec.options == get_args(_strip(info.annotation)), (kind, name)
+
+
+def _strip(tp):
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return args[0] if get_origin(tp) in (Union, UnionType) else tp
+
+
+def test_system_strategy_left_to_the_model_in_the_form_and_the_parser():
+    """The form used to preselect strategy plain while a rule without one loads as bbr for load."""
+    spec = next(f for f in FIELDS["system"] if f.name == "strategy")
+    assert spec.default is None and not spec.required  # the widget shows "(default)", nothing preselected
+    assert "bbr when metric is load" in spec.help
+    for metric, expected in (("load", "bbr"), ("cpu", "plain"), ("qps", "plain")):
+        values = {"metric": metric, "threshold": 0.5, "strategy": spec.default, "name": ""}
+        rule = rule_from_values("system", values)
+        assert "strategy" not in rule
+        assert parse_document({"system": [rule]}).system[0].strategy == expected
+
+
+def test_form_help_names_the_bounds_of_the_model():
+    spec = next(f for f in FIELDS["breaker"] if f.name == "stat_interval_ms")
+    assert (spec.ge, spec.le) == (500, 60_000)
+    assert "≥ 500, ≤ 60000" in spec.help and "default: 1000" in spec.help

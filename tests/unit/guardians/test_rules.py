@@ -1,12 +1,19 @@
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guardians import Blocked, RuleValidationError, parse_document
+from guardians.breaker.rule import BreakerRule
+from guardians.flow.rule import FlowRule
+from guardians.param.rule import ParamRule
 from guardians.rules import RULE_TYPES, canonical, diff_documents, dump_yaml, load_text, parse_text
+from guardians.schema import MODELS, RULES_MD, document_json_schema, reference_markdown, render_rules_md
 
 from .helpers import engine
 
@@ -387,3 +394,77 @@ valid_document = st.fixed_dictionaries(
 )
 def test_valid_documents_apply_and_guard_without_crashing(doc, calls):
     test_no_rule_document_crashes_parse_apply_or_entry.hypothesis.inner_test(doc=doc, calls=calls)
+
+
+# ---------------------------------------------------------------- the one schema
+def test_rules_md_reference_tables_agree_with_the_models():
+    text = RULES_MD.read_text()
+    assert render_rules_md(text) == text, (
+        "guardians/RULES.md disagrees with the models of guardians/schema.py: "
+        "run `python -m guardians.reference --write` and commit RULES.md"
+    )
+
+
+def test_reference_markdown_lists_every_field_with_its_default_and_bounds():
+    for kind, model in MODELS.items():
+        table = reference_markdown(kind)
+        for name in model.model_fields:
+            assert f"| `{name}` |" in table, (kind, name)
+    assert "| `stat_interval_ms` | integer | `1000` | ≥ 500, ≤ 60000 |" in reference_markdown("breaker")
+    assert "`bbr` when metric is load, `plain` otherwise" in reference_markdown("system")
+
+
+def test_compiled_rules_keep_the_models_static_defaults():
+    """The dataclasses the engine reads default like the models (e.g. a rule built in code)."""
+    for kind, cls in (("flow", FlowRule), ("breaker", BreakerRule), ("param", ParamRule)):
+        model = MODELS[kind]
+        for f in dataclasses.fields(cls):
+            info = model.model_fields.get(f.name)
+            if info is None or info.is_required() or info.default is None:
+                continue
+            assert f.default == info.default, (kind, f.name)
+
+
+@functools.cache
+def _schema_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = document_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_json_schema_accepts_the_demo_rules_and_rejects_bad_documents():
+    validator = _schema_validator()
+    demo = yaml.safe_load((Path(__file__).parents[3] / "guardians" / "demo_rules.yaml").read_text())
+    assert list(validator.iter_errors(demo)) == []
+    bad = [
+        {"flow": [{"resource": "r", "threshold": 0}]},  # bound
+        {"flow": [{"resource": "r", "threshold": 5, "burst": 3}]},  # unknown field
+        {"limits": []},  # unknown rule type
+        {"breaker": [{"resource": "p", "strategy": "slow_ratio", "threshold": 0.5}]},  # max_rt_ms required
+        {"breaker": [{"resource": "p", "strategy": "error_ratio", "threshold": 1.5}]},  # ratio <= 1
+        {"flow": [{"resource": "r", "threshold": 5, "warm_up_s": 3}]},  # warm_up_s only with warm_up
+        {"flow": [{"resource": "r", "threshold": 5, "behavior": "adaptive"}]},  # grade must be concurrency
+        {"system": [{"metric": "qps", "threshold": 10, "strategy": "bbr"}]},
+        {"system": [{"metric": "cpu", "threshold": 80}]},
+    ]
+    for doc in bad:
+        assert list(validator.iter_errors(doc)), doc
+        with pytest.raises(RuleValidationError):  # and the parser agrees
+            parse_document(doc)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=valid_document)
+def test_json_schema_accepts_what_the_parser_accepts(doc):
+    parse_document(doc)
+    assert list(_schema_validator().iter_errors(doc)) == []
+
+
+def test_cli_prints_the_json_schema(capsys):
+    from tradeguard import cli
+
+    assert cli.main(["rules", "schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(document_json_schema()))
+    assert set(printed["properties"]) == set(RULE_TYPES)
