@@ -1,6 +1,6 @@
 """One redaction helper for every URL, config value or text that may hold a credential.
 
-Rules (ARCHITECTURE "Secrets"): no secret in a log line, an exception text, a DB row or a page.
+Rules (docs/architecture.md, "Decisions"): no secret in a log line, an exception text, a DB row or a page.
 
 - ``redact_url`` renders a URL safe to show. Store URLs (``postgresql://``, ``redis://``,
   ``smtp://``, ``amqp://``, ``influxdb://``…) keep scheme, host, port and path, with the password

@@ -27,7 +27,7 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-# Stable names of the guarded capabilities (see ARCHITECTURE.md).
+# Stable names of the guarded capabilities (see docs/architecture.md).
 ORDER_PLACE = "order.place"
 ORDER_PAY = "order.pay"
 ORDER_GET = "order.get"
