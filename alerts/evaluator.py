@@ -24,7 +24,7 @@ from alerts.rulefile import parse_rule
 from alerts.state import AlertStates, Series, Transition
 from alerts.store import AlertStore
 from collectors.query import MetricStore, Query, Row
-from domain.ports import Clock, SystemClock
+from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import httpx
 
 from alerts.model import FIRING, Channel
 from alerts.store import AlertRecord, AlertStore
-from domain.ports import Clock, SystemClock
+from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

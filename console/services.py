@@ -21,11 +21,11 @@ import pandas as pd
 import yaml
 
 from collectors.query import MetricStore, Query, Row
+from common.clock import Clock, SystemClock
 from dashboards import queries as q
 from dashboards.frames import frame, has_any, per_second, ratio_percent
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal, replay, samples_from_rows
 from dashboards.ranges import Window, last_seconds, window
-from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import pybreaker
 
-from guardians.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock
 from guardians.errors import FlowBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN
 

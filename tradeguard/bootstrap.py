@@ -37,7 +37,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from domain.ports import Clock, EventBus, Guard, NoopGuard, SystemClock
+from common.clock import Clock, SystemClock
+from domain.ports import EventBus, Guard, NoopGuard
 from tradeguard.chaos import ChaosError, ChaosPoller, ChaosStore
 from tradeguard.settings import Settings
 
