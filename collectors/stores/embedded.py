@@ -36,9 +36,10 @@ from sqlalchemy.pool import StaticPool
 from collectors.errors import StoreRejected, StoreUnavailable
 from collectors.points import from_ns, to_ns
 from collectors.query import Point, Query, Row
-from collectors.stores.aggregate import PERCENTILES, Partial, percentile
+from collectors.stores.aggregate import PERCENTILES, Partial
 from collectors.stores.common import check_query
 from common.clock import SystemClock
+from common.stats import percentile
 
 log = logging.getLogger(__name__)
 
