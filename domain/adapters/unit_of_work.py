@@ -191,7 +191,7 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
     url = normalize_url(url)
     try:
         u = make_url(url)
-    except Exception:  # SQLAlchemy's ArgumentError quotes the whole URL, password included: not chained
+    except Exception:  # SQLAlchemy's error names no setting: say which, URL redacted, cause not chained
         raise ValueError(f"trading_db: not a SQLAlchemy URL: {redact_url(url)!r}") from None
     kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
