@@ -40,7 +40,7 @@ from alerts.notify import Deliverer, Sender, build_payload, env_channels, settin
 from alerts.rulefile import default_config, parse_document, rule_to_dict
 from alerts.store import AlertStore
 from collectors.query import MetricStore
-from domain.ports import Clock, SystemClock
+from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

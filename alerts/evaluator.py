@@ -25,7 +25,7 @@ from alerts.state import AlertStates, Series, Transition
 from alerts.store import AlertStore
 from collectors.points import BREAKER_STATES
 from collectors.query import MetricStore, Query, Row
-from domain.ports import Clock, SystemClock
+from common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

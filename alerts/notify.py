@@ -38,8 +38,8 @@ import httpx
 from alerts.model import FIRING, Channel
 from alerts.schema import SECRET_NAME
 from alerts.store import AlertRecord, AlertStore
+from common.clock import Clock, SystemClock
 from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url
-from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from alerts.errors import AlertConfigError, InvalidAction, NotFound
 from alerts.model import FIRING, PENDING, RESOLVED, STATES, Matcher, Silence
 from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
+from common.clock import Clock, SystemClock
 from common.durations import parse_duration
-from domain.ports import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -37,16 +37,9 @@ from alerts.rulefile import parse_rule
 from alerts.store import AlertStore
 from collectors.points import make_point
 from collectors.registry import open_store
+from common.clock import FakeClock
 
 START = datetime(2026, 11, 11, 0, 0, 0, tzinfo=UTC)
-
-
-class SimClock:
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def now(self) -> datetime:
-        return self.t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +225,7 @@ def detect(metrics_url: str, tmp: str, args: argparse.Namespace) -> list[float]:
     parse_rule(rule)
     interval = args.interval
     for k in range(args.offsets):
-        clock = SimClock(START)
+        clock = FakeClock(START)
         metrics = open_store(f"sqlite:///{tmp}/detect-{k}.db", clock=clock)
         store = AlertStore(f"sqlite:///{tmp}/detect-control-{k}.db")
         store.replace_rules([rule], by="bench", now=clock.now())
@@ -246,7 +239,7 @@ def detect(metrics_url: str, tmp: str, args: argparse.Namespace) -> list[float]:
         fired_at = None
         while fired_at is None and t < fault + timedelta(minutes=5):
             t += timedelta(seconds=0.5)
-            clock.t = t
+            clock.set(t)
             # the collectors flush each completed second about 1 s later
             while written_until + timedelta(seconds=2) <= t:
                 second = written_until
@@ -278,7 +271,7 @@ def detect(metrics_url: str, tmp: str, args: argparse.Namespace) -> list[float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tg-bench-alerts-") as tmp:
         end = START + timedelta(days=1)
-        clock = SimClock(end)
+        clock = FakeClock(end)
         metrics = open_store(f"sqlite:///{tmp}/metrics.db", clock=clock)
         _progress(
             f"writing {args.hours:g} h of data for {args.resources} resources × {args.instances} nodes …"
@@ -300,7 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         times = []
         first = None
         for i in range(args.cycles):
-            clock.t = end + timedelta(seconds=i * 10)
+            clock.set(end + timedelta(seconds=i * 10))
             t0 = time.perf_counter()
             out = engine.cycle()
             times.append(time.perf_counter() - t0)

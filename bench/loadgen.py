@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import math
 import random
 import sys
 import time
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from common.stats import percentile
 
 OK, REJECTED, TIMEOUT, REFUSED, ERROR, QUEUED = "ok", "rejected", "timeout", "refused", "error", "queued"
 
@@ -156,13 +157,6 @@ def classify(status: int, retry_after: bool) -> str:
     return ERROR
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 @dataclass
 class Generator:
     pool: HttpPool
@@ -262,8 +256,8 @@ class Generator:
                     "name": phase["name"],
                     "records": str(path),
                     "sent": len(out),
-                    "behind_p50_ms": round(percentile(behind, 0.5), 2),
-                    "behind_p99_ms": round(percentile(behind, 0.99), 2),
+                    "behind_p50_ms": round(percentile(behind, 50) or 0.0, 2),
+                    "behind_p99_ms": round(percentile(behind, 99) or 0.0, 2),
                     "behind_max_ms": round(max(behind, default=0.0), 2),
                 }
             )

@@ -40,6 +40,7 @@ from collectors.points import make_point
 from collectors.query import Query
 from collectors.registry import open_store
 from collectors.runtime import Collection
+from common.clock import SystemClock
 from domain import events as ev
 
 
@@ -61,11 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def say(msg: str) -> None:
     print(f"[bench pipeline] {msg}", file=sys.stderr, flush=True)
-
-
-class _Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def _throughput(store, workdir: str, n: int, batch: int) -> dict:
         outbox.put(pts[i : i + batch])
     put_s = time.perf_counter() - t
     t = time.perf_counter()
-    result = Flusher(outbox, store, clock=_Clock(), batch_size=batch).flush()
+    result = Flusher(outbox, store, clock=SystemClock(), batch_size=batch).flush()
     drain_s = time.perf_counter() - t
     outbox.close()
     assert result.error is None and result.sent == n, result

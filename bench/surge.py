@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -59,6 +58,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from common.stats import percentile
 from tradeguard.supervisor import cli_argv
 
 log = logging.getLogger(__name__)
@@ -225,13 +225,6 @@ class LoadGen:
 
 
 # ============================================================================ statistics
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
     """Statistics of one phase's order records ``[sched_s, behind_ms, outcome, latency_ms, …]``."""
     by: dict[str, int] = defaultdict(int)
@@ -250,16 +243,16 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
         "orders": len(rows),
         "ok": by[OK],
         # no successful order: no latency to report (null, not a flattering 0)
-        "p50_ms": round(pct(ok_lat, 0.5), 1) if ok_lat else None,
-        "p90_ms": round(pct(ok_lat, 0.90), 1) if ok_lat else None,
-        "p99_ms": round(pct(ok_lat, 0.99), 1) if ok_lat else None,
+        "p50_ms": round(percentile(ok_lat, 50) or 0.0, 1) if ok_lat else None,
+        "p90_ms": round(percentile(ok_lat, 90) or 0.0, 1) if ok_lat else None,
+        "p99_ms": round(percentile(ok_lat, 99) or 0.0, 1) if ok_lat else None,
         "rejected": by["rejected"],
-        "rejected_p99_ms": round(pct(rej_lat, 0.99), 1),
+        "rejected_p99_ms": round(percentile(rej_lat, 99) or 0.0, 1),
         "timeouts": by["timeout"],
         "refused": by["refused"],
         "queued": by["queued"],
         "errors": by["error"],
-        "behind_p99_ms": round(pct(behind, 0.99), 1),
+        "behind_p99_ms": round(percentile(behind, 99) or 0.0, 1),
         "behind_max_ms": round(max(behind, default=0.0), 1),
     }
 

@@ -28,13 +28,9 @@ from collectors.outbox import Flusher, Outbox
 from collectors.points import make_point
 from collectors.query import MetricStore, Point
 from collectors.sources import BreakerSource, BusinessAggregator, GuardianSource, HostSource
+from common.clock import SystemClock
 
 log = logging.getLogger(__name__)
-
-
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def default_instance() -> str:
@@ -66,7 +62,7 @@ class Collection:
         self.outbox = outbox if isinstance(outbox, Outbox) else Outbox(outbox, max_points=max_points)
         self.app = app
         self.instance = instance or default_instance()
-        self.clock = clock or _UtcClock()
+        self.clock = clock or SystemClock()
         self.flusher = Flusher(self.outbox, store, clock=self.clock, batch_size=batch_size)
         self.guardians = (
             GuardianSource(engine, app=app, instance=self.instance) if engine is not None else None
@@ -116,9 +112,6 @@ class Collection:
         except Exception:
             self.errors += 1
             log.exception("business aggregator failed on %r", event)
-
-    def on_breaker(self, event: Any) -> None:
-        self.breakers.on_change(event)
 
     # ------------------------------------------------------------ jobs
 

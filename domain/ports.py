@@ -8,23 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol, TypeVar, runtime_checkable
 
+from common.clock import Clock, SystemClock  # the one clock; re-exported as the core's port
 from domain.events import DomainEvent
 
 T = TypeVar("T")
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
-        ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 # Stable names of the guarded capabilities (see docs/architecture.md).

@@ -1,11 +1,10 @@
 """guardians: a Sentinel-class flow-control engine for named resources.
 
-It imports nothing of the project. See ``guardians.engine`` for the slot chain,
-``guardians.rules`` for rule documents, ``guardians.store`` / ``watcher`` /
-``fleet`` for the control DB, ``guardians.http`` for the ASGI side.
+It imports nothing of the project but ``common`` (its clock is ``common.clock``).
+See ``guardians.engine`` for the slot chain, ``guardians.rules`` for rule documents,
+``guardians.store`` / ``watcher`` / ``fleet`` for the control DB, ``guardians.http`` for the ASGI side.
 """
 
-from guardians.clock import Clock, FakeClock, SystemClock
 from guardians.engine import Engine, Entry
 from guardians.errors import (
     Blocked,
@@ -23,16 +22,13 @@ __all__ = [
     "Blocked",
     "BreakerBlocked",
     "BreakerStateChanged",
-    "Clock",
     "Engine",
     "Entry",
-    "FakeClock",
     "FlowBlocked",
     "ParamBlocked",
     "ResourceSnapshot",
     "RuleSet",
     "RuleValidationError",
     "SystemBlocked",
-    "SystemClock",
     "parse_document",
 ]

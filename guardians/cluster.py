@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import pybreaker
 
-from guardians.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock
+from common.redact import redact_text, redact_url
 from guardians.errors import FlowBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN
 
@@ -84,6 +85,7 @@ class Cluster:
         sync_s: float = 1.0,
         url: str | None = None,
     ) -> None:
+        """``url``: the storage's URL, shown (redacted) in logs and ``status()``."""
         if not 0 < budget <= 0.5:
             raise ValueError(f"budget: must be in (0, 0.5], got {budget}")
         self.storage = storage
@@ -96,7 +98,8 @@ class Cluster:
         self.probe_s = probe_s
         self.nodes_s = nodes_s
         self.sync_s = sync_s
-        self.url = url
+        self.url = redact_url(url) if url else None
+        self._secrets = _url_secrets(url) if url else ()
         self.mode = CLUSTER
         self.ok = True  # mode == CLUSTER (a bool for the hot path)
         self.nodes = 1  # live nodes sharing a threshold (≥ 1)
@@ -163,7 +166,7 @@ class Cluster:
     def failed(self, exc: BaseException) -> None:
         """A storage call failed: fall back to local shares (and probe later)."""
         self.lease_errors += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error = self._describe(exc)
         if self.mode != FALLBACK:
             self.mode = FALLBACK
             self.ok = False
@@ -237,8 +240,12 @@ class Cluster:
                 self.redis.ping()
             return ok
         except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = self._describe(exc)
             return False
+
+    def _describe(self, exc: BaseException) -> str:
+        """``exc`` as shown in logs and ``/ops/health``: without the storage's credentials."""
+        return redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
 
     def status(self) -> dict[str, Any]:
         """For ``/ops/health``: mode, live nodes, rules, leases, the last error."""
@@ -573,7 +580,7 @@ def connect(
 
     if not url.startswith(("redis://", "rediss://", "redis+unix://")):
         raise ValueError(
-            f"redis_url: must be redis://HOST:PORT/DB (or rediss://, redis+unix://), got {url!r}"
+            f"redis_url: must be redis://HOST:PORT/DB (or rediss://, redis+unix://), got {redact_url(url)!r}"
         )
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -586,21 +593,31 @@ def connect(
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
         )
-    except ConfigurationError as exc:
-        raise ValueError(f"redis_url: {exc} ({url!r})") from exc
+    except (ConfigurationError, ValueError) as exc:  # the cause may quote the URL: not chained
+        why = redact_text(str(exc), _url_secrets(url))
+        raise ValueError(f"redis_url: {why} ({redact_url(url)!r})") from None
     return Cluster(
         storage,
         clock=clock,
         live_nodes=live_nodes,
         namespace=namespace,
         redis=storage.storage,
-        url=_masked(url),
+        url=url,
         **options,
     )
 
 
-def _masked(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The password of ``url`` (also of one ``urlsplit`` cannot parse), to mask wherever it shows."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is None and "@" in url and "://" in url:
+        userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
+        password = userinfo.split(":", 1)[1] if ":" in userinfo else None
+    if not password:
+        return ()
+    return tuple({password, unquote(password)})

@@ -27,9 +27,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from common.clock import Clock, SystemClock
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
-from guardians.clock import Clock, SystemClock
 from guardians.degrade.checker import resolve_fallback
 from guardians.degrade.manager import DegradeManager
 from guardians.degrade.rule import DegradeRule

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from guardians.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock
 from guardians.db import as_utc, make_engine
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from guardians.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock
 from guardians.db import as_utc, make_engine
 from guardians.rules import RuleSet, canonical, diff_documents, parse_document
 

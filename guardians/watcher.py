@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from guardians.clock import Clock, SystemClock
+from common.clock import Clock, SystemClock
 from guardians.engine import Engine
 from guardians.store import RuleStore
 

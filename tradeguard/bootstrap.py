@@ -39,9 +39,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from common.clock import Clock, SystemClock
 from common.redact import redact_text, redact_url
 from domain.api.problems import PROBLEM_JSON, problem_responses
-from domain.ports import Clock, EventBus, Guard, NoopGuard, SystemClock
+from domain.ports import EventBus, Guard, NoopGuard
 from tradeguard.chaos import ChaosPoller, ChaosStore
 from tradeguard.ops_api import ops_router
 from tradeguard.settings import Settings

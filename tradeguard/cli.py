@@ -14,12 +14,15 @@ import importlib
 import logging
 import os
 import pkgutil
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from pydantic import ValidationError
 
+from common.redact import RedactingFilter
 from tradeguard import commands as commands_pkg
 from tradeguard.settings import LOG_LEVELS, env_name
 
@@ -45,14 +48,52 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr (stdout is kept for command output and JSON lines)."""
+_SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY)$")
+_SECRET_PARAM = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
+
+
+def secrets_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
+    """The secret values of the ``TRADEGUARD_*`` settings, as the logging filter masks them.
+
+    Tokens and passwords (``TRADEGUARD_METRICS_TOKEN``, ``_PASSWORD``, ``TRADEGUARD_OPS_TOKEN``…),
+    the password of ``TRADEGUARD_BOOTSTRAP_ADMIN`` (NAME:PASSWORD), and of every URL setting its
+    password and the values of its secret-looking query parameters (``?token=``).
+    Read from the environment, the settings' only source, so it works even when the settings
+    themselves do not validate (their error is logged too).
+    """
+    env = os.environ if environ is None else environ
+    found: set[str] = set()
+    for name, value in env.items():
+        if not name.startswith("TRADEGUARD_") or not value:
+            continue
+        if _SECRET_NAME.search(name):
+            found.add(value)
+        elif name == "TRADEGUARD_BOOTSTRAP_ADMIN" and ":" in value:
+            found.add(value.split(":", 1)[1])
+        elif "://" in value:
+            rest = value.split("://", 1)[1]
+            userinfo = rest.split("/", 1)[0].rpartition("@")[0] if "@" in rest else ""
+            if ":" in userinfo:
+                password = userinfo.split(":", 1)[1]
+                found.update((password, unquote(password)))
+            query = rest.split("?", 1)[1] if "?" in rest else ""
+            found.update(v for k, v in parse_qsl(query.split("#", 1)[0]) if _SECRET_PARAM.search(k))
+    return {v for v in found if v}
+
+
+def setup_logging(level: str = "INFO", environ: Mapping[str, str] | None = None) -> None:
+    """Log to stderr (stdout is kept for command output and JSON lines), secrets masked.
+
+    The handler carries a ``RedactingFilter`` seeded with the secrets of the settings (see
+    ``secrets_from_env``): every record of the process, ours or a library's, passes through it.
+    """
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_tradeguard", False):  # only replace our own handler
             root.removeHandler(old)
     handler = StderrHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactingFilter(secrets_from_env(environ)))
     root.addHandler(handler)
     root.setLevel(level.upper())
     # third-party chatter stays at WARNING unless DEBUG is asked for

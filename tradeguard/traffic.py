@@ -37,6 +37,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from common.stats import percentile
+
 log = logging.getLogger(__name__)
 
 PROFILES = ("steady", "diurnal", "flash-sale")
@@ -293,13 +295,6 @@ def problem_kind(response: httpx.Response) -> str:
     return f"{response.status_code}:{kind}" if kind else str(response.status_code)
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    idx = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[idx]
-
-
 # --------------------------------------------------------------------------- the runner
 class TrafficRunner:
     """Runs one traffic session. ``run()`` returns the final summary dict."""
@@ -540,8 +535,8 @@ class TrafficRunner:
             "conn_errors": c.conn_errors,
             "behind_schedule": c.late,
             "max_behind_ms": round(c.max_behind_ms, 1),
-            "p50_ms": round(percentile(lat, 0.50), 2),
-            "p99_ms": round(percentile(lat, 0.99), 2),
+            "p50_ms": round(percentile(lat, 50) or 0.0, 2),
+            "p99_ms": round(percentile(lat, 99) or 0.0, 2),
             "orders_placed": self.business["orders_placed"],
             "orders_paid": self.business["orders_paid"],
             "payments_failed": self.business["payments_failed"],

@@ -1,23 +1,12 @@
-"""Aggregation helpers shared by the stores: partial aggregates that merge, InfluxDB-compatible
-percentiles, and turning partials into ``Row`` values."""
+"""Aggregation helpers shared by the stores: partial aggregates that merge, the percentile names
+(computed by ``common.stats.percentile``, InfluxQL's definition), and turning partials into ``Row``
+values."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile exactly as InfluxQL's PERCENTILE() computes it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    i = math.floor(len(ordered) * pct / 100.0 + 0.5) - 1
-    if i < 0 or i >= len(ordered):
-        return None
-    return ordered[i]
 
 
 @dataclass

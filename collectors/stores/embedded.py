@@ -26,7 +26,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -36,8 +36,10 @@ from sqlalchemy.pool import StaticPool
 from collectors.errors import StoreRejected, StoreUnavailable
 from collectors.points import from_ns, to_ns
 from collectors.query import Point, Query, Row
-from collectors.stores.aggregate import PERCENTILES, Partial, percentile
+from collectors.stores.aggregate import PERCENTILES, Partial
 from collectors.stores.common import check_query
+from common.clock import SystemClock
+from common.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,6 @@ def _r1m(measurement: str) -> str:
 
 def _rc(field: str, part: str) -> str:
     return _q(f"{field}|{part}")
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class EmbeddedStore:

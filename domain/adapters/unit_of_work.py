@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from common.redact import redact_url
 from domain.adapters import orm
 from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
 from domain.errors import DuplicateKey, StoreUnavailable, TransientStoreError
@@ -188,7 +189,10 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
     isolation; ``reset`` drops and re-creates the tables first.
     """
     url = normalize_url(url)
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except Exception:  # SQLAlchemy's error names no setting: say which, URL redacted, cause not chained
+        raise ValueError(f"trading_db: not a SQLAlchemy URL: {redact_url(url)!r}") from None
     kwargs: dict[str, Any] = {}
     if u.get_backend_name() == "sqlite":
         db = u.database or ""
@@ -210,7 +214,7 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
     if reset:
         tdb.drop_all()
     tdb.create_all()
-    log.info("trading DB ready: %s%s", engine.url.render_as_string(hide_password=True),
+    log.info("trading DB ready: %s%s", redact_url(url),
              f" (schema {schema})" if schema else "")
     return tdb
 

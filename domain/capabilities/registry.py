@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,9 +18,9 @@ from domain.capabilities.base import (
 )
 from domain.capabilities.discount import NoDiscount, PromotionDiscount
 from domain.capabilities.inventory import PooledInventory
-from domain.capabilities.limits import FlashPurchaseLimit, ProductPurchaseLimit
 from domain.capabilities.payment import GatewayPayment
 from domain.capabilities.pricing import FlashPricing, ListPricing
+from domain.capabilities.purchase_limits import FlashPurchaseLimit, ProductPurchaseLimit
 from domain.capabilities.refund import ProportionalRefund
 from domain.capabilities.split import ByShopSplit
 from domain.capabilities.timeout import CappedTimeout, FixedTimeout
@@ -43,9 +43,6 @@ class TransactionType:
     payment: PaymentPolicy
     timeout: PaymentTimeout
     refund: RefundPolicy
-
-    def capability_names(self) -> dict[str, str]:
-        return {f.name: type(getattr(self, f.name)).__name__ for f in fields(self) if f.name != "name"}
 
 
 def default_capabilities(name: str = "fixed_price") -> TransactionType:

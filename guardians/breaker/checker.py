@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import pybreaker
 
+from common.clock import Clock
 from guardians.breaker.rule import BreakerRule
-from guardians.clock import Clock
 from guardians.errors import BreakerBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN, BreakerStateChanged
 from guardians.stat import ERROR, SUCCESS, ResourceNode

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from common.clock import Clock
 from guardians.breaker.checker import BreakerChecker, Emit
 from guardians.breaker.rule import BreakerRule
-from guardians.clock import Clock
 
 
 class BreakerRuleManager:

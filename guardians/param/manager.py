@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from guardians.clock import Clock
+from common.clock import Clock
 from guardians.param.checker import ParamChecker
 from guardians.param.rule import ParamRule
 from guardians.param.storage import ClockedMemoryStorage

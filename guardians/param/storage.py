@@ -11,7 +11,7 @@ import threading
 
 from limits.storage import Storage
 
-from guardians.clock import Clock
+from common.clock import Clock
 
 
 class ClockedMemoryStorage(Storage):

@@ -11,7 +11,8 @@ import pytest
 
 from collectors.errors import QueryError, StoreRejected
 from collectors.query import Point, Query
-from collectors.stores.aggregate import PERCENTILES, percentile
+from collectors.stores.aggregate import PERCENTILES
+from common.stats import percentile
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 SHOPS = ("shop-1", "shop 2,=x")  # the second one needs line-protocol escaping

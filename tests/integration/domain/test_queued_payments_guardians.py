@@ -5,10 +5,11 @@ the recovery time the retry is the half-open probe and the order is paid."""
 
 from __future__ import annotations
 
+from common.clock import FakeClock
 from domain.adapters.unit_of_work import build_trading_db
 from domain.ports import CollectingPublisher
 from domain.services import TradingService
-from guardians import Engine, FakeClock, parse_document
+from guardians import Engine, parse_document
 from tests.unit.domain.fakes import FakeGateway
 from tests.unit.domain.helpers import order_cmd, small_catalog
 from tradeguard.bootstrap import fallbacks

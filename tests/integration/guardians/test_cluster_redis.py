@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from guardians import Engine, FakeClock, parse_document
+from common.clock import FakeClock
+from guardians import Engine, parse_document
 from guardians.cluster import CLUSTER, FALLBACK, connect
 from guardians.system.probe import FixedProbe
 from tests.services import free_port, need_redis

@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from guardians import Engine, FakeClock, RuleValidationError
+from common.clock import FakeClock
+from guardians import Engine, RuleValidationError
 from guardians.fleet import Fleet
 from guardians.store import RuleStore, VersionNotFound
 from guardians.watcher import RuleWatcher

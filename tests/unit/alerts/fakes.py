@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from collectors.query import Point, Query, Row
-from collectors.stores.aggregate import PERCENTILES, percentile
+from collectors.stores.aggregate import PERCENTILES
 from collectors.stores.common import check_query
+from common.stats import percentile
 
 T0 = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)  # a Monday
 

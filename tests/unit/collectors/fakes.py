@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+import common.clock
 from collectors.errors import StoreRejected, StoreUnavailable
 from collectors.points import series_key
 
 
-class FakeClock:
+class FakeClock(common.clock.FakeClock):
+    """``common.clock.FakeClock`` starting on the collectors tests' day."""
+
     def __init__(self, start: datetime | None = None) -> None:
-        self.t = start or datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
+        super().__init__(start or datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
 
 
 class FakeStore:

@@ -10,8 +10,9 @@ import pytest
 from collectors.points import SCHEMA
 from collectors.runtime import Collection
 from collectors.sources import BusinessAggregator, GuardianSource
+from common.clock import FakeClock
 from domain import events as ev
-from guardians import BreakerStateChanged, Engine, FakeClock
+from guardians import BreakerStateChanged, Engine
 
 from .fakes import FakeStore
 

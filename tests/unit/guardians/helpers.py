@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from guardians import Blocked, Engine, FakeClock, parse_document
+from common.clock import FakeClock
+from guardians import Blocked, Engine, parse_document
 from guardians.system.probe import FixedProbe
 
 T0 = 1_700_000_000.0

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from guardians import BreakerStateChanged, Engine, FakeClock, FlowBlocked, RuleValidationError, parse_document
+from common.clock import FakeClock
+from guardians import BreakerStateChanged, Engine, FlowBlocked, RuleValidationError, parse_document
 from guardians.cluster import CLUSTER, FALLBACK, Cluster
 from guardians.param.storage import ClockedMemoryStorage
 from guardians.system.probe import FixedProbe

@@ -1,4 +1,4 @@
-from guardians import FakeClock
+from common.clock import FakeClock
 from guardians.stat import PASSED, RING, ResourceNode
 
 from .helpers import T0, attempt, call_with_rt, engine

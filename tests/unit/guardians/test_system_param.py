@@ -131,7 +131,7 @@ def test_param_counts_as_param_blocks():
 
 
 def test_clocked_storage_sweeps_expired_values():
-    from guardians import FakeClock
+    from common.clock import FakeClock
 
     clock = FakeClock()
     st = ClockedMemoryStorage(clock, sweep_every=100)

@@ -20,7 +20,6 @@ from tradeguard.traffic import (
     is_flash_product,
     make_order_body,
     parse_catalog,
-    percentile,
     rate_factor,
 )
 
@@ -139,12 +138,6 @@ def test_actions_need_orders_to_act_on():
     full.paid.append(Placed("o2", []))
     seen = [choose_action(rng, full) for _ in range(2000)]
     assert seen.count("place") > seen.count("pay") > seen.count("cancel") > 0 and "refund" in seen
-
-
-def test_percentile():
-    assert percentile([], 0.5) == 0.0
-    values = [float(i) for i in range(1, 101)]
-    assert percentile(values, 0.5) == 50.0 and percentile(values, 0.99) == 99.0
 
 
 def fake_node() -> httpx.MockTransport:

@@ -1,8 +1,13 @@
-"""Injected time: every time-dependent behaviour of guardians reads a ``Clock``.
+"""Injected time: the one clock of tradeguard. Every time-dependent behaviour reads a ``Clock``.
 
-``time()`` is epoch seconds as a float (it also stamps the per-second metric
-buckets, so it must be wall-clock based); ``now()`` is an aware UTC datetime;
-``sleep()`` is how queueing behaviours wait (a ``FakeClock`` just advances).
+``time()`` is epoch seconds as a float (it also stamps the per-second metric buckets of the
+guardians, so it must be wall-clock based); ``time_ns()`` the same instant in integer
+nanoseconds (the guardians' hot path does integer bucket math on it); ``now()`` an aware UTC
+datetime (the trading core, collectors and alerts); ``sleep()`` / ``asleep()`` how queueing
+behaviours wait (a ``FakeClock`` just advances).
+
+Production code takes ``clock: Clock | None = None`` and defaults to ``SystemClock()``; tests
+pass a ``FakeClock`` and move it with ``advance()`` / ``set()``.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from typing import Protocol, runtime_checkable
 @runtime_checkable
 class Clock(Protocol):
     def time(self) -> float:
-        """Seconds since the epoch (monotonic-ish; used for windows and response times)."""
+        """Seconds since the epoch (used for windows and response times)."""
         ...
 
     def time_ns(self) -> int:
-        """The same instant as integer nanoseconds (the hot path does integer bucket math on it)."""
+        """The same instant as integer nanoseconds."""
         ...
 
     def now(self) -> datetime:
@@ -52,11 +57,22 @@ class SystemClock:
             await asyncio.sleep(seconds)
 
 
-class FakeClock:
-    """A clock that only moves when told to (tests). ``sleep`` advances it."""
+def _ns(t: float | datetime) -> int:
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ValueError(f"clock time: must be timezone-aware, got naive {t.isoformat()}")
+        return round(t.timestamp() * 1e9)
+    return round(t * 1e9)
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._ns = round(start * 1e9)
+
+class FakeClock:
+    """A clock that only moves when told to (tests, simulations). ``sleep`` advances it.
+
+    ``start`` (and ``set``) take epoch seconds or an aware datetime.
+    """
+
+    def __init__(self, start: float | datetime = 1_700_000_000.0) -> None:
+        self._ns = _ns(start)
         self._lock = threading.Lock()
         self.slept: list[float] = []
 
@@ -73,9 +89,10 @@ class FakeClock:
         with self._lock:
             self._ns += round(seconds * 1e9)
 
-    def set(self, t: float) -> None:
+    def set(self, t: float | datetime) -> None:
+        ns = _ns(t)
         with self._lock:
-            self._ns = round(t * 1e9)
+            self._ns = ns
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
