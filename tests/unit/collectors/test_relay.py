@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert
@@ -48,8 +48,9 @@ def test_relay_sums_equal_the_trading_db(env):
     # the relay measurement: caught up, cursor = last journal id
     last_id = env.journal.tail(last=1)[0].id
     assert result.cursor == last_id and result.lag_s == 0.0
-    rel = env.store.query(Query("relay", ["relay_cursor", "relay_lag_s"], env.clock.now() - timedelta(minutes=1),
-                                env.clock.now() + timedelta(minutes=1), aggregate="last"))
+    now = env.clock.now()
+    rel = env.store.query(Query("relay", ["relay_cursor", "relay_lag_s"], now - timedelta(minutes=1),
+                                now + timedelta(minutes=1), aggregate="last"))
     assert rel[0].values["relay_cursor"] == last_id and rel[0].values["relay_lag_s"] == 0.0
 
 
@@ -66,7 +67,7 @@ def test_business_points_are_full_sums_per_series_and_second(env):
 
 
 def test_payments_take_the_node_from_the_payload_when_it_names_one():
-    t = __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [JournalRow(i, 0, "PaymentSucceeded", t, "o", {"latency_ms": 10.0 * i, "instance": f"n{i % 2}"})
             for i in range(1, 5)]
     pts = {p.tags["instance"]: p.fields for p in business_points(rows, app="tg")}
@@ -220,7 +221,7 @@ def test_a_broker_outage_keeps_the_cursor_and_the_relay_catches_up(env):
 def test_in_process_broker_raises_when_a_subscriber_fails():
     b = InProcessBroker()
     b.subscribe(lambda e: 1 / 0)
-    t = __import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(BrokerUnavailable, match="event 7"):
         b.publish([JournalRow(7, 0, "OrderPaid", t, "o", {})])
 
