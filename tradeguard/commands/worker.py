@@ -1,4 +1,6 @@
-"""``tradeguard worker``: alert evaluation, breaker polling, escalation and notification delivery.
+"""``tradeguard worker``: alert evaluation, breaker polling, escalation and notification delivery,
+and the journal relay (``relay`` job every 1 s: business figures from ``domain_events``; see
+``tradeguard/relay_wiring.py`` for why the worker runs it).
 
 An APScheduler ``BackgroundScheduler`` runs three jobs:
 - ``evaluate`` every ``--interval`` s (``TRADEGUARD_ALERT_INTERVAL_S``, default 10): every alert
@@ -31,6 +33,7 @@ from typing import Any
 from alerts.engine import AlertEngine, ensure_default_rules
 from alerts.nodes import FleetNodes
 from alerts.store import AlertStore
+from tradeguard.relay_wiring import relay_health, schedule_relay
 from tradeguard.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -156,7 +159,9 @@ def health(settings: Settings, interval_s: float) -> tuple[int, dict[str, Any]]:
     last = times.get("evaluate")
     age = (now - last).total_seconds() if last else None
     ok = age is not None and age <= 3 * interval_s
-    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status}
+    relay = relay_health(settings)  # journal relay (issue 11): lag, cursor, leader
+    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status,
+                              "relay": relay, "relay_lag_s": relay.get("lag_s")}
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -189,6 +194,7 @@ def _handle(args: argparse.Namespace) -> int:
         except ValueError:  # not the main thread
             pass
     worker.start()
+    schedule_relay(worker._scheduler, settings)  # journal relay job, every 1 s (tradeguard/relay_wiring.py)
     try:
         while not stop.wait(0.5):
             pass
