@@ -90,6 +90,8 @@ class RabbitMQBroker:
                  connect_timeout_s: float = 5.0) -> None:
         import pika
 
+        if logging.getLogger("pika").level == logging.NOTSET:  # pika logs every connection step at INFO
+            logging.getLogger("pika").setLevel(logging.WARNING)
         self._pika = pika
         self.url = url
         self.app = app
