@@ -7,16 +7,16 @@ For each store (the embedded SQLite store, and InfluxDB when ``--influx-url`` is
 2. **throughput**: ``--throughput-points`` points enqueued into the durable outbox, then drained
    by the flusher into the store → ``points_per_s`` (outbox → store, sustained);
 3. **steady load**: a real ``Collection`` on its APScheduler jobs with a synthetic guardians
-   engine of ``--resources`` resources (1 point per resource per second) plus business events
-   (orders/payments/refunds) — ``node_cpu_pct`` is the CPU time of this process per wall second
+   engine of ``--resources`` resources (1 point per resource per second) — ``node_cpu_pct`` is
+   the CPU time of this process per wall second
    (percent of one core) while the store is up;
 4. **outage**: the store is made unavailable for ``--outage-s`` seconds under the same load
    (InfluxDB: influxd is stopped and later restarted on the same data dir and port; embedded: the
    store refuses writes — a simulated outage, since an embedded file cannot go away), then
    restored. ``drain_x_realtime`` = outage duration / time from restore until the backlog is gone
    (the load continues meanwhile);
-5. **lost**: after a final flush, every resource point and every order counted by the business
-   aggregator is looked up in the store; ``lost`` = expected − found (must be 0).
+5. **lost**: after a final flush, every resource point is looked up in the store; ``lost`` =
+   expected − found (must be 0). Business figures are the journal relay's (``bench relay``).
 
 Progress goes to stderr; ``run`` returns the result dict (printed as the last JSON line by the CLI).
 Top-level numbers are the worst over the stores measured; per-store details under ``stores``.
@@ -41,7 +41,6 @@ from collectors.query import Query
 from collectors.registry import open_store
 from collectors.runtime import Collection
 from common.clock import SystemClock
-from domain import events as ev
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steady-s", type=float, default=10.0, help="steady-load CPU measurement (default 10)"
     )
     parser.add_argument("--resources", type=int, default=1000, help="guarded resources, 1 point/s each")
-    parser.add_argument("--orders-per-s", type=int, default=50, help="business load: orders per second")
     parser.add_argument(
         "--throughput-points", type=int, default=200_000, help="points for the throughput phase"
     )
@@ -183,45 +181,6 @@ def _throughput(store, workdir: str, n: int, batch: int) -> dict:
     }
 
 
-def _business_load(collection: Collection, per_s: int, stop: threading.Event, counts: dict) -> None:
-    i = 0
-    while not stop.is_set():
-        t0 = time.time()
-        now = datetime.now(UTC)
-        for _ in range(per_s):
-            shop = f"shop-{i % 8}"
-            collection.on_event(
-                ev.OrderPlaced(
-                    occurred_at=now,
-                    order_id=f"o{i}",
-                    sub_order_id=f"s{i}",
-                    shop_id=shop,
-                    buyer_id=f"b{i}",
-                    tx_type="normal",
-                    channel="web" if i % 3 else "app",
-                    gross_cents=1200,
-                    discount_cents=200,
-                    amount_cents=1000,
-                    items=2,
-                )
-            )
-            collection.on_event(
-                ev.PaymentSucceeded(
-                    occurred_at=now,
-                    order_id=f"o{i}",
-                    payment_id=f"p{i}",
-                    buyer_id=f"b{i}",
-                    tx_type="normal",
-                    channel="web",
-                    amount_cents=1000,
-                    latency_ms=15.0,
-                )
-            )
-            counts["placed"] += 1
-            i += 1
-        stop.wait(max(0.0, 1.0 - (time.time() - t0)))
-
-
 def _wait_depth(collection: Collection, below: int, timeout: float) -> float | None:
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
@@ -243,17 +202,11 @@ def _pipeline(store_kind: str, store, make_unavailable, restore, args, workdir: 
         collect_host_metrics=False,
         host_interval_s=3600,
     )
-    counts = {"placed": 0}
-    stop = threading.Event()
     t_begin = datetime.now(UTC) - timedelta(seconds=1)
     collection.start()
-    load = threading.Thread(
-        target=_business_load, args=(collection, args.orders_per_s, stop, counts), daemon=True
-    )
-    load.start()
     time.sleep(2.0)  # warm up
     say(
-        f"  steady load: {args.resources} resources × 1 point/s + {args.orders_per_s} orders/s"
+        f"  steady load: {args.resources} resources × 1 point/s"
         f" for {args.steady_s}s"
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -277,8 +230,6 @@ def _pipeline(store_kind: str, store, make_unavailable, restore, args, workdir: 
     say(f"  drained in {drain_s if drain_s is None else round(drain_s, 2)}s → {drain_x}× real time")
 
     time.sleep(1.0)
-    stop.set()
-    load.join()
     engine.stop_at = int(time.time()) - 1
     time.sleep(1.2)
     collection.stop(flush=False, close=False)
@@ -294,12 +245,10 @@ def _pipeline(store_kind: str, store, make_unavailable, restore, args, workdir: 
     t_end = datetime.now(UTC) + timedelta(seconds=5)
     q = Query("resource_stats", ["pass"], t_begin, t_end, aggregate="count", where={"instance": store_kind})
     got_rs = int(sum(r.values["pass"] or 0 for r in store.query(q)))
-    q = Query("orders", ["placed"], t_begin, t_end, aggregate="sum")
-    got_placed = int(sum(r.values["placed"] or 0 for r in store.query(q)))
-    lost = (expected_rs - got_rs) + (counts["placed"] - got_placed)
+    lost = expected_rs - got_rs
     say(
-        f"  resource points expected {expected_rs} found {got_rs}; orders placed {counts['placed']} "
-        f"found {got_placed}; dropped {dropped}, quarantined {quarantined} → lost {lost}"
+        f"  resource points expected {expected_rs} found {got_rs}; "
+        f"dropped {dropped}, quarantined {quarantined} → lost {lost}"
     )
     collection.outbox.close()
     return {
@@ -401,7 +350,7 @@ def run(args: argparse.Namespace) -> dict:
         "lost": sum(v["lost"] for v in vals),
         "drain_x_realtime": min(v["drain_x_realtime"] for v in vals),
         "node_cpu_pct": max(v["node_cpu_pct"] for v in vals),
-        "load": {"resources": args.resources, "orders_per_s": args.orders_per_s, "outage_s": args.outage_s},
+        "load": {"resources": args.resources, "outage_s": args.outage_s},
         "targets": {"lost": 0, "drain_x_realtime": ">= 20", "node_cpu_pct": "<= 5"},
         "stores": stores,
     }

@@ -92,6 +92,13 @@ SCHEMA: dict[str, MeasurementSchema] = {
             ("outbox_depth", "dropped", "quarantined"),
             "the pipeline's own health: outbox depth and cumulative dropped/quarantined points",
         ),
+        MeasurementSchema(
+            "relay",
+            ("app", "instance"),
+            ("relay_lag_s", "relay_cursor"),
+            "the journal relay, each cycle: age of the oldest event not yet relayed (0 when caught up) "
+            "and the id of the last journal row relayed",
+        ),
     )
 }
 

@@ -2,16 +2,16 @@
 
 ``Collection`` owns the jobs, run on an APScheduler ``BackgroundScheduler``:
 
-- ``tick`` (every ``snapshot_interval_s``, 1 s): guardians snapshot + breaker transitions +
-  completed business seconds → outbox;
+- ``tick`` (every ``snapshot_interval_s``, 1 s): guardians snapshot + breaker transitions → outbox
+  (business figures are not the node's: the journal relay makes them from ``domain_events``);
 - ``flush`` (every ``flush_interval_s``): outbox → store, oldest first, until empty or the
   store fails (the points stay and are retried next time);
 - ``collect_host`` (every ``host_interval_s``): host metrics and the pipeline's own
   ``collector`` point (outbox depth, dropped, quarantined);
 - ``maintain`` (every ``maintenance_interval_s``, embedded store only): rollups and retention.
 
-Every job is a plain method, so tests drive them directly on a fake clock. Subscribe
-``on_event`` to the trading core's ``EventBus``; ``health()`` feeds ``/ops/health``.
+Every job is a plain method, so tests drive them directly on a fake clock; ``health()`` feeds
+``/ops/health``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collectors.errors import PointError
 from collectors.outbox import Flusher, Outbox
 from collectors.points import make_point
 from collectors.query import MetricStore, Point
-from collectors.sources import BreakerSource, BusinessAggregator, GuardianSource, HostSource
+from collectors.sources import BreakerSource, GuardianSource, HostSource
 from common.clock import SystemClock
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ class Collection:
         self.breakers = BreakerSource(app=app, instance=self.instance)
         if engine is not None:
             engine.add_breaker_listener(self.breakers.on_change)
-        self.business = BusinessAggregator(app=app, instance=self.instance)
         self.host = (
             HostSource(app=app, instance=self.instance, probe=host_probe) if collect_host_metrics else None
         )
@@ -105,14 +104,6 @@ class Collection:
 
     # ------------------------------------------------------------ inputs
 
-    def on_event(self, event: Any) -> None:
-        """EventBus subscriber: a domain event from the trading core (never raises)."""
-        try:
-            self.business.on_event(event)
-        except Exception:
-            self.errors += 1
-            log.exception("business aggregator failed on %r", event)
-
     # ------------------------------------------------------------ jobs
 
     def tick(self, *, final: bool = False) -> int:
@@ -123,7 +114,6 @@ class Collection:
             if self.guardians is not None:
                 points += self.guardians.collect()
             points += self.breakers.drain()
-            points += self.business.drain(now, everything=final)
             self.last_tick_at = now
             # every source builds its points with make_point, so they are validated already
             return self.outbox.put(points, validated=True) if points else 0

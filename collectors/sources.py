@@ -1,5 +1,10 @@
-"""Where points come from: the guardians' per-second snapshot and breaker transitions, the
-trading core's domain events (aggregated per shop and second), and the host (psutil).
+"""Where a node's points come from: the guardians' per-second snapshot and breaker transitions,
+and the host (psutil).
+
+Business figures (``orders``, ``refunds``, ``payments``) are *not* made here: they come from the
+trading DB's event journal through the journal relay (``collectors/relay.py``). Summing them in a
+node's memory lost the seconds a SIGKILLed node held and let two nodes' untagged points of the same
+second overwrite each other in the store.
 
 Each source turns what it saw into validated points when asked (``collect``/``drain``); the
 collection runtime puts them into the outbox on a 1-second job.
@@ -10,22 +15,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from collectors.errors import PointError
 from collectors.points import (
     breaker_event_point,
-    from_epoch_seconds,
     host_point,
-    make_point,
     resource_stats_point,
 )
 from collectors.query import Point
-from domain import events as ev
 
 log = logging.getLogger(__name__)
 
@@ -84,151 +84,6 @@ class BreakerSource:
                 points.append(breaker_event_point(event, app=self.app, instance=self.instance))
             except PointError as exc:
                 log.error("skipping breaker event %r: %s", event, exc)
-        return points
-
-
-def _tag(value: str | None) -> str:
-    return value if value else "unknown"
-
-
-@dataclass
-class _Orders:
-    placed: int = 0
-    paid: int = 0
-    cancelled: int = 0
-    gmv_cents: int = 0
-    paid_cents: int = 0
-    discount_cents: int = 0
-    items: int = 0
-
-
-@dataclass
-class _Refunds:
-    requested: int = 0
-    completed: int = 0
-    amount_cents: int = 0
-
-
-@dataclass
-class _Payments:
-    success: int = 0
-    failure: int = 0
-    latency_ms: list[float] = field(default_factory=list)
-
-
-class BusinessAggregator:
-    """Subscribed to the trading core's domain events; aggregates per second into points.
-
-    - ``orders`` per (shop, channel, tx_type): placed, paid, cancelled (counts), gmv (amount
-      buyers pay for placed sub-orders), paid_amount, discount (currency units = cents / 100),
-      items (units placed);
-    - ``refunds`` per shop: requested, completed (counts), amount (completed, currency units);
-    - ``payments`` per node: success, failure (counts), latency_ms (mean of that second).
-
-    A second is emitted once, after it is complete (``drain``). An event that arrives after its
-    second was emitted is counted in the next open second instead — never re-emitting a second,
-    which would overwrite the earlier point in the store.
-    """
-
-    def __init__(self, *, app: str, instance: str) -> None:
-        self.app = app
-        self.instance = instance
-        self._lock = threading.Lock()
-        self._orders: dict[tuple[int, str, str, str], _Orders] = defaultdict(_Orders)
-        self._refunds: dict[tuple[int, str], _Refunds] = defaultdict(_Refunds)
-        self._payments: dict[int, _Payments] = defaultdict(_Payments)
-        self.emitted_through = 0  # every second <= this was drained
-        self.ignored = 0
-
-    def _second(self, at: datetime) -> int:
-        second = int(at.timestamp())
-        return second if second > self.emitted_through else self.emitted_through + 1
-
-    def on_event(self, event: Any) -> None:
-        with self._lock:
-            s = self._second(event.occurred_at)
-            if isinstance(event, ev.OrderPlaced | ev.OrderPaid | ev.OrderCancelled):
-                o = self._orders[(s, _tag(event.shop_id), _tag(event.channel), _tag(event.tx_type))]
-                if isinstance(event, ev.OrderPlaced):
-                    o.placed += 1
-                    o.gmv_cents += event.amount_cents
-                    o.discount_cents += event.discount_cents
-                    o.items += event.items
-                elif isinstance(event, ev.OrderPaid):
-                    o.paid += 1
-                    o.paid_cents += event.amount_cents
-                else:
-                    o.cancelled += 1
-            elif isinstance(event, ev.RefundRequested | ev.RefundCompleted):
-                r = self._refunds[(s, _tag(event.shop_id))]
-                if isinstance(event, ev.RefundRequested):
-                    r.requested += 1
-                else:
-                    r.completed += 1
-                    r.amount_cents += event.amount_cents
-            elif isinstance(event, ev.PaymentSucceeded | ev.PaymentFailed):
-                p = self._payments[s]
-                if isinstance(event, ev.PaymentSucceeded):
-                    p.success += 1
-                else:
-                    p.failure += 1
-                p.latency_ms.append(float(event.latency_ms))
-            else:
-                self.ignored += 1
-
-    def drain(self, now: datetime, *, everything: bool = False) -> list[Point]:
-        """Points for every complete second before ``now`` (or every second, at shutdown)."""
-        limit = int(now.timestamp()) - 1 if not everything else 2**62
-        points: list[Point] = []
-        with self._lock:
-            for key in sorted(k for k in self._orders if k[0] <= limit):
-                o = self._orders.pop(key)
-                s, shop, channel, tx_type = key
-                points.append(
-                    make_point(
-                        "orders",
-                        {"app": self.app, "shop": shop, "channel": channel, "tx_type": tx_type},
-                        {
-                            "placed": o.placed,
-                            "paid": o.paid,
-                            "cancelled": o.cancelled,
-                            "gmv": o.gmv_cents / 100,
-                            "paid_amount": o.paid_cents / 100,
-                            "discount": o.discount_cents / 100,
-                            "items": o.items,
-                        },
-                        from_epoch_seconds(s),
-                    )
-                )
-            for key in sorted(k for k in self._refunds if k[0] <= limit):
-                r = self._refunds.pop(key)
-                points.append(
-                    make_point(
-                        "refunds",
-                        {"app": self.app, "shop": key[1]},
-                        {"requested": r.requested, "completed": r.completed, "amount": r.amount_cents / 100},
-                        from_epoch_seconds(key[0]),
-                    )
-                )
-            for s in sorted(k for k in self._payments if k <= limit):
-                p = self._payments.pop(s)
-                fields: dict[str, float] = {"success": p.success, "failure": p.failure}
-                if p.latency_ms:
-                    fields["latency_ms"] = sum(p.latency_ms) / len(p.latency_ms)
-                points.append(
-                    make_point(
-                        "payments",
-                        {"app": self.app, "instance": self.instance},
-                        fields,
-                        from_epoch_seconds(s),
-                    )
-                )
-            if everything:
-                seconds = [p.time.timestamp() for p in points]
-                if seconds:
-                    self.emitted_through = max(self.emitted_through, int(max(seconds)))
-            else:
-                self.emitted_through = max(self.emitted_through, limit)
         return points
 
 

@@ -49,6 +49,7 @@ from tradeguard.settings import Settings
 
 if TYPE_CHECKING:
     from alerts.engine import AlertEngine
+    from collectors.relay import JournalRelay
     from console.services import ConsoleServices
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,6 @@ def wire_collectors(ctx: NodeContext) -> None:
         }
         return
     ctx.collection = collection
-    ctx.bus.subscribe(collection.on_event)
     ctx.on_start.append(collection.start)
     ctx.on_stop.append(collection.stop)
     ctx.health_checks["metrics"] = lambda: _status_dict(collection.health())
@@ -535,9 +535,11 @@ class Worker:
         interval_s: float = 10.0,
         breaker_poll_s: float = 2.0,
         deliver_s: float = 2.0,
+        relay: JournalRelay | None = None,
         closers: tuple[Callable[[], None], ...] = (),
     ) -> None:
         self.engine = engine
+        self.relay = relay
         self.interval_s = interval_s
         self.breaker_poll_s = breaker_poll_s
         self.deliver_s = deliver_s
@@ -581,19 +583,35 @@ class Worker:
         except Exception:
             log.exception("notification delivery failed")
 
+    def run_relay(self) -> None:
+        """One journal relay cycle: business figures from ``domain_events`` (leased; collectors/relay.py)."""
+        if self.relay is None:
+            return
+        try:
+            out = self.relay.run_once()
+            if out.events:
+                log.info("relay: %d event(s), %d point(s), cursor %d, lag %.1f s",
+                         out.events, out.points, out.cursor, out.lag_s or 0.0)
+        except Exception:
+            log.exception("relay cycle failed")
+
     def once(self) -> dict[str, Any]:
-        """One evaluation cycle and one delivery round (``tradeguard worker --once``)."""
+        """One relay cycle, one evaluation cycle and one delivery round (``tradeguard worker --once``)."""
+        self.run_relay()
         out = self.engine.cycle()
         out["deliver"] = self.engine.deliver()
         return out
 
     def jobs(self) -> dict[str, tuple[Callable[[], None], float]]:
         """The scheduled jobs: id → (function, interval in seconds)."""
-        return {
+        jobs = {
             "evaluate": (self.evaluate, self.interval_s),
             "breakers": (self.poll_breakers, self.breaker_poll_s),
             "deliver": (self.deliver, self.deliver_s),
         }
+        if self.relay is not None:
+            jobs["relay"] = (self.run_relay, RELAY_INTERVAL_S)
+        return jobs
 
     def start(self) -> None:
         sched = BackgroundScheduler(timezone=UTC)
@@ -617,8 +635,13 @@ class Worker:
         log.info("worker stopped")
 
     def close(self) -> None:
-        """Stop the jobs and close the stores the worker opened."""
+        """Stop the jobs, hand the relay lease over at once, close the stores the worker opened."""
         self.stop()
+        if self.relay is not None:
+            try:
+                self.relay.close()
+            except Exception:
+                log.exception("closing the journal relay failed")
         for close in self._closers:
             try:
                 close()
@@ -633,8 +656,10 @@ def build_worker(
     interval_s: float | None = None,
     breaker_poll_s: float = 2.0,
     deliver_s: float = 2.0,
+    relay: bool = True,
 ) -> Worker:
-    """Wire the worker: alert store (control DB), metric store, node heartbeats, channels.
+    """Wire the worker: the journal relay, alert store (control DB), metric store, node heartbeats,
+    channels.
 
     Installs the default alert rules when the control DB has none. Nothing is started: call
     ``Worker.start()`` (``tradeguard worker`` does) or ``Worker.once()``.
@@ -666,6 +691,7 @@ def build_worker(
         interval_s=settings.alert_interval_s if interval_s is None else interval_s,
         breaker_poll_s=breaker_poll_s,
         deliver_s=deliver_s,
+        relay=build_relay(settings, clock=clock, store=metrics) if relay else None,
         closers=tuple(closers),
     )
 
@@ -699,7 +725,83 @@ def worker_health(
     last = times.get("evaluate")
     age = (now - last).total_seconds() if last else None
     ok = age is not None and age <= 3 * interval_s
-    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status}
+    relay = relay_health(settings)
+    return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status,
+                              "relay": relay, "relay_lag_s": relay.get("lag_s")}
+
+
+# ============================================================================ the journal relay
+RELAY_INTERVAL_S = 1.0
+RELAY_LEASE_TTL_S = 10.0
+
+
+def build_relay(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Any = None,
+    broker: Any = None,
+    holder: str | None = None,
+    ttl_s: float = RELAY_LEASE_TTL_S,
+) -> JournalRelay:
+    """The journal relay on the settings' trading DB, control DB (lease + cursor), metric store and
+    broker (``TRADEGUARD_BROKER_URL``; unset: in-process).
+
+    Who runs it, and why the worker: the relay is fleet-wide work with exactly one writer, like alert
+    evaluation, so it belongs to the process kind that exists once per fleet and is not on the
+    request path. Nodes scale with traffic and are SIGKILLed in drills; running the relay there
+    would put a lease contest and a journal scan on every request host. Several workers may still
+    run: the relay's lease (control DB, fencing token) lets exactly one of them write.
+    """
+    import uuid
+
+    from collectors.broker import open_broker
+    from collectors.registry import open_store
+    from collectors.relay import JournalRelay, RelayControl
+    from domain.adapters.journal import SqlJournal
+    from domain.adapters.sku_sales import SkuSalesModel
+    from domain.adapters.unit_of_work import build_trading_db
+
+    settings.ensure_var_dir()
+    trading = build_trading_db(settings.trading_db, pool_size=2, max_overflow=4)
+    journal = SqlJournal(trading.engine, schema=trading.schema)
+    journal.ensure_schema()
+    instance = settings.instance_id()
+    control = RelayControl.from_url(
+        settings.control_db,
+        holder=holder or f"{instance}-{uuid.uuid4().hex[:8]}",
+        ttl_s=ttl_s,
+        clock=clock,
+    )
+    if store is None:
+        store = open_store(settings.metrics_url, clock=clock, **settings.metrics_credentials())
+    if broker is None:
+        broker = open_broker(settings.broker_url, app=settings.app)
+    log.info("journal relay %s: broker %r", control.holder, broker)
+    return JournalRelay(
+        journal,
+        store,
+        control,
+        app=settings.app,
+        instance=instance,
+        clock=clock,
+        broker=broker,
+        read_model=SkuSalesModel(trading.engine),
+    )
+
+
+def relay_health(settings: Settings) -> dict[str, Any]:
+    """The relay's last cycle as the control DB has it (works from any process)."""
+    from collectors.relay import RelayControl
+
+    try:
+        control = RelayControl.from_url(settings.control_db, holder="health-probe")
+        try:
+            return control.status()
+        finally:
+            control.engine.dispose()
+    except Exception as exc:
+        return {"error": f"relay status unreadable: {type(exc).__name__}"}
 
 
 # ============================================================================ helpers

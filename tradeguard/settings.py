@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.redact import redact_url
+
 ENV_PREFIX = "TRADEGUARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -76,6 +78,11 @@ class Settings(BaseSettings):
     metrics_user: SecretStr | None = Field(None, description="InfluxDB user (v1 API). Never logged.")
     metrics_password: SecretStr | None = Field(None, description="InfluxDB password (v1 API). Never logged.")
     redis_url: str | None = Field(None, description="Redis URL for cluster-wide limits; unset: none.")
+    broker_url: str | None = Field(
+        None,
+        description="RabbitMQ URL (amqp://…) the journal relay publishes domain events to; "
+        "unset: in-process only, no broker. Credentials in it are never logged.",
+    )
 
     # alerts
     alert_webhook_url: str | None = Field(None, description="Webhook receiving alert notifications (demo).")
@@ -183,6 +190,8 @@ class Settings(BaseSettings):
                 value = "**********"
             elif isinstance(value, Path):
                 value = str(value)
+            elif name == "broker_url" and value:
+                value = redact_url(value)
             out[name] = value
         return out
 

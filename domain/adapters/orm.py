@@ -19,6 +19,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 
@@ -40,6 +42,24 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CurrentTxid(FunctionElement):  # type: ignore[type-arg]
+    """Server default of ``domain_events.txid``: the writing transaction's id on PostgreSQL, else 0."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "current_txid"
+
+
+@compiles(CurrentTxid)
+def _txid_default(element: CurrentTxid, compiler, **kw) -> str:
+    return "0"
+
+
+@compiles(CurrentTxid, "postgresql")
+def _txid_default_pg(element: CurrentTxid, compiler, **kw) -> str:
+    return "(pg_current_xact_id()::text::bigint)"
 
 
 metadata = MetaData()
@@ -194,4 +214,34 @@ domain_events = Table(
     Column("name", String(64), nullable=False),
     Column("order_id", String(40), index=True),
     Column("payload", Text, nullable=False),
+    # the writing transaction's id (PostgreSQL; 0 on SQLite, whose single writer commits in id order):
+    # the journal relay reads (txid, id) below the oldest in-flight transaction, so a row whose
+    # transaction commits late is never skipped (see domain/adapters/journal.py)
+    Column("txid", BigInteger, nullable=False, server_default=CurrentTxid()),
+    Index("ix_domain_events_txid_id", "txid", "id"),
+    Index("ix_domain_events_occurred_at", "occurred_at"),
+)
+
+# Per-product figures for the merchant pages: a read model kept by the journal relay (a `sku` tag
+# would put up to 100,000 series per shop into the metric store). One row per shop, SKU and hour.
+sku_sales_hourly = Table(
+    "sku_sales_hourly", metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("sku", String(64), primary_key=True),
+    Column("period", UTCDateTime, primary_key=True),  # the hour's start (UTC)
+    Column("units", BigInteger, nullable=False, default=0),  # units of paid sub-orders
+    Column("revenue_cents", BigInteger, nullable=False, default=0),
+    Column("refunded_units", BigInteger, nullable=False, default=0),
+    Column("refunded_cents", BigInteger, nullable=False, default=0),
+    Index("ix_sku_sales_hourly_shop_period", "shop_id", "period"),
+)
+
+# Where each journal read model stands, committed with the model's rows (exactly once), and the
+# fencing token of the relay that last wrote it (an older token is refused).
+read_model_cursors = Table(
+    "read_model_cursors", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("txid", BigInteger, nullable=False, default=0),
+    Column("event_id", BigInteger, nullable=False, default=0),
+    Column("fence", BigInteger, nullable=False, default=0),
 )

@@ -1,6 +1,8 @@
-"""``tradeguard worker``: alert evaluation, breaker polling, escalation and notification delivery.
+"""``tradeguard worker``: alert evaluation, breaker polling, escalation and notification delivery,
+and the journal relay (``relay`` job every 1 s: business figures from ``domain_events``; see
+``tradeguard.bootstrap.build_relay`` for why the worker runs it).
 
-An APScheduler ``BackgroundScheduler`` runs three jobs:
+An APScheduler ``BackgroundScheduler`` runs four jobs (``relay`` above and):
 - ``evaluate`` every ``--interval`` s (``TRADEGUARD_ALERT_INTERVAL_S``, default 10): every alert
   rule → alert state transitions → grouping, silences, inhibition → queued notifications →
   escalation of unacknowledged alerts;

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from alerts.rulefile import default_config
 from tradeguard.cli import main
 
 
@@ -32,11 +33,14 @@ def test_worker_once_installs_default_rules_and_health_reads_the_cycle(var, caps
     code, out, _ = run(capsys, "worker", "--health")
     assert code == 1 and json.loads(out.strip().splitlines()[-1])["ok"] is False
     code, out, _ = run(capsys, "worker", "--once")
-    assert code == 0 and json.loads(out.strip().splitlines()[-1])["evaluate"]["rules"] == 6
+    n_default = len(default_config().rules)
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["evaluate"]["rules"] == n_default
     code, out, _ = run(capsys, "worker", "--health")
-    assert code == 0 and json.loads(out.strip().splitlines()[-1])["ok"] is True
+    report = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and report["ok"] is True
+    assert "relay" in report and "relay_lag_s" in report  # the journal relay's lag (none ran: None)
     code, out, _ = run(capsys, "alerts", "rules", "list", "--json")
-    assert code == 0 and len(json.loads(out)) == 6
+    assert code == 0 and len(json.loads(out)) == n_default
 
 
 def test_rules_apply_validate_and_errors(var, capsys, tmp_path):

@@ -22,6 +22,7 @@ def test_default_rules_cover_the_issue():
         "BreakerOpen",
         "OutboxBacklogGrowing",
         "NodeHeartbeatMissing",
+        "RelayLagHigh",
     }
     pay = by_name["PaymentSuccessRateLow"]
     assert pay.op == "<" and pay.threshold == 0.95 and pay.for_ == timedelta(minutes=1)
@@ -32,6 +33,9 @@ def test_default_rules_cover_the_issue():
         and lat.threshold == 500
         and lat.query.where == {"resource": "order.place"}
     )
+    relay = by_name["RelayLagHigh"]
+    assert relay.query.measurement == "relay" and relay.query.field == "relay_lag_s"
+    assert relay.op == ">" and relay.threshold == 30 and relay.for_ == timedelta(minutes=1)
     assert by_name["BlockedShareHigh"].threshold == 0.2
     assert by_name["BreakerOpen"].on_breaker_state == "open" and by_name["BreakerOpen"].threshold == 1
     assert by_name["OutboxBacklogGrowing"].query.function == "delta"

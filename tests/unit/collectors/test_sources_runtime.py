@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import collectors.sources
 from collectors.points import SCHEMA
 from collectors.runtime import Collection
-from collectors.sources import BusinessAggregator, GuardianSource
+from collectors.sources import GuardianSource
 from common.clock import FakeClock
 from domain import events as ev
 from guardians import BreakerStateChanged, Engine
@@ -102,51 +103,10 @@ def test_guardian_source_reads_every_completed_second_once():
     assert source.collect() == []  # nothing twice
 
 
-def test_business_aggregator_per_shop_channel_tx_type_and_second():
-    agg = BusinessAggregator(app="tg", instance="n1")
-    t = datetime(2026, 11, 2, 10, 0, 0, 200000, tzinfo=UTC)
-    agg.on_event(placed(t))
-    agg.on_event(placed(t + timedelta(milliseconds=300), amount=1, discount=0, items=1))
-    agg.on_event(placed(t, shop="s2", channel="app"))
-    agg.on_event(paid(t))
-    agg.on_event(payment(t, latency=10.0))
-    agg.on_event(payment(t, ok=False, latency=30.0))
-    agg.on_event(refund(t))
-    agg.on_event(refund(t, done=True))
-    agg.on_event(
-        ev.StockReserved(occurred_at=t, order_id="o", shop_id="s1", sku="x", qty=1, tx_type="normal")
-    )
-    assert agg.drain(t) == []  # the second is not complete yet
-    points = agg.drain(t + timedelta(seconds=1))
-    orders = {(p.tags["shop"], p.tags["channel"]): p.fields for p in points if p.measurement == "orders"}
-    assert orders[("s1", "web")] == {
-        "placed": 2.0,
-        "paid": 1.0,
-        "cancelled": 0.0,
-        "gmv": 20.0,
-        "paid_amount": 19.99,
-        "discount": 1.0,
-        "items": 3.0,
-    }
-    assert orders[("s2", "app")]["placed"] == 1.0
-    [refunds] = [p for p in points if p.measurement == "refunds"]
-    assert refunds.tags == {"app": "tg", "shop": "s1"}
-    assert refunds.fields == {"requested": 1.0, "completed": 1.0, "amount": 2.5}
-    [payments] = [p for p in points if p.measurement == "payments"]
-    assert payments.fields == {"success": 1.0, "failure": 1.0, "latency_ms": 20.0}
-    assert all(p.time == datetime(2026, 11, 2, 10, 0, tzinfo=UTC) for p in points)
-    assert agg.ignored == 1
-
-
-def test_late_event_goes_to_the_next_open_second_never_rewrites_an_emitted_one():
-    agg = BusinessAggregator(app="tg", instance="n1")
-    t = datetime(2026, 11, 2, 10, 0, 0, tzinfo=UTC)
-    agg.on_event(placed(t))
-    first = agg.drain(t + timedelta(seconds=1))
-    agg.on_event(placed(t))  # published late, for the second already emitted
-    second = agg.drain(t + timedelta(seconds=3))
-    assert [p.time for p in first] == [t]
-    assert [p.time for p in second] == [t + timedelta(seconds=1)]
+def test_a_node_makes_no_business_figures():
+    """orders/refunds/payments come from the journal relay only, never from a node's memory."""
+    assert not hasattr(Collection, "on_event")
+    assert not hasattr(collectors.sources, "BusinessAggregator")
 
 
 def test_collection_pipeline_end_to_end_on_a_fake_clock(tmp_path):
@@ -164,15 +124,14 @@ def test_collection_pipeline_end_to_end_on_a_fake_clock(tmp_path):
     )
     with engine.entry("order.place"):
         pass
-    c.on_event(placed(clock.now()))
     engine._emit(BreakerStateChanged("payment.charge", "closed", "open", clock.now(), None))
     clock.advance(1.5)
-    assert c.tick() >= 3
+    assert c.tick() >= 2
     c.collect_host()
     result = c.flush()
     assert result.error is None and result.remaining == 0
     measurements = sorted({k[0] for k in store.points})
-    assert measurements == ["breaker_events", "collector", "host", "orders", "resource_stats"]
+    assert measurements == ["breaker_events", "collector", "host", "resource_stats"]
     health = c.health()
     assert health["status"] == "ok" and health["outbox"]["depth"] == 0
     assert health["last_flush_at"] == clock.now().isoformat()
@@ -184,7 +143,7 @@ def test_health_shows_an_unreachable_store_and_keeps_points(tmp_path):
     store = FakeStore()
     store.down = True
     c = Collection(store, tmp_path / "o.db", app="tg", instance="n1", clock=clock, collect_host_metrics=False)
-    c.on_event(placed(clock.now()))
+    c.breakers.on_change(BreakerStateChanged("payment.charge", "closed", "open", clock.now(), None))
     clock.advance(2)
     c.tick()
     c.flush()
@@ -202,7 +161,7 @@ def test_stop_enqueues_the_open_second_and_points_survive_for_next_start(tmp_pat
     store = FakeStore()
     store.down = True
     c = Collection(store, tmp_path / "o.db", app="tg", instance="n1", clock=clock, collect_host_metrics=False)
-    c.on_event(placed(clock.now()))
+    c.breakers.on_change(BreakerStateChanged("payment.charge", "closed", "open", clock.now(), None))
     c.stop()  # the current second is not complete, but stop() still saves it
     again = Collection(
         FakeStore(), tmp_path / "o.db", app="tg", instance="n1", clock=clock, collect_host_metrics=False
@@ -218,7 +177,7 @@ def test_maintain_runs_on_the_embedded_store(tmp_path):
     clock = FakeClock(START)
     store = open_store(f"sqlite:///{tmp_path}/m.db", clock=clock)
     c = Collection(store, tmp_path / "o.db", clock=clock, collect_host_metrics=False)
-    c.on_event(placed(clock.now()))
+    c.breakers.on_change(BreakerStateChanged("payment.charge", "closed", "open", clock.now(), None))
     clock.advance(120)
     c.tick()
     c.flush()

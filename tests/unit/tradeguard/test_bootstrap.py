@@ -253,12 +253,12 @@ def test_a_store_password_never_reaches_health_or_the_log(tmp_path, monkeypatch,
 
 
 # ---------------------------------------------------------------- the worker
-def test_the_worker_is_wired_with_its_three_jobs_and_reports_its_health(settings):
+def test_the_worker_is_wired_with_its_four_jobs_and_reports_its_health(settings):
     clock = FakeClock()
     worker = bootstrap.build_worker(settings, clock=clock, interval_s=10, breaker_poll_s=1, deliver_s=3)
     try:
         jobs = worker.jobs()
-        assert {k: v[1] for k, v in jobs.items()} == {"evaluate": 10, "breakers": 1, "deliver": 3}
+        assert {k: v[1] for k, v in jobs.items()} == {"evaluate": 10, "breakers": 1, "deliver": 3, "relay": 1.0}
         code, report = bootstrap.worker_health(settings, 10, clock=clock)
         assert code == 1 and report["last_cycle_age_s"] is None  # never evaluated yet
         out = worker.once()
@@ -276,7 +276,7 @@ def test_worker_start_schedules_the_jobs_and_close_stops_them(settings):
     worker = bootstrap.build_worker(settings, interval_s=60, breaker_poll_s=60, deliver_s=60)
     worker.start()
     try:
-        assert {j.id for j in worker._scheduler.get_jobs()} == {"evaluate", "breakers", "deliver"}
+        assert {j.id for j in worker._scheduler.get_jobs()} == {"evaluate", "breakers", "deliver", "relay"}
     finally:
         worker.close()
     assert worker._scheduler is None

@@ -1,0 +1,375 @@
+"""``tradeguard bench relay``: the journal relay's throughput and lag, with and without RabbitMQ.
+
+1. **events_per_s_sqlite / events_per_s_postgres**: ``--events`` business events (the mix of a
+   placed-and-paid sub-order: OrderPlaced, OrderPaid, PaymentSucceeded, StockReserved) are
+   written to the journal in bulk; one relay (in-process broker, per-SKU read model on) then
+   turns them all into points in the embedded metric store; events/s = events / wall time.
+   **Baseline** in the same run: reading the same journal through the same reader with no work
+   (``read_only_events_per_s_*``): what the relay costs on top of the scan.
+2. **lag_p50_s / lag_p99_s**: orders are placed and paid through ``TradingService`` at
+   ``--rate`` orders/s (bounded; ``--threads`` placers) for ``--duration`` s on PostgreSQL (SQLite
+   when PostgreSQL is absent) while the relay runs on its 1-second schedule; the lag of an event
+   is the end of the relay cycle that relayed it minus its ``occurred_at``.
+3. **broker**: the same lag run with the RabbitMQ adapter on (``lag_p99_s_broker``), and
+   ``broker_events_per_s``: the throughput of step 1 on SQLite with RabbitMQ confirms; a queue
+   bound to the run's routing keys collects every message: ``broker_lost`` = journal ids never
+   delivered (duplicates by message id are dropped, as a consumer would).
+4. **missing / double_counted**: after each lag run, the store's sums (placed, paid, cancelled,
+   gmv in cents, payments) against the journal in the trading DB: how much the store lacks, and
+   how much it has too much.
+
+Everything runs in a temp dir (and a temp PostgreSQL schema, dropped after); bounded well under
+2 minutes with the defaults. The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, text
+
+from collectors.broker import InProcessBroker, RabbitMQBroker
+from collectors.query import Query
+from collectors.registry import open_store
+from collectors.relay import JournalRelay, RelayControl, control_engine
+from domain.adapters import orm
+from domain.adapters.journal import SqlJournal
+from domain.adapters.sku_sales import SkuSalesModel
+from domain.adapters.unit_of_work import build_trading_db
+from domain.commands import LineItem, PlaceOrder
+from domain.model import Catalog, Product, Shop, StockLevel
+from domain.services import TradingService
+
+PG_URL = os.environ.get("TRADEGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("TRADEGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+ADDRESS = {"country": "CN", "province": "Zhejiang", "city": "Hangzhou", "district": "Xihu",
+           "street": "1 Wensan Rd", "recipient": "Bench", "phone": "+86 138 0000 0000"}
+COUNTED = ("placed", "paid", "cancelled", "gmv", "payments")
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=20_000, help="journal events for the throughput runs")
+    parser.add_argument("--rate", type=float, default=500.0, help="orders/s placed during the lag runs")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each lag run")
+    parser.add_argument("--threads", type=int, default=4, help="order placers during the lag runs")
+    parser.add_argument("--postgres-url", default=PG_URL)
+    parser.add_argument("--amqp-url", default=AMQP_URL)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _catalog() -> Catalog:
+    shops = [Shop(f"s{i}", f"Shop {i}") for i in range(4)]
+    products = [Product(f"P{i}", f"s{i % 4}", f"Item {i}", 500 + 100 * i) for i in range(40)]
+    stock = [StockLevel(p.sku, "default", 10_000_000) for p in products]
+    return Catalog(shops=shops, products=products, stock=stock)
+
+
+def _service(db) -> TradingService:
+    from domain.adapters.payment_sim import SimulatedGateway
+
+    service = TradingService(db.uow_factory, SimulatedGateway(latency_ms=0.0, jitter=0.0),
+                             sleep=lambda s: None)
+    service.seed(_catalog())
+    return service
+
+
+def _open_db(kind: str, url: str | None, workdir: Path, tag: str):
+    if kind == "sqlite":
+        return build_trading_db(f"sqlite:///{workdir / f'trading-{tag}.db'}"), None
+    schema = f"tg_bench_relay_{os.getpid()}_{tag}"
+    return build_trading_db(url or PG_URL, schema=schema, reset=True), schema
+
+
+def _drop(db, schema: str | None) -> None:
+    if schema:
+        with db.engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    db.dispose()
+
+
+def _relay(db, schema, workdir: Path, tag: str, broker, app: str, batch: int = 2000) -> JournalRelay:
+    journal = SqlJournal(db.engine, schema=schema)
+    journal.ensure_schema()
+    store = open_store(f"sqlite:///{workdir / f'metrics-{tag}.db'}")
+    control = RelayControl(control_engine(f"sqlite:///{workdir / f'control-{tag}.db'}"),
+                           holder=f"bench-{tag}")
+    return JournalRelay(journal, store, control, app=app, instance="bench", broker=broker,
+                        read_model=SkuSalesModel(db.engine), batch_size=batch, max_batches=10_000,
+                        time_budget_s=600)
+
+
+def _fill_journal(db, n: int) -> None:
+    t0 = datetime.now(UTC) - timedelta(seconds=n / 5000)
+    rows = []
+    for i in range(n):
+        k, at = i // 4, t0 + timedelta(microseconds=200 * i)
+        common = {"order_id": f"o{k}", "shop_id": f"s{k % 4}", "buyer_id": f"b{k}", "tx_type": "fixed_price",
+                  "channel": "web" if k % 2 else "app", "occurred_at": at.isoformat()}
+        kind = i % 4
+        if kind == 0:
+            name, p = "OrderPlaced", {**common, "sub_order_id": f"so{k}", "gross_cents": 1200,
+                                      "discount_cents": 200, "amount_cents": 1000, "items": 2}
+        elif kind == 1:
+            name, p = "StockReserved", {**common, "sku": f"P{k % 40}", "qty": 2}
+        elif kind == 2:
+            name, p = "PaymentSucceeded", {**common, "payment_id": f"p{k}", "amount_cents": 1000,
+                                           "latency_ms": 15.0}
+        else:
+            name, p = "OrderPaid", {**common, "sub_order_id": f"so{k}", "amount_cents": 1000,
+                                    "payment_id": f"p{k}"}
+        rows.append({"occurred_at": at, "name": name, "order_id": f"o{k}", "payload": json.dumps(p)})
+    with db.engine.begin() as conn:
+        for i in range(0, n, 5000):
+            conn.execute(insert(orm.domain_events), rows[i : i + 5000])
+
+
+def _throughput(kind: str, args, workdir: Path, *, broker=None, app: str = "bench") -> dict[str, float]:
+    tag = f"tp-{kind}-{'mq' if broker is not None else 'ip'}"
+    db, schema = _open_db(kind, args.postgres_url, workdir, tag)
+    try:
+        _fill_journal(db, args.events)
+        journal = SqlJournal(db.engine, schema=schema)
+        journal.ensure_schema()
+        t = time.perf_counter()
+        pos, read = (0, 0), 0
+        while rows := journal.read_after(pos, 2000):
+            pos, read = rows[-1].position, read + len(rows)
+        baseline = read / (time.perf_counter() - t)
+        relay = _relay(db, schema, workdir, tag, broker if broker is not None else InProcessBroker(), app)
+        t = time.perf_counter()
+        out = relay.run_once()
+        elapsed = time.perf_counter() - t
+        assert out.error is None and out.events == args.events, out
+        relay.close()
+        return {"events_per_s": out.events / elapsed, "read_only_events_per_s": baseline}
+    finally:
+        _drop(db, schema)
+
+
+def _place_load(service: TradingService, rate: float, duration: float, threads: int,
+                counts: Counter[str]) -> None:
+    stop_at = time.monotonic() + duration
+    per_thread = rate / threads
+    lock = threading.Lock()
+
+    def placer(n: int) -> None:
+        i = 0
+        next_at = time.monotonic()
+        while time.monotonic() < stop_at:
+            i += 1
+            try:
+                view = service.place_order(PlaceOrder(
+                    buyer_id=f"b{n}-{i}", tx_type="fixed_price", channel="web" if i % 2 else "app",
+                    lines=[LineItem(f"P{(n * 7 + i) % 40}", 1)], address=dict(ADDRESS),
+                    idempotency_key=f"{n}-{i}-{uuid.uuid4().hex[:6]}"))
+                if i % 5:
+                    service.pay_order(view.id)
+                with lock:
+                    counts["orders"] += 1
+            except Exception as exc:  # a transient store error is the service's to retry; count the rest
+                with lock:
+                    counts[f"error:{type(exc).__name__}"] += 1
+            next_at += 1.0 / per_thread
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    workers = [threading.Thread(target=placer, args=(n,), daemon=True) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def _truth(db) -> Counter[str]:
+    out: Counter[str] = Counter()
+    with db.engine.connect() as conn:
+        for name, payload in conn.execute(select(orm.domain_events.c.name, orm.domain_events.c.payload)):
+            if name == "OrderPlaced":
+                out["placed"] += 1
+                out["gmv"] += json.loads(payload)["amount_cents"]
+            elif name == "OrderPaid":
+                out["paid"] += 1
+            elif name == "OrderCancelled":
+                out["cancelled"] += 1
+            elif name in ("PaymentSucceeded", "PaymentFailed"):
+                out["payments"] += 1
+    return out
+
+
+def _store_sums(store, start: datetime, end: datetime) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for r in store.query(Query("orders", ["placed", "paid", "cancelled", "gmv"], start, end)):
+        for k, v in r.values.items():
+            out[k] += round((v or 0) * (100 if k == "gmv" else 1))
+    for r in store.query(Query("payments", ["success", "failure"], start, end)):
+        out["payments"] += round((r.values["success"] or 0) + (r.values["failure"] or 0))
+    return out
+
+
+def _lag_run(kind: str, args, workdir: Path, *, broker, app: str) -> dict[str, Any]:
+    tag = f"lag-{kind}-{'mq' if isinstance(broker, RabbitMQBroker) else 'ip'}"
+    db, schema = _open_db(kind, args.postgres_url, workdir, tag)
+    try:
+        service = _service(db)
+        relay = _relay(db, schema, workdir, tag, broker, app)
+        relay.run_once()  # the seed's events (none) and the lease
+        seen: list[datetime] = []
+        if isinstance(broker, InProcessBroker):
+            broker.subscribe(lambda e: seen.append(e.occurred_at))
+        lags: list[float] = []
+        counts: Counter[str] = Counter()
+        start = datetime.now(UTC) - timedelta(seconds=5)
+        load = threading.Thread(target=_place_load, args=(service, args.rate, args.duration, args.threads,
+                                                          counts), daemon=True)
+        load.start()
+        next_cycle = time.monotonic()
+        cursor_seen = 0
+
+        def cycle() -> None:
+            nonlocal cursor_seen
+            out = relay.run_once()
+            done = datetime.now(UTC)
+            if isinstance(broker, InProcessBroker):
+                lags.extend((done - at).total_seconds() for at in seen)
+                seen.clear()
+            elif out.events:
+                rows = relay.journal.tail(cursor_seen, limit=out.events + 10_000)
+                lags.extend((done - r.occurred_at).total_seconds() for r in rows if r.id <= out.cursor)
+            cursor_seen = max(cursor_seen, out.cursor)
+
+        while load.is_alive():
+            next_cycle += 1.0  # the worker's schedule
+            time.sleep(max(0.0, next_cycle - time.monotonic()))
+            cycle()
+        for _ in range(30):  # drain what is left
+            cycle()
+            if relay.last and relay.last.lag_s == 0.0:
+                break
+        truth = _truth(db)
+        got = _store_sums(relay.store, start, datetime.now(UTC) + timedelta(minutes=1))
+        missing = sum(max(0, truth[k] - got[k]) for k in COUNTED)
+        double = sum(max(0, got[k] - truth[k]) for k in COUNTED)
+        relay.close()
+        lags.sort()
+
+        def q(p: float) -> float | None:
+            return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
+
+        return {"orders": counts["orders"], "orders_per_s": counts["orders"] / args.duration,
+                "errors": {k: v for k, v in counts.items() if k.startswith("error")},
+                "events": len(lags), "lag_p50_s": q(0.5), "lag_p99_s": q(0.99), "missing": missing,
+                "double_counted": double}
+    finally:
+        _drop(db, schema)
+
+
+def _collect_queue(amqp_url: str, app: str):
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare("tradeguard.events", exchange_type="topic", durable=True)
+    queue = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(queue, "tradeguard.events", routing_key=f"{app}.#")
+    return conn, ch, queue
+
+
+def _drain_ids(ch, queue: str, expect: int, timeout_s: float = 20.0) -> set[str]:
+    ids: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        method, props, _body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            if len(ids) >= expect:
+                break
+            time.sleep(0.05)
+            continue
+        ids.add(props.message_id)
+    return ids
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    has_pg = _port_open("127.0.0.1", 5432)
+    has_mq = _port_open("127.0.0.1", 5672)
+    with tempfile.TemporaryDirectory(prefix="tg-bench-relay-") as tmp:
+        workdir = Path(tmp)
+        say(f"throughput: {args.events} journal events")
+        sq = _throughput("sqlite", args, workdir)
+        result["events_per_s_sqlite"] = round(sq["events_per_s"])
+        result["read_only_events_per_s_sqlite"] = round(sq["read_only_events_per_s"])
+        say(f"  sqlite: {sq['events_per_s']:,.0f} events/s "
+            f"(read-only baseline {sq['read_only_events_per_s']:,.0f})")
+        if has_pg:
+            pg = _throughput("postgres", args, workdir)
+            result["events_per_s_postgres"] = round(pg["events_per_s"])
+            result["read_only_events_per_s_postgres"] = round(pg["read_only_events_per_s"])
+            say(f"  postgres: {pg['events_per_s']:,.0f} events/s "
+                f"(read-only baseline {pg['read_only_events_per_s']:,.0f})")
+        else:
+            result["events_per_s_postgres"] = None
+            say("  postgres: not listening on 127.0.0.1:5432, skipped")
+        lag_db = "postgres" if has_pg else "sqlite"
+        say(f"lag: {args.rate:g} orders/s for {args.duration:g} s on {lag_db}, in-process broker")
+        lag = _lag_run(lag_db, args, workdir, broker=InProcessBroker(), app="bench")
+        say(f"  {lag}")
+        result.update({"lag_db": lag_db, "lag_p50_s": lag["lag_p50_s"], "lag_p99_s": lag["lag_p99_s"],
+                       "orders_per_s": round(lag["orders_per_s"], 1), "missing": lag["missing"],
+                       "double_counted": lag["double_counted"]})
+        if has_mq:
+            app = f"bench{uuid.uuid4().hex[:8]}"
+            conn, ch, queue = _collect_queue(args.amqp_url, app)
+            broker = RabbitMQBroker(args.amqp_url, app=app)
+            say("broker throughput: RabbitMQ with publisher confirms")
+            mq = _throughput("sqlite", args, workdir, broker=broker, app=app)
+            got = _drain_ids(ch, queue, args.events)
+            result["broker_events_per_s"] = round(mq["events_per_s"])
+            result["broker_lost"] = args.events - len(got)
+            say(f"  {mq['events_per_s']:,.0f} events/s; delivered {len(got)} of {args.events}")
+            say(f"lag with RabbitMQ on: {args.rate:g} orders/s for {args.duration:g} s on {lag_db}")
+            broker = RabbitMQBroker(args.amqp_url, app=app + "l")
+            lag_mq = _lag_run(lag_db, args, workdir, broker=broker, app=app + "l")
+            say(f"  {lag_mq}")
+            result.update({"lag_p50_s_broker": lag_mq["lag_p50_s"], "lag_p99_s_broker": lag_mq["lag_p99_s"],
+                           "orders_per_s_broker": round(lag_mq["orders_per_s"], 1)})
+            result["missing"] += lag_mq["missing"]
+            result["double_counted"] += lag_mq["double_counted"]
+            conn.close()
+        else:
+            result.update({"broker_events_per_s": None, "broker_lost": None})
+            say("  RabbitMQ not listening on 127.0.0.1:5672: broker runs skipped")
+    result["targets"] = {"events_per_s": 5000, "lag_p99_s": 2.0, "missing": 0, "double_counted": 0,
+                         "broker_lost": 0}
+    for key in ("lag_p50_s", "lag_p99_s", "lag_p50_s_broker", "lag_p99_s_broker"):
+        if isinstance(result.get(key), float):
+            result[key] = round(result[key], 3)
+    return result
