@@ -258,7 +258,8 @@ def test_the_worker_is_wired_with_its_four_jobs_and_reports_its_health(settings)
     worker = bootstrap.build_worker(settings, clock=clock, interval_s=10, breaker_poll_s=1, deliver_s=3)
     try:
         jobs = worker.jobs()
-        assert {k: v[1] for k, v in jobs.items()} == {"evaluate": 10, "breakers": 1, "deliver": 3, "relay": 1.0}
+        intervals = {k: v[1] for k, v in jobs.items()}
+        assert intervals == {"evaluate": 10, "breakers": 1, "deliver": 3, "relay": 1.0}
         code, report = bootstrap.worker_health(settings, 10, clock=clock)
         assert code == 1 and report["last_cycle_age_s"] is None  # never evaluated yet
         out = worker.once()
