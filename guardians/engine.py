@@ -53,11 +53,15 @@ INBOUND = "__inbound__"
 class _Slot:
     """One resource's chain: its statistics node and the checks precomputed at apply time.
 
-    ``checks``/``exits`` are the full chain in order (flow → param → breaker) used by
-    entries; ``guard`` runs the same chain with the two commonest checkers inlined:
-    the tightest direct QPS reject rule (``qps_limit``, an int compare on the node's
-    counters) and breakers, which cost nothing while all are closed (``gated``: the
-    node's ``gate`` says so, kept by the breakers' transitions) and the call is not slow.
+    The chain, in this order: the tightest direct QPS reject rule (``qps_checker``; looser
+    ones add nothing), the other flow checkers, param, breakers. The stateless QPS
+    reject goes first so that a call it blocks is never counted by a stateful checker
+    (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
+    chain, run by entries; ``guard`` runs the same chain with the two commonest checkers
+    inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
+    breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
+    so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
+    breakers first, then the others (``fast_exits``), on both paths.
     """
 
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
@@ -89,9 +93,6 @@ class _Slot:
         self.name = name
         self.node = node
         self.checkers = tuple(checkers)
-        self.checks = tuple(c.check for c in checkers)
-        self.exits = tuple(c.on_exit for c in checkers if c.has_exit)
-        self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
         self.degrade = degrade
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
@@ -102,10 +103,13 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
-        rest = [c for c in checkers if type(c) is not QpsReject or c not in direct]
-        rest = [c for c in rest if not isinstance(c, BreakerChecker)]
+        rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
+        chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
+        self.checks = tuple(c.check for c in chain)
+        self.exits = tuple(c.on_exit for c in (*breakers, *rest) if c.has_exit)
+        self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
         self.plain = not checkers
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
@@ -305,8 +309,8 @@ class Engine:
             lim = slot.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            wait = 0.0
             if slot.fast_checks:
-                wait = 0.0
                 for chk in slot.fast_checks:
                     try:
                         w = chk(node, t, args, None)
@@ -317,10 +321,6 @@ class Engine:
                     else:
                         if w:
                             wait += w
-                if wait:
-                    self.clock.sleep(wait)
-                    t = self._time()
-                    self._node_now(node, t)
             if slot.gated and not node.gate:  # a breaker is not closed
                 for br in slot.breakers:
                     if br.state != "closed":
@@ -330,6 +330,10 @@ class Engine:
                             return self._blocked(slot, t, exc, args, fallback)
                         except Exception:
                             self._checker_failed(slot, br)
+            if wait:  # queueing: every check has passed (a blocked call never waits), as in _enter
+                self.clock.sleep(wait)
+                t = self._time()
+                self._node_now(node, t)
         # -- stat hooks ----------------------------------------------------------
         node.passed += 1
         node.concurrency += 1
