@@ -4,9 +4,11 @@ A guarded call runs the slot chain of its resource:
 
 1. *prepare*: find the resource's slot (statistics node + precomputed checks),
    read the clock once, locate the current 500 ms bucket;
-2. *checks* in a fixed order — system (inbound entries only) → flow → param →
-   breaker; the first ``Blocked`` wins; a checker that raises anything else is
-   logged and counted and the call goes on (a bug in a rule never breaks a call);
+2. *checks* in a fixed order — system (inbound entries only) → flow (the tightest
+   direct QPS reject first) → param → breaker; the first ``Blocked`` wins; a
+   queueing wait is served only once every check passed; a checker that raises
+   anything else is logged and counted and the call goes on (a bug in a rule never
+   breaks a call);
 3. *stat hooks* that always run: pass/block counts at entry; success/error and
    response time at exit, then the exit hooks of checkers that learn from
    completions (breakers, adaptive limits).
@@ -15,6 +17,11 @@ Rules are applied whole: ``apply`` builds every resource's chain from the new
 rule set and swaps one dict, so a call sees either the old or the new rules.
 Checkers of rules that did not change are reused, keeping their state (an
 open breaker stays open across an unrelated edit).
+
+``guard()`` (the domain's Guard port) runs this chain with its commonest checkers
+inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
+``_exit``. Both take the same decisions and keep the same statistics:
+tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
 """
 
 from __future__ import annotations
@@ -309,8 +316,8 @@ class Engine:
             lim = slot.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            wait = 0.0
             if slot.fast_checks:
+                wait = 0.0
                 for chk in slot.fast_checks:
                     try:
                         w = chk(node, t, args, None)
@@ -321,6 +328,8 @@ class Engine:
                     else:
                         if w:
                             wait += w
+                if wait:
+                    return self._queued(slot, t, wait, call, args, fallback)
             if slot.gated and not node.gate:  # a breaker is not closed
                 for br in slot.breakers:
                     if br.state != "closed":
@@ -330,10 +339,6 @@ class Engine:
                             return self._blocked(slot, t, exc, args, fallback)
                         except Exception:
                             self._checker_failed(slot, br)
-            if wait:  # queueing: every check has passed (a blocked call never waits), as in _enter
-                self.clock.sleep(wait)
-                t = self._time()
-                self._node_now(node, t)
         # -- stat hooks ----------------------------------------------------------
         node.passed += 1
         node.concurrency += 1
@@ -369,6 +374,37 @@ class Engine:
                         ex(node, t1, rt, False)
                     except Exception:
                         self._checker_failed(slot, ex)
+        return result
+
+    def _queued(
+        self,
+        slot: _Slot,
+        t: float,
+        wait: float,
+        call: Callable[[], T],
+        args: Any,
+        fallback: Callable[[BaseException], T] | None,
+    ) -> T:
+        """``guard`` of a call a queueing rule delays: the rest of the chain (breakers) first, so a
+        blocked call never waits, then the wait, the pass and the exit of the general chain (as entries)."""
+        node = slot.node
+        if slot.gated and not node.gate:
+            for br in slot.breakers:
+                if br.state != "closed":
+                    try:
+                        br.check(node, t, args, None)
+                    except Blocked as exc:
+                        return self._blocked(slot, t, exc, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, br)
+        self.clock.sleep(wait)
+        t0 = self._pass(slot, False)
+        try:
+            result = call()
+        except BaseException:
+            self._exit(slot, t0, True)
+            raise
+        self._exit(slot, t0, False)
         return result
 
     def _blocked(
