@@ -504,13 +504,17 @@ class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
             )
         return self._remote
 
+    def key(self, name: str) -> str:
+        """Redis key of ``name`` (``state``, ``opened_at``) in pybreaker's CircuitRedisStorage layout."""
+        return ":".join((self.ns, pybreaker.CircuitRedisStorage.BASE_NAMESPACE, name))
+
     @property
     def state(self) -> str:
-        return self._state
+        return super().state
 
     @state.setter
     def state(self, state: str) -> None:
-        self._state = state
+        pybreaker.CircuitMemoryStorage.state.__set__(self, state)  # the memory storage's own setter
         if self.checker is None or self.adopting:
             return
         at = self.cluster.clock.time()
@@ -521,12 +525,12 @@ class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
         try:
             if self.cluster.mode != CLUSTER:
                 return
-            remote = self.remote()
+            self.remote()  # pybreaker's constructor initialises its keys
             redis = self.cluster.redis
             if state == pybreaker.STATE_OPEN:
-                redis.set(remote._namespace("opened_at"), repr(at))
+                redis.set(self.key("opened_at"), repr(at))
             # written with the client itself: CircuitRedisStorage's setter swallows errors
-            redis.set(remote._namespace("state"), state)
+            redis.set(self.key("state"), state)
         except Exception as exc:
             self.cluster.failed(exc)
         finally:
@@ -538,12 +542,12 @@ class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
         if chk is None or self.unpushed:
             return  # our own transition is on its way to Redis: nothing to learn yet
         redis = self.cluster.redis
-        remote = self.remote()
-        raw = redis.get(remote._namespace("state"))
+        self.remote()  # pybreaker's constructor initialises its keys
+        raw = redis.get(self.key("state"))
         shared = raw.decode() if isinstance(raw, bytes) else raw
         local = chk.state
         if shared == pybreaker.STATE_OPEN and local != OPEN:
-            raw_at = redis.get(remote._namespace("opened_at"))
+            raw_at = redis.get(self.key("opened_at"))
             opened_t = float(raw_at) if raw_at else self.cluster.clock.time()
             if local == HALF_OPEN and opened_t <= chk.opened_t:
                 return  # the opening we already served; our probes decide now

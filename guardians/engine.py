@@ -4,9 +4,11 @@ A guarded call runs the slot chain of its resource:
 
 1. *prepare*: find the resource's slot (statistics node + precomputed checks),
    read the clock once, locate the current 500 ms bucket;
-2. *checks* in a fixed order — system (inbound entries only) → flow → param →
-   breaker; the first ``Blocked`` wins; a checker that raises anything else is
-   logged and counted and the call goes on (a bug in a rule never breaks a call);
+2. *checks* in a fixed order — system (inbound entries only) → flow (the tightest
+   direct QPS reject first) → param → breaker; the first ``Blocked`` wins; a
+   queueing wait is served only once every check passed; a checker that raises
+   anything else is logged and counted and the call goes on (a bug in a rule never
+   breaks a call);
 3. *stat hooks* that always run: pass/block counts at entry; success/error and
    response time at exit, then the exit hooks of checkers that learn from
    completions (breakers, adaptive limits).
@@ -15,6 +17,11 @@ Rules are applied whole: ``apply`` builds every resource's chain from the new
 rule set and swaps one dict, so a call sees either the old or the new rules.
 Checkers of rules that did not change are reused, keeping their state (an
 open breaker stays open across an unrelated edit).
+
+``guard()`` (the domain's Guard port) runs this chain with its commonest checkers
+inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
+``_exit``. Both take the same decisions and keep the same statistics:
+tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
 """
 
 from __future__ import annotations
@@ -53,11 +60,15 @@ INBOUND = "__inbound__"
 class _Slot:
     """One resource's chain: its statistics node and the checks precomputed at apply time.
 
-    ``checks``/``exits`` are the full chain in order (flow → param → breaker) used by
-    entries; ``guard`` runs the same chain with the two commonest checkers inlined:
-    the tightest direct QPS reject rule (``qps_limit``, an int compare on the node's
-    counters) and breakers, which cost nothing while all are closed (``gated``: the
-    node's ``gate`` says so, kept by the breakers' transitions) and the call is not slow.
+    The chain, in this order: the tightest direct QPS reject rule (``qps_checker``; looser
+    ones add nothing), the other flow checkers, param, breakers. The stateless QPS
+    reject goes first so that a call it blocks is never counted by a stateful checker
+    (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
+    chain, run by entries; ``guard`` runs the same chain with the two commonest checkers
+    inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
+    breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
+    so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
+    breakers first, then the others (``fast_exits``), on both paths.
     """
 
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
@@ -89,9 +100,6 @@ class _Slot:
         self.name = name
         self.node = node
         self.checkers = tuple(checkers)
-        self.checks = tuple(c.check for c in checkers)
-        self.exits = tuple(c.on_exit for c in checkers if c.has_exit)
-        self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
         self.degrade = degrade
         direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
@@ -102,10 +110,13 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
-        rest = [c for c in checkers if type(c) is not QpsReject or c not in direct]
-        rest = [c for c in rest if not isinstance(c, BreakerChecker)]
+        rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
+        chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
+        self.checks = tuple(c.check for c in chain)
+        self.exits = tuple(c.on_exit for c in (*breakers, *rest) if c.has_exit)
+        self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
         self.plain = not checkers
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
@@ -318,9 +329,7 @@ class Engine:
                         if w:
                             wait += w
                 if wait:
-                    self.clock.sleep(wait)
-                    t = self._time()
-                    self._node_now(node, t)
+                    return self._queued(slot, t, wait, call, args, fallback)
             if slot.gated and not node.gate:  # a breaker is not closed
                 for br in slot.breakers:
                     if br.state != "closed":
@@ -365,6 +374,37 @@ class Engine:
                         ex(node, t1, rt, False)
                     except Exception:
                         self._checker_failed(slot, ex)
+        return result
+
+    def _queued(
+        self,
+        slot: _Slot,
+        t: float,
+        wait: float,
+        call: Callable[[], T],
+        args: Any,
+        fallback: Callable[[BaseException], T] | None,
+    ) -> T:
+        """``guard`` of a call a queueing rule delays: the rest of the chain (breakers) first, so a
+        blocked call never waits, then the wait, the pass and the exit of the general chain (as entries)."""
+        node = slot.node
+        if slot.gated and not node.gate:
+            for br in slot.breakers:
+                if br.state != "closed":
+                    try:
+                        br.check(node, t, args, None)
+                    except Blocked as exc:
+                        return self._blocked(slot, t, exc, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, br)
+        self.clock.sleep(wait)
+        t0 = self._pass(slot, False)
+        try:
+            result = call()
+        except BaseException:
+            self._exit(slot, t0, True)
+            raise
+        self._exit(slot, t0, False)
         return result
 
     def _blocked(

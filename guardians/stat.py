@@ -26,7 +26,7 @@ _INF = float("inf")
 MINUTE_SECONDS = 60
 RING = 2 * MINUTE_SECONDS + 4  # a minute of half-seconds, plus the current ones
 
-# Indexes of a half-second record (a list). The engine's hot path uses the literals.
+# Indexes of a half-second record in the ring (a list); the current half-second is the node's attributes.
 START = 0  # the half-second number, int(t * 2)
 PASSED = 1
 SUCCESS = 2
@@ -39,27 +39,8 @@ BLOCK_PARAM = 8
 RT_MAX = 9
 RT_MIN = 10
 CONC = 11  # concurrency when the half-second ended
-_BLOCK_INDEX = {"flow": BLOCK_FLOW, "breaker": BLOCK_BREAKER, "system": BLOCK_SYSTEM, "param": BLOCK_PARAM}
-_BLOCK_FIELD = {k: f"block_{k}" for k in _BLOCK_INDEX}
-# the node attribute behind each record index (CONC and START are set when the half-second rolls out)
-_FIELDS = (
-    "start",
-    "passed",
-    "success",
-    "error",
-    "rt_sum",
-    "block_flow",
-    "block_breaker",
-    "block_system",
-    "block_param",
-    "rt_max",
-    "rt_min",
-    "concurrency",
-)
-
-
-def count_block(record: Any, kind: str) -> None:
-    record[_BLOCK_INDEX.get(kind, BLOCK_PARAM)] += 1
+# the node attribute counting each kind of block (an unknown kind counts as param)
+_BLOCK_FIELD = {k: f"block_{k}" for k in ("flow", "breaker", "system", "param")}
 
 
 class Bucket:
@@ -141,21 +122,6 @@ class Bucket:
         return self.rt_sum / n if n else 0.0
 
 
-class _Live:
-    """The current half-second record of a node seen as a record (``view[PASSED] += 1``)."""
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: ResourceNode) -> None:
-        self.node = node
-
-    def __getitem__(self, i: int) -> Any:
-        return self.node.current()[i]
-
-    def __setitem__(self, i: int, value: Any) -> None:
-        setattr(self.node, _FIELDS[i], value)
-
-
 class ResourceNode:
     """Statistics of one resource (also used for the node-wide inbound totals).
 
@@ -221,18 +187,6 @@ class ResourceNode:
             self.gate = all(b.state == "closed" for b in self.breakers)
 
     # -- hot path -----------------------------------------------------------
-    @property
-    def cur(self) -> _Live:
-        """The current record as a live view (the engine updates the attributes directly)."""
-        return _Live(self)
-
-    def bucket(self, t: float) -> _Live:
-        """The current 500 ms record for time ``t`` (a live view)."""
-        h = int(t * 2)
-        if h > self.start:
-            self.roll(t, h)
-        return _Live(self)
-
     def count_block(self, kind: str) -> None:
         name = _BLOCK_FIELD.get(kind, "block_param")
         setattr(self, name, getattr(self, name) + 1)

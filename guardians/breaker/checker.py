@@ -12,6 +12,12 @@ The state is cached in a plain attribute so the closed-state check costs one
 comparison; transitions take a lock and go through pybreaker. Every transition
 also tells the resource's node (``gate_node.regate()``): the engine's fast path
 reads the node's ``gate`` (all its breakers closed) instead of each breaker.
+
+Only pybreaker's public API is used: ``CircuitBreaker.open()`` / ``half_open()`` /
+``close()``, a ``CircuitBreakerListener.state_change`` relay, and the storage's
+``state`` / ``opened_at`` properties (any ``CircuitBreakerStorage`` works). The
+versions this is tested on are pinned in pyproject.toml, and a test checks the
+installed one is among them.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class BreakerChecker:
         "clock",
         "emit",
         "cb",
+        "storage",
         "node",
         "gate_node",
         "_lock",
@@ -117,11 +124,13 @@ class BreakerChecker:
         self.node: ResourceNode | None = None
         self.gate_node: ResourceNode | None = None  # the node whose ``gate`` follows this state (bind)
         self._lock = threading.RLock()
+        # pybreaker's storage, kept to stamp ``opened_at`` with the injected clock (its public property)
+        self.storage = storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self.cb = pybreaker.CircuitBreaker(
             fail_max=2**31,  # pybreaker's own consecutive-failure trigger is never used
             reset_timeout=self.recovery_s,
             success_threshold=self.probes,
-            state_storage=storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED),
+            state_storage=self.storage,
             listeners=[_Relay(self)],
             name=rule.resource,
         )
@@ -143,10 +152,6 @@ class BreakerChecker:
                     return 0.0
                 raise self._blocked(1.0)
         return 0.0
-
-    def needs_exit(self, rt_ms: float) -> bool:
-        """False for a call that succeeded, fast, while closed: nothing to do (the engine inlines this)."""
-        return self.state != CLOSED or (self.slow_ms is not None and rt_ms > self.slow_ms)
 
     def on_exit(self, node: ResourceNode, t: float, rt_ms: float, error: bool) -> None:
         slow = self.slow_ms
@@ -202,9 +207,7 @@ class BreakerChecker:
             self.state = OPEN
             self._regate()
             self.cb.open()
-            self.cb._state_storage.opened_at = (
-                self.clock.now()
-            )  # pybreaker stamps wall time; ours is injected
+            self.storage.opened_at = self.clock.now()  # pybreaker stamps wall time; ours is injected
         elif state == HALF_OPEN:
             self.probes_started = 0
             self.probes_ok = 0

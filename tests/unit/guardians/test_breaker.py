@@ -1,8 +1,19 @@
+import importlib.metadata
+import tomllib
+from datetime import datetime
+from pathlib import Path
+
+import pybreaker
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
-from guardians import BreakerBlocked, BreakerStateChanged
+from guardians import BreakerBlocked, BreakerStateChanged, FakeClock, parse_document
+from guardians.breaker.checker import BreakerChecker
+from guardians.stat import ResourceNode
 
-from .helpers import call_with_rt, engine
+from .helpers import T0, call_with_rt, engine
 
 
 def _engine(**rule):
@@ -144,15 +155,111 @@ def test_failed_probe_reopens_and_restarts_recovery():
 
 
 def test_pybreaker_state_machine_follows():
-    eng, clock, _ = _engine(strategy="error_count", threshold=1, min_requests=1, recovery_s=1)
+    eng, clock, events = _engine(strategy="error_count", threshold=1, min_requests=1, recovery_s=1)
     (br,) = eng._breaker.breakers()
     assert br.cb.current_state == "closed"
     fail(eng, clock)
     assert br.cb.current_state == "open"
-    assert br.cb._state_storage.opened_at == clock.now()  # stamped with the injected clock
+    assert br.storage.opened_at == clock.now()  # stamped with the injected clock
     clock.advance(1)
     ok(eng, clock)
     assert br.cb.current_state == "closed"
+    # every transition went through pybreaker and came back through its listener
+    assert [(e.previous, e.state) for e in events] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+class DictStorage(pybreaker.CircuitBreakerStorage):
+    """A storage written against pybreaker's public storage interface only (as a Redis one would be)."""
+
+    def __init__(self) -> None:
+        super().__init__("dict")
+        self.data: dict[str, object] = {"state": pybreaker.STATE_CLOSED, "fail": 0, "ok": 0, "at": None}
+        self.writes: list[tuple[str, object]] = []
+
+    @property
+    def state(self) -> str:
+        return str(self.data["state"])
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self.data["state"] = state
+        self.writes.append(("state", state))
+
+    def increment_counter(self) -> None:
+        self.data["fail"] = int(self.data["fail"]) + 1  # type: ignore[call-overload]
+
+    def reset_counter(self) -> None:
+        self.data["fail"] = 0
+
+    def increment_success_counter(self) -> None:
+        self.data["ok"] = int(self.data["ok"]) + 1  # type: ignore[call-overload]
+
+    def reset_success_counter(self) -> None:
+        self.data["ok"] = 0
+
+    @property
+    def counter(self) -> int:
+        return int(self.data["fail"])  # type: ignore[call-overload]
+
+    @property
+    def success_counter(self) -> int:
+        return int(self.data["ok"])  # type: ignore[call-overload]
+
+    @property
+    def opened_at(self) -> datetime | None:
+        return self.data["at"]  # type: ignore[return-value]
+
+    @opened_at.setter
+    def opened_at(self, at: datetime) -> None:
+        self.data["at"] = at
+        self.writes.append(("opened_at", at))
+
+
+def test_any_pybreaker_storage_holds_the_state_through_its_public_interface():
+    clock = FakeClock(T0)
+    storage = DictStorage()
+    events: list[BreakerStateChanged] = []
+    rule = parse_document(
+        {"breaker": [{"resource": "pay", "strategy": "error_ratio", "threshold": 0.5, "min_requests": 2}]}
+    ).breaker[0]
+    br = BreakerChecker(rule, clock, events.append, storage)
+    node = ResourceNode("pay")
+    node.roll(clock.time())
+    node.error += 2
+    br.on_exit(node, clock.time(), 1.0, True)
+    assert storage.state == "open" and storage.opened_at == clock.now()
+    assert ("opened_at", clock.now()) in storage.writes  # the injected clock's stamp is the last word
+    assert storage.writes[-1] == ("opened_at", clock.now())
+    clock.advance(rule.recovery_s)
+    assert br.check(node, clock.time(), None, None) == 0.0  # the probe passes
+    assert storage.state == "half-open"
+    br.on_exit(node, clock.time(), 1.0, False)
+    assert storage.state == "closed"
+    assert [(e.previous, e.state) for e in events] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+def _pinned_range() -> SpecifierSet:
+    with open(Path(__file__).parents[3] / "pyproject.toml", "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    (spec,) = [Requirement(d) for d in deps if Requirement(d).name == "pybreaker"]
+    return spec.specifier
+
+
+def test_the_installed_pybreaker_is_inside_the_tested_range():
+    """checker.py drives pybreaker through its public API, tested on the versions pinned in pyproject."""
+    spec = _pinned_range()
+    assert any(s.operator in (">", ">=", "~=", "==") for s in spec), f"pybreaker{spec} has no lower bound"
+    assert any(s.operator in ("<", "<=", "~=", "==") for s in spec), f"pybreaker{spec} has no upper bound"
+    installed = importlib.metadata.version("pybreaker")
+    assert Version(installed) in spec, f"pybreaker {installed} is outside the tested range {spec}"
 
 
 def test_blocked_calls_are_counted_as_breaker_blocks_and_degrade():

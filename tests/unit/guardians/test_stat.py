@@ -7,17 +7,18 @@ from .helpers import T0, attempt, call_with_rt, engine
 def test_pass_count_slides_over_two_half_second_buckets():
     node = ResourceNode("r")
     t = T0
-    for _ in range(3):
-        node.bucket(t)[PASSED] += 1
+    node.roll(t)
+    node.passed += 3
     t += 0.5
-    for _ in range(2):
-        node.bucket(t)[PASSED] += 1
+    node.roll(t)
+    node.passed += 2
     assert node.current_pass_count() == 5
     t += 0.5  # the first bucket slides out
-    node.bucket(t)
+    node.roll(t)
     assert node.current_pass_count() == 2
+    assert node.pass_count(int(t * 2)) == 2 and node.ring[int((t - 0.5) * 2) % RING][PASSED] == 2
     t += 1.0
-    node.bucket(t)
+    node.roll(t)
     assert node.current_pass_count() == 0
 
 
