@@ -9,7 +9,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from guardians import BreakerBlocked, BreakerStateChanged, FakeClock, parse_document
+from common.clock import FakeClock
+from guardians import BreakerBlocked, BreakerStateChanged, parse_document
 from guardians.breaker.checker import BreakerChecker
 from guardians.stat import ResourceNode
 

@@ -22,7 +22,8 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from guardians import Blocked, Engine, FakeClock, parse_document
+from common.clock import FakeClock
+from guardians import Blocked, Engine, parse_document
 from guardians.system.probe import FixedProbe
 
 from .helpers import T0
