@@ -163,20 +163,30 @@ class FakeAlerts:
             {"at": datetime.now(UTC).isoformat(), "kind": kind, "by": by, "detail": None, "value": None}
         )
 
-    def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+    def _expect(self, alert_id: int, expected_state: str | None) -> dict[str, Any]:
         a = self._get(alert_id)
+        if expected_state is not None and a["state"] != expected_state:
+            raise ValueError(f"Alert #{alert_id} {a['rule']} changed from {expected_state} to {a['state']}")
+        return a
+
+    def acknowledge(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         a["acknowledged"], a["acknowledged_by"] = True, by
         self._event(a, "acknowledged", by)
         return a
 
-    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
-        a = self._get(alert_id)
+    def unacknowledge(self, alert_id: int, by: str, *, expected_state: str | None = None) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         a["acknowledged"], a["acknowledged_by"] = False, None
         self._event(a, "unacknowledged", by)
         return a
 
-    def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
-        a = self._get(alert_id)
+    def resolve(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         a["state"], a["resolved_by"], a["resolved_at"] = "resolved", by, datetime.now(UTC).isoformat()
         self._event(a, "resolved", by)
         return a

@@ -137,7 +137,8 @@ def test_service_refuses_a_stale_action_with_the_alert_named(env):
     change(store, pay, "firing")
     from alerts.errors import InvalidAction, NotFound
 
-    with pytest.raises(InvalidAction, match=r"Alert #\d+ PaymentSuccessRateLow changed from pending to firing"):
+    changed = r"Alert #\d+ PaymentSuccessRateLow changed from pending to firing"
+    with pytest.raises(InvalidAction, match=changed):
         alerts.acknowledge(pay, "olivia", expected_state="pending")
     change(store, pay, "resolved")
     with pytest.raises(InvalidAction, match="was resolved since you opened it"):
