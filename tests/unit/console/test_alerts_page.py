@@ -194,3 +194,36 @@ def test_on_call_can_be_set_from_the_page(env):
         ("primary", "dora", True)
     ]
     assert "dora (primary)" in {m.label: m.value for m in at.metric}["On call now"]
+
+
+APP = Path(__file__).resolve().parents[3] / "console" / "app.py"
+
+
+def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch):
+    import streamlit
+    from streamlit.commands.page_config import _get_favicon_string
+
+    import console.runtime
+
+    seen: dict = {}
+    real = streamlit.set_page_config
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(streamlit, "set_page_config", capture)
+    svc = console.runtime.services()
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert "Payment chaos is ON" not in texts(at.error)
+    svc.chaos.settings = {"latency_ms": 300, "error_rate": 0.5, "outage": False}
+    for view in ("overview", "alerts_page", "resources"):
+        at.switch_page(f"views/{view}.py").run()
+        assert not at.exception, view
+        banner = texts(at.error)
+        assert "Payment chaos is ON" in banner and "+300 ms latency, 50 % of charges fail" in banner, view
+    # the favicon is a file shipped with the console, inlined as a data URL: nothing to fetch
+    assert Path(seen["page_icon"]).is_file()
+    assert _get_favicon_string(seen["page_icon"]).startswith("data:image/svg+xml;base64,")
