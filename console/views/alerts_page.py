@@ -173,7 +173,7 @@ def _actions(alert: dict) -> None:
         by = f1.text_input("Your name *", key=f"alert_by_{aid}")
         comment = f2.text_input("Comment (required to silence)", key=f"alert_comment_{aid}")
         duration = f3.selectbox("Silence for", SILENCE_DURATIONS, index=1, key=f"alert_for_{aid}")
-        b = st.columns(4)
+        b = st.columns([3, 2, 2, 2])
         acked = bool(alert.get("acknowledged"))
         clicked = {
             "acknowledge": b[0].form_submit_button(
