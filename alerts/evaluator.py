@@ -335,7 +335,10 @@ class Evaluator:
                 )
             elif event.previous == rule.on_breaker_state:
                 transitions += self.states.resolve_now(
-                    full, now, f"breaker {event.resource} {event.previous} → {event.state}"
+                    full,
+                    now,
+                    f"breaker {event.resource} {event.previous} → {event.state}",
+                    keep=rule.keep_firing_for,
                 )
         self._persist(transitions, now)
         return transitions

@@ -15,7 +15,19 @@ from typing import Any
 from alerts.dispatch import muting
 from alerts.engine import load_active_config
 from alerts.errors import AlertConfigError, InvalidAction, NotFound
-from alerts.model import FIRING, PENDING, RESOLVED, STATES, Matcher, Silence
+from alerts.model import (
+    FIRING,
+    INACTIVE,
+    PENDING,
+    RESOLVED,
+    STATES,
+    AlertConfig,
+    Matcher,
+    Member,
+    Override,
+    Rotation,
+    Silence,
+)
 from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
 from common.clock import Clock, SystemClock
@@ -156,9 +168,34 @@ class AlertService:
         out["points"] = points
         return out
 
-    def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
-        """Stops escalation and repeat notifications of an open alert."""
-        a = self.store.get_alert(alert_id)
+    def _expected(self, alert_id: int, expected_state: str | None) -> AlertRecord:
+        """The alert, refused when it is gone or is no longer in ``expected_state`` (the state the
+        person saw when they chose the action): an action must never land on a changed alert."""
+        try:
+            a = self.store.get_alert(alert_id)
+        except NotFound as exc:
+            if expected_state is None:
+                raise
+            raise NotFound(f"Alert #{alert_id} no longer exists; nothing was done") from exc
+        if expected_state is None or a.state == expected_state:
+            return a
+        if a.open:
+            raise InvalidAction(
+                f"Alert #{a.id} {a.rule} changed from {expected_state} to {a.state} since you opened it; "
+                "review and try again"
+            )
+        gone = "cleared" if a.state == INACTIVE else a.state
+        raise InvalidAction(
+            f"Alert #{a.id} {a.rule} was {gone} since you opened it (it was {expected_state}); "
+            "nothing was done"
+        )
+
+    def acknowledge(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
+        """Stops escalation and repeat notifications of an open alert. With ``expected_state``, refuses
+        (``InvalidAction``/``NotFound``) when the alert is no longer in that state."""
+        a = self._expected(alert_id, expected_state)
         if not a.open:
             raise InvalidAction(
                 f"alert {alert_id} is {a.state}; only pending or firing alerts can be acknowledged"
@@ -171,8 +208,8 @@ class AlertService:
         log.info("alert %s acknowledged by %s", alert_id, by)
         return self.get_alert(alert_id)
 
-    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
-        a = self.store.get_alert(alert_id)
+    def unacknowledge(self, alert_id: int, by: str, *, expected_state: str | None = None) -> dict[str, Any]:
+        a = self._expected(alert_id, expected_state)
         if not a.acknowledged_by:
             raise InvalidAction(f"alert {alert_id} is not acknowledged")
         _need_name(by)
@@ -184,9 +221,11 @@ class AlertService:
         self.store.add_event(alert_id, now, "unacknowledged", by=by)
         return self.get_alert(alert_id)
 
-    def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+    def resolve(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
         """Close an open alert by hand. If its condition still holds, the next evaluation opens a new one."""
-        a = self.store.get_alert(alert_id)
+        a = self._expected(alert_id, expected_state)
         if not a.open:
             raise InvalidAction(f"alert {alert_id} is already {a.state}")
         _need_name(by)
@@ -196,6 +235,24 @@ class AlertService:
         self.store.add_event(alert_id, now, "resolved", by=by, detail=comment or "resolved by hand")
         log.info("alert %s resolved by %s", alert_id, by)
         return self.get_alert(alert_id)
+
+    def silence_alert(
+        self,
+        alert_id: int,
+        *,
+        created_by: str,
+        comment: str,
+        duration: str | timedelta,
+        expected_state: str | None = None,
+    ) -> dict[str, Any]:
+        """Silence exactly this alert (a silence matching every label of it) for ``duration``."""
+        a = self._expected(alert_id, expected_state)
+        if not a.open:
+            raise InvalidAction(f"Alert #{a.id} {a.rule} is {a.state}; only open alerts can be silenced")
+        matchers = [Matcher(k, v) for k, v in sorted(a.labels.items())]
+        s = self.create_silence(matchers, created_by=created_by, comment=comment, duration=duration)
+        self.store.add_event(alert_id, self.clock.now(), "silenced", by=created_by, detail=comment)
+        return s
 
     def history(self, *, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
         """Alerts that fired (open or resolved), newest first."""
@@ -325,6 +382,47 @@ class AlertService:
                 }
             )
         return out
+
+    def set_on_call(
+        self,
+        who: str,
+        *,
+        by: str,
+        duration: str | timedelta = "8h",
+        rotation: str = "primary",
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        """Put ``who`` on call in ``rotation`` from now for ``duration`` (an override; ``who`` joins the
+        rotation's members). A rotation that does not exist yet is created with ``who`` as its only
+        member, so someone stays on call after the override ends. Returns the rotation's on-call entry."""
+        _need_name(by)
+        if not who or not who.strip():
+            raise AlertConfigError([("who", "required: the name of who goes on call")])
+        if not rotation or not rotation.strip():
+            raise AlertConfigError([("rotation", "required: a rotation name (e.g. primary)")])
+        try:
+            span = parse_duration(duration)
+        except ValueError as exc:
+            raise AlertConfigError([("duration", str(exc))]) from exc
+        who, rotation = who.strip(), rotation.strip()
+        now = self.clock.now()
+        rotations = dict(load_active_config(self.store).rotations)
+        override = Override(who, now, now + span)
+        current = rotations.get(rotation)
+        if current is None:
+            member = Member(who, email or None)
+            rotations[rotation] = Rotation(rotation, (member,), now, overrides=(override,))
+        else:
+            members = current.members
+            if not any(m.name == who for m in members):
+                members = (*members, Member(who, email or None))
+            kept = tuple(o for o in current.overrides if o.end > now)
+            rotations[rotation] = replace(current, members=members, overrides=(*kept, override))
+        doc = config_to_dict(AlertConfig(rotations=tuple(rotations.values())))["rotations"]
+        parse_document({"rotations": doc})  # raises AlertConfigError naming the field
+        self.store.set_config_section("rotations", doc, by=by, now=now)
+        log.info("%s put %s on call in rotation %s until %s", by, who, rotation, override.end.isoformat())
+        return next(o for o in self.on_call_now(now) if o["rotation"] == rotation)
 
     # ------------------------------------------------------------ rules and config
     def rules(self) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ holds; every open alert of the rule not among them is "false" this cycle.
 - pending → firing once the condition has held for ``for``;
 - pending → inactive ("cleared": the row stays, state ``inactive``) as soon as the condition
   stops holding before ``for`` elapsed;
-- firing → resolved when the condition has not held for ``keep_firing_for``;
+- firing → resolved when the condition has not held for ``keep_firing_for`` (also when a breaker
+  event ends it: the alert is held, so one incident stays one alert with its acknowledgement);
 - a resolved alert that fires again is a new alert (new id, same fingerprint).
 
 No data and query errors follow the rule's policy: ``alerting`` (every open alert
@@ -162,8 +163,18 @@ class AlertStates:
         self.open[fp] = a
         return [Transition(FIRING, a, new=True, detail=detail)]
 
-    def resolve_now(self, labels: Mapping[str, str], now: datetime, detail: str) -> list[Transition]:
+    def resolve_now(
+        self, labels: Mapping[str, str], now: datetime, detail: str, *, keep: timedelta = timedelta(0)
+    ) -> list[Transition]:
+        """The condition stopped (a breaker left the rule's state). With ``keep`` (the rule's
+        ``keep_firing_for``) a firing alert is held: it counts as true until now and the rule's
+        next evaluations resolve it only once ``keep`` has passed without the condition, so a
+        breaker cycling open → half-open → open stays ONE alert, acknowledgement included."""
         fp = fingerprint(labels)
+        held = self.open.get(fp)
+        if held is not None and held.state == FIRING and keep > timedelta(0):
+            held.last_true_at = now
+            return []
         a = self.open.pop(fp, None)
         self._event_raised.pop(fp, None)
         if a is None:

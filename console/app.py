@@ -14,7 +14,8 @@ import streamlit as st
 from console import runtime
 from console.services import ConsoleServices
 
-VIEWS = Path(__file__).resolve().parent / "views"
+HERE = Path(__file__).resolve().parent
+VIEWS = HERE / "views"
 
 
 def pages() -> list:
@@ -34,12 +35,36 @@ def pages() -> list:
     ]
 
 
+def chaos_banner() -> None:
+    """On every page while payment chaos is on: what is injected, so nobody mistakes it for a real
+    fault (1 heartbeat read + 1 node call per page run; nothing is shown when no node answers)."""
+    try:
+        settings = runtime.services().chaos_settings()
+    except Exception:
+        return
+    latency = int(settings.get("latency_ms") or 0)
+    rate = float(settings.get("error_rate") or 0.0)
+    outage = bool(settings.get("outage"))
+    if not (latency or rate or outage):
+        return
+    what = [f"+{latency} ms latency"] if latency else []
+    what += [f"{100 * rate:.0f} % of charges fail"] if rate else []
+    what += ["gateway outage (every charge fails)"] if outage else []
+    st.error(
+        f"**Payment chaos is ON** ({', '.join(what)}): alerts and charts show an injected fault. "
+        "Reset it on the Chaos page when the demo is done.",
+        icon=":material/thunderstorm:",
+    )
+
+
 def main(services: ConsoleServices) -> None:
     """Run the page the browser asked for, on ``services``."""
     runtime.install(services)
     st.set_page_config(
         page_title="tradeguard console",
-        page_icon=":material/shield:",
+        # a file shipped with the console: a ":material/...:" icon makes the browser fetch the
+        # favicon from an external font host, which fails offline
+        page_icon=str(HERE / "static" / "favicon.svg"),
         layout="wide",
         initial_sidebar_state="expanded",
     )
@@ -49,4 +74,5 @@ def main(services: ConsoleServices) -> None:
     with st.sidebar:
         st.markdown("## :material/shield: tradeguard")
         st.caption(f"app **{services.app}** · times in UTC")
+    chaos_banner()
     nav.run()

@@ -37,8 +37,8 @@ def second(clock, metrics, *, success, failure, rt_ms=20.0, passed=100, blocked=
             {**tags, "resource": "order.place"},
             {
                 "pass": passed,
-                "block_flow": blocked,
-                "block_breaker": 0,
+                "block_flow": 0,
+                "block_breaker": blocked,  # flow blocks are by design and do not page
                 "block_system": 0,
                 "block_param": 0,
                 "success": passed,

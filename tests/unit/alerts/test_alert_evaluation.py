@@ -356,6 +356,18 @@ def test_breaker_poll_over_the_measurement(env, tmp_path):
     )
     env.clock.advance(2)
     engine.poll_breakers()
+    assert [x.id for x in open_alerts(env)] == [a.id]  # half-open: not closed yet, the same alert
+    env.metrics.add(
+        "breaker_events",
+        {"app": "a", "instance": "n1", "resource": "payment.charge"},
+        {"state": 0, "previous": 2},
+        env.clock.now(),
+    )
+    env.clock.advance(30)
+    engine.poll_breakers()
+    assert [x.id for x in open_alerts(env)] == [a.id]  # held for keep_firing_for (1m) after closing
+    env.clock.advance(35)
+    engine.poll_breakers()
     assert open_alerts(env) == []
 
 

@@ -212,8 +212,19 @@ class FakeAlerts:
             {"at": datetime.now(UTC).isoformat(), "kind": kind, "by": by, "detail": detail, "value": None}
         )
 
-    def acknowledge(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
+    def _expect(self, alert_id: int, expected_state: str | None) -> dict[str, Any]:
         a = self._get(alert_id)
+        if expected_state is not None and a["state"] != expected_state:
+            raise InvalidAction(
+                f"Alert #{alert_id} {a['rule']} changed from {expected_state} to {a['state']} since you "
+                "opened it; review and try again"
+            )
+        return a
+
+    def acknowledge(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         if a["state"] not in ("firing", "pending"):
             raise InvalidAction(
                 f"alert {alert_id} is {a['state']}; only pending or firing alerts can be acknowledged"
@@ -223,16 +234,18 @@ class FakeAlerts:
         a["acknowledged_at"] = datetime.now(UTC).isoformat()
         return copy.deepcopy(a)
 
-    def unacknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
-        a = self._get(alert_id)
+    def unacknowledge(self, alert_id: int, by: str, *, expected_state: str | None = None) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         if not a["acknowledged_by"]:
             raise InvalidAction(f"alert {alert_id} is not acknowledged")
         self._act(alert_id, "unacknowledged", by)
         a["acknowledged"], a["acknowledged_by"], a["acknowledged_at"] = False, None, None
         return copy.deepcopy(a)
 
-    def resolve(self, alert_id: int, by: str, comment: str | None = None) -> dict[str, Any]:
-        a = self._get(alert_id)
+    def resolve(
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+    ) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
         if a["state"] not in ("firing", "pending"):
             raise InvalidAction(f"alert {alert_id} is already {a['state']}")
         self._act(alert_id, "resolved", by, comment or "resolved by hand")

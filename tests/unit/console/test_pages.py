@@ -255,10 +255,11 @@ def test_alerts_page_all_clear_then_acknowledge_and_silence(page, svc):
     board = at.dataframe[0].value
     assert list(board["alert"]) == ["PaymentSuccessLow", "BlockedShareHigh"]
     assert at.selectbox(key="alert_pick").value == 1
-    at.button(key="FormSubmitter:alert_action-Acknowledge").click().run()
+    ack = "FormSubmitter:alert_action_1-Acknowledge #1 PaymentSuccessLow"
+    at.button(key=ack).click().run()
     assert "your name is required" in _texts(at.error)
-    at.text_input(key="alert_by").set_value("olivia")
-    at.button(key="FormSubmitter:alert_action-Acknowledge").click().run()
+    at.text_input(key="alert_by_1").set_value("olivia")
+    at.button(key=ack).click().run()
     assert not at.exception
     assert "acknowledged by olivia" in _texts(at.success)
     assert svc.alerts.alerts[0]["acknowledged_by"] == "olivia"

@@ -1,0 +1,179 @@
+"""Alert actions of the Alerts page, each aimed at ONE alert id with the state the person saw.
+
+The Alerts page calls these instead of ``ConsoleServices.alert_action`` so that an action can
+never land on another alert: the id is submitted with the state shown, and the alert service
+refuses (a clear message) when that alert changed state or is gone. Also: on-call changes,
+values with units, runbook sections.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from console.services.alerts import ActionFailed
+from console.services.common import FieldError, errors_from
+
+ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence")
+REPO = Path(__file__).resolve().parents[2]
+BREAKER_STATES = {0.0: "closed", 1.0: "open", 2.0: "half-open"}
+
+
+def act(
+    alerts: Any,
+    action: str,
+    alert_id: int,
+    *,
+    expected_state: str,
+    by: str,
+    comment: str = "",
+    duration: str = "1h",
+) -> dict[str, Any]:
+    """Run ``action`` on alert ``alert_id`` only if it is still ``expected_state``; ``ActionFailed``
+    (naming the field, or the alert that changed) otherwise."""
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    who = (by or "").strip()
+    if not who:
+        raise ActionFailed([FieldError("by", "your name is required: every action records who took it")])
+    try:
+        if action == "acknowledge":
+            return alerts.acknowledge(alert_id, who, comment or None, expected_state=expected_state)
+        if action == "unacknowledge":
+            return alerts.unacknowledge(alert_id, who, expected_state=expected_state)
+        if action == "resolve":
+            return alerts.resolve(alert_id, who, comment or None, expected_state=expected_state)
+        if not (comment or "").strip():
+            raise ActionFailed([FieldError("comment", "required: say why this alert is silenced")])
+        return alerts.silence_alert(
+            alert_id, created_by=who, comment=comment, duration=duration, expected_state=expected_state
+        )
+    except ActionFailed:
+        raise
+    except Exception as exc:
+        raise ActionFailed(errors_from(exc)) from exc
+
+
+def set_on_call(
+    alerts: Any, who: str, *, by: str, duration: str, rotation: str = "primary", email: str = ""
+) -> dict[str, Any]:
+    """Put ``who`` on call now (see ``alerts.service.AlertService.set_on_call``)."""
+    if not (by or "").strip():
+        raise ActionFailed([FieldError("by", "your name is required: every action records who took it")])
+    setter = getattr(alerts, "set_on_call", None)
+    if setter is None:
+        raise ActionFailed([FieldError("", "this alert service cannot change who is on call")])
+    try:
+        return setter(who, by=by.strip(), duration=duration, rotation=rotation, email=email or None)
+    except Exception as exc:
+        raise ActionFailed(errors_from(exc)) from exc
+
+
+def rule_documents(alerts: Any) -> dict[str, dict[str, Any]]:
+    """The alert rules by name (1 alert-service read); empty when the service cannot list them."""
+    rules = getattr(alerts, "rules", None)
+    if rules is None:
+        return {}
+    try:
+        return {d["name"]: d for d in rules()}
+    except Exception:
+        return {}
+
+
+def unit_of(rule: Mapping[str, Any] | None) -> str:
+    """``%`` for ratios, ``ms`` for *_ms fields, ``s`` for heartbeats, ``breaker`` for breaker states,
+    ``points`` for the outbox growth; empty when unknown."""
+    if not rule:
+        return ""
+    if rule.get("kind") == "heartbeat":
+        return "s"
+    q = rule.get("query") or {}
+    if q.get("ratio"):
+        return "%"
+    if q.get("measurement") == "breaker_events":
+        return "breaker"
+    if str(q.get("field") or "").endswith("_ms"):
+        return "ms"
+    if q.get("function") == "delta":
+        return "points"
+    return ""
+
+
+def value_text(value: Any, unit: str) -> str:
+    """A value rounded for a person: ``76.2 %``, ``812 ms``, ``open``, ``35 s``; ``no data`` for None."""
+    if value is None:
+        return "no data"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if unit == "%":
+        return f"{100 * v:.1f} %"
+    if unit == "breaker":
+        return BREAKER_STATES.get(v, f"{v:g}")
+    if unit in ("ms", "s"):
+        return f"{v:,.0f} {unit}"
+    if unit == "points":
+        return f"{v:+,.0f} points"
+    return f"{v:,.4g}"
+
+
+def condition_text(rule: Mapping[str, Any] | None) -> str:
+    """``payments success / (success + failure) < 95.0 % over 1m, for 1m`` and the like."""
+    if not rule:
+        return ""
+    unit = unit_of(rule)
+    threshold = value_text(rule.get("threshold"), unit)
+    q = rule.get("query") or {}
+    if rule.get("kind") == "heartbeat":
+        what = "seconds since the node's last heartbeat"
+    elif q.get("ratio"):
+        r = q["ratio"]
+        what = f"{q.get('measurement')} {' + '.join(r['numerator'])} / ({' + '.join(r['denominator'])})"
+    else:
+        what = f"{q.get('aggregate', '')} of {q.get('measurement')}.{q.get('field')}"
+        if q.get("function") == "delta":
+            what = f"growth of {q.get('measurement')}.{q.get('field')}"
+    where = ", ".join(f"{k}={v}" for k, v in (q.get("where") or {}).items())
+    text = f"{what}{f' ({where})' if where else ''} {rule.get('op', '>')} {threshold}"
+    if q.get("window"):
+        text += f" over {q['window']}"
+    text += f", for {rule.get('for') or '0s'}"
+    if rule.get("keep_firing_for"):
+        text += f", held {rule['keep_firing_for']} after it stops"
+    return text
+
+
+def runbook_section(url: str | None) -> str | None:
+    """The markdown of a runbook kept in this repository (``docs/runbooks.md#anchor``): the section
+    whose heading matches the anchor, or the whole file without one. None for external links."""
+    if not url or "://" in url:
+        return None
+    path, _, anchor = url.partition("#")
+    file = (REPO / path).resolve()
+    if REPO not in file.parents or not file.is_file():
+        return None
+    text = file.read_text(encoding="utf-8")
+    if not anchor:
+        return text
+    out: list[str] = []
+    level = 0
+    for line in text.splitlines():
+        m = re.match(r"^(#+)\s+(.*)$", line)
+        if m:
+            if out and len(m.group(1)) <= level:
+                break
+            if not out and _slug(m.group(2)) == anchor:
+                level = len(m.group(1))
+                out.append(line)
+                continue
+        if out:
+            out.append(line)
+    return "\n".join(out) if out else None
+
+
+def _slug(heading: str) -> str:
+    """GitHub-style anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")

@@ -1,0 +1,230 @@
+"""The Alerts page over the real alert service (SQLite control DB): an action lands on the picked
+alert or is refused, never on another; handled alerts look handled; on-call can be set."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from alerts.engine import ensure_default_rules
+from alerts.model import fingerprint
+from alerts.service import AlertService
+from alerts.store import AlertRecord, AlertStore
+from console.services import ConsoleServices
+
+from .fakes import FakeChaos, FakeClock, FakeFleet, FakeRuleStore
+
+PAGE = Path(__file__).resolve().parents[3] / "console" / "views" / "alerts_page.py"
+
+
+@pytest.fixture
+def env(tmp_path, metrics, monkeypatch):
+    clock = FakeClock()
+    store = AlertStore(f"sqlite:///{tmp_path / 'control.db'}")
+    alerts = AlertService(store, clock=clock)
+    ensure_default_rules(store, clock.now())
+    svc = ConsoleServices(
+        app="shop",
+        metrics=metrics,
+        rules=FakeRuleStore(),
+        fleet=FakeFleet(),
+        chaos=FakeChaos(),
+        alerts=alerts,
+        clock=clock,
+    )
+    monkeypatch.setattr("console.runtime.services", lambda: svc)
+    yield store, alerts, clock
+    store.close()
+
+
+def add(store: AlertStore, clock, rule: str, state: str, value: float, **labels: str) -> AlertRecord:
+    full = {"alertname": rule, "severity": "critical", "app": "shop", **labels}
+    rec = AlertRecord(
+        id=0,
+        fingerprint=fingerprint(full),
+        rule=rule,
+        labels=full,
+        annotations={"summary": f"{rule} summary", "runbook_url": "docs/runbooks.md#breakeropen"},
+        severity="critical",
+        state=state,
+        active_since=clock.now() - timedelta(seconds=30),
+        value=value,
+        fired_at=clock.now() if state == "firing" else None,
+        last_true_at=clock.now(),
+    )
+    return store.insert_alert(rec)
+
+
+def change(store: AlertStore, alert_id: int, state: str) -> None:
+    """What the evaluator does between the page's render and the person's click."""
+    rec = store.get_alert(alert_id)
+    rec.state = state
+    if state in ("resolved", "inactive"):
+        rec.resolved_at = rec.active_since + timedelta(minutes=1)
+    store.update_alert(rec, columns=("state", "resolved_at"))
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=30)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def several(store, clock) -> tuple[int, int, int]:
+    pay = add(store, clock, "PaymentSuccessRateLow", "pending", 0.7617328519855595)
+    brk = add(store, clock, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
+    lat = add(store, clock, "OrderPlaceLatencyHigh", "firing", 812.4, instance="n1", resource="order.place")
+    return pay.id, brk.id, lat.id
+
+
+def ack_button(at: AppTest, alert_id: int):
+    return next(b for b in at.button if b.label.startswith(f"Acknowledge #{alert_id} "))
+
+
+def test_a_state_change_between_render_and_click_is_refused_never_moved(env):
+    store, _, clock = env
+    pay, brk, lat = several(store, clock)
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(pay).run()
+    assert ack_button(at, pay).label == f"Acknowledge #{pay} PaymentSuccessRateLow"
+    at.text_input(key=f"alert_by_{pay}").set_value("olivia")
+    change(store, pay, "firing")  # the evaluator fires it after the page was drawn
+    ack_button(at, pay).click().run()
+    assert not at.exception
+    assert f"Alert #{pay} PaymentSuccessRateLow changed from pending to firing" in texts(at.error)
+    assert [a.acknowledged_by for a in store.open_alerts()] == [None, None, None]
+    # the selection did not move; acting again on what is now shown works, on that alert only
+    assert at.selectbox(key="alert_pick").value == pay
+    ack_button(at, pay).click().run()
+    assert f"Alert #{pay} PaymentSuccessRateLow: acknowledged by olivia" in texts(at.success)
+    acked = {a.id: a.acknowledged_by for a in store.open_alerts()}
+    assert acked == {pay: "olivia", brk: None, lat: None}
+
+
+def test_a_picked_alert_that_closed_is_reported_and_nothing_else_is_acted_on(env):
+    store, _, clock = env
+    pay, brk, lat = several(store, clock)
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(pay).run()
+    at.text_input(key=f"alert_by_{pay}").set_value("olivia")
+    change(store, pay, "inactive")  # the pending alert cleared
+    ack_button(at, pay).click().run()
+    assert not at.exception
+    assert f"Alert #{pay} PaymentSuccessRateLow is no longer open" in texts(at.warning)
+    assert all(a.acknowledged_by is None for a in store.open_alerts())
+    assert store.get_alert(pay).acknowledged_by is None
+    # the picker lists open alerts only and did not jump to another one
+    assert at.selectbox(key="alert_pick").value is None
+    options = at.selectbox(key="alert_pick").options
+    assert [o.split(" ")[0] for o in options] == [f"#{lat}", f"#{brk}"] or sorted(
+        o.split(" ")[0] for o in options
+    ) == sorted([f"#{lat}", f"#{brk}"])
+
+
+def test_service_refuses_a_stale_action_with_the_alert_named(env):
+    store, alerts, clock = env
+    pay, _, _ = several(store, clock)
+    change(store, pay, "firing")
+    from alerts.errors import InvalidAction, NotFound
+
+    changed = r"Alert #\d+ PaymentSuccessRateLow changed from pending to firing"
+    with pytest.raises(InvalidAction, match=changed):
+        alerts.acknowledge(pay, "olivia", expected_state="pending")
+    change(store, pay, "resolved")
+    with pytest.raises(InvalidAction, match="was resolved since you opened it"):
+        alerts.resolve(pay, "olivia", expected_state="firing")
+    with pytest.raises(NotFound, match="Alert #999 no longer exists"):
+        alerts.acknowledge(999, "olivia", expected_state="firing")
+
+
+def test_typed_text_stays_with_its_alert(env):
+    store, _, clock = env
+    pay, brk, _ = several(store, clock)
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(pay).run()
+    at.text_input(key=f"alert_comment_{pay}").set_value("looking at the gateway").run()
+    at.selectbox(key="alert_pick").set_value(brk).run()
+    assert at.text_input(key=f"alert_comment_{brk}").value == ""
+    assert f"Acknowledge #{brk} BreakerOpen" in [b.label for b in at.button]
+
+
+def test_handled_alerts_count_apart_and_values_have_units(env):
+    store, alerts, clock = env
+    pay, brk, lat = several(store, clock)
+    change(store, pay, "firing")
+    alerts.acknowledge(brk, "olivia")
+    alerts.silence_alert(lat, created_by="olivia", comment="known slow", duration="1h")
+    at = open_page()
+    metric = {m.label: m.value for m in at.metric}
+    assert (metric["Firing"], metric["Handled"], metric["Pending"]) == ("1", "2", "0")
+    board = at.dataframe[0].value
+    assert list(board.columns[:4]) == ["id", "state", "acknowledged by", "silenced"]
+    rows = {r["id"]: r for r in board.to_dict("records")}
+    assert rows[brk]["acknowledged by"] == "olivia" and rows[lat]["silenced"].startswith("silenced #")
+    assert rows[pay]["value"] == "76.2 %" and rows[lat]["value"] == "812 ms" and rows[brk]["value"] == "open"
+    at.selectbox(key="alert_pick").set_value(pay).run()
+    shown = texts(at.markdown)
+    assert "value **76.2 %** (threshold < 95.0 %)" in shown
+    assert "Runbook (docs/runbooks.md" in "\n".join(e.label for e in at.expander)
+    assert "alertname=PaymentSuccessRateLow" in at.text_input(key="silence_matchers").placeholder
+
+
+def test_on_call_can_be_set_from_the_page(env):
+    _, alerts, _ = env
+    at = open_page()
+    assert {m.label: m.value for m in at.metric}["On call now"] == "nobody"
+    at.text_input(key="oncall_who").set_value("dora")
+    at.button(key="FormSubmitter:oncall_form-Put on call").click().run()
+    assert "oncall_by: " not in texts(at.error) and "your name is required" in texts(at.error)
+    at.text_input(key="oncall_by").set_value("olivia")
+    at.button(key="FormSubmitter:oncall_form-Put on call").click().run()
+    assert not at.exception
+    assert "dora is on call for primary" in texts(at.success)
+    assert [(o["rotation"], o["name"], o["override"]) for o in alerts.on_call_now()] == [
+        ("primary", "dora", True)
+    ]
+    assert "dora (primary)" in {m.label: m.value for m in at.metric}["On call now"]
+
+
+ENTRY = Path(__file__).resolve().parents[3] / "tradeguard" / "console_main.py"
+
+
+def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch):
+    import streamlit
+    from streamlit.commands.page_config import _get_favicon_string
+
+    import console.runtime
+
+    seen: dict = {}
+    real = streamlit.set_page_config
+
+    def capture(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(streamlit, "set_page_config", capture)
+    svc = console.runtime.services()
+    monkeypatch.setattr("console.runtime._installed", None)  # the entry script installs it
+    monkeypatch.setattr("tradeguard.bootstrap.build_console_services", lambda settings: svc)
+    streamlit.cache_resource.clear()
+    at = AppTest.from_file(str(ENTRY), default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert "Payment chaos is ON" not in texts(at.error)
+    svc.chaos.settings = {"latency_ms": 300, "error_rate": 0.5, "outage": False}
+    for view in ("overview", "alerts_page", "resources"):
+        at.switch_page(f"../console/views/{view}.py").run()
+        assert not at.exception, view
+        banner = texts(at.error)
+        assert "Payment chaos is ON" in banner and "+300 ms latency, 50 % of charges fail" in banner, view
+    # the favicon is a file shipped with the console, inlined as a data URL: nothing to fetch
+    assert Path(seen["page_icon"]).is_file()
+    assert _get_favicon_string(seen["page_icon"]).startswith("data:image/svg+xml;base64,")
