@@ -27,6 +27,11 @@ class ConsoleConfig(BaseSettings):
     metrics_password: SecretStr | None = None
     console_currency: str = Field("¥", description="Currency symbol of GMV on the console.")
     console_node_timeout_s: float = Field(2.0, gt=0, description="HTTP timeout of console → node calls.")
+    ops_token: SecretStr | None = Field(None, description="Bearer token of the nodes' /ops/* control routes.")
+
+    def ops_token_value(self) -> str | None:
+        """The plain ops token for the ``Authorization`` header (never log it), or None."""
+        return (self.ops_token.get_secret_value().strip() or None) if self.ops_token else None
 
     def control_db_url(self) -> str:
         return self.control_db or f"sqlite:///{(self.var_dir / 'control.db').as_posix()}"

@@ -147,7 +147,10 @@ def test_percentile():
     assert percentile(values, 0.5) == 50.0 and percentile(values, 0.99) == 99.0
 
 
-def fake_node() -> httpx.MockTransport:
+OPS_TOKEN = "merchant-secret-token"
+
+
+def fake_node(token: str = OPS_TOKEN) -> httpx.MockTransport:
     orders = itertools.count(1)
     calls = itertools.count()
     pays = itertools.count()
@@ -176,6 +179,8 @@ def fake_node() -> httpx.MockTransport:
         if path.endswith("/refunds"):
             return httpx.Response(201, json={"id": "r1", "status": "requested"})
         if path == "/refunds/r1/complete":
+            if request.headers.get("authorization") != f"Bearer {token}":  # a merchant action
+                return httpx.Response(401, headers={"WWW-Authenticate": "Bearer"}, json={"status": 401})
             return httpx.Response(200, json={"id": "r1", "status": "completed"})
         return httpx.Response(404)
 
@@ -184,7 +189,9 @@ def fake_node() -> httpx.MockTransport:
 
 def test_runner_sends_the_mix_and_summarises_it():
     out = io.StringIO()
-    config = TrafficConfig(url="http://node", rate=150.0, duration=1.5, seed=4, concurrency=8)
+    config = TrafficConfig(url="http://node", rate=150.0, duration=1.5, seed=4, concurrency=8,
+                           ops_token=OPS_TOKEN)
+    assert OPS_TOKEN not in repr(config)
     summary = TrafficRunner(config, out=out, transport=fake_node()).run_sync()
     assert summary["sent"] > 100
     assert summary["sent"] == (
@@ -207,3 +214,9 @@ def test_runner_sends_the_mix_and_summarises_it():
 
 def test_fixed_skus_are_used():
     assert Sku("a", "s", 1, False).flash is False
+
+
+def test_refund_completion_without_the_ops_token_is_refused_by_the_node():
+    config = TrafficConfig(url="http://node", rate=150.0, duration=1.0, seed=4, concurrency=8)
+    summary = TrafficRunner(config, out=io.StringIO(), transport=fake_node()).run_sync()
+    assert summary["refunds"] > 0 and summary["refunds_completed"] == 0
