@@ -37,8 +37,10 @@ class AccountDisabled(SignInError):
 
 
 class TooManyAttempts(SignInError):
+    """``who`` is "for NAME" or "from ADDRESS"."""
+
     def __init__(self, who: str, retry_after_s: int) -> None:
-        super().__init__(f"too many failed sign-ins for {who}; try again in {retry_after_s} s")
+        super().__init__(f"too many failed sign-ins {who}; try again in {retry_after_s} s")
         self.who = who
         self.retry_after_s = retry_after_s
 

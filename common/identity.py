@@ -78,10 +78,13 @@ class Principal:
         return f"{self.name} ({self.role})"
 
 
+_LEAST_FIRST = ("merchant", "oncall", "sre", "admin")
+
+
 def roles_allowed(action: str) -> list[str]:
-    """The roles that may do ``action``, in ``ROLES`` order."""
+    """The roles that may do ``action``, the least privileged first ("needs role sre or admin")."""
     _check_action(action)
-    return [role for role in ROLES if action in PERMISSIONS[role]]
+    return [role for role in _LEAST_FIRST if action in PERMISSIONS[role]]
 
 
 def allowed(principal: Principal, action: str, shop: str | None = None) -> bool:
