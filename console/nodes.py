@@ -33,10 +33,14 @@ def base_url(address: str) -> str:
 class NodeChaos:
     """Reads and changes the payment gateway's chaos settings through a live node."""
 
-    def __init__(self, fleet: FleetPort, *, clock: Clock, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, fleet: FleetPort, *, clock: Clock, timeout_s: float = 2.0, token: str | None = None
+    ) -> None:
         self.fleet = fleet
         self.clock = clock
         self.timeout_s = timeout_s
+        # the nodes' control token (TRADEGUARD_OPS_TOKEN), handed in by the composition root
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _addresses(self) -> list[str]:
         nodes = self.fleet.nodes(self.clock.now())
@@ -52,7 +56,7 @@ class NodeChaos:
         for url in self._addresses():
             try:
                 with httpx.Client(timeout=self.timeout_s) as client:
-                    resp = client.request(method, url + CHAOS_PATH, json=body)
+                    resp = client.request(method, url + CHAOS_PATH, json=body, headers=self._headers)
                 if resp.status_code >= 400:
                     detail = (
                         resp.json().get("detail", resp.text)

@@ -336,6 +336,7 @@ def wire_ops_routes(ctx: NodeContext, health: Callable[[], dict[str, Any]]) -> N
             rules=(lambda: _rules_view(ctx)) if engine is not None else None,
             chaos_store=ctx.chaos_store,
             chaos_poller=ctx.chaos_poller,
+            auth=ops_auth(ctx.settings),
         )
     )
 
@@ -463,6 +464,7 @@ def build_node(
         exception_handlers=ctx.exception_handlers,
         routers=tuple(ctx.routers),
         trading_responses=GUARD_RESPONSES if ctx.engine is not None else None,
+        merchant_auth=ops_auth(settings),
     )
     for hook in ctx.app_hooks:
         hook(app)
@@ -911,9 +913,75 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         metrics=metrics,
         rules=rules,
         fleet=fleet,
-        chaos=NodeChaos(fleet, clock=clock, timeout_s=settings.console_node_timeout_s),
+        chaos=NodeChaos(fleet, clock=clock, timeout_s=settings.console_node_timeout_s,
+                        token=settings.ops_token_value()),
         alerts=alerts,
         clock=clock,
         currency=settings.console_currency,
         closers=closers,
     )
+
+
+# === accounts wiring
+# The node's control token (TRADEGUARD_OPS_TOKEN) and the account service (users in the control DB,
+# throttled sign-in, sessions) with the first admin from TRADEGUARD_BOOTSTRAP_ADMIN.
+OPS_TOKEN_HOW_TO = (
+    "set TRADEGUARD_OPS_TOKEN on the node to enable it, and give the same token to its callers "
+    "(console, traffic simulator)"
+)
+
+
+def ops_auth(settings: Settings) -> Any:
+    """The bearer-token check of the node's control routes and merchant actions."""
+    from domain.api.auth import BearerAuth
+
+    return BearerAuth(settings.ops_token_value(), how_to_enable=OPS_TOKEN_HOW_TO)
+
+
+def build_account_service(settings: Settings, clock: Any = None) -> Any:
+    """``accounts.service.AccountService`` over the control DB; sign-in throttling in Redis when
+    ``TRADEGUARD_REDIS_URL`` is set (shared by every console), else in this process's memory."""
+    from accounts.service import AccountService
+    from accounts.store import UserStore
+    from accounts.throttle import SignInThrottle
+
+    settings.ensure_var_dir()
+    throttle = None
+    if settings.redis_url:
+        try:
+            throttle = SignInThrottle(settings.redis_url)
+        except ValueError:
+            log.exception("sign-in throttling in Redis (%s) unavailable: per process",
+                          redact_url(settings.redis_url))
+    return AccountService(
+        UserStore(settings.control_db),
+        clock=clock,
+        throttle=throttle or SignInThrottle(),
+        session_idle=timedelta(minutes=settings.console_session_idle_min),
+    )
+
+
+def apply_bootstrap_admin(settings: Settings, service: Any = None) -> str | None:
+    """Create the first admin from ``TRADEGUARD_BOOTSTRAP_ADMIN`` when no admin exists (console,
+    worker and ``users`` commands call it once at start); ignored with a warning otherwise.
+    Returns the admin created. A bad value or an unreachable control DB is logged, never raised,
+    and the password is never logged."""
+    from accounts.errors import AccountError
+
+    if settings.bootstrap_admin is None:
+        return None
+    own = service is None
+    try:
+        service = service or build_account_service(settings)
+    except Exception as exc:
+        log.error("TRADEGUARD_BOOTSTRAP_ADMIN not applied: control DB %s unavailable (%s)",
+                  redact_url(settings.control_db), type(exc).__name__)
+        return None
+    try:
+        return service.ensure_bootstrap_admin(settings.bootstrap_admin.get_secret_value())
+    except AccountError as exc:
+        log.error("%s", exc)  # names the variable and what is wrong, never the value
+        return None
+    finally:
+        if own:
+            service.close()

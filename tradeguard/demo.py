@@ -4,12 +4,18 @@ Seeds the catalog, applies guardians' demo rules, then supervises the child proc
 node, traffic, worker and (unless headless) the console. The child list is ``demo_children``:
 adding a process is one line there. URLs are printed one per line on stdout as ``NAME: http://HOST:PORT``; the
 last stdout line is a JSON summary (``--headless --duration S`` ends by itself; else Ctrl-C).
+
+Every child gets the node's control token (``TRADEGUARD_OPS_TOKEN``: the one set, else a random one
+made here) in its environment. With the console, the demo users (admin, sre, oncall, and a merchant
+of one demo shop) get new random passwords, printed once after the URLs as
+``user NAME (ROLE[, shop ID]): PASSWORD``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -64,8 +70,40 @@ class Ports:
     console: int | None
 
 
-def demo_children(opts: DemoOptions, ports: Ports) -> list[ChildSpec]:
-    """The processes of the demo, in start order (stopped in reverse)."""
+DEMO_MERCHANT_SHOP = "acme-electronics"
+DEMO_USERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("demo-admin", "admin", ()),
+    ("demo-sre", "sre", ()),
+    ("demo-oncall", "oncall", ()),
+    ("demo-merchant", "merchant", (DEMO_MERCHANT_SHOP,)),
+)
+
+
+def demo_users(settings: Settings) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Create (or give a new password to, and enable) the demo users; (name, role, shops, password)."""
+    from accounts.passwords import random_password
+    from tradeguard.bootstrap import build_account_service
+
+    service = build_account_service(settings)
+    out = []
+    try:
+        for name, role, shops in DEMO_USERS:
+            password = random_password()
+            existing = service.store.get(name)
+            if existing is None:
+                service.add_user(name, role, password, shops=shops, by="demo")
+            else:
+                service.set_password(name, password, by="demo")
+                if existing.disabled:
+                    service.enable(name, by="demo")
+            out.append((name, role, shops, password))
+    finally:
+        service.close()
+    return out
+
+
+def demo_children(opts: DemoOptions, ports: Ports, *, ops_token: str | None = None) -> list[ChildSpec]:
+    """The processes of the demo, in start order (stopped in reverse); each gets ``ops_token``."""
     node_url = f"http://{opts.host}:{ports.node}"
     traffic = ["traffic", "--url", node_url, "--rate", str(opts.rate), "--profile", opts.profile]
     traffic += ["--multiplier", str(opts.multiplier)]
@@ -73,19 +111,21 @@ def demo_children(opts: DemoOptions, ports: Ports) -> list[ChildSpec]:
         traffic += ["--duration", str(opts.duration)]
     if opts.seed is not None:
         traffic += ["--seed", str(opts.seed)]
+    env = {"TRADEGUARD_OPS_TOKEN": ops_token} if ops_token else None
     children = [
         ChildSpec(
             "node",
             cli_argv("node", "--host", opts.host, "--port", str(ports.node)),
             ready_url=f"{node_url}/ops/health",
             ready_timeout_s=60,
+            env=env,
         ),
-        ChildSpec("traffic", cli_argv(*traffic), essential=not opts.headless),
-        ChildSpec("worker", cli_argv("worker"), essential=False),
+        ChildSpec("traffic", cli_argv(*traffic), essential=not opts.headless, env=env),
+        ChildSpec("worker", cli_argv("worker"), essential=False, env=env),
     ]
     if not opts.headless and ports.console is not None:
         children.append(
-            ChildSpec("console", cli_argv("console", "--port", str(ports.console)), essential=False)
+            ChildSpec("console", cli_argv("console", "--port", str(ports.console)), essential=False, env=env)
         )
     return children
 
@@ -115,18 +155,19 @@ def summarize(
     return out
 
 
-def node_facts(node_url: str) -> dict[str, Any]:
+def node_facts(node_url: str, ops_token: str | None = None) -> dict[str, Any]:
     """What the node says about itself before it is stopped: health, rules version, blocked count."""
     facts: dict[str, Any] = {}
+    auth = {"Authorization": f"Bearer {ops_token}"} if ops_token else {}
     try:
         facts["health"] = httpx.get(f"{node_url}/ops/health", timeout=5).json()
     except (httpx.HTTPError, ValueError) as exc:
         log.warning("node health unavailable: %s", exc)
     try:
-        r = httpx.get(f"{node_url}/ops/rules", timeout=5)
+        r = httpx.get(f"{node_url}/ops/rules", timeout=5, headers=auth)
         if r.status_code == 200:
             facts["rules_version"] = r.json().get("version")
-        r = httpx.get(f"{node_url}/ops/stats", timeout=5)
+        r = httpx.get(f"{node_url}/ops/stats", timeout=5, headers=auth)
         if r.status_code == 200:
             facts["blocked"] = _blocked_total(r.json())
     except (httpx.HTTPError, ValueError) as exc:
@@ -187,15 +228,20 @@ def run_demo(
         return 2
     ports = Ports(node=node_port, console=console_port)
     node_url = f"http://{opts.host}:{node_port}"
+    ops_token = settings.ops_token_value() or secrets.token_urlsafe(32)
+    users = demo_users(settings) if console_port is not None else []
     supervisor = Supervisor(out=err)
     supervisor.install_signal_handlers()
     reason = "stopped"
     try:
-        for spec in demo_children(opts, ports):
+        for spec in demo_children(opts, ports, ops_token=ops_token):
             supervisor.start(spec)
             url = child_url(spec.name, opts.host, ports)
             if url:
                 print(f"{spec.name}: {url}", file=out, flush=True)
+        for name, role, shops, password in users:  # printed once, here only
+            scope = f", shop {', '.join(shops)}" if shops else ""
+            print(f"user {name} ({role}{scope}): {password}", file=out, flush=True)
         traffic = supervisor.child("traffic")
         if opts.headless:
             limit = (opts.duration or 60) + 30
@@ -213,7 +259,7 @@ def run_demo(
         summary["error"] = str(exc)
         print(json.dumps(summary), file=out, flush=True)
         return 1
-    facts = node_facts(node_url)
+    facts = node_facts(node_url, ops_token)
     codes = supervisor.stop_all()
     supervisor.restore_signal_handlers()
     traffic_child = supervisor.child("traffic")

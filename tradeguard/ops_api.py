@@ -6,10 +6,15 @@ builds the parts and calls it. The routes are never guarded (the node's route re
 ``/ops/``). Errors are RFC 9457 problem+json through ``domain.api.problems.problem``, the same
 builder as the trading API's.
 
-- ``GET /ops/health``: 200, or 503 when the trading DB is down;
-- ``GET /ops/stats`` and ``GET /ops/rules``: only when guardians are wired;
+- ``GET /ops/health``: 200, or 503 when the trading DB is down; open to anyone;
+- ``GET /ops/stats`` and ``GET /ops/rules``: only when guardians are wired; they reveal every
+  threshold, so they need the bearer token;
 - ``GET|PUT /ops/chaos/payment``: what the console's Chaos page calls; 503 when the control DB
-  could not be opened, 422 for a setting out of range.
+  could not be opened, 422 for a setting out of range; ``PUT`` needs the bearer token.
+
+The token check is ``auth`` (``domain.api.auth.BearerAuth`` over ``TRADEGUARD_OPS_TOKEN``, built by
+the composition root): 401 problem+json with ``WWW-Authenticate: Bearer`` for a missing or wrong
+token, 403 when the node has no token configured (left out, the protected routes answer 403).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from domain.api.auth import AUTH_RESPONSES, BearerAuth
 from domain.api.problems import problem, problem_responses
 from tradeguard.chaos import ChaosError, ChaosPoller, ChaosStore
 
@@ -47,9 +53,11 @@ def ops_router(
     rules: View | None = None,
     chaos_store: ChaosStore | None = None,
     chaos_poller: ChaosPoller | None = None,
+    auth: BearerAuth | None = None,
 ) -> APIRouter:
     """The ``/ops/*`` routes; ``stats``/``rules`` are left out when ``None`` (no guardians)."""
     router = APIRouter(tags=["ops"])
+    protected = [Depends(auth if auth is not None else BearerAuth(None))]
 
     @router.get(
         "/ops/health",
@@ -62,13 +70,13 @@ def ops_router(
 
     if stats is not None:
 
-        @router.get("/ops/stats")
+        @router.get("/ops/stats", dependencies=protected, responses=AUTH_RESPONSES)
         def ops_stats() -> dict[str, Any]:
             return stats()
 
     if rules is not None:
 
-        @router.get("/ops/rules")
+        @router.get("/ops/rules", dependencies=protected, responses=AUTH_RESPONSES)
         def ops_rules() -> dict[str, Any]:
             return rules()
 
@@ -88,7 +96,8 @@ def ops_router(
         applied = chaos_poller.status() if chaos_poller else None
         return {"target": "payment", **settings.as_dict(), "version": version, "applied": applied}
 
-    @router.put("/ops/chaos/payment", response_model=None, responses=_NO_CHAOS)
+    @router.put("/ops/chaos/payment", response_model=None, responses={**_NO_CHAOS, **AUTH_RESPONSES},
+                dependencies=protected)
     def put_chaos(update: ChaosUpdate) -> dict[str, Any] | JSONResponse:
         if chaos_store is None:
             return no_chaos()

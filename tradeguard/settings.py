@@ -130,6 +130,22 @@ class Settings(BaseSettings):
     console_currency: str = Field("¥", description="Currency symbol of GMV on the console.")
     console_node_timeout_s: float = Field(2.0, gt=0, description="HTTP timeout of console → node calls.")
 
+    console_session_idle_min: float = Field(
+        60.0, gt=0, description="Console sessions expire after this many idle minutes."
+    )
+
+    # accounts and the node's control API
+    ops_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the node's mutating /ops/* routes, GET /ops/rules, /ops/stats and "
+        "merchant actions (POST /refunds/{id}/complete); unset: those answer 403. Never logged.",
+    )
+    bootstrap_admin: SecretStr | None = Field(
+        None,
+        description="NAME:PASSWORD of the first admin, used once when no admin exists, then ignored "
+        "with a warning. Never logged.",
+    )
+
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
     @field_validator("log_level")
@@ -180,6 +196,12 @@ class Settings(BaseSettings):
             "user": plain(self.metrics_user),
             "password": plain(self.metrics_password),
         }
+
+    def ops_token_value(self) -> str | None:
+        """The plain ops token, or None when unset or blank (never log the result)."""
+        if self.ops_token is None:
+            return None
+        return self.ops_token.get_secret_value().strip() or None
 
     def describe(self) -> dict[str, Any]:
         """Every setting as plain data, secrets masked (safe to log or print)."""

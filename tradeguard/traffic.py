@@ -72,6 +72,8 @@ class TrafficConfig:
     concurrency: int = 128
     timeout_s: float = 5.0
     buyers: int = 5000
+    # the node's TRADEGUARD_OPS_TOKEN: the merchant's refund completion needs it (never printed)
+    ops_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -322,6 +324,7 @@ class TrafficRunner:
         self._stop = asyncio.Event()
         self._order_seq = 0
         self._base_url = config.url.rstrip("/")
+        self._merchant_headers = {"Authorization": f"Bearer {config.ops_token}"} if config.ops_token else {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -426,7 +429,8 @@ class TrafficRunner:
                     if refund_id:  # the merchant approves at once: money back, stock returned
                         self.interval.sent += 1
                         started = time.perf_counter()
-                        done = await client.post(f"/refunds/{refund_id}/complete")
+                        done = await client.post(f"/refunds/{refund_id}/complete",
+                                                 headers=self._merchant_headers)
                         if self._record(done, started):
                             self.business["refunds_completed"] += 1
         except httpx.TimeoutException:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
+from domain.api.auth import AUTH_RESPONSES, AuthProblem, BearerAuth, auth_error_handler
 from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
     CancelIn,
@@ -50,18 +51,24 @@ def create_app(
     routers: Iterable[APIRouter] = (),
     trading_responses: Mapping[int | str, dict[str, Any]] | None = None,
     title: str = "tradeguard trading core",
+    merchant_auth: BearerAuth | None = None,
 ) -> FastAPI:
     """``trading_responses``: more statuses the trading routes answer, e.g. a guard's 429 and 503
-    that the composition root plugs in (the OpenAPI document lists them)."""
+    that the composition root plugs in (the OpenAPI document lists them).
+
+    ``merchant_auth``: the bearer-token check of merchant actions (``POST /refunds/{id}/complete``),
+    given by the composition root; without one those routes answer 403 (no token configured)."""
     app = FastAPI(title=title, version="1", responses=APP_RESPONSES)
     app.state.service = service
     app.add_exception_handler(errors.DomainError, domain_error_handler)
+    app.add_exception_handler(AuthProblem, auth_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     for exc_type, handler in (exception_handlers or {}).items():
         app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    included = [trading_router(service), *([health_router(health)] if health is not None else []), *routers]
+    health_routers = [health_router(health)] if health is not None else []
+    included = [trading_router(service, merchant_auth), *health_routers, *routers]
     for router in included:
         document_request_errors(router)
     app.include_router(included[0], responses={**TRADING_RESPONSES, **(trading_responses or {})})
@@ -71,7 +78,9 @@ def create_app(
     return app
 
 
-def trading_router(service: TradingService) -> APIRouter:
+def trading_router(service: TradingService, merchant_auth: BearerAuth | None = None) -> APIRouter:
+    """The trading routes; merchant actions depend on ``merchant_auth`` (default: disabled, 403)."""
+    merchant = [Depends(merchant_auth if merchant_auth is not None else BearerAuth(None))]
     r = APIRouter()
 
     @r.post("/orders", status_code=201, response_model=OrderOut, tags=["orders"])
@@ -115,7 +124,8 @@ def trading_router(service: TradingService) -> APIRouter:
     def get_refund(refund_id: str) -> Any:
         return service.get_refund(refund_id)
 
-    @r.post("/refunds/{refund_id}/complete", response_model=RefundOut, tags=["refunds"])
+    @r.post("/refunds/{refund_id}/complete", response_model=RefundOut, tags=["refunds"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
     def complete_refund(refund_id: str) -> Any:
         return service.complete_refund(refund_id)
 

@@ -54,6 +54,9 @@ BASELINE = {"flow": [{"name": "place-limit", "resource": "order.place", "grade":
 LOWERED = 2
 
 
+OPS_TOKEN = "e2e-console-ops-token"
+AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tradeguard.cli", *args]
 
@@ -117,7 +120,7 @@ class Procs:
 
 def order_place_blocked(node_url: str) -> int:
     """Calls of order.place blocked in the node's last minute (its GET /ops/stats)."""
-    stats = httpx.get(f"{node_url}/ops/stats", timeout=3).json()
+    stats = httpx.get(f"{node_url}/ops/stats", timeout=3, headers=AUTH).json()
     res = stats.get("resources", {}).get("order.place") or {}
     return int((res.get("minute") or {}).get("blocked", 0))
 
@@ -140,6 +143,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
         TRADEGUARD_APP=APP,
         TRADEGUARD_RULES_POLL_S="0.5",
         TRADEGUARD_HEARTBEAT_S="1",
+        TRADEGUARD_OPS_TOKEN=OPS_TOKEN,  # the node's control routes; the console sends it too
         PYTHONUNBUFFERED="1",
     )
     seeded = subprocess.run(cli("seed"), env=env, cwd=tmp, capture_output=True, text=True, timeout=90)
@@ -164,7 +168,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
 
         wait_for(healthy, 60, "the node's /ops/health")
         wait_for(
-            lambda: httpx.get(f"{node_url}/ops/rules", timeout=2).json().get("version") == 1,
+            lambda: httpx.get(f"{node_url}/ops/rules", timeout=2, headers=AUTH).json().get("version") == 1,
             15,
             "the node to enforce rule version 1",
         )
@@ -268,7 +272,7 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
 
     # the node enforces it within a few seconds: its blocked count rises
     wait_for(
-        lambda: httpx.get(f"{stack['node']}/ops/rules", timeout=2).json().get("version") == 2,
+        lambda: httpx.get(f"{stack['node']}/ops/rules", timeout=2, headers=AUTH).json().get("version") == 2,
         10,
         "the node to pick up rule version 2",
     )

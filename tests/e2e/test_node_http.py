@@ -43,6 +43,10 @@ class RunningNode:
     log_path: Path
 
 
+OPS_TOKEN = "e2e-ops-token"
+AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
+
 def node_env(tmp: Path) -> dict[str, str]:
     env = {
         k: v
@@ -53,6 +57,7 @@ def node_env(tmp: Path) -> dict[str, str]:
         TRADEGUARD_VAR_DIR=str(tmp / "var"),
         TRADEGUARD_METRICS_URL=f"sqlite:///{tmp}/var/metrics.db",
         TRADEGUARD_PAYMENT_TIMEOUT_S="900",
+        TRADEGUARD_OPS_TOKEN=OPS_TOKEN,
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -223,7 +228,8 @@ def test_a_chaos_change_reaches_the_running_node_within_two_seconds(node: Runnin
 
 
 def test_chaos_over_http_validates_ranges(node: RunningNode):
-    r = httpx.put(f"{node.url}/ops/chaos/payment", json={"error_rate": 2.0})
+    assert httpx.put(f"{node.url}/ops/chaos/payment", json={"error_rate": 0.5}).status_code == 401
+    r = httpx.put(f"{node.url}/ops/chaos/payment", json={"error_rate": 2.0}, headers=AUTH)
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "error_rate" in r.text
@@ -234,7 +240,7 @@ def test_allow_and_a_broken_body_over_real_http(node: RunningNode):
     assert options.status_code == 204
     assert {m.strip() for m in options.headers["allow"].split(",")} == {"GET", "PUT", "OPTIONS"}
     broken = httpx.put(f"{node.url}/ops/chaos/payment", content=b'{"by": "\xc3"}',
-                       headers={"content-type": "application/json"})
+                       headers={"content-type": "application/json", **AUTH})
     assert broken.status_code == 400
     assert broken.headers["content-type"].startswith("application/problem+json")
     schema = httpx.get(f"{node.url}/openapi.json").json()

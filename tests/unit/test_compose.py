@@ -28,11 +28,15 @@ GRAFANA = ROOT / "deploy" / "grafana"
 TRADEGUARD_SERVICES = {"init", "node", "worker", "console", "traffic"}
 REQUIRED_SERVICES = {"influxdb", "grafana", "redis", "postgres"} | TRADEGUARD_SERVICES
 COMPOSE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+REQUIRED_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}")
+REQUIRED_VALUE = "value-of-{}"  # what an operator must set (``${VAR:?message}``: compose refuses without)
 
 
 def interpolate(value: str) -> str:
-    """Compose-level ``${VAR:-default}`` with an empty environment (what a bare `up` does); ``$$`` → ``$``."""
-    out = COMPOSE_VAR.sub(lambda m: m.group(2) or "", value)
+    """Compose-level ``${VAR:-default}`` with an empty environment (what a bare `up` does); ``$$`` → ``$``.
+    ``${VAR:?message}`` (required) becomes ``value-of-VAR``."""
+    out = REQUIRED_VAR.sub(lambda m: REQUIRED_VALUE.format(m.group(1)), value)
+    out = COMPOSE_VAR.sub(lambda m: m.group(2) or "", out)
     return out.replace("$$", "$")
 
 
@@ -217,3 +221,17 @@ def test_grafana_dashboard_queries_the_schema() -> None:
                     assert field in known[measurement.group(1)], (
                         f"{field} not in {measurement.group(1)}: {query}"
                     )
+
+
+def test_the_ops_token_is_required_and_given_to_every_caller_of_the_nodes() -> None:
+    raw = load_compose()["services"]
+    for name in ("node", "worker", "console", "traffic"):
+        env = raw[name]["environment"]
+        assert str(env["TRADEGUARD_OPS_TOKEN"]).startswith("${OPS_TOKEN:?"), name  # no default token
+        assert environment(raw[name])["TRADEGUARD_OPS_TOKEN"] == REQUIRED_VALUE.format("OPS_TOKEN")
+    assert raw["console"]["environment"]["TRADEGUARD_BOOTSTRAP_ADMIN"] == "${BOOTSTRAP_ADMIN:-}"  # no default
+
+
+def test_only_the_console_and_grafana_are_published() -> None:
+    published = {name for name, svc in services().items() if svc.get("ports")}
+    assert published == {"console", "grafana"}

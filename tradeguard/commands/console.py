@@ -66,6 +66,9 @@ def _handle(args: argparse.Namespace) -> int:
         )
         return 2
     settings.ensure_var_dir()
+    from tradeguard.bootstrap import apply_bootstrap_admin
+
+    apply_bootstrap_admin(settings)  # TRADEGUARD_BOOTSTRAP_ADMIN: the first admin, once
     argv = streamlit_argv(host, port)
     log.info(
         "console starting: streamlit run %s (app %s, control DB %s)",

@@ -26,6 +26,7 @@ def _handle(args: argparse.Namespace) -> int:
             seed=args.seed,
             concurrency=args.concurrency,
             timeout_s=args.timeout,
+            ops_token=settings.ops_token_value(),  # refund completion is a merchant action
         )
     except TrafficError as exc:
         print(f"tradeguard traffic: {exc}", file=sys.stderr)

@@ -43,6 +43,9 @@ def _handle(args: argparse.Namespace) -> int:
         code, report = worker_health(settings, interval)
         print(json.dumps(report, default=str))
         return code
+    from tradeguard.bootstrap import apply_bootstrap_admin
+
+    apply_bootstrap_admin(settings)  # TRADEGUARD_BOOTSTRAP_ADMIN: the first admin, once
     worker = build_worker(
         settings, interval_s=interval, breaker_poll_s=args.breaker_poll, deliver_s=args.deliver_interval
     )

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from domain.adapters.unit_of_work import build_trading_db
 from domain.api.app import create_app
+from domain.api.auth import BearerAuth
 from domain.ports import CollectingPublisher
 from domain.services import TradingService
 from tests.unit.domain.fakes import FakeClock, FakeGateway
@@ -32,9 +33,14 @@ class Api:
         return self.client.post("/orders", json=body)
 
 
+MERCHANT_TOKEN = "merchant-token-1"
+MERCHANT = {"Authorization": f"Bearer {MERCHANT_TOKEN}"}
+
+
 @pytest.fixture
 def api(tmp_path):
-    a = Api(tmp_path, health=lambda: {"status": "ok", "stores": {"trading_db": "ok"}})
+    a = Api(tmp_path, health=lambda: {"status": "ok", "stores": {"trading_db": "ok"}},
+            merchant_auth=BearerAuth(MERCHANT_TOKEN, how_to_enable="set THE_TOKEN"))
     yield a
     a.client.close()
     a.db.dispose()
@@ -110,7 +116,13 @@ def test_pay_cancel_refund_flow(api):
     rid = r.json()["id"]
     assert_problem(api.client.post(f"/orders/{oid}/refunds", json={"lines": [{"sku": "A1", "qty": 3}]}),
                    422, rule="refund.qty_within_paid")
-    done = api.client.post(f"/refunds/{rid}/complete")
+    anonymous = api.client.post(f"/refunds/{rid}/complete")  # a merchant action: the token is needed
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+    wrong = api.client.post(f"/refunds/{rid}/complete", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and MERCHANT_TOKEN not in wrong.text
+    assert api.client.get(f"/refunds/{rid}").json()["status"] != "completed"
+    done = api.client.post(f"/refunds/{rid}/complete", headers=MERCHANT)
     assert done.status_code == 200 and done.json()["status"] == "completed"
     assert api.client.get(f"/refunds/{rid}").json()["status"] == "completed"
     assert api.client.get(f"/orders/{oid}").json()["status"] == "partially_refunded"
@@ -167,3 +179,16 @@ def test_unexpected_error_is_a_500_problem(api):
 
     api.service.list_shops = explode
     assert_problem(api.client.get("/shops"), 500)
+
+
+def test_merchant_actions_are_disabled_without_a_configured_token(tmp_path):
+    a = Api(tmp_path)  # no merchant_auth given: no token configured
+    try:
+        r = a.client.post("/refunds/r_1/complete", headers=MERCHANT)
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json")
+        assert "none is configured" in r.json()["detail"]
+        responses = a.client.get("/openapi.json").json()["paths"]["/refunds/{refund_id}/complete"]["post"]
+        assert {"401", "403"} <= set(responses["responses"])
+    finally:
+        a.client.close()
+        a.db.dispose()

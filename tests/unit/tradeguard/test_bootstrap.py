@@ -27,6 +27,10 @@ ADDRESS = {
 }
 
 
+OPS_TOKEN = "test-ops-token"
+AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}  # the node's control routes need TRADEGUARD_OPS_TOKEN
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.at = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
@@ -42,7 +46,7 @@ def settings(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
             monkeypatch.delenv(key)
-    s = load_settings(var_dir=tmp_path / "var", payment_timeout_s=60)
+    s = load_settings(var_dir=tmp_path / "var", payment_timeout_s=60, ops_token=OPS_TOKEN)
     seed_catalog(s)
     return s
 
@@ -144,7 +148,7 @@ def test_routes_are_guarded_by_template_but_ops_never(node_factory):
             ]
         },
     )
-    client = TestClient(node.app)
+    client = TestClient(node.app, headers=AUTH)
     codes = [client.get("/shops/acme-electronics/products").status_code for _ in range(3)]
     assert codes[0] == 200 and codes[-1] == 429
     assert {client.get("/ops/health").status_code for _ in range(3)} == {200}
@@ -165,7 +169,7 @@ def test_route_resolver_gives_path_templates(node_factory):
 
 def test_chaos_over_http_validates_and_applies_at_once(node_factory):
     node = node_factory(guardians=False, collectors=False)
-    client = TestClient(node.app)
+    client = TestClient(node.app, headers=AUTH)
     bad = client.put("/ops/chaos/payment", json={"latency_ms": -5})
     assert bad.status_code == 422 and bad.json()["field"] == "latency_ms"
     ok = client.put("/ops/chaos/payment", json={"error_rate": 1.0, "by": "test"})
@@ -217,11 +221,12 @@ def test_an_unreachable_control_db_degrades_the_node_but_it_serves(tmp_path, mon
     for key in list(os.environ):
         if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
             monkeypatch.delenv(key)
-    s = load_settings(var_dir=tmp_path / "var", control_db="postgresql+psycopg://nobody@127.0.0.1:9/control")
+    s = load_settings(var_dir=tmp_path / "var", control_db="postgresql+psycopg://nobody@127.0.0.1:9/control",
+                      ops_token=OPS_TOKEN)
     seed_catalog(s)
     node = build_node(s, port=18100, collectors=False)
     try:
-        client = TestClient(node.app)
+        client = TestClient(node.app, headers=AUTH)
         health = client.get("/ops/health").json()
         assert health["status"] == "degraded"
         assert health["stores"]["control_db"]["status"] == "error"

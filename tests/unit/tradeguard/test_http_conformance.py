@@ -23,6 +23,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 NOT_UTF8 = b'{"buyer_id": "\xc3"}'  # the bytes of no JSON text: the body cannot even be decoded
+OPS_TOKEN = "conformance-token"
+ANONYMOUS = {"Authorization": ""}  # overrides the client's bearer token: the control routes answer 401
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def node(tmp_path, monkeypatch):
     for key in list(os.environ):
         if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
             monkeypatch.delenv(key)
-    s = load_settings(var_dir=tmp_path / "var", payment_timeout_s=60)
+    s = load_settings(var_dir=tmp_path / "var", payment_timeout_s=60, ops_token=OPS_TOKEN)
     seed_catalog(s)
     node = build_node(s, port=18200, collectors=False)
     yield node
@@ -41,7 +43,8 @@ def node(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(node):
-    return TestClient(node.app, raise_server_exceptions=False)
+    return TestClient(node.app, raise_server_exceptions=False,
+                      headers={"Authorization": f"Bearer {OPS_TOKEN}"})
 
 
 def documented(client) -> dict[tuple[str, str], set[int]]:
@@ -85,7 +88,7 @@ def requests_for(method: str, path: str, ids: dict[str, str]) -> list[dict]:
     """Good, unknown, broken and invalid requests for one operation."""
     real = path.format(**ids)
     unknown = re.sub(r"\{[^}]+\}", "nope", path)
-    out: list[dict] = [{"url": real}, {"url": unknown}]
+    out: list[dict] = [{"url": real}, {"url": unknown}, {"url": real, "headers": ANONYMOUS}]
     if method in ("POST", "PUT"):
         json_ct = {"content-type": "application/json"}
         out += [
@@ -124,4 +127,4 @@ def test_every_answer_of_every_route_is_documented(node, client):
                     if codes - docs[(m, p)]}
     assert undocumented == {}
     every = set().union(*seen.values())
-    assert every >= {200, 201, 400, 404, 409, 422, 429}  # the sweep did reach those answers
+    assert every >= {200, 201, 400, 401, 404, 409, 422, 429}  # the sweep did reach those answers

@@ -140,7 +140,10 @@ def test_actions_need_orders_to_act_on():
     assert seen.count("place") > seen.count("pay") > seen.count("cancel") > 0 and "refund" in seen
 
 
-def fake_node() -> httpx.MockTransport:
+OPS_TOKEN = "merchant-secret-token"
+
+
+def fake_node(token: str = OPS_TOKEN) -> httpx.MockTransport:
     orders = itertools.count(1)
     calls = itertools.count()
     pays = itertools.count()
@@ -169,6 +172,8 @@ def fake_node() -> httpx.MockTransport:
         if path.endswith("/refunds"):
             return httpx.Response(201, json={"id": "r1", "status": "requested"})
         if path == "/refunds/r1/complete":
+            if request.headers.get("authorization") != f"Bearer {token}":  # a merchant action
+                return httpx.Response(401, headers={"WWW-Authenticate": "Bearer"}, json={"status": 401})
             return httpx.Response(200, json={"id": "r1", "status": "completed"})
         return httpx.Response(404)
 
@@ -177,7 +182,9 @@ def fake_node() -> httpx.MockTransport:
 
 def test_runner_sends_the_mix_and_summarises_it():
     out = io.StringIO()
-    config = TrafficConfig(url="http://node", rate=150.0, duration=1.5, seed=4, concurrency=8)
+    config = TrafficConfig(url="http://node", rate=150.0, duration=1.5, seed=4, concurrency=8,
+                           ops_token=OPS_TOKEN)
+    assert OPS_TOKEN not in repr(config)
     summary = TrafficRunner(config, out=out, transport=fake_node()).run_sync()
     assert summary["sent"] > 100
     assert summary["sent"] == (
@@ -200,3 +207,9 @@ def test_runner_sends_the_mix_and_summarises_it():
 
 def test_fixed_skus_are_used():
     assert Sku("a", "s", 1, False).flash is False
+
+
+def test_refund_completion_without_the_ops_token_is_refused_by_the_node():
+    config = TrafficConfig(url="http://node", rate=150.0, duration=1.0, seed=4, concurrency=8)
+    summary = TrafficRunner(config, out=io.StringIO(), transport=fake_node()).run_sync()
+    assert summary["refunds"] > 0 and summary["refunds_completed"] == 0

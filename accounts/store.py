@@ -1,0 +1,251 @@
+"""The users tables in the control DB (SQLAlchemy Core): ``sqlite:///…`` by default, PostgreSQL by URL.
+
+- ``users``: one row per account: unique ``name``, argon2id ``password_hash``, ``role``
+  (admin | sre | oncall | merchant), ``disabled``, ``created_at``, ``last_login_at``;
+- ``user_shops``: the shops a merchant is bound to (one row per user and shop);
+- ``user_audit``: who changed which account, when, and how (never a password or a hash).
+
+Tables are created on first use, like ``alerts.store`` and ``guardians.store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from accounts.errors import AccountError, UnknownUser
+from common.redact import redact_url
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in and out (SQLite drops the zone otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+users_t = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+user_shops_t = sa.Table(
+    "user_shops",
+    metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("shop_id", sa.String(100), primary_key=True),
+)
+
+user_audit_t = sa.Table(
+    "user_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False, index=True),
+    sa.Column("detail", sa.JSON, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An account as the rest of the product sees it: never with its hash."""
+
+    name: str
+    role: str
+    shops: tuple[str, ...] = field(default=())
+    disabled: bool = False
+    created_at: datetime | None = None
+    last_login_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "shops": list(self.shops),
+            "disabled": self.disabled,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
+        }
+
+
+def build_engine(url: str) -> Engine:
+    """An engine for the control DB; SQLite gets WAL and a busy timeout (several processes share it)."""
+    try:
+        u = make_url(url)
+    except Exception as exc:
+        raise AccountError(
+            f"control DB URL {redact_url(url)!r} is not a SQLAlchemy URL "
+            "(expected sqlite:///path or postgresql+psycopg://user@host:port/db)",
+            field="control_db",
+        ) from exc
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if backend == "postgresql":
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        return sa.create_engine(u, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    raise AccountError(
+        f"control DB URL {redact_url(url)!r}: unsupported backend {backend!r}; allowed: sqlite, postgresql",
+        field="control_db",
+    )
+
+
+class UserStore:
+    """Every read and write of the users tables. Creates them on first use."""
+
+    def __init__(self, url_or_engine: str | Engine) -> None:
+        self.engine = build_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ reads
+    def get(self, name: str) -> UserRecord | None:
+        found = self.credentials(name)
+        return found[0] if found else None
+
+    def credentials(self, name: str) -> tuple[UserRecord, str] | None:
+        """The account and its stored hash (for the sign-in check only), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(users_t).where(users_t.c.name == name)).mappings().first()
+            if row is None:
+                return None
+            shops = self._shops(c, [row["id"]]).get(row["id"], ())
+        return _record(row, shops), str(row["password_hash"])
+
+    def list(self) -> list[UserRecord]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(users_t).order_by(users_t.c.name)).mappings().all()
+            shops = self._shops(c, [r["id"] for r in rows])
+        return [_record(r, shops.get(r["id"], ())) for r in rows]
+
+    def count(self, *, role: str | None = None, enabled_only: bool = False) -> int:
+        q = sa.select(sa.func.count()).select_from(users_t)
+        if role is not None:
+            q = q.where(users_t.c.role == role)
+        if enabled_only:
+            q = q.where(users_t.c.disabled.is_(False))
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar() or 0)
+
+    def audit(self, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        q = sa.select(user_audit_t).order_by(user_audit_t.c.id.desc()).limit(limit)
+        if target is not None:
+            q = q.where(user_audit_t.c.target == target)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings().all()]
+
+    # ------------------------------------------------------------------ writes
+    def add(self, name: str, role: str, password_hash: str, shops: Iterable[str], *, now: datetime,
+            by: str) -> UserRecord:
+        shops = tuple(dict.fromkeys(shops))
+        with self.engine.begin() as c:
+            exists = c.execute(sa.select(users_t.c.id).where(users_t.c.name == name)).first()
+            if exists is not None:
+                raise AccountError(f"user {name} already exists", field="name")
+            try:
+                user_id = c.execute(users_t.insert().values(
+                    name=name, password_hash=password_hash, role=role, disabled=False, created_at=now,
+                )).inserted_primary_key[0]
+            except sa.exc.IntegrityError as exc:  # a concurrent add of the same name
+                raise AccountError(f"user {name} already exists", field="name") from exc
+            for shop in shops:
+                c.execute(user_shops_t.insert().values(user_id=user_id, shop_id=shop))
+            self._audit(c, now, by, "add", name, {"role": role, "shops": list(shops)})
+        return UserRecord(name=name, role=role, shops=shops, created_at=now)
+
+    def set_password_hash(self, name: str, password_hash: str, *, now: datetime, by: str,
+                          audit: bool = True) -> None:
+        with self.engine.begin() as c:
+            self._update(c, name, password_hash=password_hash)
+            if audit:
+                self._audit(c, now, by, "passwd", name, None)
+
+    def set_disabled(self, name: str, disabled: bool, *, now: datetime, by: str) -> None:
+        with self.engine.begin() as c:
+            self._update(c, name, disabled=disabled)
+            self._audit(c, now, by, "disable" if disabled else "enable", name, None)
+
+    def record_login(self, name: str, now: datetime) -> None:
+        with self.engine.begin() as c:
+            self._update(c, name, last_login_at=now)
+
+    # ------------------------------------------------------------------ helpers
+    def _update(self, c: Any, name: str, **values: Any) -> None:
+        result = c.execute(users_t.update().where(users_t.c.name == name).values(**values))
+        if result.rowcount == 0:
+            raise UnknownUser(f"no user named {name}", field="name")
+
+    @staticmethod
+    def _audit(c: Any, now: datetime, by: str, action: str, target: str, detail: Any) -> None:
+        c.execute(user_audit_t.insert().values(at=now, actor=by, action=action, target=target, detail=detail))
+
+    @staticmethod
+    def _shops(c: Any, user_ids: list[int]) -> dict[int, tuple[str, ...]]:
+        if not user_ids:
+            return {}
+        rows = c.execute(
+            sa.select(user_shops_t.c.user_id, user_shops_t.c.shop_id)
+            .where(user_shops_t.c.user_id.in_(user_ids))
+            .order_by(user_shops_t.c.shop_id)
+        ).all()
+        out: dict[int, list[str]] = {}
+        for user_id, shop in rows:
+            out.setdefault(user_id, []).append(shop)
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def _record(row: Any, shops: tuple[str, ...]) -> UserRecord:
+    return UserRecord(
+        name=row["name"],
+        role=row["role"],
+        shops=tuple(shops),
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
+        last_login_at=row["last_login_at"],
+    )
