@@ -45,6 +45,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -96,8 +97,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
@@ -162,12 +164,12 @@ def start_node(env: dict[str, str], port: int, logdir: Path, name: str, *, guard
     raise RuntimeError(f"node {name} not healthy within 60 s:\n{node.tail()}")
 
 
-def wait_rules(port: int, timeout_s: float = 30.0) -> dict[str, Any]:
+def wait_rules(port: int, token: str, timeout_s: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
-            last = _get_json(f"http://127.0.0.1:{port}/ops/rules")
+            last = _get_json(f"http://127.0.0.1:{port}/ops/rules", token=token)
             if last.get("version") is not None:
                 return dict(last)
         time.sleep(0.2)
@@ -420,8 +422,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info("surge bench in %s", workdir)
     trading_db = f"sqlite:///{workdir / 'trading.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
+    ops_token = secrets.token_urlsafe(24)  # the nodes' /ops/rules and /ops/stats need it
     env.update(
         {
+            "TRADEGUARD_OPS_TOKEN": ops_token,
             "TRADEGUARD_VAR_DIR": str(workdir),
             "TRADEGUARD_TRADING_DB": trading_db,
             "TRADEGUARD_CONTROL_DB": f"sqlite:///{workdir / 'control.db'}",
@@ -536,7 +540,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         log.info("rules applied: %s", applied.strip()[:200])
         node = start_node(env, port, workdir, "node-guarded", guardians=True)
-        rules = wait_rules(port)
+        rules = wait_rules(port, ops_token)
         sampler.watch("node", node)
         t0 = time.monotonic() + 0.05
         warm, surge, recovery = gen.run(
@@ -553,7 +557,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         guard_stats = None
         with contextlib.suppress(Exception):
-            guard_stats = _get_json(f"{url}/ops/stats")
+            guard_stats = _get_json(f"{url}/ops/stats", token=ops_token)
         node.stop()
         node = None
         gen.stop()

@@ -20,8 +20,6 @@ def test_bench_pipeline_small_run_loses_nothing():
             "1",
             "--resources",
             "50",
-            "--orders-per-s",
-            "5",
             "--throughput-points",
             "2000",
             "--batch-size",
