@@ -106,8 +106,12 @@ def last_seconds(now: datetime, seconds: int, *, bucket_s: int = 1) -> Window:
     return Window(start=end - timedelta(seconds=seconds), end=end, bucket_s=bucket_s)
 
 
-def recent(now: datetime, seconds: int) -> Window:
-    """The last ``seconds`` up to ``now`` as one bucket (the headline "now" figures)."""
+def recent(now: datetime, seconds: int, *, lag_s: int = 0) -> Window:
+    """The last ``seconds`` completed seconds ending ``lag_s`` before ``now``, as one bucket (the
+    headline "now" figures; the lag leaves out seconds whose points are not written yet)."""
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
-    return Window(start=now - timedelta(seconds=seconds), end=now, bucket_s=seconds, now=now)
+    if lag_s < 0:
+        raise ValueError(f"lag_s must be >= 0, got {lag_s}")
+    end = floor_time(now, 1) - timedelta(seconds=lag_s)
+    return Window(start=end - timedelta(seconds=seconds), end=end, bucket_s=seconds, now=end)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 _SHOWN_BREAKER_STATES = (BREAKER_STATES["open"], BREAKER_STATES["half_open"])
 
-NOW_S = 60  # the headline KPIs cover the last minute
+NOW_S = 60  # the headline KPIs cover the last minute …
+NOW_LAG_S = 2  # … of completed seconds up to 2 s ago: a node writes a second's points ~1-2 s after it
 # The objectives the KPIs are held to: the default alert rules' thresholds (alerts/default_rules.yaml:
 # PaymentSuccessRateLow < 0.95, OrderPlaceLatencyHigh > 500 ms).
 OBJECTIVES: dict[str, float] = {"payment_success_pct": 95.0, "rt_p99_ms": 500.0}
@@ -186,7 +187,7 @@ def read_overview(
     gmv = frame(gmv_rows, ["gmv"], gw)["gmv"] * (60.0 / gw.bucket_s)
 
     # -- the last minute (headline KPIs) -------------------------------------------------
-    nw = recent(now, NOW_S)
+    nw = recent(now, NOW_S, lag_s=NOW_LAG_S)
     where = {"app": app} if app else {}
     now_orders = run_query(
         metrics, Query(q.ORDERS, ("placed",), nw.start, nw.end, "sum", None, where), errors, "orders now"
@@ -224,6 +225,7 @@ def read_overview(
         "paid": paid,
         "placed_per_s_now": _sum(now_orders, "placed") / NOW_S,
         "now_span_s": float(NOW_S),
+        "now_lag_s": float(NOW_LAG_S),
         "placed_per_s_range": placed / w.covered_s,
         "payment_success_pct_now": 100.0 * _sum(now_pay, "success") / charges_now if charges_now else None,
         "payment_success_pct": 100.0 * float(pay["success"].sum()) / charges if charges else None,

@@ -2,12 +2,13 @@
 
 Refreshes inside ``st.fragment(run_every=…)`` (the rest of the page is not re-run): every 2 s
 for the 5 and 15 min ranges, 10 s for 1 h, 30 s for 24 h (a 2 s bucket changes every 2 s, a
-10 min bucket does not). The headline KPIs are the **last 60 s**; under each, the chosen range's
-figure; a KPI past its objective is shown in red. The range includes the running bucket. Each
-refresh issues 11 metric-store queries — over the range: orders placed/paid, payment outcomes,
-p50 and p99 RT of order.place, calls per resource (passed/blocked/completed), last breaker states,
-GMV per minute; over the last minute: orders, payments, p99 RT, calls — or 14 on a store without
-percentiles (p50/p99 fall back to mean/max). Nothing is kept in session state but the chosen range.
+10 min bucket does not). The headline KPIs are the **last 60 s** (up to 2 s ago); under each,
+the chosen range's figure; a KPI past its objective is shown in red. The range includes the
+running bucket. Each refresh issues 11 metric-store queries. Over the range: orders placed/paid,
+payment outcomes, p50 and p99 RT of order.place, calls per resource (passed/blocked/completed),
+last breaker states, GMV per minute. Over the last minute: orders, payments, p99 RT, calls. A
+store without percentiles takes 14 (p50/p99 fall back to mean/max). Nothing is kept in session
+state but the chosen range.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def live(range_key: str) -> None:
             st.success("All breakers closed", icon=":material/check_circle:")
     updated = data.now_window.end if data.now_window else data.window.until
     st.caption(
-        f"Updated {updated:%Y-%m-%d %H:%M:%S} UTC · KPIs (now): the last {k['now_span_s']:.0f} s · "
+        f"Updated {updated:%Y-%m-%d %H:%M:%S} UTC · KPIs (now): the last {k['now_span_s']:.0f} s "
+        f"(to {k['now_lag_s']:.0f} s ago, the collectors' write delay) · "
         f"range {data.window.label()}, {data.window.bucket_s} s buckets (the last one still running) · "
         f"{data.queries} queries per refresh, every {REFRESH_S[range_key]} s"
     )
