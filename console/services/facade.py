@@ -105,6 +105,10 @@ class ConsoleServices:
         """Validate and store ``document`` as a new version; returns the version number."""
         return rules.apply(self.rules, self.app, document, by, why)
 
+    def known_resources(self, errors: list[str] | None = None) -> list[str]:
+        """The core's resource names and those with traffic in the last hour: 1 metric-store query."""
+        return rules.known_resources(self.metrics, self.app, self.now(), errors)
+
     def history(self) -> list[RuleVersionView]:
         return rules.history(self.rules, self.app)
 
