@@ -8,7 +8,8 @@ Business refusals (out of stock, purchase limit, …) are not a guard outcome: t
 refused ``order.place`` call as passed and completed (``domain.services`` hands the refusal past the
 guard as a value), and no point records the refusal itself. What the metrics do carry is shown as
 its own series, labelled as derived: ``order.place`` calls that completed (``success``) minus the
-orders placed (``orders.placed``) = calls refused by the shop (or idempotent replays).
+orders placed (``orders.placed``) = calls refused by the shop (or idempotent replays). It is a lower
+bound: ``orders.placed`` counts one per shop of a split order, so a split order can hide a refusal.
 """
 
 from __future__ import annotations

@@ -87,8 +87,9 @@ def live(range_key: str) -> None:
         "Refused by the shop (derived)",
         f"{place.refused:,}" if place and place.refused is not None else "–",
         help=f"{ORDER_PLACE} calls that completed without placing an order (out of stock, purchase "
-        "limit, … or an idempotent replay): completed − orders placed. The guard counts them as "
-        "passed and successful; no metric records the refusal itself.",
+        "limit, … or an idempotent replay): completed − orders placed, at least 0. A lower bound: "
+        "orders placed counts one per shop of a split order. The guard counts refusals as passed and "
+        "successful; no metric records the refusal itself.",
     )
     table = _table(data)
     st.caption(
