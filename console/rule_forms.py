@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from console.services import FieldError
-from guardians.schema import MODELS, FieldFacts, RuleModel, conditional_default, fields_of
+from guardians.schema import MODELS, FieldFacts, MustBe, OnlyWith, RuleModel, conditional_default, fields_of
 
 Kind = Literal["text", "select", "number", "int", "bool", "mapping"]
 
@@ -234,3 +234,101 @@ def yaml_line(text: str, path: str) -> int | None:
             if fk is not None:
                 line = fk.start_mark.line
     return line + 1
+
+
+# ------------------------------------------------------------------ which fields apply
+OTHER_RESOURCE = "other…"
+RESOURCE_FIELDS: frozenset[str] = frozenset({"resource", "ref_resource"})
+
+
+def _constraints(kind: str) -> tuple[Any, ...]:
+    model = MODELS.get(kind)
+    return tuple(getattr(model, "CONSTRAINTS", ())) if model else ()
+
+
+def controlling_fields(kind: str) -> tuple[str, ...]:
+    """The fields whose value decides whether other fields apply (the conditions of the model's
+    "only allowed with" / "must be" rules), in the form's order: the page renders them so that
+    changing one re-draws the form at once."""
+    names: set[str] = set()
+    for c in _constraints(kind):
+        if isinstance(c, OnlyWith | MustBe):
+            names.update(c.when)
+    return tuple(f.name for f in FIELDS.get(kind, ()) if f.name in names)
+
+
+def effective_values(kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values with the model's default for every field left empty."""
+    out: dict[str, Any] = {}
+    for spec in FIELDS.get(kind, ()):
+        v = values.get(spec.name)
+        out[spec.name] = spec.default if v is None or v == "" else v
+    return out
+
+
+def _holds(when: Mapping[str, tuple[Any, ...]], values: Mapping[str, Any]) -> bool:
+    return all(values.get(f) in vs for f, vs in when.items())
+
+
+def hidden_fields(kind: str, values: Mapping[str, Any]) -> frozenset[str]:
+    """Fields that do not apply to a rule with ``values`` (read from ``guardians.schema``'s rules
+    between fields): a field "only allowed with" a condition that does not hold, and an optional
+    field that "must be" one value, its default, under a condition that holds (nothing to choose)."""
+    eff = effective_values(kind, values)
+    specs = {f.name: f for f in FIELDS.get(kind, ())}
+    hidden: set[str] = set()
+    for c in _constraints(kind):
+        spec = specs.get(c.field)
+        if spec is None:
+            continue
+        if (isinstance(c, OnlyWith) and not _holds(c.when, eff)) or (
+            isinstance(c, MustBe)
+            and not spec.required
+            and len(c.values) == 1
+            and _holds(c.when, eff)
+            and (spec.default == c.values[0] or conditional_value(kind, c.field, eff) == c.values[0])
+        ):
+            hidden.add(c.field)
+    return frozenset(hidden)
+
+
+def conditional_value(kind: str, name: str, values: Mapping[str, Any]) -> Any:
+    """The model's conditional default of ``name`` for ``values`` (None when none applies)."""
+    for d in getattr(MODELS.get(kind), "DEFAULTS", ()):
+        if d.field == name and _holds(d.when, values):
+            return d.value
+    return None
+
+
+def visible_fields(kind: str, values: Mapping[str, Any]) -> tuple[FieldSpec, ...]:
+    """The form fields that apply to a rule with ``values``, in the form's order."""
+    hidden = hidden_fields(kind, values)
+    return tuple(f for f in FIELDS.get(kind, ()) if f.name not in hidden)
+
+
+def resource_options(known: Sequence[str], current: str | None) -> list[str]:
+    """The resource picker's choices: known resources (sorted), the rule's own resource if it is not
+    one of them, then "other…" for a name typed by hand."""
+    options = sorted(dict.fromkeys(known))
+    if current and current not in options:
+        options.append(current)
+    return [*options, OTHER_RESOURCE]
+
+
+def unknown_resource_warning(name: str, known: Sequence[str]) -> str | None:
+    """A warning when ``name`` is neither a core resource nor one with recorded traffic."""
+    name = (name or "").strip()
+    if not name or name in known:
+        return None
+    close = [k for k in known if _close(name, k)]
+    hint = f" Did you mean {', '.join(f'`{k}`' for k in close)}?" if close else ""
+    return (
+        f"`{name}` is not a known resource: no traffic was recorded for it and the trading core has no "
+        f"resource of that name, so a rule on it guards nothing.{hint}"
+    )
+
+
+def _close(a: str, b: str) -> bool:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8

@@ -34,6 +34,8 @@ COLORS: dict[str, str] = {
     "system": "#48c9b0",
     "breaker": "#e67e22",
     "offered": "#bdc3c7",
+    "refused": "#e59866",
+    "guard_passed": "#95a5a6",
     "would_pass": "#2ecc71",
     "would_block": "#e74c3c",
     "blocked_now": "#f1c40f",
@@ -117,24 +119,55 @@ def _nonzero(data: pd.DataFrame | pd.Series) -> bool:
     return not data.empty and bool((data.fillna(0).to_numpy() != 0).any())
 
 
+def _mode(values: pd.Series) -> str:
+    """``lines+markers`` when a value has no neighbour (a line alone would not draw it: a 24 h chart
+    with one busy bucket would look empty), ``lines`` otherwise."""
+    present = values.notna().to_numpy()
+    if not present.any():
+        return "lines"
+    for i, here in enumerate(present):
+        if here and (i == 0 or not present[i - 1]) and (i == len(present) - 1 or not present[i + 1]):
+            return "lines+markers"
+    return "lines"
+
+
 def _x(index: pd.Index) -> list:
     return list(pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None)) if len(index) else []
 
 
+ORDER_SERIES: dict[str, str] = {
+    "placed": "orders placed",
+    "paid": "orders paid",
+    "refused": "refused by the shop (out of stock, limit…; derived)",
+    "guard_passed": "order.place calls the guard passed",
+}
+
+
 def orders_figure(rates: pd.DataFrame) -> go.Figure:
-    """``rates`` columns placed, paid (orders per second) indexed by time."""
+    """``rates`` columns placed, paid and optionally refused, guard_passed (per second) indexed by time.
+
+    ``refused``: order.place calls that completed without placing an order (the guard counts a
+    business refusal as a passed, successful call); ``guard_passed``: every call the guard let
+    through, dotted, so "calls passed" is never read as "orders placed"."""
     title, unit = "Orders per second", "orders / s"
     if not _nonzero(rates):
         return empty_figure(title, unit, "No orders in this range")
     fig = go.Figure()
-    for col, name in (("placed", "placed"), ("paid", "paid")):
+    for col, name in ORDER_SERIES.items():
+        if col not in rates or (col in ("refused", "guard_passed") and not _nonzero(rates[col])):
+            continue
+        dotted = col == "guard_passed"
         fig.add_trace(
             go.Scatter(
                 x=_x(rates.index),
                 y=rates[col].round(2).tolist(),
                 name=name,
                 mode="lines",
-                line={"color": COLORS[col], "width": 3},
+                line={
+                    "color": COLORS[col],
+                    "width": 2 if dotted else 3,
+                    "dash": "dot" if dotted else "solid",
+                },
             )
         )
     return layout(fig, title, unit)
@@ -151,7 +184,7 @@ def payment_success_figure(percent: pd.Series, *, objective: float = 95.0) -> go
             x=_x(percent.index),
             y=percent.round(2).tolist(),
             name="success rate",
-            mode="lines",
+            mode=_mode(percent),
             connectgaps=False,
             line={"color": COLORS["success"], "width": 3},
         )
@@ -169,13 +202,16 @@ def payment_success_figure(percent: pd.Series, *, objective: float = 95.0) -> go
     return fig
 
 
-def latency_figure(rt: pd.DataFrame, resource: str = "order.place") -> go.Figure:
-    """``rt`` columns p50, p99 in milliseconds (missing where the resource was idle)."""
+def latency_figure(
+    rt: pd.DataFrame, resource: str = "order.place", labels: dict[str, str] | None = None
+) -> go.Figure:
+    """``rt`` columns p50, p99 in milliseconds (missing where the resource was idle); ``labels``
+    say what each column is (wide buckets read mean / max instead of percentiles)."""
     title, unit = f"Response time of {resource}", "ms"
     if rt.dropna(how="all").empty:
         return empty_figure(title, unit)
     fig = go.Figure()
-    labels = {"p50": "p50 (of per-second means)", "p99": "p99 (of per-second maxima)"}
+    labels = {"p50": "p50 (of per-second means)", "p99": "p99 (of per-second maxima)", **(labels or {})}
     for col in ("p50", "p99"):
         if col in rt:
             fig.add_trace(
@@ -183,7 +219,7 @@ def latency_figure(rt: pd.DataFrame, resource: str = "order.place") -> go.Figure
                     x=_x(rt.index),
                     y=rt[col].round(1).tolist(),
                     name=labels[col],
-                    mode="lines",
+                    mode=_mode(rt[col]),
                     line={"color": COLORS[col], "width": 3},
                 )
             )
@@ -227,8 +263,11 @@ def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
     return layout(fig, title, unit)
 
 
-def resource_figure(rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str) -> go.Figure:
-    """One resource: passed / blocked (per reason) / errors per second stacked, mean RT on a right axis."""
+def resource_figure(
+    rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str, refused: pd.Series | None = None
+) -> go.Figure:
+    """One resource: passed / blocked (per reason) / errors per second stacked, mean RT on a right axis;
+    ``refused`` (order.place): calls the guard passed that the shop refused (derived), as a line."""
     title, unit = f"{resource}: calls per second", "calls / s"
     if rates.empty:
         return empty_figure(title, unit)
@@ -239,7 +278,7 @@ def resource_figure(rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str)
             go.Bar(
                 x=x,
                 y=rates["pass"].round(2).tolist(),
-                name="passed",
+                name="passed by the guard",
                 marker={"color": COLORS["pass"], "line": {"width": 0}},
             ),
             secondary_y=False,
@@ -267,13 +306,24 @@ def resource_figure(rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str)
             ),
             secondary_y=False,
         )
+    if refused is not None and _nonzero(refused):
+        fig.add_trace(
+            go.Scatter(
+                x=_x(refused.index),
+                y=refused.round(2).tolist(),
+                name="of which refused by the shop (derived)",
+                mode="lines",
+                line={"color": COLORS["refused"], "width": 2},
+            ),
+            secondary_y=False,
+        )
     if rt_ms is not None and not rt_ms.dropna().empty:
         fig.add_trace(
             go.Scatter(
                 x=_x(rt_ms.index),
                 y=rt_ms.round(1).tolist(),
                 name="mean RT (ms, right)",
-                mode="lines",
+                mode=_mode(rt_ms),
                 line={"color": COLORS["rt"], "width": 2, "dash": "dot"},
             ),
             secondary_y=True,

@@ -45,8 +45,12 @@ def frame(
 
 
 def per_second(df: pd.DataFrame, w: Window) -> pd.DataFrame:
-    """Counts per bucket → mean rate per second within the bucket."""
-    return df / float(w.bucket_s)
+    """Counts per bucket → mean rate per second over the seconds the bucket covers so far (the
+    running bucket by its elapsed seconds, so it is not drawn as a dip)."""
+    if len(df.index) != len(w.buckets()):
+        return df / float(w.bucket_s)
+    seconds = pd.Series(w.bucket_seconds(), index=df.index)
+    return df.div(seconds, axis=0)
 
 
 def ratio_percent(num: pd.Series, den: pd.Series) -> pd.Series:

@@ -99,6 +99,17 @@ def resource_totals(w: Window, app: str | None = None) -> Query:
     return Query(RESOURCE_STATS, COUNT_FIELDS, w.start, w.end, "sum", None, _where(app), ("resource",))
 
 
+def resource_buckets(w: Window, app: str | None = None) -> Query:
+    """Pass, blocked (per reason), success and error per resource per bucket: summed they are the
+    totals, and a resource's first bucket says how many seconds of the window its data covers."""
+    return Query(RESOURCE_STATS, COUNT_FIELDS, w.start, w.end, "sum", w.bucket_s, _where(app), ("resource",))
+
+
+def orders_total(w: Window, app: str | None = None) -> Query:
+    """Orders placed over the whole window (the business figure)."""
+    return Query(ORDERS, ("placed",), w.start, w.end, "sum", None, _where(app))
+
+
 def resource_rt(w: Window, app: str | None = None) -> Query:
     """Mean of the per-second mean RT and the max RT per resource over the whole window."""
     return Query(RESOURCE_STATS, ("rt_avg_ms",), w.start, w.end, "mean", None, _where(app), ("resource",))

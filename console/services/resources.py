@@ -1,4 +1,14 @@
-"""The Resources page: every guarded resource's totals, one resource's charts and its rules."""
+"""The Resources page: every guarded resource's totals, one resource's charts and its rules.
+
+"passed" is what the guard let through, not what the business did: a refused order (out of stock,
+purchase limit, …) is a passed and completed ``order.place`` call (``domain.services`` hands the
+refusal past the guard as a value, so breakers do not count it as an error). The metrics record no
+refusal as such; for ``order.place`` the page shows the derived figure ``completed − orders placed``
+(``orders.placed``, the business points) as "refused by the shop", labelled as derived.
+
+Rates divide by the seconds a resource's data covers in the window (from its first recorded bucket
+to the read time), not by the whole range.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from dashboards.ranges import Window, window
 @dataclass(frozen=True)
 class ResourceRow:
     resource: str
-    passed: int
+    passed: int  # calls the guard passed
     blocked: int
     block_flow: int
     block_param: int
@@ -32,6 +42,8 @@ class ResourceRow:
     block_share_pct: float | None
     error_share_pct: float | None
     rt_avg_ms: float | None
+    covered_s: float = 0.0  # seconds the rates divide by
+    refused: int | None = None  # order.place only: completed calls that placed no order (derived)
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,12 @@ class ResourcesData:
     rows: list[ResourceRow]
     queries: int
     errors: list[str] = field(default_factory=list)
+    orders_placed: int = 0  # business figure over the window (orders.placed)
+
+    @property
+    def as_of(self) -> datetime:
+        """The instant the figures reach (the read time)."""
+        return self.window.until
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,7 @@ class ResourceDetail:
     has_data: bool
     queries: int
     errors: list[str] = field(default_factory=list)
+    refused: pd.Series | None = None  # order.place: refused by the shop per second (derived)
 
 
 def _num(v: float | None) -> float:
@@ -60,23 +79,32 @@ def _num(v: float | None) -> float:
 
 
 def read_resources(metrics: MetricStore, app: str, range_key: str, now: datetime) -> ResourcesData:
-    """Every resource's totals over the range: 2 metric-store queries."""
+    """Every resource's totals over the range: 3 metric-store queries (calls per resource and
+    bucket, mean RT per resource, orders placed)."""
     w = window(range_key, now)
     errors: list[str] = []
-    totals = run_query(metrics, q.resource_totals(w, app), errors, "resource totals")
+    series = run_query(metrics, q.resource_buckets(w, app), errors, "resource totals")
     rts = run_query(metrics, q.resource_rt(w, app), errors, "resource RT")
+    orders = run_query(metrics, q.orders_total(w, app), errors, "orders placed")
+    placed = sum(_num(r.values.get("placed")) for r in orders)
     rt_by = {r.tags.get("resource", ""): r.values.get("rt_avg_ms") for r in rts}
     acc: dict[str, dict[str, float]] = {}
-    for r in totals:
-        slot = acc.setdefault(r.tags.get("resource", ""), {})
+    first: dict[str, datetime] = {}
+    for r in series:
+        name = r.tags.get("resource", "")
+        slot = acc.setdefault(name, {})
         for f in q.COUNT_FIELDS:
             slot[f] = slot.get(f, 0.0) + _num(r.values.get(f))
+        if name not in first or r.time < first[name]:
+            first[name] = r.time
+    until = w.until
     rows = []
     for name, v in acc.items():
         blocked = sum(v.get(f, 0.0) for f in q.BLOCK_FIELDS)
         offered = v.get("pass", 0.0) + blocked
         done = v.get("success", 0.0) + v.get("error", 0.0)
         rt = rt_by.get(name)
+        covered = min(w.covered_s, max(1.0, (until - max(first[name], w.start)).total_seconds()))
         rows.append(
             ResourceRow(
                 resource=name,
@@ -88,14 +116,16 @@ def read_resources(metrics: MetricStore, app: str, range_key: str, now: datetime
                 block_breaker=int(v.get("block_breaker", 0)),
                 success=int(v.get("success", 0)),
                 error=int(v.get("error", 0)),
-                pass_qps=v.get("pass", 0.0) / w.seconds,
+                pass_qps=v.get("pass", 0.0) / covered,
                 block_share_pct=100.0 * blocked / offered if offered else None,
                 error_share_pct=100.0 * v.get("error", 0.0) / done if done else None,
                 rt_avg_ms=float(rt) if rt is not None else None,
+                covered_s=covered,
+                refused=int(max(0.0, v.get("success", 0.0) - placed)) if name == q.ORDER_PLACE else None,
             )
         )
     rows.sort(key=lambda r: (-r.blocked, -(r.passed + r.blocked), r.resource))  # blocked first
-    return ResourcesData(window=w, rows=rows, queries=2, errors=errors)
+    return ResourcesData(window=w, rows=rows, queries=3, errors=errors, orders_placed=int(placed))
 
 
 def rules_of(document: Mapping[str, Any], resource: str) -> dict[str, list[dict[str, Any]]]:
@@ -117,11 +147,21 @@ def read_resource_detail(
     in_force: RuleVersionView | None,
     errors: list[str],
 ) -> ResourceDetail:
-    """One resource's charts and the rules of ``in_force`` naming it: 2 metric-store queries."""
+    """One resource's charts and the rules of ``in_force`` naming it: 2 metric-store queries
+    (3 for ``order.place``: its orders placed, for the derived refusals)."""
     w = window(range_key, now)
     rows = run_query(metrics, q.resource_series(w, resource, app), errors, "resource series")
     rt_rows = run_query(metrics, q.resource_rt_series(w, resource, app), errors, "resource RT")
-    rates = per_second(frame(rows, list(q.COUNT_FIELDS), w), w)
+    counts = frame(rows, list(q.COUNT_FIELDS), w)
+    rates = per_second(counts, w)
+    refused = None
+    n = 3  # with the caller's rule-store read
+    if resource == q.ORDER_PLACE:
+        placed = frame(run_query(metrics, q.orders_rate(w, app), errors, "orders placed"), ["placed"], w)
+        refused = per_second((counts["success"] - placed["placed"]).clip(lower=0.0).to_frame("refused"), w)[
+            "refused"
+        ]
+        n += 1
     return ResourceDetail(
         resource=resource,
         window=w,
@@ -130,6 +170,7 @@ def read_resource_detail(
         rules=rules_of(in_force.document, resource) if in_force else {},
         rule_version=in_force.version if in_force else None,
         has_data=has_any(rates),
-        queries=3,  # with the caller's rule-store read
+        queries=n,
         errors=errors,
+        refused=refused,
     )

@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
-from collectors.query import MetricStore
-from console.services.common import RULE_TYPES, FieldError, errors_from
+from collectors.query import MetricStore, Query
+from console.services.common import RULE_TYPES, FieldError, errors_from, run_query
 from console.services.ports import RuleStorePort
 from dashboards import queries as q
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal, replay, samples_from_rows
-from dashboards.ranges import last_seconds
+from dashboards.ranges import last_seconds, recent
+from domain import ports as core
 from guardians.errors import RuleValidationError
 from guardians.rules import canonical
 from guardians.store import RuleVersion
@@ -181,3 +182,29 @@ def impact(
     w = last_seconds(now, minutes * 60)
     rows = metrics.query(q.resource_traffic(w, resource, app))
     return replay(samples_from_rows(rows, q.BLOCK_FIELDS), proposal)
+
+
+# The trading core's guarded resources (domain.ports): known even before any traffic.
+CORE_RESOURCES: tuple[str, ...] = (
+    core.ORDER_PLACE,
+    core.ORDER_PAY,
+    core.ORDER_GET,
+    core.INVENTORY_RESERVE,
+    core.PAYMENT_CHARGE,
+    core.REFUND_REQUEST,
+)
+KNOWN_LOOKBACK_S = 3600
+
+
+def known_resources(
+    metrics: MetricStore, app: str, now: datetime, errors: list[str] | None = None
+) -> list[str]:
+    """Resources a rule can name: the core's, plus every resource with traffic recorded in the last
+    hour (1 metric-store query; a store error leaves the core's names and a message in ``errors``)."""
+    w = recent(now, KNOWN_LOOKBACK_S)
+    query = Query(
+        q.RESOURCE_STATS, ("pass",), w.start, w.end, "count", None, {"app": app} if app else {}, ("resource",)
+    )
+    rows = run_query(metrics, query, errors if errors is not None else [], "known resources")
+    names = {r.tags.get("resource", "") for r in rows} | set(CORE_RESOURCES)
+    return sorted(n for n in names if n)

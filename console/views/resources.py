@@ -1,8 +1,12 @@
 """Resources: every guarded resource with pass / block / error / RT, and one resource's detail.
 
-Loading the page issues 2 metric-store queries (totals and mean RT per resource);
-the detail refreshes every 5 s inside ``st.fragment(run_every=5)`` with 2 metric-store
-queries and 1 rule-store read. Session state holds only the chosen range and resource.
+The whole page area below the range picker — the table, the picker and the detail — refreshes
+inside ``st.fragment(run_every=…)`` (every 5 s; 10 s for 1 h, 30 s for 24 h) and says "as of"
+what time. A refresh issues 3 metric-store queries for the table (calls per resource and bucket,
+mean RT per resource, orders placed) and 2 for the detail (3 for order.place) plus 1 rule-store
+read. Rates divide by the seconds each resource's data covers, not the whole range. "Passed" is
+what the guard let through; orders placed and the shop's refusals (derived) are shown apart.
+Session state holds only the chosen range and resource.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from console.rule_forms import table_rows
 from console.runtime import chart, services, show_errors
 from console.services import RULE_TYPES
 from dashboards import figures
+from dashboards.queries import ORDER_PLACE
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
 
-DETAIL_REFRESH_S = 5
+REFRESH_S: dict[str, int] = {"5m": 5, "15m": 5, "1h": 10, "24h": 30}
 
 st.title("Resources")
-svc = services()
 range_key = (
     st.segmented_control(
         "Time range",
@@ -29,59 +33,94 @@ range_key = (
     )
     or DEFAULT_RANGE
 )
-data = svc.resources(range_key)
-show_errors(data.errors)
 
-if not data.rows:
-    st.info(
-        f"**No data yet.** No guarded resource recorded a call in the last {RANGE_LABELS[range_key]}.",
-        icon=":material/hourglass_empty:",
+
+def _table(data) -> list[dict]:
+    return [
+        {
+            "resource": r.resource,
+            "passed / s": r.pass_qps,
+            "calls the guard passed": r.passed,
+            "completed": r.success,
+            "refused by the shop (derived)": r.refused,
+            "errors": r.error,
+            "error %": r.error_share_pct,
+            "blocked": r.blocked,
+            "blocked %": r.block_share_pct,
+            "flow": r.block_flow,
+            "param": r.block_param,
+            "system": r.block_system,
+            "breaker": r.block_breaker,
+            "mean RT (ms)": r.rt_avg_ms,
+            "seconds covered": round(r.covered_s),
+        }
+        for r in data.rows
+    ]
+
+
+@st.fragment(run_every=REFRESH_S[range_key])
+def live(range_key: str) -> None:
+    svc = services()
+    data = svc.resources(range_key)
+    show_errors(data.errors)
+    label = RANGE_LABELS[range_key]
+    if not data.rows:
+        st.info(
+            f"**No data yet.** No guarded resource recorded a call in the last {label} "
+            f"(as of {data.as_of:%H:%M:%S} UTC). This page refreshes by itself.",
+            icon=":material/hourglass_empty:",
+        )
+        return
+    place = next((r for r in data.rows if r.resource == ORDER_PLACE), None)
+    c = st.columns(3)
+    c[0].metric(
+        f"Orders placed ({label})",
+        f"{data.orders_placed:,}",
+        help="orders the trading core placed (business figures, the same as on Overview)",
     )
-    st.stop()
+    c[1].metric(
+        f"{ORDER_PLACE} calls the guard passed",
+        f"{place.passed:,}" if place else "–",
+        help="calls let through by the flow rules; a passed call may still be refused by the shop",
+    )
+    c[2].metric(
+        "Refused by the shop (derived)",
+        f"{place.refused:,}" if place and place.refused is not None else "–",
+        help=f"{ORDER_PLACE} calls that completed without placing an order (out of stock, purchase "
+        "limit, … or an idempotent replay): completed − orders placed, at least 0. A lower bound: "
+        "orders placed counts one per shop of a split order. The guard counts refusals as passed and "
+        "successful; no metric records the refusal itself.",
+    )
+    table = _table(data)
+    st.caption(
+        f"As of **{data.as_of:%Y-%m-%d %H:%M:%S} UTC** · totals over {data.window.label()}, all instances; "
+        "blocked resources first. Rates divide by the seconds each resource's data covers. "
+        "Click a column header to sort."
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="resources_table",
+        height=min(36 * (len(table) + 1) + 4, 620),  # every resource visible up to ~16 rows
+        column_config={
+            "passed / s": st.column_config.NumberColumn(
+                format="%.2f", help="calls the guard passed ÷ seconds covered"
+            ),
+            "blocked %": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f %%"),
+            "error %": st.column_config.NumberColumn(format="%.2f %%"),
+            "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
+        },
+    )
+    names = [r.resource for r in data.rows]
+    resource = st.selectbox("Resource detail", names, key="resources_selected")
+    if resource:
+        detail(svc, resource, range_key)
 
-table = [
-    {
-        "resource": r.resource,
-        "passed / s": r.pass_qps,
-        "passed": r.passed,
-        "blocked": r.blocked,
-        "blocked %": r.block_share_pct,
-        "flow": r.block_flow,
-        "param": r.block_param,
-        "system": r.block_system,
-        "breaker": r.block_breaker,
-        "errors": r.error,
-        "error %": r.error_share_pct,
-        "mean RT (ms)": r.rt_avg_ms,
-    }
-    for r in data.rows
-]
-st.caption(
-    f"Totals over the last {RANGE_LABELS[range_key]}, all instances; blocked resources first. "
-    "Click a column header to sort."
-)
-st.dataframe(
-    table,
-    hide_index=True,
-    key="resources_table",
-    height=min(36 * (len(table) + 1) + 4, 620),  # every resource visible up to ~16 rows
-    column_config={
-        "passed / s": st.column_config.NumberColumn(format="%.2f"),
-        "blocked %": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f %%"),
-        "error %": st.column_config.NumberColumn(format="%.2f %%"),
-        "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
-    },
-)
 
-names = [r.resource for r in data.rows]
-resource = st.selectbox("Resource detail", names, key="resources_selected")
-
-
-@st.fragment(run_every=DETAIL_REFRESH_S)
-def detail(resource: str, range_key: str) -> None:
+def detail(svc, resource: str, range_key: str) -> None:
     d = svc.resource_detail(resource, range_key)
     show_errors(d.errors)
-    chart(figures.resource_figure(d.rates, d.rt_ms, resource), "res_detail")
+    chart(figures.resource_figure(d.rates, d.rt_ms, resource, refused=d.refused), "res_detail")
     st.subheader(f"Rules on {resource}")
     if d.rule_version is None:
         st.caption("No rules applied yet.")
@@ -95,5 +134,4 @@ def detail(resource: str, range_key: str) -> None:
                 st.dataframe(table_rows(d.rules[kind], kind), hide_index=True)
 
 
-if resource:
-    detail(resource, range_key)
+live(range_key)

@@ -1,7 +1,8 @@
 """Rules: view, edit (form or YAML), validate, diff, impact preview, apply, history, rollback.
 
 Not live (an editor must not move under the cursor). A run reads the version in force
-once (1 rule-store read); the History tab adds 1 read; each impact preview shown adds
+once (1 rule-store read) and the known resources (1 metric-store query: resources with traffic in
+the last hour, plus the trading core's); the History tab adds 1 read; each impact preview shown adds
 1 metric-store query (the form's selected rule, plus at most 3 changed flow/param rules
 on the Review tab). Session state holds the draft document and the last errors only —
 replaced, never appended to.
@@ -17,12 +18,18 @@ import yaml
 
 from console.rule_forms import (
     FIELDS,
+    OTHER_RESOURCE,
+    RESOURCE_FIELDS,
     FieldSpec,
+    controlling_fields,
     errors_for,
+    hidden_fields,
     label,
     proposal_from_rule,
+    resource_options,
     rule_from_values,
     table_rows,
+    unknown_resource_warning,
     yaml_line,
 )
 from console.runtime import chart, services
@@ -48,6 +55,10 @@ try:
 except Exception as exc:  # the control DB is down: say so, nothing else works here
     st.error(f"The rule store cannot be read: {type(exc).__name__}: {exc}")
     st.stop()
+
+
+known_errors: list[str] = []
+known: list[str] = svc.known_resources(known_errors)
 
 
 def _canon(doc: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +152,28 @@ def widget(spec: FieldSpec, value: Any, key: str) -> Any:
     return st.text_input(label_text, value="" if value is None else str(value), key=key, help=spec.help)
 
 
+def resource_widget(spec: FieldSpec, value: Any, key: str) -> str | None:
+    """A known resource from a list, or "other…" and a typed name (warned about when unknown)."""
+    options = resource_options(known, value if isinstance(value, str) else None)
+    index = options.index(value) if value in options else None
+    choice = st.selectbox(
+        spec.name + (" *" if spec.required else ""),
+        options,
+        index=index,
+        key=key,
+        help=f"{spec.help} · resources with recorded traffic and the trading core's; "
+        f"{OTHER_RESOURCE} to type another",
+        placeholder="pick a resource",
+    )
+    if choice != OTHER_RESOURCE:
+        return choice
+    typed = st.text_input(f"{spec.name}: other name", key=f"{key}_other", placeholder="e.g. GET /products")
+    warning = unknown_resource_warning(typed or "", known)
+    if warning:
+        st.warning(warning, icon=":material/warning:")
+    return typed
+
+
 def _rule_brief(kind: str, rule: dict[str, Any]) -> str:
     if kind == "param":
         return f"≤ {rule.get('threshold')} per {rule.get('param')} value / {rule.get('duration_s', 1)} s"
@@ -206,16 +239,41 @@ with tab_form:
     rule = dict(rules[idx]) if idx is not None and idx >= 0 else {}
     at = idx if idx is not None and idx >= 0 else len(rules)
     per_field, rest = errors_for(ss.rules_form_errors, kind, at)
+
+    def key_of(name: str) -> str:
+        return f"fld_{kind}_{idx}_{gen}_{name}"
+
+    # Fields that decide which others apply are drawn outside the form (a change re-draws it at once);
+    # their value is the widget's when drawn before, else the rule's.
+    steering = controlling_fields(kind)
+    hidden = hidden_fields(kind, {n: ss.get(key_of(n), rule.get(n)) for n in steering})
+    for name in hidden:
+        rest += [f"{kind}[{at}].{name}: {m}" for m in per_field.pop(name, [])]
+    shown = [spec for spec in FIELDS[kind] if spec.name not in hidden]
+    outer = [spec for spec in shown if spec.name in RESOURCE_FIELDS or spec.name in steering]
+    inner = [spec for spec in shown if spec not in outer]
+    values: dict[str, Any] = {}
+
+    def draw(spec: FieldSpec) -> None:
+        key = key_of(spec.name)
+        if spec.name in RESOURCE_FIELDS:
+            values[spec.name] = resource_widget(spec, rule.get(spec.name), key)
+        else:
+            values[spec.name] = widget(spec, rule.get(spec.name), key=key)
+        for message in per_field.get(spec.name, []):
+            st.error(message, icon=":material/error:")
+
+    top = st.columns(3)
+    for j, spec in enumerate(outer):
+        with top[j % 3]:
+            draw(spec)
+    if hidden:
+        st.caption(f"Not shown, as they do not apply with these choices: {', '.join(sorted(hidden))}.")
     with st.form(f"rule_form_{kind}_{idx}_{gen}", border=True):
-        values: dict[str, Any] = {}
         cols = st.columns(3)
-        for j, spec in enumerate(FIELDS[kind]):
+        for j, spec in enumerate(inner):
             with cols[j % 3]:
-                values[spec.name] = widget(
-                    spec, rule.get(spec.name), key=f"fld_{kind}_{idx}_{gen}_{spec.name}"
-                )
-                for message in per_field.get(spec.name, []):
-                    st.error(message, icon=":material/error:")
+                draw(spec)
         for message in rest:
             st.error(message, icon=":material/error:")
         b1, b2, _ = st.columns([2, 2, 4])
@@ -309,6 +367,20 @@ with tab_apply:
     else:
         st.info("The draft is the version in force: nothing to apply.")
     problems = svc.validate(draft)
+    for e in known_errors:
+        st.caption(f"Known resources incomplete ({e}).")
+    unknown = sorted(
+        {
+            str(r.get(f))
+            for k in RULE_TYPES
+            for r in draft.get(k) or []
+            if isinstance(r, dict)
+            for f in RESOURCE_FIELDS
+            if r.get(f) and r.get(f) not in known
+        }
+    )
+    for name in unknown:
+        st.warning(unknown_resource_warning(name, known) or name, icon=":material/warning:")
     if problems:
         st.error(
             "**The draft is invalid** — fix these first:\n\n"
@@ -402,7 +474,34 @@ with tab_history:
         st.code(change or "(no change)", language="diff")
         with st.expander(f"Whole document of version {chosen}"):
             st.code(document_yaml(picked.document), language="yaml")
+        offered = ss.pop("rollback_offer", None)  # what the last run offered to roll back
         if chosen != in_force_version:
+            in_force_doc = _canon(current.document) if current else {}
+            rb_diff = unified_diff(
+                in_force_doc,
+                _canon(picked.document),
+                f"version {in_force_version} (in force)" if current else "no rules",
+                f"version {chosen} (restored)",
+            )
+            st.markdown(f"**Rolling back to version {chosen} changes the rules in force like this**")
+            if rb_diff:
+                st.code(rb_diff, language="diff")
+                old_rules = current.document if current else {}
+                back = [
+                    (k, r)
+                    for k in ("flow", "param")
+                    for r in picked.document.get(k) or []
+                    if r not in (old_rules.get(k) or [])
+                ]
+                if back:
+                    st.markdown("**Impact preview of the restored rules (last 10 min)**")
+                    for i, (k, r) in enumerate(back[:MAX_REVIEW_PREVIEWS]):
+                        impact_block(k, dict(r), f"impact_rollback_{i}", 10, 1.0)
+            else:
+                st.info(
+                    f"Version {chosen}'s rules are the rules in force: nothing to roll back.",
+                    icon=":material/check_circle:",
+                )
             rb_errors = {e.path: e.message for e in ss.get("rules_rollback_errors", [])}
             with st.form("rollback_form"):
                 st.markdown(f"Roll back: version {chosen}'s rules become a new version in force.")
@@ -412,17 +511,31 @@ with tab_history:
                 rb_why = st.text_input("Reason *", key="rollback_why")
                 if "why" in rb_errors:
                     st.error(rb_errors["why"], icon=":material/error:")
-                rb = st.form_submit_button(f"Roll back to version {chosen}", type="primary")
-            if rb:
+                rb = st.form_submit_button(
+                    f"Roll back to version {chosen}", type="primary", disabled=not rb_diff
+                )
+            offer = (chosen, in_force_version)
+            if rb and offered is not None and offered != offer:
+                st.error(
+                    f"Not rolled back: the rules in force changed (now version {in_force_version}) "
+                    "since this rollback was shown. Review the diff above and roll back again if it is "
+                    "still right.",
+                    icon=":material/error:",
+                )
+            elif rb and rb_diff:
                 try:
                     version = svc.rollback(chosen, rb_by or "", rb_why or "")
                 except RuleDocumentInvalid as exc:
                     ss.rules_rollback_errors = exc.errors
+                    ss.rollback_offer = offer
                     st.rerun()
                 except Exception as exc:
                     st.error(f"Rollback failed: {type(exc).__name__}: {exc}")
                 else:
                     ss.rules_rollback_errors = []
+                    for k in ("history_pick", "rollback_by", "rollback_why"):
+                        ss.pop(k, None)  # the form is done: the picker shows the version now in force
                     reset_draft(svc.rules_in_force())
                     ss.rules_flash = f"Rolled back: version {version} now has the rules of version {chosen}."
                     st.rerun()
+            ss.rollback_offer = offer

@@ -43,7 +43,7 @@ def test_overview_empty_state(page):
     at = page("overview")
     assert "No data yet" in _texts(at.info)
     assert len(at.get("plotly_chart")) == 5
-    assert "7 queries per refresh" in _texts(at.caption)
+    assert "11 queries per refresh" in _texts(at.caption)
 
 
 def test_overview_with_traffic_and_range_switch(page, svc, metrics, clock):
@@ -291,4 +291,4 @@ def test_live_refreshes_accumulate_nothing_in_session_state(page, svc, metrics, 
         at.run()
     assert not at.exception
     assert set(at.session_state.keys()) == keys == {"overview_range"}
-    assert metrics.queries == 8 * 7  # the stated budget per refresh, exactly
+    assert metrics.queries == 8 * 11  # the stated budget per refresh, exactly

@@ -18,11 +18,15 @@ NOW = datetime(2026, 11, 11, 0, 0, 7, 500000, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("key", list(RANGES))
-def test_window_ends_at_a_completed_bucket_and_spans_the_range(key):
+def test_window_includes_the_running_bucket_and_spans_the_range(key):
     w = window(key, NOW)
     range_s, bucket_s = RANGES[key]
-    assert w.end <= NOW
+    assert w.end - timedelta(seconds=bucket_s) <= NOW < w.end  # the last bucket holds now
     assert int(w.end.timestamp()) % bucket_s == 0
+    assert w.until == NOW and w.covered_s == pytest.approx(range_s - (w.end - NOW).total_seconds())
+    seconds = w.bucket_seconds()
+    assert seconds[:-1] == [bucket_s] * (len(seconds) - 1)
+    assert seconds[-1] == max(1.0, (NOW - w.buckets()[-1]).total_seconds())
     assert w.seconds == range_s
     assert len(w.buckets()) == range_s // bucket_s <= 180
 
@@ -102,7 +106,7 @@ def test_figures_have_titles_units_and_reason_colours():
         pd.Series([12.0], index=idx[:1]),
         "order.place",
     )
-    assert [t.name for t in res.data] == ["passed", "blocked: flow", "mean RT (ms, right)"]
+    assert [t.name for t in res.data] == ["passed by the guard", "blocked: flow", "mean RT (ms, right)"]
 
 
 def test_empty_figures_say_no_data():
