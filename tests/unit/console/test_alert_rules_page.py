@@ -133,7 +133,14 @@ def test_backtest_shows_proposed_against_the_rule_in_force(page, alert_svc, metr
     for s in range(1, 3600):
         t = now - timedelta(seconds=s)
         err = 3.0 if 600 <= s < 1200 else 0.0
-        points.append(make_point("resource_stats", {"app": "shop", "instance": "n1", "resource": "order.pay"}, {"error": err}, t))
+        points.append(
+            make_point(
+                "resource_stats",
+                {"app": "shop", "instance": "n1", "resource": "order.pay"},
+                {"error": err},
+                t,
+            )
+        )
     metrics.write(points)
     alert_svc.apply({"rules": [_rule(threshold=500)]}, by="ann", why="setup")
     at = page()
