@@ -272,10 +272,17 @@ class _Template:
         if self.mode == "windowed":
             values = self._window_values()
         elif self.mode == "bounded":
-            mins, maxs = self._read("min"), self._read("max")
-            mins, maxs = self._pad(mins), self._pad(maxs)
-            lo = {f: self._windows(a, np.fmin) for f, a in mins.items()}
-            hi = {f: self._windows(a, np.fmax) for f, a in maxs.items()}
+            # only the bound a condition can use is read: max for > and >=, min for < and <=
+            ops = {r.op for r in self.members}
+            mins = self._read("min") if ops - {">", ">="} else None
+            maxs = self._read("max") if ops - {"<", "<="} else None
+            for arrays, bound, combine in ((mins, lo, np.fmin), (maxs, hi, np.fmax)):
+                if arrays is not None:
+                    bound.update({f: self._windows(a, combine) for f, a in self._pad(arrays).items()})
+            lo = lo or {f: np.full_like(a, -np.inf) for f, a in hi.items()}
+            hi = hi or {f: np.full_like(a, np.inf) for f, a in lo.items()}
+            if mins is None:  # presence from the max bound
+                lo = {f: np.where(np.isnan(hi[f]), np.nan, lo[f]) for f in lo}
         for rule in self.members:
             res = RuleBacktest(rule.name, rule.op, rule.threshold, self.mode)
             if self.mode == "windowed":
