@@ -28,7 +28,8 @@ from alerts.model import (
     Rotation,
     Silence,
 )
-from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, rule_to_dict
+from alerts.rule_versions import AlertRuleVersions
+from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, parse_rule, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
 from common.clock import Clock, SystemClock
 from common.durations import parse_duration
@@ -72,6 +73,7 @@ class AlertService:
         self.metrics = metrics  # optional collectors MetricStore, for metric_behind()
         self.webhook_url = webhook_url
         self.smtp_url = smtp_url
+        self.versions = AlertRuleVersions(store, clock=self.clock)  # every rule change is a version
 
     # ------------------------------------------------------------ alerts
     def list_alerts(
@@ -462,10 +464,14 @@ class AlertService:
             return [{"field": p, "message": m} for p, m in exc.errors]
         return []
 
-    def apply(self, document: str | Mapping[str, Any], *, by: str, prune: bool = False) -> dict[str, Any]:
+    def apply(
+        self, document: str | Mapping[str, Any], *, by: str, prune: bool = False, why: str = ""
+    ) -> dict[str, Any]:
         """Apply an alert document (YAML/JSON text or a mapping): rules are upserted by name (with
         ``prune``, rules absent from the document are deleted); other sections replace the stored
-        ones. Raises ``AlertConfigError`` (nothing applied) when anything is invalid."""
+        ones. Raises ``AlertConfigError`` (nothing applied) when anything is invalid. A change of the
+        rules is recorded as a new version (``alerts.rule_versions``: by, why, diff);
+        ``result["version"]`` is the version in force."""
         _need_name(by)
         cfg = load_text(document) if isinstance(document, str) else parse_document(document)
         now = self.clock.now()
@@ -474,6 +480,7 @@ class AlertService:
             result["rules"] = self.store.replace_rules(
                 [rule_to_dict(r) for r in cfg.rules], by=by, now=now, prune=prune
             )
+            result["version"] = self.versions.record(by=by, why=why or "alert document applied")
         sections = config_to_dict(cfg)
         sections.pop("rules", None)
         for name, doc in sections.items():
@@ -482,7 +489,7 @@ class AlertService:
         log.info("alert document applied by %s: %s", by, result)
         return result
 
-    def set_rule_enabled(self, name: str, enabled: bool, *, by: str) -> dict[str, Any]:
+    def set_rule_enabled(self, name: str, enabled: bool, *, by: str, why: str = "") -> dict[str, Any]:
         docs = {d["name"]: d for d in self.store.rule_documents()}
         if name not in docs:
             raise NotFound(f"no alert rule named {name!r}")
@@ -492,10 +499,12 @@ class AlertService:
         else:
             doc["enabled"] = False
         self.store.replace_rules([doc], by=by, now=self.clock.now())
+        self.versions.record(by=by, why=why or f"rule {name} {'enabled' if enabled else 'disabled'}")
         return doc
 
-    def delete_rule(self, name: str) -> None:
+    def delete_rule(self, name: str, *, by: str = "unknown", why: str = "") -> None:
         self.store.delete_rule(name)
+        self.versions.record(by=by, why=why or f"rule {name} deleted")
 
     def export(self) -> str:
         """Rules and configuration sections as one YAML document (re-applicable)."""
@@ -504,6 +513,62 @@ class AlertService:
         if sections:
             text += dump_yaml(parse_document(sections))
         return text
+
+    # ------------------------------------------------------------ rule versions, back-test
+    def rule_history(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Versions of the alert rules, newest first: ``{version, created_by, created_at, why, diff,
+        restored_from, rules, document}``."""
+        return [v.to_dict() for v in self.versions.history(limit)]
+
+    def rollback_rules(self, version: int, *, by: str, why: str = "") -> dict[str, Any]:
+        """Restore the rules of ``version`` as a new version; returns that version's dict."""
+        _need_name(by)
+        n = self.versions.rollback(version, by, why)
+        return self.versions.version(n).to_dict()
+
+    def backtest(
+        self,
+        rule: Mapping[str, Any],
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        interval_s: int = 10,
+        with_series: bool = True,
+    ) -> dict[str, Any]:
+        """Replay ``[start, end]`` (default: the last 24 h) of recorded metrics through ``rule`` (a rule
+        document, validated like the YAML import) and through the rule of that name in force:
+        ``{"start", "end", "interval_s", "steps", "queries", "duration_s", "proposed", "current"}``, each
+        rule's result with its transitions, pending/firing intervals and metric series
+        (``alerts.backtest``). Raises ``AlertConfigError`` naming the field of an invalid rule."""
+        from alerts.backtest import backtest
+
+        proposed = parse_rule(dict(rule), "rule")
+        if self.metrics is None:
+            raise InvalidAction("no metric store is configured: nothing to back-test against")
+        end = end or self.clock.now()
+        start = start or end - timedelta(hours=24)
+        current_doc = {d["name"]: d for d in self.store.rule_documents()}.get(proposed.name)
+        new = backtest([proposed], self.metrics, start, end, interval_s=interval_s, with_series=with_series)
+        out: dict[str, Any] = {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "interval_s": new.interval_s,
+            "steps": new.steps,
+            "queries": new.queries,
+            "duration_s": round(new.duration_s, 4),
+            "proposed": new.rules[proposed.name].to_dict(end),
+            "current": None,
+        }
+        if current_doc is not None:
+            cur_rule = parse_rule(current_doc, "current rule")
+            cur = backtest(
+                [cur_rule], self.metrics, start, end, interval_s=interval_s, with_series=with_series
+            )
+            out["current"] = cur.rules[cur_rule.name].to_dict(end)
+            out["current"]["enabled"] = cur_rule.enabled
+            out["queries"] += cur.queries
+            out["duration_s"] = round(new.duration_s + cur.duration_s, 4)
+        return out
 
     def close(self) -> None:
         self.store.close()

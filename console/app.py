@@ -28,6 +28,7 @@ def pages() -> list:
             icon=":material/notifications_active:",
             url_path="alerts",
         ),
+        st.Page(VIEWS / "alert_rules.py", title="Alert rules", icon=":material/rule:"),
         st.Page(VIEWS / "resources.py", title="Resources", icon=":material/lan:"),
         st.Page(VIEWS / "rules.py", title="Rules", icon=":material/tune:"),
         st.Page(VIEWS / "instances.py", title="Instances", icon=":material/dns:"),

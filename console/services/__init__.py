@@ -10,6 +10,7 @@ One module per page area: ``overview``, ``resources``, ``rules``, ``instances``,
 metric read) are shared; ``facade`` holds ``ConsoleServices``.
 """
 
+from console.services.alert_rules import AlertRuleRefused, AlertRulesPort
 from console.services.alerts import ActionFailed, AlertsBoard
 from console.services.common import RULE_TYPES, FieldError, errors_from
 from console.services.facade import ConsoleServices
@@ -28,6 +29,8 @@ from console.services.rules import (
 __all__ = [
     "RULE_TYPES",
     "ActionFailed",
+    "AlertRuleRefused",
+    "AlertRulesPort",
     "AlertsBoard",
     "AlertsPort",
     "BreakerView",

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from collectors.query import MetricStore
-from console.services import alerts, rules
+from console.services import alert_rules, alerts, rules
+from console.services.alert_rules import AlertRulesPort
 from console.services.common import FieldError, error_text
 from console.services.instances import InstancesData, instances_data
 from console.services.overview import OverviewData, read_overview
@@ -40,6 +41,7 @@ class ConsoleServices:
         clock: Clock,
         currency: str = "¥",
         closers: Sequence[Callable[[], None]] = (),
+        alert_rules: AlertRulesPort | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -50,6 +52,8 @@ class ConsoleServices:
         self.clock = clock
         self.currency = currency
         self._closers = list(closers)
+        # the Alert rules page: AlertService serves both ports unless told otherwise
+        self.alert_rules: AlertRulesPort = alert_rules if alert_rules is not None else alerts  # type: ignore[assignment]
 
     def close(self) -> None:
         for fn in self._closers:
@@ -173,3 +177,39 @@ class ConsoleServices:
 
     def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
         return alerts.expire_silence(self.alerts, silence_id, by)
+
+    # ------------------------------------------------------------------ alert rules
+    def alert_rules_list(self) -> list[dict[str, Any]]:
+        """Every alert rule (its document plus open alert counts): 1 alert-service read."""
+        return alert_rules.list_rules(self.alert_rules)
+
+    def alert_rule_validate(self, doc: Mapping[str, Any]) -> list[FieldError]:
+        """The YAML import's validation of one rule; each error names its field (``rule.op``)."""
+        return alert_rules.validate(doc)
+
+    def alert_rule_diff(self, current: Mapping[str, Any] | None, proposed: Mapping[str, Any] | None) -> str:
+        return alert_rules.diff(current, proposed)
+
+    def alert_rule_save(
+        self, doc: Mapping[str, Any], *, by: str, why: str, original: str | None = None
+    ) -> dict[str, Any]:
+        """Create (``original`` None) or replace a rule as ``by``; a new version of the alert rules."""
+        return alert_rules.save(self.alert_rules, doc, by=by, why=why, original=original)
+
+    def alert_rule_set_enabled(self, name: str, enabled: bool, *, by: str, why: str) -> dict[str, Any]:
+        return alert_rules.set_enabled(self.alert_rules, name, enabled, by=by, why=why)
+
+    def alert_rule_delete(self, name: str, *, by: str, why: str) -> None:
+        alert_rules.delete(self.alert_rules, name, by=by, why=why)
+
+    def alert_rules_history(self, limit: int = 100) -> list[dict[str, Any]]:
+        return alert_rules.history(self.alert_rules, limit)
+
+    def alert_rules_rollback(self, version: int, *, by: str, why: str) -> dict[str, Any]:
+        return alert_rules.rollback(self.alert_rules, version, by=by, why=why)
+
+    def alert_rule_backtest(
+        self, doc: Mapping[str, Any], *, hours: float = 24, interval_s: int = 10
+    ) -> dict[str, Any]:
+        """Proposed vs in force over the last ``hours``: one metric-store read per aggregate of the shape."""
+        return alert_rules.backtest(self.alert_rules, doc, hours=hours, interval_s=interval_s, now=self.now())

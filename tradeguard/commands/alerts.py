@@ -8,6 +8,7 @@
     tradeguard alerts rules list [--json] | rules apply -f FILE [--prune]
     tradeguard alerts rules validate -f FILE | rules export
     tradeguard alerts rules schema                          # JSON Schema of an alert rule file
+    tradeguard alerts rules history [--json] | rules rollback VERSION --by NAME --why TEXT
     tradeguard alerts oncall [--json]  |  alerts history [--json]
 
 Everything goes through ``alerts.service.AlertService`` over the control DB
@@ -192,7 +193,7 @@ def _read(path: str) -> str:
 
 
 def _rules_apply(svc: AlertService, args: argparse.Namespace) -> int:
-    _print(svc.apply(_read(args.file), by=_by(args), prune=args.prune))
+    _print(svc.apply(_read(args.file), by=_by(args), prune=args.prune, why=args.why))
     return 0
 
 
@@ -210,6 +211,35 @@ def _rules_validate(svc: AlertService, args: argparse.Namespace) -> int:
 
 def _rules_export(svc: AlertService, args: argparse.Namespace) -> int:
     sys.stdout.write(svc.export())
+    return 0
+
+
+def _rules_history(svc: AlertService, args: argparse.Namespace) -> int:
+    rows = svc.rule_history(limit=args.limit)
+    if args.json:
+        _print(rows)
+        return 0
+    for r in rows:
+        d = r["diff"]
+        r["changes"] = f"+{len(d.get('added', []))} ~{len(d.get('changed', []))} -{len(d.get('removed', []))}"
+    _table(
+        rows,
+        [
+            ("version", "VERSION"),
+            ("created_at", "AT"),
+            ("created_by", "BY"),
+            ("rules", "RULES"),
+            ("changes", "CHANGES"),
+            ("restored_from", "RESTORED FROM"),
+            ("why", "WHY"),
+        ],
+    )
+    return 0
+
+
+def _rules_rollback(svc: AlertService, args: argparse.Namespace) -> int:
+    out = svc.rollback_rules(args.version, by=_by(args), why=args.why or "")
+    _print({k: out[k] for k in ("version", "restored_from", "created_by", "why", "rules", "diff")})
     return 0
 
 
@@ -347,6 +377,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("-f", "--file", required=True, help="file, or - for stdin")
     s.add_argument("--prune", action="store_true", help="delete rules the document does not name")
+    s.add_argument("--why", default="", help="the reason, kept in the rule history")
     by(s)
     s.set_defaults(func=_run(_rules_apply))
     s = rsub.add_parser("validate", help="check a document; errors name the field")
@@ -357,3 +388,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_run(_rules_export))
     s = rsub.add_parser("schema", help="print the JSON Schema of an alert rule file (for editors and CI)")
     s.set_defaults(func=_rules_schema)
+    s = rsub.add_parser("history", help="versions of the alert rules: who, when, why, what changed")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_run(_rules_history))
+    s = rsub.add_parser("rollback", help="restore the rules of an earlier version (as a new version)")
+    s.add_argument("version", type=int)
+    s.add_argument("--why", default="", help="the reason, kept in the rule history")
+    by(s)
+    s.set_defaults(func=_run(_rules_rollback))
