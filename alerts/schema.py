@@ -433,7 +433,8 @@ def _only_refs(text: str) -> bool:
 
 
 def _url_like(value: str | None, schemes: tuple[str, ...]) -> bool:
-    return bool(value) and (str(value).startswith(schemes) or _only_refs(str(value)))
+    """A URL of one of ``schemes``, or one starting with a ``${ENV}`` reference (``${BASE}/hook``)."""
+    return bool(value) and (str(value).startswith(schemes) or str(value).startswith("${"))
 
 
 def _url_problem(url: str) -> str | None:
