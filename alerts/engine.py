@@ -148,10 +148,16 @@ def queue_escalation(
     alert.escalation_step, alert.escalated_at = step_i, now
     store.update_alert(alert, conn, ("escalation_step", "escalated_at"))
     detail = f"step {step_i + 1} via {', '.join(step.channels)}" + (f", on call: {who}" if who else "")
-    store.add_event(alert.id, now, "escalated", by=by, detail=detail if by is None else f"{detail} (by hand)",
-                    conn=conn)
-    log.warning("alert %s %s %s: escalated to %s", alert.id, alert.rule,
-                f"escalated by {by}" if by else "unacknowledged", detail)
+    store.add_event(
+        alert.id, now, "escalated", by=by, detail=detail if by is None else f"{detail} (by hand)", conn=conn
+    )
+    log.warning(
+        "alert %s %s %s: escalated to %s",
+        alert.id,
+        alert.rule,
+        f"escalated by {by}" if by else "unacknowledged",
+        detail,
+    )
     return queued
 
 
@@ -223,7 +229,9 @@ class AlertEngine:
                 step_i = next_escalations(a, policy, now)
                 if step_i is None:
                     continue
-                queued += queue_escalation(self.store, cfg, a, step_i, now, conn, external_url=self.external_url)
+                queued += queue_escalation(
+                    self.store, cfg, a, step_i, now, conn, external_url=self.external_url
+                )
         return queued
 
     def deliver(self) -> dict[str, int]:

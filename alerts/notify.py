@@ -183,7 +183,8 @@ def slack_message(payload: Mapping[str, Any], key: str | None = None) -> dict[st
         if a["annotations"].get("runbook_url"):
             lines.append(f"<{a['annotations']['runbook_url']}|runbook>")
         lines.append(f"<{a['generatorURL']}|open in tradeguard>")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(x for x in lines if x)[:3000]}})
+        text = "\n".join(x for x in lines if x)[:3000]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     context = f"tradeguard · {len(alerts)} alert(s)" + (f" · key {key}" if key else "")
     if payload.get("oncall"):
         context += f" · on call: {payload['oncall']}"
@@ -280,7 +281,8 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 
 
 def dingtalk_message(payload: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
-    return {"msgtype": "markdown", "markdown": {"title": summary_line(payload)[:64], "text": _markdown(payload, key)}}
+    markdown = {"title": summary_line(payload)[:64], "text": _markdown(payload, key)}
+    return {"msgtype": "markdown", "markdown": markdown}
 
 
 def wecom_message(payload: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
@@ -297,7 +299,9 @@ def _robot_answer(resp: httpx.Response, what: str) -> None:
     except ValueError:
         body = {}
     if int(body.get("errcode", 0) or 0) != 0:
-        raise RuntimeError(f"{what} refused the message: errcode {body.get('errcode')} {str(body.get('errmsg'))[:100]}")
+        raise RuntimeError(
+            f"{what} refused the message: errcode {body.get('errcode')} {str(body.get('errmsg'))[:100]}"
+        )
 
 
 class DingTalkSender:
@@ -482,7 +486,8 @@ def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender
     if channel.kind == "slack":
         return SlackSender(str(cfg["url"]), timeout_s=timeout)
     if channel.kind == "pagerduty":
-        return PagerDutySender(str(cfg["routing_key"]), url=str(cfg.get("url") or PAGERDUTY_URL), timeout_s=timeout)
+        url = str(cfg.get("url") or PAGERDUTY_URL)
+        return PagerDutySender(str(cfg["routing_key"]), url=url, timeout_s=timeout)
     if channel.kind == "dingtalk":
         return DingTalkSender(str(cfg["url"]), secret=cfg.get("secret") or None, timeout_s=timeout)
     if channel.kind == "wecom":

@@ -498,8 +498,14 @@ class ChannelDoc(_Doc):
             raise _fail(
                 "url", f"required for {self.kind}: an http:// or https:// URL (or a ${{ENV_NAME}} reference)"
             )
-        if self.kind == "pagerduty" and self.url is not None and not _url_like(self.url, ("http://", "https://")):
-            raise _fail("url", "pagerduty: an http:// or https:// Events API v2 URL (or a ${ENV_NAME} reference)")
+        if (
+            self.kind == "pagerduty"
+            and self.url is not None
+            and not _url_like(self.url, ("http://", "https://"))
+        ):
+            raise _fail(
+                "url", "pagerduty: an http:// or https:// Events API v2 URL (or a ${ENV_NAME} reference)"
+            )
         if self.kind == "email" and not _url_like(self.smtp_url, ("smtp://", "smtps://")):
             raise _fail("smtp_url", "required for email: smtp://host:port (or a ${ENV_NAME} reference)")
         if self.kind == "slack" and self.url and not _only_refs(self.url) and "hooks.slack.com" in self.url:

@@ -216,7 +216,9 @@ class AlertService:
         n = len(policy.steps)
         step_i = a.escalation_step + 1 if to_step is None else int(to_step) - 1
         if to_step is not None and not 1 <= int(to_step) <= n:
-            raise AlertConfigError([("to_step", f"must be a step of policy {policy.name!r}: 1 to {n}, got {to_step}")])
+            raise AlertConfigError(
+                [("to_step", f"must be a step of policy {policy.name!r}: 1 to {n}, got {to_step}")]
+            )
         if step_i >= n:
             raise InvalidAction(
                 f"alert {alert_id} is at step {a.escalation_step + 1} of {n}, the last of policy "

@@ -27,7 +27,6 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +54,8 @@ lease_metadata = MetaData()
 # The table keeps its first name (the relay's) so existing control DBs need no migration; it holds
 # every lease by name.
 leases = Table(
-    "relay_leases", lease_metadata,
+    "relay_leases",
+    lease_metadata,
     Column("name", String(64), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("token", BigInteger, nullable=False),  # fencing token: +1 on every change of holder
@@ -63,7 +63,8 @@ leases = Table(
 )
 
 worker_beats = Table(
-    "worker_heartbeats", lease_metadata,
+    "worker_heartbeats",
+    lease_metadata,
     Column("holder", String(200), primary_key=True),  # unique per process: instance-<random>
     Column("instance", String(200), nullable=False),
     Column("host", String(200), nullable=False),
@@ -90,8 +91,9 @@ class Lease:
     ``token`` is the fencing token while this holder leads, else None. ``on_acquire(conn)`` runs in
     the transaction that takes the lease (the relay creates its cursor row there)."""
 
-    def __init__(self, engine: Engine, *, name: str, holder: str | None = None, ttl_s: float = 10.0,
-                 clock: Any = None) -> None:
+    def __init__(
+        self, engine: Engine, *, name: str, holder: str | None = None, ttl_s: float = 10.0, clock: Any = None
+    ) -> None:
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0 seconds, got {ttl_s}")
         self.engine = engine
@@ -119,19 +121,26 @@ class Lease:
         t = leases
         if self.token is not None:
             with self.engine.begin() as conn:
-                done = conn.execute(update(t).where(self._mine()).values(expires_at=now + self.ttl_s)).rowcount
+                done = conn.execute(
+                    update(t).where(self._mine()).values(expires_at=now + self.ttl_s)
+                ).rowcount
             if done == 1:
                 self.renewed_at = time.monotonic()
                 return self.token
-            log.warning("%s lost the lease %r (token %s) to another holder", self.holder, self.name, self.token)
+            log.warning(
+                "%s lost the lease %r (token %s) to another holder", self.holder, self.name, self.token
+            )
             self.token = None
         with self.engine.connect() as conn:
             row = conn.execute(select(t).where(t.c.name == self.name)).first()
         try:
             with self.engine.begin() as conn:
                 if row is None:
-                    conn.execute(insert(t).values(name=self.name, holder=self.holder, token=1,
-                                                  expires_at=now + self.ttl_s))
+                    conn.execute(
+                        insert(t).values(
+                            name=self.name, holder=self.holder, token=1, expires_at=now + self.ttl_s
+                        )
+                    )
                     token = 1
                 elif row.expires_at <= now or row.holder == self.holder:  # expired, or our own past life
                     token = int(row.token) + 1
@@ -139,7 +148,9 @@ class Lease:
                     if row.holder != self.holder:  # re-checked under the row lock: a renewal wins
                         cas = and_(cas, t.c.expires_at <= now)
                     done = conn.execute(  # compare-and-set: only one of two racing holders wins
-                        update(t).where(cas).values(holder=self.holder, token=token, expires_at=now + self.ttl_s)
+                        update(t)
+                        .where(cas)
+                        .values(holder=self.holder, token=token, expires_at=now + self.ttl_s)
                     ).rowcount
                     if done != 1:
                         return None
@@ -163,8 +174,11 @@ class Lease:
     @property
     def valid(self) -> bool:
         """True while this holder has a token renewed within the TTL (by its own monotonic clock)."""
-        return (self.token is not None and self.renewed_at is not None
-                and time.monotonic() - self.renewed_at < self.ttl_s)
+        return (
+            self.token is not None
+            and self.renewed_at is not None
+            and time.monotonic() - self.renewed_at < self.ttl_s
+        )
 
     def fenced(self) -> Any:
         """An EXISTS clause true only while this holder's token is the lease's (for conditional writes)."""
@@ -175,7 +189,9 @@ class Lease:
         :class:`LeaseLost`. A takeover cannot commit between this and the transaction's commit."""
         if self.token is None:
             raise LeaseLost(f"{self.holder} does not hold the lease {self.name!r}")
-        done = conn.execute(update(leases).where(self._mine()).values(expires_at=self._now() + self.ttl_s)).rowcount
+        done = conn.execute(
+            update(leases).where(self._mine()).values(expires_at=self._now() + self.ttl_s)
+        ).rowcount
         if done != 1:
             token, self.token = self.token, None
             raise LeaseLost(f"{self.holder} lost the lease {self.name!r} (token {token}): write refused")
@@ -209,15 +225,34 @@ class WorkerBeats:
         self.clock = clock or _UtcClock()
         lease_metadata.create_all(engine)
 
-    def beat(self, *, holder: str, instance: str, role: str, token: int | None,
-             host: str | None = None, pid: int | None = None, started_at: float | None = None) -> None:
+    def beat(
+        self,
+        *,
+        holder: str,
+        instance: str,
+        role: str,
+        token: int | None,
+        host: str | None = None,
+        pid: int | None = None,
+        started_at: float | None = None,
+    ) -> None:
         now = self.clock.now().timestamp()
-        values = {"instance": instance, "role": role, "token": token, "last_beat": now,
-                  "host": host or socket.gethostname(), "pid": os.getpid() if pid is None else pid}
+        values = {
+            "instance": instance,
+            "role": role,
+            "token": token,
+            "last_beat": now,
+            "host": host or socket.gethostname(),
+            "pid": os.getpid() if pid is None else pid,
+        }
         with self.engine.begin() as conn:
-            done = conn.execute(update(worker_beats).where(worker_beats.c.holder == holder).values(**values)).rowcount
+            done = conn.execute(
+                update(worker_beats).where(worker_beats.c.holder == holder).values(**values)
+            ).rowcount
             if done == 0:
-                conn.execute(insert(worker_beats).values(holder=holder, started_at=started_at or now, **values))
+                conn.execute(
+                    insert(worker_beats).values(holder=holder, started_at=started_at or now, **values)
+                )
 
     def workers(self, *, gone_s: float = 3600.0) -> list[dict[str, Any]]:
         """Workers that beat within ``gone_s``, leader first: holder, instance, host, pid, role, token,
@@ -228,24 +263,31 @@ class WorkerBeats:
         out = []
         for r in rows:
             age = max(0.0, now - r.last_beat)
-            out.append({
-                "holder": r.holder, "instance": r.instance, "host": r.host, "pid": int(r.pid),
-                "role": r.role, "token": r.token, "started_at": datetime.fromtimestamp(r.started_at, UTC),
-                "last_beat": datetime.fromtimestamp(r.last_beat, UTC), "age_s": round(age, 3),
-            })
+            out.append(
+                {
+                    "holder": r.holder,
+                    "instance": r.instance,
+                    "host": r.host,
+                    "pid": int(r.pid),
+                    "role": r.role,
+                    "token": r.token,
+                    "started_at": datetime.fromtimestamp(r.started_at, UTC),
+                    "last_beat": datetime.fromtimestamp(r.last_beat, UTC),
+                    "age_s": round(age, 3),
+                }
+            )
         order = {"leader": 0, "standby": 1}
         return sorted(out, key=lambda w: (order.get(w["role"], 2), w["age_s"], w["holder"]))
+
+    def leader(self, name: str = "worker-leader") -> str | None:
+        """The holder of the live lease ``name``, or None."""
+        now = self.clock.now().timestamp()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(leases.c.holder, leases.c.expires_at).where(leases.c.name == name)
+            ).first()
+        return row.holder if row is not None and row.expires_at > now else None
 
     def forget(self, holder: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(worker_beats).where(worker_beats.c.holder == holder))
-
-
-def poll_until(predicate: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> bool:
-    """Wait until ``predicate()`` is true (tests and the bench); False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return predicate()

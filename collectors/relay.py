@@ -203,7 +203,7 @@ def control_engine(url: str) -> Engine:
 
 
 class RelayControl(Lease):
-    """The relay's lease (:class:`collectors.lease.Lease`) and cursor in the control DB (any SQLAlchemy URL)."""
+    """The relay's lease (:class:`collectors.lease.Lease`) and cursor in the control DB (any URL)."""
 
     def __init__(self, engine: Engine, *, name: str = "journal", holder: str | None = None,
                  ttl_s: float = 10.0, clock: Any = None) -> None:

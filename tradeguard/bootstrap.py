@@ -717,7 +717,7 @@ class Worker:
             self.interval_s,
             self.breaker_poll_s,
             self.deliver_s,
-            f", leader lease {self.leader.name!r} renewed every {self.lease_renew_s}s (TTL {self.leader.ttl_s}s)"
+            f", leader lease {self.leader.name!r} every {self.lease_renew_s}s (TTL {self.leader.ttl_s}s)"
             if self.leader is not None else "",
         )
 
@@ -1045,6 +1045,9 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         closers.append(fleet.close)
         alert_store = AlertStore(settings.control_db)
         closers.append(alert_store.close)
+        from collectors.lease import WorkerBeats
+
+        workers = WorkerBeats(alert_store.engine, clock=clock)
     except BaseException:
         for close in reversed(closers):
             close()
@@ -1072,4 +1075,5 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         clock=clock,
         currency=settings.console_currency,
         closers=closers,
+        workers=workers,
     )

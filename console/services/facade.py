@@ -16,7 +16,7 @@ from typing import Any
 from collectors.query import MetricStore
 from console.services import alerts, rules
 from console.services.common import FieldError, error_text
-from console.services.instances import InstancesData, instances_data
+from console.services.instances import InstancesData, instances_data, worker_views
 from console.services.overview import OverviewData, read_overview
 from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
 from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
@@ -40,6 +40,7 @@ class ConsoleServices:
         clock: Clock,
         currency: str = "¥",
         closers: Sequence[Callable[[], None]] = (),
+        workers: Any = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -50,6 +51,7 @@ class ConsoleServices:
         self.clock = clock
         self.currency = currency
         self._closers = list(closers)
+        self.workers = workers  # collectors.lease.WorkerBeats, or None
 
     def close(self) -> None:
         for fn in self._closers:
@@ -130,7 +132,15 @@ class ConsoleServices:
         except Exception as exc:
             nodes = []
             errors.append(f"heartbeats: {error_text(exc)}")
-        return instances_data(nodes, in_force, errors, queries=2)
+        workers = []
+        if self.workers is not None:
+            try:
+                workers = worker_views(self.workers.workers(), self.workers.leader())
+            except Exception as exc:
+                errors.append(f"workers: {error_text(exc)}")
+        return instances_data(
+            nodes, in_force, errors, queries=2 + (self.workers is not None), workers=workers
+        )
 
     # ------------------------------------------------------------------ chaos
     def chaos_settings(self) -> dict[str, Any]:

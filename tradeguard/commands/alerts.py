@@ -319,7 +319,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("escalate", help="escalate a firing alert now: notify the next step of its policy")
     s.add_argument("id", type=int)
     by(s)
-    s.add_argument("--to-step", type=int, default=None, help="the step to notify, 1-based (default: the next)")
+    s.add_argument(
+        "--to-step", type=int, default=None, help="the step to notify, 1-based (default: the next)"
+    )
     s.set_defaults(func=_run(_escalate))
 
     s = sub.add_parser("silence", help="silence alerts matching every --match for a while")

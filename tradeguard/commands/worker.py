@@ -48,8 +48,10 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(report, default=str))
         return 0 if report["leader"] else 1
     print(f"leader: {report['leader'] or '(none)'}  token: {report['token']}")
-    rows = [(w["instance"], w["host"], str(w["pid"]), w["role"], w["last_beat"][:19], f"{w['age_s']:.1f}s")
-            for w in report["workers"]]
+    rows = [
+        (w["instance"], w["host"], str(w["pid"]), w["role"], w["last_beat"][:19], f"{w['age_s']:.1f}s")
+        for w in report["workers"]
+    ]
     head = ("INSTANCE", "HOST", "PID", "ROLE", "LAST BEAT (UTC)", "AGE")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     for r in [head, *rows]:
@@ -116,10 +118,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run (default) the worker, or print the workers' status (leader, standbys, last beats)",
     )
     p.add_argument("--json", action="store_true", help="status: one JSON object")
-    p.add_argument("--lease-ttl", type=float, default=10.0,
-                   help="seconds the leader lease lasts past its last renewal (default 10)")
-    p.add_argument("--lease-renew", type=float, default=2.0,
-                   help="seconds between lease renewals / standby takeover attempts (default 2)")
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="seconds the leader lease lasts past its last renewal (default 10)",
+    )
+    p.add_argument(
+        "--lease-renew",
+        type=float,
+        default=2.0,
+        help="seconds between lease renewals / standby takeover attempts (default 2)",
+    )
     p.add_argument(
         "--interval",
         type=float,

@@ -55,7 +55,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 outer.keys.append(self.headers.get("Idempotency-Key", ""))
                 self.send_response(200)
@@ -83,7 +83,11 @@ def cluster(tmp_path):
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     control = base.rsplit("/", 1)[0] + f"/{name}"
     rx = Receiver()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_") or k == "TRADEGUARD_REQUIRE_SERVICES"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEGUARD_") or k == "TRADEGUARD_REQUIRE_SERVICES"
+    }
     env.update(
         PYTHONUNBUFFERED="1",
         PYTHONFAULTHANDLER="1",
@@ -99,8 +103,10 @@ def cluster(tmp_path):
         started = [
             subprocess.Popen(
                 [sys.executable, "-m", "tradeguard.cli", "worker", "--deliver-interval", "1"],
-                cwd=tmp_path, env={**env, "TRADEGUARD_INSTANCE": f"w{i}"},
-                stdout=open(tmp_path / f"w{i}.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                cwd=tmp_path,
+                env={**env, "TRADEGUARD_INSTANCE": f"w{i}"},
+                stdout=open(tmp_path / f"w{i}.log", "w"),  # noqa: SIM115
+                stderr=subprocess.STDOUT,
             )
             for i in range(n)
         ]
@@ -108,8 +114,14 @@ def cluster(tmp_path):
         return started
 
     def cli_status() -> dict:
-        out = subprocess.run([sys.executable, "-m", "tradeguard.cli", "worker", "status", "--json"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [sys.executable, "-m", "tradeguard.cli", "worker", "status", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     settings = load_settings(var_dir=tmp_path / "var", control_db=control)
@@ -124,9 +136,20 @@ def cluster(tmp_path):
         time.sleep(1)
         return "\n".join(f.read_text()[-6000:] for f in sorted(tmp_path.glob("w*.log")))
 
-    yield type("Cluster", (), {"env": env, "control": control, "rx": rx, "start": staticmethod(start),
-                               "status": staticmethod(status), "cli_status": staticmethod(cli_status),
-                               "logs": staticmethod(logs), "tmp": tmp_path})
+    yield type(
+        "Cluster",
+        (),
+        {
+            "env": env,
+            "control": control,
+            "rx": rx,
+            "start": staticmethod(start),
+            "status": staticmethod(status),
+            "cli_status": staticmethod(cli_status),
+            "logs": staticmethod(logs),
+            "tmp": tmp_path,
+        },
+    )
     for p in procs:
         if p.poll() is None:
             p.kill()
@@ -158,12 +181,22 @@ def test_two_workers_one_leader_and_takeover_after_sigkill(cluster):
     AlertService(store).apply(RULES, by="test")
     metrics = open_store(f"sqlite:///{cluster.tmp}/var/metrics.db")
     now = datetime.now(UTC).replace(microsecond=0)
-    metrics.write([make_point("resource_stats", {"app": "a", "instance": "n1", "resource": "r"}, {"error": 50.0},
-                              now + timedelta(seconds=s)) for s in range(-60, 180)])
+    metrics.write(
+        [
+            make_point(
+                "resource_stats",
+                {"app": "a", "instance": "n1", "resource": "r"},
+                {"error": 50.0},
+                now + timedelta(seconds=s),
+            )
+            for s in range(-60, 180)
+        ]
+    )
     metrics.close()
     procs = cluster.start(2)  # the same instant
-    both = wait(lambda: len([w for w in cluster.status()["workers"] if w["role"] in ("leader", "standby")]) == 2,
-                30)
+    both = wait(
+        lambda: len([w for w in cluster.status()["workers"] if w["role"] in ("leader", "standby")]) == 2, 30
+    )
     assert both, f"{cluster.status()}\n{cluster.logs()}"
     report = cluster.cli_status()  # the CLI: instance, host, pid, role, last beat
     assert sorted(w["role"] for w in report["workers"]) == ["leader", "standby"], report
@@ -190,8 +223,11 @@ def test_two_workers_one_leader_and_takeover_after_sigkill(cluster):
     assert sent <= received, "every notification recorded as sent reached the receiver"
     # every notification that was due got out: none left pending but those queued in the last second
     cutoff = datetime.now(UTC) - timedelta(seconds=3)
-    assert not [n for n in notes if n["status"] == "pending" and n["created_at"] < cutoff
-                and n["idempotency_key"] not in received]
+    assert not [
+        n
+        for n in notes
+        if n["status"] == "pending" and n["created_at"] < cutoff and n["idempotency_key"] not in received
+    ]
     # exactly once in the delivery log
     for n in notes:
         oks = [d for d in store.deliveries(notification_id=n["id"]) if d["ok"]]

@@ -115,8 +115,11 @@ PD_SCHEMA = {
         "client_url": {"type": "string"},
         "links": {
             "type": "array",
-            "items": {"type": "object", "required": ["href"], "properties": {"href": {"type": "string"},
-                                                                             "text": {"type": "string"}}},
+            "items": {
+                "type": "object",
+                "required": ["href"],
+                "properties": {"href": {"type": "string"}, "text": {"type": "string"}},
+            },
         },
         "payload": {
             "type": "object",
@@ -147,7 +150,10 @@ DINGTALK_SCHEMA = {
         "markdown": {
             "type": "object",
             "required": ["title", "text"],
-            "properties": {"title": {"type": "string", "minLength": 1}, "text": {"type": "string", "minLength": 1}},
+            "properties": {
+                "title": {"type": "string", "minLength": 1},
+                "text": {"type": "string", "minLength": 1},
+            },
         },
     },
 }
@@ -175,11 +181,12 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 parts = urlsplit(self.path)
-                outer.requests.append(SimpleNamespace(path=parts.path, query=parts.query,
-                                                      headers=dict(self.headers), body=body))
+                outer.requests.append(
+                    SimpleNamespace(path=parts.path, query=parts.query, headers=dict(self.headers), body=body)
+                )
                 data = json.dumps(outer.answer).encode()
                 self.send_response(202 if parts.path.endswith("enqueue") else 200)
                 self.send_header("Content-Type", "application/json")
@@ -217,7 +224,10 @@ channels:
   - {name: hook, kind: webhook, url: "${HOOK_URL}/hook"}
   - {name: slack, kind: slack, url: "${SLACK_URL}"}
   - {name: pd, kind: pagerduty, routing_key: "${PD_KEY}", url: "${PD_URL}"}
-  - {name: ding, kind: dingtalk, url: "${DING_BASE}/robot/send?access_token=${DING_TOKEN}", secret: "${DING_SECRET}"}
+  - name: ding
+    kind: dingtalk
+    url: "${DING_BASE}/robot/send?access_token=${DING_TOKEN}"
+    secret: "${DING_SECRET}"
   - {name: wecom, kind: wecom, url: "${WECOM_BASE}/cgi-bin/webhook/send?key=${WECOM_KEY}"}
 escalation_policies:
   - name: oncall
@@ -226,15 +236,25 @@ escalation_policies:
       - {wait: 1h, channels: [hook]}
 """
 
-SECRETS = {"PD_KEY": "pd-routing-key-0123456789abcdef", "DING_TOKEN": "ding-access-token-abcdef0123",
-           "DING_SECRET": "SECdingsecret0123456789", "WECOM_KEY": "wecom-key-0123456789abcdef"}
+SECRETS = {
+    "PD_KEY": "pd-routing-key-0123456789abcdef",
+    "DING_TOKEN": "ding-access-token-abcdef0123",
+    "DING_SECRET": "SECdingsecret0123456789",
+    "WECOM_KEY": "wecom-key-0123456789abcdef",
+}
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     rx = Receiver()
-    refs = {"HOOK_URL": rx.url, "SLACK_URL": f"{rx.url}/slack", "PD_URL": f"{rx.url}/v2/enqueue",
-            "DING_BASE": rx.url, "WECOM_BASE": rx.url, **SECRETS}
+    refs = {
+        "HOOK_URL": rx.url,
+        "SLACK_URL": f"{rx.url}/slack",
+        "PD_URL": f"{rx.url}/v2/enqueue",
+        "DING_BASE": rx.url,
+        "WECOM_BASE": rx.url,
+        **SECRETS,
+    }
     for k, v in refs.items():
         monkeypatch.setenv(k, v)
     clock = FakeClock()
@@ -249,8 +269,12 @@ def env(tmp_path, monkeypatch):
 
 
 def fire(env) -> dict:
-    env.metrics.add("resource_stats", {"app": "shop", "instance": "n1", "resource": "order.pay"},
-                    {"error": 50}, env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "resource_stats",
+        {"app": "shop", "instance": "n1", "resource": "order.pay"},
+        {"error": 50},
+        env.clock.now() - timedelta(seconds=1),
+    )
     env.engine.cycle()
     counts = env.engine.deliver()
     assert counts["sent"] == 5 and counts["failed"] == 0 and counts["retry"] == 0, counts
@@ -287,7 +311,9 @@ def test_dingtalk_request_is_signed_as_documented(env):
     assert q["access_token"] == [SECRETS["DING_TOKEN"]]
     ts = q["timestamp"][0]
     secret = SECRETS["DING_SECRET"]
-    expected = base64.b64encode(hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest())
+    expected = base64.b64encode(
+        hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()
+    )
     assert q["sign"] == [expected.decode()]  # parse_qs undoes the URL encoding
     assert unquote(dingtalk_sign(secret, int(ts))) == expected.decode()
 
@@ -301,7 +327,9 @@ def test_webhook_carries_a_stable_idempotency_key_across_retries(env):
         if handler.path == "/hook" and hits["n"] == 0:
             hits["n"] += 1
             handler.rfile.read(int(handler.headers["Content-Length"]))
-            env.rx.requests.append(SimpleNamespace(path="/hook", query="", headers=dict(handler.headers), body={}))
+            env.rx.requests.append(
+                SimpleNamespace(path="/hook", query="", headers=dict(handler.headers), body={})
+            )
             handler.send_response(503)
             handler.send_header("Content-Length", "0")
             handler.end_headers()
@@ -309,8 +337,12 @@ def test_webhook_carries_a_stable_idempotency_key_across_retries(env):
         original(handler)
 
     env.rx.server.RequestHandlerClass.do_POST = flaky
-    env.metrics.add("resource_stats", {"app": "shop", "instance": "n1", "resource": "order.pay"},
-                    {"error": 50}, env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "resource_stats",
+        {"app": "shop", "instance": "n1", "resource": "order.pay"},
+        {"error": 50},
+        env.clock.now() - timedelta(seconds=1),
+    )
     env.engine.cycle()
     assert env.engine.deliver()["retry"] == 1
     env.clock.advance(5)
@@ -343,11 +375,25 @@ def test_pagerduty_acknowledge_and_resolve_follow_tradeguard(env):
         ({"kind": "slack", "url": "https://hooks.slack.com/services/T0/B0/abcdefghijkl"}, "url", "secret"),
         ({"kind": "pagerduty", "routing_key": "0123456789abcdef0123456789abcdef"}, "routing_key", "secret"),
         ({"kind": "pagerduty"}, "routing_key", "required"),
-        ({"kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=abc123"}, "url",
-         "access_token"),
-        ({"kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=${T}", "secret": "SECx"},
-         "secret", "plain text"),
-        ({"kind": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc123"}, "url", "key"),
+        (
+            {"kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=abc123"},
+            "url",
+            "access_token",
+        ),
+        (
+            {
+                "kind": "dingtalk",
+                "url": "https://oapi.dingtalk.com/robot/send?access_token=${T}",
+                "secret": "SECx",
+            },
+            "secret",
+            "plain text",
+        ),
+        (
+            {"kind": "wecom", "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc123"},
+            "url",
+            "key",
+        ),
         ({"kind": "wecom"}, "url", "required"),
     ],
 )
@@ -369,8 +415,12 @@ def test_secrets_are_not_stored_nor_shown_back(env):
 
 def test_a_refusing_robot_is_a_recorded_failure_without_its_token(env):
     env.rx.answer = {"errcode": 310000, "errmsg": "sign not match"}
-    env.metrics.add("resource_stats", {"app": "shop", "instance": "n1", "resource": "order.pay"},
-                    {"error": 50}, env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "resource_stats",
+        {"app": "shop", "instance": "n1", "resource": "order.pay"},
+        {"error": 50},
+        env.clock.now() - timedelta(seconds=1),
+    )
     env.engine.cycle()
     counts = env.engine.deliver()
     assert counts["retry"] == 2  # dingtalk and wecom

@@ -63,16 +63,21 @@ def env(tmp_path):
     a, b = worker("a"), worker("b")
     service = AlertService(AlertStore(url), clock=clock)
     service.apply(DOC, by="test")
-    yield SimpleNamespace(clock=clock, metrics=metrics, a=a, b=b, hook=hook, mail=mail, plog=plog,
-                          service=service)
+    yield SimpleNamespace(
+        clock=clock, metrics=metrics, a=a, b=b, hook=hook, mail=mail, plog=plog, service=service
+    )
     for w in (a, b):
         w.engine.store.close()
     service.store.close()
 
 
 def failing(env) -> None:
-    env.metrics.add("resource_stats", {"app": "x", "instance": "n1", "resource": "r"}, {"error": 50},
-                    env.clock.now() - timedelta(seconds=1))
+    env.metrics.add(
+        "resource_stats",
+        {"app": "x", "instance": "n1", "resource": "r"},
+        {"error": 50},
+        env.clock.now() - timedelta(seconds=1),
+    )
 
 
 def test_one_leader_takes_over_after_the_ttl_and_is_fenced(env):
@@ -92,11 +97,20 @@ def test_one_leader_takes_over_after_the_ttl_and_is_fenced(env):
     with pytest.raises(LeaseLost), env.a.engine.store.begin():
         pass
     failing(env)
-    env.service.store.enqueue(channel="hook", reason="group", group_key="k", alert_ids=[1], payload={"alerts": []},
-                              extra=None, now=env.clock.now())
+    env.service.store.enqueue(
+        channel="hook",
+        reason="group",
+        group_key="k",
+        alert_ids=[1],
+        payload={"alerts": []},
+        extra=None,
+        now=env.clock.now(),
+    )
     assert env.a.engine.deliver()["sent"] == 0  # its claim is refused by the lease
     assert env.b.engine.deliver()["sent"] == 1
-    beats = {w["holder"]: w["role"] for w in WorkerBeats(env.b.engine.store.engine, clock=env.clock).workers()}
+    beats = {
+        w["holder"]: w["role"] for w in WorkerBeats(env.b.engine.store.engine, clock=env.clock).workers()
+    }
     assert beats["b"] == "leader"
 
 
@@ -120,17 +134,36 @@ def test_a_renewal_beats_a_takeover_attempt_on_the_same_row(env):
 def test_a_claim_left_by_a_dead_leader_is_sent_once_by_its_successor(env):
     store = env.a.engine.store
     assert env.a.tick() == "leader"
-    nid = store.enqueue(channel="hook", reason="group", group_key="g", alert_ids=[1], payload={"alerts": []},
-                        extra=None, now=env.clock.now())
+    nid = store.enqueue(
+        channel="hook",
+        reason="group",
+        group_key="g",
+        alert_ids=[1],
+        payload={"alerts": []},
+        extra=None,
+        now=env.clock.now(),
+    )
     # a claims it, then dies before recording (it may or may not have sent it)
-    [claimed] = store.claim_due(env.clock.now(), holder="a", token=env.a.leader.token, fenced=env.a.leader.fenced())
+    [claimed] = store.claim_due(
+        env.clock.now(), holder="a", token=env.a.leader.token, fenced=env.a.leader.fenced()
+    )
     env.clock.advance(11)
     assert env.b.tick() == "leader"
     assert env.b.engine.deliver()["sent"] == 1
     # a's late record is refused: the delivery log holds exactly one success
-    assert not store.record_delivery(nid, "hook", at=env.clock.now(), ok=True, error=None, duration_ms=1,
-                                     status="sent", attempts=1, next_attempt_at=env.clock.now(),
-                                     holder="a", token=claimed["claim_token"])
+    assert not store.record_delivery(
+        nid,
+        "hook",
+        at=env.clock.now(),
+        ok=True,
+        error=None,
+        duration_ms=1,
+        status="sent",
+        attempts=1,
+        next_attempt_at=env.clock.now(),
+        holder="a",
+        token=claimed["claim_token"],
+    )
     assert [d["ok"] for d in store.deliveries(notification_id=nid)] == [True]
     [(_, extra)] = env.hook.sent
     assert extra["idempotency_key"] == claimed["idempotency_key"]
