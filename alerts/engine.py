@@ -38,7 +38,7 @@ from alerts.model import (
 )
 from alerts.notify import Deliverer, Sender, build_payload, env_channels, settings_refs
 from alerts.rulefile import default_config, parse_document, rule_to_dict
-from alerts.store import AlertStore
+from alerts.store import AlertRecord, AlertStore
 from collectors.query import MetricStore
 from common.clock import Clock, SystemClock
 
@@ -100,6 +100,67 @@ def ensure_default_rules(store: AlertStore, now: datetime, by: str = "tradeguard
     return True
 
 
+def queue_escalation(
+    store: AlertStore,
+    cfg: ActiveConfig,
+    alert: AlertRecord,
+    step_i: int,
+    now: datetime,
+    conn: Any,
+    *,
+    external_url: str,
+    by: str | None = None,
+) -> list[int]:
+    """Queue the notifications of escalation step ``step_i`` (0-based) for ``alert`` and record it on
+    the alert (step, time, an ``escalated`` event naming ``by`` for a manual escalation)."""
+    policy = cfg.policy()
+    step = policy.steps[step_i]
+    extra: dict[str, Any] = {}
+    who = None
+    if step.oncall:
+        rotation = cfg.rotations.get(step.oncall)
+        member = rotation.on_call(now) if rotation else None
+        if member is not None:
+            who = member.name
+            extra = {"oncall": member.name, "to": [member.email] if member.email else []}
+    payload = build_payload(
+        receiver=f"{policy.name}/step{step_i + 1}",
+        group_key=f"escalation:{alert.fingerprint}",
+        group_labels={"alertname": alert.labels.get("alertname", alert.rule)},
+        alerts=[alert],
+        external_url=external_url,
+    )
+    if who:
+        payload["oncall"] = who
+    queued = [
+        store.enqueue(
+            channel=channel,
+            reason="escalation",
+            group_key=None,
+            alert_ids=[alert.id],
+            payload=payload,
+            extra=extra,
+            now=now,
+            conn=conn,
+        )
+        for channel in step.channels
+    ]
+    alert.escalation_step, alert.escalated_at = step_i, now
+    store.update_alert(alert, conn, ("escalation_step", "escalated_at"))
+    detail = f"step {step_i + 1} via {', '.join(step.channels)}" + (f", on call: {who}" if who else "")
+    store.add_event(
+        alert.id, now, "escalated", by=by, detail=detail if by is None else f"{detail} (by hand)", conn=conn
+    )
+    log.warning(
+        "alert %s %s %s: escalated to %s",
+        alert.id,
+        alert.rule,
+        f"escalated by {by}" if by else "unacknowledged",
+        detail,
+    )
+    return queued
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -113,7 +174,10 @@ class AlertEngine:
         external_url: str = "http://127.0.0.1:8501",
         senders: Mapping[str, Sender] | None = None,
         max_attempts: int = 5,
+        lease: Any = None,
     ) -> None:
+        """``lease``: the worker leader's lease (``collectors.lease.Lease``); when given, deliveries
+        are claimed under its fencing token (the worker also sets ``store.fence``)."""
         self.store = store
         self.clock = clock or SystemClock()
         self.webhook_url = webhook_url
@@ -129,6 +193,7 @@ class AlertEngine:
             senders=senders,
             max_attempts=max_attempts,
             env=settings_refs(webhook_url, smtp_url),
+            lease=lease,
         )
 
     def config(self) -> ActiveConfig:
@@ -164,44 +229,9 @@ class AlertEngine:
                 step_i = next_escalations(a, policy, now)
                 if step_i is None:
                     continue
-                step = policy.steps[step_i]
-                extra: dict[str, Any] = {}
-                who = None
-                if step.oncall:
-                    rotation = cfg.rotations.get(step.oncall)
-                    member = rotation.on_call(now) if rotation else None
-                    if member is not None:
-                        who = member.name
-                        extra = {"oncall": member.name, "to": [member.email] if member.email else []}
-                payload = build_payload(
-                    receiver=f"{policy.name}/step{step_i + 1}",
-                    group_key=f"escalation:{a.fingerprint}",
-                    group_labels={"alertname": a.labels.get("alertname", a.rule)},
-                    alerts=[a],
-                    external_url=self.external_url,
+                queued += queue_escalation(
+                    self.store, cfg, a, step_i, now, conn, external_url=self.external_url
                 )
-                if who:
-                    payload["oncall"] = who
-                for channel in step.channels:
-                    queued.append(
-                        self.store.enqueue(
-                            channel=channel,
-                            reason="escalation",
-                            group_key=None,
-                            alert_ids=[a.id],
-                            payload=payload,
-                            extra=extra,
-                            now=now,
-                            conn=conn,
-                        )
-                    )
-                a.escalation_step, a.escalated_at = step_i, now
-                self.store.update_alert(a, conn, ("escalation_step", "escalated_at"))
-                detail = f"step {step_i + 1} via {', '.join(step.channels)}" + (
-                    f", on call: {who}" if who else ""
-                )
-                self.store.add_event(a.id, now, "escalated", detail=detail, conn=conn)
-                log.warning("alert %s %s unacknowledged: escalated to %s", a.id, a.rule, detail)
         return queued
 
     def deliver(self) -> dict[str, int]:

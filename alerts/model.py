@@ -213,14 +213,15 @@ class Route:
 
 @dataclass(frozen=True)
 class Channel:
-    """A notification channel: ``webhook`` (url), ``email`` (smtp_url, from, to) or ``log``."""
+    """A notification channel: ``webhook`` (url), ``email`` (smtp_url, from, to), ``log``, ``slack``
+    (url), ``pagerduty`` (routing_key, url), ``dingtalk`` (url, secret) or ``wecom`` (url)."""
 
     name: str
     kind: str
     config: Mapping[str, object] = dc_field(default_factory=dict)
 
 
-CHANNEL_KINDS: tuple[str, ...] = ("webhook", "email", "log")
+CHANNEL_KINDS: tuple[str, ...] = ("webhook", "email", "log", "slack", "pagerduty", "dingtalk", "wecom")
 
 
 @dataclass(frozen=True)

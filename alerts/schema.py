@@ -433,7 +433,8 @@ def _only_refs(text: str) -> bool:
 
 
 def _url_like(value: str | None, schemes: tuple[str, ...]) -> bool:
-    return bool(value) and (str(value).startswith(schemes) or _only_refs(str(value)))
+    """A URL of one of ``schemes``, or one starting with a ``${ENV}`` reference (``${BASE}/hook``)."""
+    return bool(value) and (str(value).startswith(schemes) or str(value).startswith("${"))
 
 
 def _url_problem(url: str) -> str | None:
@@ -457,16 +458,21 @@ def _url_problem(url: str) -> str | None:
 
 
 class ChannelDoc(_Doc):
-    """A notification channel: ``webhook`` (url), ``email`` (smtp_url, from, to) or ``log``.
+    """A notification channel: ``webhook`` (url), ``email`` (smtp_url, from, to), ``log``, ``slack``
+    (incoming-webhook url), ``pagerduty`` (Events API v2 routing_key, url), ``dingtalk`` (group robot
+    url with access_token, signing secret) or ``wecom`` (group robot url with key).
 
     Credentials are ``${ENV_NAME}`` references, resolved when sending."""
 
     name: Name = Field(description="the channel name escalation steps refer to")
-    kind: ChannelKind = Field("log", description="webhook, email or log")
+    kind: ChannelKind = Field("log", description="webhook, email, log, slack, pagerduty, dingtalk or wecom")
     url: OptStr = Field(
         None,
-        description="webhook: an http(s) URL receiving Alertmanager v4 JSON; a token in it must be "
-        "a ${ENV_NAME} reference (or the whole URL one)",
+        description="webhook: an http(s) URL receiving Alertmanager v4 JSON; slack: the incoming-webhook "
+        "URL (a secret: a ${ENV_NAME} reference); pagerduty: the Events API v2 endpoint (default "
+        "https://events.pagerduty.com/v2/enqueue); dingtalk: https://oapi.dingtalk.com/robot/send?"
+        "access_token=${ENV}; wecom: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${ENV}. "
+        "A token in it must be a ${ENV_NAME} reference (or the whole URL one)",
     )
     headers: StrMap = Field(
         default_factory=dict, description="webhook: extra headers; credentials as ${ENV_NAME} references"
@@ -477,15 +483,37 @@ class ChannelDoc(_Doc):
     )
     to: Names = Field((), description="email: recipients")
     from_: OptStr = Field(None, alias="from", description="email: the sender address")
+    routing_key: OptStr = Field(
+        None, description="pagerduty: the integration's routing key, as a ${ENV_NAME} reference"
+    )
+    secret: OptStr = Field(
+        None, description="dingtalk: the robot's signing secret (SEC…), as a ${ENV_NAME} reference"
+    )
 
     @model_validator(mode="after")
     def _kind_and_secrets(self) -> ChannelDoc:
-        if self.kind == "webhook" and not _url_like(self.url, ("http://", "https://")):
+        if self.kind in ("webhook", "slack", "dingtalk", "wecom") and not _url_like(
+            self.url, ("http://", "https://")
+        ):
             raise _fail(
-                "url", "required for a webhook: an http:// or https:// URL (or a ${ENV_NAME} reference)"
+                "url", f"required for {self.kind}: an http:// or https:// URL (or a ${{ENV_NAME}} reference)"
+            )
+        if (
+            self.kind == "pagerduty"
+            and self.url is not None
+            and not _url_like(self.url, ("http://", "https://"))
+        ):
+            raise _fail(
+                "url", "pagerduty: an http:// or https:// Events API v2 URL (or a ${ENV_NAME} reference)"
             )
         if self.kind == "email" and not _url_like(self.smtp_url, ("smtp://", "smtps://")):
             raise _fail("smtp_url", "required for email: smtp://host:port (or a ${ENV_NAME} reference)")
+        if self.kind == "slack" and self.url and not _only_refs(self.url) and "hooks.slack.com" in self.url:
+            raise _fail("url", f"a Slack incoming-webhook URL is itself a secret; {_REF_HINT}")
+        if self.kind == "pagerduty" and not (self.routing_key and _only_refs(self.routing_key)):
+            raise _fail("routing_key", f"required for pagerduty, and a secret; {_REF_HINT}")
+        if self.secret is not None and not _only_refs(self.secret):
+            raise _fail("secret", f"must not hold a credential in plain text; {_REF_HINT}")
         for key in ("url", "smtp_url"):
             value = getattr(self, key)
             problem = _url_problem(value) if value else None

@@ -67,8 +67,10 @@ class AlertService:
         metrics: Any = None,
         webhook_url: str | None = None,
         smtp_url: str | None = None,
+        external_url: str = "http://127.0.0.1:8501",
     ) -> None:
         self.store = store
+        self.external_url = external_url
         self.clock = clock or SystemClock()
         self.metrics = metrics  # optional collectors MetricStore, for metric_behind()
         self.webhook_url = webhook_url
@@ -207,6 +209,7 @@ class AlertService:
         a.acknowledged_by, a.acknowledged_at = by, now
         self.store.update_alert(a, columns=("acknowledged_by", "acknowledged_at"))
         self.store.add_event(alert_id, now, "acknowledged", by=by, detail=comment)
+        self._pagerduty(a, "acknowledge", now)
         log.info("alert %s acknowledged by %s", alert_id, by)
         return self.get_alert(alert_id)
 
@@ -235,6 +238,7 @@ class AlertService:
         a.state, a.resolved_at, a.resolved_by = RESOLVED, now, by
         self.store.update_alert(a, columns=("state", "resolved_at", "resolved_by"))
         self.store.add_event(alert_id, now, "resolved", by=by, detail=comment or "resolved by hand")
+        self._pagerduty(a, "resolve", now)
         log.info("alert %s resolved by %s", alert_id, by)
         return self.get_alert(alert_id)
 
@@ -255,6 +259,61 @@ class AlertService:
         s = self.create_silence(matchers, created_by=created_by, comment=comment, duration=duration)
         self.store.add_event(alert_id, self.clock.now(), "silenced", by=created_by, detail=comment)
         return s
+
+    def escalate(self, alert_id: int, by: str, to_step: int | None = None) -> dict[str, Any]:
+        """Escalate a firing alert by hand now: notify escalation step ``to_step`` (1-based, as the
+        alert's events show it: "step 2"; default the next step) of the route's policy. The leader
+        worker delivers the queued notifications; automatic escalation continues from that step."""
+        from alerts.engine import queue_escalation
+
+        _need_name(by)
+        a = self.store.get_alert(alert_id)
+        if a.state != FIRING:
+            raise InvalidAction(f"alert {alert_id} is {a.state}; only a firing alert can be escalated")
+        cfg = load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+        policy = cfg.policy()
+        n = len(policy.steps)
+        step_i = a.escalation_step + 1 if to_step is None else int(to_step) - 1
+        if to_step is not None and not 1 <= int(to_step) <= n:
+            raise AlertConfigError(
+                [("to_step", f"must be a step of policy {policy.name!r}: 1 to {n}, got {to_step}")]
+            )
+        if step_i >= n:
+            raise InvalidAction(
+                f"alert {alert_id} is at step {a.escalation_step + 1} of {n}, the last of policy "
+                f"{policy.name!r}: no further step to escalate to (give to_step to re-notify one)"
+            )
+        now = self.clock.now()
+        with self.store.engine.begin() as conn:
+            queued = queue_escalation(
+                self.store, cfg, a, step_i, now, conn, external_url=self.external_url, by=by
+            )
+        out = self.get_alert(alert_id)
+        out["queued_notifications"] = queued
+        return out
+
+    def _pagerduty(self, a: AlertRecord, action: str, now: datetime) -> list[int]:
+        """Queue a PagerDuty ``acknowledge``/``resolve`` for an alert that fired, on every pagerduty
+        channel, so PagerDuty follows what a person did in tradeguard (same ``dedup_key``)."""
+        if a.fired_at is None:
+            return []
+        try:
+            cfg = load_active_config(self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url)
+        except Exception:
+            log.exception("reading the channels failed: PagerDuty not told of the %s", action)
+            return []
+        from alerts.notify import build_payload
+
+        queued = []
+        for ch in cfg.channels.values():
+            if ch.kind != "pagerduty":
+                continue
+            payload = build_payload(receiver=ch.name, group_key=f"pagerduty:{a.fingerprint}",
+                                    group_labels={"alertname": a.labels.get("alertname", a.rule)},
+                                    alerts=[a], external_url=self.external_url)
+            queued.append(self.store.enqueue(channel=ch.name, reason=action, group_key=None, alert_ids=[a.id],
+                                             payload=payload, extra={"event_action": action}, now=now))
+        return queued
 
     def history(self, *, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
         """Alerts that fired (open or resolved), newest first."""

@@ -6,14 +6,25 @@
 ``alert_silences``, ``alert_groups`` (grouping timers), ``alert_notifications`` (the
 delivery queue), ``alert_deliveries`` (every attempt, success or failure) and
 ``alert_worker_status`` (the worker's last cycle, for ``tradeguard worker --health``).
+
+Exactly once in the delivery log, at least once to the channel: a deliverer first *claims* a due
+notification with a conditional UPDATE (:meth:`AlertStore.claim_due`): it is free (never claimed, or
+claimed under an older fencing token, or the claim ran out) and, with a lease, the claimer's token is
+still the lease's (same statement). Only the claimer sends it; its result is recorded by a second
+conditional UPDATE that checks the claim is still its own (:meth:`AlertStore.record_delivery`), and the
+``alert_deliveries`` row is written in that transaction only when the UPDATE matched. A leader killed
+between sending and recording leaves the claim behind; its successor (a higher token) re-claims and
+re-sends with the same ``idempotency_key``, which receivers deduplicate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -140,6 +151,12 @@ notifications_t = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # stable per notification, sent as Idempotency-Key: hash(channel, groupKey) + ":" + sequence
+    sa.Column("idempotency_key", sa.String(80), nullable=True),
+    # the delivery claim: who may send it now (holder + the leader lease's fencing token)
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("claim_token", sa.BigInteger, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
 )
 
 deliveries_t = sa.Table(
@@ -264,6 +281,22 @@ class AlertStore:
     def __init__(self, url_or_engine: str | Engine) -> None:
         self.engine = build_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+        # Set by a leased worker: called with the connection at the start of every write
+        # transaction of a cycle (``begin()``); raises when this process no longer leads.
+        self.fence: Any = None
+
+    def _add_missing_columns(self) -> None:
+        """Columns added since a control DB was created (``create_all`` adds tables, not columns)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(notifications_t.name)}
+        missing = [c for c in notifications_t.columns if c.name not in have]
+        if not missing:
+            return
+        with self.engine.begin() as c:
+            for col in missing:
+                kind = col.type.compile(dialect=self.engine.dialect)
+                c.execute(sa.text(f"ALTER TABLE {notifications_t.name} ADD COLUMN {col.name} {kind}"))
+        log.info("alert_notifications: added column(s) %s", ", ".join(col.name for col in missing))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -516,7 +549,11 @@ class AlertStore:
         now: datetime,
         conn: Any = None,
     ) -> int:
-        stmt = notifications_t.insert().values(
+        """Queue a notification; its ``idempotency_key`` is hash(channel, groupKey) + ":" + its id (the
+        delivery log's sequence): stable across retries and takeovers, unique per notification."""
+        key_src = group_key or str(payload.get("groupKey") or alert_ids)
+        n = notifications_t
+        stmt = n.insert().values(
             created_at=now,
             channel=channel,
             reason=reason,
@@ -528,10 +565,17 @@ class AlertStore:
             attempts=0,
             next_attempt_at=now,
         )
+
+        def run(c: Any) -> int:
+            nid = int(c.execute(stmt).inserted_primary_key[0])
+            key = idempotency_key(channel, key_src, nid)
+            c.execute(n.update().where(n.c.id == nid).values(idempotency_key=key))
+            return nid
+
         if conn is None:
             with self.engine.begin() as c:
-                return c.execute(stmt).inserted_primary_key[0]
-        return conn.execute(stmt).inserted_primary_key[0]
+                return run(c)
+        return run(conn)
 
     def due_notifications(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
         q = (
@@ -542,6 +586,50 @@ class AlertStore:
         )
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q).all()]
+
+    def claim_due(
+        self,
+        now: datetime,
+        *,
+        holder: str,
+        token: int = 0,
+        fenced: Any = None,
+        claim_for: timedelta = timedelta(seconds=60),
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Claim the due notifications for ``holder``: one conditional UPDATE each (free: never
+        claimed, claimed under an older token, or its claim ran out; and ``fenced``, the lease's
+        EXISTS clause, still true). Returns the rows claimed; nobody else can claim them meanwhile."""
+        n = notifications_t
+        free = sa.or_(n.c.claim_token.is_(None), n.c.claim_token < token, n.c.claimed_until <= now)
+        with self.engine.connect() as c:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    sa.select(n.c.id)
+                    .where(n.c.status == "pending", n.c.next_attempt_at <= now, free)
+                    .order_by(n.c.id)
+                    .limit(limit)
+                ).all()
+            ]
+        claimed: list[int] = []
+        for nid in ids:
+            cond = [n.c.id == nid, n.c.status == "pending", free]
+            if fenced is not None:
+                cond.append(fenced)
+            with self.engine.begin() as c:
+                done = c.execute(
+                    n.update()
+                    .where(*cond)
+                    .values(claimed_by=holder, claim_token=token, claimed_until=now + claim_for)
+                ).rowcount
+            if done == 1:
+                claimed.append(nid)
+        if not claimed:
+            return []
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(n).where(n.c.id.in_(claimed)).order_by(n.c.id)).all()
+        return [dict(r._mapping) for r in rows]
 
     def record_delivery(
         self,
@@ -555,8 +643,29 @@ class AlertStore:
         status: str,
         attempts: int,
         next_attempt_at: datetime,
-    ) -> None:
+        holder: str | None = None,
+        token: int | None = None,
+    ) -> bool:
+        """Record one attempt. With ``holder``, only while the claim is still ``holder``'s (same
+        token) and the notification pending: else nothing is written and False is returned (another
+        worker took it over; its record stands). The claim is released unless it was sent."""
+        n = notifications_t
+        cond = [n.c.id == notification_id]
+        if holder is not None:
+            cond += [n.c.status == "pending", n.c.claimed_by == holder]
+            cond.append(n.c.claim_token == token if token is not None else n.c.claim_token.is_(None))
+        values: dict[str, Any] = dict(
+            status=status,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            last_error=error,
+            sent_at=at if ok else None,
+        )
+        if status != "sent":
+            values.update(claimed_by=None, claim_token=None, claimed_until=None)
         with self.engine.begin() as c:
+            if c.execute(n.update().where(*cond).values(**values)).rowcount != 1:
+                return False
             c.execute(
                 deliveries_t.insert().values(
                     notification_id=notification_id,
@@ -567,17 +676,7 @@ class AlertStore:
                     duration_ms=duration_ms,
                 )
             )
-            c.execute(
-                notifications_t.update()
-                .where(notifications_t.c.id == notification_id)
-                .values(
-                    status=status,
-                    attempts=attempts,
-                    next_attempt_at=next_attempt_at,
-                    last_error=error,
-                    sent_at=at if ok else None,
-                )
-            )
+        return True
 
     def notifications(self, *, limit: int = 200, alert_id: int | None = None) -> list[dict[str, Any]]:
         q = sa.select(notifications_t).order_by(notifications_t.c.id.desc()).limit(limit)
@@ -611,6 +710,17 @@ class AlertStore:
         with self.engine.connect() as c:
             return {r.job: r.at for r in c.execute(sa.select(status_t.c.job, status_t.c.at)).all()}
 
-    def begin(self) -> Any:
-        """A transaction (``with store.begin() as conn``) to batch writes of one cycle."""
-        return self.engine.begin()
+    @contextmanager
+    def begin(self) -> Iterator[Any]:
+        """A transaction (``with store.begin() as conn``) to batch writes of one cycle; with a
+        ``fence`` set (a leased worker), it is checked first in the same transaction."""
+        with self.engine.begin() as conn:
+            if self.fence is not None:
+                self.fence(conn)
+            yield conn
+
+
+def idempotency_key(channel: str, group_key: str, sequence: int) -> str:
+    """``<hash of channel and groupKey>:<sequence>``: ASCII, header-safe, ≤ 40 characters."""
+    digest = hashlib.sha256(f"{channel}\n{group_key}".encode()).hexdigest()[:24]
+    return f"tg-{digest}:{sequence}"

@@ -58,9 +58,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
 
 from collectors.broker import EventBroker
+from collectors.lease import Lease, LeaseLost, leases
 from collectors.points import from_epoch_seconds, make_point
 from collectors.query import MetricStore, Point
 from domain.adapters.journal import START, JournalRow, Position, SqlJournal
@@ -73,10 +73,6 @@ REFUND_EVENTS = ("RefundRequested", "RefundCompleted")
 PAYMENT_EVENTS = ("PaymentSucceeded", "PaymentFailed")
 BUSINESS_EVENTS = ORDER_EVENTS + REFUND_EVENTS + PAYMENT_EVENTS
 FLEET = "all"  # payments' instance tag when the event does not name its node
-
-
-class LeaseLost(RuntimeError):
-    """Another relay holds the lease (a newer fencing token): this one must stop writing."""
 
 
 class _UtcClock:
@@ -183,14 +179,7 @@ def recompute_seconds(journal: SqlJournal, seconds: Iterable[int], *, app: str) 
 # ------------------------------------------------------------------ control DB: lease and cursor
 
 control_metadata = MetaData()
-
-relay_leases = Table(
-    "relay_leases", control_metadata,
-    Column("name", String(64), primary_key=True),
-    Column("holder", String(200), nullable=False),
-    Column("token", BigInteger, nullable=False),  # fencing token: +1 on every change of holder
-    Column("expires_at", Float, nullable=False),  # epoch seconds
-)
+relay_leases = leases  # the lease table (collectors/lease.py) holds the relay's lease, named "journal"
 
 relay_cursors = Table(
     "relay_cursors", control_metadata,
@@ -213,75 +202,23 @@ def control_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
-class RelayControl:
-    """The relay's lease and cursor in the control DB (any SQLAlchemy URL)."""
+class RelayControl(Lease):
+    """The relay's lease (:class:`collectors.lease.Lease`) and cursor in the control DB (any URL)."""
 
     def __init__(self, engine: Engine, *, name: str = "journal", holder: str | None = None,
                  ttl_s: float = 10.0, clock: Any = None) -> None:
-        self.engine = engine
-        self.name = name
-        self.holder = holder or f"relay-{uuid.uuid4().hex[:12]}"
-        self.ttl_s = ttl_s
-        self.clock = clock or _UtcClock()
-        self.token: int | None = None
+        super().__init__(engine, name=name, holder=holder or f"relay-{uuid.uuid4().hex[:12]}",
+                         ttl_s=ttl_s, clock=clock)
         control_metadata.create_all(engine)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RelayControl:
         return cls(control_engine(url), **kwargs)
 
-    def _now(self) -> float:
-        return self.clock.now().timestamp()
-
-    def acquire(self) -> int | None:
-        """Renew the lease held, or take a free/expired one; the fencing token, or None if another leads."""
-        now = self._now()
-        t = relay_leases
-        if self.token is not None:
-            with self.engine.begin() as conn:
-                done = conn.execute(
-                    update(t)
-                    .where(and_(t.c.name == self.name, t.c.holder == self.holder, t.c.token == self.token))
-                    .values(expires_at=now + self.ttl_s)
-                ).rowcount
-            if done == 1:
-                return self.token
-            log.warning("relay %s lost its lease (token %s) to another relay", self.holder, self.token)
-            self.token = None
-        with self.engine.connect() as conn:
-            row = conn.execute(select(t).where(t.c.name == self.name)).first()
-        try:
-            with self.engine.begin() as conn:
-                if row is None:
-                    conn.execute(insert(t).values(name=self.name, holder=self.holder, token=1,
-                                                  expires_at=now + self.ttl_s))
-                    token = 1
-                elif row.expires_at <= now or row.holder == self.holder:  # expired, or our own past life
-                    token = int(row.token) + 1
-                    done = conn.execute(  # compare-and-set: only one of two racing relays wins
-                        update(t)
-                        .where(and_(t.c.name == self.name, t.c.token == row.token))
-                        .values(holder=self.holder, token=token, expires_at=now + self.ttl_s)
-                    ).rowcount
-                    if done != 1:
-                        return None
-                else:
-                    return None
-                c = relay_cursors
-                if conn.execute(select(c.c.name).where(c.c.name == self.name)).first() is None:
-                    conn.execute(insert(c).values(name=self.name, txid=0, event_id=0))
-        except IntegrityError:
-            return None  # another relay inserted the lease first
-        self.token = token
-        log.info("relay %s holds the lease %r with fencing token %s", self.holder, self.name, token)
-        return token
-
-    def check(self) -> int:
-        """Renew the lease right before a write; raises :class:`LeaseLost` if it is no longer ours."""
-        token = self.acquire() if self.token is not None else None
-        if token is None:
-            raise LeaseLost(f"relay {self.holder} no longer holds the lease {self.name!r}")
-        return token
+    def _on_acquire(self, conn: Any) -> None:
+        c = relay_cursors
+        if conn.execute(select(c.c.name).where(c.c.name == self.name)).first() is None:
+            conn.execute(insert(c).values(name=self.name, txid=0, event_id=0))
 
     def cursor(self) -> Position:
         c = relay_cursors
@@ -289,20 +226,12 @@ class RelayControl:
             row = conn.execute(select(c.c.txid, c.c.event_id).where(c.c.name == self.name)).first()
         return (int(row.txid), int(row.event_id)) if row else START
 
-    def _fenced(self) -> Any:
-        t = relay_leases
-        return (
-            select(t.c.name)
-            .where(and_(t.c.name == self.name, t.c.holder == self.holder, t.c.token == self.token))
-            .exists()
-        )
-
     def save(self, position: Position) -> None:
         """Move the cursor, only while this relay's token is the lease's; else :class:`LeaseLost`."""
         c = relay_cursors
         with self.engine.begin() as conn:
             done = conn.execute(
-                update(c).where(and_(c.c.name == self.name, self._fenced()))
+                update(c).where(and_(c.c.name == self.name, self.fenced()))
                 .values(txid=position[0], event_id=position[1], holder=self.holder)
             ).rowcount
         if done != 1:
@@ -313,18 +242,9 @@ class RelayControl:
         c = relay_cursors
         with self.engine.begin() as conn:
             conn.execute(
-                update(c).where(and_(c.c.name == self.name, self._fenced()))
+                update(c).where(and_(c.c.name == self.name, self.fenced()))
                 .values(lag_s=lag_s, cycle_at=self._now(), error=(error or None) and error[:500])
             )
-
-    def release(self) -> None:
-        if self.token is None:
-            return
-        t = relay_leases
-        with self.engine.begin() as conn:
-            mine = and_(t.c.name == self.name, t.c.holder == self.holder, t.c.token == self.token)
-            conn.execute(update(t).where(mine).values(expires_at=0.0))
-        self.token = None
 
     def status(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -521,6 +521,11 @@ def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeg
 
 
 # ============================================================================ the worker
+WORKER_LEASE = "worker-leader"
+WORKER_LEASE_TTL_S = 10.0
+WORKER_LEASE_RENEW_S = 2.0
+
+
 class Worker:
     """The worker's scheduled jobs around one alert engine; ``start()`` / ``stop()`` / ``close()``.
 
@@ -528,6 +533,16 @@ class Worker:
     inhibition → queued notifications → escalation; ``breakers`` every ``breaker_poll_s``: only the
     breaker rules over the nodes' ``breaker_events``; ``deliver`` every ``deliver_s``: queued
     notifications, retried with backoff. A failing run is logged, never fatal.
+
+    High availability: with a ``leader`` lease (``collectors.lease.Lease`` named ``worker-leader`` in
+    the control DB; see that module for why a lease with a fencing token and not an advisory lock),
+    the ``lease`` job every ``lease_renew_s`` renews it (leader) or tries to take it (standby) and
+    writes this worker's heartbeat (``worker_heartbeats``: instance, host, pid, role, last beat).
+    Only the leader runs ``evaluate``, ``breakers`` and ``deliver`` (escalation is part of
+    ``evaluate``); its write transactions are fenced by the token (``AlertStore.fence``) and its
+    deliveries claimed under it (``AlertStore.claim_due``). A standby that takes the lease reloads
+    the open alerts from the control DB and evaluates at once. The journal relay keeps its own lease
+    (``journal``): it may run on any one worker, independently of the alerting leader.
     """
 
     def __init__(
@@ -539,20 +554,85 @@ class Worker:
         deliver_s: float = 2.0,
         relay: JournalRelay | None = None,
         closers: tuple[Callable[[], None], ...] = (),
+        leader: Any = None,
+        beats: Any = None,
+        instance: str = "worker",
+        lease_renew_s: float = WORKER_LEASE_RENEW_S,
     ) -> None:
         self.engine = engine
         self.relay = relay
         self.interval_s = interval_s
         self.breaker_poll_s = breaker_poll_s
         self.deliver_s = deliver_s
+        self.leader = leader
+        self.beats = beats
+        self.instance = instance
+        self.lease_renew_s = lease_renew_s
         self._closers = closers
         self._lock = threading.Lock()  # evaluate and breaker polls share the evaluator's state
         self._scheduler: BackgroundScheduler | None = None
+        self._token: int | None = None  # the fencing token of the current leadership
+        self._started_at = time.time()
+        self.led_since: float | None = None  # time.time() when this worker last became leader
+        self.first_eval_at: float | None = None  # time.time() of the first evaluation of that leadership
+        if leader is not None:
+            engine.store.fence = leader.fence
+
+    @property
+    def leading(self) -> bool:
+        """True when this worker may run the leader-only jobs (always, without a lease)."""
+        return self.leader is None or bool(self.leader.valid)
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.leading else "standby"
+
+    def tick(self) -> str:
+        """The ``lease`` job: renew or take the leader lease, then beat. Returns the role."""
+        if self.leader is None:
+            return "leader"
+        try:
+            token = self.leader.acquire()
+        except Exception as exc:  # the control DB is unreachable: the lease runs out by itself
+            token = None
+            log.warning("worker lease: control DB error: %s", redact_text(f"{type(exc).__name__}: {exc}"))
+        if token is not None and token != self._token:
+            self._token = token
+            self.led_since = time.time()
+            self.first_eval_at = None
+            log.warning("worker %s leads alerting now (fencing token %s)", self.leader.holder, token)
+            self._take_over()
+        elif token is None and self._token is not None:
+            log.warning("worker %s stands by: leadership lost (token %s)", self.leader.holder, self._token)
+            self._token = None
+        self._beat()
+        return self.role
+
+    def _take_over(self) -> None:
+        """Forget what an earlier leadership of this process remembered; evaluate at once."""
+        from alerts.state import AlertStates
+
+        with self._lock:
+            self.engine.evaluator.states = AlertStates(self.engine.store.open_alerts())
+        self.evaluate()
+
+    def _beat(self) -> None:
+        if self.beats is None or self.leader is None:
+            return
+        try:
+            self.beats.beat(holder=self.leader.holder, instance=self.instance, role=self.role,
+                            token=self.leader.token if self.leading else None, started_at=self._started_at)
+        except Exception as exc:
+            log.warning("worker heartbeat not written: %s", redact_text(f"{type(exc).__name__}: {exc}"))
 
     def evaluate(self) -> None:
+        if not self.leading:
+            return
         try:
             with self._lock:
                 out = self.engine.cycle()
+            if self.first_eval_at is None:
+                self.first_eval_at = time.time()
             ev = out.get("evaluate", {})
             log.info(
                 "alert cycle: %s rule(s), %s quer(ies), %s transition(s), %s error(s), %s notification(s), "
@@ -569,6 +649,8 @@ class Worker:
             log.exception("alert cycle failed")
 
     def poll_breakers(self) -> None:
+        if not self.leading:
+            return
         try:
             with self._lock:
                 out = self.engine.poll_breakers()
@@ -578,6 +660,8 @@ class Worker:
             log.exception("breaker poll failed")
 
     def deliver(self) -> None:
+        if not self.leading:
+            return
         try:
             counts = self.engine.deliver()
             if any(counts.values()):
@@ -598,19 +682,25 @@ class Worker:
             log.exception("relay cycle failed")
 
     def once(self) -> dict[str, Any]:
-        """One relay cycle, one evaluation cycle and one delivery round (``tradeguard worker --once``)."""
+        """One relay cycle, one evaluation cycle and one delivery round (``tradeguard worker --once``);
+        with a leader lease, only if no other worker leads (``{"leader": false}`` otherwise)."""
         self.run_relay()
+        if self.leader is not None and self.tick() != "leader":
+            return {"leader": False, "role": "standby"}
         out = self.engine.cycle()
         out["deliver"] = self.engine.deliver()
         return out
 
     def jobs(self) -> dict[str, tuple[Callable[[], None], float]]:
         """The scheduled jobs: id → (function, interval in seconds)."""
-        jobs = {
+        jobs: dict[str, tuple[Callable[[], None], float]] = {}
+        if self.leader is not None:
+            jobs["lease"] = (self.tick, self.lease_renew_s)
+        jobs.update({
             "evaluate": (self.evaluate, self.interval_s),
             "breakers": (self.poll_breakers, self.breaker_poll_s),
             "deliver": (self.deliver, self.deliver_s),
-        }
+        })
         if self.relay is not None:
             jobs["relay"] = (self.run_relay, RELAY_INTERVAL_S)
         return jobs
@@ -618,16 +708,19 @@ class Worker:
     def start(self) -> None:
         sched = BackgroundScheduler(timezone=UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
+        first_now = "lease" if self.leader is not None else "evaluate"
         for job_id, (job, seconds) in self.jobs().items():
-            first = {"next_run_time": datetime.now(UTC)} if job_id == "evaluate" else {}
+            first = {"next_run_time": datetime.now(UTC)} if job_id == first_now else {}
             sched.add_job(job, "interval", seconds=seconds, id=job_id, **first, **common)
         sched.start()
         self._scheduler = sched
         log.info(
-            "worker started: evaluate every %ss, breakers every %ss, deliver every %ss",
+            "worker started: evaluate every %ss, breakers every %ss, deliver every %ss%s",
             self.interval_s,
             self.breaker_poll_s,
             self.deliver_s,
+            f", leader lease {self.leader.name!r} every {self.lease_renew_s}s (TTL {self.leader.ttl_s}s)"
+            if self.leader is not None else "",
         )
 
     def stop(self) -> None:
@@ -637,8 +730,16 @@ class Worker:
         log.info("worker stopped")
 
     def close(self) -> None:
-        """Stop the jobs, hand the relay lease over at once, close the stores the worker opened."""
+        """Stop the jobs, hand the leader and relay leases over at once, close the stores."""
         self.stop()
+        if self.leader is not None:
+            try:
+                self.leader.release()
+                if self.beats is not None:
+                    self.beats.beat(holder=self.leader.holder, instance=self.instance, role="stopped",
+                                    token=None, started_at=self._started_at)
+            except Exception:
+                log.exception("releasing the worker leader lease failed")
         if self.relay is not None:
             try:
                 self.relay.close()
@@ -659,21 +760,35 @@ def build_worker(
     breaker_poll_s: float = 2.0,
     deliver_s: float = 2.0,
     relay: bool = True,
+    ha: bool = True,
+    lease_ttl_s: float = WORKER_LEASE_TTL_S,
+    lease_renew_s: float = WORKER_LEASE_RENEW_S,
+    holder: str | None = None,
 ) -> Worker:
     """Wire the worker: the journal relay, alert store (control DB), metric store, node heartbeats,
-    channels.
+    channels, and (``ha``) the leader lease and worker heartbeats in the control DB.
 
     Installs the default alert rules when the control DB has none. Nothing is started: call
     ``Worker.start()`` (``tradeguard worker`` does) or ``Worker.once()``.
     """
+    import uuid
+
     from alerts.engine import AlertEngine, ensure_default_rules
     from alerts.store import AlertStore
+    from collectors.lease import Lease, WorkerBeats
     from collectors.registry import open_store
 
     settings.ensure_var_dir()
     store = AlertStore(settings.control_db)
     metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
     nodes = _node_source(settings.control_db)
+    instance = settings.instance_id()
+    leader = None
+    beats = None
+    if ha:
+        leader = Lease(store.engine, name=WORKER_LEASE, holder=holder or f"{instance}-{uuid.uuid4().hex[:8]}",
+                       ttl_s=lease_ttl_s, clock=clock)
+        beats = WorkerBeats(store.engine, clock=clock)
     engine = AlertEngine(
         store,
         metrics,
@@ -682,6 +797,7 @@ def build_worker(
         webhook_url=settings.alert_webhook_url,
         smtp_url=settings.smtp_url,
         external_url=f"http://{settings.console_host}:{settings.console_port}",
+        lease=leader,
     )
     if ensure_default_rules(store, engine.clock.now()):
         log.info("no alert rules in the control DB: installed the defaults (alerts/default_rules.yaml)")
@@ -695,6 +811,10 @@ def build_worker(
         deliver_s=deliver_s,
         relay=build_relay(settings, clock=clock, store=metrics) if relay else None,
         closers=tuple(closers),
+        leader=leader,
+        beats=beats,
+        instance=instance,
+        lease_renew_s=lease_renew_s,
     )
 
 
@@ -711,10 +831,38 @@ def _node_source(control_db: str) -> Any:
         return None
 
 
+def worker_status(settings: Settings, *, clock: Clock | None = None) -> dict[str, Any]:
+    """``tradeguard worker status``: the leader lease and every worker from its heartbeat
+    (instance, host, pid, role leader/standby/stopped, last beat); a beat older than 3 renewals
+    reads as ``gone`` whatever role it last wrote."""
+    from alerts.store import build_engine
+    from collectors.lease import Lease, WorkerBeats
+
+    engine = build_engine(settings.control_db)
+    try:
+        lease = Lease(engine, name=WORKER_LEASE, holder="status-probe", clock=clock).status()
+        workers = WorkerBeats(engine, clock=clock).workers()
+    finally:
+        engine.dispose()
+    out = []
+    for w in workers:
+        role = w["role"]
+        if role in ("leader", "standby") and w["age_s"] > 3 * WORKER_LEASE_RENEW_S + 1:
+            role = "gone"
+        if role == "leader" and lease["leader"] != w["holder"]:
+            role = "standby"  # its lease ran out or was taken over since its last beat
+        out.append({**w, "role": role, "last_beat": w["last_beat"].isoformat(),
+                    "started_at": w["started_at"].isoformat()})
+    return {"leader": lease["leader"], "token": lease["token"], "workers": out}
+
+
 def worker_health(
     settings: Settings, interval_s: float, *, clock: Clock | None = None
 ) -> tuple[int, dict[str, Any]]:
-    """``tradeguard worker --health``: (0 if the last evaluation is within 3 intervals else 1, report)."""
+    """``tradeguard worker --health``: (0 if the last evaluation is within 3 intervals else 1, report);
+    ``role`` is this host's worker's role (``leader``/``standby``), ``leader`` the lease holder."""
+    import socket
+
     from alerts.store import AlertStore
 
     store = AlertStore(settings.control_db)
@@ -728,8 +876,16 @@ def worker_health(
     age = (now - last).total_seconds() if last else None
     ok = age is not None and age <= 3 * interval_s
     relay = relay_health(settings)
+    try:
+        ha = worker_status(settings, clock=clock)
+    except Exception as exc:
+        ha = {"leader": None, "workers": [], "error": f"worker status unreadable: {type(exc).__name__}"}
+    host = socket.gethostname()
+    mine = [w for w in ha["workers"] if w["host"] == host and w["role"] in ("leader", "standby")]
+    role = "leader" if any(w["role"] == "leader" for w in mine) else ("standby" if mine else None)
     return (0 if ok else 1), {"ok": ok, "last_cycle_age_s": age, "interval_s": interval_s, "jobs": status,
-                              "relay": relay, "relay_lag_s": relay.get("lag_s")}
+                              "relay": relay, "relay_lag_s": relay.get("lag_s"), "role": role,
+                              "leader": ha.get("leader"), "workers": ha["workers"]}
 
 
 # ============================================================================ the journal relay
@@ -891,6 +1047,9 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         closers.append(fleet.close)
         alert_store = AlertStore(settings.control_db)
         closers.append(alert_store.close)
+        from collectors.lease import WorkerBeats
+
+        workers = WorkerBeats(alert_store.engine, clock=clock)
     except BaseException:
         for close in reversed(closers):
             close()
@@ -919,6 +1078,7 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         clock=clock,
         currency=settings.console_currency,
         closers=closers,
+        workers=workers,
     )
 
 

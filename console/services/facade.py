@@ -17,7 +17,7 @@ from collectors.query import MetricStore
 from console.services import alert_rules, alerts, rules
 from console.services.alert_rules import AlertRulesPort
 from console.services.common import FieldError, error_text
-from console.services.instances import InstancesData, instances_data
+from console.services.instances import InstancesData, instances_data, worker_views
 from console.services.overview import OverviewData, read_overview
 from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
 from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
@@ -42,6 +42,7 @@ class ConsoleServices:
         currency: str = "¥",
         closers: Sequence[Callable[[], None]] = (),
         alert_rules: AlertRulesPort | None = None,
+        workers: Any = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -54,6 +55,7 @@ class ConsoleServices:
         self._closers = list(closers)
         # the Alert rules page: AlertService serves both ports unless told otherwise
         self.alert_rules: AlertRulesPort = alert_rules if alert_rules is not None else alerts  # type: ignore[assignment]
+        self.workers = workers  # collectors.lease.WorkerBeats, or None
 
     def close(self) -> None:
         for fn in self._closers:
@@ -138,7 +140,15 @@ class ConsoleServices:
         except Exception as exc:
             nodes = []
             errors.append(f"heartbeats: {error_text(exc)}")
-        return instances_data(nodes, in_force, errors, queries=2)
+        workers = []
+        if self.workers is not None:
+            try:
+                workers = worker_views(self.workers.workers(), self.workers.leader())
+            except Exception as exc:
+                errors.append(f"workers: {error_text(exc)}")
+        return instances_data(
+            nodes, in_force, errors, queries=2 + (self.workers is not None), workers=workers
+        )
 
     # ------------------------------------------------------------------ chaos
     def chaos_settings(self) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""The Instances page: every node from its heartbeat; a node on another rule version stands out."""
+"""The Instances page: every node from its heartbeat; a node on another rule version stands out; and
+every worker (leader / standby) from the worker heartbeats (``collectors.lease.WorkerBeats``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from guardians.fleet import GONE, LIVE, STALE, NodeStatus
 
@@ -24,11 +26,44 @@ class InstanceView:
 
 
 @dataclass(frozen=True)
+class WorkerView:
+    instance: str
+    host: str
+    pid: int
+    role: str  # leader | standby | stopped | gone
+    last_beat: datetime
+    age_s: float
+
+
+@dataclass(frozen=True)
 class InstancesData:
     nodes: list[InstanceView]
     rule_version_in_force: int | None
     queries: int
     errors: list[str] = field(default_factory=list)
+    workers: list[WorkerView] = field(default_factory=list)
+
+
+WORKER_GONE_S = 7.0  # 3 missed renewals (every 2 s) and a second
+
+
+def worker_views(rows: Sequence[Mapping[str, Any]], leader: str | None = None) -> list[WorkerView]:
+    """Worker heartbeats → views: a beat older than ``WORKER_GONE_S`` reads ``gone``; a ``leader``
+    beat whose holder no longer holds the lease reads ``standby``."""
+    out = []
+    for r in rows:
+        role = str(r["role"])
+        if role in ("leader", "standby") and float(r["age_s"]) > WORKER_GONE_S:
+            role = "gone"
+        elif role == "leader" and leader is not None and r.get("holder") != leader:
+            role = "standby"
+        out.append(
+            WorkerView(
+                str(r["instance"]), str(r["host"]), int(r["pid"]), role, r["last_beat"], float(r["age_s"])
+            )
+        )
+    order = {"leader": 0, "standby": 1, "stopped": 2, "gone": 3}
+    return sorted(out, key=lambda w: (order.get(w.role, 4), w.instance))
 
 
 def instance_view(node: NodeStatus, in_force: int | None) -> InstanceView:
@@ -45,9 +80,16 @@ def instance_view(node: NodeStatus, in_force: int | None) -> InstanceView:
 
 
 def instances_data(
-    nodes: Sequence[NodeStatus], in_force: int | None, errors: list[str], *, queries: int
+    nodes: Sequence[NodeStatus],
+    in_force: int | None,
+    errors: list[str],
+    *,
+    queries: int,
+    workers: Sequence[WorkerView] = (),
 ) -> InstancesData:
     views = sorted(
         (instance_view(n, in_force) for n in nodes), key=lambda n: (_ORDER.get(n.status, 3), n.instance)
     )
-    return InstancesData(nodes=views, rule_version_in_force=in_force, queries=queries, errors=errors)
+    return InstancesData(
+        nodes=views, rule_version_in_force=in_force, queries=queries, errors=errors, workers=list(workers)
+    )

@@ -45,6 +45,7 @@ def live() -> None:
         "Rule version in force", "–" if data.rule_version_in_force is None else data.rule_version_in_force
     )
     if not data.nodes:
+        workers_table(data.workers, now)
         st.info(
             "**No node has reported yet.** Start one with `tradeguard node`; it appears here within "
             "a few seconds.",
@@ -101,8 +102,43 @@ def live() -> None:
             "last snapshot",
         ],
     )
+    workers_table(data.workers, now)
     st.caption(
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC · {data.queries} reads per refresh, every {REFRESH_S} s"
+    )
+
+
+ROLE_MARK = {"leader": "★ leader", "standby": "● standby", "stopped": "○ stopped", "gone": "○ gone"}
+
+
+def workers_table(workers: list, now: datetime) -> None:
+    """The workers: exactly one leads evaluation, escalation and delivery; the others stand by."""
+    st.subheader("Workers")
+    if not workers:
+        st.caption(
+            "No worker has reported yet. Start one (or two, for high availability) with `tradeguard worker`."
+        )
+        return
+    leaders = [w for w in workers if w.role == "leader"]
+    if not leaders:
+        st.warning(
+            "**No worker leads**: alerts are not evaluated nor delivered until one takes over.",
+            icon=":material/warning:",
+        )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "instance": w.instance,
+                    "role": ROLE_MARK.get(w.role, w.role),
+                    "host": w.host,
+                    "pid": w.pid,
+                    "last beat": _age(w.last_beat, now),
+                }
+                for w in workers
+            ]
+        ),
+        hide_index=True,
     )
 
 

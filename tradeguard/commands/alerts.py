@@ -3,6 +3,7 @@
     tradeguard alerts list [--state firing,pending] [--json]
     tradeguard alerts show ID [--json]                      # one alert's timeline
     tradeguard alerts ack ID --by NAME [--comment TEXT]     # also: unack, resolve
+    tradeguard alerts escalate ID --by NAME [--to-step N]   # notify the next escalation step now
     tradeguard alerts silence --match label=value [--match …] --for 1h --by NAME --comment TEXT
     tradeguard alerts silences [--all] [--json]  |  alerts expire SILENCE_ID --by NAME
     tradeguard alerts rules list [--json] | rules apply -f FILE [--prune]
@@ -34,7 +35,12 @@ def _service() -> tuple[AlertService, AlertStore]:
     settings = load_settings()
     settings.ensure_var_dir()
     store = AlertStore(settings.control_db)
-    return AlertService(store, webhook_url=settings.alert_webhook_url, smtp_url=settings.smtp_url), store
+    return AlertService(
+        store,
+        webhook_url=settings.alert_webhook_url,
+        smtp_url=settings.smtp_url,
+        external_url=f"http://{settings.console_host}:{settings.console_port}",
+    ), store
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -121,6 +127,11 @@ def _unack(svc: AlertService, args: argparse.Namespace) -> int:
 
 def _resolve(svc: AlertService, args: argparse.Namespace) -> int:
     _print(svc.resolve(args.id, _by(args), args.comment))
+    return 0
+
+
+def _escalate(svc: AlertService, args: argparse.Namespace) -> int:
+    _print(svc.escalate(args.id, _by(args), args.to_step))
     return 0
 
 
@@ -334,6 +345,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name != "unack":
             s.add_argument("--comment", default=None)
         s.set_defaults(func=_run(func))
+
+    s = sub.add_parser("escalate", help="escalate a firing alert now: notify the next step of its policy")
+    s.add_argument("id", type=int)
+    by(s)
+    s.add_argument(
+        "--to-step", type=int, default=None, help="the step to notify, 1-based (default: the next)"
+    )
+    s.set_defaults(func=_run(_escalate))
 
     s = sub.add_parser("silence", help="silence alerts matching every --match for a while")
     s.add_argument(

@@ -13,6 +13,12 @@ An APScheduler ``BackgroundScheduler`` runs four jobs (``relay`` above and):
 - ``deliver`` every ``--deliver-interval`` s (default 2): sends queued notifications, retrying
   failures with exponential backoff; every attempt is recorded.
 
+High availability: run two or more workers on one control DB. Exactly one leads (a lease with a
+fencing token in the control DB, ``collectors/lease.py``): it evaluates, escalates and delivers; the
+others stand by, renewing their heartbeat every ``--lease-renew`` s, and the first to find the lease
+expired (``--lease-ttl`` s after the leader's last renewal, SIGKILL included) takes over.
+``tradeguard worker status [--json]`` lists the workers (instance, host, pid, role, last beat).
+
 Each job writes its last run to the control DB (``alert_worker_status``):
 ``tradeguard worker --health`` prints it and exits 0 when the last evaluation is recent
 (within 3 intervals), 1 otherwise. ``--once`` runs one cycle and one delivery round and exits.
@@ -34,9 +40,30 @@ from tradeguard.settings import load_settings
 log = logging.getLogger(__name__)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from tradeguard.bootstrap import worker_status
+
+    report = worker_status(load_settings())
+    if args.json:
+        print(json.dumps(report, default=str))
+        return 0 if report["leader"] else 1
+    print(f"leader: {report['leader'] or '(none)'}  token: {report['token']}")
+    rows = [
+        (w["instance"], w["host"], str(w["pid"]), w["role"], w["last_beat"][:19], f"{w['age_s']:.1f}s")
+        for w in report["workers"]
+    ]
+    head = ("INSTANCE", "HOST", "PID", "ROLE", "LAST BEAT (UTC)", "AGE")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    for r in [head, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    return 0 if report["leader"] else 1
+
+
 def _handle(args: argparse.Namespace) -> int:
     from tradeguard.bootstrap import build_worker, worker_health
 
+    if args.action == "status":
+        return _status(args)
     settings = load_settings()
     interval = args.interval or settings.alert_interval_s
     if args.health:
@@ -47,7 +74,12 @@ def _handle(args: argparse.Namespace) -> int:
 
     apply_bootstrap_admin(settings)  # TRADEGUARD_BOOTSTRAP_ADMIN: the first admin, once
     worker = build_worker(
-        settings, interval_s=interval, breaker_poll_s=args.breaker_poll, deliver_s=args.deliver_interval
+        settings,
+        interval_s=interval,
+        breaker_poll_s=args.breaker_poll,
+        deliver_s=args.deliver_interval,
+        lease_ttl_s=args.lease_ttl,
+        lease_renew_s=args.lease_renew,
     )
     if args.once:
         try:
@@ -80,6 +112,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "worker",
         help="alert evaluation, breaker polling, escalation and notification delivery (APScheduler)",
         description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "status"),
+        default="run",
+        help="run (default) the worker, or print the workers' status (leader, standbys, last beats)",
+    )
+    p.add_argument("--json", action="store_true", help="status: one JSON object")
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="seconds the leader lease lasts past its last renewal (default 10)",
+    )
+    p.add_argument(
+        "--lease-renew",
+        type=float,
+        default=2.0,
+        help="seconds between lease renewals / standby takeover attempts (default 2)",
     )
     p.add_argument(
         "--interval",

@@ -114,3 +114,23 @@ def test_every_page_renders_on_empty_real_stores(env):
         at.switch_page(f"../console/views/{view}.py").run()
         assert not at.exception, (view, [e.message for e in at.exception])
     assert "no live node" in "".join(w.value for w in at.warning).lower()
+
+
+def test_instances_page_lists_the_workers_leader_first(wired):
+    from alerts.store import build_engine
+    from collectors.lease import Lease, WorkerBeats
+
+    engine = build_engine(wired)
+    a = Lease(engine, name="worker-leader", holder="wa-1")
+    b = Lease(engine, name="worker-leader", holder="wb-1")
+    assert a.acquire() is not None and b.acquire() is None
+    beats = WorkerBeats(engine)
+    beats.beat(holder="wb-1", instance="worker-b", role="standby", token=None, pid=222)
+    beats.beat(holder="wa-1", instance="worker-a", role="leader", token=a.token, pid=111)
+    engine.dispose()
+    at = _run("instances")
+    assert not at.exception, [e.message for e in at.exception]
+    [table] = [df.value for df in at.dataframe if "role" in df.value.columns]
+    assert list(table["instance"]) == ["worker-a", "worker-b"]
+    assert list(table["role"]) == ["★ leader", "● standby"]
+    assert list(table["pid"]) == [111, 222]
