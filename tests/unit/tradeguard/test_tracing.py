@@ -359,3 +359,23 @@ def test_json_log_lines_carry_the_trace_id_of_the_request(monkeypatch):
     assert inside["trace_id"] == tid and len(inside["span_id"]) == 16
     assert "s3cr3t-token" not in inside["message"]
     assert "trace_id" not in outside
+
+
+def test_cli_traces_show_prints_the_waterfall(make_node, tmp_path, monkeypatch, capsys):
+    from tradeguard.cli import main
+
+    node = make_node(trace_sample=1.0)
+    answer = TestClient(node.app).post("/orders", json=order_body())
+    kept(node)
+    monkeypatch.setenv("TRADEGUARD_VAR_DIR", str(tmp_path / "var"))
+    assert main(["traces", "show", answer.headers["x-trace-id"]]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"trace {answer.headers['x-trace-id']}")
+    assert lines[1].startswith("POST /orders ") and lines[2].startswith("  order.place ")
+    assert "decision=passed" in lines[2]
+    assert main(["traces", "show", "0" * 32]) == 1
+    assert main(["traces", "show", "nope"]) == 2
+    assert main(["traces", "find", "--order", answer.json()["id"], "--json"]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [f["trace_id"] for f in found] == [answer.headers["x-trace-id"]]
