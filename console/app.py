@@ -28,6 +28,7 @@ def pages() -> list:
             url_path="alerts",
         ),
         st.Page(VIEWS / "resources.py", title="Resources", icon=":material/lan:"),
+        st.Page(VIEWS / "traces.py", title="Traces", icon=":material/timeline:"),
         st.Page(VIEWS / "rules.py", title="Rules", icon=":material/tune:"),
         st.Page(VIEWS / "instances.py", title="Instances", icon=":material/dns:"),
         st.Page(VIEWS / "chaos.py", title="Chaos", icon=":material/bolt:"),

@@ -950,7 +950,7 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         redact_url(settings.control_db),
         redact_url(settings.metrics_url),
     )
-    return ConsoleServices(
+    services = ConsoleServices(
         app=settings.app,
         metrics=metrics,
         rules=rules,
@@ -961,3 +961,19 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         currency=settings.console_currency,
         closers=closers,
     )
+    attach_console_traces(services, settings)
+    return services
+
+
+def attach_console_traces(services: ConsoleServices, settings: Settings) -> None:
+    """The Traces page's reader (``services.traces``) on the embedded span store ``var/traces.db``;
+    left unset (the page says so) when the store cannot be opened."""
+    from tradeguard.tracing import SpanStore, TraceReader
+
+    try:
+        reader = TraceReader(SpanStore(settings.var_dir / "traces.db"))
+    except Exception:
+        log.exception("span store %s unavailable: the Traces page is empty", settings.var_dir / "traces.db")
+        return
+    services.traces = reader  # type: ignore[attr-defined]
+    services._closers.append(reader.close)

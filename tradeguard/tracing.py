@@ -862,3 +862,32 @@ def format_waterfall(records: Sequence[SpanRecord], *, width: int = 40) -> str:
         msg = f" ({r.status_message})" if r.status_message else ""
         lines.append(f"{label} |{bar}| {r.duration_ms:8.2f} ms {status}{extra}{msg}".rstrip())
     return "\n".join(lines)
+
+
+class TraceReader:
+    """The console's ``TraceStorePort`` over a ``SpanStore``: plain dicts in and out."""
+
+    def __init__(self, store: SpanStore) -> None:
+        self.store = store
+
+    def search(self, *, trace_id: str | None = None, order_id: str | None = None, resource: str | None = None,
+               outcome: str | None = None, min_ms: float | None = None, max_ms: float | None = None,
+               since_ns: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        q = TraceQuery(trace_id=trace_id, order_id=order_id, resource=resource, outcome=outcome,
+                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, limit=limit)
+        return [asdict(t) for t in self.store.search(q)]
+
+    def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(s) for s in self.store.spans(trace_id)]
+
+    def edge_spans(self, since_ns: int) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(s) for s in self.store.edge_spans(since_ns)]
+
+    def close(self) -> None:
+        self.store.close()
