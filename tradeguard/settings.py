@@ -216,7 +216,7 @@ class Settings(BaseSettings):
                 value = "**********"
             elif isinstance(value, Path):
                 value = str(value)
-            elif name == "broker_url" and value:
+            elif name in ("broker_url", "otlp_endpoint") and value:
                 value = redact_url(value)
             out[name] = value
         return out
