@@ -30,6 +30,7 @@ def pages() -> list:
         ),
         st.Page(VIEWS / "alert_rules.py", title="Alert rules", icon=":material/rule:"),
         st.Page(VIEWS / "resources.py", title="Resources", icon=":material/lan:"),
+        st.Page(VIEWS / "traces.py", title="Traces", icon=":material/timeline:"),
         st.Page(VIEWS / "rules.py", title="Rules", icon=":material/tune:"),
         st.Page(VIEWS / "instances.py", title="Instances", icon=":material/dns:"),
         st.Page(VIEWS / "chaos.py", title="Chaos", icon=":material/bolt:"),

@@ -218,6 +218,45 @@ def wire_guardians(ctx: NodeContext) -> None:
     ctx.parts["guardians"] = "on"
 
 
+def wire_tracing(ctx: NodeContext) -> None:
+    """Call-chain tracing (``tradeguard.tracing``): the route span and response headers on the app,
+    a span per guarded call (the Guard port is wrapped: call before ``wire_trading_core``), DB
+    statement spans on the trading DB; kept traces go to OTLP or the embedded span store."""
+    from tradeguard.tracing import build_tracing
+
+    s = ctx.settings
+    try:
+        tracing = build_tracing(
+            instance=ctx.instance,
+            service_name=f"tradeguard-node:{s.app}",
+            sample=s.trace_sample,
+            otlp_endpoint=s.otlp_endpoint,
+            store_path=s.var_dir / "traces.db",
+        )
+    except Exception as exc:  # the node serves untraced rather than not at all
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        log.exception("tracing could not be wired: requests are not traced")
+        ctx.parts["tracing"] = f"error: {error}"
+        ctx.health_checks["tracing"] = lambda: {"status": "error", "error": error}
+        return
+    ctx.guard = tracing.wrap_guard(ctx.guard)
+
+    def instrument(app: FastAPI) -> None:
+        from guardians.starlette_routes import starlette_route_resolver
+
+        tracing.route_name = starlette_route_resolver(app)
+        tracing.instrument_app(app)
+        if ctx.trading_db is not None:
+            tracing.instrument_engine(ctx.trading_db.engine)
+
+    ctx.app_hooks.append(instrument)
+    ctx.on_start.append(tracing.start)
+    ctx.on_stop.append(tracing.stop)
+    ctx.health_checks["tracing"] = tracing.status
+    ctx.parts["tracing"] = tracing.sink
+    ctx.tracing = tracing  # type: ignore[attr-defined]
+
+
 def build_gateway(settings: Settings) -> Any:
     """The simulated payment gateway: its own latency and, optionally, a bounded number of slots
     (``TRADEGUARD_GATEWAY_CONCURRENCY``), the bounded downstream of ``tradeguard bench surge``."""
@@ -430,6 +469,7 @@ def build_node(
     clock: Clock | None = None,
     guardians: bool = True,
     collectors: bool = True,
+    tracing: bool = True,
 ) -> Node:
     """Wire a node. Nothing is started: call ``Node.start()`` (``tradeguard node`` does)."""
     from domain.api.app import create_app
@@ -450,6 +490,10 @@ def build_node(
         wire_guardians(ctx)
     else:
         ctx.parts["guardians"] = "off"
+    if tracing:
+        wire_tracing(ctx)
+    else:
+        ctx.parts["tracing"] = "off"
     wire_trading_core(ctx)
     if collectors:
         wire_collectors(ctx)
@@ -1067,7 +1111,7 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         redact_url(settings.control_db),
         redact_url(settings.metrics_url),
     )
-    return ConsoleServices(
+    services = ConsoleServices(
         app=settings.app,
         metrics=metrics,
         rules=rules,
@@ -1080,6 +1124,22 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         closers=closers,
         workers=workers,
     )
+    attach_console_traces(services, settings)
+    return services
+
+
+def attach_console_traces(services: ConsoleServices, settings: Settings) -> None:
+    """The Traces page's reader (``services.traces``) on the embedded span store ``var/traces.db``;
+    left unset (the page says so) when the store cannot be opened."""
+    from tradeguard.tracing import SpanStore, TraceReader
+
+    try:
+        reader = TraceReader(SpanStore(settings.var_dir / "traces.db"))
+    except Exception:
+        log.exception("span store %s unavailable: the Traces page is empty", settings.var_dir / "traces.db")
+        return
+    services.traces = reader  # type: ignore[attr-defined]
+    services._closers.append(reader.close)
 
 
 # === accounts wiring

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import pkgutil
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from common.redact import RedactingFilter
 from tradeguard import commands as commands_pkg
-from tradeguard.settings import LOG_LEVELS, env_name
+from tradeguard.settings import LOG_FORMATS, LOG_LEVELS, env_name
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +82,71 @@ def secrets_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
     return {v for v in found if v}
 
 
-def setup_logging(level: str = "INFO", environ: Mapping[str, str] | None = None) -> None:
+class TraceContextFilter(logging.Filter):
+    """Adds ``trace_id`` / ``span_id`` of the current OpenTelemetry span ("" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else ""
+        record.span_id = f"{ctx.span_id:016x}" if ctx.is_valid else ""
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """``LOG_FORMAT``, plus `` trace_id=…`` on the lines logged while serving a request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        trace_id = getattr(record, "trace_id", "")
+        return f"{line} trace_id={trace_id}" if trace_id else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, trace_id, span_id (+ exc_info)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "trace_id", ""):
+            out["trace_id"] = record.trace_id  # type: ignore[attr-defined]
+            out["span_id"] = record.span_id  # type: ignore[attr-defined]
+        if record.exc_text:  # already redacted by the RedactingFilter
+            out["exc_info"] = record.exc_text
+        elif record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def log_format_from_env(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    fmt = env.get("TRADEGUARD_LOG_FORMAT", "text").strip().lower()
+    return fmt if fmt in LOG_FORMATS else "text"
+
+
+def setup_logging(level: str = "INFO", environ: Mapping[str, str] | None = None,
+                  fmt: str | None = None) -> None:
     """Log to stderr (stdout is kept for command output and JSON lines), secrets masked.
 
     The handler carries a ``RedactingFilter`` seeded with the secrets of the settings (see
     ``secrets_from_env``): every record of the process, ours or a library's, passes through it.
+    ``fmt`` (default ``TRADEGUARD_LOG_FORMAT``): ``text`` or ``json`` lines; both carry the trace id
+    of the request being served (``TraceContextFilter``). Redaction runs first, on the message.
     """
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_tradeguard", False):  # only replace our own handler
             root.removeHandler(old)
     handler = StderrHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    fmt = (fmt or log_format_from_env(environ)).lower()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(LOG_FORMAT))
     handler.addFilter(RedactingFilter(secrets_from_env(environ)))
+    handler.addFilter(TraceContextFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     # third-party chatter stays at WARNING unless DEBUG is asked for

@@ -24,6 +24,7 @@ from common.redact import redact_url
 
 ENV_PREFIX = "TRADEGUARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def sqlite_file_url(directory: Path, filename: str) -> str:
@@ -147,6 +148,23 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    log_format: str = Field(
+        "text", description="Log lines: text, or json (one JSON object a line with trace_id/span_id)."
+    )
+
+    # tracing
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector base URL (Jaeger, Tempo, an OpenTelemetry Collector) kept traces "
+        "are exported to; unset: the embedded span store var/traces.db.",
+    )
+    trace_sample: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of ordinary requests whose trace is kept; errors, blocked and slow ones "
+        "always are.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -155,6 +173,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+        return fmt
 
     @model_validator(mode="after")
     def _fill_store_defaults(self) -> Settings:
@@ -212,7 +238,7 @@ class Settings(BaseSettings):
                 value = "**********"
             elif isinstance(value, Path):
                 value = str(value)
-            elif name == "broker_url" and value:
+            elif name in ("broker_url", "otlp_endpoint") and value:
                 value = redact_url(value)
             out[name] = value
         return out

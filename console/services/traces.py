@@ -1,0 +1,158 @@
+"""Traces: find kept traces, one trace as a waterfall, and the node's service map.
+
+The console reads the span store through ``TraceStorePort`` (plain dicts in and out); the
+composition root plugs ``tradeguard.tracing.TraceReader`` over the embedded span store
+(``tradeguard.bootstrap.build_console_services``) and sets it as ``ConsoleServices.traces``.
+Each call is one bounded read of the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.stats import percentile
+
+OUTCOMES = ("error", "blocked", "slow", "sampled")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class TraceStorePort(Protocol):
+    """What the Traces page needs of the span store."""
+
+    def search(self, *, trace_id: str | None = ..., order_id: str | None = ..., resource: str | None = ...,
+               outcome: str | None = ..., min_ms: float | None = ..., max_ms: float | None = ...,
+               since_ns: int | None = ..., limit: int = ...) -> list[dict[str, Any]]: ...
+    def spans(self, trace_id: str) -> list[dict[str, Any]]: ...
+    def edge_spans(self, since_ns: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class TraceFilter:
+    trace_id: str = ""
+    order_id: str = ""
+    resource: str = ""
+    outcome: str = ""  # "" = any
+    min_ms: float | None = None
+    limit: int = 100
+
+    def errors(self) -> list[str]:
+        out = []
+        tid = self.trace_id.strip().lower()
+        if tid and not _TRACE_ID.match(tid):
+            out.append(f"trace id: must be 32 hex digits, got {self.trace_id!r}")
+        if self.outcome and self.outcome not in OUTCOMES:
+            out.append(f"outcome: must be one of {', '.join(OUTCOMES)}, got {self.outcome!r}")
+        if self.min_ms is not None and self.min_ms < 0:
+            out.append(f"min duration: must be ≥ 0 ms, got {self.min_ms}")
+        return out
+
+
+@dataclass
+class TraceList:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Edge:
+    source: str
+    target: str
+    calls: int
+    rate_per_s: float
+    error_rate_pct: float
+    p99_ms: float | None
+
+
+@dataclass
+class TraceDetail:
+    trace_id: str
+    spans: list[dict[str, Any]]  # tree order, with depth, offset_ms, duration_ms
+    duration_ms: float
+    errors: list[str] = field(default_factory=list)
+
+
+def find_traces(store: TraceStorePort | None, f: TraceFilter) -> TraceList:
+    if store is None:
+        return TraceList(errors=["no span store is configured for the console"])
+    problems = f.errors()
+    if problems:
+        return TraceList(errors=problems)
+    try:
+        rows = store.search(trace_id=f.trace_id.strip().lower() or None, order_id=f.order_id.strip() or None,
+                            resource=f.resource.strip() or None, outcome=f.outcome or None,
+                            min_ms=f.min_ms, limit=f.limit)
+    except Exception as exc:
+        return TraceList(errors=[f"span store: {type(exc).__name__}: {exc}"])
+    return TraceList(rows=rows)
+
+
+def trace_detail(store: TraceStorePort | None, trace_id: str) -> TraceDetail:
+    tid = trace_id.strip().lower()
+    if store is None:
+        return TraceDetail(tid, [], 0.0, ["no span store is configured for the console"])
+    try:
+        spans = store.spans(tid)
+    except Exception as exc:
+        return TraceDetail(tid, [], 0.0, [f"span store: {type(exc).__name__}: {exc}"])
+    if not spans:
+        return TraceDetail(tid, [], 0.0, [f"trace {tid} is not in the span store (not kept, or pruned)"])
+    return TraceDetail(tid, tree_order(spans), _duration(spans))
+
+
+def _duration(spans: Sequence[dict[str, Any]]) -> float:
+    return (max(s["end_ns"] for s in spans) - min(s["start_ns"] for s in spans)) / 1e6
+
+
+def tree_order(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans after their parents (siblings by start), each with ``depth``, ``offset_ms``, ``duration_ms``."""
+    ids = {s["span_id"] for s in spans}
+    t0 = min(s["start_ns"] for s in spans)
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for s in spans:
+        children.setdefault(s["parent_id"] if s["parent_id"] in ids else None, []).append(s)
+    out: list[dict[str, Any]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for s in sorted(children.get(parent, []), key=lambda x: x["start_ns"]):
+            out.append({**s, "depth": depth, "offset_ms": (s["start_ns"] - t0) / 1e6,
+                        "duration_ms": (s["end_ns"] - s["start_ns"]) / 1e6})
+            walk(s["span_id"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+def edge_target(span: dict[str, Any]) -> str | None:
+    attrs = span.get("attributes", {})
+    system = attrs.get("db.system") or attrs.get("db.system.name")
+    if system:
+        return f"database ({system})"
+    if attrs.get("peer.service"):
+        return str(attrs["peer.service"])
+    return None
+
+
+def service_map(store: TraceStorePort | None, now_ns: int, minutes: int = 15) -> tuple[list[Edge], list[str]]:
+    """The node's dependencies with calls/s, error rate and p99 per edge, over the kept traces."""
+    if store is None:
+        return [], ["no span store is configured for the console"]
+    window_s = minutes * 60
+    try:
+        spans = store.edge_spans(now_ns - window_s * 1_000_000_000)
+    except Exception as exc:
+        return [], [f"span store: {type(exc).__name__}: {exc}"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in spans:
+        target = edge_target(s)
+        if target:
+            groups.setdefault(target, []).append(s)
+    edges = []
+    for target, group in sorted(groups.items()):
+        durations = [(s["end_ns"] - s["start_ns"]) / 1e6 for s in group]
+        errors = sum(1 for s in group if s["status"] == "error")
+        edges.append(Edge("tradeguard node", target, len(group), round(len(group) / window_s, 3),
+                          round(100.0 * errors / len(group), 2), percentile(durations, 99.0)))
+    return edges, []

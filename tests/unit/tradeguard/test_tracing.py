@@ -1,0 +1,381 @@
+"""Call-chain tracing of a node, driven in-process (TestClient) on SQLite files in tmp_path.
+
+Kept traces are drained from the export queue by hand (``queue.flush()``): the node is not
+started, so no background thread runs and every assertion sees a settled store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from opentelemetry import trace
+
+from tradeguard.bootstrap import build_node, seed_catalog
+from tradeguard.settings import load_settings
+from tradeguard.tracing import (
+    ExportQueue,
+    KeptTrace,
+    SlowThresholds,
+    SpanStore,
+    TraceQuery,
+    format_waterfall,
+    span_record,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+ADDRESS = {
+    "country": "CN",
+    "province": "Zhejiang",
+    "city": "Hangzhou",
+    "district": "Xihu",
+    "street": "1 Lake Road",
+    "recipient": "Li",
+    "phone": "13800000000",
+}
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+def order_body(key: str = "k1", sku: str = "ELEC-001") -> dict:
+    return {"buyer_id": "b1", "tx_type": "fixed_price", "channel": "app",
+            "lines": [{"sku": sku, "qty": 1}], "address": ADDRESS, "idempotency_key": key}
+
+
+@pytest.fixture
+def make_node(tmp_path, monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TRADEGUARD_") and key != "TRADEGUARD_REQUIRE_SERVICES":
+            monkeypatch.delenv(key)
+    nodes = []
+
+    def make(**overrides):
+        s = load_settings(var_dir=tmp_path / "var", gateway_latency_ms=1, **overrides)
+        if not nodes:
+            seed_catalog(s)
+        node = build_node(s, port=18700 + len(nodes), collectors=False)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+def kept(node):
+    tracing = node.ctx.tracing
+    tracing.queue.flush()
+    return tracing
+
+
+def by_name(spans, name):
+    found = [s for s in spans if s.name == name]
+    assert found, f"no span {name!r} among {[s.name for s in spans]}"
+    return found
+
+
+def test_an_order_placed_and_paid_is_one_trace_with_parented_spans(make_node):
+    node = make_node(trace_sample=1.0)
+    client = TestClient(node.app)
+    parent = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    placed = client.post("/orders", json=order_body(), headers=parent)
+    assert placed.status_code == 201
+    order_id = placed.json()["id"]
+    paid = client.post(f"/orders/{order_id}/pay", headers=parent)
+    assert paid.status_code == 200
+    # the caller's trace continues in both answers
+    assert placed.headers["x-trace-id"] == paid.headers["x-trace-id"] == CALLER_TRACE
+    assert placed.headers["traceparent"].startswith(f"00-{CALLER_TRACE}-")
+
+    spans = kept(node).store.spans(CALLER_TRACE)
+    ids = {s.span_id: s for s in spans}
+    (route_place,) = by_name(spans, "POST /orders")
+    (route_pay,) = by_name(spans, "POST /orders/{order_id}/pay")
+    assert route_place.parent_id == route_pay.parent_id == CALLER_SPAN
+    assert route_place.kind == route_pay.kind == "server"
+    (place,) = by_name(spans, "order.place")
+    assert place.parent_id == route_place.span_id
+    assert place.attributes["tradeguard.guard.decision"] == "passed"
+    (reserve,) = by_name(spans, "inventory.reserve")
+    assert reserve.parent_id == place.span_id
+    (pay,) = by_name(spans, "order.pay")
+    assert pay.parent_id == route_pay.span_id
+    (charge,) = by_name(spans, "payment.charge")
+    assert charge.parent_id == pay.span_id and charge.kind == "client"
+    assert charge.attributes["peer.service"] == "payment-gateway"
+    db = [s for s in spans if "db.system" in s.attributes or "db.system.name" in s.attributes]
+    assert any(ids[s.parent_id].name == "inventory.reserve" and s.name.startswith("UPDATE") for s in db)
+    assert all(s.parent_id in ids for s in db)
+    # every span of the trace hangs under one of the two route spans
+    for s in spans:
+        top = s
+        while top.parent_id in ids:
+            top = ids[top.parent_id]
+        assert top in (route_place, route_pay)
+    summaries = node.ctx.tracing.store.search(TraceQuery(order_id=order_id))
+    assert [t.trace_id for t in summaries] == [CALLER_TRACE]
+    text = format_waterfall(spans)
+    assert "payment.charge" in text and "order.place" in text
+
+
+def test_a_blocked_request_trace_names_the_rule_at_sample_zero(make_node):
+    import guardians
+
+    node = make_node(trace_sample=0.0)
+    flow = [{"name": "place-cap", "resource": "order.place", "grade": "qps", "threshold": 1},
+            {"name": "door-cap", "resource": "GET /shops", "grade": "qps", "threshold": 1}]
+    node.ctx.engine.apply(guardians.parse_document({"flow": flow}), version=3)
+    client = TestClient(node.app)
+    answers = [client.post("/orders", json=order_body(key=f"k{i}")) for i in range(3)]
+    blocked = answers[-1]
+    assert blocked.status_code == 429
+    doors = [client.get("/shops") for _ in range(3)]
+    assert doors[-1].status_code == 429
+    tracing = kept(node)
+
+    tid = blocked.json()["trace_id"]
+    assert tid == blocked.headers["x-trace-id"]
+    (place,) = by_name(tracing.store.spans(tid), "order.place")
+    assert place.attributes["tradeguard.guard.decision"] == "blocked"
+    assert place.attributes["tradeguard.guard.rule"] == "place-cap"
+    (summary,) = tracing.store.search(TraceQuery(trace_id=tid))
+    assert summary.outcome == "blocked" and summary.rule == "place-cap"
+    # refused at the door by GuardMiddleware: the route span names the rule
+    door_tid = doors[-1].json()["trace_id"]
+    (route,) = by_name(tracing.store.spans(door_tid), "GET /shops")
+    assert route.attributes["tradeguard.guard.rule"] == "door-cap"
+    # the passed ones were not kept at rate 0
+    assert tracing.store.search(TraceQuery(trace_id=answers[0].headers["x-trace-id"])) == []
+
+
+def test_a_payment_failure_is_kept_at_sample_zero_and_the_problem_names_the_stored_trace(make_node):
+    node = make_node(trace_sample=0.0)
+    client = TestClient(node.app)
+    placed = client.post("/orders", json=order_body())
+    node.ctx.gateway.configure(error_rate=1.0)
+    failed = client.post(f"/orders/{placed.json()['id']}/pay")
+    assert failed.status_code == 402
+    tid = failed.json()["trace_id"]
+    assert tid == failed.headers["x-trace-id"]
+    tracing = kept(node)
+    (summary,) = tracing.store.search(TraceQuery(outcome="error"))
+    assert summary.trace_id == tid
+    (charge,) = by_name(tracing.store.spans(tid), "payment.charge")
+    assert charge.status == "error"
+    assert tracing.store.search(TraceQuery(trace_id=placed.headers["x-trace-id"])) == []
+
+
+def test_every_response_carries_a_trace_id_and_problem_bodies_match_the_store(make_node):
+    node = make_node(trace_sample=1.0)
+    client = TestClient(node.app)
+    missing = client.get("/orders/nope")
+    assert missing.status_code == 404
+    tid = missing.json()["trace_id"]
+    assert len(tid) == 32 and tid == missing.headers["x-trace-id"]
+    invalid = client.post("/orders", json={"buyer_id": "b1"})
+    assert invalid.status_code == 422 and invalid.json()["trace_id"] == invalid.headers["x-trace-id"]
+    health = client.get("/ops/health")
+    assert len(health.headers["x-trace-id"]) == 32
+    tracing = kept(node)
+    assert [t.trace_id for t in tracing.store.search(TraceQuery(trace_id=tid))] == [tid]
+    assert health.json()["stores"]["tracing"]["sink"] == "store"
+
+
+def test_tracing_off_adds_no_header(make_node, tmp_path):
+    s = load_settings(var_dir=tmp_path / "var2")
+    seed_catalog(s)
+    node = build_node(s, port=18790, collectors=False, tracing=False)
+    try:
+        answer = TestClient(node.app).get("/orders/nope")
+        assert "x-trace-id" not in answer.headers and "trace_id" not in answer.json()
+        assert node.ctx.parts["tracing"] == "off"
+    finally:
+        node.stop()
+
+
+# ----------------------------------------------------------------------------- OTLP
+class _Receiver:
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.requests: list = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                msg = ExportTraceServiceRequest()
+                msg.ParseFromString(body)
+                received.append((self.path, self.headers.get("content-type"), msg))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_otlp_export_is_real_protobuf(make_node):
+    receiver = _Receiver()
+    try:
+        node = make_node(trace_sample=1.0, otlp_endpoint=receiver.url)
+        answer = TestClient(node.app).post("/orders", json=order_body())
+        assert answer.status_code == 201
+        tracing = kept(node)
+        assert tracing.sink == "otlp" and tracing.queue.dropped == 0
+    finally:
+        receiver.close()
+    (path, ctype, msg), = receiver.requests
+    assert path == "/v1/traces" and ctype == "application/x-protobuf"
+    spans = [s for rs in msg.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    names = {s.name for s in spans}
+    assert {"POST /orders", "order.place", "inventory.reserve"} <= names
+    assert {s.trace_id.hex() for s in spans} == {answer.headers["x-trace-id"]}
+    service = {a.key: a.value.string_value for rs in msg.resource_spans for a in rs.resource.attributes}
+    assert service["service.name"].startswith("tradeguard-node")
+
+
+def test_otlp_receiver_down_leaves_requests_alone_and_counts_drops(make_node):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there
+    node = make_node(trace_sample=1.0, otlp_endpoint=f"http://127.0.0.1:{port}")
+    node.start()
+    try:
+        client = TestClient(node.app)
+        started = time.perf_counter()
+        answers = [client.post("/orders", json=order_body(key=f"k{i}")) for i in range(5)]
+        elapsed = time.perf_counter() - started
+        assert [a.status_code for a in answers] == [201] * 5
+        assert elapsed < 5.0  # the export timeout is 2 s: no request waited for it
+        deadline = time.monotonic() + 15
+        while node.ctx.tracing.queue.dropped < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = client.get("/ops/health").json()["stores"]["tracing"]
+        assert stats["dropped"] >= 5 and stats["export_failures"] >= 1
+        assert stats["status"] == "ok"  # a collector down never takes the node out of rotation
+    finally:
+        node.stop()
+
+
+# ----------------------------------------------------------------------------- parts
+def test_export_queue_drops_the_oldest_and_never_blocks():
+    exported: list[list[str]] = []
+    q = ExportQueue(lambda items: exported.append([i.outcome for i in items]), maxlen=3, batch=10)
+    for n in range(5):
+        q.put(KeptTrace([], f"t{n}"))
+    assert q.dropped == 2
+    q.flush()
+    assert exported == [["t2", "t3", "t4"]]
+
+    def boom(items):
+        raise ConnectionError("collector down")
+
+    failing = ExportQueue(boom, maxlen=10)
+    failing.put(KeptTrace([], "x"))
+    failing.flush()
+    assert failing.dropped == 1 and "collector down" in failing.status()["last_error"]
+
+
+def test_slow_threshold_is_the_recent_p99_per_resource():
+    th = SlowThresholds(window=200, every=10, min_count=100)
+    assert not any(th.observe("GET /a", 10.0 + (i % 10)) for i in range(100))
+    assert th.threshold("GET /a") == pytest.approx(19.0)
+    assert th.observe("GET /a", 50.0)
+    assert not th.observe("GET /b", 500.0)  # another resource, nothing known yet
+    fixed = SlowThresholds({"GET /a": 5.0})
+    assert fixed.observe("GET /a", 6.0)
+
+
+def test_span_store_prunes_by_count_and_age(tmp_path):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    for _ in range(5):
+        with tracer.start_as_current_span("GET /x"):
+            pass
+    records = [span_record(s, "n1") for s in exporter.get_finished_spans()]
+    now = [max(r.start_ns for r in records) / 1e9]
+    store = SpanStore(tmp_path / "traces.db", max_traces=3, max_age_s=3600, prune_every=1000,
+                      clock=lambda: now[0])
+    store.write([([r], "sampled") for r in records])
+    assert store.prune() == 2
+    kept_ids = {t.trace_id for t in store.search(TraceQuery())}
+    newest = sorted(records, key=lambda r: r.start_ns)[-3:]
+    assert kept_ids == {r.trace_id for r in newest}
+    now[0] += 7200
+    assert store.prune() == 3
+    assert store.status()["evicted"] == 5 and store.search(TraceQuery()) == []
+    store.close()
+
+
+def test_json_log_lines_carry_the_trace_id_of_the_request(monkeypatch):
+    from tradeguard.cli import setup_logging
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    setup_logging("INFO", environ={"TRADEGUARD_OPS_TOKEN": "s3cr3t-token"}, fmt="json")
+    try:
+        tracer = trace.get_tracer("t")
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("t")
+        with tracer.start_as_current_span("req") as span:
+            logging.getLogger("tradeguard.x").warning("charging with s3cr3t-token")
+            tid = f"{span.get_span_context().trace_id:032x}"
+        logging.getLogger("tradeguard.x").warning("outside")
+    finally:
+        setup_logging("INFO", environ={}, fmt="text")
+    lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.startswith("{")]
+    inside, outside = lines[-2], lines[-1]
+    assert inside["trace_id"] == tid and len(inside["span_id"]) == 16
+    assert "s3cr3t-token" not in inside["message"]
+    assert "trace_id" not in outside
+
+
+def test_cli_traces_show_prints_the_waterfall(make_node, tmp_path, monkeypatch, capsys):
+    from tradeguard.cli import main
+
+    node = make_node(trace_sample=1.0)
+    answer = TestClient(node.app).post("/orders", json=order_body())
+    kept(node)
+    monkeypatch.setenv("TRADEGUARD_VAR_DIR", str(tmp_path / "var"))
+    assert main(["traces", "show", answer.headers["x-trace-id"]]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"trace {answer.headers['x-trace-id']}")
+    assert lines[1].startswith("POST /orders ") and lines[2].startswith("  order.place ")
+    assert "decision=passed" in lines[2]
+    assert main(["traces", "show", "0" * 32]) == 1
+    assert main(["traces", "show", "nope"]) == 2
+    assert main(["traces", "find", "--order", answer.json()["id"], "--json"]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [f["trace_id"] for f in found] == [answer.headers["x-trace-id"]]

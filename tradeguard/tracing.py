@@ -1,0 +1,893 @@
+"""Call-chain tracing of a node with OpenTelemetry: spans, propagation, tail sampling, export.
+
+What a request to a node becomes (``wire_tracing`` in ``tradeguard.bootstrap`` plugs it in):
+
+- the **route span** (SERVER): ``opentelemetry-instrumentation-asgi``'s middleware, outermost, named
+  like the guardians' route resource (``POST /orders/{order_id}/pay``); it continues a caller's W3C
+  ``traceparent`` (global propagator);
+- ``TraceMiddleware`` right inside it: ``X-Trace-Id`` and ``traceparent`` on every response, the
+  ``trace_id`` member in every problem+json body (whoever wrote it: the core's handlers, the
+  guardians' ``Blocked`` handler or ``GuardMiddleware``'s early answer), the order id and, for a
+  request the guardians refused at the door, the rule that blocked it as span attributes;
+- a **guard span** per guarded resource (``order.place``, ``inventory.reserve``, ``payment.charge``…):
+  ``TracingGuard`` wraps the guardians engine as the trading core's ``Guard`` port, so the core
+  never imports OpenTelemetry. Attributes: ``tradeguard.guard.decision`` (passed | blocked |
+  degraded), ``.rule``, ``.rule_type``, ``.reason``, ``.wait_ms`` (queueing before the call ran).
+  Those spans are the capability spans of order placement and payment; ``payment.charge`` is a
+  CLIENT span to the payment gateway (``peer.service``);
+- **database statements**: ``opentelemetry-instrumentation-sqlalchemy``'s ``EngineTracer`` on the
+  trading DB's engine only (not the global ``create_engine`` patch: several nodes may live in one
+  process, each with its own provider).
+
+Head or tail sampling — tail, decided in the node. We must keep every error, every blocked call
+and every request slower than its resource's recent p99; none of that is known when the request
+starts (a head sampler sees only the route and the caller's flag), so a head decision at 1 % would
+lose 99 % of exactly the requests on-call needs. Every span is therefore recorded (the cost is a
+few µs of attribute bookkeeping per span, measured by ``tradeguard bench trace``) and
+``TailSamplingProcessor`` buffers a trace's spans until its *local root* ends, then decides:
+error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``; the rest is forgotten. The
+decision is local to the node: a trace that continues a caller's ``traceparent`` is judged by this
+node's part of it (the caller's own sampler decides its part).
+
+Where kept traces go: ``ExportQueue``, a bounded queue (oldest dropped first and counted) drained
+by one daemon thread, so neither a full store nor an OTLP collector that is down ever blocks or
+fails a request; drops are in ``/ops/health`` (``stores.tracing``). The sink is OTLP/HTTP when
+``TRADEGUARD_OTLP_ENDPOINT`` is set, else the embedded ``SpanStore``: one SQLite file
+``var/traces.db`` shared by every node of the host (WAL; the console reads all nodes' traces
+there), bounded by trace count and age, the oldest pruned first and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from common.redact import redact_text
+from common.stats import percentile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PAYMENT_CHARGE = "payment.charge"  # the guarded call to the payment gateway (domain.ports.PAYMENT_CHARGE)
+OUTCOMES = ("error", "blocked", "slow", "sampled")
+ATTR_DECISION = "tradeguard.guard.decision"
+ATTR_RULE = "tradeguard.guard.rule"
+ATTR_RULE_TYPE = "tradeguard.guard.rule_type"
+ATTR_REASON = "tradeguard.guard.reason"
+ATTR_WAIT_MS = "tradeguard.guard.wait_ms"
+ATTR_RESOURCE = "tradeguard.resource"
+ATTR_ORDER_ID = "tradeguard.order_id"
+ATTR_PEER = "peer.service"
+
+
+def trace_id_hex(trace_id: int) -> str:
+    return f"{trace_id:032x}"
+
+
+def span_id_hex(span_id: int) -> str:
+    return f"{span_id:016x}"
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the current span as hex, or None outside a valid span."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return trace_id_hex(ctx.trace_id), span_id_hex(ctx.span_id)
+
+
+# ============================================================================ the guard span
+class GuardPort(Protocol):
+    def guard(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str] | None = None,
+              fallback: Callable[[BaseException], T] | None = None) -> T: ...
+
+
+def _is_blocked(exc: BaseException) -> bool:
+    from guardians.errors import Blocked
+
+    return isinstance(exc, Blocked)
+
+
+def _mark_blocked(span: trace.Span, exc: BaseException, decision: str) -> None:
+    span.set_attribute(ATTR_DECISION, decision)
+    span.set_attribute(ATTR_RULE, str(getattr(exc, "rule_name", "") or ""))
+    span.set_attribute(ATTR_RULE_TYPE, str(getattr(exc, "kind", "") or ""))
+    span.set_attribute(ATTR_REASON, redact_text(str(getattr(exc, "detail", "") or exc)))
+
+
+class TracingGuard:
+    """The trading core's ``Guard`` port: a span around the wrapped guard (the guardians engine).
+
+    The decision is read from what the engine does: ``call`` ran → passed (``wait_ms`` = time from
+    entering the guard to the call, i.e. the queueing a rate rule imposed); the fallback ran with a
+    ``Blocked`` → degraded; a ``Blocked`` raised → blocked. Exceptions of the call, and a charge
+    answered ``ok=False`` (not queued), set the span's status to ERROR.
+    """
+
+    def __init__(self, inner: GuardPort, tracer: trace.Tracer) -> None:
+        self.inner = inner
+        self.tracer = tracer
+
+    def __getattr__(self, name: str) -> Any:  # the engine's other methods (stats, resources…)
+        return getattr(self.inner, name)
+
+    def guard(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str] | None = None,
+              fallback: Callable[[BaseException], T] | None = None) -> T:
+        kind = SpanKind.CLIENT if resource == PAYMENT_CHARGE else SpanKind.INTERNAL
+        with self.tracer.start_as_current_span(
+            resource, kind=kind, record_exception=False, set_status_on_exception=False
+        ) as span:
+            span.set_attribute(ATTR_RESOURCE, resource)
+            if kind is SpanKind.CLIENT:
+                span.set_attribute(ATTR_PEER, "payment-gateway")
+            for key, value in (args or {}).items():
+                span.set_attribute(f"tradeguard.arg.{key}", str(value))
+            t0 = time.perf_counter()
+            entered: list[float] = []
+
+            def traced_call() -> T:
+                entered.append(time.perf_counter())
+                return call()
+
+            traced_fallback: Callable[[BaseException], T] | None = None
+            if fallback is not None:
+                fb = fallback
+
+                def traced_fallback(exc: BaseException) -> T:
+                    if _is_blocked(exc):
+                        _mark_blocked(span, exc, "degraded")
+                    else:
+                        span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")))
+                    return fb(exc)
+
+            try:
+                result = self.inner.guard(resource, traced_call, args=args, fallback=traced_fallback)
+            except BaseException as exc:
+                if _is_blocked(exc):
+                    _mark_blocked(span, exc, "blocked")
+                else:
+                    span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")))
+                raise
+            if entered:
+                span.set_attribute(ATTR_WAIT_MS, round((entered[0] - t0) * 1000.0, 3))
+            if span.is_recording() and not span.attributes.get(ATTR_DECISION):  # type: ignore[attr-defined]
+                span.set_attribute(ATTR_DECISION, "passed")
+            if getattr(result, "ok", None) is False and not getattr(result, "queued", False):
+                span.set_status(Status(StatusCode.ERROR, redact_text(str(getattr(result, "reason", "")))))
+            return result
+
+
+# ============================================================================ tail sampling
+class SlowThresholds:
+    """Per-resource "slow": over a fixed threshold if one is given, else over the resource's recent
+    p99 (the last ``window`` durations, recomputed every ``every`` observations once ``min_count``
+    are known; before that nothing counts as slow)."""
+
+    def __init__(self, fixed_ms: Mapping[str, float] | None = None, *, window: int = 1000,
+                 every: int = 50, min_count: int = 100) -> None:
+        self.fixed_ms = dict(fixed_ms or {})
+        self.window, self.every, self.min_count = window, every, min_count
+        self._recent: dict[str, deque[float]] = {}
+        self._p99: dict[str, float | None] = {}
+        self._seen: dict[str, int] = {}
+
+    def threshold(self, resource: str) -> float | None:
+        if resource in self.fixed_ms:
+            return self.fixed_ms[resource]
+        return self._p99.get(resource)
+
+    def observe(self, resource: str, duration_ms: float) -> bool:
+        """Whether ``duration_ms`` is slow for ``resource`` (judged before it joins the window)."""
+        limit = self.threshold(resource)
+        slow = limit is not None and duration_ms > limit
+        recent = self._recent.get(resource)
+        if recent is None:
+            recent = self._recent[resource] = deque(maxlen=self.window)
+        recent.append(duration_ms)
+        seen = self._seen[resource] = self._seen.get(resource, 0) + 1
+        if len(recent) >= self.min_count and seen % self.every == 0:
+            self._p99[resource] = percentile(recent, 99.0)
+        return slow
+
+
+@dataclass
+class KeptTrace:
+    spans: list[ReadableSpan]
+    outcome: str
+
+
+class TailSamplingProcessor(SpanProcessor):
+    """Buffers each trace's ended spans; when the trace's local root ends, keeps or forgets it.
+
+    Kept: any span with status ERROR (``error``), any guard decision blocked/degraded (``blocked``),
+    a root slower than its resource's threshold (``slow``), else with probability ``rate``
+    (``sampled``). A trace whose root is a bare database statement (a scheduled job's query) is
+    kept only on error. At most ``max_pending`` traces wait for their root: the oldest is dropped
+    (``pending_dropped``). ``on_end`` runs on the request's thread: O(1) work under a lock, plus the
+    decision at the root.
+    """
+
+    def __init__(self, sink: Callable[[KeptTrace], None], *, rate: float, thresholds: SlowThresholds,
+                 rng: Callable[[], float] | None = None, max_pending: int = 10_000) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"trace_sample: must be between 0 and 1, got {rate!r}")
+        self.sink = sink
+        self.rate = rate
+        self.thresholds = thresholds
+        self.rng = rng or random.random
+        self.max_pending = max_pending
+        self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {o: 0 for o in OUTCOMES}
+        self.counts.update(traces=0, pending_dropped=0)
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        tid = ctx.trace_id
+        is_root = span.parent is None or span.parent.is_remote
+        with self._lock:
+            buf = self._pending.get(tid)
+            if buf is None:
+                buf = self._pending[tid] = []
+                if len(self._pending) > self.max_pending:
+                    self._pending.popitem(last=False)
+                    self.counts["pending_dropped"] += 1
+            buf.append(span)
+            if not is_root:
+                return
+            spans = self._pending.pop(tid)
+            self.counts["traces"] += 1
+            outcome = self.decide(span, spans)
+            if outcome is not None:
+                self.counts[outcome] += 1
+        if outcome is not None:
+            self.sink(KeptTrace(spans, outcome))
+
+    def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str | None:
+        error = blocked = False
+        for s in spans:
+            if s.status.status_code is StatusCode.ERROR:
+                error = True
+            if (s.attributes or {}).get(ATTR_DECISION) in ("blocked", "degraded"):
+                blocked = True
+        if error:
+            return "error"
+        attrs = root.attributes or {}
+        if "db.system" in attrs or "db.system.name" in attrs:
+            return None  # a bare statement of a scheduled job
+        if blocked:
+            return "blocked"
+        duration_ms = ((root.end_time or 0) - (root.start_time or 0)) / 1e6
+        resource = str(attrs.get(ATTR_RESOURCE) or root.name)
+        if self.thresholds.observe(resource, duration_ms):
+            return "slow"
+        if self.rate >= 1.0 or (self.rate > 0.0 and self.rng() < self.rate):
+            return "sampled"
+        return None
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+# ============================================================================ export off the request path
+class ExportQueue:
+    """A bounded queue of kept traces drained by one daemon thread into ``export(batch)``.
+
+    ``put`` never blocks: when full, the oldest trace is dropped (``dropped``). A failing
+    ``export`` (collector down, store locked) counts its traces as dropped too and is retried
+    by nothing: tracing is best effort, the request never waits for it.
+    """
+
+    def __init__(self, export: Callable[[list[KeptTrace]], None], *, maxlen: int = 2048,
+                 batch: int = 256, interval_s: float = 0.5, name: str = "trace-export") -> None:
+        self._export = export
+        self._q: deque[KeptTrace] = deque()
+        self.maxlen = maxlen
+        self.batch = batch
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._name = name
+        self.exported = 0
+        self.dropped = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def put(self, item: KeptTrace) -> None:
+        with self._lock:
+            self._q.append(item)
+            if len(self._q) > self.maxlen:
+                self._q.popleft()
+                self.dropped += 1
+            full = len(self._q) >= self.batch
+        if full:
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def _take(self) -> list[KeptTrace]:
+        with self._lock:
+            n = min(self.batch, len(self._q))
+            return [self._q.popleft() for _ in range(n)]
+
+    def drain_once(self) -> int:
+        """Export one batch now (the worker's step; tests call it directly). Returns traces taken."""
+        items = self._take()
+        if not items:
+            return 0
+        try:
+            self._export(items)
+            self.exported += len(items)
+        except Exception as exc:
+            self.dropped += len(items)
+            self.failures += 1
+            self.last_error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            log.debug("trace export failed: %s", self.last_error)
+        return len(items)
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._q and time.monotonic() < deadline:
+            self.drain_once()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            while self.drain_once():
+                if self._stop.is_set():
+                    break
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self.flush(timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        return {"queued": len(self._q), "capacity": self.maxlen, "exported": self.exported,
+                "dropped": self.dropped, "export_failures": self.failures, "last_error": self.last_error}
+
+
+# ============================================================================ the embedded span store
+@dataclass(frozen=True)
+class SpanRecord:
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str  # ok | error
+    status_message: str
+    attributes: dict[str, Any]
+    instance: str = ""
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    trace_id: str
+    root: str
+    start_ns: int
+    duration_ms: float
+    outcome: str
+    order_id: str | None
+    instance: str
+    spans: int
+    rule: str | None = None
+    status_code: int | None = None
+
+
+@dataclass
+class TraceQuery:
+    trace_id: str | None = None
+    order_id: str | None = None
+    resource: str | None = None
+    outcome: str | None = None  # error | blocked | slow | sampled
+    min_ms: float | None = None
+    max_ms: float | None = None
+    since_ns: int | None = None
+    limit: int = 100
+
+
+def span_record(span: ReadableSpan, instance: str = "") -> SpanRecord:
+    ctx = span.context
+    parent = span.parent
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (span.attributes or {}).items()}
+    return SpanRecord(
+        trace_id=trace_id_hex(ctx.trace_id) if ctx else "",
+        span_id=span_id_hex(ctx.span_id) if ctx else "",
+        parent_id=span_id_hex(parent.span_id) if parent is not None else None,
+        name=span.name,
+        kind=span.kind.name.lower(),
+        start_ns=int(span.start_time or 0),
+        end_ns=int(span.end_time or 0),
+        status="error" if span.status.status_code is StatusCode.ERROR else "ok",
+        status_message=span.status.description or "",
+        attributes=attrs,
+        instance=instance,
+    )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, root TEXT NOT NULL, start_ns INTEGER NOT NULL, duration_ms REAL NOT NULL,
+    outcome TEXT NOT NULL, order_id TEXT, instance TEXT NOT NULL, spans INTEGER NOT NULL,
+    rule TEXT, status_code INTEGER, resources TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
+CREATE INDEX IF NOT EXISTS traces_order ON traces(order_id);
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, status TEXT NOT NULL, status_message TEXT NOT NULL,
+    attributes TEXT NOT NULL, instance TEXT NOT NULL, PRIMARY KEY (trace_id, span_id));
+CREATE TABLE IF NOT EXISTS span_store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def summarize(records: Sequence[SpanRecord], outcome: str) -> TraceSummary:
+    by_id = {r.span_id for r in records}
+    roots = [r for r in records if r.parent_id is None or r.parent_id not in by_id]
+    root = min(roots or records, key=lambda r: r.start_ns)
+    order_id = next((str(r.attributes[ATTR_ORDER_ID]) for r in records if r.attributes.get(ATTR_ORDER_ID)),
+                    None)
+    rule = next((str(r.attributes[ATTR_RULE]) for r in records if r.attributes.get(ATTR_RULE)), None)
+    code = root.attributes.get("http.response.status_code", root.attributes.get("http.status_code"))
+    return TraceSummary(
+        trace_id=root.trace_id, root=root.name, start_ns=root.start_ns, duration_ms=root.duration_ms,
+        outcome=outcome, order_id=order_id, instance=root.instance, spans=len(records), rule=rule,
+        status_code=int(code) if isinstance(code, int | float | str) and str(code).isdigit() else None,
+    )
+
+
+class SpanStore:
+    """Kept traces in one SQLite file (WAL, shared by the nodes of a host), bounded by count and age.
+
+    ``write`` (the export thread) prunes every ``prune_every`` writes: traces older than
+    ``max_age_s``, then the oldest beyond ``max_traces``; what it pruned is counted (``evicted``,
+    kept in the file so every process sees it). Reads (console, CLI) never block writers long:
+    each is one short statement.
+    """
+
+    def __init__(self, path: str | Path, *, max_traces: int = 20_000, max_age_s: float = 24 * 3600,
+                 prune_every: int = 20, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_traces = max_traces
+        self.max_age_s = max_age_s
+        self.prune_every = prune_every
+        self.clock = clock
+        self._writes = 0
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writing
+    def write(self, traces: Iterable[tuple[Sequence[SpanRecord], str]]) -> int:
+        rows_t, rows_s = [], []
+        for records, outcome in traces:
+            if not records:
+                continue
+            s = summarize(records, outcome)
+            resources = "|" + "|".join(sorted({r.name for r in records} | {
+                str(r.attributes[ATTR_RESOURCE]) for r in records if r.attributes.get(ATTR_RESOURCE)})) + "|"
+            rows_t.append((s.trace_id, s.root, s.start_ns, s.duration_ms, s.outcome, s.order_id, s.instance,
+                           s.spans, s.rule, s.status_code, resources))
+            rows_s.extend((r.trace_id, r.span_id, r.parent_id, r.name, r.kind, r.start_ns, r.end_ns, r.status,
+                           r.status_message, json.dumps(r.attributes, default=str), r.instance)
+                          for r in records)
+        with self._lock:
+            self._conn.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows_t)
+            self._conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows_s)
+            self._conn.commit()
+            self._writes += 1
+            if self._writes % self.prune_every == 0:
+                self._prune_locked()
+        return len(rows_t)
+
+    def prune(self) -> int:
+        with self._lock:
+            return self._prune_locked()
+
+    def _prune_locked(self) -> int:
+        c = self._conn
+        cutoff = int((self.clock() - self.max_age_s) * 1e9)
+        old = [r[0] for r in c.execute("SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,))]
+        (count,) = c.execute("SELECT COUNT(*) FROM traces").fetchone()
+        over = count - len(old) - self.max_traces
+        if over > 0:
+            old += [r[0] for r in c.execute(
+                "SELECT trace_id FROM traces WHERE start_ns >= ? ORDER BY start_ns LIMIT ?", (cutoff, over))]
+        for i in range(0, len(old), 500):
+            chunk = old[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            c.execute(f"DELETE FROM spans WHERE trace_id IN ({marks})", chunk)
+            c.execute(f"DELETE FROM traces WHERE trace_id IN ({marks})", chunk)
+        if old:
+            c.execute("INSERT INTO span_store_meta VALUES ('evicted', ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (len(old),))
+        c.commit()
+        return len(old)
+
+    # ------------------------------------------------------------------ reading
+    def search(self, q: TraceQuery) -> list[TraceSummary]:
+        where, params = [], []  # type: ignore[var-annotated]
+        if q.trace_id:
+            where.append("trace_id = ?")
+            params.append(q.trace_id.strip().lower())
+        if q.order_id:
+            where.append("order_id = ?")
+            params.append(q.order_id.strip())
+        if q.resource:
+            where.append("resources LIKE ?")
+            params.append(f"%|{q.resource.strip()}|%")
+        if q.outcome:
+            if q.outcome not in OUTCOMES:
+                raise ValueError(f"outcome: must be one of {', '.join(OUTCOMES)}, got {q.outcome!r}")
+            where.append("outcome = ?")
+            params.append(q.outcome)
+        if q.min_ms is not None:
+            where.append("duration_ms >= ?")
+            params.append(float(q.min_ms))
+        if q.max_ms is not None:
+            where.append("duration_ms <= ?")
+            params.append(float(q.max_ms))
+        if q.since_ns is not None:
+            where.append("start_ns >= ?")
+            params.append(int(q.since_ns))
+        sql = ("SELECT trace_id, root, start_ns, duration_ms, outcome, order_id, instance, spans, rule, "
+               "status_code FROM traces")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_ns DESC LIMIT ?"
+        params.append(max(1, min(int(q.limit), 1000)))
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [TraceSummary(*row) for row in rows]
+
+    def spans(self, trace_id: str) -> list[SpanRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, "
+                "attributes, instance FROM spans WHERE trace_id = ? ORDER BY start_ns",
+                (trace_id.strip().lower(),)).fetchall()
+        return [SpanRecord(*r[:9], attributes=json.loads(r[9]), instance=r[10]) for r in rows]
+
+    def edge_spans(self, since_ns: int, limit: int = 20_000) -> list[SpanRecord]:
+        """The CLIENT spans (database, payment gateway) since ``since_ns``, for the service map."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, "
+                "attributes, instance FROM spans WHERE kind = 'client' AND start_ns >= ? "
+                "ORDER BY start_ns DESC LIMIT ?", (since_ns, limit)).fetchall()
+        return [SpanRecord(*r[:9], attributes=json.loads(r[9]), instance=r[10]) for r in rows]
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            (count,) = self._conn.execute("SELECT COUNT(*) FROM traces").fetchone()
+            row = self._conn.execute("SELECT value FROM span_store_meta WHERE key = 'evicted'").fetchone()
+        return {"path": str(self.path), "traces": count, "max_traces": self.max_traces,
+                "max_age_s": self.max_age_s, "evicted": row[0] if row else 0}
+
+
+# ============================================================================ HTTP: headers, problem bodies
+_ORDER_PATH = re.compile(r"^/orders/([^/]+)")
+
+
+class TraceMiddleware:
+    """Pure ASGI, right inside the route span: ``X-Trace-Id`` + ``traceparent`` on every response,
+    ``trace_id`` in every problem+json body, the order id and a door-side block on the route span."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            await self.app(scope, receive, send)
+            return
+        tid = trace_id_hex(ctx.trace_id)
+        extra = [(b"x-trace-id", tid.encode()),
+                 (b"traceparent", f"00-{tid}-{span_id_hex(ctx.span_id)}-01".encode())]
+        m = _ORDER_PATH.match(str(scope.get("path", "")))
+        if m:
+            span.set_attribute(ATTR_ORDER_ID, m.group(1))
+        held: dict[str, Any] = {}
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])]
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if not m:
+                    loc = next((v for k, v in headers if k.lower() == b"location"), b"")
+                    lm = _ORDER_PATH.match(loc.decode("latin-1"))
+                    if lm:
+                        span.set_attribute(ATTR_ORDER_ID, lm.group(1))
+                message = {**message, "headers": headers + extra}
+                if ctype.startswith(b"application/problem+json"):
+                    held["start"], held["body"] = message, b""  # rewritten once the body is complete
+                    return
+                await send(message)
+                return
+            if message["type"] == "http.response.body" and "start" in held:
+                held["body"] += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                await self._send_problem(send, held.pop("start"), held.pop("body"), tid, span)
+                return
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+    @staticmethod
+    async def _send_problem(send: Any, start: dict[str, Any], body: bytes, tid: str,
+                            span: trace.Span) -> None:
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            doc["trace_id"] = tid
+            if doc.get("rule") and doc.get("rule_type") and start.get("status") in (429, 503):
+                # the guardians refused the request (at the door or deep inside): name the rule
+                span.set_attribute(ATTR_DECISION, "blocked")
+                span.set_attribute(ATTR_RULE, str(doc["rule"]))
+                span.set_attribute(ATTR_RULE_TYPE, str(doc["rule_type"]))
+                span.set_attribute(ATTR_REASON, str(doc.get("detail", "")))
+            body = json.dumps(doc, default=str).encode()
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+# ============================================================================ a node's tracing
+@dataclass
+class Tracing:
+    """One node's tracing: provider, tail sampler, export queue and its sink."""
+
+    provider: TracerProvider
+    sampler: TailSamplingProcessor
+    queue: ExportQueue
+    sink: str  # "store" | "otlp"
+    store: SpanStore | None = None
+    route_name: Callable[[dict[str, Any]], str | None] | None = None
+    _engine_tracers: list[Any] = field(default_factory=list)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self.provider.get_tracer("tradeguard")
+
+    def wrap_guard(self, inner: GuardPort) -> TracingGuard:
+        return TracingGuard(inner, self.tracer)
+
+    def instrument_engine(self, engine: Any) -> None:
+        """DB statement spans on a SQLAlchemy engine (the instrumentation's own ``EngineTracer``)."""
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        counter = NoOpMeterProvider().get_meter("tradeguard").create_up_down_counter("db.client.connections")
+        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+        self._engine_tracers.append(EngineTracer(tracer, engine, counter))
+
+    def instrument_app(self, app: Any) -> None:
+        """The route span outermost (OpenTelemetryMiddleware), then ``TraceMiddleware``, then the app's
+        own stack (error handling, the guardians' middleware, routes)."""
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        original = app.build_middleware_stack
+        resolve = self.route_name
+
+        def details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+            name = None
+            try:
+                name = resolve(scope) if resolve is not None else None
+            except Exception:
+                name = None
+            name = name or f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
+            return name, {ATTR_RESOURCE: name}
+
+        provider = self.provider
+
+        def build() -> Any:
+            return OpenTelemetryMiddleware(TraceMiddleware(original()), default_span_details=details,
+                                           tracer_provider=provider, exclude_spans=["receive", "send"])
+
+        app.build_middleware_stack = build
+
+    def start(self) -> None:
+        self.queue.start()
+
+    def stop(self) -> None:
+        self.queue.stop()
+        try:
+            self.provider.shutdown()
+        except Exception:
+            log.exception("tracer provider shutdown failed")
+        if self.store is not None:
+            self.store.close()
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": "ok", "sink": self.sink, "sample": self.sampler.rate,
+                               "decisions": dict(self.sampler.counts), **self.queue.status()}
+        if self.store is not None:
+            try:
+                out["store"] = self.store.status()
+            except Exception as exc:
+                out["store"] = {"error": redact_text(f"{type(exc).__name__}: {exc}")}
+        return out
+
+
+def build_tracing(
+    *,
+    instance: str,
+    service_name: str,
+    sample: float,
+    otlp_endpoint: str | None = None,
+    store_path: Path | None = None,
+    slow_ms: Mapping[str, float] | None = None,
+    rng: Callable[[], float] | None = None,
+    queue_size: int = 2048,
+    otlp_timeout_s: float = 2.0,
+) -> Tracing:
+    """A node's tracing, exporting to OTLP/HTTP at ``otlp_endpoint`` or else to ``store_path``."""
+    store: SpanStore | None = None
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        exporter = OTLPSpanExporter(endpoint=endpoint, timeout=otlp_timeout_s)
+
+        def export(items: list[KeptTrace]) -> None:
+            from opentelemetry.sdk.trace.export import SpanExportResult
+
+            spans = [s for item in items for s in item.spans]
+            if exporter.export(spans) is not SpanExportResult.SUCCESS:
+                raise ConnectionError(f"OTLP export to {endpoint} failed")
+
+        sink = "otlp"
+    else:
+        if store_path is None:
+            raise ValueError("store_path: required when no OTLP endpoint is set")
+        store = SpanStore(store_path)
+        kept_store = store
+
+        def export(items: list[KeptTrace]) -> None:
+            kept_store.write([([span_record(s, instance) for s in item.spans], item.outcome)
+                              for item in items])
+
+        sink = "store"
+    queue = ExportQueue(export, maxlen=queue_size)
+    sampler = TailSamplingProcessor(queue.put, rate=sample, thresholds=SlowThresholds(slow_ms), rng=rng)
+    provider = TracerProvider(
+        sampler=ALWAYS_ON,
+        resource=Resource.create({"service.name": service_name, "service.instance.id": instance}),
+    )
+    provider.add_span_processor(sampler)
+    return Tracing(provider=provider, sampler=sampler, queue=queue, sink=sink, store=store)
+
+
+# ============================================================================ reading traces (CLI, console)
+def waterfall_rows(records: Sequence[SpanRecord]) -> list[tuple[int, SpanRecord]]:
+    """(depth, span) in tree order: each span after its parent, siblings by start time."""
+    ids = {r.span_id for r in records}
+    children: dict[str | None, list[SpanRecord]] = {}
+    for r in records:
+        children.setdefault(r.parent_id if r.parent_id in ids else None, []).append(r)
+    out: list[tuple[int, SpanRecord]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in sorted(children.get(parent, []), key=lambda x: x.start_ns):
+            out.append((depth, r))
+            walk(r.span_id, depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+_SHOWN_ATTRS = (ATTR_DECISION, ATTR_RULE, ATTR_RULE_TYPE, ATTR_REASON, ATTR_WAIT_MS, ATTR_ORDER_ID,
+                "http.response.status_code", "http.status_code", "db.statement", "db.query.text")
+
+
+def format_waterfall(records: Sequence[SpanRecord], *, width: int = 40) -> str:
+    """The trace as text: one line per span, indented by depth, with a bar on the trace's timeline."""
+    if not records:
+        return "(no spans)"
+    rows = waterfall_rows(records)
+    t0 = min(r.start_ns for r in records)
+    total = max(max(r.end_ns for r in records) - t0, 1)
+    name_w = min(60, max(len("  " * d + r.name) for d, r in rows))
+    lines = [f"trace {records[0].trace_id}  {total / 1e6:.2f} ms  {len(records)} span(s)"]
+    for depth, r in rows:
+        a = int((r.start_ns - t0) / total * width)
+        b = max(a + 1, int((r.end_ns - t0) / total * width))
+        bar = " " * a + "█" * (b - a) + " " * (width - b)
+        label = ("  " * depth + r.name)[:name_w].ljust(name_w)
+        status = "ERROR " if r.status == "error" else ""
+        shown = {k: r.attributes[k] for k in _SHOWN_ATTRS if k in r.attributes}
+        extra = " ".join(f"{k.rsplit('.', 1)[-1]}={' '.join(str(v).split())[:80]}" for k, v in shown.items())
+        msg = f" ({r.status_message})" if r.status_message else ""
+        lines.append(f"{label} |{bar}| {r.duration_ms:8.2f} ms {status}{extra}{msg}".rstrip())
+    return "\n".join(lines)
+
+
+class TraceReader:
+    """The console's ``TraceStorePort`` over a ``SpanStore``: plain dicts in and out."""
+
+    def __init__(self, store: SpanStore) -> None:
+        self.store = store
+
+    def search(self, *, trace_id: str | None = None, order_id: str | None = None, resource: str | None = None,
+               outcome: str | None = None, min_ms: float | None = None, max_ms: float | None = None,
+               since_ns: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        q = TraceQuery(trace_id=trace_id, order_id=order_id, resource=resource, outcome=outcome,
+                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, limit=limit)
+        return [asdict(t) for t in self.store.search(q)]
+
+    def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(s) for s in self.store.spans(trace_id)]
+
+    def edge_spans(self, since_ns: int) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(s) for s in self.store.edge_spans(since_ns)]
+
+    def close(self) -> None:
+        self.store.close()
