@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,11 +19,14 @@ from domain import errors
 from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
     CancelIn,
+    DeliverIn,
     OrderOut,
     PlaceOrderIn,
     ProductOut,
     RefundIn,
     RefundOut,
+    RejectIn,
+    ShipIn,
     ShopOut,
 )
 from domain.api.problems import (
@@ -50,9 +53,15 @@ def create_app(
     routers: Iterable[APIRouter] = (),
     trading_responses: Mapping[int | str, dict[str, Any]] | None = None,
     title: str = "tradeguard trading core",
+    merchant_guard: Callable[..., Any] | None = None,
 ) -> FastAPI:
     """``trading_responses``: more statuses the trading routes answer, e.g. a guard's 429 and 503
-    that the composition root plugs in (the OpenAPI document lists them)."""
+    that the composition root plugs in (the OpenAPI document lists them).
+
+    ``merchant_guard``: the FastAPI dependency that admits merchant actions (ship, deliver, approve,
+    reject, goods-received). PLACEHOLDER — filled by the accounts issue's ops token
+    (``Authorization: Bearer TRADEGUARD_OPS_TOKEN``, passed in by tradeguard/bootstrap.py); until that
+    lands on this branch the default admits everyone."""
     app = FastAPI(title=title, version="1", responses=APP_RESPONSES)
     app.state.service = service
     app.add_exception_handler(errors.DomainError, domain_error_handler)
@@ -61,7 +70,8 @@ def create_app(
     for exc_type, handler in (exception_handlers or {}).items():
         app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    included = [trading_router(service), *([health_router(health)] if health is not None else []), *routers]
+    included = [trading_router(service, merchant_guard or allow_merchant),
+                *([health_router(health)] if health is not None else []), *routers]
     for router in included:
         document_request_errors(router)
     app.include_router(included[0], responses={**TRADING_RESPONSES, **(trading_responses or {})})
@@ -71,8 +81,14 @@ def create_app(
     return app
 
 
-def trading_router(service: TradingService) -> APIRouter:
+def allow_merchant() -> None:
+    """Default merchant check: admits every caller. Filled by the accounts issue's ops token."""
+    return None
+
+
+def trading_router(service: TradingService, merchant_auth: Callable[..., Any] = allow_merchant) -> APIRouter:
     r = APIRouter()
+    merchant = [Depends(merchant_auth)]
 
     @r.post("/orders", status_code=201, response_model=OrderOut, tags=["orders"])
     def place_order(body: PlaceOrderIn, response: Response) -> Any:
@@ -107,7 +123,7 @@ def trading_router(service: TradingService) -> APIRouter:
 
     @r.post("/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"])
     def request_refund(order_id: str, body: RefundIn, response: Response) -> Any:
-        view = service.request_refund(order_id, [(li.sku, li.qty) for li in body.lines])
+        view = service.request_refund(order_id, [(li.sku, li.qty) for li in body.lines], kind=body.kind)
         response.headers["Location"] = f"/refunds/{view.id}"
         return view
 
@@ -118,6 +134,36 @@ def trading_router(service: TradingService) -> APIRouter:
     @r.post("/refunds/{refund_id}/complete", response_model=RefundOut, tags=["refunds"])
     def complete_refund(refund_id: str) -> Any:
         return service.complete_refund(refund_id)
+
+    @r.post("/refunds/{refund_id}/approve", response_model=RefundOut, tags=["refunds"], dependencies=merchant)
+    def approve_refund(refund_id: str) -> Any:
+        """Merchant: approve. A refund-only refund is paid out now; a return waits for the goods."""
+        return service.approve_refund(refund_id)
+
+    @r.post("/refunds/{refund_id}/reject", response_model=RefundOut, tags=["refunds"], dependencies=merchant)
+    def reject_refund(refund_id: str, body: RejectIn) -> Any:
+        return service.reject_refund(refund_id, body.reason)
+
+    @r.post("/refunds/{refund_id}/goods-received", response_model=RefundOut, tags=["refunds"],
+            dependencies=merchant)
+    def goods_received(refund_id: str) -> Any:
+        """Merchant: the returned goods are back; the refund is paid out and the units restocked."""
+        return service.receive_returned_goods(refund_id)
+
+    @r.post("/sub-orders/{sub_order_id}/ship", response_model=OrderOut, tags=["delivery"],
+            dependencies=merchant)
+    def ship(sub_order_id: str, body: ShipIn) -> Any:
+        return service.ship(sub_order_id, body.carrier, body.tracking_no)
+
+    @r.post("/sub-orders/{sub_order_id}/deliver", response_model=OrderOut, tags=["delivery"],
+            dependencies=merchant)
+    def deliver(sub_order_id: str, body: DeliverIn | None = None) -> Any:
+        return service.deliver(sub_order_id, collected=body.collected if body else None)
+
+    @r.post("/sub-orders/{sub_order_id}/receive", response_model=OrderOut, tags=["delivery"])
+    def receive(sub_order_id: str) -> Any:
+        """The buyer confirms receipt (or the auto-receive job does, N days after delivery)."""
+        return service.receive(sub_order_id)
 
     @r.get("/shops", response_model=list[ShopOut], tags=["catalog"])
     def list_shops() -> Any:
