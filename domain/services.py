@@ -830,8 +830,8 @@ class TradingService:
     def seed(self, catalog: Catalog) -> dict[str, int]:
         """Write shops, products, stock and promotions that are not there yet; never resets stock."""
         def run(uow: UnitOfWork) -> dict[str, int]:
-            counts = {"warehouses": sum(uow.catalog.add_warehouse(w) for w in catalog.warehouses)} \
-                if catalog.warehouses else {}
+            added = sum(uow.catalog.add_warehouse(w) for w in catalog.warehouses)
+            counts = {"warehouses": added} if added else {}  # the key only when some were new
             return {
                 **counts,
                 "shops": sum(uow.catalog.add_shop(s) for s in catalog.shops),
