@@ -8,7 +8,7 @@ Flash-sale SKUs (``FLASH_SKUS``) sell at the flash price under tx type
 
 from __future__ import annotations
 
-from domain.model import Catalog, Product, Promotion, PurchaseLimit, Shop, StockLevel
+from domain.model import Catalog, Product, Promotion, PurchaseLimit, Shop, StockLevel, Warehouse
 
 SHOPS = [
     ("acme-electronics", "Acme Electronics"),
@@ -95,6 +95,18 @@ PROMOTIONS: list[Promotion] = [
               stock=50, per_buyer_limit=1),
 ]
 
+# Two warehouses; these SKUs are stocked in both (no shared pool): an order ships from the one nearest
+# to the delivery province that has the units, then the larger stock. sku -> {warehouse id: units}.
+WAREHOUSES = [
+    Warehouse("hz-east", "Hangzhou East DC", "CN", "CN-ZJ", "330100"),
+    Warehouse("sz-south", "Shenzhen South DC", "CN", "CN-GD", "440300"),
+]
+WAREHOUSE_STOCK: dict[str, dict[str, int]] = {
+    "APRL-003": {"hz-east": 6000, "sz-south": 4000},
+    "APRL-008": {"hz-east": 5000, "sz-south": 10000},
+    "FOOD-004": {"hz-east": 4000, "sz-south": 6000},
+}
+
 FLASH_SKUS = tuple(p.sku for p in PROMOTIONS if p.kind == "flash_price" and p.sku)
 
 
@@ -104,7 +116,11 @@ def demo_catalog() -> Catalog:
                 limit=PurchaseLimit(lim[0], lim[1]) if lim else None)
         for sku, shop, name, price, _stock, lim in PRODUCTS
     ]
-    stock = [StockLevel(sku, "default", qty) for sku, _shop, _n, _p, qty, _l in PRODUCTS]
+    stock = [StockLevel(sku, "default", qty) for sku, _shop, _n, _p, qty, _l in PRODUCTS
+             if sku not in WAREHOUSE_STOCK]
+    stock += [StockLevel(sku, f"wh:{wid}", qty)
+              for sku, per in WAREHOUSE_STOCK.items() for wid, qty in per.items()]
     stock += [StockLevel(p.sku, "flash", p.stock) for p in PROMOTIONS if p.kind == "flash_price" and p.sku]
-    return Catalog(shops=[Shop(i, n) for i, n in SHOPS], products=products, stock=stock,
-                   promotions=list(PROMOTIONS))
+    shops = [Shop(i, n) for i, n in SHOPS]
+    return Catalog(shops=shops, products=products, stock=stock, promotions=list(PROMOTIONS),
+                   warehouses=list(WAREHOUSES))

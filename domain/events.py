@@ -139,3 +139,64 @@ class StockReleased(DomainEvent):
     qty: int
     tx_type: str
     reason: str  # "cancelled" | "timeout" | "refund" | ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SubOrderEvent(DomainEvent):
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    tx_type: str
+    channel: str
+    warehouse_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrderShipped(_SubOrderEvent):
+    carrier: str
+    tracking_no: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrderDelivered(_SubOrderEvent):
+    collected: bool | None  # cash on delivery: whether the cash was collected
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFailed(_SubOrderEvent):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubOrderReceived(_SubOrderEvent):
+    auto: bool  # True when received automatically N days after delivery
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundApproved(DomainEvent):
+    refund_id: str
+    order_id: str
+    shop_id: str
+    tx_type: str
+    kind: str  # "refund_only" | "return"
+    amount_cents: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundRejected(DomainEvent):
+    refund_id: str
+    order_id: str
+    shop_id: str
+    tx_type: str
+    kind: str
+    amount_cents: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReturnGoodsReceived(DomainEvent):
+    refund_id: str
+    order_id: str
+    shop_id: str
+    tx_type: str
+    items: int

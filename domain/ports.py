@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from common.clock import Clock, SystemClock  # the one clock; re-exported as the core's port
 from domain.events import DomainEvent
@@ -51,6 +51,19 @@ class NoopGuard:
 
     def guard(self, resource, call, *, args=None, fallback=None):
         return call()
+
+
+class AddressBook(Protocol):
+    """The address library (``domain.regions.RegionLibrary``): validates and normalizes addresses."""
+
+    def normalize(self, address: Any) -> Any:
+        """The address with ``region`` (canonical names and codes) set, or ``InvalidRequest`` naming the
+        level (``address.province``, ``address.city``, ``address.district``, ``address.postal_code``)."""
+        ...
+
+    def distance(self, province_a: str | None, province_b: str | None) -> float:
+        """How far apart two provinces (ISO 3166-2 codes) are; ``inf`` when unknown."""
+        ...
 
 
 class EventPublisher(Protocol):

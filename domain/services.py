@@ -40,7 +40,18 @@ from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeReg
 from domain.capabilities.registry import TransactionType
 from domain.commands import PlaceOrder
 from domain.events import DomainEvent
-from domain.model import CHANNELS, PENDING, Address, Catalog, Order, OrderLine, Payment, SubOrder
+from domain.model import (
+    CHANNELS,
+    PENDING,
+    RETURN,
+    Address,
+    Catalog,
+    Order,
+    OrderLine,
+    Payment,
+    SubOrder,
+    warehouse_of,
+)
 from domain.ports import (
     INVENTORY_RESERVE,
     ORDER_GET,
@@ -48,6 +59,7 @@ from domain.ports import (
     ORDER_PLACE,
     PAYMENT_CHARGE,
     REFUND_REQUEST,
+    AddressBook,
     ChargeResult,
     Clock,
     EventPublisher,
@@ -114,7 +126,10 @@ class TradingService:
         queued_payment_grace: timedelta = timedelta(minutes=5),
         retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
+        addresses: AddressBook | None = None,
     ) -> None:
+        """``addresses``: the address library (default: ``domain.regions.default_library()``, ISO 3166
+        via pycountry plus the per-country data files)."""
         self.uow_factory = uow_factory
         self.gateway = gateway
         self.guard = guard or NoopGuard()
@@ -126,6 +141,10 @@ class TradingService:
         self.queued_payment_grace = queued_payment_grace
         self.retries = retries
         self._sleep = sleep
+        if addresses is None:
+            from domain.regions import default_library
+            addresses = default_library()
+        self.addresses = addresses
 
     # ---------------------------------------------------------------- plumbing
     def _transact(self, fn: Callable[[UnitOfWork], T], *, readonly: bool = False) -> T:
@@ -193,6 +212,8 @@ class TradingService:
     def place_order(self, cmd: PlaceOrder) -> OrderView:
         tx = self._validate(cmd)
         address = cmd.address if isinstance(cmd.address, Address) else self._address(cmd.address)
+        if address.region is None:
+            address = self.addresses.normalize(address)
         requests = self._merge_lines(cmd)
         fingerprint = cmd.fingerprint()
         args = {"buyer": cmd.buyer_id, "sku": requests[0].sku}
@@ -235,8 +256,9 @@ class TradingService:
                    if k not in data]
         if missing:
             raise errors.InvalidRequest(f"address.{missing[0]} is required", field=f"address.{missing[0]}")
+        postal = data.get("postal_code")
         return Address(**{k: data[k] for k in ("country", "province", "city", "district", "street",
-                                               "recipient", "phone")})
+                                               "recipient", "phone")}, postal_code=postal)
 
     @staticmethod
     def _merge_lines(cmd: PlaceOrder) -> list[LineRequest]:
@@ -261,7 +283,8 @@ class TradingService:
         ``DuplicateKey``, and the loser starts over, finding the winner's order.
         """
         for _ in range(self.retries + 1):
-            plan = self._transact(lambda uow: self._plan(uow, cmd, tx, requests, fingerprint), readonly=True)
+            plan = self._transact(lambda uow: self._plan(uow, cmd, tx, requests, fingerprint, address),
+                                  readonly=True)
             if isinstance(plan, OrderView):
                 return plan
             try:
@@ -273,7 +296,7 @@ class TradingService:
                                       rule="store.available")
 
     def _plan(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, requests: list[LineRequest],
-              fingerprint: str) -> OrderView | _Plan:
+              fingerprint: str, address: Address | None = None) -> OrderView | _Plan:
         existing = uow.orders.get_by_idempotency_key(cmd.buyer_id, cmd.idempotency_key)
         if existing is not None:
             if existing.request_hash != fingerprint:
@@ -292,8 +315,13 @@ class TradingService:
                     field=f"lines[{r.index}].sku", extra={"sku": r.sku})
         shop_ids = sorted({p.shop_id for p in products.values()})
         promos = [p for p in uow.catalog.promotions(shop_ids) if p.active(now)]
+        stock = uow.catalog.stock(r.sku for r in requests)
+        province = address.region.province_code if address is not None and address.region else None
+        distance = {w.id: self.addresses.distance(province, w.province_code)
+                    for w in uow.catalog.warehouses()}
         ctx = OrderContext(tx_type=tx.name, buyer_id=cmd.buyer_id, channel=cmd.channel, now=now,
-                           products=products, promotions=promos)
+                           products=products, promotions=promos, quantities={r.sku: r.qty for r in requests},
+                           stock=stock, warehouse_distance=distance)
         priced = []
         for r in requests:
             product = products[r.sku]
@@ -302,10 +330,18 @@ class TradingService:
                 pool=tx.inventory.pool(ctx, product), limit=tx.purchase_limit.rule(ctx, product),
             ))
         sub_orders = []
-        for shop_id, lines in tx.split.split(priced).items():
-            for line, d in zip(lines, tx.discount.discounts(ctx, shop_id, lines), strict=True):
+        for shop_id, shop_lines in tx.split.split(priced).items():
+            for line, d in zip(shop_lines, tx.discount.discounts(ctx, shop_id, shop_lines), strict=True):
                 line.promo_discount_cents = min(d, line.subtotal_cents)
-            sub_orders.append(SubOrder(id=new_id("so"), shop_id=shop_id, status=PENDING, lines=[
+            by_warehouse: dict[str | None, list[PricedLine]] = {}  # then one sub-order per shipping warehouse
+            for line in shop_lines:
+                by_warehouse.setdefault(warehouse_of(line.pool), []).append(line)
+            sub_orders.extend(self._sub_order(shop_id, wid, lines) for wid, lines in by_warehouse.items())
+        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders)
+
+    @staticmethod
+    def _sub_order(shop_id: str, warehouse_id: str | None, lines: list[PricedLine]) -> SubOrder:
+        return SubOrder(id=new_id("so"), shop_id=shop_id, status=PENDING, warehouse_id=warehouse_id, lines=[
                 OrderLine(
                     sku=li.sku, shop_id=shop_id, name=li.product.name, qty=li.qty,
                     list_price_cents=li.product.price_cents, unit_price_cents=li.unit_price_cents,
@@ -314,8 +350,7 @@ class TradingService:
                     amount_cents=li.subtotal_cents - li.promo_discount_cents, pool=li.pool,
                     limit_key=li.limit.key if li.limit else None,
                 ) for li in lines
-            ]))
-        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders)
+            ])
 
     def _reserve_and_add(self, uow: UnitOfWork, cmd: PlaceOrder, tx: TransactionType, address: Address,
                          fingerprint: str, plan: _Plan) -> OrderView:
@@ -548,7 +583,10 @@ class TradingService:
         return cancelled
 
     # ----------------------------------------------------------------- refunds
-    def request_refund(self, order_id: str, lines: Iterable[Any]) -> RefundView:
+    def request_refund(self, order_id: str, lines: Iterable[Any], kind: str = "refund_only") -> RefundView:
+        """A refund request (``refund_only``, or ``return`` of goods); it waits for the merchant's
+        decision. Refused (409 ``refund.window``) after the shop's refund window: ``refund_window_days``
+        after the sub-order's receipt (or delivery, or else the payment)."""
         wanted = _refund_lines(lines)
 
         def run(uow: UnitOfWork) -> RefundView:
@@ -556,9 +594,18 @@ class TradingService:
             tx = self.registry.get(order.tx_type)
             sku = wanted[0][0] if wanted else ""
             shop = next((li.shop_id for li in order.lines if li.sku == sku), "")
+            self._check_refund_window(uow, order, [s for s, _ in wanted])
+            if kind == RETURN:
+                for s, _ in wanted:
+                    line = next((li for li in order.lines if li.sku == s), None)
+                    if line is not None and order.sub_order_of(line).shipped_at is None:
+                        raise errors.Conflict(
+                            f"sku {s} has not been shipped; request a refund_only refund instead of a return",
+                            field="kind", rule="refund.return_needs_shipment", extra={"sku": s})
             refund = self._guarded(
                 REFUND_REQUEST,
-                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount),
+                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount,
+                                             kind=kind),
                 args={"buyer": order.buyer_id, "shop": shop, "sku": sku},
             )
             uow.orders.save(order)
@@ -566,19 +613,81 @@ class TradingService:
 
         return self._transact(run)
 
-    def complete_refund(self, refund_id: str) -> RefundView:
-        def find(uow: UnitOfWork) -> Order:
-            oid = uow.orders.order_id_for_refund(refund_id)
-            if oid is None:
-                raise errors.NotFound(f"refund {refund_id!r} does not exist", field="refund_id",
-                                      rule="refund.exists")
-            return self._load(uow, oid)
+    def _check_refund_window(self, uow: UnitOfWork, order: Order, skus: list[str]) -> None:
+        now = self.clock.now()
+        paid = order.paid_payment
+        for sku in skus:
+            line = next((li for li in order.lines if li.sku == sku), None)
+            if line is None:
+                continue  # the model names the unknown line
+            sub = order.sub_order_of(line)
+            shop = uow.catalog.shop(sub.shop_id)
+            start = sub.received_at or sub.delivered_at or (paid.finished_at if paid else None)
+            if shop is None or start is None:
+                continue
+            closes = start + timedelta(days=shop.refund_window_days)
+            if now > closes:
+                raise errors.Conflict(
+                    f"the refund window of {shop.name} ({shop.refund_window_days} days) for sku {sku} closed "
+                    f"at {closes.isoformat()}", field="lines", rule="refund.window",
+                    extra={"sku": sku, "window_closed_at": closes.isoformat()})
 
-        order = self._transact(find, readonly=True)
+    def _order_of_refund(self, uow: UnitOfWork, refund_id: str) -> Order:
+        oid = uow.orders.order_id_for_refund(refund_id)
+        if oid is None:
+            raise errors.NotFound(f"refund {refund_id!r} does not exist", field="refund_id",
+                                  rule="refund.exists")
+        return self._load(uow, oid)
+
+    def complete_refund(self, refund_id: str) -> RefundView:
+        """Pay out a requested refund-only refund (the merchant's approval and payout in one step)."""
+        return self._pay_out(refund_id, "requested")
+
+    def approve_refund(self, refund_id: str) -> RefundView:
+        """Merchant approval: a refund-only refund is paid out now; a return waits for the goods."""
+        order = self._transact(lambda uow: self._order_of_refund(uow, refund_id), readonly=True)
+        if order.refund(refund_id).kind != RETURN:
+            return self._pay_out(refund_id, "requested")
+
+        def run(uow: UnitOfWork) -> RefundView:
+            o = self._order_of_refund(uow, refund_id)
+            r = o.approve_return(refund_id, self.clock.now())
+            uow.orders.save(o)
+            return RefundView.of(r)
+
+        return self._transact(run)
+
+    def reject_refund(self, refund_id: str, reason: str) -> RefundView:
+        if not isinstance(reason, str) or not reason.strip():
+            raise errors.InvalidRequest("reason must be a non-empty string", field="reason")
+
+        def run(uow: UnitOfWork) -> RefundView:
+            o = self._order_of_refund(uow, refund_id)
+            r = o.reject_refund(refund_id, reason.strip(), self.clock.now())
+            uow.orders.save(o)
+            return RefundView.of(r)
+
+        return self._transact(run)
+
+    def receive_returned_goods(self, refund_id: str) -> RefundView:
+        """The returned goods are back: the refund is paid out, the units restocked where they came from."""
+        def mark(uow: UnitOfWork) -> None:
+            o = self._order_of_refund(uow, refund_id)
+            o.mark_goods_received(refund_id, self.clock.now())
+            uow.orders.save(o)
+
+        self._transact(mark)
+        return self._pay_out(refund_id, "approved")
+
+    def _pay_out(self, refund_id: str, from_status: str) -> RefundView:
+        order = self._transact(lambda uow: self._order_of_refund(uow, refund_id), readonly=True)
         refund = order.refund(refund_id)
-        if refund.status != "requested":
-            raise errors.Conflict(f"refund {refund_id} is already {refund.status}", rule="refund.requested",
-                                  extra={"status": refund.status})
+        if refund.status != from_status:
+            raise errors.Conflict(f"refund {refund_id} is {refund.status}, not {from_status}",
+                                  rule=f"refund.{from_status}", extra={"status": refund.status})
+        if refund.kind == RETURN and refund.goods_received_at is None:
+            raise errors.Conflict(f"refund {refund_id} is a return; approve it, then mark the goods received "
+                                  f"(POST /refunds/{refund_id}/goods-received)", rule="refund.awaiting_goods")
         paid = order.paid_payment
         tx = self.registry.get(order.tx_type)
         try:
@@ -593,9 +702,12 @@ class TradingService:
                 r = o.fail_refund(refund_id, result.reason or "declined")
                 uow.orders.save(o)
                 return RefundView.of(r)
-            r = o.complete_refund(refund_id, self.clock.now())
+            r = o.complete_refund(refund_id, self.clock.now(), from_status=from_status)
             for rl in sorted(r.lines, key=lambda x: x.sku):  # same row-lock order as everywhere
                 line = o.line(rl.sku)
+                shipped = o.sub_order_of(line).shipped_at is not None
+                if shipped and r.kind != RETURN:
+                    continue  # refund only, goods kept by the buyer: nothing comes back
                 pool = tx.refund.restock_pool(line)
                 if pool is not None:
                     uow.inventory.restock(rl.sku, pool, rl.qty)
@@ -604,12 +716,79 @@ class TradingService:
 
         view = self._transact(finish)
         if not result.ok:
+            again = "complete" if from_status == "requested" else "goods-received"
             raise errors.PaymentFailed(
-                f"refund {refund_id} was not paid out ({result.reason}); it stays requested — retry "
-                f"POST /refunds/{refund_id}/complete", rule="payment.refund",
+                f"refund {refund_id} was not paid out ({result.reason}); it stays {from_status} — retry "
+                f"POST /refunds/{refund_id}/{again}", rule="payment.refund",
                 extra={"refund_id": refund_id, "reason": result.reason},
             )
         return view
+
+    # ---------------------------------------------------------------- delivery
+    def _order_of_sub(self, uow: UnitOfWork, sub_order_id: str) -> Order:
+        oid = uow.orders.order_id_for_sub_order(sub_order_id)
+        if oid is None:
+            raise errors.NotFound(f"sub-order {sub_order_id!r} does not exist", field="sub_order_id",
+                                  rule="sub_order.exists")
+        return self._load(uow, oid)
+
+    def ship(self, sub_order_id: str, carrier: str, tracking_no: str) -> OrderView:
+        for name, value in (("carrier", carrier), ("tracking_no", tracking_no)):
+            if not isinstance(value, str) or not value.strip() or len(value) > 64:
+                raise errors.InvalidRequest(f"{name} must be a non-empty string of at most 64 characters",
+                                            field=name)
+
+        def run(uow: UnitOfWork) -> OrderView:
+            o = self._order_of_sub(uow, sub_order_id)
+            o.ship(sub_order_id, carrier.strip(), tracking_no.strip(), self.clock.now())
+            uow.orders.save(o)
+            return OrderView.of(o)
+
+        return self._transact(run)
+
+    def deliver(self, sub_order_id: str, collected: bool | None = None) -> OrderView:
+        def run(uow: UnitOfWork) -> OrderView:
+            o = self._order_of_sub(uow, sub_order_id)
+            o.deliver(sub_order_id, self.clock.now(), collected)
+            uow.orders.save(o)
+            return OrderView.of(o)
+
+        return self._transact(run)
+
+    def receive(self, sub_order_id: str) -> OrderView:
+        def run(uow: UnitOfWork) -> OrderView:
+            o = self._order_of_sub(uow, sub_order_id)
+            o.receive(sub_order_id, self.clock.now())
+            uow.orders.save(o)
+            return OrderView.of(o)
+
+        return self._transact(run)
+
+    def auto_receive(self, limit: int = 500) -> int:
+        """Mark sub-orders received ``auto_receive_days`` (a shop setting) after delivery; a node job.
+        Returns how many were received."""
+        now = self.clock.now()
+
+        def due(uow: UnitOfWork) -> list[tuple[str, str]]:
+            days = {s.id: s.auto_receive_days for s in uow.catalog.shops()}
+            return [(oid, sid) for oid, sid, shop, at in uow.orders.delivered_sub_orders(limit)
+                    if at + timedelta(days=days.get(shop, 7)) <= now]
+
+        received = 0
+        for order_id, sub_id in self._transact(due, readonly=True):
+            def run(uow: UnitOfWork, order_id: str = order_id, sub_id: str = sub_id) -> bool:
+                o = uow.orders.get(order_id)
+                if o is None or o.sub_order(sub_id).delivery_status != "delivered":
+                    return False
+                o.receive(sub_id, self.clock.now(), auto=True)
+                uow.orders.save(o)
+                return True
+
+            try:
+                received += self._transact(run)
+            except errors.DomainError as exc:
+                log.warning("could not auto-receive sub-order %s: %s", sub_id, exc)
+        return received
 
     # ------------------------------------------------------------------ reads
     def get_order(self, order_id: str) -> OrderView:
@@ -651,7 +830,10 @@ class TradingService:
     def seed(self, catalog: Catalog) -> dict[str, int]:
         """Write shops, products, stock and promotions that are not there yet; never resets stock."""
         def run(uow: UnitOfWork) -> dict[str, int]:
+            added = sum(uow.catalog.add_warehouse(w) for w in catalog.warehouses)
+            counts = {"warehouses": added} if added else {}  # the key only when some were new
             return {
+                **counts,
                 "shops": sum(uow.catalog.add_shop(s) for s in catalog.shops),
                 "products": sum(uow.catalog.add_product(p) for p in catalog.products),
                 "stock": sum(uow.catalog.add_stock(s) for s in catalog.stock),

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from domain.events import DomainEvent
-from domain.model import Order, Product, Promotion, Shop, StockLevel
+from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
 
 
 class OrderRepository(Protocol):
@@ -45,6 +45,13 @@ class OrderRepository(Protocol):
 
     def order_id_for_refund(self, refund_id: str) -> str | None: ...
 
+    def order_id_for_sub_order(self, sub_order_id: str) -> str | None: ...
+
+    def delivered_sub_orders(self, limit: int) -> list[tuple[str, str, str, datetime]]:
+        """(order_id, sub_order_id, shop_id, delivered_at) of sub-orders delivered and not yet
+        received, oldest delivery first (the auto-receive job's candidates)."""
+        ...
+
     @property
     def seen(self) -> list[Order]: ...
 
@@ -70,6 +77,10 @@ class CatalogStore(Protocol):
     def add_promotion(self, promotion: Promotion) -> bool: ...
 
     def add_stock(self, level: StockLevel) -> bool: ...
+
+    def warehouses(self) -> list[Warehouse]: ...
+
+    def add_warehouse(self, warehouse: Warehouse) -> bool: ...
 
 
 class InventoryStore(Protocol):

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.model import Order, Product, Refund, Shop, StockLevel
-from domain.model.catalog import DEFAULT_POOL, FLASH_POOL, Promotion
+from domain.model.catalog import DEFAULT_POOL, FLASH_POOL, Promotion, warehouse_of
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class SubOrderView:
     discount_cents: int
     amount_cents: int
     lines: list[LineView]
+    warehouse_id: str | None = None
+    delivery_status: str = "not_shipped"
+    carrier: str | None = None
+    tracking_no: str | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +71,18 @@ class RefundView:
     created_at: datetime
     completed_at: datetime | None
     last_error: str | None
+    kind: str = "refund_only"
+    reason: str | None = None
+    decided_at: datetime | None = None
+    goods_received_at: datetime | None = None
 
     @classmethod
     def of(cls, refund: Refund) -> RefundView:
         return cls(
             id=refund.id, order_id=refund.order_id, status=refund.status, amount_cents=refund.amount_cents,
             lines=[RefundLineView(**asdict(rl)) for rl in refund.lines], created_at=refund.created_at,
-            completed_at=refund.completed_at, last_error=refund.last_error,
+            completed_at=refund.completed_at, last_error=refund.last_error, kind=refund.kind,
+            reason=refund.reason, decided_at=refund.decided_at, goods_received_at=refund.goods_received_at,
         )
 
 
@@ -92,6 +104,7 @@ class OrderView:
     payments: list[PaymentView]
     refunds: list[RefundView]
     replayed: bool = False  # True when an idempotency key returned an existing order
+    address_normalized: dict[str, Any] | None = None  # canonical names and codes (the address library)
 
     @classmethod
     def of(cls, order: Order, *, replayed: bool = False) -> OrderView:
@@ -99,7 +112,8 @@ class OrderView:
             id=order.id, buyer_id=order.buyer_id, status=order.status, tx_type=order.tx_type,
             channel=order.channel, idempotency_key=order.idempotency_key, created_at=order.created_at,
             expires_at=order.expires_at, gross_cents=order.gross_cents, discount_cents=order.discount_cents,
-            amount_cents=order.amount_cents, address=asdict(order.address),
+            amount_cents=order.amount_cents, address=order.address.typed(),
+            address_normalized=asdict(order.address.region) if order.address.region else None,
             sub_orders=[
                 SubOrderView(
                     id=s.id, shop_id=s.shop_id, status=s.status, gross_cents=s.gross_cents,
@@ -110,6 +124,9 @@ class OrderView:
                         amount_cents=li.amount_cents, refunded_qty=li.refunded_qty,
                         refund_requested_qty=li.refund_requested_qty,
                     ) for li in s.lines],
+                    warehouse_id=s.warehouse_id, delivery_status=s.delivery_status, carrier=s.carrier,
+                    tracking_no=s.tracking_no, shipped_at=s.shipped_at, delivered_at=s.delivered_at,
+                    received_at=s.received_at,
                 )
                 for s in order.sub_orders
             ],
@@ -152,10 +169,15 @@ class ProductView:
     limit_period: str | None
     promotions: list[str]  # human-readable, e.g. "10% off", "save 5.00 off 50.00 at this shop"
     flash: FlashView | None
+    tx_types: tuple[str, ...] = ("fixed_price",)  # the transaction types it can be bought with
+    warehouses: dict[str, int] | None = None  # warehouse id -> available units (warehouse-stocked SKUs)
 
     @classmethod
-    def of(cls, p: Product, stock: dict[tuple[str, str], StockLevel], promos: list[Promotion]) -> ProductView:
+    def of(cls, p: Product, stock: dict[tuple[str, str], StockLevel], promos: list[Promotion],
+           tx_types: tuple[str, ...] | None = None) -> ProductView:
         regular = stock.get((p.sku, DEFAULT_POOL))
+        in_warehouses = {warehouse_of(pool): max(lv.available, 0) for (sku, pool), lv in sorted(stock.items())
+                         if sku == p.sku and warehouse_of(pool) is not None}
         flash_level = stock.get((p.sku, FLASH_POOL))
         flash = next((x for x in promos if x.kind == "flash_price" and x.sku == p.sku), None)
         labels = []
@@ -169,12 +191,15 @@ class ProductView:
                               f"{x.threshold_cents / 100:.2f}")
         return cls(
             sku=p.sku, shop_id=p.shop_id, name=p.name, price_cents=p.price_cents,
-            available=max(regular.available, 0) if regular else 0,
+            available=(max(regular.available, 0) if regular else 0) + sum(in_warehouses.values()),
             limit_per_buyer=p.limit.max_qty if p.limit else None,
             limit_period=p.limit.period if p.limit else None, promotions=labels,
             flash=FlashView(promotion_id=flash.id, price_cents=flash.price_cents,
                             available=max(flash_level.available, 0) if flash_level else 0,
                             per_buyer_limit=flash.per_buyer_limit, ends_at=flash.ends_at) if flash else None,
+            tx_types=tx_types if tx_types is not None else (("fixed_price", "flash_sale") if flash
+                                                            else ("fixed_price",)),
+            warehouses={str(k): v for k, v in in_warehouses.items()} or None,
         )
 
 

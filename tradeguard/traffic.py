@@ -55,6 +55,13 @@ PROVINCES = {
     "Beijing": ("Beijing",),
     "Shanghai": ("Shanghai",),
 }
+# real districts of each city: the node's address library refuses unknown ones (422 address.district)
+DISTRICTS = {
+    "Hangzhou": ("Xihu", "Shangcheng", "Binjiang", "Yuhang"), "Ningbo": ("Haishu", "Yinzhou"),
+    "Shenzhen": ("Nanshan", "Futian", "Luohu"), "Guangzhou": ("Tianhe", "Yuexiu", "Haizhu"),
+    "Chengdu": ("Wuhou", "Jinjiang", "Qingyang"), "Beijing": ("Haidian", "Chaoyang", "Dongcheng"),
+    "Shanghai": ("Pudong", "Xuhui", "Huangpu"),
+}
 
 
 class TrafficError(ValueError):
@@ -231,6 +238,7 @@ def make_order_body(
         lines = [{"sku": s.sku, "qty": rng.choices((1, 2, 3), weights=(7, 2, 1))[0]} for s in chosen]
         tx_type = "fixed_price"
     province = rng.choice(sorted(PROVINCES))
+    city = rng.choice(PROVINCES[province])
     buyer = f"buyer-{rng.randrange(buyers):05d}"
     return {
         "buyer_id": buyer,
@@ -240,8 +248,8 @@ def make_order_body(
         "address": {
             "country": "CN",
             "province": province,
-            "city": rng.choice(PROVINCES[province]),
-            "district": f"District {rng.randrange(1, 9)}",
+            "city": city,
+            "district": rng.choice(DISTRICTS[city]),
             "street": f"{rng.randrange(1, 999)} Market Street",
             "recipient": buyer,
             "phone": f"138{rng.randrange(10**8):08d}",

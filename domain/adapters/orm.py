@@ -68,6 +68,18 @@ shops = Table(
     "shops", metadata,
     Column("id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
+    Column("auto_receive_days", Integer, nullable=False, default=7, server_default="7"),
+    Column("refund_window_days", Integer, nullable=False, default=15, server_default="15"),
+)
+
+# Stock of a SKU in a warehouse is the inventory pool "wh:<warehouse id>".
+warehouses = Table(
+    "warehouses", metadata,
+    Column("id", String(13), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("country_code", String(2), nullable=False),
+    Column("province_code", String(8), nullable=False),
+    Column("city_code", String(16)),
 )
 
 products = Table(
@@ -136,6 +148,8 @@ orders = Table(
     Column("addr_street", String(200), nullable=False),
     Column("addr_recipient", String(200), nullable=False),
     Column("addr_phone", String(40), nullable=False),
+    Column("addr_postal_code", String(20)),
+    Column("addr_region", Text),  # canonical names and codes (JSON) from the address library
     UniqueConstraint("buyer_id", "idempotency_key", name="uq_orders_buyer_idempotency_key"),
     Index("ix_orders_status_expires", "status", "expires_at"),
 )
@@ -147,6 +161,15 @@ sub_orders = Table(
     Column("shop_id", String(64), nullable=False),
     Column("status", String(32), nullable=False),
     Column("position", Integer, nullable=False),
+    Column("warehouse_id", String(13)),
+    Column("delivery_status", String(16), nullable=False, default="not_shipped",
+           server_default="not_shipped"),
+    Column("carrier", String(64)),
+    Column("tracking_no", String(64)),
+    Column("shipped_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("received_at", UTCDateTime),
+    Index("ix_sub_orders_delivery", "delivery_status", "delivered_at"),
 )
 
 order_lines = Table(
@@ -192,6 +215,10 @@ refunds = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
     Column("last_error", Text),
+    Column("kind", String(16), nullable=False, default="refund_only", server_default="refund_only"),
+    Column("reason", Text),
+    Column("decided_at", UTCDateTime),
+    Column("goods_received_at", UTCDateTime),
 )
 
 refund_lines = Table(

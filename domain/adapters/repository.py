@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -22,13 +23,26 @@ from domain.model import (
     PurchaseLimit,
     Refund,
     RefundLine,
+    Region,
     Shop,
     StockLevel,
     SubOrder,
+    Warehouse,
 )
 
 _ADDR = ("country", "province", "city", "district", "street", "recipient", "phone")
 _LINE_MUTABLE = ("refund_requested_qty", "refunded_qty", "refunded_cents", "requested_cents")
+_SUB_MUTABLE = ("status", "delivery_status", "carrier", "tracking_no", "shipped_at", "delivered_at",
+                "received_at")
+_REFUND_MUTABLE = ("status", "completed_at", "last_error", "reason", "decided_at", "goods_received_at")
+
+
+def _region_json(address: Address) -> str | None:
+    return json.dumps(asdict(address.region), sort_keys=True) if address.region else None
+
+
+def _region_of(raw: str | None) -> Region | None:
+    return Region(**json.loads(raw)) if raw else None
 
 
 def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
@@ -51,7 +65,7 @@ def insert_if_absent(conn: Connection, table: Table, values: dict[str, Any]) -> 
 
 
 class _Snapshot(NamedTuple):
-    subs: dict[str, str]
+    subs: dict[str, tuple[Any, ...]]
     lines: dict[str, tuple[int, ...]]
     payments: dict[str, tuple[Any, ...]]
     refunds: dict[str, tuple[Any, ...]]
@@ -59,11 +73,11 @@ class _Snapshot(NamedTuple):
 
 def _snapshot(order: Order) -> _Snapshot:
     return _Snapshot(
-        subs={s.id: s.status for s in order.sub_orders},
+        subs={s.id: tuple(getattr(s, k) for k in _SUB_MUTABLE) for s in order.sub_orders},
         lines={li.sku: tuple(getattr(li, k) for k in _LINE_MUTABLE) for li in order.lines},
         payments={p.id: (p.status, p.started_at, p.finished_at, p.reference, p.reason, p.latency_ms)
                   for p in order.payments},
-        refunds={r.id: (r.status, r.completed_at, r.last_error) for r in order.refunds},
+        refunds={r.id: tuple(getattr(r, k) for k in _REFUND_MUTABLE) for r in order.refunds},
     )
 
 
@@ -78,7 +92,9 @@ class SqlOrderRepository:
         c = self.conn
         c.execute(insert(orm.orders).values(**self._order_row(order), version=order.version))
         c.execute(insert(orm.sub_orders), [
-            {"id": s.id, "order_id": order.id, "shop_id": s.shop_id, "status": s.status, "position": i}
+            {"id": s.id, "order_id": order.id, "shop_id": s.shop_id, "position": i,
+             "warehouse_id": s.warehouse_id,
+             **{k: getattr(s, k) for k in _SUB_MUTABLE}}
             for i, s in enumerate(order.sub_orders)
         ])
         c.execute(insert(orm.order_lines), [
@@ -103,9 +119,10 @@ class SqlOrderRepository:
         order.version += 1
         before = self._snapshots.get(order.id) or _Snapshot({}, {}, {}, {})
         after = _snapshot(order)
-        for sub_id, status in after.subs.items():
-            if before.subs.get(sub_id) != status:
-                c.execute(update(orm.sub_orders).where(orm.sub_orders.c.id == sub_id).values(status=status))
+        for sub_id, values in after.subs.items():
+            if before.subs.get(sub_id) != values:
+                c.execute(update(orm.sub_orders).where(orm.sub_orders.c.id == sub_id)
+                          .values(**dict(zip(_SUB_MUTABLE, values, strict=True))))
         for sku, values in after.lines.items():
             if before.lines.get(sku) != values:
                 c.execute(
@@ -129,7 +146,7 @@ class SqlOrderRepository:
         for r in order.refunds:
             if r.id in before.refunds and before.refunds[r.id] != after.refunds[r.id]:
                 c.execute(update(orm.refunds).where(orm.refunds.c.id == r.id).values(
-                    status=r.status, completed_at=r.completed_at, last_error=r.last_error))
+                    **dict(zip(_REFUND_MUTABLE, after.refunds[r.id], strict=True))))
         self._insert_refunds(order, [r for r in order.refunds if r.id not in before.refunds])
         self._snapshots[order.id] = after
         if order not in self.seen:
@@ -147,8 +164,8 @@ class SqlOrderRepository:
         if not items:
             return
         self.conn.execute(insert(orm.refunds), [
-            {"id": r.id, "order_id": order.id, "status": r.status, "created_at": r.created_at,
-             "completed_at": r.completed_at, "last_error": r.last_error} for r in items
+            {"id": r.id, "order_id": order.id, "created_at": r.created_at, "kind": r.kind,
+             **{k: getattr(r, k) for k in _REFUND_MUTABLE}} for r in items
         ])
         self.conn.execute(insert(orm.refund_lines), [
             {"refund_id": r.id, "sku": rl.sku, "sub_order_id": rl.sub_order_id, "shop_id": rl.shop_id,
@@ -164,6 +181,7 @@ class SqlOrderRepository:
             "expires_at": order.expires_at, "amount_cents": order.amount_cents,
         }
         row.update({f"addr_{k}": getattr(order.address, k) for k in _ADDR})
+        row.update(addr_postal_code=order.address.postal_code, addr_region=_region_json(order.address))
         return row
 
     @staticmethod
@@ -197,7 +215,8 @@ class SqlOrderRepository:
                 discount_cents=r["discount_cents"], amount_cents=r["amount_cents"], pool=r["pool"],
                 limit_key=r["limit_key"], **{k: r[k] for k in _LINE_MUTABLE},
             ))
-        subs = [SubOrder(id=r["id"], shop_id=r["shop_id"], status=r["status"], lines=lines.get(r["id"], []))
+        subs = [SubOrder(id=r["id"], shop_id=r["shop_id"], lines=lines.get(r["id"], []),
+                         warehouse_id=r["warehouse_id"], **{k: r[k] for k in _SUB_MUTABLE})
                 for r in c.execute(select(orm.sub_orders).where(orm.sub_orders.c.order_id == oid)
                                    .order_by(orm.sub_orders.c.position)).mappings()]
         pays = [Payment(id=r["id"], amount_cents=r["amount_cents"], status=r["status"],
@@ -205,8 +224,8 @@ class SqlOrderRepository:
                         reason=r["reason"], latency_ms=r["latency_ms"])
                 for r in c.execute(select(orm.payments).where(orm.payments.c.order_id == oid)
                                    .order_by(orm.payments.c.started_at, orm.payments.c.id)).mappings()]
-        refunds = [Refund(id=r["id"], order_id=oid, status=r["status"], created_at=r["created_at"],
-                          completed_at=r["completed_at"], last_error=r["last_error"])
+        refunds = [Refund(id=r["id"], order_id=oid, created_at=r["created_at"], kind=r["kind"],
+                          **{k: r[k] for k in _REFUND_MUTABLE})
                    for r in c.execute(select(orm.refunds).where(orm.refunds.c.order_id == oid)
                                       .order_by(orm.refunds.c.created_at, orm.refunds.c.id)).mappings()]
         if refunds:
@@ -218,7 +237,9 @@ class SqlOrderRepository:
                     amount_cents=r["amount_cents"]))
         order = Order(
             id=oid, buyer_id=row["buyer_id"], tx_type=row["tx_type"], channel=row["channel"],
-            address=Address(**{k: row[f"addr_{k}"] for k in _ADDR}), idempotency_key=row["idempotency_key"],
+            address=Address(**{k: row[f"addr_{k}"] for k in _ADDR}, postal_code=row["addr_postal_code"],
+                            region=_region_of(row["addr_region"])),
+            idempotency_key=row["idempotency_key"],
             request_hash=row["request_hash"], created_at=row["created_at"], expires_at=row["expires_at"],
             status=row["status"], sub_orders=subs, payments=pays, refunds=refunds, version=row["version"],
         )
@@ -251,17 +272,39 @@ class SqlOrderRepository:
         return self.conn.execute(select(orm.refunds.c.order_id)
                                  .where(orm.refunds.c.id == refund_id)).scalar_one_or_none()
 
+    def order_id_for_sub_order(self, sub_order_id: str) -> str | None:
+        return self.conn.execute(select(orm.sub_orders.c.order_id)
+                                 .where(orm.sub_orders.c.id == sub_order_id)).scalar_one_or_none()
+
+    def delivered_sub_orders(self, limit: int) -> list[tuple[str, str, str, datetime]]:
+        so = orm.sub_orders.c
+        rows = self.conn.execute(select(so.order_id, so.id, so.shop_id, so.delivered_at)
+                                 .where(so.delivery_status == "delivered")
+                                 .order_by(so.delivered_at, so.id).limit(limit))
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
 
 class SqlCatalog:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    @staticmethod
+    def _shop(r: Any) -> Shop:
+        return Shop(**{f.name: r._mapping[f.name] for f in fields(Shop)})
+
     def shops(self) -> list[Shop]:
-        return [Shop(r.id, r.name) for r in self.conn.execute(select(orm.shops).order_by(orm.shops.c.id))]
+        return [self._shop(r) for r in self.conn.execute(select(orm.shops).order_by(orm.shops.c.id))]
 
     def shop(self, shop_id: str) -> Shop | None:
         r = self.conn.execute(select(orm.shops).where(orm.shops.c.id == shop_id)).first()
-        return Shop(r.id, r.name) if r else None
+        return self._shop(r) if r else None
+
+    def warehouses(self) -> list[Warehouse]:
+        return [Warehouse(**dict(r)) for r in self.conn.execute(
+            select(orm.warehouses).order_by(orm.warehouses.c.id)).mappings()]
+
+    def add_warehouse(self, warehouse: Warehouse) -> bool:
+        return insert_if_absent(self.conn, orm.warehouses, asdict(warehouse))
 
     @staticmethod
     def _product(r: Any) -> Product:
@@ -296,7 +339,7 @@ class SqlCatalog:
         return {(r.sku, r.pool): StockLevel(r.sku, r.pool, r.on_hand, r.reserved) for r in rows}
 
     def add_shop(self, shop: Shop) -> bool:
-        return insert_if_absent(self.conn, orm.shops, {"id": shop.id, "name": shop.name})
+        return insert_if_absent(self.conn, orm.shops, asdict(shop))
 
     def add_product(self, product: Product) -> bool:
         lim = product.limit

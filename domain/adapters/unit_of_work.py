@@ -19,7 +19,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -167,9 +167,40 @@ class TradingDB:
 
     def create_all(self) -> None:
         orm.metadata.create_all(self.engine)
+        add_missing_columns(self.engine, self.schema)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def add_missing_columns(engine: Engine, schema: str | None = None) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for columns a DB made by an older version lacks (all of them are
+    nullable or have a server default); returns ``table.column`` of those added."""
+    added: list[str] = []
+    with engine.begin() as conn:
+        insp = inspect(conn)
+        for table in orm.metadata.sorted_tables:
+            if not insp.has_table(table.name, schema=schema):
+                continue
+            have = {c["name"] for c in insp.get_columns(table.name, schema=schema)}
+            qualified = f'"{schema}"."{table.name}"' if schema else f'"{table.name}"'
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                ddl = f'ALTER TABLE {qualified} ADD COLUMN "{col.name}" ' \
+                      f"{col.type.compile(dialect=conn.dialect)}"
+                if col.server_default is not None:
+                    default = col.server_default.arg  # type: ignore[attr-defined]
+                    text_default = default if isinstance(default, str) else str(
+                        default.compile(dialect=conn.dialect))
+                    shown = repr(text_default) if isinstance(default, str) else text_default
+                    ddl += f" DEFAULT {shown}"
+                    ddl += " NOT NULL" if not col.nullable else ""
+                conn.execute(text(ddl))
+                added.append(f"{table.name}.{col.name}")
+    if added:
+        log.info("trading DB: added columns %s", ", ".join(added))
+    return added
 
 
 def normalize_url(url: str) -> str:

@@ -20,11 +20,14 @@ from domain.api.auth import AUTH_RESPONSES, AuthProblem, BearerAuth, auth_error_
 from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
     CancelIn,
+    DeliverIn,
     OrderOut,
     PlaceOrderIn,
     ProductOut,
     RefundIn,
     RefundOut,
+    RejectIn,
+    ShipIn,
     ShopOut,
 )
 from domain.api.problems import (
@@ -116,7 +119,7 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
 
     @r.post("/orders/{order_id}/refunds", status_code=201, response_model=RefundOut, tags=["refunds"])
     def request_refund(order_id: str, body: RefundIn, response: Response) -> Any:
-        view = service.request_refund(order_id, [(li.sku, li.qty) for li in body.lines])
+        view = service.request_refund(order_id, [(li.sku, li.qty) for li in body.lines], kind=body.kind)
         response.headers["Location"] = f"/refunds/{view.id}"
         return view
 
@@ -128,6 +131,38 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
             dependencies=merchant, responses=AUTH_RESPONSES)
     def complete_refund(refund_id: str) -> Any:
         return service.complete_refund(refund_id)
+
+    @r.post("/refunds/{refund_id}/approve", response_model=RefundOut, tags=["refunds"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def approve_refund(refund_id: str) -> Any:
+        """Merchant: approve. A refund-only refund is paid out now; a return waits for the goods."""
+        return service.approve_refund(refund_id)
+
+    @r.post("/refunds/{refund_id}/reject", response_model=RefundOut, tags=["refunds"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def reject_refund(refund_id: str, body: RejectIn) -> Any:
+        return service.reject_refund(refund_id, body.reason)
+
+    @r.post("/refunds/{refund_id}/goods-received", response_model=RefundOut, tags=["refunds"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def goods_received(refund_id: str) -> Any:
+        """Merchant: the returned goods are back; the refund is paid out and the units restocked."""
+        return service.receive_returned_goods(refund_id)
+
+    @r.post("/sub-orders/{sub_order_id}/ship", response_model=OrderOut, tags=["delivery"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def ship(sub_order_id: str, body: ShipIn) -> Any:
+        return service.ship(sub_order_id, body.carrier, body.tracking_no)
+
+    @r.post("/sub-orders/{sub_order_id}/deliver", response_model=OrderOut, tags=["delivery"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def deliver(sub_order_id: str, body: DeliverIn | None = None) -> Any:
+        return service.deliver(sub_order_id, collected=body.collected if body else None)
+
+    @r.post("/sub-orders/{sub_order_id}/receive", response_model=OrderOut, tags=["delivery"])
+    def receive(sub_order_id: str) -> Any:
+        """The buyer confirms receipt (or the auto-receive job does, N days after delivery)."""
+        return service.receive(sub_order_id)
 
     @r.get("/shops", response_model=list[ShopOut], tags=["catalog"])
     def list_shops() -> Any:

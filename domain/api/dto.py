@@ -19,6 +19,7 @@ class AddressIn(BaseModel):
     street: Text
     recipient: Text
     phone: Annotated[str, Field(min_length=5, max_length=40)]
+    postal_code: Annotated[str, Field(min_length=1, max_length=20)] | None = None
 
 
 class LineIn(BaseModel):
@@ -37,7 +38,23 @@ class PlaceOrderIn(BaseModel):
 
 class RefundIn(BaseModel):
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=50)]
+    kind: Literal["refund_only", "return"] = Field(
+        default="refund_only", description="refund_only: money only; return: the goods come back first")
     sub_order_id: str | None = Field(default=None, description="optional; lines identify their sub-orders")
+
+
+class ShipIn(BaseModel):
+    carrier: Annotated[str, Field(min_length=1, max_length=64)]
+    tracking_no: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class DeliverIn(BaseModel):
+    collected: bool | None = Field(
+        default=None, description="cash on delivery: whether the cash was collected")
+
+
+class RejectIn(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class CancelIn(BaseModel):
@@ -68,6 +85,13 @@ class SubOrderOut(_Out):
     discount_cents: int
     amount_cents: int
     lines: list[LineOut]
+    warehouse_id: str | None = None
+    delivery_status: str = "not_shipped"
+    carrier: str | None = None
+    tracking_no: str | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    received_at: datetime | None = None
 
 
 class PaymentOut(_Out):
@@ -97,6 +121,10 @@ class RefundOut(_Out):
     created_at: datetime
     completed_at: datetime | None
     last_error: str | None
+    kind: str = "refund_only"
+    reason: str | None = None
+    decided_at: datetime | None = None
+    goods_received_at: datetime | None = None
 
 
 class OrderOut(_Out):
@@ -112,6 +140,7 @@ class OrderOut(_Out):
     discount_cents: int
     amount_cents: int
     address: dict[str, str]
+    address_normalized: dict[str, str | None] | None = None
     sub_orders: list[SubOrderOut]
     payments: list[PaymentOut]
     refunds: list[RefundOut]
@@ -141,6 +170,8 @@ class ProductOut(_Out):
     limit_period: str | None
     promotions: list[str]
     flash: FlashOut | None
+    tx_types: list[str] = Field(default_factory=lambda: ["fixed_price"])
+    warehouses: dict[str, int] | None = None
 
 
 class Problem(BaseModel):

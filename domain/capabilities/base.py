@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.model import Order, OrderLine, Product, Promotion
+from domain.model import Order, OrderLine, Product, Promotion, StockLevel
 from domain.ports import ChargeResult, PaymentGateway
 from domain.storage import UnitOfWork
 
@@ -35,6 +35,9 @@ class OrderContext:
     now: datetime
     products: dict[str, Product]
     promotions: list[Promotion] = field(default_factory=list)  # active ones of the shops involved
+    quantities: dict[str, int] = field(default_factory=dict)  # sku -> units requested
+    stock: dict[tuple[str, str], StockLevel] = field(default_factory=dict)  # (sku, pool) -> level
+    warehouse_distance: dict[str, float] = field(default_factory=dict)  # warehouse id -> km to the buyer
 
     def sku_promotions(self, sku: str, kinds: Sequence[str]) -> list[Promotion]:
         return [p for p in self.promotions if p.sku == sku and p.kind in kinds]

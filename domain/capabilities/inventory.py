@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.capabilities.base import OrderContext, PricedLine
 from domain.errors import OutOfStock
-from domain.model import DEFAULT_POOL, FLASH_POOL, OrderLine, Product
+from domain.model import DEFAULT_POOL, FLASH_POOL, OrderLine, Product, warehouse_of
 from domain.storage import UnitOfWork
 
 
@@ -34,3 +34,22 @@ class PooledInventory:
 
     def commit_sale(self, uow: UnitOfWork, line: OrderLine) -> None:
         uow.inventory.commit_sale(line.sku, line.pool, line.qty)
+
+
+class WarehouseInventory(PooledInventory):
+    """Regular stock kept in warehouses: the line is served by the warehouse nearest to the delivery
+    province that has the units, then the one with the largest stock (then by id). A SKU with no
+    warehouse stock is reserved from the shared pool (``default``) as before."""
+
+    def pool(self, ctx: OrderContext, product: Product) -> str:
+        qty = ctx.quantities.get(product.sku, 1)
+        candidates = [lv for (sku, pool), lv in ctx.stock.items()
+                      if sku == product.sku and warehouse_of(pool) is not None]
+        if not candidates:
+            return self.pool_name
+
+        def rank(lv):  # type: ignore[no-untyped-def]
+            wid = warehouse_of(lv.pool) or ""
+            return (lv.available < qty, ctx.warehouse_distance.get(wid, float("inf")), -lv.available, wid)
+
+        return min(candidates, key=rank).pool

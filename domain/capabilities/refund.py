@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from domain.model import DEFAULT_POOL, OrderLine
+from domain.model import DEFAULT_POOL, OrderLine, warehouse_of
 from domain.ports import ChargeResult, PaymentGateway
 
 
 class ProportionalRefund:
-    """The paid line amount pro rata (exact on the last unit); units return to regular stock."""
+    """The paid line amount pro rata (exact on the last unit); units go back to their
+    warehouse or to regular stock."""
 
     def amount(self, line: OrderLine, qty: int) -> int:
         return line.refund_amount(qty)
 
     def restock_pool(self, line: OrderLine) -> str | None:
-        return DEFAULT_POOL
+        """Units go back to the warehouse they came from; shared pools (flash) go to regular stock."""
+        return line.pool if warehouse_of(line.pool) is not None else DEFAULT_POOL
 
     def refund(self, gateway: PaymentGateway, refund_id: str, payment_reference: str,
                amount_cents: int) -> ChargeResult:

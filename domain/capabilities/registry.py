@@ -17,7 +17,7 @@ from domain.capabilities.base import (
     RefundPolicy,
 )
 from domain.capabilities.discount import NoDiscount, PromotionDiscount
-from domain.capabilities.inventory import PooledInventory
+from domain.capabilities.inventory import PooledInventory, WarehouseInventory
 from domain.capabilities.payment import GatewayPayment
 from domain.capabilities.pricing import FlashPricing, ListPricing
 from domain.capabilities.purchase_limits import FlashPurchaseLimit, ProductPurchaseLimit
@@ -47,7 +47,7 @@ class TransactionType:
 
 def default_capabilities(name: str = "fixed_price") -> TransactionType:
     return TransactionType(
-        name=name, pricing=ListPricing(), discount=PromotionDiscount(), inventory=PooledInventory(),
+        name=name, pricing=ListPricing(), discount=PromotionDiscount(), inventory=WarehouseInventory(),
         purchase_limit=ProductPurchaseLimit(), split=ByShopSplit(), payment=GatewayPayment(),
         timeout=FixedTimeout(), refund=ProportionalRefund(),
     )

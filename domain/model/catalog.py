@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,10 +15,50 @@ PROMOTION_KINDS = ("percent_off", "amount_off", "spend_save", "flash_price")
 LIMIT_PERIODS = ("day", "week", "month", "lifetime")
 
 
+WAREHOUSE_POOL_PREFIX = "wh:"  # stock of a SKU in one warehouse is the pool "wh:<warehouse id>"
+
+
 @dataclass(frozen=True)
 class Shop:
+    """A shop and its fulfilment and after-sale settings."""
+
     id: str
     name: str
+    auto_receive_days: int = 7  # a delivered sub-order counts as received this many days later
+    refund_window_days: int = 15  # refunds may be requested until this long after receipt (or payment)
+
+    def __post_init__(self) -> None:
+        for name in ("auto_receive_days", "refund_window_days"):
+            if getattr(self, name) < 0:
+                raise InvalidRequest(f"shop {self.id}: {name} must be >= 0", field=name)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where stock is kept: its stock rows are the pool ``wh:<id>`` (id at most 13 characters)."""
+
+    id: str
+    name: str
+    country_code: str
+    province_code: str
+    city_code: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,12}", self.id):
+            raise InvalidRequest(f"warehouse id {self.id!r} must be 1-13 of a-z, 0-9, -", field="id")
+
+    @property
+    def pool(self) -> str:
+        return warehouse_pool(self.id)
+
+
+def warehouse_pool(warehouse_id: str) -> str:
+    return WAREHOUSE_POOL_PREFIX + warehouse_id
+
+
+def warehouse_of(pool: str) -> str | None:
+    """The warehouse id of a stock pool, or None for the shared pools (``default``, ``flash``)."""
+    return pool[len(WAREHOUSE_POOL_PREFIX):] if pool.startswith(WAREHOUSE_POOL_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -129,3 +170,4 @@ class Catalog:
     products: list[Product] = field(default_factory=list)
     stock: list[StockLevel] = field(default_factory=list)
     promotions: list[Promotion] = field(default_factory=list)
+    warehouses: list[Warehouse] = field(default_factory=list)

@@ -76,12 +76,28 @@ class OrderLine:
         return self.amount_cents * qty // self.qty
 
 
+# delivery states of a sub-order (``SubOrder.delivery_status``)
+NOT_SHIPPED = "not_shipped"
+SHIPPED = "shipped"
+DELIVERED = "delivered"
+RECEIVED = "received"
+DELIVERY_FAILED = "failed"
+DELIVERY_STATUSES = (NOT_SHIPPED, SHIPPED, DELIVERED, RECEIVED, DELIVERY_FAILED)
+
+
 @dataclass
 class SubOrder:
     id: str
     shop_id: str
     status: str
     lines: list[OrderLine] = field(default_factory=list)
+    warehouse_id: str | None = None  # where its lines ship from (None: the shop's shared stock)
+    delivery_status: str = NOT_SHIPPED
+    carrier: str | None = None
+    tracking_no: str | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    received_at: datetime | None = None
 
     @property
     def gross_cents(self) -> int:
@@ -127,15 +143,28 @@ class RefundLine:
     amount_cents: int
 
 
+REFUND_ONLY = "refund_only"
+RETURN = "return"
+REFUND_KINDS = (REFUND_ONLY, RETURN)
+
+
 @dataclass
 class Refund:
+    """After-sale request. ``requested`` waits for the merchant: approve (refund only: paid out at
+    once → ``completed``; return of goods: ``approved`` until the goods are back, then paid out) or
+    reject (``rejected``, with a reason; the quantities become refundable again)."""
+
     id: str
     order_id: str
-    status: str  # "requested" | "completed"
+    status: str  # "requested" | "approved" | "rejected" | "completed"
     created_at: datetime
     lines: list[RefundLine] = field(default_factory=list)
     completed_at: datetime | None = None
     last_error: str | None = None
+    kind: str = REFUND_ONLY
+    reason: str | None = None  # why it was rejected
+    decided_at: datetime | None = None
+    goods_received_at: datetime | None = None
 
     @property
     def amount_cents(self) -> int:
@@ -380,6 +409,7 @@ class Order:
         lines: Iterable[tuple[str, int]],
         now: datetime,
         amount_for: Callable[[OrderLine, int], int] | None = None,
+        kind: str = REFUND_ONLY,
     ) -> Refund:
         if self.status not in (PAID, PARTIALLY_REFUNDED):
             raise Conflict(
@@ -394,7 +424,10 @@ class Order:
             wanted[sku] = wanted.get(sku, 0) + qty
         if not wanted:
             raise InvalidRequest("a refund needs at least one line", field="lines")
-        refund = Refund(id=refund_id, order_id=self.id, status="requested", created_at=now)
+        if kind not in REFUND_KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(REFUND_KINDS)}, got {kind!r}", field="kind",
+                                 rule="refund.kind")
+        refund = Refund(id=refund_id, order_id=self.id, status="requested", created_at=now, kind=kind)
         plan: list[tuple[OrderLine, int]] = []
         for sku, qty in wanted.items():
             line = next((li for li in self.lines if li.sku == sku), None)
@@ -434,9 +467,9 @@ class Order:
                 return r
         raise NotFound(f"order {self.id} has no refund {refund_id}", rule="refund.exists")
 
-    def complete_refund(self, refund_id: str, now: datetime) -> Refund:
+    def complete_refund(self, refund_id: str, now: datetime, *, from_status: str = "requested") -> Refund:
         refund = self.refund(refund_id)
-        if refund.status != "requested":
+        if refund.status != from_status:
             raise Conflict(f"refund {refund_id} is already {refund.status}", rule="refund.requested",
                            extra={"status": refund.status})
         refund.status, refund.completed_at, refund.last_error = "completed", now, None
@@ -459,6 +492,105 @@ class Order:
                 tx_type=self.tx_type, channel=self.channel, amount_cents=amount, items=items,
             ))
         return refund
+
+    def _shop_of(self, refund: Refund) -> str:
+        return refund.lines[0].shop_id if refund.lines else ""
+
+    def approve_return(self, refund_id: str, now: datetime) -> Refund:
+        """A return-of-goods refund approved: it waits for the goods (``mark_goods_received``)."""
+        refund = self._decidable(refund_id)
+        if refund.kind != RETURN:
+            raise Conflict(f"refund {refund_id} is {refund.kind}; it is paid out when approved",
+                           rule="refund.kind")
+        refund.status, refund.decided_at = "approved", now
+        self.events.append(ev.RefundApproved(
+            occurred_at=now, refund_id=refund.id, order_id=self.id, shop_id=self._shop_of(refund),
+            tx_type=self.tx_type, kind=refund.kind, amount_cents=refund.amount_cents))
+        return refund
+
+    def _decidable(self, refund_id: str) -> Refund:
+        refund = self.refund(refund_id)
+        if refund.status != "requested":
+            raise Conflict(f"refund {refund_id} is {refund.status}; only requested refunds can be decided",
+                           rule="refund.requested", extra={"status": refund.status})
+        return refund
+
+    def reject_refund(self, refund_id: str, reason: str, now: datetime) -> Refund:
+        refund = self.refund(refund_id)
+        if refund.status not in ("requested", "approved") or refund.goods_received_at is not None:
+            raise Conflict(f"refund {refund_id} is {refund.status}; it can no longer be rejected",
+                           rule="refund.rejectable", extra={"status": refund.status})
+        refund.status, refund.reason, refund.decided_at = "rejected", reason, now
+        for rl in refund.lines:  # the quantities become refundable again
+            line = self.line(rl.sku)
+            line.refund_requested_qty -= rl.qty
+            line.requested_cents -= rl.amount_cents
+        self.events.append(ev.RefundRejected(
+            occurred_at=now, refund_id=refund.id, order_id=self.id, shop_id=self._shop_of(refund),
+            tx_type=self.tx_type, kind=refund.kind, amount_cents=refund.amount_cents, reason=reason))
+        return refund
+
+    def mark_goods_received(self, refund_id: str, now: datetime) -> Refund:
+        refund = self.refund(refund_id)
+        if refund.kind != RETURN or refund.status != "approved":
+            raise Conflict(
+                f"refund {refund_id} is a {refund.kind} refund in state {refund.status}; goods can be marked "
+                "received only for an approved return", rule="refund.awaiting_goods",
+                extra={"status": refund.status, "kind": refund.kind})
+        if refund.goods_received_at is None:
+            refund.goods_received_at = now
+            self.events.append(ev.ReturnGoodsReceived(
+                occurred_at=now, refund_id=refund.id, order_id=self.id, shop_id=self._shop_of(refund),
+                tx_type=self.tx_type, items=refund.items))
+        return refund
+
+    # ---------------------------------------------------------------- delivery
+    def sub_order(self, sub_order_id: str) -> SubOrder:
+        for s in self.sub_orders:
+            if s.id == sub_order_id:
+                return s
+        raise NotFound(f"order {self.id} has no sub-order {sub_order_id}", field="sub_order_id",
+                       rule="sub_order.exists")
+
+    def _sub_event(self, sub: SubOrder, now: datetime) -> dict:
+        return dict(occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                    tx_type=self.tx_type, channel=self.channel, warehouse_id=sub.warehouse_id)
+
+    def ship(self, sub_order_id: str, carrier: str, tracking_no: str, now: datetime,
+             shippable: tuple[str, ...] = (PAID, PARTIALLY_REFUNDED)) -> SubOrder:
+        sub = self.sub_order(sub_order_id)
+        if sub.status not in shippable:
+            raise Conflict(
+                f"sub-order {sub.id} is {sub.status}; only {' or '.join(shippable)} sub-orders ship",
+                           rule="delivery.shippable", extra={"status": sub.status})
+        if sub.delivery_status != NOT_SHIPPED:
+            raise Conflict(
+                f"sub-order {sub.id} is already {sub.delivery_status}", rule="delivery.not_shipped",
+                           extra={"delivery_status": sub.delivery_status})
+        sub.delivery_status, sub.carrier, sub.tracking_no, sub.shipped_at = SHIPPED, carrier, tracking_no, now
+        self.events.append(ev.SubOrderShipped(**self._sub_event(sub, now), carrier=carrier,
+                                              tracking_no=tracking_no))
+        return sub
+
+    def deliver(self, sub_order_id: str, now: datetime, collected: bool | None = None) -> SubOrder:
+        sub = self.sub_order(sub_order_id)
+        if sub.delivery_status != SHIPPED:
+            raise Conflict(
+                f"sub-order {sub.id} is {sub.delivery_status}; only shipped sub-orders are delivered",
+                           rule="delivery.shipped", extra={"delivery_status": sub.delivery_status})
+        sub.delivery_status, sub.delivered_at = DELIVERED, now
+        self.events.append(ev.SubOrderDelivered(**self._sub_event(sub, now), collected=collected))
+        return sub
+
+    def receive(self, sub_order_id: str, now: datetime, *, auto: bool = False) -> SubOrder:
+        sub = self.sub_order(sub_order_id)
+        if sub.delivery_status != DELIVERED:
+            raise Conflict(
+                f"sub-order {sub.id} is {sub.delivery_status}; only delivered sub-orders are received",
+                           rule="delivery.delivered", extra={"delivery_status": sub.delivery_status})
+        sub.delivery_status, sub.received_at = RECEIVED, now
+        self.events.append(ev.SubOrderReceived(**self._sub_event(sub, now), auto=auto))
+        return sub
 
     def fail_refund(self, refund_id: str, reason: str) -> Refund:
         refund = self.refund(refund_id)

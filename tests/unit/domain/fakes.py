@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from domain.errors import ConcurrentUpdate, DuplicateKey
-from domain.model import Order, Product, Promotion, Shop, StockLevel
+from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
 from domain.ports import ChargeResult
 from domain.storage import AbstractUnitOfWork
 
@@ -26,6 +26,7 @@ class State:
     limits: dict[tuple[str, str, str], int] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     journal: list = field(default_factory=list)  # domain events committed with their changes
+    warehouses: dict[str, Warehouse] = field(default_factory=dict)
 
 
 class FakeStore:
@@ -96,6 +97,18 @@ class FakeOrders:
                 return o.id
         return None
 
+    def order_id_for_sub_order(self, sub_order_id: str) -> str | None:
+        for o in self.state.orders.values():
+            if any(s.id == sub_order_id for s in o.sub_orders):
+                return o.id
+        return None
+
+    def delivered_sub_orders(self, limit: int) -> list[tuple[str, str, str, datetime]]:
+        due = [(s.delivered_at, s.id, o.id, s.shop_id)
+               for o in self.state.orders.values() for s in o.sub_orders
+               if s.delivery_status == "delivered" and s.delivered_at is not None]
+        return [(oid, sid, shop, at) for at, sid, oid, shop in sorted(due)][:limit]
+
 
 class FakeCatalog:
     def __init__(self, state: State) -> None:
@@ -132,6 +145,12 @@ class FakeCatalog:
 
     def add_stock(self, level: StockLevel) -> bool:
         return self._add(self.state.stock, (level.sku, level.pool), level)
+
+    def warehouses(self) -> list[Warehouse]:
+        return sorted(self.state.warehouses.values(), key=lambda w: w.id)
+
+    def add_warehouse(self, warehouse: Warehouse) -> bool:
+        return self._add(self.state.warehouses, warehouse.id, warehouse)
 
     @staticmethod
     def _add(table: dict, key: object, value: object) -> bool:
