@@ -312,42 +312,60 @@ class Engine:
         if node.h is not self._h:
             node.roll(t, self._h)
         if not slot.plain:
-            # -- checks: flow → param → breaker, first block wins -------------------
-            lim = slot.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
-                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            if slot.fast_checks:
-                wait = 0.0
-                for chk in slot.fast_checks:
-                    try:
-                        w = chk(node, t, args, None)
-                    except Blocked as exc:
-                        return self._blocked(slot, t, exc, args, fallback)
-                    except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return self._queued(slot, t, wait, call, args, fallback)
-            if slot.gated and not node.gate:  # a breaker is not closed
-                for br in slot.breakers:
-                    if br.state != "closed":
+            # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
+            exc: Blocked | None = None
+            wait = 0.0
+            lock = node.glock
+            lock.acquire()
+            try:
+                lim = slot.qps_limit
+                if lim is not None and node.passed + node.prev_passed >= lim:
+                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                else:
+                    for chk in slot.fast_checks:
                         try:
-                            br.check(node, t, args, None)
-                        except Blocked as exc:
-                            return self._blocked(slot, t, exc, args, fallback)
+                            w = chk(node, t, args, None)
+                        except Blocked as e:
+                            exc = e
+                            break
                         except Exception:
-                            self._checker_failed(slot, br)
-        # -- stat hooks ----------------------------------------------------------
-        node.passed += 1
-        node.concurrency += 1
+                            self._checker_failed(slot, chk)
+                        else:
+                            if w:
+                                wait += w
+                    if exc is None and not wait and slot.gated and not node.gate:  # a breaker is not closed
+                        for br in slot.breakers:
+                            if br.state != "closed":
+                                try:
+                                    br.check(node, t, args, None)
+                                except Blocked as e:
+                                    exc = e
+                                    break
+                                except Exception:
+                                    self._checker_failed(slot, br)
+                    if exc is None and not wait:
+                        node.passed += 1
+                        node.concurrency += 1
+            finally:
+                lock.release()
+            if exc is not None:
+                return self._blocked(slot, t, exc, args, fallback)
+            if wait:
+                return self._queued(slot, t, wait, call, args, fallback)
+        else:
+            # -- stat hooks ------------------------------------------------------
+            node.passed += 1
+            node.concurrency += 1
         try:
             result = call()
         except BaseException:
             self._exit(slot, t, True)
             raise
-        node.concurrency -= 1
+        if slot.plain:
+            node.concurrency -= 1
+        else:
+            with node.glock:
+                node.concurrency -= 1
         t1 = self._time()
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
@@ -415,7 +433,8 @@ class Engine:
         args: Any,
         fallback: Callable[[BaseException], Any] | None,
     ) -> Any:
-        self._node_now(slot.node, t).count_block(exc.kind)
+        with slot.node.glock:
+            self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
         return self._degraded(slot, exc, fallback)
@@ -464,25 +483,34 @@ class Engine:
         wait = 0.0
         checks = slot.inbound_checks if inbound else slot.checks
         if checks:
-            for chk in checks:
-                try:
-                    w = chk(node, t, args, origin)
-                except Blocked as exc:
-                    self._node_now(node, t).count_block(exc.kind)
-                    if inbound:
-                        self._node_now(self._inbound, t).count_block(exc.kind)
-                    if exc.args_ is None:
-                        exc.args_ = args
-                    raise
-                except Exception:
-                    self._checker_failed(slot, chk)
-                else:
-                    if w:
-                        wait += w
+            exc: Blocked | None = None
+            with node.glock:  # checks and the pass count at once: limits hold exactly under threads
+                for chk in checks:
+                    try:
+                        w = chk(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                        self._node_now(node, t).count_block(e.kind)
+                        break
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if exc is None and not wait:
+                    node.passed += 1
+                    node.concurrency += 1
+            if exc is not None:
+                if inbound:
+                    self._node_now(self._inbound, t).count_block(exc.kind)
+                if exc.args_ is None:
+                    exc.args_ = args
+                raise exc
             if wait:
                 return slot, t, wait
-        node.passed += 1
-        node.concurrency += 1
+        else:
+            node.passed += 1
+            node.concurrency += 1
         if inbound:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
@@ -492,9 +520,11 @@ class Engine:
     def _pass(self, slot: _Slot, inbound: bool) -> float:
         """Count a pass after a queueing wait; returns the new t0."""
         t = self._time()
-        node = self._node_now(slot.node, t)
-        node.passed += 1
-        node.concurrency += 1
+        node = slot.node
+        with node.glock:
+            self._node_now(node, t)
+            node.passed += 1
+            node.concurrency += 1
         if inbound:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
@@ -503,7 +533,11 @@ class Engine:
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False) -> None:
         node = slot.node
-        node.concurrency -= 1
+        if slot.plain:
+            node.concurrency -= 1
+        else:
+            with node.glock:
+                node.concurrency -= 1
         t = self._time()
         rt = (t - t0) * 1000.0
         self._count_exit(self._node_now(node, t), rt, error)
