@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from common.clock import Clock, SystemClock
+from guardians.authority.checker import AuthorityChecker, build_authority
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
 from guardians.degrade.checker import resolve_fallback
@@ -101,7 +102,13 @@ class _Slot:
         self.node = node
         self.checkers = tuple(checkers)
         self.degrade = degrade
-        direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
+        # with an authority rule nothing is inlined: the authority check must come first
+        authority = any(type(c) is AuthorityChecker for c in checkers)
+        direct = [
+            c
+            for c in checkers
+            if type(c) is QpsReject and c.ref_node is None and c.own is None and not authority
+        ]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
         # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
         self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
@@ -148,7 +155,7 @@ class Engine:
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
         self._slots: dict[str, _Slot] = {}
-        self._parts: tuple[dict, dict, dict, dict, Any] = ({}, {}, {}, {}, None)
+        self._parts: tuple[dict, dict, dict, dict, Any, dict] = ({}, {}, {}, {}, None, {})
         self._ruleset = RuleSet()
         self.rule_version: int | None = None
         self.max_resources = max_resources
@@ -170,9 +177,11 @@ class Engine:
             system, c3 = self._system.load(ruleset.system)
             param, c4 = self._param.load(ruleset.param)
             degrade, c5 = self._degrade.load(ruleset.degrade)
+            authority = build_authority(ruleset.authority)
+            c5 = c5 or ruleset.authority != self._ruleset.authority
             for name in ruleset.resources():
                 self._node(name)
-            self._parts = (flow, param, breaker, degrade, system)
+            self._parts = (flow, param, breaker, degrade, system, authority)
             self._slots = {name: self._build(name) for name in self._nodes}
             self._ruleset = ruleset
             if version is not None:
@@ -248,8 +257,11 @@ class Engine:
         return node
 
     def _build(self, name: str) -> _Slot:
-        flow, param, breaker, degrade, system = self._parts
-        checkers = [*flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())]
+        flow, param, breaker, degrade, system, authority = self._parts
+        # authority first (as Sentinel's AuthoritySlot): a refused origin is never counted by a limit
+        checkers = [
+            *authority.get(name, ()), *flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())
+        ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
     def _new_slot(self, name: str) -> _Slot | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class Blocked(Exception):
-    """A call refused by a rule. ``kind`` is flow | breaker | system | param."""
+    """A call refused by a rule. ``kind`` is flow | breaker | system | param | authority."""
 
     kind = "blocked"
     status = 429
@@ -48,6 +48,12 @@ class FlowBlocked(Blocked):
 class ParamBlocked(Blocked):
     kind = "param"
     status = 429
+
+
+class AuthorityBlocked(Blocked):
+    """The caller's origin is deny-listed (or not allow-listed) on the resource: HTTP 403."""
+
+    kind = "authority"
 
 
 class SystemBlocked(Blocked):

@@ -43,6 +43,7 @@ RT_MIN = 10
 CONC = 11  # concurrency when the half-second ended
 # the node attribute counting each kind of block (an unknown kind counts as param)
 _BLOCK_FIELD = {k: f"block_{k}" for k in ("flow", "breaker", "system", "param")}
+_BLOCK_FIELD["authority"] = "block_flow"  # counted with flow blocks (the block log has the kind)
 
 
 class Bucket:
