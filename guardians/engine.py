@@ -163,6 +163,7 @@ class Engine:
         self._checker_errors_by: dict[str, int] = {}
         self._overflow_logged = False
         self.cluster: Any = None  # guardians.cluster.Cluster once enable_cluster() is called
+        self._request_params: dict[str, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ rules
     @property
@@ -182,6 +183,11 @@ class Engine:
             for name in ruleset.resources():
                 self._node(name)
             self._parts = (flow, param, breaker, degrade, system, authority)
+            needs: dict[str, set[str]] = {}
+            for r in ruleset.param:
+                if r.param == "client_ip" or ":" in r.param:
+                    needs.setdefault(r.resource, set()).add(r.param)
+            self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
             self._slots = {name: self._build(name) for name in self._nodes}
             self._ruleset = ruleset
             if version is not None:
@@ -197,6 +203,11 @@ class Engine:
         )
         return changed
 
+    def request_params(self, resource: str) -> tuple[str, ...]:
+        """The request parameters (``client_ip``, ``header:…``, ``body:…``) param rules on ``resource``
+        read: what the HTTP middleware extracts from the request (nothing when none)."""
+        return self._request_params.get(resource, ())
+
     def enable_cluster(self, cluster: Any) -> None:
         """Cluster mode (``guardians.cluster.Cluster``): ``cluster: true`` flow rules lease from its
         shared counters, ``shared: true`` breakers share their state. Rules in force are rebuilt."""
@@ -204,6 +215,8 @@ class Engine:
             self.cluster = cluster
             self._flow.cluster_checker = cluster.flow_checker
             self._breaker.storage_for = cluster.breaker_storage
+            self._param.cluster = cluster
+            self._param.forget(lambda r: r.cluster)
             self._flow.forget(lambda r: r.cluster)
             self._breaker.forget(lambda r: r.shared)
             self.apply(self._ruleset)

@@ -9,6 +9,7 @@ value passes while a sustained one is held to the threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.storage import Storage
@@ -43,29 +44,85 @@ class ParamChecker:
         )
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, str] | None, origin: str | None
+        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
         value = args.get(self.param)
         if value is None:
             return 0.0
-        value = str(value)
+        if isinstance(value, tuple | list | frozenset | set):  # every value counts (every SKU of an order)
+            for v in value:
+                self.check_value(str(v), args)
+            return 0.0
+        self.check_value(str(value), args)
+        return 0.0
+
+    def check_value(self, value: str, args: Mapping[str, Any]) -> None:
         item = self.exceptions.get(value, self.item)
         if value in self.zero or (self.rule.threshold == 0 and value not in self.exceptions):
             raise self._blocked(value, args)
         if self.limiter.hit(item, self.param, value):
-            return 0.0
+            return
         if self.burst is not None and self.limiter.hit(self.burst, self.param, value):
-            return 0.0
+            return
         raise self._blocked(value, args)
 
-    def _blocked(self, value: str, args: Mapping[str, str]) -> ParamBlocked:
+    def _blocked(self, value: str, args: Mapping[str, Any]) -> ParamBlocked:
         return ParamBlocked(
             self.resource,
             self.rule,
             float(self.rule.duration_s),
-            args=dict(args),
+            args={**args, "__value__": value},
             detail=f"param rule {self.rule.name}: {self.param}={value} over {self.rule.limit_for(value)} "
             f"per {self.rule.duration_s}s on {self.resource}",
         )
+
+
+class ClusterParamChecker:
+    """A ``cluster: true`` param rule: each value's threshold across all nodes, one ``INCR`` per call
+    and value on the shared window ``(rule, value, epoch second)``; while the cluster storage fails,
+    the node holds its share of the threshold (``Cluster.share``) with a local checker."""
+
+    has_exit = False
+
+    def __init__(self, rule: ParamRule, local: ParamChecker, cluster: Any) -> None:
+        self.rule = rule
+        self.resource = rule.resource
+        self.param = rule.param
+        self.local = local
+        self.cluster = cluster
+        self.prefix = cluster.key("param", rule.resource, rule.name)
+
+    def check(
+        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+    ) -> float:
+        if not args:
+            return 0.0
+        value = args.get(self.param)
+        if value is None:
+            return 0.0
+        values = value if isinstance(value, tuple | list | frozenset | set) else (value,)
+        for v in values:
+            v = str(v)
+            limit = self.rule.limit_for(v)
+            if limit == 0:
+                raise self.local._blocked(v, args)
+            if not self.cluster.ok:  # fallback: the cluster's own thread probes the storage
+                self._local(v, limit, args)
+                continue
+            try:
+                got = self.cluster.take(f"{self.prefix}:{v}:{int(t)}", 1, limit)
+            except Exception as exc:
+                self.cluster.failed(exc)
+                self._local(v, limit, args)
+                continue
+            if not got:
+                raise self.local._blocked(v, args)
+        return 0.0
+
+    def _local(self, value: str, limit: int, args: Mapping[str, Any]) -> None:
+        share = self.cluster.share(limit)
+        item = RateLimitItemPerSecond(max(share, 1), 1, namespace=self.local.ns + "c")
+        if not self.local.limiter.hit(item, self.param, value):
+            raise self.local._blocked(value, args)
