@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from common.clock import Clock, SystemClock
 from guardians.authority.checker import AuthorityChecker, build_authority
+from guardians.blocklog import BlockLog
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
 from guardians.degrade.checker import resolve_fallback
@@ -164,6 +165,7 @@ class Engine:
         self._overflow_logged = False
         self.cluster: Any = None  # guardians.cluster.Cluster once enable_cluster() is called
         self._request_params: dict[str, tuple[str, ...]] = {}
+        self.block_log = BlockLog()
 
     # ------------------------------------------------------------------ rules
     @property
@@ -462,6 +464,7 @@ class Engine:
             self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
+        self.block_log.record(t, slot.name, exc, None, args)
         return self._degraded(slot, exc, fallback)
 
     def _degraded(self, slot: _Slot, exc: Blocked, fallback: Callable[[BaseException], Any] | None) -> Any:
@@ -530,6 +533,7 @@ class Engine:
                     self._node_now(self._inbound, t).count_block(exc.kind)
                 if exc.args_ is None:
                     exc.args_ = args
+                self.block_log.record(t, resource, exc, origin, args)
                 raise exc
             if wait:
                 return slot, t, wait

@@ -47,6 +47,8 @@ class FlowBlocked(Blocked):
 
 class ParamBlocked(Blocked):
     kind = "param"
+    param_name: str | None = None  # the limited parameter and the value over its threshold
+    param_value: str | None = None
     status = 429
 
 

@@ -69,14 +69,17 @@ class ParamChecker:
         raise self._blocked(value, args)
 
     def _blocked(self, value: str, args: Mapping[str, Any]) -> ParamBlocked:
-        return ParamBlocked(
+        exc = ParamBlocked(
             self.resource,
             self.rule,
             float(self.rule.duration_s),
-            args={**args, "__value__": value},
+            args=dict(args),
             detail=f"param rule {self.rule.name}: {self.param}={value} over {self.rule.limit_for(value)} "
             f"per {self.rule.duration_s}s on {self.resource}",
         )
+        exc.param_name = self.param  # for the block log
+        exc.param_value = value
+        return exc
 
 
 class ClusterParamChecker:

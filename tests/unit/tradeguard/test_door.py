@@ -160,3 +160,35 @@ def test_a_blocked_order_read_answers_the_cached_view_marked_stale(node):
     assert stale.json() == fresh.json()
     never_read = c.get(f"/orders/{other}")
     assert never_read.status_code == 429  # nothing cached: the block goes through
+
+
+def test_the_block_log_names_the_refused_ip_and_sku_as_blocks_points(node):
+    from collectors.sources import GuardianSource
+
+    rules(node, {"param": [
+        {"name": "per-ip", "resource": "POST /orders", "param": "client_ip", "threshold": 1,
+         "duration_s": 60},
+        {"name": "hot-sku", "resource": "order.place", "param": "sku", "threshold": 1, "duration_s": 60},
+    ]})
+    a = client(node, **{"X-Forwarded-For": "198.51.100.4", "X-Caller": "web"})
+    b = client(node, **{"X-Forwarded-For": "198.51.100.5"})
+    assert post(a, skus=("ELEC-005",)).status_code == 201
+    assert post(a, skus=("ELEC-001",)).status_code == 429  # per-ip
+    assert post(b, skus=("ELEC-005",)).status_code == 429  # hot-sku
+    eng = node.ctx.engine
+    source = GuardianSource(eng, app="t", instance="n1")
+    import time as _time
+
+    deadline = _time.monotonic() + 3
+    points = []
+    while _time.monotonic() < deadline and len(points) < 2:
+        _time.sleep(0.2)
+        points += [p for p in source.collect() if p.measurement == "blocks"]
+    by_rule = {p.tags["rule"]: p for p in points}
+    assert by_rule["per-ip"].tags["param"] == "client_ip"
+    assert by_rule["per-ip"].tags["value"] == "198.51.100.4"
+    assert by_rule["per-ip"].tags["origin"] == "web"
+    assert by_rule["per-ip"].tags["resource"] == "POST /orders"
+    assert by_rule["hot-sku"].tags["value"] == "ELEC-005"
+    assert by_rule["hot-sku"].tags["resource"] == "order.place"
+    assert sum(p.fields["count"] for p in points) == 2
