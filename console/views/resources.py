@@ -12,6 +12,7 @@ import streamlit as st
 from console.rule_forms import table_rows
 from console.runtime import chart, services, show_errors
 from console.services import RULE_TYPES
+from console.views.blocked import show_blocked
 from dashboards import figures
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
 
@@ -72,6 +73,7 @@ st.dataframe(
         "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
     },
 )
+show_blocked(svc, range_key)
 
 names = [r.resource for r in data.rows]
 resource = st.selectbox("Resource detail", names, key="resources_selected")
