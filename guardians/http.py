@@ -103,6 +103,7 @@ class TrustedProxies:
                     f"trusted_proxies: {part!r} is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)"
                 ) from None
         self.networks = tuple(nets)
+        self._seen: dict[str, bool] = {}  # address -> trusted (bounded: cleared at 4096 entries)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -110,11 +111,19 @@ class TrustedProxies:
     def __contains__(self, address: object) -> bool:
         if not self.networks or not isinstance(address, str):
             return False
+        seen = self._seen.get(address)
+        if seen is not None:
+            return seen
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
-            return False
-        return any(ip in n for n in self.networks)
+            ok = False
+        else:
+            ok = any(ip in n for n in self.networks)
+        if len(self._seen) >= 4096:
+            self._seen.clear()
+        self._seen[address] = ok
+        return ok
 
 
 def header(scope: Scope, name: str) -> str | None:

@@ -42,6 +42,14 @@ class ParamChecker:
             if rule.burst
             else None
         )
+        # the hot path counts on the storage directly, as FixedWindowRateLimiter.hit does
+        # (incr(key, expiry) <= limit) without building limits' key string through its item
+        self._incr = storage.incr
+        self._key = f"{self.ns}/{self.param}/"
+        self._bkey = f"{self.ns}b/{self.param}/"
+        self._limits = {v: max(n, 1) for v, n in rule.exceptions}
+        self._limit = max(rule.threshold, 1)
+        self._expiry = rule.duration_s
 
     def check(
         self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
@@ -59,12 +67,12 @@ class ParamChecker:
         return 0.0
 
     def check_value(self, value: str, args: Mapping[str, Any]) -> None:
-        item = self.exceptions.get(value, self.item)
         if value in self.zero or (self.rule.threshold == 0 and value not in self.exceptions):
             raise self._blocked(value, args)
-        if self.limiter.hit(item, self.param, value):
+        if self._incr(self._key + value, self._expiry) <= self._limits.get(value, self._limit):
             return
-        if self.burst is not None and self.limiter.hit(self.burst, self.param, value):
+        b = self.burst
+        if b is not None and self._incr(self._bkey + value, self._expiry * BURST_WINDOWS) <= b.amount:
             return
         raise self._blocked(value, args)
 
