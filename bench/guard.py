@@ -18,7 +18,11 @@ composed_ns_10k (the baseline in the same case), guard_ns_10k_sparse (a single p
 per round: every call is its resource's first in a new 500 ms window, so it pays the
 window rotation and cold memory — the worst case), guard_ns_10k_hot (10,000
 resources loaded, traffic on 100 of them), bare_ns, the targets and whether they
-were met; and cluster_guard_ns: the added cost of guard() under a ``cluster: true``
+were met; guard_ns_origin (a ``limit_app`` flow rule, called inside a request's caller context),
+guard_ns_param_http (a ``client_ip`` param rule on a route: the value read from the ASGI scope
+behind a trusted proxy + the entry, as the middleware does), threads_64_overshoot_pct (64 threads
+on one QPS-limited resource on a fake clock: passes over threshold × seconds, %);
+and cluster_guard_ns: the added cost of guard() under a ``cluster: true``
 flow rule (+ the breaker) whose tokens are leased from Redis — TRADEGUARD_REDIS_URL,
 else 127.0.0.1:6379 db 15 — with refills on the cluster's background worker as in a
 node (null plus ``cluster_note`` when no Redis answers; its keys are deleted after).
@@ -37,6 +41,7 @@ from typing import Any
 TARGET_GUARD_NS = 1000
 TARGET_RATIO = 2.5
 TARGET_10K_DRIFT = 0.20
+TARGET_OVERSHOOT_PCT = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +148,93 @@ def _variants(resources: list[str]) -> dict[str, Callable[[list[str]], None]]:
     return {"bare": bare, "guard": guarded, "entry": entered, "composed": composed}
 
 
+def _door_variants() -> dict[str, Callable[[list[str]], None]]:
+    """The door: an origin-aware flow rule (``limit_app``) on a core resource called inside a request's
+    caller context, and a ``client_ip`` param rule on a route, its value read from the ASGI scope as
+    the middleware does (``request_args`` + the entry). Thresholds never block."""
+    from guardians import Engine, parse_document
+    from guardians.context import caller_context
+    from guardians.http import TrustedProxies, request_args
+
+    engine = Engine()
+    engine.apply(parse_document({
+        "flow": [{"resource": "order.place", "threshold": 1e9, "limit_app": "batch"}],
+        "param": [{"resource": "POST /orders", "param": "client_ip", "threshold": 10_000_000}],
+    }))
+    guard, enter, exit_ = engine.guard, engine._enter, engine._exit
+    trusted = TrustedProxies("127.0.0.1")
+    needs = engine.request_params("POST /orders")
+    scope = {"type": "http", "method": "POST", "path": "/orders", "client": ("127.0.0.1", 5000),
+             "headers": [(b"x-forwarded-for", b"203.0.113.7"), (b"content-type", b"application/json")]}
+
+    def fn() -> None:
+        return None
+
+    def bare(names: list[str]) -> None:
+        for _n in names:
+            fn()
+
+    def origin(names: list[str]) -> None:
+        with caller_context("batch", "POST /orders"):
+            for n in names:
+                guard(n, fn)
+
+    def param_http(names: list[str]) -> None:
+        for _n in names:
+            args = request_args(scope, "POST /orders", needs, trusted)
+            slot, t0, _wait = enter("POST /orders", args, None, True)
+            fn()
+            exit_(slot, t0, False, True)
+
+    return {"bare": bare, "origin": origin, "param_http": param_http}
+
+
+def threads_overshoot(threads: int = 64, threshold: int = 50, seconds: int = 5) -> dict[str, Any]:
+    """64 threads on one QPS-limited resource, the engine on a fake clock the main thread moves:
+    passes in the window over threshold × seconds, in % (0 when the limit holds exactly)."""
+    import threading
+
+    from common.clock import FakeClock
+    from guardians import Blocked, Engine, parse_document
+
+    t0 = 1_700_000_000.0
+    clock = FakeClock(t0)
+    engine = Engine(clock)
+    engine.apply(parse_document({"flow": [{"resource": "r", "threshold": threshold},
+                                          {"resource": "r", "grade": "concurrency", "threshold": 1000}]}))
+    end = t0 + seconds
+    passed = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                engine.guard("r", lambda: None)
+            except Blocked:
+                continue
+            if clock.time() < end:
+                with lock:
+                    passed[0] += 1
+
+    pool = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
+    for th in pool:
+        th.start()
+    for _ in range(seconds * 20):
+        time.sleep(0.004)
+        clock.advance(0.05)
+    stop.set()
+    for th in pool:
+        th.join(10)
+    limit = threshold * seconds
+    return {
+        "threads_64_overshoot_pct": round(max(0.0, passed[0] / limit - 1) * 100, 2),
+        "threads_64_passes": passed[0],
+        "threads_64_limit": limit,
+        "threads_64_concurrency_after": engine.stats()["resources"]["r"]["concurrency"],
+    }
+
+
 def _redis_url() -> str | None:
     """The Redis of the cluster case: TRADEGUARD_REDIS_URL, else the local one (db 15) if it answers."""
     import os
@@ -202,6 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # ... and a single pass: every call is the first of its resource in a new 500 ms window
         ("many_sparse", many_variants, list(names)),
         ("many_hot", many_variants, (hot * (calls // len(hot) + 1))[:calls]),
+        ("door", _door_variants(), one * calls),
     ]
     url = _redis_url()
     cluster = None
@@ -225,6 +318,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{many} sparse: guard {rs['guard']:.0f} ns, composed {rs['composed']:.0f} ns; "
         f"{many} loaded, 100 hot: guard {rh['guard']:.0f} ns, composed {rh['composed']:.0f} ns"
     )
+    _progress("64 threads on one limited resource (fake clock)")
+    threads = threads_overshoot()
+    door = res["door"]
+    guard_ns_origin = round(door["origin"], 1)
+    guard_ns_param_http = round(door["param_http"], 1)
     guard_ns = round(r1["guard"], 1)
     composed_ns = round(r1["composed"], 1)
     ratio = round(composed_ns / guard_ns, 2) if guard_ns > 0 else None
@@ -242,6 +340,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "guard_ns_10k_hot": round(rh["guard"], 1),
         "composed_ns_10k_hot": round(rh["composed"], 1),
         "bare_ns": round(r1["bare"], 1),
+        "guard_ns_origin": guard_ns_origin,
+        "guard_ns_param_http": guard_ns_param_http,
+        **threads,
         **_cluster_result(res.get("cluster"), cluster_info, url),
         "drift_10k": drift,
         "rounds": rounds,
@@ -252,11 +353,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "guard_ns_max": TARGET_GUARD_NS,
             "ratio_min": TARGET_RATIO,
             "drift_10k_max": TARGET_10K_DRIFT,
+            "guard_ns_origin_max": TARGET_GUARD_NS,
+            "guard_ns_param_http_max": TARGET_GUARD_NS,
+            "threads_64_overshoot_pct_max": TARGET_OVERSHOOT_PCT,
         },
         "meets_targets": {
             "guard_ns": guard_ns <= TARGET_GUARD_NS,
             "ratio_vs_composed": ratio is not None and ratio >= TARGET_RATIO,
             "guard_ns_10k": drift is not None and abs(drift) <= TARGET_10K_DRIFT,
+            "guard_ns_origin": guard_ns_origin <= TARGET_GUARD_NS,
+            "guard_ns_param_http": guard_ns_param_http <= TARGET_GUARD_NS,
+            "threads_64_overshoot_pct": threads["threads_64_overshoot_pct"] <= TARGET_OVERSHOOT_PCT
+            and threads["threads_64_concurrency_after"] == 0,
         },
     }
 

@@ -57,6 +57,14 @@ SCHEMA: dict[str, MeasurementSchema] = {
             "one point per guarded resource per second, from the guardians' snapshot",
         ),
         MeasurementSchema(
+            "blocks",
+            ("app", "instance", "resource", "rule", "kind", "origin", "param", "value"),
+            ("count",),
+            "the block log: blocked calls per second by resource, rule, kind, caller origin and limited "
+            "parameter value (`param`/`value`: e.g. client_ip/203.0.113.7, sku/FLASH-001; `-` when none); "
+            "at most 200 keys a second per node, the rest under value `(other)`",
+        ),
+        MeasurementSchema(
             "breaker_events",
             ("app", "instance", "resource"),
             ("state", "previous"),
@@ -206,6 +214,23 @@ def resource_stats_point(snapshot: Any, *, app: str, instance: str) -> Point:
         },
         from_epoch_seconds(snapshot.second),
     )
+
+
+def block_point(second: int, key: tuple[str, ...], count: int, *, app: str, instance: str) -> Point:
+    """A ``blocks`` point from one block-log row (``guardians.blocklog``)."""
+    resource, rule, kind, origin, param, value = (_tag(v) for v in key)
+    return make_point(
+        "blocks",
+        {"app": app, "instance": instance, "resource": resource, "rule": rule, "kind": kind,
+         "origin": origin, "param": param, "value": value},
+        {"count": count},
+        from_epoch_seconds(second),
+    )
+
+
+def _tag(v: Any) -> str:
+    s = str(v).replace("\n", " ").replace("\\", "/").strip()
+    return s or "-"
 
 
 def breaker_event_point(event: Any, *, app: str, instance: str) -> Point:

@@ -21,6 +21,7 @@ from typing import Any
 
 from collectors.errors import PointError
 from collectors.points import (
+    block_point,
     breaker_event_point,
     host_point,
     resource_stats_point,
@@ -55,7 +56,22 @@ class GuardianSource:
                 log.error("skipping snapshot of %r at %s: %s", snap.resource, snap.second, exc)
             if snap.second > self.after_second:
                 self.after_second = snap.second
+        points.extend(self._blocks())
         return points
+
+    def _blocks(self) -> list[Point]:
+        """The block log's completed seconds as ``blocks`` points."""
+        log_ = getattr(self.engine, "block_log", None)
+        if log_ is None:
+            return []
+        out = []
+        for second, key, n in log_.drain(int(self.engine.clock.time())):
+            try:
+                out.append(block_point(second, key, n, app=self.app, instance=self.instance))
+            except PointError as exc:
+                self.skipped += 1
+                log.error("skipping block-log row %r at %s: %s", key, second, exc)
+        return out
 
 
 class BreakerSource:

@@ -30,7 +30,8 @@ class Guard(Protocol):
     """Control hook: every protected capability call goes through here.
 
     ``args`` are the call's key arguments (``shop``, ``sku``, ``buyer``) as
-    strings, for hot-parameter rules. ``fallback`` (if given) is what the
+    strings, for hot-parameter rules; a tuple of strings is every value of one
+    (``order.place``'s ``sku``: every line's SKU). ``fallback`` (if given) is what the
     capability would answer when degraded; a guard may call it instead of
     ``call`` when it blocks the call. A guard that blocks without a fallback
     raises its own exception, which the HTTP layer maps to 429/503.
@@ -41,7 +42,7 @@ class Guard(Protocol):
         resource: str,
         call: Callable[[], T],
         *,
-        args: Mapping[str, str] | None = None,
+        args: Mapping[str, Any] | None = None,
         fallback: Callable[[BaseException], T] | None = None,
     ) -> T: ...
 

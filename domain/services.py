@@ -171,7 +171,7 @@ class TradingService:
                 self._sleep(min(0.005 * 2**attempt, 0.2) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
-    def _guarded(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str],
+    def _guarded(self, resource: str, call: Callable[[], T], *, args: Mapping[str, Any],
                  fallback: Callable[[BaseException], T] | None = None) -> T:
         """``guard.guard`` where a business refusal (out of stock, limit, conflict…) is an *outcome*.
 
@@ -216,7 +216,7 @@ class TradingService:
             address = self.addresses.normalize(address)
         requests = self._merge_lines(cmd)
         fingerprint = cmd.fingerprint()
-        args = {"buyer": cmd.buyer_id, "sku": requests[0].sku}
+        args: dict[str, Any] = {"buyer": cmd.buyer_id, "sku": tuple(dict.fromkeys(r.sku for r in requests))}
         return self._guarded(
             ORDER_PLACE,
             lambda: self._place(cmd, tx, address, requests, fingerprint),

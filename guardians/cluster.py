@@ -350,7 +350,7 @@ class ClusterQps:
         self.resource = rule.resource
         self.threshold = rule.threshold
         self.limit = math.floor(rule.threshold)
-        self.origin = rule.origin
+        self.origin: str | None = None  # limit_app and chain are not allowed with cluster (schema)
         self.cluster = cluster
         self.prefix = cluster.key("flow", rule.resource, rule.name)
         self.window = -1

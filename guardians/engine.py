@@ -35,6 +35,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from common.clock import Clock, SystemClock
+from guardians.authority.checker import AuthorityChecker, build_authority
+from guardians.blocklog import BlockLog
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
 from guardians.degrade.checker import resolve_fallback
@@ -101,7 +103,13 @@ class _Slot:
         self.node = node
         self.checkers = tuple(checkers)
         self.degrade = degrade
-        direct = [c for c in checkers if type(c) is QpsReject and c.ref_node is None and c.own is None]
+        # with an authority rule nothing is inlined: the authority check must come first
+        authority = any(type(c) is AuthorityChecker for c in checkers)
+        direct = [
+            c
+            for c in checkers
+            if type(c) is QpsReject and c.ref_node is None and c.own is None and not authority
+        ]
         self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
         # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
         self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
@@ -148,7 +156,7 @@ class Engine:
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
         self._slots: dict[str, _Slot] = {}
-        self._parts: tuple[dict, dict, dict, dict, Any] = ({}, {}, {}, {}, None)
+        self._parts: tuple[dict, dict, dict, dict, Any, dict] = ({}, {}, {}, {}, None, {})
         self._ruleset = RuleSet()
         self.rule_version: int | None = None
         self.max_resources = max_resources
@@ -156,6 +164,8 @@ class Engine:
         self._checker_errors_by: dict[str, int] = {}
         self._overflow_logged = False
         self.cluster: Any = None  # guardians.cluster.Cluster once enable_cluster() is called
+        self._request_params: dict[str, tuple[str, ...]] = {}
+        self.block_log = BlockLog()
 
     # ------------------------------------------------------------------ rules
     @property
@@ -170,9 +180,16 @@ class Engine:
             system, c3 = self._system.load(ruleset.system)
             param, c4 = self._param.load(ruleset.param)
             degrade, c5 = self._degrade.load(ruleset.degrade)
+            authority = build_authority(ruleset.authority)
+            c5 = c5 or ruleset.authority != self._ruleset.authority
             for name in ruleset.resources():
                 self._node(name)
-            self._parts = (flow, param, breaker, degrade, system)
+            self._parts = (flow, param, breaker, degrade, system, authority)
+            needs: dict[str, set[str]] = {}
+            for r in ruleset.param:
+                if r.param == "client_ip" or ":" in r.param:
+                    needs.setdefault(r.resource, set()).add(r.param)
+            self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
             self._slots = {name: self._build(name) for name in self._nodes}
             self._ruleset = ruleset
             if version is not None:
@@ -188,6 +205,11 @@ class Engine:
         )
         return changed
 
+    def request_params(self, resource: str) -> tuple[str, ...]:
+        """The request parameters (``client_ip``, ``header:…``, ``body:…``) param rules on ``resource``
+        read: what the HTTP middleware extracts from the request (nothing when none)."""
+        return self._request_params.get(resource, ())
+
     def enable_cluster(self, cluster: Any) -> None:
         """Cluster mode (``guardians.cluster.Cluster``): ``cluster: true`` flow rules lease from its
         shared counters, ``shared: true`` breakers share their state. Rules in force are rebuilt."""
@@ -195,6 +217,8 @@ class Engine:
             self.cluster = cluster
             self._flow.cluster_checker = cluster.flow_checker
             self._breaker.storage_for = cluster.breaker_storage
+            self._param.cluster = cluster
+            self._param.forget(lambda r: r.cluster)
             self._flow.forget(lambda r: r.cluster)
             self._breaker.forget(lambda r: r.shared)
             self.apply(self._ruleset)
@@ -248,8 +272,11 @@ class Engine:
         return node
 
     def _build(self, name: str) -> _Slot:
-        flow, param, breaker, degrade, system = self._parts
-        checkers = [*flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())]
+        flow, param, breaker, degrade, system, authority = self._parts
+        # authority first (as Sentinel's AuthoritySlot): a refused origin is never counted by a limit
+        checkers = [
+            *authority.get(name, ()), *flow.get(name, ()), *param.get(name, ()), *breaker.get(name, ())
+        ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
     def _new_slot(self, name: str) -> _Slot | None:
@@ -312,42 +339,60 @@ class Engine:
         if node.h is not self._h:
             node.roll(t, self._h)
         if not slot.plain:
-            # -- checks: flow → param → breaker, first block wins -------------------
-            lim = slot.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
-                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            if slot.fast_checks:
-                wait = 0.0
-                for chk in slot.fast_checks:
-                    try:
-                        w = chk(node, t, args, None)
-                    except Blocked as exc:
-                        return self._blocked(slot, t, exc, args, fallback)
-                    except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return self._queued(slot, t, wait, call, args, fallback)
-            if slot.gated and not node.gate:  # a breaker is not closed
-                for br in slot.breakers:
-                    if br.state != "closed":
+            # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
+            exc: Blocked | None = None
+            wait = 0.0
+            lock = node.glock
+            lock.acquire()
+            try:
+                lim = slot.qps_limit
+                if lim is not None and node.passed + node.prev_passed >= lim:
+                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                else:
+                    for chk in slot.fast_checks:
                         try:
-                            br.check(node, t, args, None)
-                        except Blocked as exc:
-                            return self._blocked(slot, t, exc, args, fallback)
+                            w = chk(node, t, args, None)
+                        except Blocked as e:
+                            exc = e
+                            break
                         except Exception:
-                            self._checker_failed(slot, br)
-        # -- stat hooks ----------------------------------------------------------
-        node.passed += 1
-        node.concurrency += 1
+                            self._checker_failed(slot, chk)
+                        else:
+                            if w:
+                                wait += w
+                    if exc is None and not wait and slot.gated and not node.gate:  # a breaker is not closed
+                        for br in slot.breakers:
+                            if br.state != "closed":
+                                try:
+                                    br.check(node, t, args, None)
+                                except Blocked as e:
+                                    exc = e
+                                    break
+                                except Exception:
+                                    self._checker_failed(slot, br)
+                    if exc is None and not wait:
+                        node.passed += 1
+                        node.concurrency += 1
+            finally:
+                lock.release()
+            if exc is not None:
+                return self._blocked(slot, t, exc, args, fallback)
+            if wait:
+                return self._queued(slot, t, wait, call, args, fallback)
+        else:
+            # -- stat hooks ------------------------------------------------------
+            node.passed += 1
+            node.concurrency += 1
         try:
             result = call()
         except BaseException:
             self._exit(slot, t, True)
             raise
-        node.concurrency -= 1
+        if slot.plain:
+            node.concurrency -= 1
+        else:
+            with node.glock:
+                node.concurrency -= 1
         t1 = self._time()
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
@@ -415,9 +460,11 @@ class Engine:
         args: Any,
         fallback: Callable[[BaseException], Any] | None,
     ) -> Any:
-        self._node_now(slot.node, t).count_block(exc.kind)
+        with slot.node.glock:
+            self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
+        self.block_log.record(t, slot.name, exc, None, args)
         return self._degraded(slot, exc, fallback)
 
     def _degraded(self, slot: _Slot, exc: Blocked, fallback: Callable[[BaseException], Any] | None) -> Any:
@@ -464,25 +511,35 @@ class Engine:
         wait = 0.0
         checks = slot.inbound_checks if inbound else slot.checks
         if checks:
-            for chk in checks:
-                try:
-                    w = chk(node, t, args, origin)
-                except Blocked as exc:
-                    self._node_now(node, t).count_block(exc.kind)
-                    if inbound:
-                        self._node_now(self._inbound, t).count_block(exc.kind)
-                    if exc.args_ is None:
-                        exc.args_ = args
-                    raise
-                except Exception:
-                    self._checker_failed(slot, chk)
-                else:
-                    if w:
-                        wait += w
+            exc: Blocked | None = None
+            with node.glock:  # checks and the pass count at once: limits hold exactly under threads
+                for chk in checks:
+                    try:
+                        w = chk(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                        self._node_now(node, t).count_block(e.kind)
+                        break
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if exc is None and not wait:
+                    node.passed += 1
+                    node.concurrency += 1
+            if exc is not None:
+                if inbound:
+                    self._node_now(self._inbound, t).count_block(exc.kind)
+                if exc.args_ is None:
+                    exc.args_ = args
+                self.block_log.record(t, resource, exc, origin, args)
+                raise exc
             if wait:
                 return slot, t, wait
-        node.passed += 1
-        node.concurrency += 1
+        else:
+            node.passed += 1
+            node.concurrency += 1
         if inbound:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
@@ -492,9 +549,11 @@ class Engine:
     def _pass(self, slot: _Slot, inbound: bool) -> float:
         """Count a pass after a queueing wait; returns the new t0."""
         t = self._time()
-        node = self._node_now(slot.node, t)
-        node.passed += 1
-        node.concurrency += 1
+        node = slot.node
+        with node.glock:
+            self._node_now(node, t)
+            node.passed += 1
+            node.concurrency += 1
         if inbound:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
@@ -503,7 +562,11 @@ class Engine:
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False) -> None:
         node = slot.node
-        node.concurrency -= 1
+        if slot.plain:
+            node.concurrency -= 1
+        else:
+            with node.glock:
+                node.concurrency -= 1
         t = self._time()
         rt = (t - t0) * 1000.0
         self._count_exit(self._node_now(node, t), rt, error)

@@ -7,7 +7,7 @@ from typing import Any
 
 
 class Blocked(Exception):
-    """A call refused by a rule. ``kind`` is flow | breaker | system | param."""
+    """A call refused by a rule. ``kind`` is flow | breaker | system | param | authority."""
 
     kind = "blocked"
     status = 429
@@ -47,7 +47,15 @@ class FlowBlocked(Blocked):
 
 class ParamBlocked(Blocked):
     kind = "param"
+    param_name: str | None = None  # the limited parameter and the value over its threshold
+    param_value: str | None = None
     status = 429
+
+
+class AuthorityBlocked(Blocked):
+    """The caller's origin is deny-listed (or not allow-listed) on the resource: HTTP 403."""
+
+    kind = "authority"
 
 
 class SystemBlocked(Blocked):

@@ -22,12 +22,17 @@ Any other framework can supply its own function, e.g. a dict of exact paths.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
+from guardians.context import reset_caller, set_caller
 from guardians.engine import Engine
 from guardians.errors import Blocked
 
@@ -40,12 +45,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PROBLEM_BASE = "https://tradeguard.dev/problems/"
-_TITLES = {429: "Too Many Requests", 503: "Service Unavailable"}
+_TITLES = {403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
+_STATUS = {"breaker": 503, "authority": 403}
+MAX_BODY = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
 
 
 def blocked_problem(exc: Blocked) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """(status, headers, problem+json body) for a blocked call."""
-    status = 503 if exc.kind == "breaker" else 429
+    """(status, headers, problem+json body) for a blocked call: 403 authority, 503 breaker, else 429."""
+    status = _STATUS.get(exc.kind, 429)
     retry = max(1, math.ceil(exc.retry_after_s or 1))
     rule = exc.rule
     spec = rule.to_dict() if hasattr(rule, "to_dict") else None
@@ -60,7 +67,9 @@ def blocked_problem(exc: Blocked) -> tuple[int, dict[str, str], dict[str, Any]]:
         "rule_spec": spec,
         "retry_after_s": round(float(exc.retry_after_s or 0), 3),
     }
-    headers = {"content-type": "application/problem+json", "retry-after": str(retry)}
+    headers = {"content-type": "application/problem+json"}
+    if status != 403:  # a refused origin is not told to come back later
+        headers["retry-after"] = str(retry)
     return status, headers, body
 
 
@@ -71,6 +80,177 @@ async def send_problem(send: Send, exc: Blocked) -> None:
     raw_headers.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+def _json_body(scope: Scope) -> bool:
+    ctype = header(scope, "content-type") or ""
+    return scope.get("method") in ("POST", "PUT", "PATCH") and ("json" in ctype or not ctype)
+
+
+class TrustedProxies:
+    """Peers whose forwarding headers are believed: addresses or CIDRs, comma-separated."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        nets = []
+        for part in (spec or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {part!r} is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)"
+                ) from None
+        self.networks = tuple(nets)
+        self._seen: dict[str, bool] = {}  # address -> trusted (bounded: cleared at 4096 entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not self.networks or not isinstance(address, str):
+            return False
+        seen = self._seen.get(address)
+        if seen is not None:
+            return seen
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            ok = False
+        else:
+            ok = any(ip in n for n in self.networks)
+        if len(self._seen) >= 4096:
+            self._seen.clear()
+        self._seen[address] = ok
+        return ok
+
+
+def header(scope: Scope, name: str) -> str | None:
+    """The first value of request header ``name`` (case-insensitive)."""
+    key = name.lower().encode("latin-1")
+    for k, v in scope.get("headers") or ():
+        if k.lower() == key:
+            return v.decode("latin-1")
+    return None
+
+
+def peer_address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def client_ip(scope: Scope, trusted: TrustedProxies) -> str | None:
+    """The client's address: the peer, or — only when the peer is a trusted proxy — the right-most
+    ``X-Forwarded-For`` address that is not itself a trusted proxy."""
+    peer = peer_address(scope)
+    if peer is None or peer not in trusted:
+        return peer
+    xff = header(scope, "x-forwarded-for")
+    if not xff:
+        return peer
+    hops = [h.strip() for h in xff.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
+
+
+_TEMPLATES: dict[str, re.Pattern[str] | None] = {}
+
+
+def path_params(resource: str, path: str) -> dict[str, str]:
+    """Path parameters of ``path`` under the route template of ``resource`` (``GET /orders/{order_id}``)."""
+    rx = _TEMPLATES.get(resource)
+    if rx is None and resource not in _TEMPLATES:
+        template = resource.split(" ", 1)[1] if " " in resource else resource
+        out, pos = "", 0
+        for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}", template):
+            out += re.escape(template[pos:m.start()])
+            out += f"(?P<{m[1]}>.+)" if m[2] == "path" else f"(?P<{m[1]}>[^/]+)"
+            pos = m.end()
+        out += re.escape(template[pos:])
+        rx = re.compile(out + "$") if "(?P<" in out else None
+        if len(_TEMPLATES) > 10_000:
+            _TEMPLATES.clear()
+        _TEMPLATES[resource] = rx
+    if rx is None:
+        return {}
+    m = rx.match(path)
+    return m.groupdict() if m else {}
+
+
+def request_args(
+    scope: Scope, resource: str, needs: tuple[str, ...], trusted: TrustedProxies, body: Any = None
+) -> dict[str, Any]:
+    """The values of the request parameters ``needs`` (``client_ip``, ``header:NAME``, ``query:NAME``,
+    ``path:NAME``, ``cookie:NAME``, ``body:FIELD``), keyed by those names; absent ones are left out."""
+    out: dict[str, Any] = {}
+    query: dict[str, list[str]] | None = None
+    cookies: SimpleCookie | None = None
+    params: dict[str, str] | None = None
+    for need in needs:
+        source, _, name = need.partition(":")
+        value: Any = None
+        if need == "client_ip":
+            value = client_ip(scope, trusted)
+        elif source == "header":
+            value = header(scope, name)
+        elif source == "query":
+            if query is None:
+                query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+            vs = query.get(name)
+            value = vs[0] if vs else None
+        elif source == "path":
+            if params is None:
+                params = path_params(resource, scope.get("path", ""))
+            value = params.get(name)
+        elif source == "cookie":
+            if cookies is None:
+                cookies = SimpleCookie()
+                try:
+                    cookies.load(header(scope, "cookie") or "")
+                except Exception:
+                    pass
+            morsel = cookies.get(name)
+            value = morsel.value if morsel is not None else None
+        elif source == "body" and isinstance(body, dict):
+            v = body.get(name)
+            value = v if isinstance(v, str | int | float) and not isinstance(v, bool) else None
+        if value is not None:
+            out[need] = value
+    return out
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole request body (and whether the client disconnected meanwhile)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), True
+        chunk = message.get("body", b"") or b""
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, disconnected: bool, receive: Receive) -> Receive:
+    """A receive channel that hands the already-read body to the app, then the original channel."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if disconnected and not body:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class GuardMiddleware:
@@ -84,6 +264,7 @@ class GuardMiddleware:
         *,
         args_from: Callable[[Scope], Mapping[str, str] | None] | None = None,
         origin_from: Callable[[Scope], str | None] | None = None,
+        trusted_proxies: TrustedProxies | str | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -91,6 +272,8 @@ class GuardMiddleware:
         self._auto: tuple[int, Callable[[Scope], str | None]] | None = None
         self.args_from = args_from
         self.origin_from = origin_from
+        tp = trusted_proxies
+        self.trusted = tp if isinstance(tp, TrustedProxies) else TrustedProxies(tp)
 
     def _resolve(self, scope: Scope) -> str | None:
         if self.route_resolver is not None:
@@ -118,12 +301,34 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         engine = self.engine
-        args = self.args_from(scope) if self.args_from else None
+        args: Any = self.args_from(scope) if self.args_from else None
         origin = self.origin_from(scope) if self.origin_from else None
+        needs = engine.request_params(resource)
+        if needs:
+            body = None
+            if any(n.startswith("body:") for n in needs) and _json_body(scope):
+                raw, disconnected = await _read_body(receive)
+                receive = _replay(raw, disconnected, receive)  # the route reads the same body
+                if len(raw) <= MAX_BODY:
+                    try:
+                        body = json.loads(raw) if raw else None
+                    except ValueError:
+                        body = None
+            args = {**(args or {}), **request_args(scope, resource, needs, self.trusted, body)}
+        token = set_caller(origin, resource)  # the domain's guard() calls of this request see them
+        try:
+            await self._guarded(scope, receive, send, resource, args, origin)
+        finally:
+            reset_caller(token)
+
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, resource: str, args: Any, origin: str | None
+    ) -> None:
+        engine = self.engine
         try:
             slot, t0, wait = engine._enter(resource, args, origin, True)
         except Blocked as exc:
-            await send_problem(send, exc)  # answered before the body is read
+            await send_problem(send, exc)  # answered before the app runs
             return
         if slot is None:
             await self.app(scope, receive, send)

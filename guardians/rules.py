@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from guardians._validate import document_errors
+from guardians.authority.rule import AuthorityRule
 from guardians.breaker.rule import BreakerRule
 from guardians.degrade.rule import DegradeRule
 from guardians.errors import RuleValidationError
@@ -31,6 +32,7 @@ _COMPILE: dict[str, Any] = {
     "system": SystemRule.from_model,
     "param": ParamRule.from_model,
     "degrade": DegradeRule.from_model,
+    "authority": AuthorityRule.from_model,
 }
 
 
@@ -41,20 +43,21 @@ class RuleSet:
     system: tuple[SystemRule, ...] = ()
     param: tuple[ParamRule, ...] = ()
     degrade: tuple[DegradeRule, ...] = ()
+    authority: tuple[AuthorityRule, ...] = ()
 
     @classmethod
     def empty(cls) -> RuleSet:
         return cls()
 
     def __len__(self) -> int:
-        return len(self.flow) + len(self.breaker) + len(self.system) + len(self.param) + len(self.degrade)
+        return sum(len(getattr(self, t)) for t in RULE_TYPES)
 
     def to_document(self) -> dict[str, list[dict[str, Any]]]:
         return {t: [r.to_dict() for r in getattr(self, t)] for t in RULE_TYPES}
 
     def resources(self) -> set[str]:
         out: set[str] = set()
-        for t in ("flow", "breaker", "param", "degrade"):
+        for t in ("flow", "breaker", "param", "degrade", "authority"):
             out.update(r.resource for r in getattr(self, t))
         out.update(r.ref_resource for r in self.flow if r.ref_resource)
         return out

@@ -76,6 +76,7 @@ SystemMetric = Literal["qps", "concurrency", "avg_rt", "cpu", "load"]
 SystemStrategy = Literal["plain", "bbr"]
 
 WARM_UP = ("warm_up", "warm_up_queue")
+PARAM_PATTERN = r"^((header|query|path|cookie|body):[^\s:][^\s]{0,199}|[A-Za-z_][A-Za-z0-9_.-]{0,63})$"
 QUEUE = ("queue", "warm_up_queue")
 
 
@@ -303,17 +304,25 @@ class FlowRuleModel(RuleModel):
     strategy: FlowStrategy = Field(
         "direct",
         description="whose traffic is measured: this resource's (`direct`), another resource's "
-        "(`relate`), or only the calls of one origin (`chain`)",
+        "(`relate`), or only the calls entered from the entrance `ref_resource` (`chain`, e.g. `order.place` "
+        "called from `POST /orders`)",
     )
     ref_resource: Text | None = Field(
         None,
         description="`relate`: block this resource when *that* resource's traffic reaches the threshold "
-        "(e.g. reads give way to writes)",
+        "(e.g. reads give way to writes); `chain`: the entrance (the HTTP route resource) whose calls "
+        "this rule limits and counts",
+    )
+    limit_app: Text | None = Field(
+        None,
+        description="the caller origin this rule limits (Sentinel's limitApp): a named origin counts and "
+        "limits only that origin's calls; `other` the calls of origins no other flow rule on the resource "
+        "names; `default` (or absent) every caller",
     )
     origin: Text | None = Field(
         None,
-        description="`chain`: the rule applies only to calls entering with this origin "
-        "(`engine.entry(..., origin=...)`) and counts only them",
+        description="the earlier spelling of `limit_app` (`strategy: chain, origin: X`): accepted and "
+        "stored as `limit_app: X`",
     )
     warm_up_s: Number | None = Field(
         None,
@@ -355,9 +364,25 @@ class FlowRuleModel(RuleModel):
     )
     CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
         Requires("ref_resource", {"strategy": ("relate",)}, "the resource whose traffic is measured"),
-        OnlyWith("ref_resource", {"strategy": ("relate",)}),
-        Requires("origin", {"strategy": ("chain",)}, "the caller origin this rule limits"),
+        Check(
+            "ref_resource",
+            "is required when strategy is chain (the entrance whose calls are limited)",
+            lambda v: v.get("strategy") == "chain" and not v.get("ref_resource") and not v.get("origin"),
+        ),
+        OnlyWith("ref_resource", {"strategy": ("relate", "chain")}),
         OnlyWith("origin", {"strategy": ("chain",)}),
+        Check(
+            "origin",
+            "is the earlier spelling of limit_app: give one of them, without ref_resource",
+            lambda v: v.get("origin") is not None
+            and (v.get("limit_app") is not None or v.get("ref_resource") is not None),
+        ),
+        Check(
+            "limit_app",
+            "must limit grade qps with behavior reject (an origin's calls are counted per second)",
+            lambda v: v.get("limit_app") not in (None, "default")
+            and (v.get("grade") != "qps" or v.get("behavior") != "reject" or v.get("cluster")),
+        ),
         Check(
             "ref_resource",
             "must name a different resource than resource",
@@ -380,11 +405,12 @@ class FlowRuleModel(RuleModel):
             {"strategy": ("relate",)},
             "the referenced resource's traffic is compared with the threshold",
         ),
-        MustBe("grade", ("qps",), {"strategy": ("chain",)}, "it counts the calls of its origin"),
+        MustBe("grade", ("qps",), {"strategy": ("chain",)}, "it counts the calls of its entrance"),
+        MustBe("behavior", ("reject",), {"strategy": ("chain",)}, "it counts the calls of its entrance"),
         MustBe("behavior", ("reject", "adaptive"), {"grade": ("concurrency",)}),
         MustBe("grade", ("qps",), {"cluster": (True,)}, "nodes share a calls-per-second budget"),
         MustBe("behavior", ("reject",), {"cluster": (True,)}, "the shared counter admits or blocks"),
-        MustBe("strategy", ("direct", "chain"), {"cluster": (True,)}),
+        MustBe("strategy", ("direct",), {"cluster": (True,)}),
     )
 
 
@@ -472,9 +498,12 @@ class ParamRuleModel(RuleModel):
     kind: ClassVar[str] = "param"
     title_text: ClassVar[str] = "hot parameters: per-value limits on one argument"
     resource: Text = Field(description="the guarded resource, e.g. `order.place`")
-    param: Text = Field(
-        description='the call argument limited per value (`guard(..., args={"sku": ...})`): '
-        "`sku`, `buyer`, `shop`…"
+    param: Annotated[str, StringConstraints(strip_whitespace=True, pattern=PARAM_PATTERN)] = Field(
+        description="where the limited value comes from. Core resources: the call argument "
+        "(`guard(..., args=...)`): `sku` (every line of an order), `buyer`, `shop`, `order`. HTTP route "
+        "resources (Sentinel's gateway rules): `client_ip` (X-Forwarded-For only from "
+        "`TRADEGUARD_TRUSTED_PROXIES`), `header:NAME`, `query:NAME`, `path:NAME`, `cookie:NAME`, "
+        "`body:FIELD` (a top-level field of a JSON body)"
     )
     threshold: Integer = Field(
         ge=0, le=10_000_000, description="calls per value per `duration_s` (0: every value blocked)"
@@ -493,7 +522,35 @@ class ParamRuleModel(RuleModel):
         None,
         description="per-value thresholds, e.g. `{FLASH-001: 200, banned-buyer: 0}`",
     )
+    cluster: bool = Field(
+        False,
+        description="cluster mode: each value's threshold holds across **all** nodes (one flash-sale SKU "
+        "at N/s fleet-wide), counted per epoch second in Redis; without `TRADEGUARD_REDIS_URL`, or while "
+        "Redis is unreachable, it holds per node",
+    )
     name: Text | None = Field(None, description=NAME_DESCRIPTION + ", e.g. `param:order.place:sku`")
+
+    CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
+        Check("cluster", "needs duration_s 1 and no burst", lambda v: bool(v.get("cluster"))
+              and (v.get("duration_s") != 1 or bool(v.get("burst")))),
+    )
+
+
+AuthorityStrategy = Literal["allow", "deny"]
+
+
+class AuthorityRuleModel(RuleModel):
+    kind: ClassVar[str] = "authority"
+    title_text: ClassVar[str] = "allow-list or deny-list of caller origins per resource"
+    resource: Text = Field(description="the guarded resource, e.g. `POST /orders`")
+    strategy: AuthorityStrategy = Field(
+        description="`deny`: calls from these origins are refused; `allow`: only these origins pass "
+        "(Sentinel's black/white list)"
+    )
+    origins: list[Text] = Field(
+        min_length=1, max_length=1000, description="caller origins, e.g. `[bot, scraper]`"
+    )
+    name: Text | None = Field(None, description=NAME_DESCRIPTION + ", e.g. `authority:POST /orders:deny`")
 
 
 FALLBACK_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -518,6 +575,7 @@ MODELS: dict[str, type[RuleModel]] = {
     "system": SystemRuleModel,
     "param": ParamRuleModel,
     "degrade": DegradeRuleModel,
+    "authority": AuthorityRuleModel,
 }
 RULE_TYPES: tuple[str, ...] = tuple(MODELS)
 
@@ -537,6 +595,9 @@ class RuleDocument(BaseModel):
     param: list[ParamRuleModel] | None = Field(None, description=f"param rules: {ParamRuleModel.title_text}")
     degrade: list[DegradeRuleModel] | None = Field(
         None, description=f"degrade rules: {DegradeRuleModel.title_text}"
+    )
+    authority: list[AuthorityRuleModel] | None = Field(
+        None, description=f"authority rules: {AuthorityRuleModel.title_text}"
     )
 
 

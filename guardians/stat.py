@@ -9,9 +9,11 @@ node (a call reads and writes one object); when the half second changes they are
 copied into the ring — into the record a minute older, reused in place — and
 reset, and readers sum the two halves of each completed second when they ask.
 
-Counters are updated without a lock (one attribute store each, which the GIL keeps
-whole in practice); rolling to the next half-second makes no call between its check
-and its last reset, so the GIL keeps it whole too.
+Counters of a resource with rules are updated under ``glock`` by the engine (check and count
+atomically, so limits hold exactly under threads; see ``guardians.engine``); a resource without
+rules is counted without a lock (one attribute store each, which the GIL keeps whole in practice);
+rolling to the next half-second makes no call between its check and its last reset, so the GIL
+keeps it whole too.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ RT_MIN = 10
 CONC = 11  # concurrency when the half-second ended
 # the node attribute counting each kind of block (an unknown kind counts as param)
 _BLOCK_FIELD = {k: f"block_{k}" for k in ("flow", "breaker", "system", "param")}
+_BLOCK_FIELD["authority"] = "block_flow"  # counted with flow blocks (the block log has the kind)
 
 
 class Bucket:
@@ -152,6 +155,7 @@ class ResourceNode:
         "breakers",
         "name",
         "_lock",
+        "glock",
     )
 
     def __init__(self, name: str) -> None:
@@ -171,6 +175,9 @@ class ResourceNode:
         self.breakers: tuple[Any, ...] = ()
         self.name = name
         self._lock = threading.Lock()
+        # held by the engine from a limited resource's checks to its pass count (and around its
+        # concurrency decrement): a QPS or concurrency limit holds exactly under any number of threads
+        self.glock = threading.Lock()
 
     # -- breakers -----------------------------------------------------------
     def bind(self, breakers: tuple[Any, ...]) -> None:

@@ -151,6 +151,20 @@ def wire_guardians(ctx: NodeContext) -> None:
     ctx.engine = engine
     ctx.guard = engine
 
+    from guardians.http import TrustedProxies
+    from tradeguard.origins import ApiKeyStore, OriginResolver
+    from tradeguard.stale import StaleOrders
+
+    trusted = TrustedProxies(s.trusted_proxies)
+    key_origins = None
+    try:
+        keys = ApiKeyStore(s.control_db)
+        key_origins = keys.origins_by_hash
+        ctx.on_stop.append(keys.close)
+    except Exception:  # callers are then told apart by the trusted-proxy header only
+        log.exception("API keys unavailable (control DB %s)", redact_url(s.control_db))
+    resolver = OriginResolver(key_origins, header_name=s.origin_header, trusted=trusted)
+
     def install_middleware(app: FastAPI) -> None:
         resolve = starlette_route_resolver(app)
 
@@ -159,7 +173,14 @@ def wire_guardians(ctx: NodeContext) -> None:
                 return None  # the node's own ops endpoints are never guarded
             return resolve(scope)
 
-        app.add_middleware(GuardMiddleware, engine=engine, route_resolver=route_resource)
+        app.add_middleware(
+            GuardMiddleware,
+            engine=engine,
+            route_resolver=route_resource,
+            origin_from=resolver,
+            trusted_proxies=trusted,
+        )
+        app.add_middleware(StaleOrders)  # outside the guard: a blocked order read answers its cached view
 
     ctx.app_hooks.append(install_middleware)
 

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     metrics_user: SecretStr | None = Field(None, description="InfluxDB user (v1 API). Never logged.")
     metrics_password: SecretStr | None = Field(None, description="InfluxDB password (v1 API). Never logged.")
     redis_url: str | None = Field(None, description="Redis URL for cluster-wide limits; unset: none.")
+    origin_header: str = Field(
+        "X-Caller",
+        description="Header naming the caller's origin; believed only from a trusted proxy.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDRs whose X-Forwarded-For and origin header are "
+        "believed; empty: none.",
+    )
     broker_url: str | None = Field(
         None,
         description="RabbitMQ URL (amqp://…) the journal relay publishes domain events to; "

@@ -16,6 +16,7 @@ import streamlit as st
 from console.rule_forms import table_rows
 from console.runtime import chart, services, show_errors
 from console.services import RULE_TYPES
+from console.views.blocked import show_blocked
 from dashboards import figures
 from dashboards.queries import ORDER_PLACE
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
@@ -111,6 +112,7 @@ def live(range_key: str) -> None:
             "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
         },
     )
+    show_blocked(svc, range_key)  # who is blocked: top origins, client IPs, buyers, SKUs
     names = [r.resource for r in data.rows]
     resource = st.selectbox("Resource detail", names, key="resources_selected")
     if resource:

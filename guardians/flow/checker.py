@@ -12,6 +12,7 @@ import math
 import threading
 from collections.abc import Callable
 
+from guardians.context import current_entrance, current_origin
 from guardians.errors import FlowBlocked
 from guardians.flow.rule import FlowRule
 from guardians.stat import ResourceNode
@@ -55,10 +56,26 @@ class FlowChecker:
         self.rule = rule
         self.resource = rule.resource
         self.threshold = rule.threshold
-        self.origin = rule.origin
+        self.limit_app = rule.limit_app
+        self.entrance = rule.ref_resource if rule.strategy == "chain" else None
+        # ``other``: origins that no other flow rule on the resource names (set by the manager)
+        self.named: frozenset[str] = frozenset()
         # relate: the measured traffic is the referenced resource's
-        self.ref_node = node_for(rule.ref_resource) if rule.ref_resource else None
-        self.own = _OwnCounter() if rule.strategy == "chain" else None
+        self.ref_node = node_for(rule.ref_resource) if rule.strategy == "relate" else None
+        # limit_app / chain: the rule counts the calls it applies to (an origin's, an entrance's)
+        self.own = _OwnCounter() if (self.limit_app is not None or self.entrance is not None) else None
+
+    def applies(self, origin: str | None) -> bool:
+        """Whether a call of ``origin`` (None: the request's, from ``guardians.context``) is limited."""
+        if self.entrance is not None and current_entrance() != self.entrance:
+            return False
+        app = self.limit_app
+        if app is None:
+            return True
+        o = origin if origin is not None else current_origin()
+        if app == "other":
+            return o not in self.named
+        return o == app
 
     def block(self, retry_after_s: float = 1.0, detail: str = "") -> FlowBlocked:
         return FlowBlocked(
@@ -78,7 +95,7 @@ class FlowChecker:
 class QpsReject(FlowChecker):
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
         if self.own is not None:
-            if origin != self.origin:
+            if not self.applies(origin):
                 return 0.0
             h = int(t * 2)
             if self.own.count(h) + 1 > self.threshold:
@@ -94,7 +111,7 @@ class QpsReject(FlowChecker):
 
 class ConcurrencyReject(FlowChecker):
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        if self.own is not None and origin != self.origin:
+        if self.own is not None and not self.applies(origin):
             return 0.0
         src = self.ref_node or node
         if src.concurrency + 1 > self.threshold:
@@ -156,7 +173,7 @@ class WarmUp(FlowChecker):
         return self.count
 
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        if self.own is not None and origin != self.origin:
+        if self.own is not None and not self.applies(origin):
             return 0.0
         with self._lock:
             allowed = self.allowed_qps(t)
@@ -184,7 +201,7 @@ class Throttle(FlowChecker):
         return 1.0 / self.threshold
 
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        if self.own is not None and origin != self.origin:
+        if self.own is not None and not self.applies(origin):
             return 0.0
         with self._lock:
             interval = self.interval(t)
@@ -245,7 +262,7 @@ class Adaptive(FlowChecker):
         self._lock = threading.Lock()
 
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        if self.own is not None and origin != self.origin:
+        if self.own is not None and not self.applies(origin):
             return 0.0
         if node.concurrency + 1 > int(self.limit):
             raise self.block(

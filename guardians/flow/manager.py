@@ -33,6 +33,11 @@ class FlowRuleManager:
             chk = self._checkers.get(rule) or self._build(rule, node_for)
             checkers[rule] = chk
             by_resource.setdefault(rule.resource, []).append(chk)
+        for chks in by_resource.values():  # ``limit_app: other``: the origins the others name
+            named = frozenset(c.rule.limit_app for c in chks if c.rule.limit_app not in (None, "other"))
+            for c in chks:
+                if isinstance(c, FlowChecker):
+                    c.named = named
         self._rules, self._checkers = tuple(rules), checkers
         return by_resource, changed
 

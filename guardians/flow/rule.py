@@ -26,7 +26,7 @@ class FlowRule:
     grade: str = "qps"
     strategy: str = "direct"
     ref_resource: str | None = None
-    origin: str | None = None
+    limit_app: str | None = None
     behavior: str = "reject"
     warm_up_s: float | None = None
     cold_factor: float = 3
@@ -41,13 +41,19 @@ class FlowRule:
     @classmethod
     def from_model(cls, m: FlowRuleModel) -> FlowRule:
         warm = m.behavior in ("warm_up", "warm_up_queue")
+        strategy = m.strategy
+        limit_app = m.limit_app
+        if m.origin is not None:  # the earlier spelling: strategy chain + origin = limit_app
+            strategy, limit_app = "direct", m.origin
+        if limit_app == "default":
+            limit_app = None  # every caller, as without it (Sentinel's default)
         return cls(
             resource=m.resource,
             threshold=m.threshold,
             grade=m.grade,
-            strategy=m.strategy,
+            strategy=strategy,
             ref_resource=m.ref_resource,
-            origin=m.origin,
+            limit_app=limit_app,
             behavior=m.behavior,
             warm_up_s=m.warm_up_s,
             cold_factor=m.cold_factor if warm else FlowRuleModel.model_fields["cold_factor"].default,
@@ -57,7 +63,7 @@ class FlowRule:
             cluster=m.cluster,
             name=m.name
             or f"flow:{m.resource}:{m.grade}:{m.behavior}"
-            + (f":{m.origin}" if m.origin else "")
+            + (f":{limit_app}" if limit_app else "")
             + (f":{m.ref_resource}" if m.ref_resource else ""),
         )
 

@@ -22,6 +22,7 @@ class ParamRule:
     duration_s: int = 1
     burst: int = 0
     exceptions: tuple[tuple[str, int], ...] = ()
+    cluster: bool = False
     name: str = ""
 
     kind = "param"
@@ -35,6 +36,7 @@ class ParamRule:
             duration_s=m.duration_s,
             burst=m.burst,
             exceptions=tuple(sorted((m.exceptions or {}).items())),
+            cluster=m.cluster,
             name=m.name or f"param:{m.resource}:{m.param}",
         )
 
@@ -55,6 +57,8 @@ class ParamRule:
         }
         if self.exceptions:
             d["exceptions"] = dict(self.exceptions)
+        if self.cluster:
+            d["cluster"] = True
         return d
 
 

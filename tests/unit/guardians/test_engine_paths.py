@@ -9,9 +9,10 @@ which fallback) and hold the same statistics (``stats()``, the completed seconds
 states) at the same clock time (queueing waits included).
 
 Only what both paths support is generated: outbound entries (no system rules: they guard
-inbound traffic only, which ``guard()`` is not) and no ``chain`` origins (``guard()`` has no
-origin). A degrade rule's fallback answers a blocked ``guard()``; on the entry path the driver
-resolves the same fallback from the rule set, as a caller of ``entry()`` does.
+inbound traffic only, which ``guard()`` is not). Origin-aware rules (``limit_app``, ``chain`` by
+entrance, authority) read the caller from ``guardians.context``, which a step sets for the calls
+that follow, on both paths alike. A degrade rule's fallback answers a blocked ``guard()``; on
+the entry path the driver resolves the same fallback from the rule set, as a caller of ``entry()`` does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from common.clock import FakeClock
 from guardians import Blocked, Engine, parse_document
+from guardians.context import caller_context
 from guardians.system.probe import FixedProbe
 
 from .helpers import T0
@@ -83,6 +85,38 @@ def _flow() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+ORIGINS = ("default", "batch", "bot")
+ENTRANCE = "POST /x"
+
+
+def _door_flow() -> st.SearchStrategy[dict[str, Any]]:
+    """Rules that read the caller (origin, entrance) from ``guardians.context``: both paths see it."""
+    qps = st.sampled_from([1, 2, 3])
+    return st.one_of(
+        st.fixed_dictionaries(
+            {"resource": _res, "threshold": qps, "limit_app": st.sampled_from(["batch", "other", "default"])}
+        ),
+        st.fixed_dictionaries(
+            {
+                "resource": _res,
+                "threshold": qps,
+                "strategy": st.just("chain"),
+                "ref_resource": st.just(ENTRANCE),
+            }
+        ),
+    )
+
+
+def _authority() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "resource": _res,
+            "strategy": st.sampled_from(["allow", "deny"]),
+            "origins": st.lists(st.sampled_from(ORIGINS), min_size=1, max_size=2),
+        }
+    )
+
+
 def _breaker() -> st.SearchStrategy[dict[str, Any]]:
     common = {
         "resource": _res,
@@ -127,10 +161,11 @@ def _degrade() -> st.SearchStrategy[dict[str, Any]]:
 
 rule_docs = st.fixed_dictionaries(
     {
-        "flow": st.lists(_flow(), max_size=3),
+        "flow": st.lists(st.one_of(_flow(), _flow(), _door_flow()), max_size=3),
         "breaker": st.lists(_breaker(), max_size=2),
         "param": st.lists(_param(), max_size=1),
         "degrade": st.lists(_degrade(), max_size=1),
+        "authority": st.lists(_authority(), max_size=1),
     }
 )
 
@@ -147,6 +182,7 @@ steps = st.lists(
         st.tuples(st.just("nested"), _call, _call),  # a call that makes another guarded call inside
         st.tuples(st.just("advance"), st.sampled_from([0.001, 0.1, 0.25, 0.5, 0.75, 1.0, 3.0])),
         st.tuples(st.just("apply"), st.integers(0, 1)),
+        st.tuples(st.just("as"), st.sampled_from(ORIGINS), st.sampled_from([None, ENTRANCE])),
     ),
     min_size=1,
     max_size=40,
@@ -224,10 +260,12 @@ def drive(path: Path, docs: list[dict[str, Any]], plan: list[tuple[Any, ...]]) -
     rulesets = [parse_document(d) for d in docs]
     eng.apply(rulesets[0])
     log: list[Any] = []
+    who: list[Any] = ["default", None]  # the caller (origin, entrance) of the calls that follow
 
     def call(step: tuple[Any, ...], inner: Callable[[], Outcome] | None = None) -> Outcome:
         _, resource, outcome, args = step
-        return path(eng, clock, resource, args, _work(clock, outcome, inner))
+        with caller_context(who[0], who[1]):
+            return path(eng, clock, resource, args, _work(clock, outcome, inner))
 
     for step in plan:
         kind = step[0]
@@ -244,6 +282,9 @@ def drive(path: Path, docs: list[dict[str, Any]], plan: list[tuple[Any, ...]]) -
         elif kind == "advance":
             clock.advance(step[1])
             log.append(("advance",))
+        elif kind == "as":
+            who[:] = [step[1], step[2]]
+            log.append(("as",))
         else:
             eng.apply(rulesets[step[1]])
             log.append(("apply",))

@@ -30,7 +30,7 @@ INVALID = [
         "reject, warm_up, queue, warm_up_queue, adaptive",
     ),
     ({"flow": [{"resource": "r", "threshold": 5, "strategy": "relate"}]}, "flow[0].ref_resource", "required"),
-    ({"flow": [{"resource": "r", "threshold": 5, "strategy": "chain"}]}, "flow[0].origin", "required"),
+    ({"flow": [{"resource": "r", "threshold": 5, "strategy": "chain"}]}, "flow[0].ref_resource", "required"),
     (
         {"flow": [{"resource": "r", "threshold": 5, "strategy": "sideways"}]},
         "flow[0].strategy",
