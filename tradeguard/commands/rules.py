@@ -8,6 +8,7 @@
     tradeguard rules history [--json]
     tradeguard rules rollback VERSION --by NAME --why TEXT  # a new version with VERSION's content
     tradeguard rules schema                                 # the JSON Schema of a rule document
+    tradeguard rules suggest RESOURCE [--range 24h] [--json] # QPS/concurrency thresholds from the knee
 
 ``--app`` (default: settings' app, "tradeguard") picks the application. FILE is YAML
 or JSON (``-`` reads stdin). Invalid documents are reported per field and exit 2.
@@ -250,6 +251,51 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Threshold suggestion from the recorded traffic (``dashboards.suggest``): JSON with ``qps`` and
+    ``concurrency`` proposals and the evidence, or ``suggestion: null`` with the ``reason``."""
+    from datetime import UTC, datetime
+
+    from collectors.registry import open_store
+    from common.durations import parse_duration
+    from console.services import rules as rules_svc
+    from tradeguard.settings import load_settings
+
+    try:
+        range_s = int(parse_duration(args.range).total_seconds())
+        if not 0 < range_s <= 7 * 86400:
+            raise ValueError(f"--range must be from 1 s to 7d, got {args.range!r}")
+        if not 0 <= args.margin < 1:
+            raise ValueError(f"--margin must be in [0, 1), got {args.margin!r}")
+    except ValueError as exc:
+        print(f"tradeguard rules suggest: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    s = load_settings()
+    metrics = open_store(s.metrics_url, **s.metrics_credentials())
+    try:
+        result, preview = rules_svc.suggest(
+            metrics, args.app, args.resource, range_s, datetime.now(UTC), margin=args.margin
+        )
+    finally:
+        metrics.close()
+    out = {"app": args.app, "range_s": range_s, **result.to_dict(),
+           "impact": rules_svc.impact_summary(preview)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    if result.suggestion is None:
+        print(f"no suggestion for {args.resource}: {result.reason}")
+        return 0
+    sg = result.suggestion
+    print(f"{args.resource}: {result.reason}")
+    print(f"  flow rule (qps):         threshold {sg.qps}/s per node")
+    print(f"  flow rule (concurrency): threshold {sg.concurrency} per node")
+    if preview is not None and preview.has_traffic:
+        print(f"  impact over the last {len(preview.seconds)} s with traffic: would block "
+              f"{preview.would_block} of {preview.offered} calls ({preview.block_share:.1%})")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     _, default_app = _default_app()
     p = subparsers.add_parser(
@@ -289,6 +335,11 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--by", required=True, help="who makes the change")
     sp.add_argument("--why", default="", help="why (default: 'rollback to vN')")
     sp.set_defaults(func=cmd_rollback)
+    sp = common(sub.add_parser("suggest", help="suggest QPS/concurrency thresholds from recorded traffic"))
+    sp.add_argument("resource", help="the guarded resource, e.g. order.place or 'POST /orders'")
+    sp.add_argument("--range", default="24h", help="recorded traffic to read (up to 7d; default 24h)")
+    sp.add_argument("--margin", type=float, default=0.2, help="safety margin below the knee (default 0.2)")
+    sp.set_defaults(func=cmd_suggest)
     sp = sub.add_parser("schema", help="print the JSON Schema of a rule document (for editors and CI)")
     sp.set_defaults(func=cmd_schema)
 
