@@ -74,14 +74,23 @@ class Evidence:
         step = max(1, math.ceil(len(self.points) / max_points)) if self.points else 1
         return {
             "points": [
-                {"qps": round(p.qps, 3), "rt_ms": round(p.rt_ms, 3), "error_share": round(p.error_share, 4),
-                 "instance": p.instance, "second": p.second}
+                {
+                    "qps": round(p.qps, 3),
+                    "rt_ms": round(p.rt_ms, 3),
+                    "error_share": round(p.error_share, 4),
+                    "instance": p.instance,
+                    "second": p.second,
+                }
                 for p in self.points[::step]
             ],
             "points_total": len(self.points),
             "bins": [
-                {"qps": round(b.qps, 3), "rt_ms": round(b.rt_ms, 3), "error_share": round(b.error_share, 4),
-                 "count": b.count}
+                {
+                    "qps": round(b.qps, 3),
+                    "rt_ms": round(b.rt_ms, 3),
+                    "error_share": round(b.error_share, 4),
+                    "count": b.count,
+                }
                 for b in self.bins
             ],
             "baseline_rt_ms": _r(self.baseline_rt_ms),

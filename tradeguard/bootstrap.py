@@ -179,7 +179,7 @@ def wire_guardians(ctx: NodeContext) -> None:
         error = redact_text(f"{type(exc).__name__}: {exc}")
         ctx.health_checks["rule_watcher"] = lambda: {"status": "error", "error": error}
     else:
-        watcher = RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
+        watcher = RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s, instance=ctx.instance)
         ctx.rule_watcher = watcher
         ctx.on_start.append(watcher.start)
         ctx.on_stop.append(store.close)  # hooks run in reverse: the watcher stops before its store closes
@@ -198,7 +198,8 @@ def wire_guardians(ctx: NodeContext) -> None:
         beating = fleet
 
         def beat() -> None:
-            beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx))
+            beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx),
+                         canary=getattr(ctx.rule_watcher, "canary_id", None))
 
         ctx.every(s.heartbeat_s, beat, "heartbeat")
         ctx.on_stop.append(fleet.close)
@@ -347,6 +348,7 @@ def _rules_view(ctx: NodeContext) -> dict[str, Any]:
         "app": ctx.settings.app,
         "instance": ctx.instance,
         "version": _rule_version(ctx),
+        "canary": getattr(ctx.rule_watcher, "canary_id", None),  # the canary this node runs, if any
         "watcher": _status_dict(ctx.rule_watcher.status()) if ctx.rule_watcher else {},
         "rules": ctx.engine.ruleset.to_document(),
     }

@@ -27,8 +27,12 @@ def suggest_block(svc: Any, resource: str | None, key: str = "suggest") -> None:
     range_key = c2.selectbox(
         "From the recorded traffic of the last", list(RANGES), index=2, key=f"{key}_range"
     )
-    if c1.button("Suggest", key=f"{key}_btn", icon=":material/auto_fix_high:",
-                 help="find the capacity knee and propose QPS and concurrency thresholds"):
+    if c1.button(
+        "Suggest",
+        key=f"{key}_btn",
+        icon=":material/auto_fix_high:",
+        help="find the capacity knee and propose QPS and concurrency thresholds",
+    ):
         try:
             result, preview = rules_svc.suggest(svc.metrics, svc.app, resource, RANGES[range_key], svc.now())
             ss[f"{key}_out"] = (resource, range_key, result, preview)
@@ -53,7 +57,10 @@ def suggest_block(svc: Any, resource: str | None, key: str = "suggest") -> None:
     m[2].metric("Concurrency threshold", f"{sg.concurrency}", help="Little's law: knee × RT at the knee")
     chart(figures.suggest_figure(result.evidence.to_dict(), sg.qps), f"{key}_fig")
     if preview is not None:
-        st.caption(f"Impact preview of {sg.qps}/s: would block {preview.would_block:,} of "
-                   f"{preview.offered:,} calls ({100 * preview.block_share:.1f} %).")
-        chart(figures.impact_figure(preview, title=f"{resource}: proposed {sg.qps}/s replayed"),
-              f"{key}_impact")
+        st.caption(
+            f"Impact preview of {sg.qps}/s: would block {preview.would_block:,} of "
+            f"{preview.offered:,} calls ({100 * preview.block_share:.1f} %)."
+        )
+        chart(
+            figures.impact_figure(preview, title=f"{resource}: proposed {sg.qps}/s replayed"), f"{key}_impact"
+        )
