@@ -550,6 +550,7 @@ class Worker:
         self._closers = closers
         self._lock = threading.Lock()  # evaluate and breaker polls share the evaluator's state
         self._scheduler: BackgroundScheduler | None = None
+        self.extra_jobs: dict[str, tuple[Callable[[], None], float]] = {}
 
     def evaluate(self) -> None:
         try:
@@ -615,6 +616,7 @@ class Worker:
         }
         if self.relay is not None:
             jobs["relay"] = (self.run_relay, RELAY_INTERVAL_S)
+        jobs.update(self.extra_jobs)  # e.g. the canary check (build_worker)
         return jobs
 
     def start(self) -> None:
@@ -651,6 +653,9 @@ class Worker:
                 close()
             except Exception:
                 log.exception("closing %s failed", getattr(close, "__qualname__", close))
+
+
+CANARY_CHECK_S = 5.0  # how often the leading worker compares a running canary with the rest
 
 
 def build_worker(
@@ -690,7 +695,11 @@ def build_worker(
     closers: list[Callable[[], None]] = [store.close, metrics.close]
     if nodes is not None:
         closers.append(nodes.close)
-    return Worker(
+    from tradeguard.canary import worker_job  # canary auto-rollback (issue 17): one job, see Worker.jobs
+
+    canary_job = worker_job(settings.control_db, metrics, settings.app, engine.clock)
+    closers.append(canary_job.close)
+    worker = Worker(
         engine,
         interval_s=settings.alert_interval_s if interval_s is None else interval_s,
         breaker_poll_s=breaker_poll_s,
@@ -698,6 +707,8 @@ def build_worker(
         relay=build_relay(settings, clock=clock, store=metrics) if relay else None,
         closers=tuple(closers),
     )
+    worker.extra_jobs["canary"] = (canary_job, CANARY_CHECK_S)
+    return worker
 
 
 def _node_source(control_db: str) -> Any:
