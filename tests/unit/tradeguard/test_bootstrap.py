@@ -282,7 +282,8 @@ def test_worker_start_schedules_the_jobs_and_close_stops_them(settings):
     worker = bootstrap.build_worker(settings, interval_s=60, breaker_poll_s=60, deliver_s=60)
     worker.start()
     try:
-        assert {j.id for j in worker._scheduler.get_jobs()} == {"evaluate", "breakers", "deliver", "relay", "canary"}
+        jobs = {j.id for j in worker._scheduler.get_jobs()}
+        assert jobs == {"evaluate", "breakers", "deliver", "relay", "canary"}
     finally:
         worker.close()
     assert worker._scheduler is None
