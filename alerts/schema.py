@@ -58,6 +58,7 @@ from alerts.model import (
     Rotation,
     Route,
 )
+from alerts.proposal import ProposalDoc
 from collectors.points import BREAKER_STATES
 from collectors.query import AGGREGATES
 from common.durations import DURATION_PATTERN, parse_duration
@@ -348,6 +349,9 @@ class RuleDoc(_Doc):
     enabled: Bool = Field(True, description="false keeps the rule but stops evaluating it")
     on_breaker_state: BreakerState = Field(
         None, description="raise at once on a breaker event entering this state"
+    )
+    proposal: ProposalDoc | None = Field(
+        None, description="a guardian rule change on-call may apply in one click (alerts/proposal.py)"
     )
 
     @field_validator("labels")

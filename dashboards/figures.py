@@ -407,3 +407,34 @@ def alert_metric_figure(points: list[dict], threshold: float | None, op: str | N
         )
     fig.update_layout(showlegend=False)
     return fig
+
+
+def suggest_figure(evidence: dict, proposal_qps: float | None = None,
+                   title: str = "Throughput vs response time (per node)") -> go.Figure:
+    """The evidence of a threshold suggestion (``dashboards.suggest.Evidence.to_dict()``): every recorded
+    point, the per-bin medians, the knee and the proposed QPS threshold."""
+    pts = evidence.get("points") or []
+    if not pts:
+        return empty_figure(title, "response time (ms)", "No recorded traffic with a response time")
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(
+        x=[p["qps"] for p in pts], y=[p["rt_ms"] for p in pts], mode="markers", name="recorded second",
+        marker={"size": 5, "color": COLORS["offered"], "opacity": 0.5},
+    ))
+    bins = evidence.get("bins") or []
+    if bins:
+        fig.add_trace(go.Scatter(
+            x=[b["qps"] for b in bins], y=[b["rt_ms"] for b in bins], mode="lines+markers",
+            name="median per bin", line={"color": COLORS["rt"], "width": 3},
+        ))
+    knee = evidence.get("knee")
+    if knee:
+        fig.add_vline(x=knee["qps"], line={"color": COLORS["error"], "dash": "dash", "width": 2},
+                      annotation_text=f"knee {knee['qps']:.0f}/s", annotation_position="top left")
+    if proposal_qps is not None:
+        fig.add_vline(x=proposal_qps, line={"color": COLORS["pass"], "dash": "dot", "width": 2},
+                      annotation_text=f"proposed {proposal_qps:.0f}/s", annotation_position="bottom right")
+    layout(fig, title, "response time (ms)")
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(title_text="throughput (calls/s per node)")
+    return fig

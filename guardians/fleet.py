@@ -32,6 +32,13 @@ node_heartbeats = Table(
     Column("last_beat_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
 )
+# which canary a node runs (additive: a table of its own, so older control DBs need no migration)
+node_canaries = Table(
+    "guard_node_canaries",
+    metadata,
+    Column("instance", String(200), primary_key=True),
+    Column("canary_id", Integer, nullable=True),
+)
 
 LIVE, STALE, GONE = "live", "stale", "gone"
 
@@ -47,6 +54,7 @@ class NodeStatus:
     started_at: datetime
     state: str  # live | stale | gone
     age_s: float
+    canary: int | None = None  # the canary rule document the node runs (None: the version in force)
 
     @property
     def last_beat(self) -> datetime:
@@ -87,8 +95,13 @@ class Fleet:
         last_snapshot_at: datetime | None,
         *,
         at: datetime | None = None,
+        canary: int | None = None,
     ) -> None:
         at = at or self.clock.now()
+        with self.engine.begin() as c:
+            c.execute(delete(node_canaries).where(node_canaries.c.instance == instance))
+            if canary is not None:
+                c.execute(insert(node_canaries).values(instance=instance, canary_id=canary))
         values = dict(
             address=address,
             version=version,
@@ -116,6 +129,7 @@ class Fleet:
         now = now or self.clock.now()
         with self.engine.connect() as c:
             rows = c.execute(select(node_heartbeats).order_by(node_heartbeats.c.instance)).all()
+            running = dict(c.execute(select(node_canaries.c.instance, node_canaries.c.canary_id)).all())
         out = []
         for r in rows:
             beat = as_utc(r.last_beat_at)
@@ -133,6 +147,7 @@ class Fleet:
                     started_at=as_utc(r.started_at),
                     state=state,
                     age_s=round(age, 3),  # type: ignore[arg-type]
+                    canary=running.get(r.instance),
                 )
             )
         return out

@@ -101,7 +101,9 @@ def _row(r: Any) -> RuleVersion:
     )
 
 
-class RuleStore:
+class _VersionStore:
+    """The versioned documents; ``RuleStore`` below adds the canary rollout."""
+
     def __init__(self, control_db_url: str, *, clock: Clock | None = None) -> None:
         self.url = control_db_url
         self.clock = clock or SystemClock()
@@ -216,3 +218,304 @@ class RuleStore:
             log.info("rules %s v%d stored by %s: %s", app, version, by, why)
             return version
         raise RuntimeError(f"could not store a new rule version for {app!r}: too much concurrent writing")
+
+
+# ============================================================================ canary rollout
+# A canary is a rule document for named instances first: the watcher of a target node runs it, every
+# other node keeps the version in force. It ends promoted (stored as the app's next version, so every
+# node runs it) or aborted (the targets go back to the version in force). Each step is an audit row.
+canaries = Table(
+    "guard_rule_canaries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String(100), nullable=False, index=True),
+    Column("document", JSON, nullable=False),
+    Column("base_version", Integer, nullable=False),
+    Column("targets", JSON, nullable=False),
+    Column("guard", JSON, nullable=False),
+    Column("state", String(20), nullable=False),  # running | promoted | aborted
+    Column("started_by", String(200), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("ended_by", String(200), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("end_why", Text, nullable=True),
+    Column("promoted_version", Integer, nullable=True),
+)
+canary_events = Table(
+    "guard_rule_canary_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("canary_id", Integer, nullable=False, index=True),
+    Column("app", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("action", String(40), nullable=False),  # start | promote | abort | auto_abort
+    Column("why", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+RUNNING, PROMOTED, ABORTED = "running", "promoted", "aborted"
+DEFAULT_GUARD: dict[str, Any] = {"metric": "error_pct", "margin": 5.0, "auto": True, "min_calls": 20}
+GUARD_METRICS = ("error_pct", "blocked_pct", "p99_ms")
+
+
+class CanaryError(ValueError):
+    """A canary step that cannot be done (none running, one already running, stale, bad targets)."""
+
+
+@dataclass(frozen=True)
+class Canary:
+    id: int
+    app: str
+    document: dict[str, Any]
+    base_version: int
+    targets: tuple[str, ...]
+    guard: dict[str, Any]
+    state: str
+    started_by: str
+    started_at: datetime
+    why: str
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+    end_why: str | None = None
+    promoted_version: int | None = None
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return parse_document(self.document)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "app": self.app,
+            "state": self.state,
+            "base_version": self.base_version,
+            "targets": list(self.targets),
+            "guard": dict(self.guard),
+            "started_by": self.started_by,
+            "started_at": self.started_at.isoformat(),
+            "why": self.why,
+            "ended_by": self.ended_by,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "end_why": self.end_why,
+            "promoted_version": self.promoted_version,
+            "document": self.document,
+        }
+
+
+def _canary(r: Any) -> Canary:
+    return Canary(
+        id=r.id,
+        app=r.app,
+        document=r.document,
+        base_version=r.base_version,
+        targets=tuple(r.targets),
+        guard=dict(r.guard),
+        state=r.state,
+        started_by=r.started_by,
+        started_at=as_utc(r.started_at),  # type: ignore[arg-type]
+        why=r.why,
+        ended_by=r.ended_by,
+        ended_at=as_utc(r.ended_at),
+        end_why=r.end_why,
+        promoted_version=r.promoted_version,
+    )
+
+
+def check_guard(guard: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The canary's guard with defaults; names the field that is wrong."""
+    g = {**DEFAULT_GUARD, **dict(guard or {})}
+    if g["metric"] not in GUARD_METRICS:
+        raise CanaryError(f"guard.metric must be one of {', '.join(GUARD_METRICS)}, got {g['metric']!r}")
+    try:
+        g["margin"] = float(g["margin"])
+        g["min_calls"] = int(g["min_calls"])
+    except (TypeError, ValueError) as exc:
+        raise CanaryError(f"guard.margin and guard.min_calls must be numbers: {exc}") from exc
+    if g["margin"] < 0:
+        raise CanaryError(f"guard.margin must be >= 0, got {g['margin']}")
+    g["auto"] = bool(g["auto"])
+    return g
+
+
+class RuleStore(_VersionStore):
+    """Versioned rule documents plus the canary rollout (a document for named instances first)."""
+
+    def active_canary(self, app: str) -> Canary | None:
+        """The running canary of ``app`` (the watcher's second cheap poll), or None."""
+        with self.engine.connect() as c:
+            r = c.execute(
+                select(canaries)
+                .where(canaries.c.app == app, canaries.c.state == RUNNING)
+                .order_by(canaries.c.id.desc())
+                .limit(1)
+            ).first()
+        return _canary(r) if r is not None else None
+
+    def canary(self, canary_id: int) -> Canary:
+        with self.engine.connect() as c:
+            r = c.execute(select(canaries).where(canaries.c.id == canary_id)).first()
+        if r is None:
+            raise CanaryError(f"no canary {canary_id}")
+        return _canary(r)
+
+    def latest_canary(self, app: str) -> Canary | None:
+        with self.engine.connect() as c:
+            r = c.execute(
+                select(canaries).where(canaries.c.app == app).order_by(canaries.c.id.desc()).limit(1)
+            ).first()
+        return _canary(r) if r is not None else None
+
+    def canary_events_of(self, canary_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(canary_events)
+                .where(canary_events.c.canary_id == canary_id)
+                .order_by(canary_events.c.id)
+            ).all()
+        return [
+            {
+                "at": as_utc(r.at).isoformat(),
+                "by": r.by,
+                "action": r.action,  # type: ignore[union-attr]
+                "why": r.why,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+
+    def _event(
+        self, c: Any, cid: int, app: str, by: str, action: str, why: str, detail: Mapping[str, Any]
+    ) -> None:
+        c.execute(
+            insert(canary_events).values(
+                canary_id=cid,
+                app=app,
+                at=self.clock.now(),
+                by=by,
+                action=action,
+                why=why,
+                detail=dict(detail),
+            )
+        )
+        log.info("rules %s canary %d %s by %s: %s", app, cid, action, by, why)
+
+    def start_canary(
+        self,
+        app: str,
+        document: Mapping[str, Any],
+        targets: list[str] | tuple[str, ...],
+        by: str,
+        why: str,
+        guard: Mapping[str, Any] | None = None,
+    ) -> Canary:
+        """Store a canary of ``document`` for ``targets`` (instance names); refuses a second running one."""
+        doc = canonical(document)  # raises RuleValidationError: nothing stored
+        if not by or not by.strip():
+            raise ValueError("by: who makes the change is required (a name)")
+        if not why or not str(why).strip():
+            raise ValueError("why: the reason for the change is required (text)")
+        names = tuple(dict.fromkeys(t.strip() for t in targets if t and t.strip()))
+        if not names:
+            raise CanaryError("nodes: name at least one instance to run the canary on")
+        g = check_guard(guard)
+        running = self.active_canary(app)
+        if running is not None:
+            raise CanaryError(
+                f"canary {running.id} of {app!r} is still running on {', '.join(running.targets)}: "
+                "promote or abort it first"
+            )
+        base = self.current_version(app)
+        with self.engine.begin() as c:
+            cid = c.execute(
+                insert(canaries).values(
+                    app=app,
+                    document=doc,
+                    base_version=base,
+                    targets=list(names),
+                    guard=g,
+                    state=RUNNING,
+                    started_by=by.strip(),
+                    started_at=self.clock.now(),
+                    why=str(why).strip(),
+                )
+            ).inserted_primary_key[0]
+            cur = self.current(app)
+            diff = diff_documents(cur.document if cur else None, doc)
+            self._event(
+                c,
+                cid,
+                app,
+                by.strip(),
+                "start",
+                str(why).strip(),
+                {"targets": list(names), "base_version": base, "guard": g, "diff": diff},
+            )
+        return self.canary(int(cid))
+
+    def _end(
+        self,
+        app: str,
+        state: str,
+        action: str,
+        by: str,
+        why: str,
+        detail: Mapping[str, Any],
+        promoted: int | None = None,
+    ) -> Canary:
+        cur = self.active_canary(app)
+        if cur is None:
+            raise CanaryError(f"no canary of {app!r} is running")
+        with self.engine.begin() as c:
+            n = c.execute(
+                canaries.update()
+                .where(canaries.c.id == cur.id, canaries.c.state == RUNNING)
+                .values(
+                    state=state,
+                    ended_by=by,
+                    ended_at=self.clock.now(),
+                    end_why=why,
+                    promoted_version=promoted,
+                )
+            ).rowcount
+            if not n:
+                raise CanaryError(f"canary {cur.id} of {app!r} ended meanwhile")
+            self._event(c, cur.id, app, by, action, why, detail)
+        return self.canary(cur.id)
+
+    def promote_canary(self, app: str, by: str, why: str, *, force: bool = False) -> Canary:
+        """Store the canary's document as the app's next version (every node runs it) and end the canary.
+
+        Refused when another version was applied since the canary started (stale), unless ``force``."""
+        if not by or not by.strip() or not why or not str(why).strip():
+            raise ValueError("by and why are required: every step of a canary is audited")
+        cur = self.active_canary(app)
+        if cur is None:
+            raise CanaryError(f"no canary of {app!r} is running")
+        now_v = self.current_version(app)
+        if now_v != cur.base_version and not force:
+            raise CanaryError(
+                f"stale canary: version {now_v} was applied after canary {cur.id} started on version "
+                f"{cur.base_version}; promoting would overwrite it (abort, or promote with force)"
+            )
+        version = self._write(
+            app,
+            canonical(cur.document),
+            by.strip(),
+            f"canary {cur.id} promoted: {why}",
+            restored_from=None,
+            force=True,
+        )
+        return self._end(
+            app, PROMOTED, "promote", by.strip(), str(why).strip(), {"version": version}, version
+        )
+
+    def abort_canary(
+        self, app: str, by: str, why: str, *, auto: bool = False, detail: Mapping[str, Any] | None = None
+    ) -> Canary:
+        """End the canary: its targets go back to the version in force."""
+        if not by or not by.strip() or not why or not str(why).strip():
+            raise ValueError("by and why are required: every step of a canary is audited")
+        return self._end(
+            app, ABORTED, "auto_abort" if auto else "abort", by.strip(), str(why).strip(), dict(detail or {})
+        )

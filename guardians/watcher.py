@@ -4,6 +4,10 @@ It polls the version number (default every second) on a daemon thread started
 by ``start()``, and swaps the engine's whole rule set when it changes. If the
 store is unreachable (or returns something unusable) the engine keeps its last
 good rules and ``status()`` says so, with the error and since when.
+
+Canary: a watcher given its node's ``instance`` also reads the app's running canary (one more cheap
+query per poll); when its instance is a target it runs the canary's document instead (``canary_id``
+says which), and goes back to the version in force when the canary ends (promoted or aborted).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class RuleWatcher:
         interval_s: float = 1.0,
         *,
         clock: Clock | None = None,
+        instance: str | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -42,6 +47,9 @@ class RuleWatcher:
         self.last_success_at: float | None = None
         self.last_applied_at: float | None = None
         self.polls = 0
+        self.instance = instance
+        self.canary_id: int | None = None  # the canary this node runs (None: the version in force)
+        self.canary_base: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,12 +61,24 @@ class RuleWatcher:
         try:
             v = self.store.current_version(self.app)
             changed = False
-            if v and v != self.version:
+            canary = self.store.active_canary(self.app) if self.instance else None
+            if canary is not None and self.instance in canary.targets:
+                if canary.id != self.canary_id:
+                    self.engine.apply(canary.ruleset, version=canary.base_version)
+                    log.info("rules %s canary %d in force on %s (on v%d)", self.app, canary.id,
+                             self.instance, canary.base_version)
+                    self.canary_id, self.canary_base = canary.id, canary.base_version
+                    self.version = None  # re-read the version in force when the canary ends
+                    self.last_applied_at = now
+                    changed = True
+            elif v and (v != self.version or self.canary_id is not None):
                 rv = self.store.version(self.app, v)
                 ruleset = rv.ruleset
                 self.engine.apply(ruleset, version=v)
-                log.info("rules %s v%d in force (was %s)", self.app, v, self.version)
+                log.info("rules %s v%d in force (was %s%s)", self.app, v, self.version,
+                         f", canary {self.canary_id}" if self.canary_id else "")
                 self.version = v
+                self.canary_id = self.canary_base = None
                 self.last_applied_at = now
                 changed = True
         except Exception as exc:
@@ -104,7 +124,8 @@ class RuleWatcher:
             "app": self.app,
             "ok": self.ok,
             "store_reachable": self.ok,
-            "version": self.version,
+            "version": self.version if self.canary_id is None else self.canary_base,
+            "canary": self.canary_id,
             "keeping_last_good_rules": not self.ok,
             "last_error": self.last_error,
             "failing_for_s": round(now - self.failing_since, 3) if self.failing_since is not None else None,

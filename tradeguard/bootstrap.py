@@ -200,7 +200,7 @@ def wire_guardians(ctx: NodeContext) -> None:
         error = redact_text(f"{type(exc).__name__}: {exc}")
         ctx.health_checks["rule_watcher"] = lambda: {"status": "error", "error": error}
     else:
-        watcher = RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s)
+        watcher = RuleWatcher(store, engine, s.app, interval_s=s.rules_poll_s, instance=ctx.instance)
         ctx.rule_watcher = watcher
         ctx.on_start.append(watcher.start)
         ctx.on_stop.append(store.close)  # hooks run in reverse: the watcher stops before its store closes
@@ -219,7 +219,8 @@ def wire_guardians(ctx: NodeContext) -> None:
         beating = fleet
 
         def beat() -> None:
-            beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx))
+            beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx),
+                         canary=getattr(ctx.rule_watcher, "canary_id", None))
 
         ctx.every(s.heartbeat_s, beat, "heartbeat")
         ctx.on_stop.append(fleet.close)
@@ -409,6 +410,7 @@ def _rules_view(ctx: NodeContext) -> dict[str, Any]:
         "app": ctx.settings.app,
         "instance": ctx.instance,
         "version": _rule_version(ctx),
+        "canary": getattr(ctx.rule_watcher, "canary_id", None),  # the canary this node runs, if any
         "watcher": _status_dict(ctx.rule_watcher.status()) if ctx.rule_watcher else {},
         "rules": ctx.engine.ruleset.to_document(),
     }
@@ -638,6 +640,7 @@ class Worker:
         self._closers = closers
         self._lock = threading.Lock()  # evaluate and breaker polls share the evaluator's state
         self._scheduler: BackgroundScheduler | None = None
+        self.extra_jobs: dict[str, tuple[Callable[[], None], float]] = {}
         self._token: int | None = None  # the fencing token of the current leadership
         self._started_at = time.time()
         self.led_since: float | None = None  # time.time() when this worker last became leader
@@ -758,6 +761,19 @@ class Worker:
         out["deliver"] = self.engine.deliver()
         return out
 
+    def leader_only(self, job: Callable[[], Any]) -> Callable[[], None]:
+        """``job`` run only while this worker leads (standbys skip it); a failing run is logged."""
+
+        def run() -> None:
+            if not self.leading:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("worker job %s failed", getattr(job, "__qualname__", job))
+
+        return run
+
     def jobs(self) -> dict[str, tuple[Callable[[], None], float]]:
         """The scheduled jobs: id → (function, interval in seconds)."""
         jobs: dict[str, tuple[Callable[[], None], float]] = {}
@@ -770,6 +786,7 @@ class Worker:
         })
         if self.relay is not None:
             jobs["relay"] = (self.run_relay, RELAY_INTERVAL_S)
+        jobs.update(self.extra_jobs)  # e.g. the canary check (build_worker)
         return jobs
 
     def start(self) -> None:
@@ -817,6 +834,9 @@ class Worker:
                 close()
             except Exception:
                 log.exception("closing %s failed", getattr(close, "__qualname__", close))
+
+
+CANARY_CHECK_S = 5.0  # how often the leading worker compares a running canary with the rest
 
 
 def build_worker(
@@ -871,7 +891,11 @@ def build_worker(
     closers: list[Callable[[], None]] = [store.close, metrics.close]
     if nodes is not None:
         closers.append(nodes.close)
-    return Worker(
+    from tradeguard.canary import worker_job  # canary auto-rollback (issue 17): one job, see Worker.jobs
+
+    canary_job = worker_job(settings.control_db, metrics, settings.app, engine.clock)
+    closers.append(canary_job.close)
+    worker = Worker(
         engine,
         interval_s=settings.alert_interval_s if interval_s is None else interval_s,
         breaker_poll_s=breaker_poll_s,
@@ -883,6 +907,8 @@ def build_worker(
         instance=instance,
         lease_renew_s=lease_renew_s,
     )
+    worker.extra_jobs["canary"] = (worker.leader_only(canary_job), CANARY_CHECK_S)
+    return worker
 
 
 def _node_source(control_db: str) -> Any:

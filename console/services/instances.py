@@ -93,3 +93,30 @@ def instances_data(
     return InstancesData(
         nodes=views, rule_version_in_force=in_force, queries=queries, errors=errors, workers=list(workers)
     )
+
+
+# ------------------------------------------------------------------ canary rollout in progress
+@dataclass(frozen=True)
+class RolloutView:
+    canary_id: int
+    base_version: int
+    targets: list[str]
+    running_on: list[str]  # targets whose heartbeat says they run the canary
+    waiting_on: list[str]  # targets not (yet) running it
+    started_by: str
+    why: str
+    guard: dict
+
+
+def rollout(store: object, app: str, nodes: Sequence[NodeStatus]) -> RolloutView | None:
+    """The app's running canary (1 rule-store read; None when none runs or the store has no canaries)."""
+    active = getattr(store, "active_canary", None)
+    c = active(app) if callable(active) else None
+    if c is None:
+        return None
+    running = {n.instance for n in nodes if getattr(n, "canary", None) == c.id and n.state != GONE}
+    return RolloutView(
+        canary_id=c.id, base_version=c.base_version, targets=list(c.targets),
+        running_on=sorted(running), waiting_on=[t for t in c.targets if t not in running],
+        started_by=c.started_by, why=c.why, guard=dict(c.guard),
+    )

@@ -7,7 +7,7 @@ import difflib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -18,6 +18,7 @@ from console.services.ports import RuleStorePort
 from dashboards import queries as q
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal, replay, samples_from_rows
 from dashboards.ranges import last_seconds, recent
+from dashboards.suggest import SuggestResult, bucket_for, suggest_from_rows, traffic_query
 from domain import ports as core
 from guardians.errors import RuleValidationError
 from guardians.rules import canonical
@@ -208,3 +209,35 @@ def known_resources(
     rows = run_query(metrics, query, errors if errors is not None else [], "known resources")
     names = {r.tags.get("resource", "") for r in rows} | set(CORE_RESOURCES)
     return sorted(n for n in names if n)
+
+
+# ------------------------------------------------------------------ threshold suggestions
+def suggest(
+    metrics: MetricStore, app: str, resource: str, range_s: int, now: datetime, *, margin: float = 0.2
+) -> tuple[SuggestResult, ImpactResult | None]:
+    """A threshold suggestion for ``resource`` from its recorded traffic over the last ``range_s``
+    (up to 7 days; 1 metric-store query) and the impact preview of the proposed QPS threshold over
+    the last hour of it (1 more query, only when there is a suggestion)."""
+    start = now - timedelta(seconds=range_s)
+    bucket_for(range_s)  # raises for a range out of bounds
+    rows = metrics.query(traffic_query(start, now + timedelta(seconds=1), resource, app))
+    result = suggest_from_rows(resource, rows, margin=margin)
+    preview = None
+    if result.suggestion is not None:
+        preview = impact(metrics, app, resource, FlowProposal(result.suggestion.qps, "qps"),
+                         min(60, max(1, range_s // 60)), now)
+    return result, preview
+
+
+def impact_summary(result: ImpactResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "offered": result.offered,
+        "would_pass": result.would_pass,
+        "would_block": result.would_block,
+        "block_share": round(result.block_share, 4),
+        "seconds_blocking": result.seconds_blocking,
+        "peak_offered_qps": result.peak_offered_qps,
+        "seconds": len(result.seconds),
+    }

@@ -7,11 +7,13 @@ rule-store read per refresh. No session state.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from console.runtime import services, show_errors
+from console.services.instances import rollout
 
 REFRESH_S = 3
 STATUS_MARK = {"live": "● live", "stale": "◐ stale", "gone": "○ gone"}
@@ -28,6 +30,26 @@ def _age(at: datetime | None, now: datetime) -> str:
         return "–"
     s = max(0, int((now - at).total_seconds()))
     return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
+
+
+def rollout_block(svc: Any) -> None:
+    """A canary rollout in progress: which nodes run it (2 reads; nothing when none runs)."""
+    try:
+        r = rollout(svc.rules, svc.app, svc.fleet.nodes(svc.now()))
+    except Exception as exc:
+        st.caption(f"Canary rollout unknown: {type(exc).__name__}: {exc}")
+        return
+    if r is None:
+        return
+    st.warning(
+        f"**Canary rollout {r.canary_id} in progress** (on v{r.base_version}, by {r.started_by}: {r.why}): "
+        f"running on {', '.join(r.running_on) or 'no node yet'}"
+        + (f"; waiting for {', '.join(r.waiting_on)}" if r.waiting_on else "")
+        + f". Guard: {r.guard.get('metric')} worse by > {r.guard.get('margin')} → "
+        + ("automatic rollback." if r.guard.get("auto") else "manual decision.")
+        + " `tradeguard rules canary status | promote | abort`",
+        icon=":material/science:",
+    )
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -52,6 +74,7 @@ def live() -> None:
             icon=":material/hourglass_empty:",
         )
         return
+    rollout_block(svc)  # canary rollout in progress (below)
     outdated = [n for n in data.nodes if n.outdated]
     if outdated:
         st.error(

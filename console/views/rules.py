@@ -334,6 +334,10 @@ with tab_form:
                 help="1.0 = worst case: every call carries the same value",
             )
         impact_block(kind, rule, "impact_form", minutes, hot)
+    if kind == "flow":  # threshold suggestion from the recorded traffic (console/views/suggest_block.py)
+        from console.views.suggest_block import suggest_block
+
+        suggest_block(svc, values.get("resource") or rule.get("resource"), "suggest_form")
 
 # ------------------------------------------------------------------ YAML
 with tab_yaml:

@@ -8,6 +8,11 @@
     tradeguard rules history [--json]
     tradeguard rules rollback VERSION --by NAME --why TEXT  # a new version with VERSION's content
     tradeguard rules schema                                 # the JSON Schema of a rule document
+    tradeguard rules suggest RESOURCE [--range 24h] [--json] # QPS/concurrency thresholds from the knee
+    tradeguard rules canary start -f FILE (--nodes I1[,I2] | --share 0.25) --by NAME --why TEXT
+                                  [--metric error_pct --margin 5 --no-auto]
+    tradeguard rules canary status [--window 10m] [--json]   # canary vs rest; auto-rollback on a breach
+    tradeguard rules canary promote|abort --by NAME --why TEXT
 
 ``--app`` (default: settings' app, "tradeguard") picks the application. FILE is YAML
 or JSON (``-`` reads stdin). Invalid documents are reported per field and exit 2.
@@ -250,6 +255,122 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Threshold suggestion from the recorded traffic (``dashboards.suggest``): JSON with ``qps`` and
+    ``concurrency`` proposals and the evidence, or ``suggestion: null`` with the ``reason``."""
+    from datetime import UTC, datetime
+
+    from collectors.registry import open_store
+    from common.durations import parse_duration
+    from console.services import rules as rules_svc
+    from tradeguard.settings import load_settings
+
+    try:
+        range_s = int(parse_duration(args.range).total_seconds())
+        if not 0 < range_s <= 7 * 86400:
+            raise ValueError(f"--range must be from 1 s to 7d, got {args.range!r}")
+        if not 0 <= args.margin < 1:
+            raise ValueError(f"--margin must be in [0, 1), got {args.margin!r}")
+    except ValueError as exc:
+        print(f"tradeguard rules suggest: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    s = load_settings()
+    metrics = open_store(s.metrics_url, **s.metrics_credentials())
+    try:
+        result, preview = rules_svc.suggest(
+            metrics, args.app, args.resource, range_s, datetime.now(UTC), margin=args.margin
+        )
+    finally:
+        metrics.close()
+    out = {"app": args.app, "range_s": range_s, **result.to_dict(),
+           "impact": rules_svc.impact_summary(preview)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    if result.suggestion is None:
+        print(f"no suggestion for {args.resource}: {result.reason}")
+        return 0
+    sg = result.suggestion
+    print(f"{args.resource}: {result.reason}")
+    print(f"  flow rule (qps):         threshold {sg.qps}/s per node")
+    print(f"  flow rule (concurrency): threshold {sg.concurrency} per node")
+    if preview is not None and preview.has_traffic:
+        print(f"  impact over the last {len(preview.seconds)} s with traffic: would block "
+              f"{preview.would_block} of {preview.offered} calls ({preview.block_share:.1%})")
+    return 0
+
+
+def cmd_canary(args: argparse.Namespace) -> int:
+    """``rules canary start|status|promote|abort`` (guardians.store canary + tradeguard.canary check)."""
+    from datetime import UTC, datetime
+
+    from guardians.fleet import LIVE, Fleet
+    from guardians.store import CanaryError
+    from tradeguard import canary as canary_check
+
+    store = _store()
+    try:
+        if args.canary_command == "start":
+            targets = [n for n in (args.nodes or "").split(",") if n.strip()]
+            if args.share is not None:
+                url, _ = _settings()
+                fleet = Fleet(url)
+                try:
+                    live = [n.instance for n in fleet.nodes() if n.state == LIVE]
+                finally:
+                    fleet.close()
+                targets = canary_check.pick_share(live, args.share)
+            guard = {"metric": args.metric, "margin": args.margin, "auto": not args.no_auto,
+                     "min_calls": args.min_calls}
+            c = store.start_canary(args.app, _read(args.file), targets, args.by or getpass.getuser(),
+                                   args.why, guard)
+            out: dict[str, Any] = c.to_dict()
+            text = (f"canary {c.id} started on {', '.join(c.targets)} (on v{c.base_version}); "
+                    f"auto-rollback when {c.guard['metric']} worsens by > {c.guard['margin']:g}"
+                    if c.guard["auto"] else f"canary {c.id} started on {', '.join(c.targets)}")
+        elif args.canary_command == "status":
+            from collectors.registry import open_store
+            from common.durations import parse_duration
+            from tradeguard.settings import load_settings
+
+            st = load_settings()
+            metrics = open_store(st.metrics_url, **st.metrics_credentials())
+            try:
+                window = parse_duration(args.window).total_seconds() if args.window else None
+                out = canary_check.check(store, metrics, args.app, datetime.now(UTC), window_s=window)
+            finally:
+                metrics.close()
+            c_d = out.get("canary")
+            if c_d is None:
+                text = f"app {args.app}: no canary"
+            else:
+                text = (f"canary {c_d['id']} {c_d['state']} on {', '.join(c_d['targets'])} "
+                        f"(on v{c_d['base_version']}{', STALE' if out.get('stale') else ''})")
+                cmp = out.get("comparison")
+                if cmp:
+                    text += "\n  " + cmp["verdict"]
+                    for side in ("canary", "rest"):
+                        text += f"\n  {side}: " + json.dumps(cmp[side])
+                if out.get("auto_rolled_back"):
+                    text += "\n  AUTO-ROLLED BACK"
+        elif args.canary_command == "promote":
+            c = store.promote_canary(args.app, args.by or getpass.getuser(), args.why, force=args.force)
+            text = f"canary {c.id} promoted: app {args.app} v{c.promoted_version} on every node"
+            out = c.to_dict()
+        else:
+            c = store.abort_canary(args.app, args.by or getpass.getuser(), args.why)
+            out, text = c.to_dict(), f"canary {c.id} aborted: its nodes go back to the version in force"
+    except RuleValidationError as exc:
+        return _invalid(exc)
+    except ValueError as exc:  # CanaryError is a ValueError
+        print(f"tradeguard rules canary {args.canary_command}: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, CanaryError) else EXIT_INVALID
+    finally:
+        store.close()
+    print(json.dumps(out, default=str) if args.json else text)
+    return 0
+
+
 def register(subparsers: Any) -> None:
     _, default_app = _default_app()
     p = subparsers.add_parser(
@@ -289,6 +410,35 @@ def register(subparsers: Any) -> None:
     sp.add_argument("--by", required=True, help="who makes the change")
     sp.add_argument("--why", default="", help="why (default: 'rollback to vN')")
     sp.set_defaults(func=cmd_rollback)
+    sp = common(sub.add_parser("suggest", help="suggest QPS/concurrency thresholds from recorded traffic"))
+    sp.add_argument("resource", help="the guarded resource, e.g. order.place or 'POST /orders'")
+    sp.add_argument("--range", default="24h", help="recorded traffic to read (up to 7d; default 24h)")
+    sp.add_argument("--margin", type=float, default=0.2, help="safety margin below the knee (default 0.2)")
+    sp.set_defaults(func=cmd_suggest)
+    cp = sub.add_parser("canary", help="roll a rule document out to some nodes first")
+    csub = cp.add_subparsers(dest="canary_command", required=True)
+    sp = common(csub.add_parser("start", help="run a document on named nodes (or a share) first"))
+    sp.add_argument("-f", "--file", required=True, help="YAML or JSON rule document ('-': stdin)")
+    sp.add_argument("--nodes", default="", help="instances, comma separated")
+    sp.add_argument("--share", type=float, default=None, help="or a share of the live fleet, e.g. 0.25")
+    sp.add_argument("--by", required=True, help="who makes the change")
+    sp.add_argument("--why", required=True, help="why (kept in the audit)")
+    sp.add_argument("--metric", default="error_pct", help="guard metric: error_pct, blocked_pct, p99_ms")
+    sp.add_argument("--margin", type=float, default=5.0, help="roll back when the canary is worse by more")
+    sp.add_argument("--min-calls", type=int, default=20, help="canary calls needed before judging")
+    sp.add_argument("--no-auto", action="store_true", help="never roll back automatically")
+    sp.set_defaults(func=cmd_canary)
+    sp = common(csub.add_parser("status", help="canary vs the rest (and auto-rollback on a breach)"))
+    sp.add_argument("--window", default=None, help="compare over the last DURATION (default: since start)")
+    sp.set_defaults(func=cmd_canary)
+    for name, what in (("promote", "store the canary as the next version for every node"),
+                       ("abort", "roll back: the canary's nodes return to the version in force")):
+        sp = common(csub.add_parser(name, help=what))
+        sp.add_argument("--by", default="", help="who makes the change (default: your login name)")
+        sp.add_argument("--why", default=f"{name}d by hand", help="why (kept in the audit)")
+        if name == "promote":
+            sp.add_argument("--force", action="store_true", help="promote even if the canary is stale")
+        sp.set_defaults(func=cmd_canary)
     sp = sub.add_parser("schema", help="print the JSON Schema of a rule document (for editors and CI)")
     sp.set_defaults(func=cmd_schema)
 

@@ -264,7 +264,9 @@ def test_the_worker_is_wired_with_its_four_jobs_and_reports_its_health(settings)
     try:
         jobs = worker.jobs()
         intervals = {k: v[1] for k, v in jobs.items()}
-        assert intervals == {"lease": 2.0, "evaluate": 10, "breakers": 1, "deliver": 3, "relay": 1.0}
+        assert intervals == {
+            "lease": 2.0, "evaluate": 10, "breakers": 1, "deliver": 3, "relay": 1.0, "canary": 5.0
+        }
         code, report = bootstrap.worker_health(settings, 10, clock=clock)
         assert code == 1 and report["last_cycle_age_s"] is None  # never evaluated yet
         out = worker.once()
@@ -283,7 +285,7 @@ def test_worker_start_schedules_the_jobs_and_close_stops_them(settings):
     worker.start()
     try:
         jobs = {j.id for j in worker._scheduler.get_jobs()}
-        assert jobs == {"lease", "evaluate", "breakers", "deliver", "relay"}
+        assert jobs == {"lease", "evaluate", "breakers", "deliver", "relay", "canary"}
     finally:
         worker.close()
     assert worker._scheduler is None
