@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.frames import REFUSED_PREFIX
 from dashboards.impact import ImpactResult
 from dashboards.queries import REASONS
 
@@ -136,19 +137,39 @@ def _x(index: pd.Index) -> list:
 
 
 ORDER_SERIES: dict[str, str] = {
-    "placed": "orders placed",
-    "paid": "orders paid",
-    "refused": "refused by the shop (out of stock, limit…; derived)",
+    "placed": "orders placed (per shop)",
+    "paid": "orders paid (per shop)",
     "guard_passed": "order.place calls the guard passed",
 }
+# The shop's refusal reasons (the ``refusals`` measurement's ``reason``: a DomainError kind).
+REFUSAL_LABELS: dict[str, str] = {
+    "out_of_stock": "out of stock",
+    "limit": "purchase limit",
+    "conflict": "state conflict",
+    "idempotency_conflict": "idempotency key reused",
+    "invalid": "invalid request",
+    "unknown_sku": "unknown SKU",
+}
+REFUSAL_COLORS: tuple[str, ...] = ("#e59866", "#c0392b", "#8e44ad", "#7f8c8d", "#d35400", "#16a085")
+
+
+def refusal_label(reason: str) -> str:
+    return REFUSAL_LABELS.get(reason, reason.replace("_", " "))
+
+
+def _refusal_color(reason: str) -> str:
+    known = list(REFUSAL_LABELS)
+    i = known.index(reason) if reason in known else len(known) + sum(map(ord, reason))
+    return REFUSAL_COLORS[i % len(REFUSAL_COLORS)]
 
 
 def orders_figure(rates: pd.DataFrame) -> go.Figure:
-    """``rates`` columns placed, paid and optionally refused, guard_passed (per second) indexed by time.
+    """``rates`` columns placed, paid and optionally guard_passed and ``refused:<reason>`` (per second).
 
-    ``refused``: order.place calls that completed without placing an order (the guard counts a
-    business refusal as a passed, successful call); ``guard_passed``: every call the guard let
-    through, dotted, so "calls passed" is never read as "orders placed"."""
+    ``placed``/``paid`` count per shop (an order split over two shops counts two); ``refused:<reason>``:
+    order.place requests the shop refused (the ``refusals`` measurement), one dashed series per reason;
+    ``guard_passed``: every call the guard let through, dotted, so "calls passed" is never read as
+    "orders placed"."""
     title, unit = "Orders per second", "orders / s"
     if not _nonzero(rates):
         return empty_figure(title, unit, "No orders in this range")
@@ -168,6 +189,19 @@ def orders_figure(rates: pd.DataFrame) -> go.Figure:
                     "width": 2 if dotted else 3,
                     "dash": "dot" if dotted else "solid",
                 },
+            )
+        )
+    for col in rates.columns:
+        if not str(col).startswith(REFUSED_PREFIX) or not _nonzero(rates[col]):
+            continue
+        reason = str(col)[len(REFUSED_PREFIX):]
+        fig.add_trace(
+            go.Scatter(
+                x=_x(rates.index),
+                y=rates[col].round(2).tolist(),
+                name=f"refused by the shop: {refusal_label(reason)}",
+                mode=_mode(rates[col].where(rates[col] > 0)),
+                line={"color": _refusal_color(reason), "width": 2, "dash": "dash"},
             )
         )
     return layout(fig, title, unit)
@@ -264,10 +298,14 @@ def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
 
 
 def resource_figure(
-    rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str, refused: pd.Series | None = None
+    rates: pd.DataFrame,
+    rt_ms: pd.Series | None,
+    resource: str,
+    refused: pd.DataFrame | pd.Series | None = None,
 ) -> go.Figure:
     """One resource: passed / blocked (per reason) / errors per second stacked, mean RT on a right axis;
-    ``refused`` (order.place): calls the guard passed that the shop refused (derived), as a line."""
+    ``refused``: requests the shop refused per second, one column per reason (the ``refusals``
+    measurement), each as a line: calls the guard passed that the business then refused."""
     title, unit = f"{resource}: calls per second", "calls / s"
     if rates.empty:
         return empty_figure(title, unit)
@@ -306,14 +344,19 @@ def resource_figure(
             ),
             secondary_y=False,
         )
-    if refused is not None and _nonzero(refused):
+    if isinstance(refused, pd.Series):
+        refused = refused.to_frame("refused")
+    for reason in refused.columns if refused is not None else ():
+        series = refused[reason]
+        if not _nonzero(series):
+            continue
         fig.add_trace(
             go.Scatter(
-                x=_x(refused.index),
-                y=refused.round(2).tolist(),
-                name="of which refused by the shop (derived)",
-                mode="lines",
-                line={"color": COLORS["refused"], "width": 2},
+                x=_x(series.index),
+                y=series.round(2).tolist(),
+                name=f"of which refused by the shop: {refusal_label(str(reason))}",
+                mode=_mode(series.where(series > 0)),
+                line={"color": _refusal_color(str(reason)), "width": 2, "dash": "dash"},
             ),
             secondary_y=False,
         )

@@ -310,4 +310,4 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
 
 def metric_value_after_load(page, stack) -> bool:
     open_page(page, stack, "overview")
-    return metric_value(page, "Orders placed (5 min)") not in ("0", "–")
+    return metric_value(page, "Orders placed, per shop (5 min)") not in ("0", "–")
