@@ -50,13 +50,35 @@ REASON_LABELS: dict[str, str] = {
 TIME_AXIS = "time (UTC)"
 
 
+LEGEND_ROW_PX = 460  # what one legend row holds in a half-width chart (the narrowest place they are drawn)
+
+
+def _legend_rows(fig: go.Figure) -> int:
+    """Rows a horizontal legend wraps into (estimated from its entries' text): each extra row gets
+    room under the title, so a long legend never covers the title."""
+    if fig.layout.showlegend is False:
+        return 1
+    widths = [
+        len(str(t.name)) * FONT_SIZE * 0.55 + 40
+        for t in fig.data
+        if t.name and t.showlegend is not False
+    ]
+    rows, used = 1, 0.0
+    for w in widths:
+        if used and used + w > LEGEND_ROW_PX:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
 def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) -> go.Figure:
-    """The shared wall-screen layout: title top left, legend in a row under it, units on the axes."""
+    """The shared wall-screen layout: title top left, legend in rows under it, units on the axes."""
+    extra = 22 * (_legend_rows(fig) - 1)
     fig.update_layout(
         template=TEMPLATE,
         paper_bgcolor=BACKGROUND,
         plot_bgcolor=BACKGROUND,
-        height=height,
+        height=height + extra,
         font={"size": FONT_SIZE},
         title={
             "text": f"<b>{title}</b>",
@@ -76,7 +98,7 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
             "font": {"size": FONT_SIZE - 1},
             "traceorder": "normal",  # stacked bars: legend in stacking order, not reversed
         },
-        margin={"l": 70, "r": 20, "t": 84, "b": 56},
+        margin={"l": 70, "r": 20, "t": 84 + extra, "b": 56},
         hovermode="x unified",
         uirevision="keep",  # live refreshes keep zoom and legend toggles
     )

@@ -130,7 +130,8 @@ def read_resources(metrics: MetricStore, app: str, range_key: str, now: datetime
                 refused=int(sum(refused_by.get(name, {}).values())),
             )
         )
-    rows.sort(key=lambda r: (-r.blocked, -(r.passed + r.blocked), r.resource))  # blocked first
+    # blocked or failing first (a payment fault puts payment.charge on top), then the busiest
+    rows.sort(key=lambda r: (-(r.blocked + r.error), -(r.passed + r.blocked), r.resource))
     place_reasons = refused_by.get(q.ORDER_PLACE, {})
     return ResourcesData(
         window=w,

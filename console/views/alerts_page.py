@@ -301,19 +301,22 @@ def _gateway(gw) -> None:
         f"**{gw.failed:,}** of {gw.charges:,} charges failed ({share}) · "
         f"{gw.breaker_blocked:,} calls blocked by the breaker · {gw.guard_errors:,} guard errors"
     )
+    named = [row for row in gw.by_instance if row["instance"] != "all"]  # "all": the events name no node
     if gw.recent:
-        left, right = st.columns([3, 2])
+        left, right = st.columns([3, 2]) if named else (st.container(), None)
         left.dataframe(
             [{**row, "bucket": f"{row['bucket']:%H:%M:%S}"} for row in gw.recent],
             hide_index=True,
             column_config={"bucket": st.column_config.TextColumn(f"from (UTC, {gw.bucket_s} s)")},
         )
-        right.dataframe(gw.by_instance, hide_index=True)
+        if right is not None:
+            right.dataframe(gw.by_instance, hide_index=True)
     else:
         st.caption("No failed charge, breaker block or guard error in the alert's window.")
     st.caption(
-        "Failed charges per node from the journal (payments.failure); decline reasons are on the "
-        "journal's PaymentFailed events: `tradeguard events tail --name PaymentFailed`."
+        "Failed charges from the journal (payments.failure, per node where the events name it); the "
+        "breaker's blocks and the guard's errors from payment.charge's statistics; decline reasons are "
+        "on the journal's PaymentFailed events: `tradeguard events tail --name PaymentFailed`."
     )
 
 

@@ -58,7 +58,7 @@ def live(range_key: str) -> None:
     k = data.kpis
     rng = RANGE_LABELS[range_key]
     goals = data.objectives
-    cols = st.columns(6)
+    cols = [*st.columns(3), *st.columns(3)]  # two rows of three: no label or delta is cut off
     cols[0].metric(
         "Placed / s (now)",
         _fmt(k["placed_per_s_now"], "{:.1f}"),

@@ -101,7 +101,7 @@ def live(range_key: str) -> None:
     table = _table(data)
     st.caption(
         f"As of **{data.as_of:%Y-%m-%d %H:%M:%S} UTC** · totals over {data.window.label()}, all instances; "
-        "blocked resources first. Rates divide by the seconds each resource's data covers. "
+        "blocked or failing resources first. Rates divide by the seconds each resource's data covers. "
         "Click a column header to sort."
     )
     st.dataframe(
@@ -110,12 +110,20 @@ def live(range_key: str) -> None:
         key="resources_table",
         height=min(36 * (len(table) + 1) + 4, 620),  # every resource visible up to ~16 rows
         column_config={
+            "resource": st.column_config.TextColumn(pinned=True),
             "passed / s": st.column_config.NumberColumn(
-                format="%.2f", help="calls the guard passed ÷ seconds covered"
+                format="%.2f", help="calls the guard passed ÷ seconds covered", width="small"
             ),
-            "blocked %": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f %%"),
-            "error %": st.column_config.NumberColumn(format="%.2f %%"),
-            "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
+            "blocked %": st.column_config.ProgressColumn(
+                min_value=0, max_value=100, format="%.1f %%", width="small"
+            ),
+            "error %": st.column_config.NumberColumn(format="%.2f %%", width="small"),
+            "mean RT (ms)": st.column_config.NumberColumn(format="%.1f", width="small"),
+            **{
+                name: st.column_config.NumberColumn(width="small")
+                for name in ("completed", "errors", "blocked", "flow", "param", "system", "breaker",
+                             "seconds covered")
+            },
         },
     )
     names = [r.resource for r in data.rows]
