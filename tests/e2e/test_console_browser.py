@@ -161,6 +161,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     try:
         procs.start("node", cli("node", "--port", str(node_port)))
         procs.start("console", cli("console", "--port", str(console_port)))
+        procs.start("worker", cli("worker"))  # the journal relay: orders reach the metric store only so
 
         def healthy() -> bool:
             procs.alive("node")
