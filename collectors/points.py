@@ -89,6 +89,13 @@ SCHEMA: dict[str, MeasurementSchema] = {
             "per node and second; latency_ms = mean gateway latency of that second",
         ),
         MeasurementSchema(
+            "refusals",
+            ("app", "instance", "resource", "reason"),
+            ("count",),
+            "per node, resource, reason and second: requests the shop refused (409/422 of a DomainError: "
+            "out_of_stock, limit, conflict, …); a refused order rolls back, so the journal has no event",
+        ),
+        MeasurementSchema(
             "host",
             ("app", "instance"),
             ("cpu", "mem", "load"),
@@ -244,6 +251,18 @@ def breaker_event_point(event: Any, *, app: str, instance: str) -> Point:
         fields[key] = BREAKER_STATES[state]
     return make_point(
         "breaker_events", {"app": app, "instance": instance, "resource": event.resource}, fields, event.at
+    )
+
+
+def refusal_point(
+    *, app: str, instance: str, resource: str, reason: str, count: int | float, second: int
+) -> Point:
+    """``count`` refusals of ``resource`` for ``reason`` in the epoch ``second`` on node ``instance``."""
+    return make_point(
+        "refusals",
+        {"app": app, "instance": instance, "resource": resource, "reason": reason},
+        {"count": _num(count)},
+        from_epoch_seconds(second),
     )
 
 

@@ -2,7 +2,8 @@
 
 ``Collection`` owns the jobs, run on an APScheduler ``BackgroundScheduler``:
 
-- ``tick`` (every ``snapshot_interval_s``, 1 s): guardians snapshot + breaker transitions → outbox
+- ``tick`` (every ``snapshot_interval_s``, 1 s): guardians snapshot + breaker transitions + the
+  shop's refusals (``refusals``: the core's ``RefusalRecorder`` port) → outbox
   (business figures are not the node's: the journal relay makes them from ``domain_events``);
 - ``flush`` (every ``flush_interval_s``): outbox → store, oldest first, until empty or the
   store fails (the points stay and are retried next time);
@@ -27,7 +28,7 @@ from collectors.errors import PointError
 from collectors.outbox import Flusher, Outbox
 from collectors.points import make_point
 from collectors.query import MetricStore, Point
-from collectors.sources import BreakerSource, GuardianSource, HostSource
+from collectors.sources import BreakerSource, GuardianSource, HostSource, RefusalSource
 from common.clock import SystemClock
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Collection:
         self.breakers = BreakerSource(app=app, instance=self.instance)
         if engine is not None:
             engine.add_breaker_listener(self.breakers.on_change)
+        # the trading core's RefusalRecorder port (domain.ports): plugged into the HTTP layer by bootstrap
+        self.refusals = RefusalSource(app=app, instance=self.instance, clock=self.clock)
         self.host = (
             HostSource(app=app, instance=self.instance, probe=host_probe) if collect_host_metrics else None
         )
@@ -114,6 +117,7 @@ class Collection:
             if self.guardians is not None:
                 points += self.guardians.collect()
             points += self.breakers.drain()
+            points += self.refusals.drain(final=final)
             self.last_tick_at = now
             # every source builds its points with make_point, so they are validated already
             return self.outbox.put(points, validated=True) if points else 0

@@ -1,5 +1,5 @@
 """Where a node's points come from: the guardians' per-second snapshot and breaker transitions,
-and the host (psutil).
+the shop's refusals reported by the node's HTTP layer, and the host (psutil).
 
 Business figures (``orders``, ``refunds``, ``payments``) are *not* made here: they come from the
 trading DB's event journal through the journal relay (``collectors/relay.py``). Summing them in a
@@ -24,6 +24,7 @@ from collectors.points import (
     block_point,
     breaker_event_point,
     host_point,
+    refusal_point,
     resource_stats_point,
 )
 from collectors.query import Point
@@ -100,6 +101,46 @@ class BreakerSource:
                 points.append(breaker_event_point(event, app=self.app, instance=self.instance))
             except PointError as exc:
                 log.error("skipping breaker event %r: %s", event, exc)
+        return points
+
+
+class RefusalSource:
+    """The core's ``RefusalRecorder`` port (``domain.ports``): counts refusals per second in memory.
+
+    ``record`` runs on the request path and only counts; ``drain`` (the 1-second job) turns every
+    *completed* second (before the clock's current one) into ``refusals`` points exactly once, so a
+    (series, second) is written once and never overwritten by a partial count. ``final=True`` (at
+    stop) drains the running second too. The clock is read under the lock, so a refusal counted
+    after a drain always lands in a second that drain did not take.
+    """
+
+    def __init__(self, *, app: str, instance: str, clock: Any) -> None:
+        self.app = app
+        self.instance = instance
+        self.clock = clock
+        self._counts: dict[tuple[int, str, str], int] = {}
+        self._lock = threading.Lock()
+        self.recorded = 0
+
+    def record(self, resource: str, reason: str) -> None:
+        with self._lock:
+            second = int(self.clock.now().timestamp())
+            key = (second, resource or "unknown", reason or "unknown")
+            self._counts[key] = self._counts.get(key, 0) + 1
+            self.recorded += 1
+
+    def drain(self, *, final: bool = False) -> list[Point]:
+        with self._lock:
+            current = int(self.clock.now().timestamp())
+            done = [k for k in self._counts if final or k[0] < current]
+            taken = {k: self._counts.pop(k) for k in done}
+        points = []
+        for (second, resource, reason), count in sorted(taken.items()):
+            try:
+                points.append(refusal_point(app=self.app, instance=self.instance, resource=resource,
+                                            reason=reason, count=count, second=second))
+            except PointError as exc:
+                log.error("skipping %d refusals of %r (%r): %s", count, resource, reason, exc)
         return points
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.frames import REFUSED_PREFIX
 from dashboards.impact import ImpactResult
 from dashboards.queries import REASONS
 
@@ -49,13 +50,35 @@ REASON_LABELS: dict[str, str] = {
 TIME_AXIS = "time (UTC)"
 
 
+LEGEND_ROW_PX = 460  # what one legend row holds in a half-width chart (the narrowest place they are drawn)
+
+
+def _legend_rows(fig: go.Figure) -> int:
+    """Rows a horizontal legend wraps into (estimated from its entries' text): each extra row gets
+    room under the title, so a long legend never covers the title."""
+    if fig.layout.showlegend is False:
+        return 1
+    widths = [
+        len(str(t.name)) * FONT_SIZE * 0.55 + 40
+        for t in fig.data
+        if t.name and t.showlegend is not False
+    ]
+    rows, used = 1, 0.0
+    for w in widths:
+        if used and used + w > LEGEND_ROW_PX:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
 def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) -> go.Figure:
-    """The shared wall-screen layout: title top left, legend in a row under it, units on the axes."""
+    """The shared wall-screen layout: title top left, legend in rows under it, units on the axes."""
+    extra = 22 * (_legend_rows(fig) - 1)
     fig.update_layout(
         template=TEMPLATE,
         paper_bgcolor=BACKGROUND,
         plot_bgcolor=BACKGROUND,
-        height=height,
+        height=height + extra,
         font={"size": FONT_SIZE},
         title={
             "text": f"<b>{title}</b>",
@@ -75,7 +98,7 @@ def layout(fig: go.Figure, title: str, y_title: str, *, height: int = HEIGHT) ->
             "font": {"size": FONT_SIZE - 1},
             "traceorder": "normal",  # stacked bars: legend in stacking order, not reversed
         },
-        margin={"l": 70, "r": 20, "t": 84, "b": 56},
+        margin={"l": 70, "r": 20, "t": 84 + extra, "b": 56},
         hovermode="x unified",
         uirevision="keep",  # live refreshes keep zoom and legend toggles
     )
@@ -136,19 +159,39 @@ def _x(index: pd.Index) -> list:
 
 
 ORDER_SERIES: dict[str, str] = {
-    "placed": "orders placed",
-    "paid": "orders paid",
-    "refused": "refused by the shop (out of stock, limit…; derived)",
+    "placed": "orders placed (per shop)",
+    "paid": "orders paid (per shop)",
     "guard_passed": "order.place calls the guard passed",
 }
+# The shop's refusal reasons (the ``refusals`` measurement's ``reason``: a DomainError kind).
+REFUSAL_LABELS: dict[str, str] = {
+    "out_of_stock": "out of stock",
+    "limit": "purchase limit",
+    "conflict": "state conflict",
+    "idempotency_conflict": "idempotency key reused",
+    "invalid": "invalid request",
+    "unknown_sku": "unknown SKU",
+}
+REFUSAL_COLORS: tuple[str, ...] = ("#e59866", "#c0392b", "#8e44ad", "#7f8c8d", "#d35400", "#16a085")
+
+
+def refusal_label(reason: str) -> str:
+    return REFUSAL_LABELS.get(reason, reason.replace("_", " "))
+
+
+def _refusal_color(reason: str) -> str:
+    known = list(REFUSAL_LABELS)
+    i = known.index(reason) if reason in known else len(known) + sum(map(ord, reason))
+    return REFUSAL_COLORS[i % len(REFUSAL_COLORS)]
 
 
 def orders_figure(rates: pd.DataFrame) -> go.Figure:
-    """``rates`` columns placed, paid and optionally refused, guard_passed (per second) indexed by time.
+    """``rates`` columns placed, paid and optionally guard_passed and ``refused:<reason>`` (per second).
 
-    ``refused``: order.place calls that completed without placing an order (the guard counts a
-    business refusal as a passed, successful call); ``guard_passed``: every call the guard let
-    through, dotted, so "calls passed" is never read as "orders placed"."""
+    ``placed``/``paid`` count per shop (an order split over two shops counts two); ``refused:<reason>``:
+    order.place requests the shop refused (the ``refusals`` measurement), one dashed series per reason;
+    ``guard_passed``: every call the guard let through, dotted, so "calls passed" is never read as
+    "orders placed"."""
     title, unit = "Orders per second", "orders / s"
     if not _nonzero(rates):
         return empty_figure(title, unit, "No orders in this range")
@@ -168,6 +211,19 @@ def orders_figure(rates: pd.DataFrame) -> go.Figure:
                     "width": 2 if dotted else 3,
                     "dash": "dot" if dotted else "solid",
                 },
+            )
+        )
+    for col in rates.columns:
+        if not str(col).startswith(REFUSED_PREFIX) or not _nonzero(rates[col]):
+            continue
+        reason = str(col)[len(REFUSED_PREFIX):]
+        fig.add_trace(
+            go.Scatter(
+                x=_x(rates.index),
+                y=rates[col].round(2).tolist(),
+                name=f"refused by the shop: {refusal_label(reason)}",
+                mode=_mode(rates[col].where(rates[col] > 0)),
+                line={"color": _refusal_color(reason), "width": 2, "dash": "dash"},
             )
         )
     return layout(fig, title, unit)
@@ -264,10 +320,14 @@ def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
 
 
 def resource_figure(
-    rates: pd.DataFrame, rt_ms: pd.Series | None, resource: str, refused: pd.Series | None = None
+    rates: pd.DataFrame,
+    rt_ms: pd.Series | None,
+    resource: str,
+    refused: pd.DataFrame | pd.Series | None = None,
 ) -> go.Figure:
     """One resource: passed / blocked (per reason) / errors per second stacked, mean RT on a right axis;
-    ``refused`` (order.place): calls the guard passed that the shop refused (derived), as a line."""
+    ``refused``: requests the shop refused per second, one column per reason (the ``refusals``
+    measurement), each as a line: calls the guard passed that the business then refused."""
     title, unit = f"{resource}: calls per second", "calls / s"
     if rates.empty:
         return empty_figure(title, unit)
@@ -306,14 +366,19 @@ def resource_figure(
             ),
             secondary_y=False,
         )
-    if refused is not None and _nonzero(refused):
+    if isinstance(refused, pd.Series):
+        refused = refused.to_frame("refused")
+    for reason in refused.columns if refused is not None else ():
+        series = refused[reason]
+        if not _nonzero(series):
+            continue
         fig.add_trace(
             go.Scatter(
-                x=_x(refused.index),
-                y=refused.round(2).tolist(),
-                name="of which refused by the shop (derived)",
-                mode="lines",
-                line={"color": COLORS["refused"], "width": 2},
+                x=_x(series.index),
+                y=series.round(2).tolist(),
+                name=f"of which refused by the shop: {refusal_label(str(reason))}",
+                mode=_mode(series.where(series > 0)),
+                line={"color": _refusal_color(str(reason)), "width": 2, "dash": "dash"},
             ),
             secondary_y=False,
         )

@@ -15,6 +15,8 @@ import pandas as pd
 from collectors.query import Row
 from dashboards.ranges import Window
 
+REFUSED_PREFIX = "refused:"  # columns "refused:<reason>" of the Overview's orders rates: one per reason
+
 
 def _index(w: Window) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(w.buckets(), name="time")
@@ -42,6 +44,17 @@ def frame(
     if fill is not None:
         df = df.fillna(fill)
     return df * scale if scale != 1.0 else df
+
+
+def frame_by(rows: Iterable[Row], field: str, tag: str, w: Window) -> pd.DataFrame:
+    """One column per value of ``tag`` (largest total first), one row per bucket of ``w``: ``field``
+    summed over the rows of that tag value and bucket (0 where none)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(str(row.tags.get(tag, "")), []).append(row)
+    columns = {name: frame(group, [field], w)[field] for name, group in groups.items()}
+    order = sorted(columns, key=lambda name: (-float(columns[name].sum()), name))
+    return pd.DataFrame({name: columns[name] for name in order}, index=_index(w))
 
 
 def per_second(df: pd.DataFrame, w: Window) -> pd.DataFrame:

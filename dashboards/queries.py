@@ -8,7 +8,8 @@ tag filters) against the schema the collectors write (see the README):
   per resource per instance per second);
 - ``breaker_events`` tags app, instance, resource; fields state, previous;
 - ``orders`` tags app, shop, channel, tx_type; fields placed, paid, cancelled, gmv (cents), …;
-- ``payments`` tags app, instance; fields success, failure, latency_ms.
+- ``payments`` tags app, instance; fields success, failure, latency_ms;
+- ``refusals`` tags app, instance, resource, reason; field count (requests the shop refused).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ RESOURCE_STATS = "resource_stats"
 BREAKER_EVENTS = "breaker_events"
 ORDERS = "orders"
 PAYMENTS = "payments"
+REFUSALS = "refusals"
 
 ORDER_PLACE = "order.place"
 
@@ -108,6 +110,19 @@ def resource_buckets(w: Window, app: str | None = None) -> Query:
 def orders_total(w: Window, app: str | None = None) -> Query:
     """Orders placed over the whole window (the business figure)."""
     return Query(ORDERS, ("placed",), w.start, w.end, "sum", None, _where(app))
+
+
+def refusals_rate(w: Window, app: str | None = None, *, resource: str | None = ORDER_PLACE) -> Query:
+    """Requests the shop refused per bucket and reason (all instances), of one resource (or all)."""
+    return Query(
+        REFUSALS, ("count",), w.start, w.end, "sum", w.bucket_s, _where(app, resource=resource or ""),
+        ("reason",),
+    )
+
+
+def refusals_total(w: Window, app: str | None = None) -> Query:
+    """Requests the shop refused over the whole window, per resource and reason (all instances)."""
+    return Query(REFUSALS, ("count",), w.start, w.end, "sum", None, _where(app), ("resource", "reason"))
 
 
 def resource_rt(w: Window, app: str | None = None) -> Query:

@@ -110,6 +110,25 @@ class PaymentGateway(Protocol):
     def refund(self, refund_id: str, payment_reference: str, amount_cents: int) -> ChargeResult: ...
 
 
+class RefusalRecorder(Protocol):
+    """Business refusals: a request the shop refused (out of stock, purchase limit, a state conflict, …).
+
+    A refused order rolls its transaction back, so the journal has no event for it; the HTTP layer
+    reports each refusal here instead (``resource``: the core's resource name, e.g. ``order.place``;
+    ``reason``: the ``DomainError`` kind, e.g. ``out_of_stock``). Called on the request path: an
+    implementation only counts in memory and never raises.
+    """
+
+    def record(self, resource: str, reason: str) -> None: ...
+
+
+class NullRefusals:
+    """The default: refusals are not recorded."""
+
+    def record(self, resource: str, reason: str) -> None:
+        pass
+
+
 # Events published after commit, keyed by event name, are all a subscriber needs.
 EventHandler = Callable[[DomainEvent], None]
 
@@ -149,6 +168,8 @@ __all__ = [
     "Guard",
     "NoopGuard",
     "NullPublisher",
+    "NullRefusals",
     "PaymentGateway",
+    "RefusalRecorder",
     "SystemClock",
 ]

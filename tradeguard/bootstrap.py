@@ -8,7 +8,8 @@ around it, each wired by one function below:
   ``Blocked`` → 429/503 problem+json handler (``guardians.http.blocked_problem``), RuleWatcher,
   Fleet heartbeats, cluster mode (Redis);
 - ``wire_trading_core`` — trading DB, gateway, bus, service;
-- ``wire_collectors`` — collectors ``Collection`` subscribed to the EventBus (metrics);
+- ``wire_collectors`` — collectors ``Collection`` subscribed to the EventBus (metrics), and the
+  shop's refusals (409/422 answers) recorded through it (``recording_domain_error_handler``);
 - ``wire_chaos`` — payment-gateway chaos settings polled from the control DB;
 - ``wire_timeouts`` — the scheduled cancellation of unpaid orders and the queued-payment retries;
 - ``wire_ops_routes`` — the ``/ops/*`` routes of ``tradeguard.ops_api`` given what was built.
@@ -331,6 +332,10 @@ def wire_collectors(ctx: NodeContext) -> None:
         }
         return
     ctx.collection = collection
+    from domain.api.problems import recording_domain_error_handler
+    from domain.errors import DomainError
+
+    ctx.exception_handlers[DomainError] = recording_domain_error_handler(collection.refusals)
     ctx.on_start.append(collection.start)
     ctx.on_stop.append(collection.stop)
     ctx.health_checks["metrics"] = lambda: _status_dict(collection.health())

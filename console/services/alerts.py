@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from console.services.common import FieldError, error_text, errors_from
+from collectors.query import MetricStore, Query
+from console.services.common import FieldError, error_text, errors_from, run_query
 from console.services.ports import AlertsPort
+from dashboards import queries as q
 
 ACTIONS = ("acknowledge", "unacknowledge", "resolve")
 _STATE_ORDER = {"firing": 0, "pending": 1}
@@ -121,3 +124,135 @@ def expire_silence(svc: AlertsPort, silence_id: int, by: str) -> dict[str, Any]:
         return svc.expire_silence(silence_id, who)
     except Exception as exc:  # refused (InvalidAction, NotFound) or the store is down: say why
         raise ActionFailed(errors_from(exc)) from exc
+
+
+# ---------------------------------------------------------------- the gateway behind a payment alert
+
+PAYMENT_RESOURCE = "payment.charge"
+GATEWAY_LEAD = timedelta(minutes=5)  # the gateway's errors from a little before the alert began …
+GATEWAY_MAX_SPAN = timedelta(hours=6)  # … and at most this far back
+GATEWAY_ROWS = 10  # the newest buckets with a failure or a block
+
+
+@dataclass(frozen=True)
+class GatewayErrors:
+    """The payment gateway's recent errors around a payment alert, from the metric store: failed
+    charges (``payments.failure``, the journal's PaymentFailed per node and second) and the guard's
+    view of ``payment.charge`` (errors, calls its breaker blocked). Decline reasons are not a metric:
+    they are on the journal's ``PaymentFailed`` events (``tradeguard events tail --name PaymentFailed``)."""
+
+    start: datetime
+    end: datetime
+    bucket_s: int
+    charges: int
+    failed: int
+    breaker_blocked: int
+    guard_errors: int
+    recent: list[dict[str, Any]]  # newest first: bucket, charges, failed, failure %, blocked, errors
+    by_instance: list[dict[str, Any]]  # instance, charges, failed, failure %
+    queries: int
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failure_pct(self) -> float | None:
+        return 100.0 * self.failed / self.charges if self.charges else None
+
+
+def is_payment_alert(alert: dict[str, Any]) -> bool:
+    """An alert about payments: its resource is ``payment.charge`` or its rule is a payment rule."""
+    labels = alert.get("labels") or {}
+    return labels.get("resource") == PAYMENT_RESOURCE or "payment" in str(alert.get("rule") or "").lower()
+
+
+def _at(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value)
+    return None
+
+
+def gateway_errors(
+    metrics: MetricStore, app: str, alert: dict[str, Any], now: datetime, *, bucket_s: int | None = None
+) -> GatewayErrors:
+    """The gateway's failures over the alert's window (from ``GATEWAY_LEAD`` before it became active
+    to its resolution, or ``now``): 2 metric-store queries (payments per node and bucket,
+    ``payment.charge`` errors and breaker blocks per bucket)."""
+    began = _at(alert.get("active_since")) or _at(alert.get("fired_at")) or now
+    end = min(now, _at(alert.get("resolved_at")) or now)
+    start = max(began - GATEWAY_LEAD, end - GATEWAY_MAX_SPAN)
+    span = max(1.0, (end - start).total_seconds())
+    step = bucket_s or max(5, int(span // 60) // 5 * 5 or 5)  # about 60 buckets, in 5 s steps
+    where = {"app": app} if app else {}
+    errors: list[str] = []
+    pay = run_query(
+        metrics,
+        Query(q.PAYMENTS, ("success", "failure"), start, end, "sum", step, where, ("instance",)),
+        errors,
+        "payments",
+    )
+    guard = run_query(
+        metrics,
+        Query(q.RESOURCE_STATS, ("error", "block_breaker"), start, end, "sum", step,
+              {**where, "resource": PAYMENT_RESOURCE}),
+        errors,
+        "payment.charge",
+    )
+    buckets: dict[datetime, dict[str, float]] = {}
+    instances: dict[str, dict[str, float]] = {}
+    for r in pay:
+        ok, bad = float(r.values.get("success") or 0.0), float(r.values.get("failure") or 0.0)
+        b = buckets.setdefault(r.time, {})
+        b["charges"] = b.get("charges", 0.0) + ok + bad
+        b["failed"] = b.get("failed", 0.0) + bad
+        i = instances.setdefault(r.tags.get("instance", "?"), {})
+        i["charges"] = i.get("charges", 0.0) + ok + bad
+        i["failed"] = i.get("failed", 0.0) + bad
+    for r in guard:
+        b = buckets.setdefault(r.time, {})
+        b["blocked"] = b.get("blocked", 0.0) + float(r.values.get("block_breaker") or 0.0)
+        b["errors"] = b.get("errors", 0.0) + float(r.values.get("error") or 0.0)
+
+    def pct(failed: float, charges: float) -> float | None:
+        return round(100.0 * failed / charges, 1) if charges else None
+
+    recent = [
+        {
+            "bucket": t,
+            "charges": int(b.get("charges", 0)),
+            "failed": int(b.get("failed", 0)),
+            "failure %": pct(b.get("failed", 0.0), b.get("charges", 0.0)),
+            "breaker blocked": int(b.get("blocked", 0)),
+            "guard errors": int(b.get("errors", 0)),
+        }
+        for t, b in sorted(buckets.items(), reverse=True)
+        if b.get("failed") or b.get("blocked") or b.get("errors")
+    ][:GATEWAY_ROWS]
+    by_instance = sorted(
+        (
+            {
+                "instance": name,
+                "charges": int(v.get("charges", 0)),
+                "failed": int(v.get("failed", 0)),
+                "failure %": pct(v.get("failed", 0.0), v.get("charges", 0.0)),
+            }
+            for name, v in instances.items()
+        ),
+        key=lambda row: (-row["failed"], row["instance"]),
+    )
+    total = {
+        k: sum(b.get(k, 0.0) for b in buckets.values()) for k in ("charges", "failed", "blocked", "errors")
+    }
+    return GatewayErrors(
+        start=start,
+        end=end,
+        bucket_s=step,
+        charges=int(total["charges"]),
+        failed=int(total["failed"]),
+        breaker_blocked=int(total["blocked"]),
+        guard_errors=int(total["errors"]),
+        recent=recent,
+        by_instance=by_instance,
+        queries=2,
+        errors=errors,
+    )

@@ -175,6 +175,12 @@ class ConsoleServices:
         """(timeline, metric behind the alert): 2 alert-service reads (the second queries metrics)."""
         return alerts.detail(self.alerts, alert_id, minutes=minutes)
 
+    def gateway_errors(self, alert: dict[str, Any]) -> alerts.GatewayErrors | None:
+        """A payment alert's gateway failures over its window (2 metric-store queries); None otherwise."""
+        if not alerts.is_payment_alert(alert):
+            return None
+        return alerts.gateway_errors(self.metrics, self.app, alert, self.now())
+
     def alert_history(self, limit: int = 100) -> list[dict[str, Any]]:
         return self.alerts.history(limit=limit)
 

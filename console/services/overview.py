@@ -5,11 +5,11 @@ queries; the range's figure (total, share or peak over the chosen range) is the 
 A KPI past its objective (``OBJECTIVES``) is listed in ``OverviewData.breaches``.
 
 Business refusals (out of stock, purchase limit, …) are not a guard outcome: the guardians count a
-refused ``order.place`` call as passed and completed (``domain.services`` hands the refusal past the
-guard as a value), and no point records the refusal itself. What the metrics do carry is shown as
-its own series, labelled as derived: ``order.place`` calls that completed (``success``) minus the
-orders placed (``orders.placed``) = calls refused by the shop (or idempotent replays). It is a lower
-bound: ``orders.placed`` counts one per shop of a split order, so a split order can hide a refusal.
+refused ``order.place`` call as passed and completed, and a refused order leaves no journal event.
+The node records each refusal itself (the ``refusals`` measurement: 409/422 answers per resource and
+reason, per node and second), shown as its own series per reason next to "calls the guard passed"
+and "orders placed". ``orders.placed`` counts per shop sub-order (an order split over two shops
+counts two), and is labelled so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collectors.points import BREAKER_STATE_NAMES, BREAKER_STATES
 from collectors.query import MetricStore, Query, Row
 from console.services.common import run_query
 from dashboards import queries as q
-from dashboards.frames import frame, has_any, per_second, ratio_percent
+from dashboards.frames import REFUSED_PREFIX, frame, frame_by, has_any, per_second, ratio_percent
 from dashboards.ranges import Window, recent, window
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class BreakerView:
 @dataclass(frozen=True)
 class OverviewData:
     window: Window
-    orders: pd.DataFrame  # placed, paid, refused (derived), guard_passed (order.place) — per second
+    orders: pd.DataFrame  # placed, paid, guard_passed (order.place), refused:<reason> — per second
     payment_success: pd.Series  # % per bucket, NaN without charges
     rt: pd.DataFrame  # p50, p99 — ms of order.place
     blocked: pd.DataFrame  # flow, param, system, breaker — per second
@@ -67,6 +67,7 @@ class OverviewData:
     now_window: Window | None = None
     breaches: frozenset[str] = frozenset()  # KPI keys past their objective (OBJECTIVES)
     objectives: dict[str, float] = field(default_factory=lambda: dict(OBJECTIVES))
+    refused_by_reason: dict[str, float] = field(default_factory=dict)  # order.place, over the range
 
 
 def _rt_query(
@@ -102,9 +103,9 @@ def read_overview(
     *,
     objectives: dict[str, float] | None = None,
 ) -> OverviewData:
-    """The Overview page's data: 11 metric-store queries (14 if the store has no percentiles).
+    """The Overview page's data: 12 metric-store queries (15 if the store has no percentiles).
 
-    7 over the range (orders, payments, p50 and p99 RT, calls per resource, breakers, GMV) and
+    8 over the range (orders, payments, p50 and p99 RT, calls per resource, refusals, breakers, GMV) and
     4 over the last minute for the headline KPIs (orders, payments, p99 RT, calls)."""
     goals = dict(OBJECTIVES if objectives is None else objectives)
     w = window(range_key, now)
@@ -162,10 +163,15 @@ def read_overview(
     blocked = per_second(calls[list(q.BLOCK_FIELDS)], w)
     blocked.columns = list(q.REASONS)
 
+    refusal_rows = run_query(metrics, q.refusals_rate(w, app, resource=q.ORDER_PLACE), errors, "refusals")
+    n += 1
+    by_reason = frame_by(refusal_rows, "count", "reason", w)
     counts = order_counts.copy()
-    counts["refused"] = (place["success"] - order_counts["placed"]).clip(lower=0.0)
     counts["guard_passed"] = place["pass"]
+    for reason in by_reason.columns:
+        counts[REFUSED_PREFIX + reason] = by_reason[reason]
     orders = per_second(counts, w)
+    refused_by_reason = {reason: float(by_reason[reason].sum()) for reason in by_reason.columns}
 
     breaker_rows = run_query(metrics, q.breaker_states(w, app), errors, "breakers")
     n += 1
@@ -239,7 +245,7 @@ def read_overview(
         "breakers_open": float(sum(1 for b in breakers if b.state == "open")),
         "guard_passed": float(place["pass"].sum()),
         "completed": place_completed,
-        "refused": max(0.0, place_completed - placed),
+        "refused": float(sum(refused_by_reason.values())),
     }
     breaches = set()
     pay_now = kpis["payment_success_pct_now"]
@@ -249,7 +255,7 @@ def read_overview(
     if "rt_p99_ms" in goals and rt_now is not None and rt_now > goals["rt_p99_ms"]:
         breaches.add("rt_p99_ms_now")
     has_data = (
-        any(has_any(df) for df in (order_counts, pay, calls))
+        any(has_any(df) for df in (order_counts, pay, calls, by_reason))
         or bool(breakers)
         or bool(gmv_rows)
         or bool(now_orders or now_pay or now_calls)
@@ -270,4 +276,5 @@ def read_overview(
         now_window=nw,
         breaches=frozenset(breaches),
         objectives=goals,
+        refused_by_reason=refused_by_reason,
     )

@@ -1,10 +1,9 @@
 """The Resources page: every guarded resource's totals, one resource's charts and its rules.
 
 "passed" is what the guard let through, not what the business did: a refused order (out of stock,
-purchase limit, …) is a passed and completed ``order.place`` call (``domain.services`` hands the
-refusal past the guard as a value, so breakers do not count it as an error). The metrics record no
-refusal as such; for ``order.place`` the page shows the derived figure ``completed − orders placed``
-(``orders.placed``, the business points) as "refused by the shop", labelled as derived.
+purchase limit, …) is a passed and completed ``order.place`` call. The node records each refusal
+(the ``refusals`` measurement, per resource and reason), shown as "refused by the shop" per resource
+and, for ``order.place``, per reason next to the orders placed (``orders.placed``: per shop sub-order).
 
 Rates divide by the seconds a resource's data covers in the window (from its first recorded bucket
 to the read time), not by the whole range.
@@ -23,7 +22,7 @@ from collectors.query import MetricStore
 from console.services.common import RULE_TYPES, run_query
 from console.services.rules import RuleVersionView
 from dashboards import queries as q
-from dashboards.frames import frame, has_any, per_second
+from dashboards.frames import frame, frame_by, has_any, per_second
 from dashboards.ranges import Window, window
 
 
@@ -43,7 +42,7 @@ class ResourceRow:
     error_share_pct: float | None
     rt_avg_ms: float | None
     covered_s: float = 0.0  # seconds the rates divide by
-    refused: int | None = None  # order.place only: completed calls that placed no order (derived)
+    refused: int = 0  # requests of this resource the shop refused (the refusals measurement)
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,8 @@ class ResourcesData:
     rows: list[ResourceRow]
     queries: int
     errors: list[str] = field(default_factory=list)
-    orders_placed: int = 0  # business figure over the window (orders.placed)
+    orders_placed: int = 0  # business figure over the window (orders.placed: per shop sub-order)
+    refused_by_reason: dict[str, int] = field(default_factory=dict)  # order.place: reason -> refusals
 
     @property
     def as_of(self) -> datetime:
@@ -71,7 +71,7 @@ class ResourceDetail:
     has_data: bool
     queries: int
     errors: list[str] = field(default_factory=list)
-    refused: pd.Series | None = None  # order.place: refused by the shop per second (derived)
+    refused: pd.DataFrame | None = None  # refused by the shop per second, one column per reason
 
 
 def _num(v: float | None) -> float:
@@ -79,14 +79,20 @@ def _num(v: float | None) -> float:
 
 
 def read_resources(metrics: MetricStore, app: str, range_key: str, now: datetime) -> ResourcesData:
-    """Every resource's totals over the range: 3 metric-store queries (calls per resource and
-    bucket, mean RT per resource, orders placed)."""
+    """Every resource's totals over the range: 4 metric-store queries (calls per resource and
+    bucket, mean RT per resource, orders placed, refusals per resource and reason)."""
     w = window(range_key, now)
     errors: list[str] = []
     series = run_query(metrics, q.resource_buckets(w, app), errors, "resource totals")
     rts = run_query(metrics, q.resource_rt(w, app), errors, "resource RT")
     orders = run_query(metrics, q.orders_total(w, app), errors, "orders placed")
+    refusals = run_query(metrics, q.refusals_total(w, app), errors, "refusals")
     placed = sum(_num(r.values.get("placed")) for r in orders)
+    refused_by: dict[str, dict[str, float]] = {}
+    for r in refusals:
+        slot = refused_by.setdefault(r.tags.get("resource", ""), {})
+        reason = r.tags.get("reason", "")
+        slot[reason] = slot.get(reason, 0.0) + _num(r.values.get("count"))
     rt_by = {r.tags.get("resource", ""): r.values.get("rt_avg_ms") for r in rts}
     acc: dict[str, dict[str, float]] = {}
     first: dict[str, datetime] = {}
@@ -121,11 +127,20 @@ def read_resources(metrics: MetricStore, app: str, range_key: str, now: datetime
                 error_share_pct=100.0 * v.get("error", 0.0) / done if done else None,
                 rt_avg_ms=float(rt) if rt is not None else None,
                 covered_s=covered,
-                refused=int(max(0.0, v.get("success", 0.0) - placed)) if name == q.ORDER_PLACE else None,
+                refused=int(sum(refused_by.get(name, {}).values())),
             )
         )
-    rows.sort(key=lambda r: (-r.blocked, -(r.passed + r.blocked), r.resource))  # blocked first
-    return ResourcesData(window=w, rows=rows, queries=3, errors=errors, orders_placed=int(placed))
+    # blocked or failing first (a payment fault puts payment.charge on top), then the busiest
+    rows.sort(key=lambda r: (-(r.blocked + r.error), -(r.passed + r.blocked), r.resource))
+    place_reasons = refused_by.get(q.ORDER_PLACE, {})
+    return ResourcesData(
+        window=w,
+        rows=rows,
+        queries=4,
+        errors=errors,
+        orders_placed=int(placed),
+        refused_by_reason={k: int(v) for k, v in sorted(place_reasons.items(), key=lambda kv: -kv[1])},
+    )
 
 
 def rules_of(document: Mapping[str, Any], resource: str) -> dict[str, list[dict[str, Any]]]:
@@ -147,21 +162,16 @@ def read_resource_detail(
     in_force: RuleVersionView | None,
     errors: list[str],
 ) -> ResourceDetail:
-    """One resource's charts and the rules of ``in_force`` naming it: 2 metric-store queries
-    (3 for ``order.place``: its orders placed, for the derived refusals)."""
+    """One resource's charts and the rules of ``in_force`` naming it: 3 metric-store queries
+    (calls, RT, the shop's refusals per reason)."""
     w = window(range_key, now)
     rows = run_query(metrics, q.resource_series(w, resource, app), errors, "resource series")
     rt_rows = run_query(metrics, q.resource_rt_series(w, resource, app), errors, "resource RT")
     counts = frame(rows, list(q.COUNT_FIELDS), w)
     rates = per_second(counts, w)
-    refused = None
-    n = 3  # with the caller's rule-store read
-    if resource == q.ORDER_PLACE:
-        placed = frame(run_query(metrics, q.orders_rate(w, app), errors, "orders placed"), ["placed"], w)
-        refused = per_second((counts["success"] - placed["placed"]).clip(lower=0.0).to_frame("refused"), w)[
-            "refused"
-        ]
-        n += 1
+    refusal_rows = run_query(metrics, q.refusals_rate(w, app, resource=resource), errors, "refusals")
+    refused = per_second(frame_by(refusal_rows, "count", "reason", w), w) if refusal_rows else None
+    n = 4  # with the caller's rule-store read
     return ResourceDetail(
         resource=resource,
         window=w,

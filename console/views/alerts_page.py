@@ -4,7 +4,8 @@ silence, resolve one alert; who is on call now (and setting it); history.
 The board refreshes every 5 s inside ``st.fragment(run_every=5)`` with 3 alert-service reads
 (open alerts, silences, on-call). A full page run adds 1 read of the rule documents (units and
 conditions), 1 read for the alert picker, 2 for the selected alert (timeline; the metric behind
-it, 1 metric-store query), 1 for the Silences tab, 1 for the On-call tab and 1 for the History tab.
+it, 1 metric-store query; a payment alert adds 2 metric-store queries for the gateway's recent
+errors), 1 for the Silences tab, 1 for the On-call tab and 1 for the History tab.
 
 Every action on an alert is keyed by its id: the picker's value is the id (its label never
 changes with the alert's state), the form and its fields are keyed by the id, and the action is
@@ -251,6 +252,9 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
     )
     if metric.get("error"):
         st.caption(f"Metric unavailable: {metric['error']}")
+    gateway = svc.gateway_errors(alert)
+    if gateway is not None:
+        _gateway(gateway)
     left, right = st.columns(2)
     with left:
         st.markdown("**Timeline**")
@@ -286,6 +290,34 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
             )
         else:
             st.caption("None sent.")
+
+
+def _gateway(gw) -> None:
+    """A payment alert's related resource: the gateway's recent failures over the alert's window."""
+    show_errors(gw.errors)
+    share = f"{gw.failure_pct:.1f} %" if gw.failure_pct is not None else "–"
+    st.markdown(
+        f"**Recent gateway errors** (payment.charge, {gw.start:%H:%M:%S}–{gw.end:%H:%M:%S} UTC): "
+        f"**{gw.failed:,}** of {gw.charges:,} charges failed ({share}) · "
+        f"{gw.breaker_blocked:,} calls blocked by the breaker · {gw.guard_errors:,} guard errors"
+    )
+    named = [row for row in gw.by_instance if row["instance"] != "all"]  # "all": the events name no node
+    if gw.recent:
+        left, right = st.columns([3, 2]) if named else (st.container(), None)
+        left.dataframe(
+            [{**row, "bucket": f"{row['bucket']:%H:%M:%S}"} for row in gw.recent],
+            hide_index=True,
+            column_config={"bucket": st.column_config.TextColumn(f"from (UTC, {gw.bucket_s} s)")},
+        )
+        if right is not None:
+            right.dataframe(gw.by_instance, hide_index=True)
+    else:
+        st.caption("No failed charge, breaker block or guard error in the alert's window.")
+    st.caption(
+        "Failed charges from the journal (payments.failure, per node where the events name it); the "
+        "breaker's blocks and the guard's errors from payment.charge's statistics; decline reasons are "
+        "on the journal's PaymentFailed events: `tradeguard events tail --name PaymentFailed`."
+    )
 
 
 with tab_detail:

@@ -4,11 +4,12 @@ Refreshes inside ``st.fragment(run_every=…)`` (the rest of the page is not re-
 for the 5 and 15 min ranges, 10 s for 1 h, 30 s for 24 h (a 2 s bucket changes every 2 s, a
 10 min bucket does not). The headline KPIs are the **last 60 s** (up to 2 s ago); under each,
 the chosen range's figure; a KPI past its objective is shown in red. The range includes the
-running bucket. Each refresh issues 11 metric-store queries. Over the range: orders placed/paid,
+running bucket. Each refresh issues 12 metric-store queries. Over the range: orders placed/paid,
 payment outcomes, p50 and p99 RT of order.place, calls per resource (passed/blocked/completed),
-last breaker states, GMV per minute. Over the last minute: orders, payments, p99 RT, calls. A
-store without percentiles takes 14 (p50/p99 fall back to mean/max). Nothing is kept in session
-state but the chosen range.
+the shop's refusals of order.place per reason, last breaker states, GMV per minute. Over the last
+minute: orders, payments, p99 RT, calls. A store without percentiles takes 15 (p50/p99 fall back
+to mean/max). "Orders placed" counts per shop (an order split over two shops counts two).
+Nothing is kept in session state but the chosen range.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import streamlit as st
 
 from console.runtime import chart, services, show_errors
 from dashboards import figures
+from dashboards.figures import refusal_label
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
 
 REFRESH_S: dict[str, int] = {"5m": 2, "15m": 2, "1h": 10, "24h": 30}
-QUERIES_PER_REFRESH = 11
+QUERIES_PER_REFRESH = 12
 
 st.title("Order-flow health")
 range_key = (
@@ -56,7 +58,7 @@ def live(range_key: str) -> None:
     k = data.kpis
     rng = RANGE_LABELS[range_key]
     goals = data.objectives
-    cols = st.columns(6)
+    cols = [*st.columns(3), *st.columns(3)]  # two rows of three: no label or delta is cut off
     cols[0].metric(
         "Placed / s (now)",
         _fmt(k["placed_per_s_now"], "{:.1f}"),
@@ -64,13 +66,17 @@ def live(range_key: str) -> None:
     )
     cols[0].caption(f"{rng}: {_fmt(k['placed_per_s_range'], '{:.1f}')} / s")
     cols[1].metric(
-        f"Orders placed ({rng})",
+        f"Orders placed, per shop ({rng})",
         _fmt(k["placed"], "{:,.0f}"),
-        help="orders the trading core placed (business figures); not the calls the guard passed",
+        help="orders the trading core placed (business figures from the journal), counted per shop: "
+        "an order split over two shops counts two. Not the calls the guard passed.",
+    )
+    reasons = ", ".join(
+        f"{refusal_label(reason)} {count:,.0f}" for reason, count in data.refused_by_reason.items() if count
     )
     cols[1].caption(
         f"order.place calls the guard passed: {_fmt(k['guard_passed'], '{:,.0f}')} · "
-        f"refused by the shop (derived): {_fmt(k['refused'], '{:,.0f}')}"
+        f"refused by the shop: {_fmt(k['refused'], '{:,.0f}')}" + (f" ({reasons})" if reasons else "")
     )
     pay_goal = goals.get("payment_success_pct")
     pay_now = k["payment_success_pct_now"]

@@ -2,10 +2,11 @@
 
 The whole page area below the range picker — the table, the picker and the detail — refreshes
 inside ``st.fragment(run_every=…)`` (every 5 s; 10 s for 1 h, 30 s for 24 h) and says "as of"
-what time. A refresh issues 3 metric-store queries for the table (calls per resource and bucket,
-mean RT per resource, orders placed) and 2 for the detail (3 for order.place) plus 1 rule-store
-read. Rates divide by the seconds each resource's data covers, not the whole range. "Passed" is
-what the guard let through; orders placed and the shop's refusals (derived) are shown apart.
+what time. A refresh issues 4 metric-store queries for the table (calls per resource and bucket,
+mean RT per resource, orders placed, the shop's refusals per resource and reason) and 3 for the
+detail (calls, RT, refusals) plus 1 rule-store read. Rates divide by the seconds each resource's
+data covers, not the whole range. "Passed" is what the guard let through; orders placed (per shop)
+and the shop's refusals (recorded by the nodes, per reason) are shown apart.
 Session state holds only the chosen range and resource.
 """
 
@@ -18,6 +19,7 @@ from console.runtime import chart, services, show_errors
 from console.services import RULE_TYPES
 from console.views.blocked import show_blocked
 from dashboards import figures
+from dashboards.figures import refusal_label
 from dashboards.queries import ORDER_PLACE
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
 
@@ -43,7 +45,7 @@ def _table(data) -> list[dict]:
             "passed / s": r.pass_qps,
             "calls the guard passed": r.passed,
             "completed": r.success,
-            "refused by the shop (derived)": r.refused,
+            "refused by the shop": r.refused,
             "errors": r.error,
             "error %": r.error_share_pct,
             "blocked": r.blocked,
@@ -75,9 +77,10 @@ def live(range_key: str) -> None:
     place = next((r for r in data.rows if r.resource == ORDER_PLACE), None)
     c = st.columns(3)
     c[0].metric(
-        f"Orders placed ({label})",
+        f"Orders placed, per shop ({label})",
         f"{data.orders_placed:,}",
-        help="orders the trading core placed (business figures, the same as on Overview)",
+        help="orders the trading core placed (business figures, the same as on Overview), counted per "
+        "shop: an order split over two shops counts two",
     )
     c[1].metric(
         f"{ORDER_PLACE} calls the guard passed",
@@ -85,17 +88,21 @@ def live(range_key: str) -> None:
         help="calls let through by the flow rules; a passed call may still be refused by the shop",
     )
     c[2].metric(
-        "Refused by the shop (derived)",
-        f"{place.refused:,}" if place and place.refused is not None else "–",
-        help=f"{ORDER_PLACE} calls that completed without placing an order (out of stock, purchase "
-        "limit, … or an idempotent replay): completed − orders placed, at least 0. A lower bound: "
-        "orders placed counts one per shop of a split order. The guard counts refusals as passed and "
-        "successful; no metric records the refusal itself.",
+        f"{ORDER_PLACE} refused by the shop",
+        f"{place.refused:,}" if place else "–",
+        help=f"{ORDER_PLACE} requests the shop refused (409/422: out of stock, purchase limit, …), "
+        "recorded by every node per reason (the refusals measurement). The guard counts them as "
+        "passed and successful: they are part of the calls the guard passed.",
     )
+    reasons = " · ".join(
+        f"{refusal_label(reason)}: {count:,}" for reason, count in data.refused_by_reason.items() if count
+    )
+    if reasons:
+        c[2].caption(reasons)
     table = _table(data)
     st.caption(
         f"As of **{data.as_of:%Y-%m-%d %H:%M:%S} UTC** · totals over {data.window.label()}, all instances; "
-        "blocked resources first. Rates divide by the seconds each resource's data covers. "
+        "blocked or failing resources first. Rates divide by the seconds each resource's data covers. "
         "Click a column header to sort."
     )
     st.dataframe(
@@ -104,12 +111,20 @@ def live(range_key: str) -> None:
         key="resources_table",
         height=min(36 * (len(table) + 1) + 4, 620),  # every resource visible up to ~16 rows
         column_config={
+            "resource": st.column_config.TextColumn(pinned=True),
             "passed / s": st.column_config.NumberColumn(
-                format="%.2f", help="calls the guard passed ÷ seconds covered"
+                format="%.2f", help="calls the guard passed ÷ seconds covered", width="small"
             ),
-            "blocked %": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.1f %%"),
-            "error %": st.column_config.NumberColumn(format="%.2f %%"),
-            "mean RT (ms)": st.column_config.NumberColumn(format="%.1f"),
+            "blocked %": st.column_config.ProgressColumn(
+                min_value=0, max_value=100, format="%.1f %%", width="small"
+            ),
+            "error %": st.column_config.NumberColumn(format="%.2f %%", width="small"),
+            "mean RT (ms)": st.column_config.NumberColumn(format="%.1f", width="small"),
+            **{
+                name: st.column_config.NumberColumn(width="small")
+                for name in ("completed", "errors", "blocked", "flow", "param", "system", "breaker",
+                             "seconds covered")
+            },
         },
     )
     show_blocked(svc, range_key)  # who is blocked: top origins, client IPs, buyers, SKUs

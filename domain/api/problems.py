@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
+from domain.ports import ORDER_PAY, ORDER_PLACE, REFUND_REQUEST, RefusalRecorder
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,46 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     members = {"field": exc.field, "rule": exc.rule, **exc.extra}
     return problem(status, kind, exc.message, title=exc.title, instance=request.url.path, headers=headers,
                    members=members)
+
+
+# Business refusals: the statuses of a request the shop refused (stock, limit, state, a bad SKU, …);
+# not 404 (nothing to refuse), 402 (the gateway's answer: the ``payments`` figures) or 503 (a store).
+REFUSAL_STATUSES = frozenset({409, 422})
+# The core's resource name of a trading route (its capability); other routes keep "METHOD /template".
+ROUTE_RESOURCES: dict[tuple[str, str], str] = {
+    ("POST", "/orders"): ORDER_PLACE,
+    ("POST", "/orders/{order_id}/pay"): ORDER_PAY,
+    ("POST", "/orders/{order_id}/refunds"): REFUND_REQUEST,
+}
+
+
+def refused_resource(request: Request) -> str:
+    """The resource a refusal is counted on: the route's capability (``order.place`` for POST /orders)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or request.url.path
+    return ROUTE_RESOURCES.get((request.method, template)) or f"{request.method} {template}"
+
+
+def recording_domain_error_handler(
+    refusals: RefusalRecorder,
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """``domain_error_handler`` that also reports each business refusal (409/422) to ``refusals``.
+
+    The composition root installs it (``create_app(exception_handlers={DomainError: …})``) when the
+    node records refusals; a failing recorder never changes the answer."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        response = await domain_error_handler(request, exc)
+        if response.status_code in REFUSAL_STATUSES and isinstance(exc, errors.DomainError):
+            kind = "unknown_sku" if isinstance(exc, errors.UnknownSku) else exc.kind
+            try:
+                refusals.record(refused_resource(request), kind)
+            except Exception:  # a metric hook must never fail a response
+                log.warning("could not record a refusal on %s %s", request.method, request.url.path,
+                            exc_info=True)
+        return response
+
+    return handler
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

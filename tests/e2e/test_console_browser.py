@@ -161,6 +161,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     try:
         procs.start("node", cli("node", "--port", str(node_port)))
         procs.start("console", cli("console", "--port", str(console_port)))
+        procs.start("worker", cli("worker"))  # the journal relay: orders reach the metric store only so
 
         def healthy() -> bool:
             procs.alive("node")
@@ -310,4 +311,4 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
 
 def metric_value_after_load(page, stack) -> bool:
     open_page(page, stack, "overview")
-    return metric_value(page, "Orders placed (5 min)") not in ("0", "–")
+    return metric_value(page, "Orders placed, per shop (5 min)") not in ("0", "–")

@@ -89,3 +89,16 @@ def seconds_before(now: datetime, n: int) -> int:
 
 def ago(now: datetime, seconds: int) -> datetime:
     return now - timedelta(seconds=seconds)
+
+
+def refusal_point(
+    second: int, *, count: int, reason: str = "out_of_stock", resource: str = "order.place",
+    instance: str = "n1",
+) -> Point:
+    """``count`` requests the shop refused (the node's ``refusals`` measurement)."""
+    return Point(
+        "refusals",
+        {"app": APP, "instance": instance, "resource": resource, "reason": reason},
+        {"count": count},
+        at(second),
+    )

@@ -228,3 +228,52 @@ def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch):
     # the favicon is a file shipped with the console, inlined as a data URL: nothing to fetch
     assert Path(seen["page_icon"]).is_file()
     assert _get_favicon_string(seen["page_icon"]).startswith("data:image/svg+xml;base64,")
+
+
+def _seed_gateway_fault(metrics, clock) -> int:
+    """10 healthy minutes of charges; failures on n1 in the last 120 s and on n2 in the last 60 s."""
+    from collectors.query import Point
+
+    from .points import at, payment_point, resource_point
+
+    n = int(clock.now().timestamp())
+    points = []
+    for s in range(n - 600, n):
+        points.append(payment_point(s, success=4, failure=6 if s >= n - 120 else 0))
+        points.append(resource_point(s, "payment.charge", passed=4, block_breaker=3 if s >= n - 30 else 0))
+        if s >= n - 60:
+            points.append(Point("payments", {"app": "shop", "instance": "n2"},
+                                {"success": 1.0, "failure": 2.0, "latency_ms": 30.0}, at(s)))
+    metrics.write(points)
+    return n
+
+
+def test_a_payment_alert_shows_the_gateways_recent_errors(env, metrics):
+    store, alerts, clock = env
+    _seed_gateway_fault(metrics, clock)
+    pay = add(store, clock, "PaymentSuccessRateLow", "firing", 0.55)
+    svc = ConsoleServices(app="shop", metrics=metrics, rules=FakeRuleStore(), fleet=FakeFleet(),
+                          chaos=FakeChaos(), alerts=alerts, clock=clock)
+    alert = alerts.timeline(pay.id)["alert"]
+    gw = svc.gateway_errors(alert)
+    assert gw is not None and gw.errors == []
+    # the alert's window: from 5 min before it became active (30 s ago) to now
+    assert gw.start == clock.now() - timedelta(seconds=330) and gw.end == clock.now()
+    assert gw.failed == 6 * 120 + 2 * 60
+    # n1: 4 charges/s, 10/s in the fault's last 120 s; n2: 3/s in the last 60 s (edges: ± a second)
+    assert gw.charges == pytest.approx(4 * 210 + 10 * 120 + 3 * 60, abs=10)
+    assert gw.breaker_blocked == 3 * 30
+    assert [row["instance"] for row in gw.by_instance] == ["n1", "n2"]
+    assert gw.by_instance[1]["failure %"] == pytest.approx(66.7)
+    assert gw.recent and all(row["failed"] or row["breaker blocked"] for row in gw.recent)
+    assert gw.recent[0]["bucket"] > gw.recent[-1]["bucket"]  # newest first
+    # not a payment alert: nothing to show, no query
+    lat = add(store, clock, "OrderPlaceLatencyHigh", "firing", 812.4, resource="order.place")
+    assert svc.gateway_errors(alerts.timeline(lat.id)["alert"]) is None
+
+    at_ = open_page()
+    at_.selectbox(key="alert_pick").set_value(pay.id).run()
+    assert not at_.exception
+    shown = texts(at_.markdown)
+    assert f"**{6 * 120 + 2 * 60:,}** of" in shown and "Recent gateway errors" in shown
+    assert "tradeguard events tail --name PaymentFailed" in texts(at_.caption)

@@ -16,7 +16,7 @@ from dashboards import figures
 
 from .conftest import CountingStore
 from .fakes import FakeAlerts, FakeChaos, FakeClock, FakeFleet, FakeRuleStore
-from .points import order_point, payment_point, resource_point
+from .points import order_point, payment_point, refusal_point, resource_point
 
 CONSOLE = Path(__file__).resolve().parents[3] / "console"
 NOW = datetime(2026, 11, 11, 7, 14, 7, 400000, tzinfo=UTC)
@@ -170,25 +170,42 @@ def test_overview_and_resources_reconcile(svc, metrics, clock):
     for s in range(n - 200, n):
         points += [
             order_point(s, placed=3, paid=2, gmv=9.0),
-            resource_point(s, "order.place", passed=5, block_flow=1, error=1),  # 4 completed, 3 placed
+            resource_point(s, "order.place", passed=5, block_flow=1, error=1),
             resource_point(s, "payment.charge", passed=2, block_breaker=1),
+            refusal_point(s, count=1, reason="out_of_stock", instance="n1"),
+            refusal_point(s, count=1, reason="out_of_stock", instance="n2"),  # two nodes, the same second
         ]
+        if s % 4 == 0:
+            points.append(refusal_point(s, count=1, reason="limit"))
+    points.append(refusal_point(n - 10, count=7, reason="conflict", resource="order.pay"))
     metrics.write(points)
+    limits = sum(1 for s in range(n - 200, n) if s % 4 == 0)
     ov = svc.overview("5m")
     res = svc.resources("5m")
     place = next(r for r in res.rows if r.resource == "order.place")
     assert res.orders_placed == ov.kpis["placed"] == 600
     assert place.passed == ov.kpis["guard_passed"] == 1000
-    assert place.refused == ov.kpis["refused"] == 200  # completed 800 − placed 600
+    # refused by the shop: the nodes' refusals of order.place, every node and reason, not a derivation
+    assert place.refused == ov.kpis["refused"] == 400 + limits
+    assert ov.refused_by_reason == {"out_of_stock": 400.0, "limit": float(limits)}
+    assert res.refused_by_reason == {"out_of_stock": 400, "limit": limits}
+    assert next(r for r in res.rows if r.resource == "payment.charge").refused == 0
     assert sum(r.blocked for r in res.rows) == ov.kpis["blocked"] == 400
+    # the Overview chart carries one series per reason; its per-second rates sum back to the totals
+    seconds = pd.Series(ov.window.bucket_seconds(), index=ov.orders.index)
+    assert float((ov.orders["refused:out_of_stock"] * seconds).sum()) == pytest.approx(400.0)
+    assert float((ov.orders["refused:limit"] * seconds).sum()) == pytest.approx(limits)
     # rates over the seconds covered (200 s of data in a 5 min range), not the whole range
     assert place.pass_qps == pytest.approx(5.0, rel=0.02)
     assert res.as_of == clock.now()
     detail = svc.resource_detail("order.place", "5m")
-    assert detail.refused is not None
-    assert float(
-        (detail.refused * pd.Series(detail.window.bucket_seconds(), index=detail.refused.index)).sum()
-    ) == (pytest.approx(200.0))
+    assert detail.refused is not None and list(detail.refused.columns) == ["out_of_stock", "limit"]
+    dsec = pd.Series(detail.window.bucket_seconds(), index=detail.refused.index)
+    assert float(detail.refused.mul(dsec, axis=0).to_numpy().sum()) == pytest.approx(400.0 + limits)
+    fig = figures.resource_figure(detail.rates, detail.rt_ms, "order.place", refused=detail.refused)
+    names = [t.name for t in fig.data]
+    assert "of which refused by the shop: out of stock" in names
+    assert "of which refused by the shop: purchase limit" in names
 
 
 def test_resources_page_refreshes_as_a_whole_with_as_of(monkeypatch, svc, metrics, clock):
@@ -197,6 +214,8 @@ def test_resources_page_refreshes_as_a_whole_with_as_of(monkeypatch, svc, metric
     metrics.write(
         [order_point(s, placed=3, paid=2, gmv=9.0) for s in range(n - 20, n)]
         + [resource_point(s, "order.place", passed=5) for s in range(n - 20, n)]
+        + [refusal_point(s, count=2, reason="out_of_stock") for s in range(n - 20, n)]
+        + [refusal_point(n - 3, count=1, reason="limit")]
     )
     at = AppTest.from_file(str(CONSOLE / "views" / "resources.py"), default_timeout=30)
     at.run()
@@ -204,9 +223,10 @@ def test_resources_page_refreshes_as_a_whole_with_as_of(monkeypatch, svc, metric
     captions = "\n".join(c.value for c in at.caption)
     assert f"As of **{clock.now():%Y-%m-%d %H:%M:%S} UTC**" in captions
     metric = {m.label: m.value for m in at.metric}
-    assert metric["Orders placed (5 min)"] == "60"
+    assert metric["Orders placed, per shop (5 min)"] == "60"
     assert metric["order.place calls the guard passed"] == "100"
-    assert metric["Refused by the shop (derived)"] == "40"
+    assert metric["order.place refused by the shop"] == "41"
+    assert "out of stock: 40 · purchase limit: 1" in captions
     table = at.dataframe[0].value
     assert table.loc[0, "calls the guard passed"] == 100
     clock.advance(1)

@@ -43,7 +43,7 @@ def test_overview_empty_state(page):
     at = page("overview")
     assert "No data yet" in _texts(at.info)
     assert len(at.get("plotly_chart")) == 5
-    assert "11 queries per refresh" in _texts(at.caption)
+    assert "12 queries per refresh" in _texts(at.caption)
 
 
 def test_overview_with_traffic_and_range_switch(page, svc, metrics, clock):
@@ -52,10 +52,10 @@ def test_overview_with_traffic_and_range_switch(page, svc, metrics, clock):
     at = page("overview")
     assert "No data yet" not in _texts(at.info)
     metric = {m.label: m.value for m in at.metric}
-    assert metric["Orders placed (5 min)"] == "10"
+    assert metric["Orders placed, per shop (5 min)"] == "10"
     at.segmented_control(key="overview_range").set_value("1h").run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Orders placed (1 hour)"] == "10"
+    assert {m.label: m.value for m in at.metric}["Orders placed, per shop (1 hour)"] == "10"
 
 
 def test_resources_table_detail_and_empty_state(page, svc, metrics, clock):
@@ -291,4 +291,4 @@ def test_live_refreshes_accumulate_nothing_in_session_state(page, svc, metrics, 
         at.run()
     assert not at.exception
     assert set(at.session_state.keys()) == keys == {"overview_range"}
-    assert metrics.queries == 8 * 11  # the stated budget per refresh, exactly
+    assert metrics.queries == 8 * 12  # the stated budget per refresh, exactly

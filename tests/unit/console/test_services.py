@@ -19,7 +19,7 @@ def _second(clock, back: int) -> int:
 def test_overview_empty_store_says_no_data_within_the_query_budget(svc, metrics):
     data = svc.overview("5m")
     assert not data.has_data
-    assert data.queries == metrics.queries == 11
+    assert data.queries == metrics.queries == 12
     assert data.kpis["payment_success_pct"] is None and data.kpis["blocked_share_pct"] is None
     assert data.breakers_open == [] and data.errors == []
     assert len(data.orders) == 150  # every 2 s bucket present, zero-filled
@@ -41,7 +41,7 @@ def test_overview_rates_shares_and_breakers(svc, metrics, clock):
         ]
     )
     data = svc.overview("5m")
-    assert data.has_data and data.queries == 11 and data.errors == []
+    assert data.has_data and data.queries == 12 and data.errors == []
     bucket = pd.Timestamp(s, unit="s", tz="UTC")
     assert data.orders.loc[bucket, "placed"] == 4.0  # 8 orders in a 2 s bucket
     assert data.orders.loc[bucket, "paid"] == 2.0
@@ -73,14 +73,14 @@ def test_resources_table_and_detail(svc, metrics, clock):
         "setup",
     )
     table = svc.resources("5m")
-    assert table.queries == 3
+    assert table.queries == 4
     top = table.rows[0]
     assert (top.resource, top.passed, top.blocked, top.error) == ("order.place", 12, 2, 2)
     assert top.block_share_pct == pytest.approx(100 * 2 / 14)
     assert top.rt_avg_ms == pytest.approx(20.0)
     assert [r.resource for r in table.rows] == ["order.place", "order.get"]
     detail = svc.resource_detail("order.place", "5m")
-    assert detail.queries == 4 and detail.has_data  # order.place adds its orders placed
+    assert detail.queries == 4 and detail.has_data  # calls, RT, refusals and the rule read
     assert list(detail.rules) == ["flow"] and detail.rules["flow"][0]["threshold"] == 9
     assert detail.rule_version == 1
 
@@ -185,6 +185,6 @@ def test_store_without_percentiles_falls_back_to_mean_and_max(svc, metrics, cloc
 
     metrics.inner.query = no_percentiles
     data = svc.overview("5m")
-    assert data.queries == 14 and data.errors == []
+    assert data.queries == 15 and data.errors == []
     assert data.kpis["rt_p99_ms"] == pytest.approx(24.0)  # max of rt_max_ms
     assert data.rt["p50"].max() == pytest.approx(12.0)  # mean of rt_avg_ms
