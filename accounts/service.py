@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 from accounts.errors import AccountDisabled, AccountError, BadCredentials, UnknownUser
 from accounts.passwords import Hasher, check_strength
 from accounts.session import Session, SessionExpired
 from accounts.store import UserRecord, UserStore
 from accounts.throttle import SignInThrottle
+from common.clock import Clock, SystemClock
 from common.identity import ROLES, Principal, require
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SHOP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 BOOTSTRAP_ENV = "TRADEGUARD_BOOTSTRAP_ADMIN"
 
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def check_name(name: str) -> str:
@@ -70,7 +62,7 @@ class AccountService:
         session_idle: timedelta = timedelta(minutes=60),
     ) -> None:
         self.store = store
-        self.clock = clock or _SystemClock()
+        self.clock = clock or SystemClock()
         self.throttle = throttle or SignInThrottle()
         self.hasher = hasher or Hasher()
         self.session_idle = session_idle

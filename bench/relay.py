@@ -80,10 +80,6 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-class _Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
 
 def _catalog() -> Catalog:
     shops = [Shop(f"s{i}", f"Shop {i}") for i in range(4)]

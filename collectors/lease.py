@@ -47,6 +47,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from common.clock import SystemClock
+
 log = logging.getLogger(__name__)
 
 lease_metadata = MetaData()
@@ -80,10 +82,6 @@ class LeaseLost(RuntimeError):
     """Another holder has the lease (a newer fencing token): this one must stop writing."""
 
 
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
 
 class Lease:
     """One named lease row; ``acquire()`` renews it or takes it when free or expired.
@@ -100,7 +98,7 @@ class Lease:
         self.name = name
         self.holder = holder or f"{name}-{uuid.uuid4().hex[:12]}"
         self.ttl_s = ttl_s
-        self.clock = clock or _UtcClock()
+        self.clock = clock or SystemClock()
         self.token: int | None = None
         self.renewed_at: float | None = None  # time.monotonic() of the last successful renewal
         lease_metadata.create_all(engine)
@@ -222,7 +220,7 @@ class WorkerBeats:
 
     def __init__(self, engine: Engine, *, clock: Any = None) -> None:
         self.engine = engine
-        self.clock = clock or _UtcClock()
+        self.clock = clock or SystemClock()
         lease_metadata.create_all(engine)
 
     def beat(

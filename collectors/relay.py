@@ -41,7 +41,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -63,6 +63,7 @@ from collectors.broker import EventBroker
 from collectors.lease import Lease, LeaseLost, leases
 from collectors.points import from_epoch_seconds, make_point
 from collectors.query import MetricStore, Point
+from common.clock import SystemClock
 from domain.adapters.journal import START, JournalRow, Position, SqlJournal
 from domain.adapters.sku_sales import FencedOut, SkuSalesModel
 
@@ -74,10 +75,6 @@ PAYMENT_EVENTS = ("PaymentSucceeded", "PaymentFailed")
 BUSINESS_EVENTS = ORDER_EVENTS + REFUND_EVENTS + PAYMENT_EVENTS
 FLEET = "all"  # payments' instance tag when the event does not name its node
 
-
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 # ------------------------------------------------------------------ event → points
@@ -301,7 +298,7 @@ class JournalRelay:
         self.control = control
         self.app = app
         self.instance = instance
-        self.clock = clock or _UtcClock()
+        self.clock = clock or SystemClock()
         self.broker = broker
         self.read_model = read_model
         self.batch_size = batch_size

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from collectors.points import BREAKER_STATE_NAMES
 from console.services.alerts import ActionFailed
 from console.services.common import FieldError, errors_from
 
 ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence")
 REPO = Path(__file__).resolve().parents[2]
-BREAKER_STATES = {0.0: "closed", 1.0: "open", 2.0: "half-open"}
 
 
 def act(
@@ -112,7 +112,8 @@ def value_text(value: Any, unit: str) -> str:
     if unit == "%":
         return f"{100 * v:.1f} %"
     if unit == "breaker":
-        return BREAKER_STATES.get(v, f"{v:g}")
+        name = BREAKER_STATE_NAMES.get(int(v)) if float(v).is_integer() else None
+        return name.replace("_", "-") if name else f"{v:g}"
     if unit in ("ms", "s"):
         return f"{v:,.0f} {unit}"
     if unit == "points":

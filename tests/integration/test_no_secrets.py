@@ -311,11 +311,6 @@ def test_the_health_command_on_a_node_that_is_down(clean_env, cli_logging, capsy
     assert_clean("the health command's output", out.out + out.err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tradeguard/commands/health.py prints --url as given (credentials included) when the node "
-    "does not answer; it should print common.redact.redact_url(url)",
-)
 def test_the_health_command_does_not_echo_credentials_of_its_url(clean_env, cli_logging, capsys, closed_port):
     code = cli.main(["health", "--url", f"http://ops:{CANARY}@127.0.0.1:{closed_port}", "--timeout", "1"])
     assert code == 2

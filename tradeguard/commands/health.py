@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from common.redact import redact_text, redact_url
 from tradeguard.settings import load_settings
 
 
@@ -21,7 +22,8 @@ def _handle(args: argparse.Namespace) -> int:
         response = httpx.get(f"{url}/ops/health", timeout=args.timeout)
         body = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        print(f"tradeguard health: no answer from {url}/ops/health: {exc}", file=sys.stderr)
+        shown = redact_url(f"{url}/ops/health")
+        print(f"tradeguard health: no answer from {shown}: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     print(json.dumps(body, indent=None if args.json else 2))
     return 0 if body.get("status") == "ok" else 1
