@@ -12,37 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from accounts.errors import AccountError, UnknownUser
-from common.redact import redact_url
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """Aware UTC datetimes in and out (SQLite drops the zone otherwise)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
+from common.sql import DatabaseUrlError, UTCDateTime, open_engine
 
 metadata = sa.MetaData()
 
@@ -100,38 +77,11 @@ class UserRecord:
 
 
 def build_engine(url: str) -> Engine:
-    """An engine for the control DB; SQLite gets WAL and a busy timeout (several processes share it)."""
+    """An engine for the control DB (common/sql.py); a bad URL is an ``AccountError`` naming it."""
     try:
-        u = make_url(url)
-    except Exception as exc:
-        raise AccountError(
-            f"control DB URL {redact_url(url)!r} is not a SQLAlchemy URL "
-            "(expected sqlite:///path or postgresql+psycopg://user@host:port/db)",
-            field="control_db",
-        ) from exc
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    if backend == "postgresql":
-        if u.drivername == "postgresql":
-            u = u.set(drivername="postgresql+psycopg")
-        return sa.create_engine(u, pool_pre_ping=True, pool_size=2, max_overflow=2)
-    raise AccountError(
-        f"control DB URL {redact_url(url)!r}: unsupported backend {backend!r}; allowed: sqlite, postgresql",
-        field="control_db",
-    )
+        return open_engine(url, what="control DB", field="control_db")
+    except DatabaseUrlError as exc:
+        raise AccountError(str(exc), field=exc.field) from None
 
 
 class UserStore:

@@ -28,12 +28,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 
-from tradeguard.settings import ensure_sqlite_parent
+from common.sql import open_engine
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +109,7 @@ class ChaosStore:
 
     def __init__(self, control_db_url: str, *, engine: Engine | None = None) -> None:
         if engine is None:
-            ensure_sqlite_parent(control_db_url)
-            kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if control_db_url.startswith("sqlite"):
-                kwargs["connect_args"] = {"timeout": 15, "check_same_thread": False}
-            engine = create_engine(control_db_url, **kwargs)
+            engine = open_engine(control_db_url, what="control DB", field="control_db")
             self._owns_engine = True
         else:
             self._owns_engine = False

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, select, update
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from common.sql import open_engine
 from guardians.context import DEFAULT_ORIGIN
 from guardians.http import TrustedProxies, header, peer_address
-from tradeguard.settings import ensure_sqlite_parent
 
 API_KEY_HEADER = "X-Api-Key"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -76,11 +76,7 @@ class ApiKeyStore:
 
     def __init__(self, control_db_url: str, *, engine: Engine | None = None) -> None:
         if engine is None:
-            ensure_sqlite_parent(control_db_url)
-            kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if control_db_url.startswith("sqlite"):
-                kwargs["connect_args"] = {"timeout": 15, "check_same_thread": False}
-            engine = create_engine(control_db_url, **kwargs)
+            engine = open_engine(control_db_url, what="control DB", field="control_db")
             self._owns_engine = True
         else:
             self._owns_engine = False

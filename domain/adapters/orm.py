@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -21,27 +18,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import TypeDecorator
+
+from common.sql import UTCDateTime as _AwareUTC
 
 
-class UTCDateTime(TypeDecorator):
-    """Stores aware datetimes as UTC; always hands back aware UTC (SQLite forgets the zone)."""
+class UTCDateTime(_AwareUTC):
+    """The trading DB's aware-UTC column: a naive datetime reaching it is a bug, refused."""
 
-    impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the trading DB; use aware UTC")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, strict=True, **kwargs)
 
 
 class CurrentTxid(FunctionElement):  # type: ignore[type-arg]
