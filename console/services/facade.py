@@ -14,13 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from collectors.query import MetricStore
+from common.identity import Principal, require, visible_shops
 from console.services import alerts, rules
+from console.services import sales as sales_area
 from console.services.common import FieldError, error_text
 from console.services.instances import InstancesData, instances_data
 from console.services.overview import OverviewData, read_overview
 from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
 from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
 from console.services.rules import RuleVersionView
+from console.services.sales import SalesReport, SkuSalesPort, TodayStrip
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal
 from domain.ports import Clock
 
@@ -39,6 +42,8 @@ class ConsoleServices:
         alerts: AlertsPort,
         clock: Clock,
         currency: str = "¥",
+        accounts: Any = None,
+        skus: SkuSalesPort | None = None,
         closers: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.app = app
@@ -49,7 +54,16 @@ class ConsoleServices:
         self.alerts = alerts
         self.clock = clock
         self.currency = currency
+        self.accounts = accounts  # accounts.service.AccountService: sign-in, sessions, users
+        self.skus = skus  # the per-SKU read model of the trading DB (Sales page)
         self._closers = list(closers)
+
+    def as_user(self, principal: Principal) -> Any:
+        """These services bound to the signed-in ``principal``: every action checks its role first
+        (``console.services.access.UserServices``) and the audit records the principal's name."""
+        from console.services.access import UserServices
+
+        return UserServices(self, principal)
 
     def close(self) -> None:
         for fn in self._closers:
@@ -173,3 +187,23 @@ class ConsoleServices:
 
     def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
         return alerts.expire_silence(self.alerts, silence_id, by)
+
+    # ------------------------------------------------------------------ sales (shop-scoped)
+    def sales_shops(self, principal: Principal) -> list[str]:
+        """The shops ``principal`` may pick: a merchant's own; every shop with orders (90 days) for
+        sre/admin (1 metric-store query)."""
+        require(principal, "sales.read")
+        if principal.role == "merchant":
+            return list(principal.shops)
+        errors: list[str] = []
+        return visible_shops(principal, sales_area.known_shops(self.metrics, self.app, self.now(), errors))
+
+    def sales_report(self, principal: Principal, shop: str, period: sales_area.Period) -> SalesReport:
+        """One shop's figures over ``period`` vs the previous one (7 reads), if ``principal`` may read it."""
+        require(principal, "sales.read", shop)
+        return sales_area.read_sales(self.metrics, self.skus, self.app, shop, period, self.currency)
+
+    def sales_today(self, principal: Principal, shop: str) -> TodayStrip:
+        """The shop since UTC midnight (2 metric-store queries), if ``principal`` may read it."""
+        require(principal, "sales.read", shop)
+        return sales_area.read_today(self.metrics, self.app, shop, self.now())
