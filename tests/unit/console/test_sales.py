@@ -40,22 +40,28 @@ def test_figures_against_hand_computed_values(sales_svc):
     report = sales_svc.as_user(SAM).sales_report("shop-a", period(seed.FIRST, seed.LAST))
     cur, prev = report.current, report.previous
     assert (cur.placed, cur.paid, cur.units) == (10, 8, 14)
-    assert (cur.gross_cents, cur.discount_cents, cur.refund_cents, cur.net_cents) == (85000, 4951, 5525, 74524)
+    money = (cur.gross_cents, cur.discount_cents, cur.refund_cents, cur.net_cents)
+    assert money == (85000, 4951, 5525, 74524)
     assert cur.aov_cents == 8005 and cur.refund_rate == 1 / 8 and cur.paid_conversion == 8 / 10
     assert (prev.placed, prev.net_cents, prev.aov_cents, prev.refund_rate) == (5, 50000, 10000, 0.0)
     shown = {k.label: (k.text(k.current, "¥"), k.text(k.previous, "¥"), k.change_pct) for k in report.kpis}
     for label, (now_text, prev_text, change) in seed.EXPECTED.items():
         assert shown[label][:2] == (now_text, prev_text), label
-        assert (shown[label][2] is None) if change is None else shown[label][2] == pytest.approx(change, abs=0.01)
+        if change is None:
+            assert shown[label][2] is None, label
+        else:
+            assert shown[label][2] == pytest.approx(change, abs=0.01), label
     channel = report.by_channel.set_index("channel")
     assert channel.loc["app", "orders"] == 8 and channel.loc["app", "gross"] == "¥690.00"
-    assert channel.loc["app", "discounts"] == "¥40.01" and channel.loc["app", "sales after discounts"] == "¥649.99"
+    assert channel.loc["app", "discounts"] == "¥40.01"
+    assert channel.loc["app", "sales after discounts"] == "¥649.99"
     assert channel.loc["web", "sales after discounts"] == "¥150.50" and channel.loc["app", "share %"] == 81.2
     assert dict(zip(report.by_tx_type["tx_type"], report.by_tx_type["orders"], strict=True)) == {
         "flash_sale": 6, "fixed_price": 4}
     assert list(report.top_revenue["sku"]) == ["A-1", "A-2"]  # A-3 sold in the previous period only
     assert list(report.top_units["sku"]) == ["A-2", "A-1"]
-    assert report.top_revenue.iloc[0]["revenue"] == "¥300.00" and report.top_revenue.iloc[0]["refunded"] == "¥55.25"
+    first = report.top_revenue.iloc[0]
+    assert first["revenue"] == "¥300.00" and first["refunded"] == "¥55.25"
     heat = report.heatmap
     assert (heat.loc["Tue", 9], heat.loc["Tue", 20], heat.loc["Wed", 20]) == (4, 2, 4)
     assert int(heat.values.sum()) == 10
@@ -68,8 +74,9 @@ def test_a_merchant_gets_no_figure_of_another_shop_through_the_services(sales_sv
     assert mine.sales_shops() == ["shop-a"]
     assert sales_svc.as_user(SAM).sales_shops() == ["shop-a", "shop-b"]
     p = period(seed.FIRST, seed.LAST)
-    for call in (lambda: mine.sales_report("shop-b", p), lambda: mine.sales_today("shop-b"),
-                 lambda: sales_svc.sales_report(MIA, "shop-b", p), lambda: sales_svc.sales_today(MIA, "shop-b")):
+    calls = (lambda: mine.sales_report("shop-b", p), lambda: mine.sales_today("shop-b"),
+             lambda: sales_svc.sales_report(MIA, "shop-b", p), lambda: sales_svc.sales_today(MIA, "shop-b"))
+    for call in calls:
         with pytest.raises(Forbidden, match="user mia \\(merchant\\) may not read sales of shop shop-b"):
             call()
     # nor any operational figure, nor the raw stores
