@@ -198,3 +198,25 @@ def test_merchant_lands_on_sales_and_an_edited_principal_does_not_stick(console,
     at.switch_page("../console/views/users.py").run()
     assert "not allowed.** User mia (merchant)" in texts(at.error)
     assert PASSWORD not in repr([at.session_state[k] for k in at.session_state])
+
+
+def test_the_alert_service_checks_a_principal_when_given(tmp_path):
+    from alerts.service import AlertService
+    from alerts.store import AlertStore
+
+    from .fakes import FakeClock
+
+    store = AlertStore(f"sqlite:///{tmp_path / 'alerts.db'}")
+    alerts = AlertService(store, clock=FakeClock())
+    try:
+        with pytest.raises(Forbidden, match="user mia \\(merchant\\) may not silence alerts"):
+            alerts.create_silence(["alertname=X"], created_by="mia", comment="c", duration="1h",
+                                  principal=PRINCIPALS["merchant"])
+        with pytest.raises(Forbidden, match="may not change the on-call rotation"):
+            alerts.set_on_call("dora", by="mia", duration="1h", principal=PRINCIPALS["merchant"])
+        s = alerts.create_silence(["alertname=X"], created_by="typed name", comment="c", duration="1h",
+                                  principal=PRINCIPALS["oncall"])
+        assert s["created_by"] == "olivia"  # the principal, not the typed name
+        assert alerts.expire_silence(s["id"], "x", principal=PRINCIPALS["sre"])["expired_by"] == "sam"
+    finally:
+        store.close()
