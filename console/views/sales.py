@@ -114,6 +114,7 @@ def table(title: str, name: str) -> None:
         mime="text/csv",
         key=f"sales_csv_{name}",
         icon=":material/download:",
+        on_click="ignore",  # no rerun: the download is not cancelled by one
     )
 
 
