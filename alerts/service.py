@@ -33,6 +33,7 @@ from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document
 from alerts.store import AlertRecord, AlertStore
 from common.clock import Clock, SystemClock
 from common.durations import parse_duration
+from common.identity import Principal, require
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,13 @@ class AlertService:
         )
 
     def acknowledge(
-        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """Stops escalation and repeat notifications of an open alert. With ``expected_state``, refuses
-        (``InvalidAction``/``NotFound``) when the alert is no longer in that state."""
+        (``InvalidAction``/``NotFound``) when the alert is no longer in that state. With ``principal``,
+        refused unless its role may acknowledge, and recorded as the principal (``by`` is ignored)."""
+        by = _acting(principal, "alerts.ack", by)
         a = self._expected(alert_id, expected_state)
         if not a.open:
             raise InvalidAction(
@@ -213,7 +217,9 @@ class AlertService:
         log.info("alert %s acknowledged by %s", alert_id, by)
         return self.get_alert(alert_id)
 
-    def unacknowledge(self, alert_id: int, by: str, *, expected_state: str | None = None) -> dict[str, Any]:
+    def unacknowledge(self, alert_id: int, by: str, *, expected_state: str | None = None,
+                      principal: Principal | None = None) -> dict[str, Any]:
+        by = _acting(principal, "alerts.ack", by)
         a = self._expected(alert_id, expected_state)
         if not a.acknowledged_by:
             raise InvalidAction(f"alert {alert_id} is not acknowledged")
@@ -227,9 +233,11 @@ class AlertService:
         return self.get_alert(alert_id)
 
     def resolve(
-        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None
+        self, alert_id: int, by: str, comment: str | None = None, *, expected_state: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """Close an open alert by hand. If its condition still holds, the next evaluation opens a new one."""
+        by = _acting(principal, "alerts.resolve", by)
         a = self._expected(alert_id, expected_state)
         if not a.open:
             raise InvalidAction(f"alert {alert_id} is already {a.state}")
@@ -250,8 +258,10 @@ class AlertService:
         comment: str,
         duration: str | timedelta,
         expected_state: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """Silence exactly this alert (a silence matching every label of it) for ``duration``."""
+        created_by = _acting(principal, "alerts.silence", created_by)
         a = self._expected(alert_id, expected_state)
         if not a.open:
             raise InvalidAction(f"Alert #{a.id} {a.rule} is {a.state}; only open alerts can be silenced")
@@ -362,9 +372,11 @@ class AlertService:
         duration: str | timedelta | None = None,
         starts_at: datetime | None = None,
         ends_at: datetime | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """``matchers`` like ``"alertname=BreakerOpen"``, ``"instance=~node-.*"``; give ``duration``
         (e.g. "1h") or ``ends_at``."""
+        created_by = _acting(principal, "alerts.silence", created_by)
         ms = [m if isinstance(m, Matcher) else Matcher.parse(m) for m in matchers]
         if not ms:
             raise AlertConfigError([("matchers", "at least one matcher label=value is required")])
@@ -405,8 +417,11 @@ class AlertService:
             values["matchers"] = [Matcher.parse(m) for m in matchers]
         return silence_to_dict(self.store.update_silence(silence_id, **values), self.clock.now())
 
-    def expire_silence(self, silence_id: int, by: str) -> dict[str, Any]:
+    def expire_silence(
+        self, silence_id: int, by: str, *, principal: Principal | None = None
+    ) -> dict[str, Any]:
         """End a silence now (it stays in the list as expired)."""
+        by = _acting(principal, "alerts.silence", by)
         now = self.clock.now()
         s = self.store.get_silence(silence_id)
         ends = min(s.ends_at, now)
@@ -452,10 +467,12 @@ class AlertService:
         duration: str | timedelta = "8h",
         rotation: str = "primary",
         email: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """Put ``who`` on call in ``rotation`` from now for ``duration`` (an override; ``who`` joins the
         rotation's members). A rotation that does not exist yet is created with ``who`` as its only
         member, so someone stays on call after the override ends. Returns the rotation's on-call entry."""
+        by = _acting(principal, "oncall.set", by)
         _need_name(by)
         if not who or not who.strip():
             raise AlertConfigError([("who", "required: the name of who goes on call")])
@@ -631,6 +648,15 @@ class AlertService:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _acting(principal: Principal | None, action: str, by: str) -> str:
+    """Who acts: with a ``principal``, refused (``Forbidden``) unless its role may do ``action``, and
+    then always the principal's name; without one, ``by`` as given (trusted callers: CLI, worker)."""
+    if principal is None:
+        return by
+    require(principal, action)
+    return principal.name
 
 
 def _need_name(by: str, field: str = "by") -> None:

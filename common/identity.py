@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "alerts.silence": "silence alerts",
     "alerts.resolve": "resolve alerts",
     "oncall.set": "change the on-call rotation",
+    "alerts.rules": "change alert rules",
     "rules.apply": "apply rules",
     "rules.rollback": "roll back rules",
     "chaos.set": "change payment chaos",
@@ -37,7 +38,9 @@ ACTIONS: dict[str, str] = {
 # Actions scoped to a shop: a merchant may do them only for its own shops.
 SHOP_SCOPED: frozenset[str] = frozenset({"sales.read"})
 
-_ONCALL = frozenset({"ops.read", "alerts.ack", "alerts.silence", "alerts.resolve", "oncall.set"})
+_ONCALL = frozenset(
+    {"ops.read", "alerts.ack", "alerts.silence", "alerts.resolve", "oncall.set", "alerts.rules"}
+)
 _SRE = _ONCALL | {"rules.apply", "rules.rollback", "chaos.set", "sales.read"}
 
 PERMISSIONS: dict[str, frozenset[str]] = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from console import runtime
+from common.identity import allowed, roles_allowed
+from console import login, runtime
 from console.services import ConsoleServices
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +35,17 @@ def pages() -> list:
         st.Page(VIEWS / "rules.py", title="Rules", icon=":material/tune:"),
         st.Page(VIEWS / "instances.py", title="Instances", icon=":material/dns:"),
         st.Page(VIEWS / "chaos.py", title="Chaos", icon=":material/bolt:"),
+        st.Page(VIEWS / "sales.py", title="Sales", icon=":material/storefront:", url_path="sales"),
+        st.Page(VIEWS / "users.py", title="Users", icon=":material/group:", url_path="users"),
     ]
+
+
+# The action a page needs to be opened, by title (a page not named here is an operational page).
+PAGE_ACTION: dict[str, str] = {"Sales": "sales.read", "Users": "users.manage"}
+
+
+def page_action(page) -> str:
+    return PAGE_ACTION.get(page.title, "ops.read")
 
 
 def chaos_banner() -> None:
@@ -72,9 +83,30 @@ def main(services: ConsoleServices) -> None:
     )
     # Less blank space above the page title on a wall screen.
     st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem}</style>")
-    nav = st.navigation(pages(), position="sidebar")
+    # Nothing of the data pages before sign-in: the gate draws the login page and stops the run.
+    principal = login.gate(services.accounts)
+    every = pages()
+    mine = [p for p in every if allowed(principal, page_action(p))]
+    # Every page is routed (so a page opened by URL without permission gets a clear refusal, not
+    # "page not found"); the sidebar links only the pages the role may open.
+    nav = st.navigation(every, position="hidden")
     with st.sidebar:
         st.markdown("## :material/shield: tradeguard")
         st.caption(f"app **{services.app}** · times in UTC")
-    chaos_banner()
+        for p in mine:
+            st.page_link(p)
+        st.divider()
+        login.sidebar_user(principal)
+    if not allowed(principal, page_action(nav)):
+        if nav.url_path == "" and mine:  # the default page: go to the first one the role may open
+            st.switch_page(mine[0])
+        needs = " or ".join(roles_allowed(page_action(nav)))
+        st.error(
+            f"**{nav.title}: not allowed.** User {principal.name} ({principal.role}) may not open this "
+            f"page; it needs role {needs}. Ask an admin if you need it.",
+            icon=":material/block:",
+        )
+        st.stop()
+    if allowed(principal, "ops.read"):
+        chaos_banner()
     nav.run()

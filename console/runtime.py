@@ -11,6 +11,9 @@ from __future__ import annotations
 import streamlit as st
 
 from console.services import ConsoleServices
+from console.services.access import UserServices
+
+PRINCIPAL_KEY = "tg_principal"  # set by console.login.gate on every run from the live session
 
 _installed: ConsoleServices | None = None
 
@@ -21,14 +24,18 @@ def install(services: ConsoleServices) -> None:
     _installed = services
 
 
-def services() -> ConsoleServices:
-    """The console's application services, as installed by the entry script."""
+def services() -> UserServices:
+    """The console's application services bound to this session's signed-in user (every action
+    checks the user's role; the audit records the user's name)."""
     if _installed is None:
         raise RuntimeError(
             "the console's services are not installed: start the console with `tradeguard console` "
             "(it runs tradeguard/console_main.py, which opens the stores)"
         )
-    return _installed
+    principal = st.session_state.get(PRINCIPAL_KEY)
+    if principal is None:
+        raise PermissionError("not signed in: sign in on the console's login page")
+    return _installed.as_user(principal)
 
 
 def show_errors(errors: list[str]) -> None:

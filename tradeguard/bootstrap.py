@@ -1130,6 +1130,8 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
     from common.redact import redact_url
     from console.nodes import NodeChaos
     from console.services import ConsoleServices
+    from domain.adapters.sku_sales import SkuSalesModel
+    from domain.adapters.unit_of_work import build_trading_db
     from guardians.fleet import Fleet
     from guardians.store import RuleStore
 
@@ -1139,6 +1141,10 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
     try:
         metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
         closers.append(metrics.close)
+        accounts = build_account_service(settings, clock=clock)
+        closers.append(accounts.close)
+        trading = build_trading_db(settings.trading_db, pool_size=2, max_overflow=2)
+        closers.append(trading.engine.dispose)
         rules = RuleStore(settings.control_db, clock=clock)
         closers.append(rules.close)
         fleet = Fleet(settings.control_db, clock=clock)
@@ -1175,6 +1181,8 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         alerts=alerts,
         clock=clock,
         currency=settings.console_currency,
+        accounts=accounts,
+        skus=SkuSalesModel(trading.engine),
         closers=closers,
         workers=workers,
     )

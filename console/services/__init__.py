@@ -6,10 +6,12 @@ build SQL, touch ORM models or open stores. The composition root opens the store
 Streamlit app; tests build one directly with fakes implementing the ports.
 
 One module per page area: ``overview``, ``resources``, ``rules``, ``instances``, ``alerts``;
+``sales`` (a shop's figures), ``access`` (the services bound to the signed-in user);
 ``ports`` (what the stores must do) and ``common`` (field errors, rule types, a bounded
 metric read) are shared; ``facade`` holds ``ConsoleServices``.
 """
 
+from console.services.access import UserServices
 from console.services.alert_rules import AlertRuleRefused, AlertRulesPort
 from console.services.alerts import ActionFailed, AlertsBoard
 from console.services.common import RULE_TYPES, FieldError, errors_from
@@ -25,6 +27,7 @@ from console.services.rules import (
     unified_diff,
     version_view,
 )
+from console.services.sales import Period, SalesReport, SkuSalesPort, TodayStrip, period
 
 __all__ = [
     "RULE_TYPES",
@@ -41,14 +44,20 @@ __all__ = [
     "InstanceView",
     "InstancesData",
     "OverviewData",
+    "Period",
     "ResourceDetail",
     "ResourceRow",
     "ResourcesData",
     "RuleDocumentInvalid",
     "RuleStorePort",
     "RuleVersionView",
+    "SalesReport",
+    "SkuSalesPort",
+    "TodayStrip",
+    "UserServices",
     "document_yaml",
     "errors_from",
+    "period",
     "unified_diff",
     "version_view",
 ]

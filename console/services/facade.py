@@ -14,14 +14,18 @@ from datetime import datetime
 from typing import Any
 
 from collectors.query import MetricStore
+from common.identity import Principal, require, visible_shops
 from console.services import alert_rules, alerts, rules
+from console.services import sales as sales_area
 from console.services.alert_rules import AlertRulesPort
+from console.services.blocks import BlockedData, read_blocked
 from console.services.common import FieldError, error_text
 from console.services.instances import InstancesData, instances_data, worker_views
 from console.services.overview import OverviewData, read_overview
 from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
 from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
 from console.services.rules import RuleVersionView
+from console.services.sales import SalesReport, SkuSalesPort, TodayStrip
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal
 from domain.ports import Clock
 
@@ -40,6 +44,8 @@ class ConsoleServices:
         alerts: AlertsPort,
         clock: Clock,
         currency: str = "¥",
+        accounts: Any = None,
+        skus: SkuSalesPort | None = None,
         closers: Sequence[Callable[[], None]] = (),
         alert_rules: AlertRulesPort | None = None,
         workers: Any = None,
@@ -52,10 +58,19 @@ class ConsoleServices:
         self.alerts = alerts
         self.clock = clock
         self.currency = currency
+        self.accounts = accounts  # accounts.service.AccountService: sign-in, sessions, users
+        self.skus = skus  # the per-SKU read model of the trading DB (Sales page)
         self._closers = list(closers)
         # the Alert rules page: AlertService serves both ports unless told otherwise
         self.alert_rules: AlertRulesPort = alert_rules if alert_rules is not None else alerts  # type: ignore[assignment]
         self.workers = workers  # collectors.lease.WorkerBeats, or None
+
+    def as_user(self, principal: Principal) -> Any:
+        """These services bound to the signed-in ``principal``: every action checks its role first
+        (``console.services.access.UserServices``) and the audit records the principal's name."""
+        from console.services.access import UserServices
+
+        return UserServices(self, principal)
 
     def close(self) -> None:
         for fn in self._closers:
@@ -71,6 +86,10 @@ class ConsoleServices:
     def overview(self, range_key: str) -> OverviewData:
         """11 metric-store queries (14 if the store has no percentiles)."""
         return read_overview(self.metrics, self.app, range_key, self.now())
+
+    def blocked(self, range_key: str) -> BlockedData:
+        """Who is blocked in the range (the guardians' block log): top origins, client IPs, buyers, SKUs."""
+        return read_blocked(self.metrics, self.app, range_key, self.now())
 
     def resources(self, range_key: str) -> ResourcesData:
         """Every resource's totals over the range: 3 metric-store queries."""
@@ -229,3 +248,23 @@ class ConsoleServices:
     ) -> dict[str, Any]:
         """Proposed vs in force over the last ``hours``: one metric-store read per aggregate of the shape."""
         return alert_rules.backtest(self.alert_rules, doc, hours=hours, interval_s=interval_s, now=self.now())
+
+    # ------------------------------------------------------------------ sales (shop-scoped)
+    def sales_shops(self, principal: Principal) -> list[str]:
+        """The shops ``principal`` may pick: a merchant's own; every shop with orders (90 days) for
+        sre/admin (1 metric-store query)."""
+        require(principal, "sales.read")
+        if principal.role == "merchant":
+            return list(principal.shops)
+        errors: list[str] = []
+        return visible_shops(principal, sales_area.known_shops(self.metrics, self.app, self.now(), errors))
+
+    def sales_report(self, principal: Principal, shop: str, period: sales_area.Period) -> SalesReport:
+        """One shop's figures over ``period`` vs the previous one (7 reads), if ``principal`` may read it."""
+        require(principal, "sales.read", shop)
+        return sales_area.read_sales(self.metrics, self.skus, self.app, shop, period, self.currency)
+
+    def sales_today(self, principal: Principal, shop: str) -> TodayStrip:
+        """The shop since UTC midnight (2 metric-store queries), if ``principal`` may read it."""
+        require(principal, "sales.read", shop)
+        return sales_area.read_today(self.metrics, self.app, shop, self.now())

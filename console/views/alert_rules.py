@@ -89,7 +89,7 @@ with tab_list:
         st.subheader("Enable, disable or delete")
         c1, c2, c3 = st.columns([2, 2, 3])
         pick = c1.selectbox("Rule", list(by_name), key="ar_list_pick")
-        who = c2.text_input("Your name *", key="ar_list_by")
+        who = svc.principal.name
         why = c3.text_input("Why", key="ar_list_why", placeholder="the reason, kept in the history")
         enabled = by_name[pick].get("enabled", True) is not False if pick else True
         b1, b2, _ = st.columns([1, 1, 4])
@@ -98,10 +98,10 @@ with tab_list:
         if pick and (toggle or remove):
             try:
                 if toggle:
-                    svc.alert_rule_set_enabled(pick, not enabled, by=who or "", why=why or "")
+                    svc.alert_rule_set_enabled(pick, not enabled, by=who, why=why or "")
                     ss.ar_flash = f"Rule {pick} {'disabled' if enabled else 'enabled'} by {who}."
                 else:
-                    svc.alert_rule_delete(pick, by=who or "", why=why or "")
+                    svc.alert_rule_delete(pick, by=who, why=why or "")
                     ss.ar_flash = f"Rule {pick} deleted by {who}."
                 st.rerun()
             except AlertRuleRefused as exc:
@@ -288,11 +288,11 @@ with tab_edit:
 
         st.markdown("**Save**")
         c1, c2 = st.columns([1, 2])
-        who = c1.text_input("Your name *", key="ar_edit_by")
+        who = svc.principal.name
         why = c2.text_input("Why", key="ar_edit_why", placeholder="the reason, kept in the history")
         if st.button("Create rule" if original is None else "Save rule", key="ar_save", type="primary"):
             try:
-                out = svc.alert_rule_save(proposed, by=who or "", why=why or "", original=original)
+                out = svc.alert_rule_save(proposed, by=who, why=why or "", original=original)
                 ss.ar_flash = (
                     f"Rule {out['rule']['name']} saved by {who}: alert rules version {out['version']}."
                     if out["changed"]
@@ -342,11 +342,11 @@ with tab_history:
             f"**Roll back to version {n}** (restores its {chosen_v['rules']} rule(s) as a new version)"
         )
         c1, c2 = st.columns([1, 2])
-        who = c1.text_input("Your name *", key="ar_rb_by")
+        who = svc.principal.name
         why = c2.text_input("Why", key="ar_rb_why")
         if st.button(f"Roll back to version {n}", key="ar_rollback", disabled=n == numbers[0]):
             try:
-                out = svc.alert_rules_rollback(int(n), by=who or "", why=why or "")
+                out = svc.alert_rules_rollback(int(n), by=who, why=why or "")
                 ss.ar_flash = f"Rolled back to version {n} by {who}: version {out['version']} is in force."
                 st.rerun()
             except AlertRuleRefused as exc:

@@ -150,7 +150,7 @@ def _pick_label(a: dict) -> str:
 
 def _forget_closed(open_ids: set[int]) -> None:
     """Drop the form fields kept for alerts that are no longer open."""
-    for key in [k for k in st.session_state if k.startswith(("alert_by_", "alert_comment_", "alert_for_"))]:
+    for key in [k for k in st.session_state if k.startswith(("alert_comment_", "alert_for_"))]:
         try:
             alert_id = int(key.rsplit("_", 1)[1])
         except ValueError:
@@ -166,10 +166,10 @@ def _actions(alert: dict) -> None:
     seen_state = seen.get("state") if seen.get("id") == aid else state
     with st.form(f"alert_action_{aid}"):
         st.markdown(f"**Act on #{aid} {rule}** (shown as **{state}**)")
-        f1, f2, f3 = st.columns([2, 3, 1])
-        by = f1.text_input("Your name *", key=f"alert_by_{aid}")
+        f2, f3 = st.columns([4, 1])
         comment = f2.text_input("Comment (required to silence)", key=f"alert_comment_{aid}")
         duration = f3.selectbox("Silence for", SILENCE_DURATIONS, index=1, key=f"alert_for_{aid}")
+        st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
         b = st.columns([3, 2, 2, 2])
         acked = bool(alert.get("acknowledged"))
         clicked = {
@@ -190,7 +190,7 @@ def _actions(alert: dict) -> None:
             action,
             aid,
             expected_state=str(seen_state),
-            by=by or "",
+            by=svc.principal.name,
             comment=comment or "",
             duration=duration or "1h",
         )
@@ -200,7 +200,7 @@ def _actions(alert: dict) -> None:
     else:
         done = {"acknowledge": "acknowledged", "unacknowledge": "unacknowledged", "silence": "silenced"}
         st.session_state.alerts_flash = (
-            f"Alert #{aid} {rule}: {done.get(action, action + 'd')} by {by.strip()}"
+            f"Alert #{aid} {rule}: {done.get(action, action + 'd')} by {svc.principal.name}"
             + (f" for {duration}" if action == "silence" else "")
             + "."
         )
@@ -384,16 +384,13 @@ with tab_silences:
             placeholder=f"alertname={EXAMPLE_ALERT}, instance=node-1",
             help="comma-separated label=value (also !=, =~ regex, !~)",
         )
-        c1, c2 = st.columns(2)
-        duration = c1.selectbox("For", SILENCE_DURATIONS, index=1, key="silence_for")
-        s_by = c2.text_input("Your name *", key="silence_by")
+        duration = st.selectbox("For", SILENCE_DURATIONS, index=1, key="silence_for")
         s_comment = st.text_input("Comment *", key="silence_comment", placeholder="why it is silenced")
         create = st.form_submit_button("Silence", type="primary")
     if create:
         try:
             svc.silence(
                 [m for m in (matchers or "").split(",") if m.strip()],
-                by=s_by or "",
                 comment=s_comment or "",
                 duration=duration,
             )
@@ -405,13 +402,12 @@ with tab_silences:
             st.rerun()
     if silences:
         with st.form("expire_form"):
-            c1, c2, c3 = st.columns([2, 2, 1])
+            c1, c3 = st.columns([4, 1])
             sid = c1.selectbox("Silence", [s["id"] for s in silences], key="expire_id")
-            e_by = c2.text_input("Your name *", key="expire_by")
             expire = c3.form_submit_button("Expire now")
         if expire:
             try:
-                svc.expire_silence(int(sid), e_by or "")
+                svc.expire_silence(int(sid))
             except ActionFailed as exc:
                 for e in exc.errors:
                     st.error(f"{e.path or 'expire'}: {e.message}", icon=":material/error:")
@@ -448,16 +444,14 @@ with tab_oncall:
         rotation = o1.selectbox("Rotation", rotations, key="oncall_rotation", accept_new_options=True)
         who = o2.text_input("Who goes on call *", key="oncall_who")
         span = o3.selectbox("For", ON_CALL_DURATIONS, index=2, key="oncall_for")
-        o4, o5 = st.columns(2)
-        email = o4.text_input("Their email", key="oncall_email", placeholder="for on-call escalation mails")
-        oc_by = o5.text_input("Your name *", key="oncall_by")
+        email = st.text_input("Their email", key="oncall_email", placeholder="for on-call escalation mails")
         set_it = st.form_submit_button("Put on call", type="primary")
     if set_it:
         try:
             entry = alert_actions.set_on_call(
                 svc.alerts,
                 who or "",
-                by=oc_by or "",
+                by=svc.principal.name,
                 duration=span or "8h",
                 rotation=str(rotation or "primary"),
                 email=email or "",

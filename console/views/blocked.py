@@ -7,12 +7,11 @@ from typing import Any
 import streamlit as st
 
 from console.runtime import show_errors
-from console.services.blocks import read_blocked
 
 
 def show_blocked(svc: Any, range_key: str) -> None:
     """Top origins, client IPs, buyers and SKUs refused in the range (the guardians' block log)."""
-    data = read_blocked(svc.metrics, svc.app, range_key, svc.clock.now())
+    data = svc.blocked(range_key)
     st.subheader("Who is blocked")
     show_errors(data.errors)
     if data.empty:

@@ -46,20 +46,22 @@ with st.form("chaos_form"):
         "Error rate (share of charges that fail)", 0.0, 1.0, error_rate, 0.05, key="chaos_rate"
     )
     new_outage = st.toggle("Outage (every charge fails at once)", value=outage, key="chaos_outage")
-    by = st.text_input("Your name", key="chaos_by", placeholder="recorded with the change")
+    st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
     c1, c2, _ = st.columns([1, 1, 4])
-    apply = c1.form_submit_button("Apply", type="primary")
-    reset = c2.form_submit_button("Reset (calm)")
+    may = svc.may("chaos.set")
+    apply = c1.form_submit_button("Apply", type="primary", disabled=not may)
+    reset = c2.form_submit_button("Reset (calm)", disabled=not may)
+if refused := svc.refusal("chaos.set"):
+    st.caption(f":material/lock: Read-only: {refused}.")
 if apply or reset:
     try:
         if reset:
-            result = svc.set_chaos(latency_ms=0, error_rate=0.0, outage=False, by=by or "console")
+            result = svc.set_chaos(latency_ms=0, error_rate=0.0, outage=False)
         else:
             result = svc.set_chaos(
                 latency_ms=int(new_latency),
                 error_rate=float(new_rate),
                 outage=bool(new_outage),
-                by=by or "console",
             )
     except Exception as exc:
         st.error(f"Not applied: {exc}", icon=":material/error:")

@@ -402,24 +402,25 @@ with tab_apply:
             st.caption(f"{len(changed) - MAX_REVIEW_PREVIEWS} more changed rules: preview them on the form.")
     apply_errors = {e.path: e.message for e in ss.rules_apply_errors}
     with st.form("apply_form"):
-        by = st.text_input("Your name *", key="apply_by", placeholder="who makes this change")
-        if "by" in apply_errors:
-            st.error(apply_errors["by"], icon=":material/error:")
+        st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
         why = st.text_area(
             "Reason *", key="apply_why", height=80, placeholder="why: e.g. flash sale at 20:00"
         )
         if "why" in apply_errors:
             st.error(apply_errors["why"], icon=":material/error:")
-        others = [f"`{p}`: {m}" for p, m in apply_errors.items() if p not in ("by", "why")]
+        others = [f"`{p}`: {m}" for p, m in apply_errors.items() if p != "why"]
         if others:
             st.error("Not applied:\n\n" + "\n".join(f"- {o}" for o in others))
         next_version = (in_force_version or 0) + 1
         submitted = st.form_submit_button(
-            f"Apply as version {next_version}", type="primary", disabled=not diff or bool(problems)
+            f"Apply as version {next_version}", type="primary",
+            disabled=not diff or bool(problems) or not svc.may("rules.apply"),
         )
+        if no_apply := svc.refusal("rules.apply"):
+            st.caption(f":material/lock: Read-only: {no_apply}.")
     if submitted:
         try:
-            version = svc.apply(draft, by or "", why or "")
+            version = svc.apply(draft, why or "")
         except RuleDocumentInvalid as exc:
             ss.rules_apply_errors = exc.errors
             st.rerun()
@@ -509,15 +510,16 @@ with tab_history:
             rb_errors = {e.path: e.message for e in ss.get("rules_rollback_errors", [])}
             with st.form("rollback_form"):
                 st.markdown(f"Roll back: version {chosen}'s rules become a new version in force.")
-                rb_by = st.text_input("Your name *", key="rollback_by")
-                if "by" in rb_errors:
-                    st.error(rb_errors["by"], icon=":material/error:")
+                st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
                 rb_why = st.text_input("Reason *", key="rollback_why")
                 if "why" in rb_errors:
                     st.error(rb_errors["why"], icon=":material/error:")
                 rb = st.form_submit_button(
-                    f"Roll back to version {chosen}", type="primary", disabled=not rb_diff
+                    f"Roll back to version {chosen}", type="primary",
+                    disabled=not rb_diff or not svc.may("rules.rollback"),
                 )
+                if no_rb := svc.refusal("rules.rollback"):
+                    st.caption(f":material/lock: Read-only: {no_rb}.")
             offer = (chosen, in_force_version)
             if rb and offered is not None and offered != offer:
                 st.error(
@@ -528,7 +530,7 @@ with tab_history:
                 )
             elif rb and rb_diff:
                 try:
-                    version = svc.rollback(chosen, rb_by or "", rb_why or "")
+                    version = svc.rollback(chosen, rb_why or "")
                 except RuleDocumentInvalid as exc:
                     ss.rules_rollback_errors = exc.errors
                     ss.rollback_offer = offer
@@ -537,7 +539,7 @@ with tab_history:
                     st.error(f"Rollback failed: {type(exc).__name__}: {exc}")
                 else:
                     ss.rules_rollback_errors = []
-                    for k in ("history_pick", "rollback_by", "rollback_why"):
+                    for k in ("history_pick", "rollback_why"):
                         ss.pop(k, None)  # the form is done: the picker shows the version now in force
                     reset_draft(svc.rules_in_force())
                     ss.rules_flash = f"Rolled back: version {version} now has the rules of version {chosen}."

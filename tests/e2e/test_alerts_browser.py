@@ -56,6 +56,12 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path):
     ensure_default_rules(store, datetime.now(UTC))
     brk = _add(store, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
     pay = _add(store, "PaymentSuccessRateLow", "pending", 0.7617)
+    from accounts.service import AccountService
+    from accounts.store import UserStore
+
+    accounts = AccountService(UserStore(f"sqlite:///{tmp_path / 'var' / 'control.db'}"))
+    accounts.add_user("olivia", "oncall", "e2e alerts password, long enough", by="e2e")
+    accounts.close()
     procs = Procs(tmp_path, env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -78,12 +84,13 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path):
 
             page.on("request", note)
             page.goto(f"{url}/alerts", wait_until="domcontentloaded")
+            page.get_by_role("textbox", name="Username").fill("olivia")
+            page.get_by_role("textbox", name="Password").fill("e2e alerts password, long enough")
+            page.get_by_role("button", name="Sign in").click()
             page.get_by_role("heading", name="Alerts").first.wait_for(timeout=30_000)
             # the newest open alert (the pending payment one) is picked first
             button = page.get_by_role("button", name=f"Acknowledge #{pay} PaymentSuccessRateLow")
             button.wait_for(timeout=15_000)
-            page.get_by_label("Your name *").first.fill("olivia")
-            page.get_by_label("Your name *").first.press("Tab")
             page.wait_for_timeout(500)
             # the evaluator fires it after the page was drawn
             rec = store.get_alert(pay)

@@ -56,6 +56,8 @@ LOWERED = 2
 
 OPS_TOKEN = "e2e-console-ops-token"
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
+SRE, MERCHANT = "e2e-sre", "e2e-merchant"
+PASSWORD = "e2e browser password, long enough"  # test-only
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tradeguard.cli", *args]
@@ -118,6 +120,63 @@ class Procs:
                 proc.wait(5)
 
 
+def seed_users_and_sales(var: Path) -> None:
+    """Users made with the account service (the console now asks to sign in), and two shops' sales
+    three hours ago: shop-a (the merchant's) and shop-b, whose figures must never show to the merchant."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from accounts.service import AccountService
+    from accounts.store import UserStore
+    from collectors.registry import open_store
+    from domain.adapters import orm
+    from domain.adapters.unit_of_work import build_trading_db
+    from tests.unit.console.sales_seed import _order, _refund
+
+    accounts = AccountService(UserStore(f"sqlite:///{var / 'control.db'}"))
+    accounts.add_user(SRE, "sre", PASSWORD, by="e2e")
+    accounts.add_user(MERCHANT, "merchant", PASSWORD, shops=["shop-a"], by="e2e")
+    accounts.close()
+    # within the embedded store's raw retention (older points are read from rollups made by maintain())
+    day = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    metrics = open_store(f"sqlite:///{var / 'metrics.db'}")
+    points = [
+        _order(day, "shop-a", "app", "fixed_price", placed=4, paid=3, gmv=400.00, discount=40.00, items=6),
+        _order(day + timedelta(hours=1), "shop-a", "web", "flash_sale", placed=2, paid=2, gmv=150.50,
+               discount=9.50, items=3),
+        _refund(day + timedelta(minutes=90), "shop-a", requested=1, completed=1, amount=55.25),
+        _order(day, "shop-b", "marketplace", "auction", placed=999, paid=998, gmv=99999.99, discount=777.77,
+               items=4242),
+    ]
+    metrics.write([replace(pt, tags={**pt.tags, "app": APP}) for pt in points])
+    metrics.close()
+    trading = build_trading_db(f"sqlite:///{var / 'trading.db'}")
+    with trading.engine.begin() as conn:
+        conn.execute(insert(orm.sku_sales_hourly), [
+            {"shop_id": "shop-a", "sku": "A-1", "period": day, "units": 5, "revenue_cents": 30000,
+             "refunded_units": 1, "refunded_cents": 5525},
+            {"shop_id": "shop-b", "sku": "B-SECRET", "period": day, "units": 4242, "revenue_cents": 9999999,
+             "refunded_units": 0, "refunded_cents": 0},
+        ])
+    trading.engine.dispose()
+
+
+def sign_in(page, stack, name: str, *, shot: str | None = None, path: str = "") -> None:
+    """A full page load starts a new Streamlit session: the login page, then the page of ``path``."""
+    page.goto(f"{stack['console']}/{path}", wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stMetric']").count() == 0  # nothing of the data pages
+    page.get_by_role("textbox", name="Username").fill(name)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    if shot:
+        shoot(page, shot)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"{name}").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Log out").wait_for(timeout=30_000)
+
+
 def order_place_blocked(node_url: str) -> int:
     """Calls of order.place blocked in the node's last minute (its GET /ops/stats)."""
     stats = httpx.get(f"{node_url}/ops/stats", timeout=3, headers=AUTH).json()
@@ -154,6 +213,7 @@ def stack(tmp_path_factory) -> Iterator[dict]:
     store = RuleStore(f"sqlite:///{tmp / 'var' / 'control.db'}")
     store.apply(APP, BASELINE, "e2e", "baseline: a limit traffic never reaches")
     store.close()
+    seed_users_and_sales(tmp / "var")
 
     procs = Procs(tmp, env)
     node_port, console_port = free_port(), free_port()
@@ -212,8 +272,13 @@ def browser(stack):
             b.close()
 
 
+LINKS = {"overview": "Overview", "alerts": "Alerts", "resources": "Resources", "rules": "Rules",
+         "instances": "Instances", "chaos": "Chaos"}
+
+
 def open_page(page, stack, name: str) -> None:
-    page.goto(f"{stack['console']}/{PAGES[name]}", wait_until="domcontentloaded")
+    """Through the sidebar's link (a full page load starts a new Streamlit session: sign in again)."""
+    page.locator("[data-testid='stSidebar']").get_by_role("link", name=LINKS[name], exact=True).click()
     page.get_by_role("heading", name=TITLES[name]).first.wait_for(timeout=30_000)
     page.wait_for_timeout(2500)  # live fragments and charts render
     errors = page.locator("[data-testid='stException']")
@@ -245,6 +310,7 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
     out = artifacts_dir()
     print(f"\nconsole screenshots: {out}")
     page = browser.new_page(viewport={"width": 1680, "height": 1050})
+    sign_in(page, stack, SRE, shot="login")
     # let traffic flow so the charts have something to show
     wait_for(lambda: metric_value_after_load(page, stack), 45, "orders on the Overview")
     shoot(page, "overview-before")
@@ -265,11 +331,16 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
     diff.wait_for(timeout=15_000)  # the diff shows the change
     assert "threshold: 2" in diff.inner_text()
     shoot(page, "rules-review")
-    page.get_by_role("textbox", name="Your name *", exact=True).fill("e2e-sre")
+    assert page.get_by_role("textbox", name="Your name *", exact=True).count() == 0
     page.get_by_role("textbox", name="Reason *", exact=True).fill("flash sale: hold order.place")
     page.get_by_role("button", name="Apply as version 2").click()
     page.get_by_text("Version 2 applied").wait_for(timeout=15_000)
     shoot(page, "rules-applied")
+    from guardians.store import RuleStore
+
+    store = RuleStore(f"sqlite:///{stack['tmp'] / 'var' / 'control.db'}")
+    assert store.current(APP).created_by == SRE  # the audit names the signed-in user
+    store.close()
 
     # the node enforces it within a few seconds: its blocked count rises
     wait_for(
@@ -312,3 +383,36 @@ def test_console_pages_rule_change_and_blocked_traffic(stack, browser):
 def metric_value_after_load(page, stack) -> bool:
     open_page(page, stack, "overview")
     return metric_value(page, "Orders placed, per shop (5 min)") not in ("0", "–")
+
+
+def test_merchant_sees_only_its_own_shop(stack, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1680, "height": 1050}, accept_downloads=True)
+    sign_in(page, stack, MERCHANT)
+    page.get_by_role("heading", name="Sales").first.wait_for(timeout=30_000)  # lands on Sales
+    page.wait_for_timeout(2500)
+    assert metric_value(page, "Net sales") == "¥495.25"  # gross 600.00 − 49.50 − 55.25, to the cent
+    shoot(page, "sales-merchant")
+    seen = [page.locator("[data-testid='stMain']").inner_text()]
+    nav = page.locator("[data-testid='stSidebar']").inner_text()
+    assert "Sales" in nav and "Rules" not in nav and "Overview" not in nav
+    # every CSV download
+    buttons = page.locator("[data-testid='stDownloadButton'] button")
+    for i in range(buttons.count()):
+        with page.expect_download() as dl:
+            buttons.nth(i).click()
+        path = tmp_path / f"dl{i}.csv"
+        dl.value.save_as(path)
+        seen.append(path.read_text())
+    assert len(seen) == 7
+    # shop-b by URL, an operational page by URL
+    sign_in(page, stack, MERCHANT, path="sales?shop=shop-b")
+    page.get_by_text("Shop shop-b: not allowed").wait_for(timeout=30_000)
+    page.wait_for_timeout(2000)
+    seen.append(page.locator("[data-testid='stMain']").inner_text())
+    shoot(page, "sales-merchant-other-shop-refused")
+    sign_in(page, stack, MERCHANT, path="rules")
+    page.get_by_text("Rules: not allowed.").wait_for(timeout=30_000)
+    everything = "\n".join(seen)
+    for marker in ("99,999.99", "777.77", "4,242", "B-SECRET", "marketplace", "auction"):
+        assert marker not in everything, marker
+    page.close()

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from alerts.service import AlertService
 from alerts.store import AlertStore
 from collectors.points import make_point
+from common.identity import Principal
 from console.services import AlertRuleRefused, ConsoleServices
 
 from .fakes import FakeChaos, FakeFleet, FakeRuleStore
@@ -44,7 +45,9 @@ def console(metrics, clock, alert_svc):
 
 @pytest.fixture
 def page(monkeypatch, console):
-    monkeypatch.setattr("console.runtime.services", lambda: console)
+    # the page runs as a signed-in on-call engineer: the audit records that name
+    user = console.as_user(Principal("olga", "oncall", ()))
+    monkeypatch.setattr("console.runtime.services", lambda: user)
 
     def open_page() -> AppTest:
         at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
@@ -91,18 +94,15 @@ def test_create_in_the_form_refuses_a_bad_field_then_saves_a_version(page, alert
     next(w for w in at.text_input if w.label == "threshold *").set_value("5").run()
     assert "`rule.threshold`" not in _texts(at.error)
     assert "+name: ErrorsHigh" in _texts(at.code)  # the diff against no rule in force
-    at.button(key="ar_save").click().run()
-    assert "`by`" in _texts(at.error)  # a name is required
-    assert alert_svc.rules() == []
-    at.text_input(key="ar_edit_by").set_value("ann")
+    assert alert_svc.rules() == []  # nothing saved before the click
     at.text_input(key="ar_edit_why").set_value("errors page us")
     at.button(key="ar_save").click().run()
     assert not at.exception
-    assert "Rule ErrorsHigh saved by ann: alert rules version 1" in _texts(at.success)
+    assert "Rule ErrorsHigh saved by olga: alert rules version 1" in _texts(at.success)
     (stored,) = alert_svc.rules()
     assert stored["name"] == "ErrorsHigh" and stored["threshold"] == 5.0
     hist = alert_svc.rule_history()
-    assert hist[0]["created_by"] == "ann" and hist[0]["why"] == "errors page us"
+    assert hist[0]["created_by"] == "olga" and hist[0]["why"] == "errors page us"
     assert at.selectbox(key="ar_edit_pick").value == "ErrorsHigh"
 
 
@@ -121,7 +121,6 @@ def test_yaml_edit_refuses_an_invalid_rule_whole_and_shows_the_diff(page, alert_
     diff = _texts(at.code)
     assert "-  aggregate: sum" in diff and "+  aggregate: max" in diff
     assert "-threshold: 50" in diff and "+threshold: 80" in diff
-    at.text_input(key="ar_edit_by").set_value("bob")
     at.button(key="ar_save").click().run()
     assert "version 2" in _texts(at.success)
     assert alert_svc.rules()[0]["query"]["aggregate"] == "max"
@@ -161,25 +160,20 @@ def test_disable_delete_history_and_rollback(page, alert_svc, console):
     alert_svc.apply({"rules": [_rule("A"), _rule("B")]}, by="ann", why="setup")
     at = page()
     at.selectbox(key="ar_list_pick").set_value("A")
-    at.text_input(key="ar_list_by").set_value("carl")
     at.button(key="ar_toggle").click().run()
-    assert "Rule A disabled by carl" in _texts(at.success)
+    assert "Rule A disabled by olga" in _texts(at.success)
     assert {r["name"]: r.get("enabled", True) for r in alert_svc.rules()} == {"A": False, "B": True}
     at.selectbox(key="ar_list_pick").set_value("B")
-    at.text_input(key="ar_list_by").set_value("carl")
     at.button(key="ar_delete").click().run()
     assert [r["name"] for r in alert_svc.rules()] == ["A"]
     hist = next(d.value for d in at.dataframe if "restored from" in d.value.columns)
     assert list(hist["version"]) == [3, 2, 1]
-    assert list(hist["by"]) == ["carl", "carl", "ann"]
+    assert list(hist["by"]) == ["olga", "olga", "ann"]
     at.selectbox(key="ar_hist_pick").set_value(1).run()
-    at.button(key="ar_rollback").click().run()
-    assert "`by`" in _texts(at.error)  # refused without a name
-    at.text_input(key="ar_rb_by").set_value("dora")
     at.text_input(key="ar_rb_why").set_value("B is needed")
     at.button(key="ar_rollback").click().run()
     assert not at.exception
-    assert "Rolled back to version 1 by dora: version 4 is in force" in _texts(at.success)
+    assert "Rolled back to version 1 by olga: version 4 is in force" in _texts(at.success)
     assert {r["name"]: r.get("enabled", True) for r in alert_svc.rules()} == {"A": True, "B": True}
     assert alert_svc.rule_history()[0]["restored_from"] == 1
 

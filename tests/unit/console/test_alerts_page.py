@@ -13,9 +13,11 @@ from alerts.engine import ensure_default_rules
 from alerts.model import fingerprint
 from alerts.service import AlertService
 from alerts.store import AlertRecord, AlertStore
+from common.identity import Principal
 from console.services import ConsoleServices
 
 from .fakes import FakeChaos, FakeClock, FakeFleet, FakeRuleStore
+from .signin import account_service, open_console, sign_in
 
 PAGE = Path(__file__).resolve().parents[3] / "console" / "views" / "alerts_page.py"
 
@@ -35,7 +37,7 @@ def env(tmp_path, metrics, monkeypatch):
         alerts=alerts,
         clock=clock,
     )
-    monkeypatch.setattr("console.runtime.services", lambda: svc)
+    monkeypatch.setattr("console.runtime.services", lambda: svc.as_user(Principal("olivia", "oncall")))
     yield store, alerts, clock
     store.close()
 
@@ -95,7 +97,6 @@ def test_a_state_change_between_render_and_click_is_refused_never_moved(env):
     at = open_page()
     at.selectbox(key="alert_pick").set_value(pay).run()
     assert ack_button(at, pay).label == f"Acknowledge #{pay} PaymentSuccessRateLow"
-    at.text_input(key=f"alert_by_{pay}").set_value("olivia")
     change(store, pay, "firing")  # the evaluator fires it after the page was drawn
     ack_button(at, pay).click().run()
     assert not at.exception
@@ -114,7 +115,6 @@ def test_a_picked_alert_that_closed_is_reported_and_nothing_else_is_acted_on(env
     pay, brk, lat = several(store, clock)
     at = open_page()
     at.selectbox(key="alert_pick").set_value(pay).run()
-    at.text_input(key=f"alert_by_{pay}").set_value("olivia")
     change(store, pay, "inactive")  # the pending alert cleared
     ack_button(at, pay).click().run()
     assert not at.exception
@@ -183,9 +183,6 @@ def test_on_call_can_be_set_from_the_page(env):
     assert {m.label: m.value for m in at.metric}["On call now"] == "nobody"
     at.text_input(key="oncall_who").set_value("dora")
     at.button(key="FormSubmitter:oncall_form-Put on call").click().run()
-    assert "oncall_by: " not in texts(at.error) and "your name is required" in texts(at.error)
-    at.text_input(key="oncall_by").set_value("olivia")
-    at.button(key="FormSubmitter:oncall_form-Put on call").click().run()
     assert not at.exception
     assert "dora is on call for primary" in texts(at.success)
     assert [(o["rotation"], o["name"], o["override"]) for o in alerts.on_call_now()] == [
@@ -194,10 +191,7 @@ def test_on_call_can_be_set_from_the_page(env):
     assert "dora (primary)" in {m.label: m.value for m in at.metric}["On call now"]
 
 
-ENTRY = Path(__file__).resolve().parents[3] / "tradeguard" / "console_main.py"
-
-
-def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch):
+def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch, tmp_path):
     import streamlit
     from streamlit.commands.page_config import _get_favicon_string
 
@@ -211,13 +205,9 @@ def test_chaos_banner_on_every_page_and_a_local_favicon(env, monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(streamlit, "set_page_config", capture)
-    svc = console.runtime.services()
-    monkeypatch.setattr("console.runtime._installed", None)  # the entry script installs it
-    monkeypatch.setattr("tradeguard.bootstrap.build_console_services", lambda settings: svc)
-    streamlit.cache_resource.clear()
-    at = AppTest.from_file(str(ENTRY), default_timeout=30)
-    at.run()
-    assert not at.exception
+    svc = console.runtime.services()._svc  # the services behind the signed-in view
+    svc.accounts = account_service(tmp_path, svc.clock)
+    at = sign_in(open_console(monkeypatch, svc), "olivia")
     assert "Payment chaos is ON" not in texts(at.error)
     svc.chaos.settings = {"latency_ms": 300, "error_rate": 0.5, "outage": False}
     for view in ("overview", "alerts_page", "resources"):

@@ -13,8 +13,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from common.identity import Principal
+
 from .fakes import NoNodeChaos, node
 from .points import order_point, resource_point
+from .signin import account_service, sign_in
 
 ROOT = Path(__file__).resolve().parents[3]
 CONSOLE = ROOT / "console"
@@ -23,8 +26,14 @@ TIMEOUT = 30
 
 
 @pytest.fixture
-def page(monkeypatch, svc):
-    monkeypatch.setattr("console.runtime.services", lambda: svc)
+def user():
+    """Who the pages are signed in as (the audit records this name)."""
+    return Principal("bob", "admin")
+
+
+@pytest.fixture
+def page(monkeypatch, svc, user):
+    monkeypatch.setattr("console.runtime.services", lambda: svc.as_user(user))
 
     def open_page(name: str) -> AppTest:
         at = AppTest.from_file(str(CONSOLE / "views" / f"{name}.py"), default_timeout=TIMEOUT)
@@ -108,7 +117,6 @@ def test_rules_form_validates_next_to_the_field_then_applies(page, svc):
     assert not at.session_state["rules_form_errors"]
     # review: the diff shows the new rule, then apply with a name and a reason
     assert any("+param:" in c.value or "param:" in c.value for c in at.code)
-    at.text_input(key="apply_by").set_value("bob")
     at.text_area(key="apply_why").set_value("hot SKU during the sale")
     at.button(key="FormSubmitter:apply_form-Apply as version 2").click().run()
     assert not at.exception
@@ -128,7 +136,7 @@ def test_rules_apply_needs_a_name_and_a_reason(page, svc):
     assert at.session_state["rules_draft"] == {"flow": [{"resource": "order.place", "threshold": 5}]}
     at.button(key="FormSubmitter:apply_form-Apply as version 1").click().run()
     errors = _texts(at.error)
-    assert "your name is required" in errors and "a reason is required" in errors
+    assert "a reason is required" in errors
     assert svc.rules_in_force() is None
 
 
@@ -150,12 +158,12 @@ def test_rules_history_and_rollback(page, svc):
     assert list(history["version"]) == [2, 1] and list(history["by"]) == ["bob", "ann"]
     at.selectbox(key="history_pick").set_value(1).run()
     assert any("threshold: 50" in c.value for c in at.code)
-    at.text_input(key="rollback_by").set_value("carol")
     at.text_input(key="rollback_why").set_value("sale over")
     at.button(key="FormSubmitter:rollback_form-Roll back to version 1").click().run()
     assert not at.exception
     assert "version 3 now has the rules of version 1" in _texts(at.success)
     assert svc.rules_in_force().document["flow"][0]["threshold"] == 50
+    assert svc.rules_in_force().by == "bob"  # the signed-in user, not a typed name
 
 
 def test_rules_impact_preview_numbers(page, svc, metrics, clock):
@@ -199,10 +207,9 @@ def test_chaos_page_sets_and_resets(page, svc):
     assert "calm" in _texts(at.success)
     at.slider(key="chaos_rate").set_value(0.5)
     at.slider(key="chaos_latency").set_value(300)
-    at.text_input(key="chaos_by").set_value("dora")
     at.button(key="FormSubmitter:chaos_form-Apply").click().run()
     assert not at.exception
-    assert svc.chaos.calls[-1] == {"latency_ms": 300, "error_rate": 0.5, "outage": False, "by": "dora"}
+    assert svc.chaos.calls[-1] == {"latency_ms": 300, "error_rate": 0.5, "outage": False, "by": "bob"}
     assert "Chaos is ON" in _texts(at.error)
     at.button(key="FormSubmitter:chaos_form-Reset (calm)").click().run()
     assert svc.chaos.calls[-1]["error_rate"] == 0.0 and "calm" in _texts(at.success)
@@ -215,9 +222,10 @@ def test_chaos_page_without_a_live_node(page, svc):
     assert "no live node" in _texts(at.warning)
 
 
-def test_app_navigation_lists_every_page(monkeypatch, svc):
+def test_app_navigation_lists_every_page(monkeypatch, svc, tmp_path, clock):
     """The entry script of ``tradeguard console`` hands the composition root's services to the app."""
     built = []
+    svc.accounts = account_service(tmp_path, clock)
     monkeypatch.setattr("console.runtime._installed", None)  # restored after the test
     monkeypatch.setattr(
         "tradeguard.bootstrap.build_console_services", lambda settings: built.append(settings) or svc
@@ -226,6 +234,7 @@ def test_app_navigation_lists_every_page(monkeypatch, svc):
     at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
+    sign_in(at, "sam")
     assert "Order-flow health" in _texts(at.title)
     assert "app **shop**" in _texts(at.caption)
     for view, title in (
@@ -256,15 +265,12 @@ def test_alerts_page_all_clear_then_acknowledge_and_silence(page, svc):
     assert list(board["alert"]) == ["PaymentSuccessLow", "BlockedShareHigh"]
     assert at.selectbox(key="alert_pick").value == 1
     ack = "FormSubmitter:alert_action_1-Acknowledge #1 PaymentSuccessLow"
-    at.button(key=ack).click().run()
-    assert "your name is required" in _texts(at.error)
-    at.text_input(key="alert_by_1").set_value("olivia")
+    assert not any(t.key == "alert_by_1" for t in at.text_input)  # no "Your name" box
     at.button(key=ack).click().run()
     assert not at.exception
-    assert "acknowledged by olivia" in _texts(at.success)
-    assert svc.alerts.alerts[0]["acknowledged_by"] == "olivia"
+    assert "acknowledged by bob" in _texts(at.success)
+    assert svc.alerts.alerts[0]["acknowledged_by"] == "bob"
     at.text_input(key="silence_matchers").set_value("alertname=BlockedShareHigh")
-    at.text_input(key="silence_by").set_value("olivia")
     at.button(key="FormSubmitter:silence_form-Silence").click().run()
     assert "comment: required" in _texts(at.error)
     at.text_input(key="silence_comment").set_value("known: sale traffic")

@@ -11,6 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from common.identity import Principal
 from console import runtime
 from guardians.fleet import Fleet
 from guardians.store import RuleStore
@@ -44,8 +45,9 @@ def wired(env):
     services.close()
 
 
-def _run(name: str) -> AppTest:
+def _run(name: str, user: Principal = Principal("ann", "sre")) -> AppTest:
     at = AppTest.from_file(str(CONSOLE / "views" / f"{name}.py"), default_timeout=30)
+    at.session_state[runtime.PRINCIPAL_KEY] = user  # what the sign-in gate sets
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
@@ -59,7 +61,6 @@ def test_rules_apply_history_rollback_on_the_real_rule_store(wired):
     area = next(t for t in at.text_area if t.key.startswith(f"yaml_{gen}_"))
     area.set_value("flow:\n  - {resource: order.place, threshold: 100}\n")
     at.button(key="yaml_use").click().run()
-    at.text_input(key="apply_by").set_value("ann")
     at.text_area(key="apply_why").set_value("baseline")
     at.button(key="FormSubmitter:apply_form-Apply as version 1").click().run()
     assert not at.exception
@@ -75,19 +76,20 @@ def test_rules_apply_history_rollback_on_the_real_rule_store(wired):
         at.button(key=f"FormSubmitter:rule_form_flow_0_{gen}-Save to draft & validate").click().run()
         diff = "\n".join(c.value for c in at.code)
         assert "-  threshold: 100" in diff or "threshold: 100" in diff
-        at.text_input(key="apply_by").set_value("bob")
+        at.session_state[runtime.PRINCIPAL_KEY] = Principal("bob", "admin")
         at.text_area(key="apply_why").set_value("flash sale")
         at.button(key="FormSubmitter:apply_form-Apply as version 2").click().run()
         assert "Version 2 applied" in "".join(s.value for s in at.success)
         assert store.current("shop").document["flow"][0]["threshold"] == 10
         # history and rollback
         at.selectbox(key="history_pick").set_value(1).run()
-        at.text_input(key="rollback_by").set_value("carol")
+        at.session_state[runtime.PRINCIPAL_KEY] = Principal("carol", "sre")
         at.text_input(key="rollback_why").set_value("sale over")
         at.button(key="FormSubmitter:rollback_form-Roll back to version 1").click().run()
         assert not at.exception
         v3 = store.current("shop")
         assert (v3.version, v3.restored_from, v3.document["flow"][0]["threshold"]) == (3, 1, 100)
+        assert [v.created_by for v in store.history("shop")][:3] == ["carol", "bob", "ann"]
     finally:
         store.close()
 
@@ -107,10 +109,18 @@ def test_instances_from_real_heartbeats(wired):
 
 
 def test_every_page_renders_on_empty_real_stores(env):
+    accounts = bootstrap.build_account_service(load_settings())
+    accounts.add_user("sam", "sre", "a long enough test password", by="test")
+    accounts.close()
     at = AppTest.from_file(str(ENTRY), default_timeout=30)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    for view in ("alerts_page", "resources", "rules", "instances", "chaos"):
+    assert [t.label for t in at.text_input] == ["Username", "Password"]  # the login page only
+    at.text_input(key="login_name").set_value("sam")
+    at.text_input(key="login_password").set_value("a long enough test password")
+    at.button(key="FormSubmitter:login_form-Sign in").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    for view in ("sales", "alerts_page", "resources", "rules", "instances", "chaos"):
         at.switch_page(f"../console/views/{view}.py").run()
         assert not at.exception, (view, [e.message for e in at.exception])
     assert "no live node" in "".join(w.value for w in at.warning).lower()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from common.identity import Principal
 from console.rule_forms import OTHER_RESOURCE, hidden_fields, resource_options, unknown_resource_warning
 
 from .points import resource_point
@@ -17,7 +18,7 @@ CONSOLE = Path(__file__).resolve().parents[3] / "console"
 
 @pytest.fixture
 def page(monkeypatch, svc):
-    monkeypatch.setattr("console.runtime.services", lambda: svc)
+    monkeypatch.setattr("console.runtime.services", lambda: svc.as_user(Principal("carol", "sre")))
 
     def open_page() -> AppTest:
         at = AppTest.from_file(str(CONSOLE / "views" / "rules.py"), default_timeout=30)
@@ -105,16 +106,16 @@ def test_rollback_diffs_against_the_rules_in_force_and_makes_one_version(page, s
     at.selectbox(key="history_pick").set_value(1).run()
     diff = next(c.value for c in at.code if "(restored)" in c.value)
     assert "version 2 (in force)" in diff and "threshold: 5" in diff and "threshold: 50" in diff
-    at.text_input(key="rollback_by").set_value("carol")
     at.text_input(key="rollback_why").set_value("sale over")
     at.button(key="FormSubmitter:rollback_form-Roll back to version 1").click().run()
     assert not at.exception
     assert [v.version for v in svc.history()] == [3, 2, 1]
+    assert svc.history()[0].by == "carol"  # the signed-in user
     assert at.selectbox(key="history_pick").value == 3  # the picker shows the version in force
     assert not any(b.key == "FormSubmitter:rollback_form-Roll back to version 1" for b in at.button)
     # a second click: version 1 picked again, its rules are in force, the form is cleared and off
     at.selectbox(key="history_pick").set_value(1).run()
-    assert at.text_input(key="rollback_by").value == ""
+    assert at.text_input(key="rollback_why").value == ""
     assert any("nothing to roll back" in i.value for i in at.info)
     assert at.button(key="FormSubmitter:rollback_form-Roll back to version 1").disabled
     assert [v.version for v in svc.history()] == [3, 2, 1]  # one new version
@@ -125,7 +126,6 @@ def test_rollback_offered_before_another_change_is_refused(page, svc):
     svc.rules.apply("shop", {"flow": [{"resource": "order.place", "threshold": 5}]}, "bob", "sale")
     at = page()
     at.selectbox(key="history_pick").set_value(1).run()
-    at.text_input(key="rollback_by").set_value("carol")
     at.text_input(key="rollback_why").set_value("sale over")
     svc.rules.apply("shop", {"flow": [{"resource": "order.place", "threshold": 7}]}, "dan", "meanwhile")
     at.button(key="FormSubmitter:rollback_form-Roll back to version 1").click().run()
