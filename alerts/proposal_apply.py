@@ -44,6 +44,10 @@ REVERT_MARK = "reverts when resolved"
 _APPLIED_RE = re.compile(r"rules (?P<app>\S+) v(?P<base>\d+) → v(?P<new>\d+)")
 
 
+class NoProposal(ProposalError):
+    """The alert's rule carries no proposal (or is gone): there is nothing to apply."""
+
+
 class GuardRulesPort(Protocol):
     """``guardians.store.RuleStore``: the versioned guardian rules of each application."""
 
@@ -107,9 +111,9 @@ class Proposals:
         docs = {d.get("name"): d for d in self.store.rule_documents()}
         doc = docs.get(rule_name)
         if doc is None:
-            raise ProposalError(f"rule: alert rule {rule_name} no longer exists; it proposes nothing")
+            raise NoProposal(f"rule: alert rule {rule_name} no longer exists; it proposes nothing")
         if not doc.get("proposal"):
-            raise ProposalError(f"proposal: alert rule {rule_name} carries no proposal")
+            raise NoProposal(f"proposal: alert rule {rule_name} carries no proposal")
         try:
             rule = parse_rule(doc, f"rule {rule_name}")
         except AlertConfigError as exc:

@@ -354,6 +354,7 @@ with tab_detail:
             timeline, metric = svc.alert_detail(chosen)
             alert = timeline["alert"]
             _detail(alert, metric, timeline)
+            __import__("console.views.proposal", fromlist=["_"]).proposal_block(svc, alert)  # issue 17
             if alert["state"] in ("firing", "pending"):
                 _actions(alert)
 
