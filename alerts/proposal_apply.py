@@ -16,7 +16,8 @@ passed in by the composition root as a ``GuardRulesPort`` with the application's
   proposal's version is still in force; otherwise a ``proposal_not_reverted`` event says why.
 
 The ``proposal_applied`` event's detail ends with ``rules APP vBASE → vNEW`` (and ``reverts when
-resolved``); its value is the new version. That line is what the revert reads back.
+resolved``; no event value: the timeline shows values in the alert's unit). That line is what
+the revert reads back.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ class Proposals:
         detail = f"{describe(plan.proposal)} · rules {self.app} v{plan.rules_version} → v{version}"
         if plan.proposal.revert_on_resolve:
             detail += f" · {REVERT_MARK}"
-        self.store.add_event(alert.id, now, APPLIED, by=who, detail=detail, value=float(version))
+        self.store.add_event(alert.id, now, APPLIED, by=who, detail=detail)
         log.warning("alert %s %s: proposal applied by %s as rules %s v%s", alert.id, alert.rule, who,
                     self.app, version)
         return {
@@ -250,6 +251,6 @@ class Proposals:
             self.store.add_event(alert.id, now, NOT_REVERTED, by=who, detail=detail)
             return {"reverted": False, "detail": detail}
         detail = f"rules {app} v{version} → v{restored}: restored the rules of v{base}"
-        self.store.add_event(alert.id, now, REVERTED, by=who, detail=detail, value=float(restored))
+        self.store.add_event(alert.id, now, REVERTED, by=who, detail=detail)
         log.warning("alert %s %s resolved: proposal reverted, %s", alert.id, alert.rule, detail)
         return {"reverted": True, "version": restored, "detail": detail}

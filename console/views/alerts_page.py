@@ -354,9 +354,9 @@ with tab_detail:
             timeline, metric = svc.alert_detail(chosen)
             alert = timeline["alert"]
             _detail(alert, metric, timeline)
-            __import__("console.views.proposal", fromlist=["_"]).proposal_block(svc, alert)  # issue 17
             if alert["state"] in ("firing", "pending"):
                 _actions(alert)
+            __import__("console.views.proposal", fromlist=["_"]).proposal_block(svc, alert)  # issue 17
 
 with tab_silences:
     silences = svc.active_silences()

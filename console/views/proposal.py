@@ -29,7 +29,8 @@ def _principal() -> Principal | None:
 
 
 def _applied_text(applied: dict[str, Any]) -> str:
-    text = f"Applied by **{applied['by']}** as rules **v{applied['version']}** (replaced v{applied['base']})"
+    before = f"replaced v{applied['base']}" if applied["base"] else "there were no rules before"
+    text = f"Applied by **{applied['by']}** as rules **v{applied['version']}** ({before})"
     if applied.get("reverted"):
         r = applied["reverted"]
         text += f"; {'reverted' if r['kind'] == 'proposal_reverted' else 'not reverted'}: {r['detail']}"
@@ -54,7 +55,8 @@ def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
         st.error(f"Invalid proposal: {view.invalid}", icon=":material/error:")
     left, right = st.columns(2)
     with left:
-        st.markdown(f"Diff against the rules in force (v{view.rules_version})")
+        in_force = f"v{view.rules_version}" if view.rules_version else "none yet"
+        st.markdown(f"Diff against the rules in force ({in_force})")
         if view.diff:
             st.code(view.diff, language="diff")
         elif not view.invalid:
@@ -70,7 +72,7 @@ def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
     with st.form(f"proposal_form_{aid}"):
         c1, c2 = st.columns([2, 3])
         if principal is None:
-            by = c1.text_input("Your name *", key=f"proposal_by_{aid}")
+            by = c1.text_input("Applied by (your name) *", key=f"proposal_by_{aid}")
         else:
             by = principal.name
             c1.markdown(f"Signed in as **{principal.name}** ({principal.role})")
@@ -100,6 +102,7 @@ def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
     revert = ", reverted when the alert resolves." if out["revert_on_resolve"] else "."
     st.session_state[FLASH] = (
         f"Proposal of alert #{aid} {view.rule} applied by {out['by']}: rules v{out['version']} in force "
-        f"(replaced v{out['replaced']}){revert}"
+        + (f"(replaced v{out['replaced']})" if out["replaced"] else "(there were no rules before)")
+        + revert
     )
     st.rerun()
