@@ -28,6 +28,7 @@ from alerts.errors import AlertConfigError
 from alerts.evaluator import CycleReport, Evaluator, NodeSource
 from alerts.model import (
     FIRING,
+    RESOLVED,
     AlertConfig,
     Channel,
     EscalationPolicy,
@@ -37,7 +38,9 @@ from alerts.model import (
     Route,
 )
 from alerts.notify import Deliverer, Sender, build_payload, env_channels, settings_refs
+from alerts.proposal_apply import GuardRulesPort, Proposals
 from alerts.rulefile import default_config, parse_document, rule_to_dict
+from alerts.state import Transition
 from alerts.store import AlertRecord, AlertStore
 from collectors.query import MetricStore
 from common.clock import Clock, SystemClock
@@ -175,16 +178,26 @@ class AlertEngine:
         senders: Mapping[str, Sender] | None = None,
         max_attempts: int = 5,
         lease: Any = None,
+        guard_rules: GuardRulesPort | None = None,
+        guard_app: str = "",
     ) -> None:
         """``lease``: the worker leader's lease (``collectors.lease.Lease``); when given, deliveries
-        are claimed under its fencing token (the worker also sets ``store.fence``)."""
+        are claimed under its fencing token (the worker also sets ``store.fence``). ``guard_rules``
+        (``guardians.store.RuleStore``) of ``guard_app``: an alert resolving reverts the proposal
+        applied for it when it asked ``revert_on_resolve`` (``alerts.proposal_apply``)."""
         self.store = store
         self.clock = clock or SystemClock()
         self.webhook_url = webhook_url
         self.smtp_url = smtp_url
         self.external_url = external_url
         self._defaults = default_config()  # parsed once: the shipped route and inhibit rules
-        self.evaluator = Evaluator(store, metrics, clock=self.clock, nodes=nodes)
+        self.proposals = (
+            Proposals(store, guard_rules, guard_app, clock=self.clock) if guard_rules is not None else None
+        )
+        self.evaluator = Evaluator(
+            store, metrics, clock=self.clock, nodes=nodes,
+            on_transition=self._on_transition if self.proposals is not None else None,
+        )
         self.dispatcher = Dispatcher(store, external_url=external_url)
         self.deliverer = Deliverer(
             store,
@@ -200,6 +213,10 @@ class AlertEngine:
         return load_active_config(
             self.store, webhook_url=self.webhook_url, smtp_url=self.smtp_url, defaults=self._defaults
         )
+
+    def _on_transition(self, t: Transition) -> None:
+        if t.kind == RESOLVED and self.proposals is not None:
+            self.proposals.on_resolved(t.record)
 
     # ------------------------------------------------------------ jobs
     def evaluate(self) -> CycleReport:

@@ -14,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from alerts.proposal import ProposalDoc
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: tuple[str, ...] = (">", ">=", "<", "<=", "==", "!=")
@@ -107,6 +110,8 @@ class AlertRule:
     enabled: bool = True
     # breaker rules: raise at once on a BreakerStateChanged event with this state
     on_breaker_state: str | None = None
+    # a guardian rule change on-call may apply in one click (alerts/proposal.py, alerts/proposal_apply.py)
+    proposal: ProposalDoc | None = None
 
     def base_labels(self) -> dict[str, str]:
         return {

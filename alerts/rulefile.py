@@ -104,6 +104,11 @@ def rule_to_dict(rule: AlertRule) -> dict[str, Any]:
         out["enabled"] = False
     if rule.on_breaker_state:
         out["on_breaker_state"] = rule.on_breaker_state
+    if rule.proposal is not None:
+        out["proposal"] = rule.proposal.model_dump(exclude_defaults=True) | {
+            "action": rule.proposal.action,
+            "resource": rule.proposal.resource,
+        }
     return out
 
 

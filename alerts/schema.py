@@ -384,6 +384,7 @@ class RuleDoc(_Doc):
             on_error=self.on_error,
             enabled=self.enabled,
             on_breaker_state=self.on_breaker_state,
+            proposal=self.proposal,
         )
 
 

@@ -28,6 +28,7 @@ from alerts.model import (
     Rotation,
     Silence,
 )
+from alerts.proposal_apply import GuardRulesPort, Proposals
 from alerts.rule_versions import AlertRuleVersions
 from alerts.rulefile import config_to_dict, dump_yaml, load_text, parse_document, parse_rule, rule_to_dict
 from alerts.store import AlertRecord, AlertStore
@@ -69,7 +70,11 @@ class AlertService:
         webhook_url: str | None = None,
         smtp_url: str | None = None,
         external_url: str = "http://127.0.0.1:8501",
+        guard_rules: GuardRulesPort | None = None,
+        guard_app: str = "",
     ) -> None:
+        """``guard_rules`` (``guardians.store.RuleStore``) and ``guard_app``: where an alert's proposal
+        is applied and reverted (``alerts.proposal_apply``); without them proposals are refused."""
         self.store = store
         self.external_url = external_url
         self.clock = clock or SystemClock()
@@ -77,6 +82,9 @@ class AlertService:
         self.webhook_url = webhook_url
         self.smtp_url = smtp_url
         self.versions = AlertRuleVersions(store, clock=self.clock)  # every rule change is a version
+        self.proposals = (
+            Proposals(store, guard_rules, guard_app, clock=self.clock) if guard_rules is not None else None
+        )
 
     # ------------------------------------------------------------ alerts
     def list_alerts(
@@ -248,7 +256,41 @@ class AlertService:
         self.store.add_event(alert_id, now, "resolved", by=by, detail=comment or "resolved by hand")
         self._pagerduty(a, "resolve", now)
         log.info("alert %s resolved by %s", alert_id, by)
+        if self.proposals is not None:
+            self.proposals.on_resolved(a, by)  # revert_on_resolve: restore the rules it replaced
         return self.get_alert(alert_id)
+
+    # ------------------------------------------------------------ proposals
+    def _proposals(self) -> Proposals:
+        if self.proposals is None:
+            raise InvalidAction(
+                "no guardian rule store is wired to the alert service: proposals cannot be applied here "
+                "(start the console or worker with `tradeguard`, which passes it)"
+            )
+        return self.proposals
+
+    def proposal_plan(self, alert_id: int) -> dict[str, Any]:
+        """The alert's proposal, the guardian rules in force (``rules_version``, ``current``) and the
+        document it makes of them (``proposed``; None with ``error`` when invalid), plus ``applied``
+        (the last application and its revert, or None). ``ProposalError`` when the rule has none."""
+        p = self._proposals()
+        out = p.plan(alert_id).to_dict()
+        out["applied"] = p.applied(alert_id)
+        return out
+
+    def apply_proposal(
+        self,
+        alert_id: int,
+        by: str | None = None,
+        *,
+        expected_rules_version: int | None = None,
+        principal: Principal | None = None,
+    ) -> dict[str, Any]:
+        """Apply the alert's proposed guardian rule change (``alerts.proposal_apply.Proposals.apply``):
+        refused (``Forbidden``, ``ProposalError``, ``InvalidAction``) with a message naming the field."""
+        return self._proposals().apply(
+            alert_id, by, expected_rules_version=expected_rules_version, principal=principal
+        )
 
     def silence_alert(
         self,

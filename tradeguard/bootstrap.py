@@ -881,6 +881,9 @@ def build_worker(
         leader = Lease(store.engine, name=WORKER_LEASE, holder=holder or f"{instance}-{uuid.uuid4().hex[:8]}",
                        ttl_s=lease_ttl_s, clock=clock)
         beats = WorkerBeats(store.engine, clock=clock)
+    from guardians.store import RuleStore
+
+    guard_rules = RuleStore(settings.control_db, clock=clock)
     engine = AlertEngine(
         store,
         metrics,
@@ -890,10 +893,12 @@ def build_worker(
         smtp_url=settings.smtp_url,
         external_url=f"http://{settings.console_host}:{settings.console_port}",
         lease=leader,
+        guard_rules=guard_rules,  # an alert resolving reverts its applied proposal when asked
+        guard_app=settings.app,
     )
     if ensure_default_rules(store, engine.clock.now()):
         log.info("no alert rules in the control DB: installed the defaults (alerts/default_rules.yaml)")
-    closers: list[Callable[[], None]] = [store.close, metrics.close]
+    closers: list[Callable[[], None]] = [store.close, metrics.close, guard_rules.close]
     if nodes is not None:
         closers.append(nodes.close)
     from tradeguard.canary import worker_job  # canary auto-rollback (issue 17): one job, see Worker.jobs
@@ -1164,6 +1169,8 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         metrics=metrics,
         webhook_url=settings.alert_webhook_url,
         smtp_url=settings.smtp_url,
+        guard_rules=rules,  # alert proposals are applied to (and reverted in) the rules in force
+        guard_app=settings.app,
     )
     log.info(
         "console services: app %s, control DB %s, metrics %s",

@@ -15,7 +15,7 @@ from typing import Any
 
 from collectors.query import MetricStore
 from common.identity import Principal, require, visible_shops
-from console.services import alert_rules, alerts, rules
+from console.services import alert_rules, alerts, proposals, rules
 from console.services import sales as sales_area
 from console.services.alert_rules import AlertRulesPort
 from console.services.blocks import BlockedData, read_blocked
@@ -86,6 +86,18 @@ class ConsoleServices:
     def overview(self, range_key: str) -> OverviewData:
         """11 metric-store queries (14 if the store has no percentiles)."""
         return read_overview(self.metrics, self.app, range_key, self.now())
+
+    def proposal_preview(self, alert: Mapping[str, Any], principal: Principal | None = None) -> Any:
+        """An alert's proposed fix: diff against the rules in force and its impact preview (or None)."""
+        return proposals.preview(self, alert, principal)
+
+    def apply_proposal(
+        self, alert_id: int, *, by: str, expected_rules_version: int, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        """Apply an alert's proposed fix as a new rules version, if the rules are still the ones seen."""
+        return proposals.apply(
+            self, alert_id, by=by, expected_rules_version=expected_rules_version, principal=principal
+        )
 
     def blocked(self, range_key: str) -> BlockedData:
         """Who is blocked in the range (the guardians' block log): top origins, client IPs, buyers, SKUs."""

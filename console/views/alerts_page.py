@@ -356,6 +356,7 @@ with tab_detail:
             _detail(alert, metric, timeline)
             if alert["state"] in ("firing", "pending"):
                 _actions(alert)
+            __import__("console.views.proposal", fromlist=["_"]).proposal_block(svc, alert)  # issue 17
 
 with tab_silences:
     silences = svc.active_silences()
