@@ -64,6 +64,7 @@ from collectors.lease import Lease, LeaseLost, leases
 from collectors.points import from_epoch_seconds, make_point
 from collectors.query import MetricStore, Point
 from common.clock import SystemClock
+from common.redact import redact_text
 from domain.adapters.journal import START, JournalRow, Position, SqlJournal
 from domain.adapters.sku_sales import FencedOut, SkuSalesModel
 
@@ -237,6 +238,7 @@ class RelayControl(Lease):
 
     def record_cycle(self, *, lag_s: float | None, error: str | None = None) -> None:
         c = relay_cursors
+        error = redact_text(error) if error else None
         with self.engine.begin() as conn:
             conn.execute(
                 update(c).where(and_(c.c.name == self.name, self.fenced()))
@@ -256,6 +258,34 @@ class RelayControl(Lease):
             "last_cycle_age_s": (now - cur.cycle_at) if cur and cur.cycle_at else None,
             "error": cur.error if cur else None,
         }
+
+
+RELAY_LAG_ALERT_S = 30.0  # the default alert's threshold (lag > 30 s for 1 min)
+RELAY_STALE_S = 30.0  # no completed cycle for this long: the relay is not running
+
+
+def relay_check(status: dict[str, Any], *, max_lag_s: float = RELAY_LAG_ALERT_S,
+                stale_after_s: float = RELAY_STALE_S) -> dict[str, Any]:
+    """A health entry from :meth:`RelayControl.status` (read from the control DB by any process).
+
+    ``status``: ``absent`` (no relay ever ran: no worker in this fleet), ``stale`` (no leader or no
+    cycle for ``stale_after_s``), ``lagging`` (lag over ``max_lag_s``), ``error`` (the last cycle
+    stopped, e.g. a broker outage: the cursor waits), else ``ok``."""
+    out = dict(status)
+    age, lag = status.get("last_cycle_age_s"), status.get("lag_s")
+    if age is None and status.get("leader") is None:
+        out["status"] = "absent"
+    elif status.get("leader") is None or age is None or age > stale_after_s:
+        out["status"] = "stale"
+    elif lag is not None and lag > max_lag_s:
+        out["status"] = "lagging"
+    elif status.get("error"):
+        out["status"] = "error"
+    else:
+        out["status"] = "ok"
+    out["relay_lag_s"] = lag
+    out["relay_cursor"] = status.get("cursor")
+    return out
 
 
 # ------------------------------------------------------------------ the relay
@@ -336,7 +366,7 @@ class JournalRelay:
             self.last = result
             return result
         except Exception as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
+            result.error = redact_text(f"{type(exc).__name__}: {exc}")
             log.warning("journal relay cycle stopped at event %s (cursor kept, retried next cycle): %s",
                         result.cursor, result.error)
         result.lag_s = self._lag(position)

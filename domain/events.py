@@ -71,6 +71,7 @@ class PaymentSucceeded(DomainEvent):
     channel: str
     amount_cents: int
     latency_ms: float
+    instance: str | None = None  # the node that charged (gateway latency is a node property)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +84,7 @@ class PaymentFailed(DomainEvent):
     amount_cents: int
     latency_ms: float
     reason: str
+    instance: str | None = None  # the node that charged
 
 
 @dataclass(frozen=True, kw_only=True)

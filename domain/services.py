@@ -31,7 +31,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -39,7 +39,8 @@ from domain import errors
 from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeRegistry, default_registry
 from domain.capabilities.registry import TransactionType
 from domain.commands import PlaceOrder
-from domain.events import DomainEvent
+from domain.events import DomainEvent, PaymentSucceeded
+from domain.events import PaymentFailed as PaymentFailedEvent
 from domain.model import (
     CHANNELS,
     PENDING,
@@ -127,9 +128,12 @@ class TradingService:
         retries: int = 6,
         sleep: Callable[[float], None] = time.sleep,
         addresses: AddressBook | None = None,
+        instance: str | None = None,
     ) -> None:
         """``addresses``: the address library (default: ``domain.regions.default_library()``, ISO 3166
-        via pycountry plus the per-country data files)."""
+        via pycountry plus the per-country data files). ``instance``: this node's name, recorded on
+        its payment events (per-node payment series)."""
+        self.instance = instance
         self.uow_factory = uow_factory
         self.gateway = gateway
         self.guard = guard or NoopGuard()
@@ -460,6 +464,10 @@ class TradingService:
             o = self._load(uow, order.id)
             p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
                                    latency_ms=latency_ms, now=self.clock.now(), queued=result.queued)
+            if self.instance:  # name the charging node on its payment events
+                paid = PaymentSucceeded | PaymentFailedEvent
+                o.events[:] = [replace(e, instance=self.instance) if isinstance(e, paid) and not e.instance
+                               else e for e in o.events]
             if p.status == "succeeded":
                 for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
                     self.registry.get(o.tx_type).inventory.commit_sale(uow, line)

@@ -308,6 +308,7 @@ def wire_trading_core(ctx: NodeContext) -> None:
         clock=ctx.clock,
         payment_timeout=s.payment_timeout,
         queued_payment_grace=timedelta(seconds=s.queued_payment_grace_s),
+        instance=ctx.instance,  # named on its payment events: per-node payment series
     )
     db_engine = ctx.trading_db.engine
     ctx.health_checks["trading_db"] = lambda: _ping(db_engine, s.trading_db)
@@ -381,6 +382,21 @@ def wire_chaos(ctx: NodeContext) -> None:
     ctx.health_checks["payment_chaos"] = poller.status
     ctx.on_stop.append(store.close)
     ctx.parts["chaos"] = "on"
+    wire_relay_status(ctx, store.engine)
+
+
+def wire_relay_status(ctx: NodeContext, control_engine: Any) -> None:
+    """``/ops/health`` → ``stores.relay``: the journal relay's lag and cursor as the control DB has
+    them (whoever runs the relay — the leader worker — every node shows it)."""
+    from collectors.relay import RelayControl, relay_check
+
+    try:
+        probe = RelayControl(control_engine, holder=f"{ctx.instance}-health")
+    except Exception as exc:
+        error = redact_text(f"{type(exc).__name__}: {exc}")
+        ctx.health_checks["relay"] = lambda: {"status": "error", "error": error}
+        return
+    ctx.health_checks["relay"] = lambda: relay_check(probe.status())
 
 
 def wire_timeouts(ctx: NodeContext) -> None:
@@ -759,9 +775,9 @@ class Worker:
     def once(self) -> dict[str, Any]:
         """One relay cycle, one evaluation cycle and one delivery round (``tradeguard worker --once``);
         with a leader lease, only if no other worker leads (``{"leader": false}`` otherwise)."""
-        self.run_relay()
         if self.leader is not None and self.tick() != "leader":
-            return {"leader": False, "role": "standby"}
+            return {"leader": False, "role": "standby"}  # the leader's relay runs; not this one's
+        self.run_relay()
         out = self.engine.cycle()
         out["deliver"] = self.engine.deliver()
         return out
@@ -1194,7 +1210,18 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         workers=workers,
     )
     attach_console_traces(services, settings)
+    attach_console_relay(services, alert_store.engine)
     return services
+
+
+def attach_console_relay(services: ConsoleServices, control_engine: Any) -> None:
+    """The Instances page's relay block (``services.relay``: ``status()`` → lag, cursor, leader)."""
+    from collectors.relay import RelayControl
+
+    try:
+        services.relay = RelayControl(control_engine, holder="console-probe")  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("relay status unavailable: the Instances page shows no relay block")
 
 
 def attach_console_traces(services: ConsoleServices, settings: Settings) -> None:

@@ -95,6 +95,51 @@ def instances_data(
     )
 
 
+# ------------------------------------------------------------------ the journal relay
+RELAY_LAG_ALERT_S = 30.0  # the default alert: relay lag > 30 s for 1 min
+RELAY_STALE_S = 30.0
+
+
+@dataclass(frozen=True)
+class RelayView:
+    state: str  # ok | lagging | stale | error | absent
+    leader: str | None
+    lag_s: float | None
+    cursor: int
+    last_cycle_age_s: float | None
+    error: str | None
+
+
+def relay_view(status: Mapping[str, Any] | None) -> RelayView:
+    """The relay's row (``collectors.relay.RelayControl.status()``) → the Instances page's block."""
+    if not status:
+        return RelayView("absent", None, None, 0, None, None)
+    leader, age, lag = status.get("leader"), status.get("last_cycle_age_s"), status.get("lag_s")
+    if age is None and leader is None:
+        state = "absent"
+    elif leader is None or age is None or float(age) > RELAY_STALE_S:
+        state = "stale"
+    elif lag is not None and float(lag) > RELAY_LAG_ALERT_S:
+        state = "lagging"
+    elif status.get("error"):
+        state = "error"
+    else:
+        state = "ok"
+    return RelayView(
+        state=state, leader=leader, lag_s=None if lag is None else float(lag),
+        cursor=int(status.get("cursor") or 0), last_cycle_age_s=None if age is None else float(age),
+        error=status.get("error"),
+    )
+
+
+def relay_status(svc: object) -> RelayView | None:
+    """The relay block's data from ``svc.relay`` (a port with ``status()``; 1 read); None if not wired."""
+    port = getattr(svc, "relay", None)
+    if port is None:
+        return None
+    return relay_view(port.status())
+
+
 # ------------------------------------------------------------------ canary rollout in progress
 @dataclass(frozen=True)
 class RolloutView:

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from console.runtime import services, show_errors
-from console.services.instances import rollout
+from console.services.instances import relay_status, rollout
 
 REFRESH_S = 3
 STATUS_MARK = {"live": "● live", "stale": "◐ stale", "gone": "○ gone"}
@@ -52,6 +52,40 @@ def rollout_block(svc: Any) -> None:
     )
 
 
+RELAY_MARK = {"ok": "● ok", "lagging": "◐ lagging", "stale": "○ not running", "error": "◐ error",
+              "absent": "– not started"}
+
+
+def relay_block(svc: Any) -> None:
+    """The journal relay (business figures from ``domain_events``): its lag, cursor and leader (1 read)."""
+    st.subheader("Journal relay")
+    try:
+        r = relay_status(svc)
+    except Exception as exc:
+        st.caption(f"Relay status unknown: {type(exc).__name__}")
+        return
+    if r is None:
+        st.caption("Relay status is not wired in this console.")
+        return
+    c = st.columns(4)
+    c[0].metric("Relay", RELAY_MARK.get(r.state, r.state))
+    c[1].metric("Lag", "–" if r.lag_s is None else f"{r.lag_s:.1f} s")
+    c[2].metric("Cursor (journal id)", r.cursor)
+    c[3].metric("Last cycle", "–" if r.last_cycle_age_s is None else f"{r.last_cycle_age_s:.0f} s ago")
+    if r.state == "absent":
+        st.caption("No relay has run: start `tradeguard worker` (its leader runs the relay); until then no "
+                   "order reaches the sales figures.")
+    elif r.state in ("stale", "lagging"):
+        st.warning(f"**Business figures are behind**: relay {RELAY_MARK[r.state]}"
+                   + (f", led by {r.leader}" if r.leader else ", no worker leads it") + ".",
+                   icon=":material/warning:")
+    elif r.state == "error" and r.error:
+        st.warning(f"**The relay's last cycle stopped** (cursor kept, retried): {r.error}",
+                   icon=":material/warning:")
+    else:
+        st.caption(f"Led by {r.leader}.")
+
+
 @st.fragment(run_every=REFRESH_S)
 def live() -> None:
     svc = services()
@@ -68,6 +102,7 @@ def live() -> None:
     )
     if not data.nodes:
         workers_table(data.workers, now)
+        relay_block(svc)
         st.info(
             "**No node has reported yet.** Start one with `tradeguard node`; it appears here within "
             "a few seconds.",
@@ -126,6 +161,7 @@ def live() -> None:
         ],
     )
     workers_table(data.workers, now)
+    relay_block(svc)
     st.caption(
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC · {data.queries} reads per refresh, every {REFRESH_S} s"
     )

@@ -47,3 +47,24 @@ def test_the_worker_relay_turns_orders_into_points_and_reports_its_lag(tmp_path)
     assert other.run_once().leader
     other.close()
     trading.dispose()
+
+
+def test_worker_once_runs_the_relay_only_when_it_leads(tmp_path):
+    settings = load_settings(var_dir=tmp_path / "var")
+    settings.ensure_var_dir()
+    trading = build_trading_db(settings.trading_db)
+    service = TradingService(trading.uow_factory, FakeGateway(), publisher=CollectingPublisher(),
+                             sleep=lambda s: None)
+    service.seed(small_catalog())
+    service.place_order(order_cmd([("A1", 1)], buyer="u1", key="k1"))
+    leader = build_worker(settings)
+    assert leader.tick() == "leader"  # a running worker leads
+    standby = build_worker(settings)
+    out = standby.once()
+    assert out == {"leader": False, "role": "standby"}
+    assert standby.relay.last is None  # no relay cycle: not even an attempt at the journal lease
+    leader.close()
+    out = standby.once()
+    assert out.get("leader") is not False and standby.relay.last is not None and standby.relay.last.leader
+    standby.close()
+    trading.dispose()
