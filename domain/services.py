@@ -42,6 +42,8 @@ from domain.commands import PlaceOrder
 from domain.events import DomainEvent
 from domain.model import (
     CHANNELS,
+    DEPOSIT_PAID,
+    PAID,
     PENDING,
     RETURN,
     Address,
@@ -49,6 +51,9 @@ from domain.model import (
     Order,
     OrderLine,
     Payment,
+    Product,
+    Promotion,
+    Shop,
     SubOrder,
     warehouse_of,
 )
@@ -89,6 +94,7 @@ class _Plan:
     now: datetime
     priced: list[PricedLine]
     sub_orders: list[SubOrder]
+    terms: dict[str, Any]
 
 
 class _Outcome:
@@ -319,9 +325,10 @@ class TradingService:
         province = address.region.province_code if address is not None and address.region else None
         distance = {w.id: self.addresses.distance(province, w.province_code)
                     for w in uow.catalog.warehouses()}
+        shops = {sid: shop for sid in shop_ids if (shop := uow.catalog.shop(sid)) is not None}
         ctx = OrderContext(tx_type=tx.name, buyer_id=cmd.buyer_id, channel=cmd.channel, now=now,
                            products=products, promotions=promos, quantities={r.sku: r.qty for r in requests},
-                           stock=stock, warehouse_distance=distance)
+                           stock=stock, warehouse_distance=distance, shops=shops, extra=dict(cmd.extra))
         priced = []
         for r in requests:
             product = products[r.sku]
@@ -337,7 +344,9 @@ class TradingService:
             for line in shop_lines:
                 by_warehouse.setdefault(warehouse_of(line.pool), []).append(line)
             sub_orders.extend(self._sub_order(shop_id, wid, lines) for wid, lines in by_warehouse.items())
-        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders)
+        terms_of = getattr(tx.payment, "terms", None)  # optional hooks: a charge-only policy still plugs in
+        terms = terms_of(ctx, sub_orders) if terms_of is not None else {}
+        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders, terms=terms)
 
     @staticmethod
     def _sub_order(shop_id: str, warehouse_id: str | None, lines: list[PricedLine]) -> SubOrder:
@@ -368,15 +377,19 @@ class TradingService:
             order_id=plan.order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel,
             address=address, idempotency_key=cmd.idempotency_key, request_hash=fingerprint,
             sub_orders=copy.deepcopy(plan.sub_orders), now=plan.now,
-            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout),
+            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout), terms=copy.deepcopy(plan.terms),
         )
+        placed = getattr(tx.payment, "placed", None)
+        if placed is not None:
+            placed(order, plan.now)
         uow.orders.add(order)
         log.debug("placed order %s (%d sub-orders, %d cents)", order.id, len(order.sub_orders),
                   order.amount_cents)
         return OrderView.of(order)
 
     # --------------------------------------------------------------------- pay
-    def pay_order(self, order_id: str) -> OrderView:
+    def pay_order(self, order_id: str, stage: str | None = None) -> OrderView:
+        """Pay the order (a presale order: the stage due; ``stage``, when given, must name it)."""
         def head(uow: UnitOfWork) -> tuple[str, str]:
             found = uow.orders.head(order_id)
             if found is None:
@@ -386,13 +399,14 @@ class TradingService:
 
         buyer, shop = self._transact(head, readonly=True)
         args = {"buyer": buyer, "shop": shop}
-        return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
+        return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args, stage), args=args)
 
-    def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:
+    def _pay(self, order_id: str, args: dict[str, str], stage: str | None = None) -> OrderView:
         new_payment_id = new_id("pay")
 
         def begin(uow: UnitOfWork) -> tuple[Order, str]:
             order = self._load(uow, order_id)
+            order.require_stage(stage)
             payment = order.begin_payment(new_payment_id, self.clock.now(), self.payment_stale_after,
                                           self.queued_payment_grace)
             uow.orders.save(order)
@@ -460,7 +474,7 @@ class TradingService:
             o = self._load(uow, order.id)
             p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
                                    latency_ms=latency_ms, now=self.clock.now(), queued=result.queued)
-            if p.status == "succeeded":
+            if p.status == "succeeded" and o.status == PAID:  # (a presale deposit leaves the stock reserved)
                 for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
                     self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
             uow.orders.save(o)
@@ -543,13 +557,63 @@ class TradingService:
         return self._transact(run)
 
     def _cancel(self, uow: UnitOfWork, order: Order, reason: str) -> None:
-        order.cancel(reason, self.clock.now(), self.payment_stale_after)
+        deposit_paid = order.status == DEPOSIT_PAID
+        refundable = bool((order.presale or {}).get("deposit_refundable"))
+        order.cancel(reason, self.clock.now(), self.payment_stale_after, deposit_refundable=refundable)
+        if deposit_paid and refundable:
+            self._refund_deposit(order)
         tx = self.registry.get(order.tx_type)
         for line in sorted(order.lines, key=lambda li: li.sku):
             tx.purchase_limit.release(uow, order.buyer_id, line)
         for line in sorted(order.lines, key=lambda li: li.sku):
             tx.inventory.release(uow, line)
         uow.orders.save(order)
+
+    def _refund_deposit(self, order: Order) -> None:
+        """The shop's rule returns a presale deposit: paid back through the gateway (idempotent by id)."""
+        dep = order.deposit_payment()
+        if dep is None:
+            return
+        try:
+            result = self.gateway.refund(f"dep_{order.id}", dep.reference or dep.id, dep.amount_cents)
+            if not result.ok:
+                log.warning("deposit refund of order %s declined: %s", order.id, result.reason)
+        except Exception:
+            log.exception("deposit refund of order %s failed", order.id)
+
+    def forfeit_presales(self, limit: int = 500) -> int:
+        """Presale orders whose balance window closed unpaid: cancelled, stock and quota released, the
+        deposit forfeited or returned by the shop's rule (``Shop.presale_deposit_refundable``). A node
+        job; returns how many lapsed."""
+        now = self.clock.now()
+        ids = self._transact(lambda uow: uow.orders.lapsed_presale_ids(now, limit), readonly=True)
+        lapsed = 0
+        for order_id in ids:
+            def run(uow: UnitOfWork, order_id: str = order_id) -> Order | None:
+                order = uow.orders.get(order_id)
+                if order is None or order.status != DEPOSIT_PAID or order.expires_at is None \
+                        or order.expires_at > self.clock.now() or order.pending_payment is not None:
+                    return None
+                refundable = bool((order.presale or {}).get("deposit_refundable"))
+                order.lapse_presale(self.clock.now(), refundable)
+                tx = self.registry.get(order.tx_type)
+                for line in sorted(order.lines, key=lambda li: li.sku):
+                    tx.purchase_limit.release(uow, order.buyer_id, line)
+                for line in sorted(order.lines, key=lambda li: li.sku):
+                    tx.inventory.release(uow, line)
+                uow.orders.save(order)
+                return order
+
+            try:
+                done = self._transact(run)
+            except errors.DomainError as exc:
+                log.warning("could not lapse presale order %s: %s", order_id, exc)
+                continue
+            if done is not None:
+                lapsed += 1
+                if (done.presale or {}).get("deposit_refundable"):
+                    self._refund_deposit(done)
+        return lapsed
 
     def cancel_expired(self, limit: int = 500) -> int:
         """Cancel unpaid orders past their deadline (releasing stock); returns how many were cancelled.
@@ -604,8 +668,8 @@ class TradingService:
                             field="kind", rule="refund.return_needs_shipment", extra={"sku": s})
             refund = self._guarded(
                 REFUND_REQUEST,
-                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount,
-                                             kind=kind),
+                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(),
+                                             _refund_amount(tx, order), kind=kind),
                 args={"buyer": order.buyer_id, "shop": shop, "sku": sku},
             )
             uow.orders.save(order)
@@ -747,8 +811,21 @@ class TradingService:
         return self._transact(run)
 
     def deliver(self, sub_order_id: str, collected: bool | None = None) -> OrderView:
+        """Delivered. A cash-on-delivery sub-order needs ``collected``: true records its payment (the
+        reserved units are sold), false fails the delivery (``DeliveryFailed``; the units go back)."""
         def run(uow: UnitOfWork) -> OrderView:
             o = self._order_of_sub(uow, sub_order_id)
+            if o.is_cod:
+                tx = self.registry.get(o.tx_type)
+                sold, released = o.deliver_cod(sub_order_id, self.clock.now(), collected, new_id("pay"))
+                for line in sorted(sold, key=lambda li: (li.sku, li.pool)):
+                    tx.inventory.commit_sale(uow, line)
+                for line in sorted(released, key=lambda li: li.sku):
+                    tx.purchase_limit.release(uow, o.buyer_id, line)
+                for line in sorted(released, key=lambda li: li.sku):
+                    tx.inventory.release(uow, line)
+                uow.orders.save(o)
+                return OrderView.of(o)
             o.deliver(sub_order_id, self.clock.now(), collected)
             uow.orders.save(o)
             return OrderView.of(o)
@@ -819,13 +896,35 @@ class TradingService:
             if uow.catalog.shop(shop_id) is None:
                 raise errors.NotFound(f"shop {shop_id!r} does not exist; see GET /shops", field="shop_id",
                                       rule="shop.exists")
+            shop = uow.catalog.shop(shop_id)
             products = uow.catalog.products(shop_id)
             stock = uow.catalog.stock(p.sku for p in products)
             now = self.clock.now()
             promos = [p for p in uow.catalog.promotions([shop_id]) if p.active(now)]
-            return [ProductView.of(p, stock, promos) for p in products]
+            auctioned = self._auctioned_skus(uow, shop_id, now)
+            return [ProductView.of(p, stock, promos, self._tx_types(p, shop, promos, auctioned))
+                    for p in products]
 
         return self._transact(run, readonly=True)
+
+    def _tx_types(self, product: Product, shop: Shop | None, promos: list[Promotion],
+                  auctioned: set[str]) -> tuple[str, ...]:
+        """The registered transaction types ``product`` can be bought with now."""
+        kinds = {p.kind for p in promos if p.sku == product.sku}
+        found = ["fixed_price"]
+        if "flash_price" in kinds:
+            found.append("flash_sale")
+        if "presale" in kinds:
+            found.append("presale")
+        if shop is not None and shop.accepts_cod:
+            found.append("cod")
+        if product.sku in auctioned:
+            found.append("auction")
+        registered = set(self.registry.names())
+        return tuple(t for t in found if t in registered)
+
+    def _auctioned_skus(self, uow: UnitOfWork, shop_id: str, now: datetime) -> set[str]:
+        return set()
 
     def seed(self, catalog: Catalog) -> dict[str, int]:
         """Write shops, products, stock and promotions that are not there yet; never resets stock."""
@@ -843,6 +942,14 @@ class TradingService:
         counts = self._transact(run)
         log.info("seeded catalog: %s new", counts)
         return counts
+
+
+def _refund_amount(tx: TransactionType, order: Order) -> Callable[[OrderLine, int], int]:
+    """The refund capability's amount for a line of ``order`` (``amount_for`` when it has one)."""
+    amount_for = getattr(tx.refund, "amount_for", None)
+    if amount_for is None:
+        return tx.refund.amount
+    return lambda line, qty: amount_for(order, line, qty)
 
 
 def _refund_lines(lines: Iterable[Any]) -> list[tuple[str, int]]:

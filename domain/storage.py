@@ -39,6 +39,10 @@ class OrderRepository(Protocol):
         is queued is due only ``queued_grace`` after its deadline."""
         ...
 
+    def lapsed_presale_ids(self, now: datetime, limit: int) -> list[str]:
+        """Ids of presale orders still ``deposit_paid`` whose balance window closed (``expires_at``)."""
+        ...
+
     def queued_payments(self, limit: int) -> list[tuple[str, str]]:
         """(order_id, payment_id) of payments in state ``queued``, oldest first."""
         ...

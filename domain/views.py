@@ -50,6 +50,29 @@ class PaymentView:
     reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class PresaleView:
+    """A presale order's two stages and the balance window."""
+
+    stage: str  # the stage due next: "deposit" | "balance"
+    deposit_cents: int
+    balance_cents: int
+    balance_starts_at: datetime
+    balance_ends_at: datetime
+    deposit_refundable: bool
+    deposit_outcome: str | None = None  # "forfeited" | "refunded" once the order lapsed or was cancelled
+
+    @classmethod
+    def of(cls, terms: dict[str, Any]) -> PresaleView:
+        return cls(stage=terms["stage"], deposit_cents=int(terms["deposit_cents"]),
+                   balance_cents=int(terms["balance_cents"]),
+                   balance_starts_at=datetime.fromisoformat(terms["balance_starts_at"]),
+                   balance_ends_at=datetime.fromisoformat(terms["balance_ends_at"]),
+                   deposit_refundable=bool(terms.get("deposit_refundable")),
+                   deposit_outcome=terms.get("deposit_outcome"))
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,9 @@ class OrderView:
     refunds: list[RefundView]
     replayed: bool = False  # True when an idempotency key returned an existing order
     address_normalized: dict[str, Any] | None = None  # canonical names and codes (the address library)
+    presale: PresaleView | None = None
+    cash_on_delivery: bool = False
+    auction_id: str | None = None
 
     @classmethod
     def of(cls, order: Order, *, replayed: bool = False) -> OrderView:
@@ -132,10 +158,13 @@ class OrderView:
             ],
             payments=[PaymentView(id=p.id, status=p.status, amount_cents=p.amount_cents,
                                   reference=p.reference, reason=p.reason, started_at=p.started_at,
-                                  finished_at=p.finished_at)
+                                  finished_at=p.finished_at, stage=p.stage)
                       for p in order.payments],
             refunds=[RefundView.of(r) for r in order.refunds],
             replayed=replayed,
+            presale=PresaleView.of(order.presale) if order.presale else None,
+            cash_on_delivery=order.is_cod,
+            auction_id=(order.terms.get("auction") or {}).get("auction_id"),
         )
 
     def to_dict(self) -> dict[str, Any]:

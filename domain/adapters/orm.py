@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import false
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
@@ -70,6 +72,9 @@ shops = Table(
     Column("name", String(200), nullable=False),
     Column("auto_receive_days", Integer, nullable=False, default=7, server_default="7"),
     Column("refund_window_days", Integer, nullable=False, default=15, server_default="15"),
+    Column("cod_max_order_cents", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("cod_max_qty_per_day", Integer, nullable=False, default=0, server_default="0"),
+    Column("presale_deposit_refundable", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # Stock of a SKU in a warehouse is the inventory pool "wh:<warehouse id>".
@@ -106,6 +111,8 @@ promotions = Table(
     Column("per_buyer_limit", Integer, nullable=False, default=0),
     Column("starts_at", UTCDateTime),
     Column("ends_at", UTCDateTime),
+    Column("balance_starts_at", UTCDateTime),
+    Column("balance_ends_at", UTCDateTime),
 )
 
 inventory = Table(
@@ -150,6 +157,7 @@ orders = Table(
     Column("addr_phone", String(40), nullable=False),
     Column("addr_postal_code", String(20)),
     Column("addr_region", Text),  # canonical names and codes (JSON) from the address library
+    Column("terms", Text),  # tx-type terms (JSON): presale stages and window, cash on delivery, auction
     UniqueConstraint("buyer_id", "idempotency_key", name="uq_orders_buyer_idempotency_key"),
     Index("ix_orders_status_expires", "status", "expires_at"),
 )
@@ -204,6 +212,7 @@ payments = Table(
     Column("reference", String(128)),
     Column("reason", Text),
     Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("stage", String(16)),  # presale: "deposit" | "balance"
     Index("ix_payments_status", "status"),  # the retry job looks up the (few) queued payments
 )
 

@@ -22,6 +22,7 @@ from domain.api.dto import (
     CancelIn,
     DeliverIn,
     OrderOut,
+    PayIn,
     PlaceOrderIn,
     ProductOut,
     RefundIn,
@@ -92,6 +93,7 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
             buyer_id=body.buyer_id, tx_type=body.tx_type, channel=body.channel,
             lines=[LineItem(li.sku, li.qty) for li in body.lines], address=body.address.model_dump(),
             idempotency_key=body.idempotency_key,
+            extra={"stage": body.stage} if body.stage is not None else {},
         ))
         response.headers["Location"] = f"/orders/{view.id}"
         if view.replayed:
@@ -106,8 +108,8 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
             responses={202: {"description": "payment queued: the charge was degraded (payment.charge "
                                             "blocked) and will be retried; the order stays pending_payment "
                                             "with its stock reserved", "model": OrderOut}})
-    def pay_order(order_id: str, response: Response) -> Any:
-        view = service.pay_order(order_id)
+    def pay_order(order_id: str, response: Response, body: PayIn | None = None) -> Any:
+        view = service.pay_order(order_id, stage=body.stage if body else None)
         if any(p.status == "queued" for p in view.payments):
             response.status_code = 202
             response.headers["Location"] = f"/orders/{view.id}"

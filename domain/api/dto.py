@@ -29,11 +29,20 @@ class LineIn(BaseModel):
 
 class PlaceOrderIn(BaseModel):
     buyer_id: Annotated[str, Field(min_length=1, max_length=64)]
-    tx_type: Annotated[str, Field(min_length=1, max_length=32, examples=["fixed_price", "flash_sale"])]
+    tx_type: Annotated[str, Field(min_length=1, max_length=32,
+                                  examples=["fixed_price", "flash_sale", "presale", "cod"])]
     channel: Literal["app", "web", "mini_program"]
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=50)]
     address: AddressIn
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+    stage: Literal["deposit", "balance"] | None = Field(
+        default=None, description="presale: the stage this request pays; an order is placed paying its "
+                                  "deposit (the balance: POST /orders/{id}/pay with stage balance)")
+
+
+class PayIn(BaseModel):
+    stage: Literal["deposit", "balance"] | None = Field(
+        default=None, description="presale: the stage paid (must be the one due)")
 
 
 class RefundIn(BaseModel):
@@ -102,6 +111,17 @@ class PaymentOut(_Out):
     reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    stage: str | None = None
+
+
+class PresaleOut(_Out):
+    stage: str = Field(description="the stage due next: deposit | balance")
+    deposit_cents: int
+    balance_cents: int
+    balance_starts_at: datetime
+    balance_ends_at: datetime
+    deposit_refundable: bool
+    deposit_outcome: str | None = None
 
 
 class RefundLineOut(_Out):
@@ -144,6 +164,9 @@ class OrderOut(_Out):
     sub_orders: list[SubOrderOut]
     payments: list[PaymentOut]
     refunds: list[RefundOut]
+    presale: PresaleOut | None = None
+    cash_on_delivery: bool = False
+    auction_id: str | None = None
 
 
 class ShopOut(_Out):

@@ -86,6 +86,11 @@ class FakeOrders:
                and (o.queued_payment is None or o.expires_at <= now - queued_grace)]
         return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
 
+    def lapsed_presale_ids(self, now: datetime, limit: int) -> list[str]:
+        due = [o for o in self.state.orders.values()
+               if o.status == "deposit_paid" and o.expires_at is not None and o.expires_at <= now]
+        return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
+
     def queued_payments(self, limit: int) -> list[tuple[str, str]]:
         queued = [(p.started_at, p.id, o.id) for o in self.state.orders.values() for p in o.payments
                   if p.status == "queued"]
