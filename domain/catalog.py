@@ -7,7 +7,8 @@ Flash-sale SKUs (``FLASH_SKUS``) sell at the flash price under tx type
 
 Every transaction type is on show: ``PRESALE_SKU`` sells as ``presale`` (deposit now, the balance in a
 window opening five minutes after the first seed, for 30 days); ``COD_SHOP`` accepts cash on delivery
-(up to 500.00 per order, 10 units of a SKU per buyer per day). The presale window is the only thing that
+(up to 500.00 per order, 10 units of a SKU per buyer per day); ``AUCTION_SKU`` is auctioned for
+an hour. The presale window is the only thing that
 depends on the time (``now``, default the current UTC minute); the first seed's values stay.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.model import Catalog, Product, Promotion, PurchaseLimit, Shop, StockLevel, Warehouse
+from domain.model.auction import Auction
 
 SHOPS = [
     ("acme-electronics", "Acme Electronics"),
@@ -128,6 +130,18 @@ def presale_promotion(now: datetime) -> Promotion:
                      balance_ends_at=opens + timedelta(days=30))
 
 
+AUCTION_SKU = "BOOK-005"
+
+
+def demo_auction(now: datetime) -> Auction:
+    """The demo auction: a signed first edition, from 150.00 in steps of 5.00, reserve 180.00, one hour
+    from the first seed (closed by the node's auction job)."""
+    start = now.replace(second=0, microsecond=0)
+    return Auction(id="auc-book-005", shop_id="river-books", sku=AUCTION_SKU, start_price_cents=15000,
+                   increment_cents=500, reserve_cents=18000, starts_at=start,
+                   ends_at=start + timedelta(hours=1), created_at=start)
+
+
 def demo_catalog(now: datetime | None = None) -> Catalog:
     products = [
         Product(sku=sku, shop_id=shop, name=name, price_cents=price,
@@ -142,4 +156,5 @@ def demo_catalog(now: datetime | None = None) -> Catalog:
     shops = [Shop(i, n, **(COD_SETTINGS if i == COD_SHOP else {})) for i, n in SHOPS]
     now = now or datetime.now(UTC)
     return Catalog(shops=shops, products=products, stock=stock,
-                   promotions=[*PROMOTIONS, presale_promotion(now)], warehouses=list(WAREHOUSES))
+                   promotions=[*PROMOTIONS, presale_promotion(now)], warehouses=list(WAREHOUSES),
+                   auctions=[demo_auction(now)])

@@ -31,14 +31,15 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from domain import errors
+from domain import events as ev
 from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeRegistry, default_registry
 from domain.capabilities.registry import TransactionType
-from domain.commands import PlaceOrder
+from domain.commands import LineItem, PlaceOrder
 from domain.events import DomainEvent
 from domain.model import (
     CHANNELS,
@@ -53,10 +54,13 @@ from domain.model import (
     Payment,
     Product,
     Promotion,
+    Region,
     Shop,
     SubOrder,
     warehouse_of,
 )
+from domain.model.auction import AWARDED as AUCTION_AWARDED
+from domain.model.auction import SOLD, UNSOLD, Auction, Bid
 from domain.ports import (
     INVENTORY_RESERVE,
     ORDER_GET,
@@ -75,7 +79,7 @@ from domain.ports import (
     SystemClock,
 )
 from domain.storage import UnitOfWork, UnitOfWorkFactory
-from domain.views import OrderView, ProductView, RefundView, ShopView, shop_view
+from domain.views import AuctionView, BidView, OrderView, ProductView, RefundView, ShopView, shop_view
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -924,7 +928,161 @@ class TradingService:
         return tuple(t for t in found if t in registered)
 
     def _auctioned_skus(self, uow: UnitOfWork, shop_id: str, now: datetime) -> set[str]:
-        return set()
+        return uow.auctions.skus(shop_id, now)
+
+    # ---------------------------------------------------------------- auctions
+    def create_auction(self, *, sku: str, start_price_cents: int, increment_cents: int, reserve_cents: int,
+                       starts_at: datetime, ends_at: datetime) -> AuctionView:
+        """A merchant puts one unit of ``sku`` up for auction (its stock is reserved when it is won)."""
+        for name, at in (("starts_at", starts_at), ("ends_at", ends_at)):
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise errors.InvalidRequest(f"{name} must be a date-time with a time zone", field=name)
+
+        def run(uow: UnitOfWork) -> AuctionView:
+            product = uow.catalog.products_by_sku([sku]).get(sku)
+            if product is None:
+                raise errors.UnknownSku(f"sku {sku!r} is not in the catalog", field="sku", extra={"sku": sku})
+            now = self.clock.now()
+            if ends_at <= now:
+                raise errors.InvalidRequest(f"ends_at {ends_at.isoformat()} is not in the future",
+                                            field="ends_at")
+            auction = Auction(id=new_id("au"), shop_id=product.shop_id, sku=sku,
+                              start_price_cents=start_price_cents, increment_cents=increment_cents,
+                              reserve_cents=reserve_cents, starts_at=starts_at, ends_at=ends_at,
+                              created_at=now)
+            uow.auctions.add(auction)
+            uow.record(ev.AuctionCreated(occurred_at=now, auction_id=auction.id, shop_id=auction.shop_id,
+                                         sku=sku, tx_type="auction", start_price_cents=start_price_cents,
+                                         reserve_cents=reserve_cents))
+            return AuctionView.of(auction, now, [])
+
+        return self._transact(run)
+
+    def get_auction(self, auction_id: str) -> AuctionView:
+        def run(uow: UnitOfWork) -> AuctionView:
+            auction = self._auction(uow, auction_id)
+            return AuctionView.of(auction, self.clock.now(), uow.auctions.bids(auction_id))
+
+        return self._transact(run, readonly=True)
+
+    @staticmethod
+    def _auction(uow: UnitOfWork, auction_id: str) -> Auction:
+        auction = uow.auctions.get(auction_id)
+        if auction is None:
+            raise errors.NotFound(f"auction {auction_id!r} does not exist", field="auction_id",
+                                  rule="auction.exists")
+        return auction
+
+    def place_bid(self, auction_id: str, buyer_id: str, amount_cents: int,
+                  address: Mapping[str, str] | None = None) -> BidView:
+        """A bid: refused (409) before the start, after the end, or below the start price / the leading
+        bid + increment; accepted by one conditional UPDATE, so concurrent bids never lose an update."""
+        if not isinstance(buyer_id, str) or not buyer_id.strip() or len(buyer_id) > 64:
+            raise errors.InvalidRequest("buyer_id must be a non-empty string of at most 64 characters",
+                                        field="buyer_id")
+        shipping = None
+        if address is not None:
+            normalized = self.addresses.normalize(self._address(address))
+            shipping = asdict(normalized)
+        bid_id = new_id("bid")
+
+        def run(uow: UnitOfWork) -> BidView:
+            auction = self._auction(uow, auction_id)
+            now = self.clock.now()
+            auction.check_bid(amount_cents, now)
+            if not uow.auctions.try_bid(auction_id, buyer_id, amount_cents):
+                fresh = self._auction(uow, auction_id)
+                fresh.check_bid(amount_cents, now)  # outbid meanwhile: the refusal names the new minimum
+                raise errors.ConcurrentUpdate(f"auction {auction_id} moved on; retry")
+            bid = Bid(id=bid_id, auction_id=auction_id, buyer_id=buyer_id, amount_cents=amount_cents,
+                      placed_at=now, address=shipping)
+            uow.auctions.add_bid(bid)
+            uow.record(ev.BidPlaced(occurred_at=now, auction_id=auction_id, shop_id=auction.shop_id,
+                                    sku=auction.sku, tx_type="auction", buyer_id=buyer_id,
+                                    amount_cents=amount_cents))
+            return BidView.of(bid)
+
+        return self._transact(run)
+
+    def close_auctions(self, limit: int = 100) -> int:
+        """A node job: an ended auction's highest bid at or above reserve becomes an ``auction`` order at
+        that price with a payment deadline; an awarded auction whose order was paid is ``sold``, one whose
+        order was cancelled (not paid in time) is offered to the next bidder at their highest bid.
+        Returns how many auctions changed."""
+        now = self.clock.now()
+        ids = self._transact(lambda uow: uow.auctions.due(now, limit), readonly=True)
+        changed = 0
+        for auction_id in ids:
+            try:
+                changed += self._close_one(auction_id)
+            except errors.DomainError as exc:
+                log.warning("could not close auction %s: %s", auction_id, exc)
+        return changed
+
+    def _close_one(self, auction_id: str) -> int:
+        def read(uow: UnitOfWork) -> tuple[Auction, list[Bid], str | None]:
+            a = self._auction(uow, auction_id)
+            order = uow.orders.get(a.order_id) if a.order_id else None
+            return a, uow.auctions.bids(auction_id), order.status if order else None
+
+        auction, bids, order_status = self._transact(read, readonly=True)
+        if auction.status == AUCTION_AWARDED:
+            if order_status in (PAID, "partially_refunded", "refunded"):
+                return self._finish_auction(auction, SOLD, auction.order_id)
+            if order_status != "cancelled":
+                return 0  # the winner may still pay
+        offered = set(auction.offered)
+        best: dict[str, Bid] = {}
+        for b in bids:  # highest first: the first bid of a buyer is their highest
+            if b.buyer_id not in offered and b.buyer_id not in best \
+                    and b.amount_cents >= auction.reserve_cents:
+                best[b.buyer_id] = b
+        for bid in best.values():
+            round_no = len(auction.offered) + 1
+            cmd = PlaceOrder(
+                buyer_id=bid.buyer_id, tx_type="auction", channel="web", lines=[LineItem(auction.sku, 1)],
+                address=_award_address(bid), idempotency_key=f"auction:{auction.id}:{round_no}",
+                extra={"auction": {"auction_id": auction.id, "sku": auction.sku,
+                                   "amount_cents": bid.amount_cents, "round": round_no}})
+            try:
+                view = self.place_order(cmd)
+            except errors.DomainError as exc:  # e.g. out of stock: no one can be offered it
+                log.warning("auction %s: order for %s refused: %s", auction.id, bid.buyer_id, exc)
+                return self._finish_auction(auction, UNSOLD, None)
+            return self._award(auction, bid, view.id, round_no)
+        return self._finish_auction(auction, UNSOLD, None)
+
+    def _award(self, auction: Auction, bid: Bid, order_id: str, round_no: int) -> int:
+        def run(uow: UnitOfWork) -> int:
+            a = self._auction(uow, auction.id)
+            if len(a.offered) + 1 != round_no:
+                return 0  # another node awarded this round
+            a.status, a.order_id = AUCTION_AWARDED, order_id
+            a.offered = [*a.offered, bid.buyer_id]
+            uow.auctions.save(a)
+            uow.record(ev.AuctionAwarded(occurred_at=self.clock.now(), auction_id=a.id, shop_id=a.shop_id,
+                                         sku=a.sku, tx_type="auction", buyer_id=bid.buyer_id,
+                                         amount_cents=bid.amount_cents, order_id=order_id, round=round_no))
+            return 1
+
+        return self._transact(run)
+
+    def _finish_auction(self, auction: Auction, outcome: str, order_id: str | None) -> int:
+        def run(uow: UnitOfWork) -> int:
+            a = self._auction(uow, auction.id)
+            if a.status in (SOLD, UNSOLD) or a.version != auction.version:
+                return 0
+            a.status = outcome
+            uow.auctions.save(a)
+            amount = a.current_cents if outcome == SOLD else 0
+            if outcome == SOLD and order_id:
+                order = uow.orders.get(order_id)
+                amount = order.amount_cents if order else amount
+            uow.record(ev.AuctionClosed(occurred_at=self.clock.now(), auction_id=a.id, shop_id=a.shop_id,
+                                        sku=a.sku, tx_type="auction", outcome=outcome, amount_cents=amount))
+            return 1
+
+        return self._transact(run)
 
     def seed(self, catalog: Catalog) -> dict[str, int]:
         """Write shops, products, stock and promotions that are not there yet; never resets stock."""
@@ -937,11 +1095,26 @@ class TradingService:
                 "products": sum(uow.catalog.add_product(p) for p in catalog.products),
                 "stock": sum(uow.catalog.add_stock(s) for s in catalog.stock),
                 "promotions": sum(uow.catalog.add_promotion(p) for p in catalog.promotions),
+                **({"auctions": auctions} if (auctions := sum(uow.auctions.add(a) for a in catalog.auctions))
+                   else {}),
             }
 
         counts = self._transact(run)
         log.info("seeded catalog: %s new", counts)
         return counts
+
+
+def _award_address(bid: Bid) -> Address:
+    """Where an auction's order ships: the address the bid gave (normalized when bidding), else one the
+    winner confirms later (not region-checked; the warehouse is chosen by stock alone)."""
+    if bid.address:
+        data = dict(bid.address)
+        region = data.pop("region", None)
+        return Address(**data, region=Region(**region) if region else None)
+    return Address(country="CN", province="-", city="-", district="-", street="to be confirmed by the winner",
+                   recipient=bid.buyer_id, phone="00000", region=Region(
+                       country_code="CN", country="China", province_code=None, province="-", city_code=None,
+                       city="-", district_code=None, district="-"))
 
 
 def _refund_amount(tx: TransactionType, order: Order) -> Callable[[OrderLine, int], int]:

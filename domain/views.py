@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.model import Order, Product, Refund, Shop, StockLevel
+from domain.model.auction import Auction, Bid
 from domain.model.catalog import DEFAULT_POOL, FLASH_POOL, Promotion, warehouse_of
 
 
@@ -234,3 +235,49 @@ class ProductView:
 
 def shop_view(shop: Shop, products: int) -> ShopView:
     return ShopView(id=shop.id, name=shop.name, products=products)
+
+
+@dataclass(frozen=True)
+class BidView:
+    id: str
+    auction_id: str
+    buyer_id: str
+    amount_cents: int
+    placed_at: datetime
+
+    @classmethod
+    def of(cls, b: Bid) -> BidView:
+        return cls(id=b.id, auction_id=b.auction_id, buyer_id=b.buyer_id, amount_cents=b.amount_cents,
+                   placed_at=b.placed_at)
+
+
+@dataclass(frozen=True)
+class AuctionView:
+    id: str
+    shop_id: str
+    sku: str
+    status: str  # open | awarded | sold | unsold
+    phase: str  # scheduled | running | ended (while open), else the status
+    start_price_cents: int
+    increment_cents: int
+    reserve_cents: int
+    reserve_met: bool
+    starts_at: datetime
+    ends_at: datetime
+    current_cents: int
+    leader_buyer_id: str | None
+    next_min_cents: int
+    bid_count: int
+    order_id: str | None
+    offered: list[str]
+    bids: list[BidView]  # the highest first (at most 20)
+
+    @classmethod
+    def of(cls, a: Auction, now: datetime, bids: list[Bid]) -> AuctionView:
+        return cls(id=a.id, shop_id=a.shop_id, sku=a.sku, status=a.status, phase=a.phase(now),
+                   start_price_cents=a.start_price_cents, increment_cents=a.increment_cents,
+                   reserve_cents=a.reserve_cents,
+                   reserve_met=a.bids > 0 and a.current_cents >= a.reserve_cents,
+                   starts_at=a.starts_at, ends_at=a.ends_at, current_cents=a.current_cents,
+                   leader_buyer_id=a.leader_buyer_id, next_min_cents=a.next_min_cents, bid_count=a.bids,
+                   order_id=a.order_id, offered=list(a.offered), bids=[BidView.of(b) for b in bids[:20]])

@@ -240,6 +240,40 @@ refund_lines = Table(
     Column("amount_cents", BigInteger, nullable=False),
 )
 
+# Auctions: a bid is accepted by ONE conditional UPDATE on next_min_cents (see SqlAuctions.try_bid).
+auctions = Table(
+    "auctions", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("shop_id", String(64), ForeignKey("shops.id"), nullable=False),
+    Column("sku", String(64), ForeignKey("products.sku"), nullable=False, index=True),
+    Column("start_price_cents", BigInteger, nullable=False),
+    Column("increment_cents", BigInteger, nullable=False),
+    Column("reserve_cents", BigInteger, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("current_cents", BigInteger, nullable=False, default=0),
+    Column("leader_buyer_id", String(64)),
+    Column("next_min_cents", BigInteger, nullable=False),
+    Column("bids", Integer, nullable=False, default=0),
+    Column("version", Integer, nullable=False, default=0),
+    Column("order_id", String(40)),
+    Column("offered", Text, nullable=False, default="[]"),  # JSON list of buyer ids offered it
+    CheckConstraint("current_cents >= 0", name="ck_auctions_current_nonneg"),
+    Index("ix_auctions_status_ends", "status", "ends_at"),
+)
+
+auction_bids = Table(
+    "auction_bids", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("auction_id", String(40), ForeignKey("auctions.id"), nullable=False, index=True),
+    Column("buyer_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("address", Text),  # JSON, optional
+)
+
 # Every domain event, written in the same transaction as the change that recorded it (an
 # append-only journal: the order, its stock and its events commit together or not at all).
 # Live subscribers get events from the publisher after commit; this table is for replay/audit.

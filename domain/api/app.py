@@ -19,6 +19,10 @@ from domain import errors
 from domain.api.auth import AUTH_RESPONSES, AuthProblem, BearerAuth, auth_error_handler
 from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
+    AuctionIn,
+    AuctionOut,
+    BidIn,
+    BidOut,
     CancelIn,
     DeliverIn,
     OrderOut,
@@ -165,6 +169,26 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
     def receive(sub_order_id: str) -> Any:
         """The buyer confirms receipt (or the auto-receive job does, N days after delivery)."""
         return service.receive(sub_order_id)
+
+    @r.post("/auctions", status_code=201, response_model=AuctionOut, tags=["auctions"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def create_auction(body: AuctionIn, response: Response) -> Any:
+        """Merchant: put one unit of a SKU up for auction."""
+        view = service.create_auction(
+            sku=body.sku, start_price_cents=body.start_price_cents, increment_cents=body.increment_cents,
+            reserve_cents=body.reserve_cents, starts_at=body.starts_at, ends_at=body.ends_at)
+        response.headers["Location"] = f"/auctions/{view.id}"
+        return view
+
+    @r.get("/auctions/{auction_id}", response_model=AuctionOut, tags=["auctions"])
+    def get_auction(auction_id: str) -> Any:
+        return service.get_auction(auction_id)
+
+    @r.post("/auctions/{auction_id}/bids", status_code=201, response_model=BidOut, tags=["auctions"])
+    def place_bid(auction_id: str, body: BidIn) -> Any:
+        """A bid: 409 before the start, after the end, or below the start price / current + increment."""
+        return service.place_bid(auction_id, body.buyer_id, body.amount_cents,
+                                 address=body.address.model_dump() if body.address else None)
 
     @r.get("/shops", response_model=list[ShopOut], tags=["catalog"])
     def list_shops() -> Any:

@@ -62,6 +62,24 @@ class DeliverIn(BaseModel):
         default=None, description="cash on delivery: whether the cash was collected")
 
 
+Cents = Annotated[int, Field(strict=True, ge=0, le=10**12, description="integer cents")]
+
+
+class AuctionIn(BaseModel):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    start_price_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    increment_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    reserve_cents: Cents
+    starts_at: datetime = Field(description="with a time zone, e.g. 2026-11-25T12:00:00Z")
+    ends_at: datetime
+
+
+class BidIn(BaseModel):
+    buyer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    amount_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    address: AddressIn | None = Field(default=None, description="where to ship if this bid wins (optional)")
+
+
 class RejectIn(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -195,6 +213,35 @@ class ProductOut(_Out):
     flash: FlashOut | None
     tx_types: list[str] = Field(default_factory=lambda: ["fixed_price"])
     warehouses: dict[str, int] | None = None
+
+
+class BidOut(_Out):
+    id: str
+    auction_id: str
+    buyer_id: str
+    amount_cents: int
+    placed_at: datetime
+
+
+class AuctionOut(_Out):
+    id: str
+    shop_id: str
+    sku: str
+    status: str = Field(description="open | awarded | sold | unsold")
+    phase: str = Field(description="scheduled | running | ended while open; else the status")
+    start_price_cents: int
+    increment_cents: int
+    reserve_cents: int
+    reserve_met: bool
+    starts_at: datetime
+    ends_at: datetime
+    current_cents: int
+    leader_buyer_id: str | None
+    next_min_cents: int
+    bid_count: int
+    order_id: str | None
+    offered: list[str]
+    bids: list[BidOut]
 
 
 class Problem(BaseModel):

@@ -101,3 +101,11 @@ class CashOnDelivery(GatewayPayment):
 
     def placed(self, order: Order, now: datetime) -> None:
         order.confirm_cod(now)
+
+
+class AuctionPayment(GatewayPayment):
+    """auction: charged like a fixed-price order; the order's terms name the auction and the round."""
+
+    def terms(self, ctx: OrderContext, sub_orders: Sequence[SubOrder]) -> dict[str, Any]:
+        award = ctx.extra.get("auction")
+        return {"auction": dict(award)} if isinstance(award, dict) else {}

@@ -18,7 +18,7 @@ from domain.capabilities.base import (
 )
 from domain.capabilities.discount import NoDiscount, PromotionDiscount
 from domain.capabilities.inventory import PooledInventory, WarehouseInventory
-from domain.capabilities.payment import CashOnDelivery, GatewayPayment, PresalePayment
+from domain.capabilities.payment import AuctionPayment, CashOnDelivery, GatewayPayment, PresalePayment
 from domain.capabilities.pricing import AuctionPricing, FlashPricing, ListPricing, PresalePricing
 from domain.capabilities.purchase_limits import (
     CodPurchaseLimit,
@@ -112,5 +112,6 @@ def register_product_types(reg: TxTypeRegistry,
     reg.register("presale", base="fixed_price", pricing=PresalePricing(), discount=NoDiscount(),
                  purchase_limit=PresalePurchaseLimit(), payment=PresalePayment(), refund=PresaleRefund())
     reg.register("auction", base="fixed_price", pricing=AuctionPricing(), discount=NoDiscount(),
-                 purchase_limit=NoPurchaseLimit(), timeout=AfterTimeout(auction_payment_window))
+                 purchase_limit=NoPurchaseLimit(), payment=AuctionPayment(),
+                 timeout=AfterTimeout(auction_payment_window))
     return reg

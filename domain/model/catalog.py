@@ -192,3 +192,4 @@ class Catalog:
     stock: list[StockLevel] = field(default_factory=list)
     promotions: list[Promotion] = field(default_factory=list)
     warehouses: list[Warehouse] = field(default_factory=list)
+    auctions: list = field(default_factory=list)  # domain.model.auction.Auction

@@ -92,3 +92,47 @@ def test_parallel_presale_deposits_on_the_last_units(tx):
         t.join()
     assert results.count("ok") == 3 and results.count("out") == 9
     assert tx.stock("P1") == (3, 3)
+
+
+def test_parallel_bids_are_serialized(tx):
+    """8 threads × 10 bids each, amounts spaced by the increment: no lost update — the final price is the
+    highest bid, the accepted bids were strictly increasing, and every accepted bid has its row."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from domain.adapters import orm
+
+    a = tx.service.create_auction(sku="N1", start_price_cents=100, increment_cents=10, reserve_cents=0,
+                                  starts_at=START, ends_at=START + timedelta(hours=1))
+    accepted: list[int] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def bidder(t: int) -> None:
+        barrier.wait()
+        for k in range(10):
+            amount = 100 + 10 * (k * 8 + t)
+            try:
+                tx.service.place_bid(a.id, f"b{t}", amount)
+                with lock:
+                    accepted.append(amount)
+            except errors.Conflict as exc:
+                with lock:
+                    refused.append(exc.rule)
+
+    threads = [threading.Thread(target=bidder, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    view = tx.service.get_auction(a.id)
+    top = 100 + 10 * 79
+    assert view.current_cents == top and view.leader_buyer_id == "b7"
+    assert view.bid_count == len(accepted) and len(accepted) + len(refused) == 80
+    assert set(refused) <= {"auction.bid_too_low"}
+    with tx.db.engine.connect() as conn:
+        rows = conn.execute(select(orm.auction_bids.c.amount_cents)
+                            .where(orm.auction_bids.c.auction_id == a.id)).scalars().all()
+    assert sorted(rows) == sorted(accepted) and len(set(rows)) == len(rows)
