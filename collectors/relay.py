@@ -113,7 +113,10 @@ def business_points(rows: Iterable[JournalRow], *, app: str) -> list[Point]:
                 o[5] += int(p.get("discount_cents", 0))
                 o[6] += int(p.get("items", 0))
             elif name == "OrderPaid":
-                o[1] += 1
+                # a presale pays twice (stage deposit, then balance): counted paid once, at the balance;
+                # paid_amount sums both stages (each event carries its stage's share). COD: paid on delivery.
+                if p.get("stage") != "deposit":
+                    o[1] += 1
                 o[4] += int(p.get("amount_cents", 0))
             else:
                 o[2] += 1

@@ -1,14 +1,23 @@
 """Demo seed data: four shops, forty products, stock, promotions of every kind, flash sales.
 
-Deterministic (no randomness, no clock): ``TradingService.seed(demo_catalog())``
-is idempotent, so every node and ``tradeguard seed`` can run it safely.
+No randomness; ``TradingService.seed(demo_catalog())`` is idempotent (rows are inserted only when
+absent), so every node and ``tradeguard seed`` can run it safely.
 Flash-sale SKUs (``FLASH_SKUS``) sell at the flash price under tx type
 ``flash_sale`` from their own limited pool, 1–2 per buyer.
+
+Every transaction type is on show: ``PRESALE_SKU`` sells as ``presale`` (deposit now, the balance in a
+window opening five minutes after the first seed, for 30 days); ``COD_SHOP`` accepts cash on delivery
+(up to 500.00 per order, 10 units of a SKU per buyer per day); ``AUCTION_SKU`` is auctioned for
+an hour. The presale window is the only thing that
+depends on the time (``now``, default the current UTC minute); the first seed's values stay.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from domain.model import Catalog, Product, Promotion, PurchaseLimit, Shop, StockLevel, Warehouse
+from domain.model.auction import Auction
 
 SHOPS = [
     ("acme-electronics", "Acme Electronics"),
@@ -108,9 +117,32 @@ WAREHOUSE_STOCK: dict[str, dict[str, int]] = {
 }
 
 FLASH_SKUS = tuple(p.sku for p in PROMOTIONS if p.kind == "flash_price" and p.sku)
+PRESALE_SKU = "ELEC-009"
+COD_SHOP = "green-grocer"
+COD_SETTINGS = {"cod_max_order_cents": 50000, "cod_max_qty_per_day": 10}
 
 
-def demo_catalog() -> Catalog:
+def presale_promotion(now: datetime) -> Promotion:
+    """The demo presale: the game console at 3,299.00 with a 500.00 deposit per unit, one per buyer."""
+    opens = now.replace(second=0, microsecond=0) + timedelta(minutes=5)
+    return Promotion("presale-elec-009", "acme-electronics", "presale", sku=PRESALE_SKU, price_cents=329900,
+                     amount_cents=50000, per_buyer_limit=1, balance_starts_at=opens,
+                     balance_ends_at=opens + timedelta(days=30))
+
+
+AUCTION_SKU = "BOOK-005"
+
+
+def demo_auction(now: datetime) -> Auction:
+    """The demo auction: a signed first edition, from 150.00 in steps of 5.00, reserve 180.00, one hour
+    from the first seed (closed by the node's auction job)."""
+    start = now.replace(second=0, microsecond=0)
+    return Auction(id="auc-book-005", shop_id="river-books", sku=AUCTION_SKU, start_price_cents=15000,
+                   increment_cents=500, reserve_cents=18000, starts_at=start,
+                   ends_at=start + timedelta(hours=1), created_at=start)
+
+
+def demo_catalog(now: datetime | None = None) -> Catalog:
     products = [
         Product(sku=sku, shop_id=shop, name=name, price_cents=price,
                 limit=PurchaseLimit(lim[0], lim[1]) if lim else None)
@@ -121,6 +153,8 @@ def demo_catalog() -> Catalog:
     stock += [StockLevel(sku, f"wh:{wid}", qty)
               for sku, per in WAREHOUSE_STOCK.items() for wid, qty in per.items()]
     stock += [StockLevel(p.sku, "flash", p.stock) for p in PROMOTIONS if p.kind == "flash_price" and p.sku]
-    shops = [Shop(i, n) for i, n in SHOPS]
-    return Catalog(shops=shops, products=products, stock=stock, promotions=list(PROMOTIONS),
-                   warehouses=list(WAREHOUSES))
+    shops = [Shop(i, n, **(COD_SETTINGS if i == COD_SHOP else {})) for i, n in SHOPS]
+    now = now or datetime.now(UTC)
+    return Catalog(shops=shops, products=products, stock=stock,
+                   promotions=[*PROMOTIONS, presale_promotion(now)], warehouses=list(WAREHOUSES),
+                   auctions=[demo_auction(now)])

@@ -49,6 +49,7 @@ class OrderPaid(DomainEvent):
     channel: str
     amount_cents: int
     payment_id: str
+    stage: str | None = None  # presale: "deposit" | "balance" (amount_cents is that stage's share)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +73,7 @@ class PaymentSucceeded(DomainEvent):
     amount_cents: int
     latency_ms: float
     instance: str | None = None  # the node that charged (gateway latency is a node property)
+    stage: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +87,7 @@ class PaymentFailed(DomainEvent):
     latency_ms: float
     reason: str
     instance: str | None = None  # the node that charged
+    stage: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,3 +205,83 @@ class ReturnGoodsReceived(DomainEvent):
     shop_id: str
     tx_type: str
     items: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderConfirmed(DomainEvent):
+    """Cash on delivery: the sub-order is confirmed at once (stock reserved, paid on delivery)."""
+
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    buyer_id: str
+    tx_type: str
+    channel: str
+    amount_cents: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _DepositEvent(DomainEvent):
+    order_id: str
+    sub_order_id: str
+    shop_id: str
+    tx_type: str
+    channel: str
+    stage: str  # "deposit"
+    amount_cents: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepositForfeited(_DepositEvent):
+    """Presale: the deposit is kept by the shop (balance unpaid after its window, or cancelled)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepositRefunded(_DepositEvent):
+    """Presale: the deposit goes back to the buyer (the shop's rule says refundable)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuctionCreated(DomainEvent):
+    auction_id: str
+    shop_id: str
+    sku: str
+    tx_type: str
+    start_price_cents: int
+    reserve_cents: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BidPlaced(DomainEvent):
+    auction_id: str
+    shop_id: str
+    sku: str
+    tx_type: str
+    buyer_id: str
+    amount_cents: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuctionAwarded(DomainEvent):
+    """The auction's highest bid at or above reserve (or, the winner not paying, the next one) became
+    an order at that price."""
+
+    auction_id: str
+    shop_id: str
+    sku: str
+    tx_type: str
+    buyer_id: str
+    amount_cents: int
+    order_id: str
+    round: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuctionClosed(DomainEvent):
+    auction_id: str
+    shop_id: str
+    sku: str
+    tx_type: str
+    outcome: str  # "sold" | "unsold"
+    amount_cents: int

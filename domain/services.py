@@ -31,18 +31,21 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from domain import errors
+from domain import events as ev
 from domain.capabilities import LineRequest, OrderContext, PricedLine, TxTypeRegistry, default_registry
 from domain.capabilities.registry import TransactionType
-from domain.commands import PlaceOrder
+from domain.commands import LineItem, PlaceOrder
 from domain.events import DomainEvent, PaymentSucceeded
 from domain.events import PaymentFailed as PaymentFailedEvent
 from domain.model import (
     CHANNELS,
+    DEPOSIT_PAID,
+    PAID,
     PENDING,
     RETURN,
     Address,
@@ -50,9 +53,15 @@ from domain.model import (
     Order,
     OrderLine,
     Payment,
+    Product,
+    Promotion,
+    Region,
+    Shop,
     SubOrder,
     warehouse_of,
 )
+from domain.model.auction import AWARDED as AUCTION_AWARDED
+from domain.model.auction import SOLD, UNSOLD, Auction, Bid
 from domain.ports import (
     INVENTORY_RESERVE,
     ORDER_GET,
@@ -71,7 +80,7 @@ from domain.ports import (
     SystemClock,
 )
 from domain.storage import UnitOfWork, UnitOfWorkFactory
-from domain.views import OrderView, ProductView, RefundView, ShopView, shop_view
+from domain.views import AuctionView, BidView, OrderView, ProductView, RefundView, ShopView, shop_view
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +99,7 @@ class _Plan:
     now: datetime
     priced: list[PricedLine]
     sub_orders: list[SubOrder]
+    terms: dict[str, Any]
 
 
 class _Outcome:
@@ -323,9 +333,10 @@ class TradingService:
         province = address.region.province_code if address is not None and address.region else None
         distance = {w.id: self.addresses.distance(province, w.province_code)
                     for w in uow.catalog.warehouses()}
+        shops = {sid: shop for sid in shop_ids if (shop := uow.catalog.shop(sid)) is not None}
         ctx = OrderContext(tx_type=tx.name, buyer_id=cmd.buyer_id, channel=cmd.channel, now=now,
                            products=products, promotions=promos, quantities={r.sku: r.qty for r in requests},
-                           stock=stock, warehouse_distance=distance)
+                           stock=stock, warehouse_distance=distance, shops=shops, extra=dict(cmd.extra))
         priced = []
         for r in requests:
             product = products[r.sku]
@@ -341,7 +352,9 @@ class TradingService:
             for line in shop_lines:
                 by_warehouse.setdefault(warehouse_of(line.pool), []).append(line)
             sub_orders.extend(self._sub_order(shop_id, wid, lines) for wid, lines in by_warehouse.items())
-        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders)
+        terms_of = getattr(tx.payment, "terms", None)  # optional hooks: a charge-only policy still plugs in
+        terms = terms_of(ctx, sub_orders) if terms_of is not None else {}
+        return _Plan(order_id=new_id("o"), now=now, priced=priced, sub_orders=sub_orders, terms=terms)
 
     @staticmethod
     def _sub_order(shop_id: str, warehouse_id: str | None, lines: list[PricedLine]) -> SubOrder:
@@ -372,15 +385,19 @@ class TradingService:
             order_id=plan.order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel,
             address=address, idempotency_key=cmd.idempotency_key, request_hash=fingerprint,
             sub_orders=copy.deepcopy(plan.sub_orders), now=plan.now,
-            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout),
+            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout), terms=copy.deepcopy(plan.terms),
         )
+        placed = getattr(tx.payment, "placed", None)
+        if placed is not None:
+            placed(order, plan.now)
         uow.orders.add(order)
         log.debug("placed order %s (%d sub-orders, %d cents)", order.id, len(order.sub_orders),
                   order.amount_cents)
         return OrderView.of(order)
 
     # --------------------------------------------------------------------- pay
-    def pay_order(self, order_id: str) -> OrderView:
+    def pay_order(self, order_id: str, stage: str | None = None) -> OrderView:
+        """Pay the order (a presale order: the stage due; ``stage``, when given, must name it)."""
         def head(uow: UnitOfWork) -> tuple[str, str]:
             found = uow.orders.head(order_id)
             if found is None:
@@ -390,13 +407,14 @@ class TradingService:
 
         buyer, shop = self._transact(head, readonly=True)
         args = {"buyer": buyer, "shop": shop}
-        return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args), args=args)
+        return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args, stage), args=args)
 
-    def _pay(self, order_id: str, args: dict[str, str]) -> OrderView:
+    def _pay(self, order_id: str, args: dict[str, str], stage: str | None = None) -> OrderView:
         new_payment_id = new_id("pay")
 
         def begin(uow: UnitOfWork) -> tuple[Order, str]:
             order = self._load(uow, order_id)
+            order.require_stage(stage)
             payment = order.begin_payment(new_payment_id, self.clock.now(), self.payment_stale_after,
                                           self.queued_payment_grace)
             uow.orders.save(order)
@@ -468,7 +486,7 @@ class TradingService:
                 paid = PaymentSucceeded | PaymentFailedEvent
                 o.events[:] = [replace(e, instance=self.instance) if isinstance(e, paid) and not e.instance
                                else e for e in o.events]
-            if p.status == "succeeded":
+            if p.status == "succeeded" and o.status == PAID:  # (a presale deposit leaves the stock reserved)
                 for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
                     self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
             uow.orders.save(o)
@@ -551,13 +569,63 @@ class TradingService:
         return self._transact(run)
 
     def _cancel(self, uow: UnitOfWork, order: Order, reason: str) -> None:
-        order.cancel(reason, self.clock.now(), self.payment_stale_after)
+        deposit_paid = order.status == DEPOSIT_PAID
+        refundable = bool((order.presale or {}).get("deposit_refundable"))
+        order.cancel(reason, self.clock.now(), self.payment_stale_after, deposit_refundable=refundable)
+        if deposit_paid and refundable:
+            self._refund_deposit(order)
         tx = self.registry.get(order.tx_type)
         for line in sorted(order.lines, key=lambda li: li.sku):
             tx.purchase_limit.release(uow, order.buyer_id, line)
         for line in sorted(order.lines, key=lambda li: li.sku):
             tx.inventory.release(uow, line)
         uow.orders.save(order)
+
+    def _refund_deposit(self, order: Order) -> None:
+        """The shop's rule returns a presale deposit: paid back through the gateway (idempotent by id)."""
+        dep = order.deposit_payment()
+        if dep is None:
+            return
+        try:
+            result = self.gateway.refund(f"dep_{order.id}", dep.reference or dep.id, dep.amount_cents)
+            if not result.ok:
+                log.warning("deposit refund of order %s declined: %s", order.id, result.reason)
+        except Exception:
+            log.exception("deposit refund of order %s failed", order.id)
+
+    def forfeit_presales(self, limit: int = 500) -> int:
+        """Presale orders whose balance window closed unpaid: cancelled, stock and quota released, the
+        deposit forfeited or returned by the shop's rule (``Shop.presale_deposit_refundable``). A node
+        job; returns how many lapsed."""
+        now = self.clock.now()
+        ids = self._transact(lambda uow: uow.orders.lapsed_presale_ids(now, limit), readonly=True)
+        lapsed = 0
+        for order_id in ids:
+            def run(uow: UnitOfWork, order_id: str = order_id) -> Order | None:
+                order = uow.orders.get(order_id)
+                if order is None or order.status != DEPOSIT_PAID or order.expires_at is None \
+                        or order.expires_at > self.clock.now() or order.pending_payment is not None:
+                    return None
+                refundable = bool((order.presale or {}).get("deposit_refundable"))
+                order.lapse_presale(self.clock.now(), refundable)
+                tx = self.registry.get(order.tx_type)
+                for line in sorted(order.lines, key=lambda li: li.sku):
+                    tx.purchase_limit.release(uow, order.buyer_id, line)
+                for line in sorted(order.lines, key=lambda li: li.sku):
+                    tx.inventory.release(uow, line)
+                uow.orders.save(order)
+                return order
+
+            try:
+                done = self._transact(run)
+            except errors.DomainError as exc:
+                log.warning("could not lapse presale order %s: %s", order_id, exc)
+                continue
+            if done is not None:
+                lapsed += 1
+                if (done.presale or {}).get("deposit_refundable"):
+                    self._refund_deposit(done)
+        return lapsed
 
     def cancel_expired(self, limit: int = 500) -> int:
         """Cancel unpaid orders past their deadline (releasing stock); returns how many were cancelled.
@@ -612,8 +680,8 @@ class TradingService:
                             field="kind", rule="refund.return_needs_shipment", extra={"sku": s})
             refund = self._guarded(
                 REFUND_REQUEST,
-                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(), tx.refund.amount,
-                                             kind=kind),
+                lambda: order.request_refund(new_id("rf"), wanted, self.clock.now(),
+                                             _refund_amount(tx, order), kind=kind),
                 args={"buyer": order.buyer_id, "shop": shop, "sku": sku},
             )
             uow.orders.save(order)
@@ -755,8 +823,21 @@ class TradingService:
         return self._transact(run)
 
     def deliver(self, sub_order_id: str, collected: bool | None = None) -> OrderView:
+        """Delivered. A cash-on-delivery sub-order needs ``collected``: true records its payment (the
+        reserved units are sold), false fails the delivery (``DeliveryFailed``; the units go back)."""
         def run(uow: UnitOfWork) -> OrderView:
             o = self._order_of_sub(uow, sub_order_id)
+            if o.is_cod:
+                tx = self.registry.get(o.tx_type)
+                sold, released = o.deliver_cod(sub_order_id, self.clock.now(), collected, new_id("pay"))
+                for line in sorted(sold, key=lambda li: (li.sku, li.pool)):
+                    tx.inventory.commit_sale(uow, line)
+                for line in sorted(released, key=lambda li: li.sku):
+                    tx.purchase_limit.release(uow, o.buyer_id, line)
+                for line in sorted(released, key=lambda li: li.sku):
+                    tx.inventory.release(uow, line)
+                uow.orders.save(o)
+                return OrderView.of(o)
             o.deliver(sub_order_id, self.clock.now(), collected)
             uow.orders.save(o)
             return OrderView.of(o)
@@ -827,13 +908,189 @@ class TradingService:
             if uow.catalog.shop(shop_id) is None:
                 raise errors.NotFound(f"shop {shop_id!r} does not exist; see GET /shops", field="shop_id",
                                       rule="shop.exists")
+            shop = uow.catalog.shop(shop_id)
             products = uow.catalog.products(shop_id)
             stock = uow.catalog.stock(p.sku for p in products)
             now = self.clock.now()
             promos = [p for p in uow.catalog.promotions([shop_id]) if p.active(now)]
-            return [ProductView.of(p, stock, promos) for p in products]
+            auctioned = self._auctioned_skus(uow, shop_id, now)
+            return [ProductView.of(p, stock, promos, self._tx_types(p, shop, promos, auctioned))
+                    for p in products]
 
         return self._transact(run, readonly=True)
+
+    def _tx_types(self, product: Product, shop: Shop | None, promos: list[Promotion],
+                  auctioned: set[str]) -> tuple[str, ...]:
+        """The registered transaction types ``product`` can be bought with now."""
+        kinds = {p.kind for p in promos if p.sku == product.sku}
+        found = ["fixed_price"]
+        if "flash_price" in kinds:
+            found.append("flash_sale")
+        if "presale" in kinds:
+            found.append("presale")
+        if shop is not None and shop.accepts_cod:
+            found.append("cod")
+        if product.sku in auctioned:
+            found.append("auction")
+        registered = set(self.registry.names())
+        return tuple(t for t in found if t in registered)
+
+    def _auctioned_skus(self, uow: UnitOfWork, shop_id: str, now: datetime) -> set[str]:
+        return uow.auctions.skus(shop_id, now)
+
+    # ---------------------------------------------------------------- auctions
+    def create_auction(self, *, sku: str, start_price_cents: int, increment_cents: int, reserve_cents: int,
+                       starts_at: datetime, ends_at: datetime) -> AuctionView:
+        """A merchant puts one unit of ``sku`` up for auction (its stock is reserved when it is won)."""
+        for name, at in (("starts_at", starts_at), ("ends_at", ends_at)):
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise errors.InvalidRequest(f"{name} must be a date-time with a time zone", field=name)
+
+        def run(uow: UnitOfWork) -> AuctionView:
+            product = uow.catalog.products_by_sku([sku]).get(sku)
+            if product is None:
+                raise errors.UnknownSku(f"sku {sku!r} is not in the catalog", field="sku", extra={"sku": sku})
+            now = self.clock.now()
+            if ends_at <= now:
+                raise errors.InvalidRequest(f"ends_at {ends_at.isoformat()} is not in the future",
+                                            field="ends_at")
+            auction = Auction(id=new_id("au"), shop_id=product.shop_id, sku=sku,
+                              start_price_cents=start_price_cents, increment_cents=increment_cents,
+                              reserve_cents=reserve_cents, starts_at=starts_at, ends_at=ends_at,
+                              created_at=now)
+            uow.auctions.add(auction)
+            uow.record(ev.AuctionCreated(occurred_at=now, auction_id=auction.id, shop_id=auction.shop_id,
+                                         sku=sku, tx_type="auction", start_price_cents=start_price_cents,
+                                         reserve_cents=reserve_cents))
+            return AuctionView.of(auction, now, [])
+
+        return self._transact(run)
+
+    def get_auction(self, auction_id: str) -> AuctionView:
+        def run(uow: UnitOfWork) -> AuctionView:
+            auction = self._auction(uow, auction_id)
+            return AuctionView.of(auction, self.clock.now(), uow.auctions.bids(auction_id))
+
+        return self._transact(run, readonly=True)
+
+    @staticmethod
+    def _auction(uow: UnitOfWork, auction_id: str) -> Auction:
+        auction = uow.auctions.get(auction_id)
+        if auction is None:
+            raise errors.NotFound(f"auction {auction_id!r} does not exist", field="auction_id",
+                                  rule="auction.exists")
+        return auction
+
+    def place_bid(self, auction_id: str, buyer_id: str, amount_cents: int,
+                  address: Mapping[str, str] | None = None) -> BidView:
+        """A bid: refused (409) before the start, after the end, or below the start price / the leading
+        bid + increment; accepted by one conditional UPDATE, so concurrent bids never lose an update."""
+        if not isinstance(buyer_id, str) or not buyer_id.strip() or len(buyer_id) > 64:
+            raise errors.InvalidRequest("buyer_id must be a non-empty string of at most 64 characters",
+                                        field="buyer_id")
+        shipping = None
+        if address is not None:
+            normalized = self.addresses.normalize(self._address(address))
+            shipping = asdict(normalized)
+        bid_id = new_id("bid")
+
+        def run(uow: UnitOfWork) -> BidView:
+            auction = self._auction(uow, auction_id)
+            now = self.clock.now()
+            auction.check_bid(amount_cents, now)
+            if not uow.auctions.try_bid(auction_id, buyer_id, amount_cents):
+                fresh = self._auction(uow, auction_id)
+                fresh.check_bid(amount_cents, now)  # outbid meanwhile: the refusal names the new minimum
+                raise errors.ConcurrentUpdate(f"auction {auction_id} moved on; retry")
+            bid = Bid(id=bid_id, auction_id=auction_id, buyer_id=buyer_id, amount_cents=amount_cents,
+                      placed_at=now, address=shipping)
+            uow.auctions.add_bid(bid)
+            uow.record(ev.BidPlaced(occurred_at=now, auction_id=auction_id, shop_id=auction.shop_id,
+                                    sku=auction.sku, tx_type="auction", buyer_id=buyer_id,
+                                    amount_cents=amount_cents))
+            return BidView.of(bid)
+
+        return self._transact(run)
+
+    def close_auctions(self, limit: int = 100) -> int:
+        """A node job: an ended auction's highest bid at or above reserve becomes an ``auction`` order at
+        that price with a payment deadline; an awarded auction whose order was paid is ``sold``, one whose
+        order was cancelled (not paid in time) is offered to the next bidder at their highest bid.
+        Returns how many auctions changed."""
+        now = self.clock.now()
+        ids = self._transact(lambda uow: uow.auctions.due(now, limit), readonly=True)
+        changed = 0
+        for auction_id in ids:
+            try:
+                changed += self._close_one(auction_id)
+            except errors.DomainError as exc:
+                log.warning("could not close auction %s: %s", auction_id, exc)
+        return changed
+
+    def _close_one(self, auction_id: str) -> int:
+        def read(uow: UnitOfWork) -> tuple[Auction, list[Bid], str | None]:
+            a = self._auction(uow, auction_id)
+            order = uow.orders.get(a.order_id) if a.order_id else None
+            return a, uow.auctions.bids(auction_id), order.status if order else None
+
+        auction, bids, order_status = self._transact(read, readonly=True)
+        if auction.status == AUCTION_AWARDED:
+            if order_status in (PAID, "partially_refunded", "refunded"):
+                return self._finish_auction(auction, SOLD, auction.order_id)
+            if order_status != "cancelled":
+                return 0  # the winner may still pay
+        offered = set(auction.offered)
+        best: dict[str, Bid] = {}
+        for b in bids:  # highest first: the first bid of a buyer is their highest
+            if b.buyer_id not in offered and b.buyer_id not in best \
+                    and b.amount_cents >= auction.reserve_cents:
+                best[b.buyer_id] = b
+        for bid in best.values():
+            round_no = len(auction.offered) + 1
+            cmd = PlaceOrder(
+                buyer_id=bid.buyer_id, tx_type="auction", channel="web", lines=[LineItem(auction.sku, 1)],
+                address=_award_address(bid), idempotency_key=f"auction:{auction.id}:{round_no}",
+                extra={"auction": {"auction_id": auction.id, "sku": auction.sku,
+                                   "amount_cents": bid.amount_cents, "round": round_no}})
+            try:
+                view = self.place_order(cmd)
+            except errors.DomainError as exc:  # e.g. out of stock: no one can be offered it
+                log.warning("auction %s: order for %s refused: %s", auction.id, bid.buyer_id, exc)
+                return self._finish_auction(auction, UNSOLD, None)
+            return self._award(auction, bid, view.id, round_no)
+        return self._finish_auction(auction, UNSOLD, None)
+
+    def _award(self, auction: Auction, bid: Bid, order_id: str, round_no: int) -> int:
+        def run(uow: UnitOfWork) -> int:
+            a = self._auction(uow, auction.id)
+            if len(a.offered) + 1 != round_no:
+                return 0  # another node awarded this round
+            a.status, a.order_id = AUCTION_AWARDED, order_id
+            a.offered = [*a.offered, bid.buyer_id]
+            uow.auctions.save(a)
+            uow.record(ev.AuctionAwarded(occurred_at=self.clock.now(), auction_id=a.id, shop_id=a.shop_id,
+                                         sku=a.sku, tx_type="auction", buyer_id=bid.buyer_id,
+                                         amount_cents=bid.amount_cents, order_id=order_id, round=round_no))
+            return 1
+
+        return self._transact(run)
+
+    def _finish_auction(self, auction: Auction, outcome: str, order_id: str | None) -> int:
+        def run(uow: UnitOfWork) -> int:
+            a = self._auction(uow, auction.id)
+            if a.status in (SOLD, UNSOLD) or a.version != auction.version:
+                return 0
+            a.status = outcome
+            uow.auctions.save(a)
+            amount = a.current_cents if outcome == SOLD else 0
+            if outcome == SOLD and order_id:
+                order = uow.orders.get(order_id)
+                amount = order.amount_cents if order else amount
+            uow.record(ev.AuctionClosed(occurred_at=self.clock.now(), auction_id=a.id, shop_id=a.shop_id,
+                                        sku=a.sku, tx_type="auction", outcome=outcome, amount_cents=amount))
+            return 1
+
+        return self._transact(run)
 
     def seed(self, catalog: Catalog) -> dict[str, int]:
         """Write shops, products, stock and promotions that are not there yet; never resets stock."""
@@ -846,11 +1103,34 @@ class TradingService:
                 "products": sum(uow.catalog.add_product(p) for p in catalog.products),
                 "stock": sum(uow.catalog.add_stock(s) for s in catalog.stock),
                 "promotions": sum(uow.catalog.add_promotion(p) for p in catalog.promotions),
+                **({"auctions": auctions} if (auctions := sum(uow.auctions.add(a) for a in catalog.auctions))
+                   else {}),
             }
 
         counts = self._transact(run)
         log.info("seeded catalog: %s new", counts)
         return counts
+
+
+def _award_address(bid: Bid) -> Address:
+    """Where an auction's order ships: the address the bid gave (normalized when bidding), else one the
+    winner confirms later (not region-checked; the warehouse is chosen by stock alone)."""
+    if bid.address:
+        data = dict(bid.address)
+        region = data.pop("region", None)
+        return Address(**data, region=Region(**region) if region else None)
+    return Address(country="CN", province="-", city="-", district="-", street="to be confirmed by the winner",
+                   recipient=bid.buyer_id, phone="00000", region=Region(
+                       country_code="CN", country="China", province_code=None, province="-", city_code=None,
+                       city="-", district_code=None, district="-"))
+
+
+def _refund_amount(tx: TransactionType, order: Order) -> Callable[[OrderLine, int], int]:
+    """The refund capability's amount for a line of ``order`` (``amount_for`` when it has one)."""
+    amount_for = getattr(tx.refund, "amount_for", None)
+    if amount_for is None:
+        return tx.refund.amount
+    return lambda line, qty: amount_for(order, line, qty)
 
 
 def _refund_lines(lines: Iterable[Any]) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from domain.events import DomainEvent
 from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
+from domain.model.auction import Auction, Bid
 
 
 class OrderRepository(Protocol):
@@ -37,6 +38,10 @@ class OrderRepository(Protocol):
     def expired_ids(self, now: datetime, limit: int, queued_grace: timedelta = timedelta(0)) -> list[str]:
         """Ids of ``pending_payment`` orders past their deadline, oldest first; an order whose payment
         is queued is due only ``queued_grace`` after its deadline."""
+        ...
+
+    def lapsed_presale_ids(self, now: datetime, limit: int) -> list[str]:
+        """Ids of presale orders still ``deposit_paid`` whose balance window closed (``expires_at``)."""
         ...
 
     def queued_payments(self, limit: int) -> list[tuple[str, str]]:
@@ -113,11 +118,43 @@ class LimitCounters(Protocol):
     def used(self, buyer_id: str, sku: str, key: str) -> int: ...
 
 
+class AuctionStore(Protocol):
+    def add(self, auction: Auction) -> bool:
+        """Insert when absent (seeding is idempotent); True if inserted."""
+        ...
+
+    def get(self, auction_id: str) -> Auction | None: ...
+
+    def try_bid(self, auction_id: str, buyer_id: str, amount_cents: int) -> bool:
+        """Lead with ``amount_cents`` iff it reaches ``next_min_cents`` and the auction is open, in ONE
+        conditional UPDATE (concurrent bids serialize on it: no lost update)."""
+        ...
+
+    def add_bid(self, bid: Bid) -> None: ...
+
+    def bids(self, auction_id: str) -> list[Bid]:
+        """All bids, highest amount first (then the earliest)."""
+        ...
+
+    def save(self, auction: Auction) -> None:
+        """Status/award changes, version-checked (``ConcurrentUpdate`` otherwise)."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Ids of open auctions past their end, and of awarded ones (their order may have settled)."""
+        ...
+
+    def skus(self, shop_id: str, now: datetime) -> set[str]:
+        """SKUs of the shop's open auctions not yet ended."""
+        ...
+
+
 class UnitOfWork(Protocol):
     orders: OrderRepository
     catalog: CatalogStore
     inventory: InventoryStore
     limits: LimitCounters
+    auctions: AuctionStore
 
     def __enter__(self) -> UnitOfWork: ...
 
@@ -141,12 +178,18 @@ class AbstractUnitOfWork:
     catalog: CatalogStore
     inventory: InventoryStore
     limits: LimitCounters
+    auctions: AuctionStore
 
     def __init__(self) -> None:
         self.committed = False
+        self.recorded: list[DomainEvent] = []  # events of no order aggregate (auctions, bids)
+
+    def record(self, event: DomainEvent) -> None:
+        self.recorded.append(event)
 
     def __enter__(self) -> AbstractUnitOfWork:
         self.committed = False
+        self.recorded = []
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,7 +202,7 @@ class AbstractUnitOfWork:
 
     def pending_events(self) -> list[DomainEvent]:
         """Events recorded by the aggregates seen so far (not yet collected); journaled at commit."""
-        return [e for order in self.orders.seen for e in order.events]
+        return [e for order in self.orders.seen for e in order.events] + list(self.recorded)
 
     def rollback(self) -> None:
         self._rollback()
@@ -169,6 +212,8 @@ class AbstractUnitOfWork:
         for order in self.orders.seen:
             out.extend(order.events)
             order.events.clear()
+        out.extend(self.recorded)
+        self.recorded.clear()
         return out
 
     def _commit(self) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.model import Order, Product, Refund, Shop, StockLevel
+from domain.model.auction import Auction, Bid
 from domain.model.catalog import DEFAULT_POOL, FLASH_POOL, Promotion, warehouse_of
 
 
@@ -50,6 +51,29 @@ class PaymentView:
     reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class PresaleView:
+    """A presale order's two stages and the balance window."""
+
+    stage: str  # the stage due next: "deposit" | "balance"
+    deposit_cents: int
+    balance_cents: int
+    balance_starts_at: datetime
+    balance_ends_at: datetime
+    deposit_refundable: bool
+    deposit_outcome: str | None = None  # "forfeited" | "refunded" once the order lapsed or was cancelled
+
+    @classmethod
+    def of(cls, terms: dict[str, Any]) -> PresaleView:
+        return cls(stage=terms["stage"], deposit_cents=int(terms["deposit_cents"]),
+                   balance_cents=int(terms["balance_cents"]),
+                   balance_starts_at=datetime.fromisoformat(terms["balance_starts_at"]),
+                   balance_ends_at=datetime.fromisoformat(terms["balance_ends_at"]),
+                   deposit_refundable=bool(terms.get("deposit_refundable")),
+                   deposit_outcome=terms.get("deposit_outcome"))
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,9 @@ class OrderView:
     refunds: list[RefundView]
     replayed: bool = False  # True when an idempotency key returned an existing order
     address_normalized: dict[str, Any] | None = None  # canonical names and codes (the address library)
+    presale: PresaleView | None = None
+    cash_on_delivery: bool = False
+    auction_id: str | None = None
 
     @classmethod
     def of(cls, order: Order, *, replayed: bool = False) -> OrderView:
@@ -132,10 +159,13 @@ class OrderView:
             ],
             payments=[PaymentView(id=p.id, status=p.status, amount_cents=p.amount_cents,
                                   reference=p.reference, reason=p.reason, started_at=p.started_at,
-                                  finished_at=p.finished_at)
+                                  finished_at=p.finished_at, stage=p.stage)
                       for p in order.payments],
             refunds=[RefundView.of(r) for r in order.refunds],
             replayed=replayed,
+            presale=PresaleView.of(order.presale) if order.presale else None,
+            cash_on_delivery=order.is_cod,
+            auction_id=(order.terms.get("auction") or {}).get("auction_id"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,3 +235,49 @@ class ProductView:
 
 def shop_view(shop: Shop, products: int) -> ShopView:
     return ShopView(id=shop.id, name=shop.name, products=products)
+
+
+@dataclass(frozen=True)
+class BidView:
+    id: str
+    auction_id: str
+    buyer_id: str
+    amount_cents: int
+    placed_at: datetime
+
+    @classmethod
+    def of(cls, b: Bid) -> BidView:
+        return cls(id=b.id, auction_id=b.auction_id, buyer_id=b.buyer_id, amount_cents=b.amount_cents,
+                   placed_at=b.placed_at)
+
+
+@dataclass(frozen=True)
+class AuctionView:
+    id: str
+    shop_id: str
+    sku: str
+    status: str  # open | awarded | sold | unsold
+    phase: str  # scheduled | running | ended (while open), else the status
+    start_price_cents: int
+    increment_cents: int
+    reserve_cents: int
+    reserve_met: bool
+    starts_at: datetime
+    ends_at: datetime
+    current_cents: int
+    leader_buyer_id: str | None
+    next_min_cents: int
+    bid_count: int
+    order_id: str | None
+    offered: list[str]
+    bids: list[BidView]  # the highest first (at most 20)
+
+    @classmethod
+    def of(cls, a: Auction, now: datetime, bids: list[Bid]) -> AuctionView:
+        return cls(id=a.id, shop_id=a.shop_id, sku=a.sku, status=a.status, phase=a.phase(now),
+                   start_price_cents=a.start_price_cents, increment_cents=a.increment_cents,
+                   reserve_cents=a.reserve_cents,
+                   reserve_met=a.bids > 0 and a.current_cents >= a.reserve_cents,
+                   starts_at=a.starts_at, ends_at=a.ends_at, current_cents=a.current_cents,
+                   leader_buyer_id=a.leader_buyer_id, next_min_cents=a.next_min_cents, bid_count=a.bids,
+                   order_id=a.order_id, offered=list(a.offered), bids=[BidView.of(b) for b in bids[:20]])

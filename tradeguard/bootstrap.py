@@ -402,11 +402,15 @@ def wire_relay_status(ctx: NodeContext, control_engine: Any) -> None:
 def wire_timeouts(ctx: NodeContext) -> None:
     """Cancel unpaid orders past their deadline (stock released), every ``timeout_sweep_s``; charge
     queued payments again (``retry_queued_payments``, race-safe across nodes) every ``payment_retry_s``;
-    mark delivered sub-orders received after their shop's ``auto_receive_days`` (every minute)."""
+    mark delivered sub-orders received after their shop's ``auto_receive_days`` (every minute); close
+    ended auctions and re-offer unpaid ones (every 15 s); lapse presale orders whose balance window closed
+    unpaid (every minute)."""
     service = ctx.service
     ctx.every(ctx.settings.timeout_sweep_s, service.cancel_expired, "timeout-cancel")
     ctx.every(ctx.settings.payment_retry_s, service.retry_queued_payments, "payment-retry")
     ctx.every(60.0, service.auto_receive, "auto-receive")
+    ctx.every(15.0, service.close_auctions, "auction-close")
+    ctx.every(60.0, service.forfeit_presales, "presale-forfeit")
     ctx.parts["timeouts"] = "on"
 
 

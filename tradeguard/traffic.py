@@ -68,6 +68,31 @@ class TrafficError(ValueError):
     """A bad traffic option; the message names the option and the allowed values."""
 
 
+MIX_TX_TYPES = ("fixed_price", "flash_sale", "presale", "cod")  # buyers cannot order "auction"
+
+
+def parse_tx_mix(text: str) -> dict[str, float]:
+    """``fixed_price=80,presale=10,cod=10`` → shares summing to 1 (weights need not sum to 100)."""
+    mix: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, weight = part.partition("=")
+        name = name.strip()
+        if not sep or name not in MIX_TX_TYPES:
+            raise TrafficError(f"tx-mix entries are TYPE=WEIGHT with TYPE one of {', '.join(MIX_TX_TYPES)}, "
+                               f"got {part!r}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise TrafficError(f"tx-mix weight of {name} must be a number, got {weight!r}") from None
+        if not (value >= 0 and math.isfinite(value)):
+            raise TrafficError(f"tx-mix weight of {name} must be >= 0, got {weight!r}")
+        mix[name] = mix.get(name, 0.0) + value
+    total = sum(mix.values())
+    if total <= 0:
+        raise TrafficError(f"tx-mix needs at least one weight > 0, got {text!r}")
+    return {k: v / total for k, v in mix.items() if v > 0}
+
+
 @dataclass(frozen=True)
 class TrafficConfig:
     url: str
@@ -81,6 +106,7 @@ class TrafficConfig:
     buyers: int = 5000
     # the node's TRADEGUARD_OPS_TOKEN: the merchant's refund completion needs it (never printed)
     ops_token: str | None = field(default=None, repr=False)
+    tx_mix: dict[str, float] | None = None  # share of placements per tx type (parse_tx_mix); None: as before
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -168,6 +194,7 @@ class Sku:
     shop_id: str
     price_cents: int
     flash: bool
+    tx_types: tuple[str, ...] = ()
 
 
 def is_flash_product(product: dict[str, Any]) -> bool:
@@ -190,7 +217,8 @@ def parse_catalog(
             if not sku:
                 continue
             price = p.get("price_cents") or p.get("price") or 0
-            out.append(Sku(sku=str(sku), shop_id=shop_id, price_cents=int(price), flash=is_flash_product(p)))
+            out.append(Sku(sku=str(sku), shop_id=shop_id, price_cents=int(price), flash=is_flash_product(p),
+                           tx_types=tuple(str(t) for t in p.get("tx_types") or ())))
     return out
 
 
@@ -224,12 +252,27 @@ def choose_action(rng: random.Random, state: ShopperState) -> str:
     return action
 
 
+def pick_tx_type(rng: random.Random, mix: dict[str, float] | None) -> str | None:
+    if not mix:
+        return None
+    names = sorted(mix)
+    return rng.choices(names, weights=[mix[n] for n in names])[0]
+
+
 def make_order_body(
-    rng: random.Random, skus: list[Sku], flash: bool, buyers: int, key: str
+    rng: random.Random, skus: list[Sku], flash: bool, buyers: int, key: str, tx_type: str | None = None
 ) -> dict[str, Any]:
+    """An order body; ``tx_type`` (from ``--tx-mix``) ``presale`` / ``cod`` picks one SKU that says it
+    can be bought that way (one unit; presale pays its deposit stage), else a regular order."""
     flash_skus = [s for s in skus if s.flash]
     regular = [s for s in skus if not s.flash] or skus
-    if flash and flash_skus:
+    special = [s for s in skus if tx_type in s.tx_types] if tx_type in ("presale", "cod") else []
+    extra: dict[str, Any] = {}
+    if special and tx_type is not None:
+        lines = [{"sku": rng.choice(special).sku, "qty": 1}]
+        if tx_type == "presale":
+            extra["stage"] = "deposit"
+    elif (flash or tx_type == "flash_sale") and flash_skus:
         lines = [{"sku": rng.choice(flash_skus).sku, "qty": 1}]
         tx_type = "flash_sale"
     else:
@@ -255,6 +298,7 @@ def make_order_body(
             "phone": f"138{rng.randrange(10**8):08d}",
         },
         "idempotency_key": key,
+        **extra,
     }
 
 
@@ -399,7 +443,8 @@ class TrafficRunner:
                 self._order_seq += 1
                 flash = self.rng.random() < flash_share(cfg.profile, t, cfg.cycle_s, cfg.multiplier)
                 key = f"traffic-{self.seed}-{self._order_seq}"
-                body = make_order_body(self.rng, self.skus, flash, cfg.buyers, key)
+                body = make_order_body(self.rng, self.skus, flash, cfg.buyers, key,
+                                       None if flash else pick_tx_type(self.rng, cfg.tx_mix))
                 response = await client.post("/orders", json=body)
                 if self._record(response, started):
                     self.business["orders_placed"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import false
 from sqlalchemy.sql.functions import FunctionElement
 
 from common.sql import UTCDateTime as _AwareUTC
@@ -57,6 +59,9 @@ shops = Table(
     Column("name", String(200), nullable=False),
     Column("auto_receive_days", Integer, nullable=False, default=7, server_default="7"),
     Column("refund_window_days", Integer, nullable=False, default=15, server_default="15"),
+    Column("cod_max_order_cents", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("cod_max_qty_per_day", Integer, nullable=False, default=0, server_default="0"),
+    Column("presale_deposit_refundable", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # Stock of a SKU in a warehouse is the inventory pool "wh:<warehouse id>".
@@ -93,6 +98,8 @@ promotions = Table(
     Column("per_buyer_limit", Integer, nullable=False, default=0),
     Column("starts_at", UTCDateTime),
     Column("ends_at", UTCDateTime),
+    Column("balance_starts_at", UTCDateTime),
+    Column("balance_ends_at", UTCDateTime),
 )
 
 inventory = Table(
@@ -137,6 +144,7 @@ orders = Table(
     Column("addr_phone", String(40), nullable=False),
     Column("addr_postal_code", String(20)),
     Column("addr_region", Text),  # canonical names and codes (JSON) from the address library
+    Column("terms", Text),  # tx-type terms (JSON): presale stages and window, cash on delivery, auction
     UniqueConstraint("buyer_id", "idempotency_key", name="uq_orders_buyer_idempotency_key"),
     Index("ix_orders_status_expires", "status", "expires_at"),
 )
@@ -191,6 +199,7 @@ payments = Table(
     Column("reference", String(128)),
     Column("reason", Text),
     Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("stage", String(16)),  # presale: "deposit" | "balance"
     Index("ix_payments_status", "status"),  # the retry job looks up the (few) queued payments
 )
 
@@ -216,6 +225,40 @@ refund_lines = Table(
     Column("shop_id", String(64), nullable=False),
     Column("qty", Integer, nullable=False),
     Column("amount_cents", BigInteger, nullable=False),
+)
+
+# Auctions: a bid is accepted by ONE conditional UPDATE on next_min_cents (see SqlAuctions.try_bid).
+auctions = Table(
+    "auctions", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("shop_id", String(64), ForeignKey("shops.id"), nullable=False),
+    Column("sku", String(64), ForeignKey("products.sku"), nullable=False, index=True),
+    Column("start_price_cents", BigInteger, nullable=False),
+    Column("increment_cents", BigInteger, nullable=False),
+    Column("reserve_cents", BigInteger, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("current_cents", BigInteger, nullable=False, default=0),
+    Column("leader_buyer_id", String(64)),
+    Column("next_min_cents", BigInteger, nullable=False),
+    Column("bids", Integer, nullable=False, default=0),
+    Column("version", Integer, nullable=False, default=0),
+    Column("order_id", String(40)),
+    Column("offered", Text, nullable=False, default="[]"),  # JSON list of buyer ids offered it
+    CheckConstraint("current_cents >= 0", name="ck_auctions_current_nonneg"),
+    Index("ix_auctions_status_ends", "status", "ends_at"),
+)
+
+auction_bids = Table(
+    "auction_bids", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("auction_id", String(40), ForeignKey("auctions.id"), nullable=False, index=True),
+    Column("buyer_id", String(64), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("address", Text),  # JSON, optional
 )
 
 # Every domain event, written in the same transaction as the change that recorded it (an

@@ -41,6 +41,10 @@ def _region_json(address: Address) -> str | None:
     return json.dumps(asdict(address.region), sort_keys=True) if address.region else None
 
 
+def _terms_json(order: Order) -> str | None:
+    return json.dumps(order.terms, sort_keys=True) if order.terms else None
+
+
 def _region_of(raw: str | None) -> Region | None:
     return Region(**json.loads(raw)) if raw else None
 
@@ -112,7 +116,8 @@ class SqlOrderRepository:
         result = c.execute(
             update(orm.orders)
             .where(and_(orm.orders.c.id == order.id, orm.orders.c.version == order.version))
-            .values(status=order.status, amount_cents=order.amount_cents, version=order.version + 1)
+            .values(status=order.status, amount_cents=order.amount_cents, version=order.version + 1,
+                    expires_at=order.expires_at, terms=_terms_json(order))
         )
         if result.rowcount != 1:
             raise ConcurrentUpdate(f"order {order.id} was changed by someone else; retry")
@@ -157,7 +162,7 @@ class SqlOrderRepository:
             self.conn.execute(insert(orm.payments), [
                 {"id": p.id, "order_id": order.id, "amount_cents": p.amount_cents, "status": p.status,
                  "started_at": p.started_at, "finished_at": p.finished_at, "reference": p.reference,
-                 "reason": p.reason, "latency_ms": p.latency_ms} for p in items
+                 "reason": p.reason, "latency_ms": p.latency_ms, "stage": p.stage} for p in items
             ])
 
     def _insert_refunds(self, order: Order, items: list[Refund]) -> None:
@@ -181,7 +186,8 @@ class SqlOrderRepository:
             "expires_at": order.expires_at, "amount_cents": order.amount_cents,
         }
         row.update({f"addr_{k}": getattr(order.address, k) for k in _ADDR})
-        row.update(addr_postal_code=order.address.postal_code, addr_region=_region_json(order.address))
+        row.update(addr_postal_code=order.address.postal_code, addr_region=_region_json(order.address),
+                   terms=_terms_json(order))
         return row
 
     @staticmethod
@@ -221,7 +227,7 @@ class SqlOrderRepository:
                                    .order_by(orm.sub_orders.c.position)).mappings()]
         pays = [Payment(id=r["id"], amount_cents=r["amount_cents"], status=r["status"],
                         started_at=r["started_at"], finished_at=r["finished_at"], reference=r["reference"],
-                        reason=r["reason"], latency_ms=r["latency_ms"])
+                        reason=r["reason"], latency_ms=r["latency_ms"], stage=r["stage"])
                 for r in c.execute(select(orm.payments).where(orm.payments.c.order_id == oid)
                                    .order_by(orm.payments.c.started_at, orm.payments.c.id)).mappings()]
         refunds = [Refund(id=r["id"], order_id=oid, created_at=r["created_at"], kind=r["kind"],
@@ -242,6 +248,7 @@ class SqlOrderRepository:
             idempotency_key=row["idempotency_key"],
             request_hash=row["request_hash"], created_at=row["created_at"], expires_at=row["expires_at"],
             status=row["status"], sub_orders=subs, payments=pays, refunds=refunds, version=row["version"],
+            terms=json.loads(row["terms"]) if row["terms"] else {},
         )
         self._snapshots[oid] = _snapshot(order)
         self.seen.append(order)
@@ -260,6 +267,11 @@ class SqlOrderRepository:
         if queued_grace > timedelta(0):
             queued = select(p.id).where(and_(p.order_id == o.id, p.status == "queued")).exists()
             due = and_(due, or_(o.expires_at <= now - queued_grace, ~queued))
+        return list(self.conn.execute(select(o.id).where(due).order_by(o.expires_at).limit(limit)).scalars())
+
+    def lapsed_presale_ids(self, now: datetime, limit: int) -> list[str]:
+        o = orm.orders.c
+        due = and_(o.status == "deposit_paid", o.expires_at <= now)
         return list(self.conn.execute(select(o.id).where(due).order_by(o.expires_at).limit(limit)).scalars())
 
     def queued_payments(self, limit: int) -> list[tuple[str, str]]:

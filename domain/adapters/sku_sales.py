@@ -101,7 +101,7 @@ class SkuSalesModel:
         paid: dict[str, datetime] = {}
         refunds: dict[tuple[str, str], datetime] = {}
         for r in rows:
-            if r.name == "OrderPaid":
+            if r.name == "OrderPaid" and r.payload.get("stage") != "deposit":  # a presale counts once paid
                 paid[r.payload["sub_order_id"]] = hour_of(r.occurred_at)
             elif r.name == "RefundCompleted":
                 refunds[(r.payload["refund_id"], r.payload["sub_order_id"])] = hour_of(r.occurred_at)

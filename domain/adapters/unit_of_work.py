@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from common.redact import redact_url
 from domain.adapters import orm
+from domain.adapters.auctions import SqlAuctions
 from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
 from domain.errors import DuplicateKey, StoreUnavailable, TransientStoreError
 from domain.events import DomainEvent
@@ -100,6 +101,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.catalog = SqlCatalog(conn)
         self.inventory = SqlInventory(conn)
         self.limits = SqlLimits(conn)
+        self.auctions = SqlAuctions(conn)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

@@ -19,9 +19,14 @@ from domain import errors
 from domain.api.auth import AUTH_RESPONSES, AuthProblem, BearerAuth, auth_error_handler
 from domain.api.conformance import AllowMiddleware, document_request_errors
 from domain.api.dto import (
+    AuctionIn,
+    AuctionOut,
+    BidIn,
+    BidOut,
     CancelIn,
     DeliverIn,
     OrderOut,
+    PayIn,
     PlaceOrderIn,
     ProductOut,
     RefundIn,
@@ -92,6 +97,7 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
             buyer_id=body.buyer_id, tx_type=body.tx_type, channel=body.channel,
             lines=[LineItem(li.sku, li.qty) for li in body.lines], address=body.address.model_dump(),
             idempotency_key=body.idempotency_key,
+            extra={"stage": body.stage} if body.stage is not None else {},
         ))
         response.headers["Location"] = f"/orders/{view.id}"
         if view.replayed:
@@ -106,8 +112,8 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
             responses={202: {"description": "payment queued: the charge was degraded (payment.charge "
                                             "blocked) and will be retried; the order stays pending_payment "
                                             "with its stock reserved", "model": OrderOut}})
-    def pay_order(order_id: str, response: Response) -> Any:
-        view = service.pay_order(order_id)
+    def pay_order(order_id: str, response: Response, body: PayIn | None = None) -> Any:
+        view = service.pay_order(order_id, stage=body.stage if body else None)
         if any(p.status == "queued" for p in view.payments):
             response.status_code = 202
             response.headers["Location"] = f"/orders/{view.id}"
@@ -163,6 +169,26 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
     def receive(sub_order_id: str) -> Any:
         """The buyer confirms receipt (or the auto-receive job does, N days after delivery)."""
         return service.receive(sub_order_id)
+
+    @r.post("/auctions", status_code=201, response_model=AuctionOut, tags=["auctions"],
+            dependencies=merchant, responses=AUTH_RESPONSES)
+    def create_auction(body: AuctionIn, response: Response) -> Any:
+        """Merchant: put one unit of a SKU up for auction."""
+        view = service.create_auction(
+            sku=body.sku, start_price_cents=body.start_price_cents, increment_cents=body.increment_cents,
+            reserve_cents=body.reserve_cents, starts_at=body.starts_at, ends_at=body.ends_at)
+        response.headers["Location"] = f"/auctions/{view.id}"
+        return view
+
+    @r.get("/auctions/{auction_id}", response_model=AuctionOut, tags=["auctions"])
+    def get_auction(auction_id: str) -> Any:
+        return service.get_auction(auction_id)
+
+    @r.post("/auctions/{auction_id}/bids", status_code=201, response_model=BidOut, tags=["auctions"])
+    def place_bid(auction_id: str, body: BidIn) -> Any:
+        """A bid: 409 before the start, after the end, or below the start price / current + increment."""
+        return service.place_bid(auction_id, body.buyer_id, body.amount_cents,
+                                 address=body.address.model_dump() if body.address else None)
 
     @r.get("/shops", response_model=list[ShopOut], tags=["catalog"])
     def list_shops() -> Any:

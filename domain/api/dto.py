@@ -29,11 +29,20 @@ class LineIn(BaseModel):
 
 class PlaceOrderIn(BaseModel):
     buyer_id: Annotated[str, Field(min_length=1, max_length=64)]
-    tx_type: Annotated[str, Field(min_length=1, max_length=32, examples=["fixed_price", "flash_sale"])]
+    tx_type: Annotated[str, Field(min_length=1, max_length=32,
+                                  examples=["fixed_price", "flash_sale", "presale", "cod"])]
     channel: Literal["app", "web", "mini_program"]
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=50)]
     address: AddressIn
     idempotency_key: Annotated[str, Field(min_length=1, max_length=128)]
+    stage: Literal["deposit", "balance"] | None = Field(
+        default=None, description="presale: the stage this request pays; an order is placed paying its "
+                                  "deposit (the balance: POST /orders/{id}/pay with stage balance)")
+
+
+class PayIn(BaseModel):
+    stage: Literal["deposit", "balance"] | None = Field(
+        default=None, description="presale: the stage paid (must be the one due)")
 
 
 class RefundIn(BaseModel):
@@ -51,6 +60,24 @@ class ShipIn(BaseModel):
 class DeliverIn(BaseModel):
     collected: bool | None = Field(
         default=None, description="cash on delivery: whether the cash was collected")
+
+
+Cents = Annotated[int, Field(strict=True, ge=0, le=10**12, description="integer cents")]
+
+
+class AuctionIn(BaseModel):
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    start_price_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    increment_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    reserve_cents: Cents
+    starts_at: datetime = Field(description="with a time zone, e.g. 2026-11-25T12:00:00Z")
+    ends_at: datetime
+
+
+class BidIn(BaseModel):
+    buyer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    amount_cents: Annotated[int, Field(strict=True, ge=1, le=10**12)]
+    address: AddressIn | None = Field(default=None, description="where to ship if this bid wins (optional)")
 
 
 class RejectIn(BaseModel):
@@ -102,6 +129,17 @@ class PaymentOut(_Out):
     reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    stage: str | None = None
+
+
+class PresaleOut(_Out):
+    stage: str = Field(description="the stage due next: deposit | balance")
+    deposit_cents: int
+    balance_cents: int
+    balance_starts_at: datetime
+    balance_ends_at: datetime
+    deposit_refundable: bool
+    deposit_outcome: str | None = None
 
 
 class RefundLineOut(_Out):
@@ -144,6 +182,9 @@ class OrderOut(_Out):
     sub_orders: list[SubOrderOut]
     payments: list[PaymentOut]
     refunds: list[RefundOut]
+    presale: PresaleOut | None = None
+    cash_on_delivery: bool = False
+    auction_id: str | None = None
 
 
 class ShopOut(_Out):
@@ -172,6 +213,35 @@ class ProductOut(_Out):
     flash: FlashOut | None
     tx_types: list[str] = Field(default_factory=lambda: ["fixed_price"])
     warehouses: dict[str, int] | None = None
+
+
+class BidOut(_Out):
+    id: str
+    auction_id: str
+    buyer_id: str
+    amount_cents: int
+    placed_at: datetime
+
+
+class AuctionOut(_Out):
+    id: str
+    shop_id: str
+    sku: str
+    status: str = Field(description="open | awarded | sold | unsold")
+    phase: str = Field(description="scheduled | running | ended while open; else the status")
+    start_price_cents: int
+    increment_cents: int
+    reserve_cents: int
+    reserve_met: bool
+    starts_at: datetime
+    ends_at: datetime
+    current_cents: int
+    leader_buyer_id: str | None
+    next_min_cents: int
+    bid_count: int
+    order_id: str | None
+    offered: list[str]
+    bids: list[BidOut]
 
 
 class Problem(BaseModel):

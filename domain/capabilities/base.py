@@ -8,12 +8,12 @@ pricing), so adding it touches none of the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from domain.model import Order, OrderLine, Product, Promotion, StockLevel
+from domain.model import Order, OrderLine, Product, Promotion, Shop, StockLevel, SubOrder
 from domain.ports import ChargeResult, PaymentGateway
 from domain.storage import UnitOfWork
 
@@ -38,12 +38,18 @@ class OrderContext:
     quantities: dict[str, int] = field(default_factory=dict)  # sku -> units requested
     stock: dict[tuple[str, str], StockLevel] = field(default_factory=dict)  # (sku, pool) -> level
     warehouse_distance: dict[str, float] = field(default_factory=dict)  # warehouse id -> km to the buyer
+    shops: dict[str, Shop] = field(default_factory=dict)  # the shops of the lines (their settings)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # PlaceOrder.extra (presale stage, auction award)
 
     def sku_promotions(self, sku: str, kinds: Sequence[str]) -> list[Promotion]:
         return [p for p in self.promotions if p.sku == sku and p.kind in kinds]
 
     def flash(self, sku: str) -> Promotion | None:
         found = self.sku_promotions(sku, ("flash_price",))
+        return found[0] if found else None
+
+    def presale(self, sku: str) -> Promotion | None:
+        found = self.sku_promotions(sku, ("presale",))
         return found[0] if found else None
 
     def shop_promotions(self, shop_id: str, kind: str) -> list[Promotion]:
@@ -127,6 +133,14 @@ class OrderSplit(Protocol):
 class PaymentPolicy(Protocol):
     def charge(self, gateway: PaymentGateway, order: Order, payment_id: str) -> ChargeResult: ...
 
+    def terms(self, ctx: OrderContext, sub_orders: Sequence[SubOrder]) -> dict[str, Any]:
+        """The order's tx-type terms (``Order.terms``), decided while pricing; may refuse the order."""
+        ...
+
+    def placed(self, order: Order, now: datetime) -> None:
+        """Right after ``Order.place`` (cash on delivery confirms the order here)."""
+        ...
+
 
 class PaymentTimeout(Protocol):
     def deadline(self, placed_at: datetime, default: timedelta) -> datetime | None:
@@ -136,6 +150,10 @@ class PaymentTimeout(Protocol):
 
 class RefundPolicy(Protocol):
     def amount(self, line: OrderLine, qty: int) -> int: ...
+
+    def amount_for(self, order: Order, line: OrderLine, qty: int) -> int:
+        """The amount for ``qty`` units of ``line`` of ``order`` (default: ``amount``)."""
+        ...
 
     def restock_pool(self, line: OrderLine) -> str | None:
         """Where refunded units go back to; None = not restocked."""

@@ -53,3 +53,41 @@ class FlashPurchaseLimit(_CounterLimit):
             key=f"flash:{promo.id}", max_qty=promo.per_buyer_limit, rule="flash_sale.per_buyer",
             description=f"flash sale {promo.id} allows {promo.per_buyer_limit} of {product.sku} per buyer",
         )
+
+
+class CodPurchaseLimit(ProductPurchaseLimit):
+    """cod: the shop's cash-on-delivery cap per buyer per SKU per day (``Shop.cod_max_qty_per_day``),
+    else the product's own limit."""
+
+    def rule(self, ctx: OrderContext, product: Product) -> LimitRule | None:
+        shop = ctx.shops.get(product.shop_id)
+        if shop is None or shop.cod_max_qty_per_day <= 0:
+            return super().rule(ctx, product)
+        own = super().rule(ctx, product)
+        if own is not None and own.max_qty < shop.cod_max_qty_per_day and own.key.startswith("d:"):
+            return own  # the product's own daily limit is stricter
+        return LimitRule(
+            key=f"cod:d:{ctx.now:%Y-%m-%d}", max_qty=shop.cod_max_qty_per_day, rule="cod.per_buyer_day",
+            description=f"cash on delivery at {shop.name} allows {shop.cod_max_qty_per_day} of {product.sku} "
+                        "per buyer per day",
+        )
+
+
+class PresalePurchaseLimit(_CounterLimit):
+    """presale: the presale promotion's per-buyer limit (0 = none) over the whole presale."""
+
+    def rule(self, ctx: OrderContext, product: Product) -> LimitRule | None:
+        promo = ctx.presale(product.sku)
+        if promo is None or promo.per_buyer_limit < 1:
+            return None
+        return LimitRule(
+            key=f"presale:{promo.id}", max_qty=promo.per_buyer_limit, rule="presale.per_buyer",
+            description=f"presale {promo.id} allows {promo.per_buyer_limit} of {product.sku} per buyer",
+        )
+
+
+class NoPurchaseLimit(_CounterLimit):
+    """auction: one unit to the winner; no per-buyer counter."""
+
+    def rule(self, ctx: OrderContext, product: Product) -> LimitRule | None:
+        return None

@@ -18,12 +18,18 @@ from domain.capabilities.base import (
 )
 from domain.capabilities.discount import NoDiscount, PromotionDiscount
 from domain.capabilities.inventory import PooledInventory, WarehouseInventory
-from domain.capabilities.payment import GatewayPayment
-from domain.capabilities.pricing import FlashPricing, ListPricing
-from domain.capabilities.purchase_limits import FlashPurchaseLimit, ProductPurchaseLimit
-from domain.capabilities.refund import ProportionalRefund
+from domain.capabilities.payment import AuctionPayment, CashOnDelivery, GatewayPayment, PresalePayment
+from domain.capabilities.pricing import AuctionPricing, FlashPricing, ListPricing, PresalePricing
+from domain.capabilities.purchase_limits import (
+    CodPurchaseLimit,
+    FlashPurchaseLimit,
+    NoPurchaseLimit,
+    PresalePurchaseLimit,
+    ProductPurchaseLimit,
+)
+from domain.capabilities.refund import PresaleRefund, ProportionalRefund
 from domain.capabilities.split import ByShopSplit
-from domain.capabilities.timeout import CappedTimeout, FixedTimeout
+from domain.capabilities.timeout import AfterTimeout, CappedTimeout, FixedTimeout, NoTimeout
 from domain.errors import InvalidRequest
 from domain.model import FLASH_POOL
 
@@ -85,7 +91,8 @@ class TxTypeRegistry:
         return sorted(self._types)
 
 
-def default_registry(flash_timeout: timedelta = timedelta(minutes=5)) -> TxTypeRegistry:
+def default_registry(flash_timeout: timedelta = timedelta(minutes=5),
+                     auction_payment_window: timedelta = timedelta(hours=24)) -> TxTypeRegistry:
     reg = TxTypeRegistry()
     reg.register("fixed_price")
     reg.register(
@@ -93,4 +100,18 @@ def default_registry(flash_timeout: timedelta = timedelta(minutes=5)) -> TxTypeR
         inventory=PooledInventory(FLASH_POOL), purchase_limit=FlashPurchaseLimit(),
         timeout=CappedTimeout(flash_timeout),
     )
+    register_product_types(reg, auction_payment_window)
+    return reg
+
+
+def register_product_types(reg: TxTypeRegistry,
+                           auction_payment_window: timedelta = timedelta(hours=24)) -> TxTypeRegistry:
+    """cod, presale and auction: each one registration naming only the capabilities it overrides."""
+    reg.register("cod", base="fixed_price", payment=CashOnDelivery(), purchase_limit=CodPurchaseLimit(),
+                 timeout=NoTimeout())
+    reg.register("presale", base="fixed_price", pricing=PresalePricing(), discount=NoDiscount(),
+                 purchase_limit=PresalePurchaseLimit(), payment=PresalePayment(), refund=PresaleRefund())
+    reg.register("auction", base="fixed_price", pricing=AuctionPricing(), discount=NoDiscount(),
+                 purchase_limit=NoPurchaseLimit(), payment=AuctionPayment(),
+                 timeout=AfterTimeout(auction_payment_window))
     return reg

@@ -20,3 +20,20 @@ class CappedTimeout:
 
     def deadline(self, placed_at: datetime, default: timedelta) -> datetime | None:
         return placed_at + min(default, self.cap)
+
+
+class AfterTimeout:
+    """Exactly ``after`` (an auction's winner has this long to pay)."""
+
+    def __init__(self, after: timedelta) -> None:
+        self.after = after
+
+    def deadline(self, placed_at: datetime, default: timedelta) -> datetime | None:
+        return placed_at + self.after
+
+
+class NoTimeout:
+    """Cash on delivery: nothing to pay online, so nothing times out."""
+
+    def deadline(self, placed_at: datetime, default: timedelta) -> datetime | None:
+        return None

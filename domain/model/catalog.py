@@ -11,7 +11,7 @@ from domain.errors import InvalidRequest
 DEFAULT_POOL = "default"  # regular stock of a SKU
 FLASH_POOL = "flash"  # stock allocated to the SKU's flash sale
 
-PROMOTION_KINDS = ("percent_off", "amount_off", "spend_save", "flash_price")
+PROMOTION_KINDS = ("percent_off", "amount_off", "spend_save", "flash_price", "presale")
 LIMIT_PERIODS = ("day", "week", "month", "lifetime")
 
 
@@ -26,9 +26,16 @@ class Shop:
     name: str
     auto_receive_days: int = 7  # a delivered sub-order counts as received this many days later
     refund_window_days: int = 15  # refunds may be requested until this long after receipt (or payment)
+    cod_max_order_cents: int = 0  # cash on delivery: the largest sub-order accepted; 0 = no COD
+    cod_max_qty_per_day: int = 0  # cash on delivery: units of one SKU per buyer per day; 0 = no cap
+    presale_deposit_refundable: bool = False  # pre-sale: deposit returned (True) or forfeited (False)
+
+    @property
+    def accepts_cod(self) -> bool:
+        return self.cod_max_order_cents > 0
 
     def __post_init__(self) -> None:
-        for name in ("auto_receive_days", "refund_window_days"):
+        for name in ("auto_receive_days", "refund_window_days", "cod_max_order_cents", "cod_max_qty_per_day"):
             if getattr(self, name) < 0:
                 raise InvalidRequest(f"shop {self.id}: {name} must be >= 0", field=name)
 
@@ -124,6 +131,9 @@ class Promotion:
       reaches ``threshold_cents`` (highest tier met wins);
     - ``flash_price``: ``sku`` sells at ``price_cents`` under tx type ``flash_sale``,
       from a limited pool of ``stock`` units, at most ``per_buyer_limit`` per buyer.
+    - ``presale``: ``sku`` sells at ``price_cents`` under tx type ``presale``: a deposit of
+      ``amount_cents`` per unit while the promotion is active (``starts_at``..``ends_at``), the
+      balance from ``balance_starts_at`` until ``balance_ends_at``; ``per_buyer_limit`` (0 = none).
     """
 
     id: str
@@ -138,6 +148,8 @@ class Promotion:
     per_buyer_limit: int = 0
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    balance_starts_at: datetime | None = None  # presale: the balance window
+    balance_ends_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROMOTION_KINDS:
@@ -155,6 +167,15 @@ class Promotion:
                 f"promotion {self.id}: flash_price needs stock >= 0 and per_buyer_limit >= 1",
                 field="per_buyer_limit",
             )
+        if self.kind == "presale":
+            if not 0 < self.amount_cents < self.price_cents:
+                raise InvalidRequest(f"promotion {self.id}: presale deposit amount_cents must be > 0 and "
+                                     "below price_cents", field="amount_cents")
+            if self.balance_starts_at is None or self.balance_ends_at is None \
+                    or self.balance_ends_at <= self.balance_starts_at:
+                raise InvalidRequest(
+                    f"promotion {self.id}: presale needs balance_starts_at < balance_ends_at",
+                    field="balance_ends_at")
 
     def active(self, now: datetime) -> bool:
         if self.starts_at is not None and now < self.starts_at:
@@ -171,3 +192,4 @@ class Catalog:
     stock: list[StockLevel] = field(default_factory=list)
     promotions: list[Promotion] = field(default_factory=list)
     warehouses: list[Warehouse] = field(default_factory=list)
+    auctions: list = field(default_factory=list)  # domain.model.auction.Auction

@@ -40,8 +40,14 @@ PAID = "paid"
 PARTIALLY_REFUNDED = "partially_refunded"
 REFUNDED = "refunded"
 CANCELLED = "cancelled"
-ORDER_STATUSES = (PENDING, PAID, PARTIALLY_REFUNDED, REFUNDED, CANCELLED)
+CONFIRMED = "confirmed"  # cash on delivery: confirmed at once, paid when the cash is collected
+DEPOSIT_PAID = "deposit_paid"  # presale: deposit paid, the balance is due in its window
+ORDER_STATUSES = (PENDING, CONFIRMED, DEPOSIT_PAID, PAID, PARTIALLY_REFUNDED, REFUNDED, CANCELLED)
 TX_TYPES_BUILTIN = ("fixed_price", "flash_sale")
+# presale stages (``Payment.stage``, events' ``stage``)
+DEPOSIT = "deposit"
+BALANCE = "balance"
+PRESALE_STAGES = (DEPOSIT, BALANCE)
 CHANNELS = ("app", "web", "mini_program")
 # payment statuses
 PENDING_PAYMENT = "pending"
@@ -69,11 +75,13 @@ class OrderLine:
     def gross_cents(self) -> int:
         return self.list_price_cents * self.qty
 
-    def refund_amount(self, qty: int) -> int:
-        """Money for ``qty`` more units: proportional, and exact for the last unit (no cent lost)."""
+    def refund_amount(self, qty: int, withheld_cents: int = 0) -> int:
+        """Money for ``qty`` more units: proportional, and exact for the last unit (no cent lost).
+        ``withheld_cents`` of the line are never refunded (a presale's forfeitable deposit)."""
+        refundable = self.amount_cents - withheld_cents
         if self.refund_requested_qty + qty == self.qty:
-            return self.amount_cents - self.requested_cents
-        return self.amount_cents * qty // self.qty
+            return refundable - self.requested_cents
+        return refundable * qty // self.qty
 
 
 # delivery states of a sub-order (``SubOrder.delivery_status``)
@@ -132,6 +140,7 @@ class Payment:
     reference: str | None = None
     reason: str | None = None
     latency_ms: float = 0.0
+    stage: str | None = None  # presale: "deposit" | "balance"
 
 
 @dataclass
@@ -192,6 +201,37 @@ class Order:
     refunds: list[Refund] = field(default_factory=list)
     version: int = 0
     events: list[ev.DomainEvent] = field(default_factory=list, repr=False, compare=False)
+    # terms of the transaction type, JSON-able: {"presale": {...}}, {"cod": true}, {"auction": {...}}
+    terms: dict = field(default_factory=dict)
+
+    # -------------------------------------------------------------- tx terms
+    @property
+    def presale(self) -> dict | None:
+        return self.terms.get("presale")
+
+    @property
+    def is_cod(self) -> bool:
+        return bool(self.terms.get("cod"))
+
+    @property
+    def stage(self) -> str | None:
+        """The presale stage due next (``deposit`` | ``balance``); None for other types."""
+        return self.presale["stage"] if self.presale else None
+
+    @property
+    def amount_due_cents(self) -> int:
+        """What the next payment charges: the whole amount, or the presale stage's amount."""
+        pre = self.presale
+        if pre is None:
+            return self.amount_cents
+        return pre["deposit_cents"] if pre["stage"] == DEPOSIT else pre["balance_cents"]
+
+    def _stage_share(self, sub: SubOrder, stage: str | None) -> int:
+        pre = self.presale
+        if pre is None or stage is None:
+            return sub.amount_cents
+        deposit = int(pre["deposit_by_sub"].get(sub.id, 0))
+        return deposit if stage == DEPOSIT else sub.amount_cents - deposit
 
     # ------------------------------------------------------------------ totals
     @property
@@ -255,13 +295,14 @@ class Order:
         sub_orders: list[SubOrder],
         now: datetime,
         expires_at: datetime | None,
+        terms: dict | None = None,
     ) -> Order:
         if not sub_orders or not any(s.lines for s in sub_orders):
             raise InvalidRequest("an order needs at least one line", field="lines")
         order = cls(
             id=order_id, buyer_id=buyer_id, tx_type=tx_type, channel=channel, address=address,
             idempotency_key=idempotency_key, request_hash=request_hash, created_at=now,
-            expires_at=expires_at, status=PENDING, sub_orders=sub_orders,
+            expires_at=expires_at, status=PENDING, sub_orders=sub_orders, terms=dict(terms or {}),
         )
         for sub in sub_orders:
             order.events.append(ev.OrderPlaced(
@@ -278,6 +319,9 @@ class Order:
 
     # ----------------------------------------------------------------- payment
     def _require_payable(self, now: datetime, queued_grace: timedelta = timedelta(0)) -> None:
+        if self.status == DEPOSIT_PAID and self.presale is not None:
+            self._require_balance_window(now)
+            return
         if self.status != PENDING:
             raise Conflict(
                 f"order {self.id} is {self.status}; only {PENDING} orders can be paid",
@@ -290,6 +334,32 @@ class Order:
                 "place a new order",
                 rule="order.payment_deadline", extra={"expires_at": deadline.isoformat()},
             )
+
+    def _require_balance_window(self, now: datetime) -> None:
+        pre = self.presale or {}
+        opens = datetime.fromisoformat(pre["balance_starts_at"])
+        closes = datetime.fromisoformat(pre["balance_ends_at"])
+        if now < opens:
+            raise Conflict(
+                f"the balance of presale order {self.id} can be paid from {opens.isoformat()} "
+                f"until {closes.isoformat()}", field="stage", rule="presale.balance_window",
+                extra={"balance_starts_at": opens.isoformat(), "balance_ends_at": closes.isoformat()})
+        if now >= closes:
+            raise Conflict(
+                f"the balance window of presale order {self.id} closed at {closes.isoformat()}; the "
+                "deposit follows the shop's rule", field="stage", rule="presale.balance_window",
+                extra={"balance_starts_at": opens.isoformat(), "balance_ends_at": closes.isoformat()})
+
+    def require_stage(self, stage: str | None) -> None:
+        """A payment request that names its presale stage must name the one due."""
+        if stage is None:
+            return
+        if self.presale is None:
+            raise InvalidRequest(f"order {self.id} is {self.tx_type}; only presale orders pay in stages",
+                                 field="stage", rule="presale.stage")
+        if stage != self.stage:
+            raise Conflict(f"presale order {self.id} is due its {self.stage} stage, not {stage}",
+                           field="stage", rule="presale.stage", extra={"due": self.stage})
 
     def begin_payment(self, payment_id: str, now: datetime, stale_after: timedelta,
                       queued_grace: timedelta = timedelta(0)) -> Payment:
@@ -308,7 +378,8 @@ class Order:
                     rule="order.single_payment", extra={"payment_id": inflight.id},
                 )
             inflight.status, inflight.reason, inflight.finished_at = "failed", "abandoned (stale)", now
-        payment = Payment(id=payment_id, amount_cents=self.amount_cents, status="pending", started_at=now)
+        payment = Payment(id=payment_id, amount_cents=self.amount_due_cents, status="pending", started_at=now,
+                          stage=self.stage)
         self.payments.append(payment)
         return payment
 
@@ -317,7 +388,7 @@ class Order:
         (someone else claimed it, it was settled or cancelled) or the order's deadline plus the
         queued grace has passed (then the timeout job cancels the order)."""
         payment = next((p for p in self.payments if p.id == payment_id), None)
-        if payment is None or payment.status != QUEUED or self.status != PENDING:
+        if payment is None or payment.status != QUEUED or self.status not in (PENDING, DEPOSIT_PAID):
             return False
         deadline = self.payment_deadline(queued_grace)
         if deadline is not None and now >= deadline:
@@ -340,7 +411,8 @@ class Order:
         payment = self._payment(payment_id)
         if payment.status != PENDING_PAYMENT:
             raise Conflict(f"payment {payment_id} is already {payment.status}", rule="payment.pending")
-        if queued and not ok and self.status == PENDING:
+        payable = self.status == PENDING or (self.status == DEPOSIT_PAID and payment.stage == BALANCE)
+        if queued and not ok and payable:
             payment.status, payment.latency_ms = QUEUED, latency_ms
             payment.reason = reason or "payment queued"
             self.events.append(ev.PaymentQueued(
@@ -352,25 +424,132 @@ class Order:
         common = dict(occurred_at=now, order_id=self.id, payment_id=payment.id, buyer_id=self.buyer_id,
                       tx_type=self.tx_type, channel=self.channel, amount_cents=payment.amount_cents,
                       latency_ms=latency_ms)
-        if not ok or self.status != PENDING:
+        if payment.stage is not None:
+            common["stage"] = payment.stage
+        if not ok or not payable:
             payment.status = "failed"
             payment.reason = reason or ("order no longer payable" if ok else "declined")
             self.events.append(ev.PaymentFailed(**common, reason=payment.reason))
             return payment
         payment.status, payment.reference = "succeeded", reference
-        self.status = PAID
         self.events.append(ev.PaymentSucceeded(**common))
-        for sub in self.sub_orders:
-            sub.status = PAID
+        self._settle(payment, now)
+        return payment
+
+    def _settle(self, payment: Payment, now: datetime, subs: list[SubOrder] | None = None) -> None:
+        """A payment succeeded: the sub-orders (all, or ``subs``) are paid — or, for a presale
+        deposit, the order waits for its balance (``deposit_paid`` until the window closes)."""
+        stage = payment.stage
+        deposit = stage == DEPOSIT
+        new_status = DEPOSIT_PAID if deposit else PAID
+        for sub in subs if subs is not None else self.sub_orders:
+            sub.status = new_status
+            extra = {"stage": stage} if stage is not None else {}
             self.events.append(ev.OrderPaid(
                 occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
                 buyer_id=self.buyer_id, tx_type=self.tx_type, channel=self.channel,
-                amount_cents=sub.amount_cents, payment_id=payment.id,
+                amount_cents=self._stage_share(sub, stage), payment_id=payment.id, **extra,
             ))
-        return payment
+        if deposit:
+            pre = dict(self.presale or {})
+            pre["stage"] = BALANCE
+            self.terms = {**self.terms, "presale": pre}
+            self.expires_at = datetime.fromisoformat(pre["balance_ends_at"])
+            self.status = DEPOSIT_PAID
+        elif all(s.status in (PAID, CANCELLED) for s in self.sub_orders):
+            self.status = PAID if any(s.status == PAID for s in self.sub_orders) else CANCELLED
+
+    # ------------------------------------------------------ cash on delivery
+    def confirm_cod(self, now: datetime) -> None:
+        """Cash on delivery: confirmed at once (stock stays reserved), no payment deadline."""
+        self.terms = {**self.terms, "cod": True}
+        self.status, self.expires_at = CONFIRMED, None
+        for sub in self.sub_orders:
+            sub.status = CONFIRMED
+            self.events.append(ev.OrderConfirmed(
+                occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                buyer_id=self.buyer_id, tx_type=self.tx_type, channel=self.channel,
+                amount_cents=sub.amount_cents))
+
+    def deliver_cod(self, sub_order_id: str, now: datetime, collected: bool | None, payment_id: str,
+                    reason: str | None = None) -> tuple[list[OrderLine], list[OrderLine]]:
+        """A cash-on-delivery sub-order at the door: the cash ``collected`` (payment recorded, the
+        sub-order paid) or not (``DeliveryFailed``, the sub-order cancelled). Returns the lines whose
+        reserved units were (sold, released)."""
+        if collected is None:
+            raise InvalidRequest("cash on delivery: say whether the cash was collected (collected: true "
+                                 "or false)", field="collected", rule="cod.collected")
+        sub = self.sub_order(sub_order_id)
+        if sub.delivery_status != SHIPPED or sub.status != CONFIRMED:
+            raise Conflict(
+                f"sub-order {sub.id} is {sub.status}/{sub.delivery_status}; only shipped, confirmed "
+                "cash-on-delivery sub-orders are delivered", rule="delivery.shipped",
+                extra={"delivery_status": sub.delivery_status, "status": sub.status})
+        if not collected:
+            sub.delivery_status = DELIVERY_FAILED
+            sub.status = CANCELLED
+            why = reason or "cash not collected"
+            self.events.append(ev.DeliveryFailed(**self._sub_event(sub, now), reason=why))
+            self.events.append(ev.OrderCancelled(
+                occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                tx_type=self.tx_type, channel=self.channel, amount_cents=sub.amount_cents,
+                reason="delivery_failed"))
+            for line in sub.lines:
+                self.events.append(ev.StockReleased(
+                    occurred_at=now, order_id=self.id, shop_id=sub.shop_id, sku=line.sku, qty=line.qty,
+                    tx_type=self.tx_type, reason="delivery_failed"))
+            if all(s.status in (PAID, CANCELLED) for s in self.sub_orders):
+                self.status = PAID if any(s.status == PAID for s in self.sub_orders) else CANCELLED
+            return [], list(sub.lines)
+        sub.delivery_status, sub.delivered_at = DELIVERED, now
+        self.events.append(ev.SubOrderDelivered(**self._sub_event(sub, now), collected=True))
+        payment = Payment(id=payment_id, amount_cents=sub.amount_cents, status="succeeded", started_at=now,
+                          finished_at=now, reference=f"cod:{sub.id}", reason="cash collected on delivery")
+        self.payments.append(payment)
+        self.events.append(ev.PaymentSucceeded(
+            occurred_at=now, order_id=self.id, payment_id=payment.id, buyer_id=self.buyer_id,
+            tx_type=self.tx_type, channel=self.channel, amount_cents=payment.amount_cents, latency_ms=0.0))
+        self._settle(payment, now, [sub])
+        return list(sub.lines), []
+
+    # ------------------------------------------------------------- presale
+    def lapse_presale(self, now: datetime, refundable: bool) -> int:
+        """The balance window closed unpaid: the order is cancelled, its stock released; the deposit
+        is forfeited or (``refundable``) returned. Returns the deposit in cents."""
+        pre = self.presale
+        if pre is None or self.status != DEPOSIT_PAID:
+            raise Conflict(f"order {self.id} is {self.status}; only deposit_paid presale orders lapse",
+                           rule="presale.deposit_paid", extra={"status": self.status})
+        self._cancel_subs("deposit_forfeited" if not refundable else "balance_unpaid", now)
+        self._deposit_outcome(now, refundable, "balance unpaid after the window")
+        return int(pre["deposit_cents"])
+
+    def _deposit_outcome(self, now: datetime, refundable: bool, why: str) -> None:
+        pre = self.presale or {}
+        event = ev.DepositRefunded if refundable else ev.DepositForfeited
+        for sub in self.sub_orders:
+            self.events.append(event(
+                occurred_at=now, order_id=self.id, sub_order_id=sub.id, shop_id=sub.shop_id,
+                tx_type=self.tx_type, channel=self.channel, stage=DEPOSIT,
+                amount_cents=int(pre.get("deposit_by_sub", {}).get(sub.id, 0)), reason=why))
+        self.terms = {**self.terms, "presale": {**pre, "deposit_outcome": "refunded" if refundable
+                                                 else "forfeited"}}
+
+    def deposit_payment(self) -> Payment | None:
+        return next((p for p in self.payments if p.stage == DEPOSIT and p.status == "succeeded"), None)
 
     # ------------------------------------------------------------------ cancel
-    def cancel(self, reason: str, now: datetime, stale_after: timedelta) -> None:
+    def cancel(self, reason: str, now: datetime, stale_after: timedelta,
+               deposit_refundable: bool = False) -> None:
+        """Cancel an unpaid order (also a confirmed cash-on-delivery order not shipped yet, and a
+        presale order whose deposit is paid: the deposit follows ``deposit_refundable``)."""
+        if self.status == CONFIRMED and all(s.delivery_status == NOT_SHIPPED for s in self.sub_orders):
+            self._cancel_subs(reason, now)
+            return
+        if self.status == DEPOSIT_PAID and self.presale is not None and self.pending_payment is None:
+            self._cancel_subs(reason, now)
+            self._deposit_outcome(now, deposit_refundable, f"cancelled ({reason})")
+            return
         if self.status != PENDING:
             hint = "; request a refund instead" if self.status in (PAID, PARTIALLY_REFUNDED) else ""
             raise Conflict(
@@ -389,6 +568,9 @@ class Order:
         if queued is not None:  # never charged: drop it from the queue
             queued.status, queued.finished_at = "failed", now
             queued.reason = f"queued payment dropped: order cancelled ({reason})"
+        self._cancel_subs(reason, now)
+
+    def _cancel_subs(self, reason: str, now: datetime) -> None:
         self.status = CANCELLED
         for sub in self.sub_orders:
             sub.status = CANCELLED
@@ -413,7 +595,9 @@ class Order:
     ) -> Refund:
         if self.status not in (PAID, PARTIALLY_REFUNDED):
             raise Conflict(
-                f"order {self.id} is {self.status}; refunds need a paid order",
+                f"order {self.id} is {self.status}; refunds need a paid order"
+                + ("; cancel it instead (the deposit follows the shop's rule)" if self.status == DEPOSIT_PAID
+                   else ""),
                 rule="refund.order_paid", extra={"status": self.status},
             )
         wanted: dict[str, int] = {}
@@ -557,7 +741,7 @@ class Order:
                     tx_type=self.tx_type, channel=self.channel, warehouse_id=sub.warehouse_id)
 
     def ship(self, sub_order_id: str, carrier: str, tracking_no: str, now: datetime,
-             shippable: tuple[str, ...] = (PAID, PARTIALLY_REFUNDED)) -> SubOrder:
+             shippable: tuple[str, ...] = (PAID, PARTIALLY_REFUNDED, CONFIRMED)) -> SubOrder:
         sub = self.sub_order(sub_order_id)
         if sub.status not in shippable:
             raise Conflict(

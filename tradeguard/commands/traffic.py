@@ -6,7 +6,14 @@ import argparse
 import sys
 
 from tradeguard.settings import load_settings
-from tradeguard.traffic import PROFILES, TrafficConfig, TrafficError, dumps_summary, run_traffic
+from tradeguard.traffic import (
+    PROFILES,
+    TrafficConfig,
+    TrafficError,
+    dumps_summary,
+    parse_tx_mix,
+    run_traffic,
+)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -27,6 +34,7 @@ def _handle(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             timeout_s=args.timeout,
             ops_token=settings.ops_token_value(),  # refund completion is a merchant action
+            tx_mix=parse_tx_mix(args.tx_mix) if args.tx_mix else None,
         )
     except TrafficError as exc:
         print(f"tradeguard traffic: {exc}", file=sys.stderr)
@@ -58,4 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="RNG seed: the same seed, the same schedule")
     p.add_argument("--concurrency", type=int, default=128, help="async workers / connections (default 128)")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, s (default 5)")
+    p.add_argument("--tx-mix", default=None, metavar="TYPE=W,...",
+                   help="share of order placements per transaction type, e.g. fixed_price=80,presale=10,"
+                        "cod=10 (types: fixed_price, flash_sale, presale, cod; default: fixed_price, plus "
+                        "flash_sale by --profile)")
     p.set_defaults(func=_handle)

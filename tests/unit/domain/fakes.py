@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain.errors import ConcurrentUpdate, DuplicateKey
 from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
+from domain.model.auction import AWARDED, OPEN, Auction, Bid
 from domain.ports import ChargeResult
 from domain.storage import AbstractUnitOfWork
 
@@ -27,6 +28,8 @@ class State:
     orders: dict[str, Order] = field(default_factory=dict)
     journal: list = field(default_factory=list)  # domain events committed with their changes
     warehouses: dict[str, Warehouse] = field(default_factory=dict)
+    auctions: dict[str, Auction] = field(default_factory=dict)
+    bids: list[Bid] = field(default_factory=list)
 
 
 class FakeStore:
@@ -84,6 +87,11 @@ class FakeOrders:
         due = [o for o in self.state.orders.values()
                if o.status == "pending_payment" and o.expires_at is not None and o.expires_at <= now
                and (o.queued_payment is None or o.expires_at <= now - queued_grace)]
+        return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
+
+    def lapsed_presale_ids(self, now: datetime, limit: int) -> list[str]:
+        due = [o for o in self.state.orders.values()
+               if o.status == "deposit_paid" and o.expires_at is not None and o.expires_at <= now]
         return [o.id for o in sorted(due, key=lambda o: o.expires_at)][:limit]  # type: ignore[arg-type,return-value]
 
     def queued_payments(self, limit: int) -> list[tuple[str, str]]:
@@ -210,6 +218,52 @@ class FakeLimits:
         return self.state.limits.get((buyer_id, sku, key), 0)
 
 
+class FakeAuctions:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def add(self, auction: Auction) -> bool:
+        if auction.id in self.state.auctions:
+            return False
+        self.state.auctions[auction.id] = copy.deepcopy(auction)
+        return True
+
+    def get(self, auction_id: str) -> Auction | None:
+        a = self.state.auctions.get(auction_id)
+        return copy.deepcopy(a) if a else None
+
+    def try_bid(self, auction_id: str, buyer_id: str, amount_cents: int) -> bool:
+        a = self.state.auctions.get(auction_id)
+        if a is None or a.status != OPEN or a.next_min_cents > amount_cents:
+            return False
+        a.current_cents, a.leader_buyer_id = amount_cents, buyer_id
+        a.next_min_cents, a.bids, a.version = amount_cents + a.increment_cents, a.bids + 1, a.version + 1
+        return True
+
+    def add_bid(self, bid: Bid) -> None:
+        self.state.bids.append(copy.deepcopy(bid))
+
+    def bids(self, auction_id: str) -> list[Bid]:
+        mine = [b for b in self.state.bids if b.auction_id == auction_id]
+        return copy.deepcopy(sorted(mine, key=lambda b: (-b.amount_cents, b.placed_at, b.id)))
+
+    def save(self, auction: Auction) -> None:
+        stored = self.state.auctions[auction.id]
+        if stored.version != auction.version:
+            raise ConcurrentUpdate(f"auction {auction.id} changed")
+        auction.version += 1
+        self.state.auctions[auction.id] = copy.deepcopy(auction)
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        due = [a for a in self.state.auctions.values()
+               if (a.status == OPEN and a.ends_at <= now) or a.status == AWARDED]
+        return [a.id for a in sorted(due, key=lambda a: (a.ends_at, a.id))][:limit]
+
+    def skus(self, shop_id: str, now: datetime) -> set[str]:
+        return {a.sku for a in self.state.auctions.values()
+                if a.shop_id == shop_id and a.status == OPEN and a.ends_at > now}
+
+
 class FakeUnitOfWork(AbstractUnitOfWork):
     def __init__(self, store: FakeStore, *, readonly: bool = False) -> None:
         super().__init__()
@@ -223,6 +277,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.catalog = FakeCatalog(self.work)
         self.inventory = FakeInventory(self.work)
         self.limits = FakeLimits(self.work)
+        self.auctions = FakeAuctions(self.work)
         return self
 
     def _commit(self) -> None:

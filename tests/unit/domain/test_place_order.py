@@ -126,8 +126,9 @@ def test_bad_channel_tx_type_address(env):
         env.service.place_order(order_cmd([("A1", 1)], channel="fax"))
     assert exc.value.field == "channel" and "mini_program" in exc.value.message
     with pytest.raises(errors.InvalidRequest) as exc:
-        env.service.place_order(order_cmd([("A1", 1)], tx_type="auction"))
-    assert exc.value.field == "tx_type" and exc.value.extra["allowed"] == ["fixed_price", "flash_sale"]
+        env.service.place_order(order_cmd([("A1", 1)], tx_type="barter"))
+    assert exc.value.field == "tx_type" and exc.value.extra["allowed"] == [
+        "auction", "cod", "fixed_price", "flash_sale", "presale"]
     from tests.unit.domain.helpers import ADDRESS
     with pytest.raises(errors.InvalidRequest) as exc:
         env.service.place_order(order_cmd([("A1", 1)], address={**ADDRESS, "city": " "}))

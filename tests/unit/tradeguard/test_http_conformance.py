@@ -107,7 +107,8 @@ def requests_for(method: str, path: str, ids: dict[str, str]) -> list[dict]:
 
 def test_every_answer_of_every_route_is_documented(node, client):
     order = client.post("/orders", json=order_body(key="seed")).json()["id"]
-    ids = {"order_id": order, "refund_id": "r_none", "shop_id": "acme-electronics", "sub_order_id": "so_none"}
+    ids = {"order_id": order, "refund_id": "r_none", "shop_id": "acme-electronics", "sub_order_id": "so_none",
+           "auction_id": "au_none"}
     docs = documented(client)
     seen: dict[tuple[str, str], set[int]] = {op: set() for op in docs}
 
