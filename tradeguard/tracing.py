@@ -235,7 +235,8 @@ def call_span(call: CallRecord, resource: Resource, rng: random.Random) -> Reada
     ctx = trace.SpanContext(p.trace_id, rng.getrandbits(64) or 1, is_remote=False,
                             trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
     status = Status(StatusCode.ERROR, call.error) if call.error is not None else Status(StatusCode.UNSET)
-    return ReadableSpan(name=call.name, context=ctx, parent=p, resource=resource, attributes=dict(call.attributes),
+    return ReadableSpan(name=call.name, context=ctx, parent=p, resource=resource,
+                        attributes=dict(call.attributes),
                         kind=SpanKind.CLIENT, status=status, start_time=call.start_ns, end_time=call.end_ns,
                         instrumentation_scope=_CALL_SCOPE)
 
@@ -365,7 +366,8 @@ class CallRecorder:
         parent = trace.get_current_span().get_span_context()
         if not parent.is_valid:
             return
-        self.sampler.record_call(CallRecord(parent, name, start_ns, end_ns or self.time_ns(), attributes, error))
+        end = end_ns or self.time_ns()
+        self.sampler.record_call(CallRecord(parent, name, start_ns, end, attributes, error))
 
 
 _T0 = "tradeguard.trace.t0"
@@ -568,6 +570,7 @@ class TraceQuery:
     min_ms: float | None = None
     max_ms: float | None = None
     since_ns: int | None = None
+    until_ns: int | None = None
     limit: int = 100
 
 
@@ -722,6 +725,9 @@ class SpanStore:
         if q.since_ns is not None:
             where.append("start_ns >= ?")
             params.append(int(q.since_ns))
+        if q.until_ns is not None:
+            where.append("start_ns <= ?")
+            params.append(int(q.until_ns))
         sql = ("SELECT trace_id, root, start_ns, duration_ms, outcome, order_id, instance, spans, rule, "
                "status_code FROM traces")
         if where:
@@ -1016,11 +1022,12 @@ class TraceReader:
 
     def search(self, *, trace_id: str | None = None, order_id: str | None = None, resource: str | None = None,
                outcome: str | None = None, min_ms: float | None = None, max_ms: float | None = None,
-               since_ns: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+               since_ns: int | None = None, until_ns: int | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
         from dataclasses import asdict
 
         q = TraceQuery(trace_id=trace_id, order_id=order_id, resource=resource, outcome=outcome,
-                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, limit=limit)
+                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, until_ns=until_ns, limit=limit)
         return [asdict(t) for t in self.store.search(q)]
 
     def spans(self, trace_id: str) -> list[dict[str, Any]]:
