@@ -436,6 +436,67 @@ class StatementRecorder:
                              error=redact_text(f"{type(exc).__name__}: {exc}")[:300])
 
 
+# ============================================================================ Redis and the metric store
+def instrument_redis(client: Any, recorder: CallRecorder, *, peer: str = "redis") -> bool:
+    """Redis commands of one client (the guardians' cluster client) as recorded calls: its
+    ``execute_command`` is wrapped on the instance (``opentelemetry-instrumentation-redis`` patches
+    the class for the whole process, and several nodes, each its own provider, may share one).
+    Pipelines are not covered. Returns whether the client could be wrapped."""
+    original = getattr(client, "execute_command", None)
+    if original is None or getattr(original, "_tradeguard_traced", False):
+        return False
+    time_ns = recorder.time_ns
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        t0 = time_ns()
+        command = str(args[0]).upper() if args else "COMMAND"
+        attrs = {"db.system": "redis", "peer.service": peer, "db.statement": command}
+        try:
+            result = original(*args, **options)
+        except Exception as exc:
+            error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            recorder.record(f"redis {command}", t0, attrs, error=error)
+            raise
+        recorder.record(f"redis {command}", t0, attrs)
+        return result
+
+    execute_command._tradeguard_traced = True  # type: ignore[attr-defined]
+    client.execute_command = execute_command
+    return True
+
+
+class TracedMetricStore:
+    """The outbox flusher's metric store with a span per written batch (``metric-store write``,
+    CLIENT, ``peer.service=metric-store``, ``tradeguard.points``). The flusher runs on its own
+    thread, outside any request: each batch is a trace of its own, tail-sampled like a request
+    (a failed write is always kept). Everything else is the wrapped store's."""
+
+    def __init__(self, inner: Any, tracer: trace.Tracer, backend: str) -> None:
+        self.inner = inner
+        self.tracer = tracer
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:  # write_lines only where the inner store has it
+        value = getattr(self.inner, name)
+        if name == "write_lines":
+            return lambda lines: self._traced(value, lines)
+        return value
+
+    def write(self, points: Any) -> Any:
+        return self._traced(self.inner.write, points)
+
+    def _traced(self, fn: Callable[[Any], T], batch: Any) -> T:
+        attrs = {"peer.service": "metric-store", ATTR_RESOURCE: "metric-store write",
+                 "tradeguard.metric_store": self.backend, "tradeguard.points": len(batch)}
+        with self.tracer.start_as_current_span("metric-store write", kind=SpanKind.CLIENT, attributes=attrs,
+                                               record_exception=False, set_status_on_exception=False) as span:
+            try:
+                return fn(batch)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
+                raise
+
+
 # ============================================================================ export off the request path
 class ExportQueue:
     """A bounded queue of kept traces drained by one daemon thread into ``export(batch)``.
@@ -867,6 +928,14 @@ class Tracing:
         """DB statement spans on a SQLAlchemy engine (``StatementRecorder``: recorded cheaply, built
         into spans only for kept traces)."""
         self._engine_tracers.append(StatementRecorder(self.calls, engine))
+
+    def instrument_redis(self, client: Any) -> bool:
+        return instrument_redis(client, self.calls)
+
+    def instrument_metric_store(self, flusher: Any, backend: str) -> None:
+        """A span per batch the outbox ``flusher`` writes to the metric store."""
+        if not isinstance(flusher.store, TracedMetricStore):
+            flusher.store = TracedMetricStore(flusher.store, self.tracer, backend)
 
     def instrument_app(self, app: Any) -> None:
         """The route span outermost (OpenTelemetryMiddleware), then ``TraceMiddleware``, then the app's

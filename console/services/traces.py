@@ -129,11 +129,11 @@ def tree_order(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def edge_target(span: dict[str, Any]) -> str | None:
     attrs = span.get("attributes", {})
+    if attrs.get("peer.service"):  # payment-gateway, redis, metric-store
+        return str(attrs["peer.service"])
     system = attrs.get("db.system") or attrs.get("db.system.name")
     if system:
         return f"database ({system})"
-    if attrs.get("peer.service"):
-        return str(attrs["peer.service"])
     return None
 
 
