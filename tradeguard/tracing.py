@@ -15,15 +15,19 @@ What a request to a node becomes (``wire_tracing`` in ``tradeguard.bootstrap`` p
   degraded), ``.rule``, ``.rule_type``, ``.reason``, ``.wait_ms`` (queueing before the call ran).
   Those spans are the capability spans of order placement and payment; ``payment.charge`` is a
   CLIENT span to the payment gateway (``peer.service``);
-- **database statements**: ``opentelemetry-instrumentation-sqlalchemy``'s ``EngineTracer`` on the
-  trading DB's engine only (not the global ``create_engine`` patch: several nodes may live in one
-  process, each with its own provider).
+- **dependency calls** — database statements on the trading DB (``StatementRecorder``), Redis
+  commands of the guardians' cluster clients (``instrument_redis``): recorded as plain
+  ``CallRecord`` tuples in the tail sampler's buffer and built into CLIENT spans only when their
+  trace is kept. ``opentelemetry-instrumentation-sqlalchemy``'s per-statement SDK span was the
+  largest share of tracing's cost on ``POST /orders`` (py-spy: ~60 % of it, ~10 statements per
+  order), paid for the ~99 % of traces then forgotten. Writes of the outbox flusher to the metric
+  store: a span per batch (``TracedMetricStore``), a trace of their own;
 
 Head or tail sampling — tail, decided in the node. We must keep every error, every blocked call
 and every request slower than its resource's recent p99; none of that is known when the request
 starts (a head sampler sees only the route and the caller's flag), so a head decision at 1 % would
-lose 99 % of exactly the requests on-call needs. Every span is therefore recorded (the cost is a
-few µs of attribute bookkeeping per span, measured by ``tradeguard bench trace``) and
+lose 99 % of exactly the requests on-call needs. Every span is therefore recorded — the few SDK
+spans (route, guarded resources) as spans, the many dependency calls as cheap records — and
 ``TailSamplingProcessor`` buffers a trace's spans until its *local root* ends, then decides:
 error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``; the rest is forgotten. The
 decision is local to the node: a trace that continues a caller's ``traceparent`` is judged by this
