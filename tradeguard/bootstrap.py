@@ -271,6 +271,16 @@ def wire_tracing(ctx: NodeContext) -> None:
         tracing.instrument_app(app)
         if ctx.trading_db is not None:
             tracing.instrument_engine(ctx.trading_db.engine)
+        # the service map's other edges (hooks run once every part is wired): the guardians' Redis
+        # clients in cluster mode, the outbox flusher's writes to the metric store
+        cluster = getattr(ctx.engine, "cluster", None)
+        limits_storage = getattr(cluster, "storage", None)
+        for client in (getattr(cluster, "redis", None), getattr(limits_storage, "storage", None)):
+            if client is not None:
+                tracing.instrument_redis(client)
+        collection = getattr(ctx, "collection", None)
+        if collection is not None:
+            tracing.instrument_metric_store(collection.flusher, s.metrics_url.split(":", 1)[0])
 
     ctx.app_hooks.append(instrument)
     ctx.on_start.append(tracing.start)

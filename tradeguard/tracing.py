@@ -15,15 +15,19 @@ What a request to a node becomes (``wire_tracing`` in ``tradeguard.bootstrap`` p
   degraded), ``.rule``, ``.rule_type``, ``.reason``, ``.wait_ms`` (queueing before the call ran).
   Those spans are the capability spans of order placement and payment; ``payment.charge`` is a
   CLIENT span to the payment gateway (``peer.service``);
-- **database statements**: ``opentelemetry-instrumentation-sqlalchemy``'s ``EngineTracer`` on the
-  trading DB's engine only (not the global ``create_engine`` patch: several nodes may live in one
-  process, each with its own provider).
+- **dependency calls** — database statements on the trading DB (``StatementRecorder``), Redis
+  commands of the guardians' cluster clients (``instrument_redis``): recorded as plain
+  ``CallRecord`` tuples in the tail sampler's buffer and built into CLIENT spans only when their
+  trace is kept. ``opentelemetry-instrumentation-sqlalchemy``'s per-statement SDK span was the
+  largest share of tracing's cost on ``POST /orders`` (py-spy: ~60 % of it, ~10 statements per
+  order), paid for the ~99 % of traces then forgotten. Writes of the outbox flusher to the metric
+  store: a span per batch (``TracedMetricStore``), a trace of their own;
 
 Head or tail sampling — tail, decided in the node. We must keep every error, every blocked call
 and every request slower than its resource's recent p99; none of that is known when the request
 starts (a head sampler sees only the route and the caller's flag), so a head decision at 1 % would
-lose 99 % of exactly the requests on-call needs. Every span is therefore recorded (the cost is a
-few µs of attribute bookkeeping per span, measured by ``tradeguard bench trace``) and
+lose 99 % of exactly the requests on-call needs. Every span is therefore recorded — the few SDK
+spans (route, guarded resources) as spans, the many dependency calls as cheap records — and
 ``TailSamplingProcessor`` buffers a trace's spans until its *local root* ends, then decides:
 error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``; the rest is forgotten. The
 decision is local to the node: a trace that continues a caller's ``traceparent`` is judged by this
@@ -50,12 +54,13 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from common.redact import redact_text
@@ -213,15 +218,44 @@ class KeptTrace:
     outcome: str
 
 
-class TailSamplingProcessor(SpanProcessor):
-    """Buffers each trace's ended spans; when the trace's local root ends, keeps or forgets it.
+class CallRecord(NamedTuple):
+    """A dependency call recorded cheaply on the request path (a DB statement, a Redis command):
+    plain values only; it becomes a CLIENT span (``ReadableSpan``) only if its trace is kept."""
 
-    Kept: any span with status ERROR (``error``), any guard decision blocked/degraded (``blocked``),
-    a root slower than its resource's threshold (``slow``), else with probability ``rate``
-    (``sampled``). A trace whose root is a bare database statement (a scheduled job's query) is
-    kept only on error. At most ``max_pending`` traces wait for their root: the oldest is dropped
-    (``pending_dropped``). ``on_end`` runs on the request's thread: O(1) work under a lock, plus the
-    decision at the root.
+    parent: trace.SpanContext
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    error: str | None = None
+
+
+_CALL_SCOPE = InstrumentationScope("tradeguard.calls")
+
+
+def call_span(call: CallRecord, resource: Resource, rng: random.Random) -> ReadableSpan:
+    """The CLIENT span of a recorded call, child of the span that was current when it ran."""
+    p = call.parent
+    ctx = trace.SpanContext(p.trace_id, rng.getrandbits(64) or 1, is_remote=False,
+                            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    status = Status(StatusCode.ERROR, call.error) if call.error is not None else Status(StatusCode.UNSET)
+    return ReadableSpan(name=call.name, context=ctx, parent=p, resource=resource,
+                        attributes=dict(call.attributes),
+                        kind=SpanKind.CLIENT, status=status, start_time=call.start_ns, end_time=call.end_ns,
+                        instrumentation_scope=_CALL_SCOPE)
+
+
+class TailSamplingProcessor(SpanProcessor):
+    """Buffers each trace's ended spans and recorded calls; when the trace's local root ends, keeps
+    or forgets it.
+
+    Kept: any span with status ERROR or failed call (``error``), any guard decision
+    blocked/degraded (``blocked``), a root slower than its resource's threshold (``slow``), else
+    with probability ``rate`` (``sampled``). A trace whose root is a bare database statement (a
+    scheduled job's query) is kept only on error. At most ``max_pending`` traces wait for their
+    root: the oldest is dropped (``pending_dropped``). ``on_end`` runs on the request's thread:
+    O(1) work under a lock, plus the decision at the root; the recorded calls of a kept trace are
+    turned into spans there, those of a forgotten one cost nothing more.
     """
 
     def __init__(self, sink: Callable[[KeptTrace], None], *, rate: float, thresholds: SlowThresholds,
@@ -234,12 +268,29 @@ class TailSamplingProcessor(SpanProcessor):
         self.rng = rng or random.random
         self.max_pending = max_pending
         self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._calls: dict[int, list[CallRecord]] = {}  # appended without the lock (atomic under the GIL)
         self._lock = threading.Lock()
+        self._ids = random.Random()
         self.counts: dict[str, int] = {o: 0 for o in OUTCOMES}
         self.counts.update(traces=0, pending_dropped=0)
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         pass
+
+    def record_call(self, call: CallRecord) -> None:
+        """A dependency call made under ``call.parent`` (which must belong to a live trace). No lock:
+        ``dict.get``, ``dict.__setitem__`` and ``list.append`` are atomic; at worst a race between
+        two first calls of one trace loses one record."""
+        tid = call.parent.trace_id
+        calls = self._calls.get(tid)
+        if calls is None:
+            calls = self._calls[tid] = []
+            if len(self._calls) > self.max_pending:  # roots that never ended: forget the oldest
+                try:
+                    del self._calls[next(iter(self._calls))]
+                except (StopIteration, KeyError, RuntimeError):
+                    pass
+        calls.append(call)
 
     def on_end(self, span: ReadableSpan) -> None:
         ctx = span.context
@@ -257,22 +308,26 @@ class TailSamplingProcessor(SpanProcessor):
             buf.append(span)
             if not is_root:
                 return
-            spans = self._pending.pop(tid)
+            del self._pending[tid]
+            calls = self._calls.pop(tid, ())
             self.counts["traces"] += 1
-            outcome = self.decide(span, spans)
+            outcome = self.decide(span, buf, calls)
             if outcome is not None:
                 self.counts[outcome] += 1
         if outcome is not None:
-            self.sink(KeptTrace(spans, outcome))
+            if calls:
+                buf = buf + [call_span(c, span.resource, self._ids) for c in calls]
+            self.sink(KeptTrace(buf, outcome))
 
-    def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str | None:
+    def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
+               calls: Sequence[CallRecord] = ()) -> str | None:
         error = blocked = False
         for s in spans:
             if s.status.status_code is StatusCode.ERROR:
                 error = True
             if (s.attributes or {}).get(ATTR_DECISION) in ("blocked", "degraded"):
                 blocked = True
-        if error:
+        if error or any(c.error is not None for c in calls):
             return "error"
         attrs = root.attributes or {}
         if "db.system" in attrs or "db.system.name" in attrs:
@@ -292,6 +347,158 @@ class TailSamplingProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+# ============================================================================ cheap dependency calls
+class CallRecorder:
+    """Records dependency calls made inside a traced request into the tail sampler's buffer.
+
+    ``record(name, start_ns, attributes, error)`` reads the current span (one context lookup) and
+    appends a ``CallRecord``: no SDK span, no attribute validation, no id generation on the request
+    path. Calls outside a trace (a scheduled job's statements) are not recorded. ``time_ns`` is
+    the clock.
+    """
+
+    def __init__(self, sampler: TailSamplingProcessor, resource: Resource,
+                 time_ns: Callable[[], int] = time.time_ns) -> None:
+        self.sampler = sampler
+        self.resource = resource
+        self.time_ns = time_ns
+
+    def record(self, name: str, start_ns: int, attributes: Mapping[str, Any], error: str | None = None,
+               end_ns: int | None = None) -> None:
+        parent = trace.get_current_span().get_span_context()
+        if not parent.is_valid:
+            return
+        end = end_ns or self.time_ns()
+        self.sampler.record_call(CallRecord(parent, name, start_ns, end, attributes, error))
+
+
+_T0 = "tradeguard.trace.t0"
+
+
+class StatementRecorder:
+    """DB statement spans on one SQLAlchemy engine, recorded as ``CallRecord`` s (see ``CallRecorder``).
+
+    Replaces ``opentelemetry-instrumentation-sqlalchemy``'s ``EngineTracer`` on the request path:
+    measured by ``tradeguard bench trace``, its per-statement SDK span (context attach, attribute
+    validation, URL parsing, semantic-convention bookkeeping) was the largest share of tracing's
+    cost (~10 statements per order). The span it yields for a kept trace carries the same
+    attributes (``db.system``, ``db.name``, ``db.statement``, named ``VERB dbname``).
+    """
+
+    def __init__(self, recorder: CallRecorder, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.recorder = recorder
+        self.engine = engine
+        url = engine.url
+        self.system = str(engine.dialect.name)
+        self.db_name = str(url.database or "").rsplit("/", 1)[-1] or self.system
+        self._seen: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._listeners = [("before_cursor_execute", self._before), ("after_cursor_execute", self._after),
+                           ("handle_error", self._error)]
+        for name, fn in self._listeners:
+            event.listen(engine, name, fn)
+
+    def remove(self) -> None:
+        from sqlalchemy import event
+
+        for name, fn in self._listeners:
+            if event.contains(self.engine, name, fn):
+                event.remove(self.engine, name, fn)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        conn.info[_T0] = self.recorder.time_ns()
+
+    def _describe(self, statement: str) -> tuple[str, dict[str, Any]]:
+        """(span name, attributes) of a statement, cached: SQLAlchemy's compiled statements repeat."""
+        found = self._seen.get(statement)
+        if found is None:
+            verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+            found = (f"{verb} {self.db_name}",
+                     {"db.system": self.system, "db.name": self.db_name, "db.statement": statement})
+            if len(self._seen) >= 512:
+                self._seen.clear()
+            self._seen[statement] = found
+        return found
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        t0 = conn.info.pop(_T0, None)
+        if t0 is not None:
+            name, attrs = self._describe(statement)
+            self.recorder.record(name, t0, attrs)
+
+    def _error(self, exc_ctx: Any) -> None:
+        conn = exc_ctx.connection
+        t0 = conn.info.pop(_T0, None) if conn is not None else None
+        name, attrs = self._describe(str(exc_ctx.statement or ""))
+        exc = exc_ctx.original_exception
+        self.recorder.record(name, t0 or self.recorder.time_ns(), attrs,
+                             error=redact_text(f"{type(exc).__name__}: {exc}")[:300])
+
+
+# ============================================================================ Redis and the metric store
+def instrument_redis(client: Any, recorder: CallRecorder, *, peer: str = "redis") -> bool:
+    """Redis commands of one client (the guardians' cluster client) as recorded calls: its
+    ``execute_command`` is wrapped on the instance (``opentelemetry-instrumentation-redis`` patches
+    the class for the whole process, and several nodes, each its own provider, may share one).
+    Pipelines are not covered. Returns whether the client could be wrapped."""
+    original = getattr(client, "execute_command", None)
+    if original is None or getattr(original, "_tradeguard_traced", False):
+        return False
+    time_ns = recorder.time_ns
+
+    def execute_command(*args: Any, **options: Any) -> Any:
+        t0 = time_ns()
+        command = str(args[0]).upper() if args else "COMMAND"
+        attrs = {"db.system": "redis", "peer.service": peer, "db.statement": command}
+        try:
+            result = original(*args, **options)
+        except Exception as exc:
+            error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            recorder.record(f"redis {command}", t0, attrs, error=error)
+            raise
+        recorder.record(f"redis {command}", t0, attrs)
+        return result
+
+    execute_command._tradeguard_traced = True  # type: ignore[attr-defined]
+    client.execute_command = execute_command
+    return True
+
+
+class TracedMetricStore:
+    """The outbox flusher's metric store with a span per written batch (``metric-store write``,
+    CLIENT, ``peer.service=metric-store``, ``tradeguard.points``). The flusher runs on its own
+    thread, outside any request: each batch is a trace of its own, tail-sampled like a request
+    (a failed write is always kept). Everything else is the wrapped store's."""
+
+    def __init__(self, inner: Any, tracer: trace.Tracer, backend: str) -> None:
+        self.inner = inner
+        self.tracer = tracer
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:  # write_lines only where the inner store has it
+        value = getattr(self.inner, name)
+        if name == "write_lines":
+            return lambda lines: self._traced(value, lines)
+        return value
+
+    def write(self, points: Any) -> Any:
+        return self._traced(self.inner.write, points)
+
+    def _traced(self, fn: Callable[[Any], T], batch: Any) -> T:
+        attrs = {"peer.service": "metric-store", ATTR_RESOURCE: "metric-store write",
+                 "tradeguard.metric_store": self.backend, "tradeguard.points": len(batch)}
+        with self.tracer.start_as_current_span("metric-store write", kind=SpanKind.CLIENT, attributes=attrs,
+                                               record_exception=False, set_status_on_exception=False) as span:
+            try:
+                return fn(batch)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
+                raise
 
 
 # ============================================================================ export off the request path
@@ -428,6 +635,7 @@ class TraceQuery:
     min_ms: float | None = None
     max_ms: float | None = None
     since_ns: int | None = None
+    until_ns: int | None = None
     limit: int = 100
 
 
@@ -582,6 +790,9 @@ class SpanStore:
         if q.since_ns is not None:
             where.append("start_ns >= ?")
             params.append(int(q.since_ns))
+        if q.until_ns is not None:
+            where.append("start_ns <= ?")
+            params.append(int(q.until_ns))
         sql = ("SELECT trace_id, root, start_ns, duration_ms, outcome, order_id, instance, spans, rule, "
                "status_code FROM traces")
         if where:
@@ -712,14 +923,23 @@ class Tracing:
     def wrap_guard(self, inner: GuardPort) -> TracingGuard:
         return TracingGuard(inner, self.tracer)
 
-    def instrument_engine(self, engine: Any) -> None:
-        """DB statement spans on a SQLAlchemy engine (the instrumentation's own ``EngineTracer``)."""
-        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-        from opentelemetry.metrics import NoOpMeterProvider
+    @property
+    def calls(self) -> CallRecorder:
+        """Where dependency calls of a request are recorded (DB statements, Redis, …)."""
+        return CallRecorder(self.sampler, self.provider.resource)
 
-        counter = NoOpMeterProvider().get_meter("tradeguard").create_up_down_counter("db.client.connections")
-        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
-        self._engine_tracers.append(EngineTracer(tracer, engine, counter))
+    def instrument_engine(self, engine: Any) -> None:
+        """DB statement spans on a SQLAlchemy engine (``StatementRecorder``: recorded cheaply, built
+        into spans only for kept traces)."""
+        self._engine_tracers.append(StatementRecorder(self.calls, engine))
+
+    def instrument_redis(self, client: Any) -> bool:
+        return instrument_redis(client, self.calls)
+
+    def instrument_metric_store(self, flusher: Any, backend: str) -> None:
+        """A span per batch the outbox ``flusher`` writes to the metric store."""
+        if not isinstance(flusher.store, TracedMetricStore):
+            flusher.store = TracedMetricStore(flusher.store, self.tracer, backend)
 
     def instrument_app(self, app: Any) -> None:
         """The route span outermost (OpenTelemetryMiddleware), then ``TraceMiddleware``, then the app's
@@ -750,6 +970,9 @@ class Tracing:
         self.queue.start()
 
     def stop(self) -> None:
+        for recorder in self._engine_tracers:
+            recorder.remove()
+        self._engine_tracers.clear()
         self.queue.stop()
         try:
             self.provider.shutdown()
@@ -872,11 +1095,12 @@ class TraceReader:
 
     def search(self, *, trace_id: str | None = None, order_id: str | None = None, resource: str | None = None,
                outcome: str | None = None, min_ms: float | None = None, max_ms: float | None = None,
-               since_ns: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+               since_ns: int | None = None, until_ns: int | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
         from dataclasses import asdict
 
         q = TraceQuery(trace_id=trace_id, order_id=order_id, resource=resource, outcome=outcome,
-                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, limit=limit)
+                       min_ms=min_ms, max_ms=max_ms, since_ns=since_ns, until_ns=until_ns, limit=limit)
         return [asdict(t) for t in self.store.search(q)]
 
     def spans(self, trace_id: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from common.stats import percentile
@@ -24,7 +25,8 @@ class TraceStorePort(Protocol):
 
     def search(self, *, trace_id: str | None = ..., order_id: str | None = ..., resource: str | None = ...,
                outcome: str | None = ..., min_ms: float | None = ..., max_ms: float | None = ...,
-               since_ns: int | None = ..., limit: int = ...) -> list[dict[str, Any]]: ...
+               since_ns: int | None = ..., until_ns: int | None = ...,
+               limit: int = ...) -> list[dict[str, Any]]: ...
     def spans(self, trace_id: str) -> list[dict[str, Any]]: ...
     def edge_spans(self, since_ns: int) -> list[dict[str, Any]]: ...
 
@@ -127,11 +129,11 @@ def tree_order(spans: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def edge_target(span: dict[str, Any]) -> str | None:
     attrs = span.get("attributes", {})
+    if attrs.get("peer.service"):  # payment-gateway, redis, metric-store
+        return str(attrs["peer.service"])
     system = attrs.get("db.system") or attrs.get("db.system.name")
     if system:
         return f"database ({system})"
-    if attrs.get("peer.service"):
-        return str(attrs["peer.service"])
     return None
 
 
@@ -156,3 +158,59 @@ def service_map(store: TraceStorePort | None, now_ns: int, minutes: int = 15) ->
         edges.append(Edge("tradeguard node", target, len(group), round(len(group) / window_s, 3),
                           round(100.0 * errors / len(group), 2), percentile(durations, 99.0)))
     return edges, []
+
+
+# ============================================================================ alert exemplars
+EXEMPLAR_OUTCOMES = ("error", "blocked", "slow")
+
+
+@dataclass
+class Exemplars:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def alert_exemplars(store: TraceStorePort | None, alert: dict[str, Any], *, lookback_s: float = 300.0,
+                    after_s: float = 60.0, limit: int = 3) -> Exemplars:
+    """The exemplar traces of an alert: kept traces of the alert's ``resource`` label (on its
+    ``instance`` when it names one) that started in the ``lookback_s`` before it fired (up to
+    ``after_s`` after), errors first, then blocked, then slow; sampled ones only if none of those.
+
+    Design: the node already keeps every error, blocked and slow request of a resource in the span
+    store with its resource, node and start time, so the exemplars are looked up here, at the
+    alert's detail, by (resource, instance, firing time) — the alert itself stores nothing and
+    ``alerts/`` needs no tracing port. One bounded span-store read. Exemplars older than the span
+    store's retention (24 h by default) are gone: the note says so.
+    """
+    if store is None:
+        return Exemplars(note="No span store is configured for the console: no exemplar traces.")
+    labels = alert.get("labels") or {}
+    resource = str(labels.get("resource") or "")
+    if not resource:
+        return Exemplars()  # not a resource alert (e.g. a node down): no request to show
+    when = alert.get("fired_at") or alert.get("active_since")
+    if not when:
+        return Exemplars()
+    try:
+        fired = datetime.fromisoformat(str(when))
+    except ValueError:
+        return Exemplars(errors=[f"fired_at: not an ISO timestamp: {when!r}"])
+    fired_ns = int(fired.timestamp() * 1e9)
+    try:
+        rows = store.search(resource=resource, since_ns=fired_ns - int(lookback_s * 1e9),
+                            until_ns=fired_ns + int(after_s * 1e9), limit=200)
+    except Exception as exc:
+        return Exemplars(errors=[f"span store: {type(exc).__name__}: {exc}"])
+    instance = str(labels.get("instance") or "")
+    if instance:
+        rows = [r for r in rows if r.get("instance") == instance]
+    rank = {o: i for i, o in enumerate(EXEMPLAR_OUTCOMES)}
+    chosen = [r for r in rows if r.get("outcome") in rank]
+    chosen.sort(key=lambda r: (rank[r["outcome"]], -abs(int(r["start_ns"]) - fired_ns)))
+    if not chosen:
+        chosen = rows
+    if not chosen:
+        return Exemplars(note=f"No kept trace of {resource} around {fired:%H:%M:%S} "
+                              "(pruned from the span store, or none was kept).")
+    return Exemplars(rows=chosen[:limit])

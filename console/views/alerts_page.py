@@ -22,6 +22,7 @@ import streamlit as st
 from console.runtime import chart, services, show_errors
 from console.services import ActionFailed, alert_actions
 from console.services.alert_actions import condition_text, runbook_section, unit_of, value_text
+from console.trace_links import alert_exemplar_links
 from dashboards import figures
 
 REFRESH_S = 5
@@ -252,6 +253,7 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
     )
     if metric.get("error"):
         st.caption(f"Metric unavailable: {metric['error']}")
+    alert_exemplar_links(getattr(svc, "traces", None), alert)  # the requests that made it fire
     gateway = svc.gateway_errors(alert)
     if gateway is not None:
         _gateway(gateway)

@@ -17,6 +17,7 @@ import streamlit as st
 from console.rule_forms import table_rows
 from console.runtime import chart, services, show_errors
 from console.services import RULE_TYPES
+from console.trace_links import resource_trace_links
 from console.views.blocked import show_blocked
 from dashboards import figures
 from dashboards.figures import refusal_label
@@ -138,6 +139,7 @@ def detail(svc, resource: str, range_key: str) -> None:
     d = svc.resource_detail(resource, range_key)
     show_errors(d.errors)
     chart(figures.resource_figure(d.rates, d.rt_ms, resource, refused=d.refused), "res_detail")
+    resource_trace_links(resource)  # its blocked / slow / error requests on the Traces page
     st.subheader(f"Rules on {resource}")
     if d.rule_version is None:
         st.caption("No rules applied yet.")

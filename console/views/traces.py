@@ -1,7 +1,9 @@
 """Traces: find kept traces (order id, trace id, resource, outcome, duration), one trace as a
 waterfall with each span's attributes, and the node's service map.
 
-Deep links: ``?trace_id=…`` opens that trace, ``?order_id=…`` lists the order's traces. Each run
+Deep links (``console.trace_links``): ``?trace_id=…`` opens that trace, ``?order_id=…`` lists the
+order's traces, ``?resource=…&outcome=…`` a resource's blocked / slow / error traces (from the
+Resources page and an alert's detail); every order id in the table links to its traces. Each run
 issues at most 3 span-store reads (search, the chosen trace, the service map's client spans).
 """
 
@@ -13,6 +15,7 @@ import streamlit as st
 
 from console.runtime import chart, services, show_errors
 from console.services.traces import OUTCOMES, TraceFilter, find_traces, service_map, trace_detail
+from console.trace_links import traces_url
 from dashboards.traces import service_map_figure, waterfall_figure
 
 st.title("Traces")
@@ -24,9 +27,12 @@ with st.form("traces_search"):
     c1, c2, c3 = st.columns(3)
     order_id = c1.text_input("Order id", value=params.get("order_id", ""), key="traces_order")
     trace_id = c2.text_input("Trace id", value=params.get("trace_id", ""), key="traces_trace")
-    resource = c3.text_input("Resource", placeholder="payment.charge or POST /orders", key="traces_resource")
+    resource = c3.text_input("Resource", value=params.get("resource", ""),
+                             placeholder="payment.charge or POST /orders", key="traces_resource")
     c4, c5, _ = st.columns(3)
+    wanted = params.get("outcome", "")
     outcome = c4.selectbox("Outcome", options=["", *OUTCOMES], format_func=lambda o: o or "any",
+                           index=1 + OUTCOMES.index(wanted) if wanted in OUTCOMES else 0,
                            key="traces_outcome")
     min_ms = c5.number_input("Slower than (ms)", min_value=0.0, value=0.0, step=10.0, key="traces_min_ms")
     st.form_submit_button("Search", icon=":material/search:")
@@ -47,7 +53,7 @@ if found.rows:
             "outcome": t["outcome"],
             "status": t.get("status_code"),
             "rule": t.get("rule") or "",
-            "order": t.get("order_id") or "",
+            "order": traces_url(order_id=t["order_id"]) if t.get("order_id") else None,
             "node": t["instance"],
             "spans": t["spans"],
             "trace id": t["trace_id"],
@@ -55,7 +61,9 @@ if found.rows:
         for t in found.rows
     ]
     st.caption(f"{len(table)} kept trace(s), newest first.")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "order": st.column_config.LinkColumn("order", display_text=r"order_id=(.*)$",
+                                             help="the order's traces (placement, payment…)")})
     ids = [t["trace_id"] for t in found.rows]
     chosen = st.selectbox(
         "Trace",

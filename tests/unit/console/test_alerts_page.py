@@ -267,3 +267,28 @@ def test_a_payment_alert_shows_the_gateways_recent_errors(env, metrics):
     shown = texts(at_.markdown)
     assert f"**{6 * 120 + 2 * 60:,}** of" in shown and "Recent gateway errors" in shown
     assert "tradeguard events tail --name PaymentFailed" in texts(at_.caption)
+
+
+def test_a_resource_alert_links_the_exemplar_traces_that_made_it_fire(env, tmp_path):
+    import console.runtime
+    from tradeguard.tracing import SpanRecord, SpanStore, TraceReader
+
+    store, _alerts, clock = env
+    spans = SpanStore(tmp_path / "traces.db")
+    t0 = int((clock.now() - timedelta(seconds=20)).timestamp() * 1e9)
+    failed, other_node = "c" * 32, "d" * 32
+    spans.write([
+        ([SpanRecord(failed, "1" * 16, None, "payment.charge", "client", t0, t0 + 9 * 10**6, "error",
+                     "declined", {"peer.service": "payment-gateway"}, "n1")], "error"),
+        ([SpanRecord(other_node, "2" * 16, None, "payment.charge", "client", t0, t0 + 10**6, "error",
+                     "declined", {}, "n2")], "error"),
+    ])
+    console.runtime.services().traces = TraceReader(spans)
+    brk = add(store, clock, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(brk.id).run()
+    assert not at.exception
+    shown = texts(at.markdown)
+    assert "Exemplar traces" in shown and f"traces?trace_id={failed}" in shown
+    assert other_node not in shown  # the alert names node n1
+    spans.close()

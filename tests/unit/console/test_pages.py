@@ -84,6 +84,8 @@ def test_resources_table_detail_and_empty_state(page, svc, metrics, clock):
     assert list(table["resource"]) == ["order.place", "payment.charge"]
     assert at.selectbox(key="resources_selected").value == "order.place"
     assert "Rule version 1 in force" in _texts(at.caption)
+    # the selected resource's blocked / slow / error requests, on the Traces page
+    assert "traces?resource=order.place&outcome=blocked" in _texts(at.markdown)
     at.selectbox(key="resources_selected").set_value("payment.charge").run()
     assert "No rule of version 1 names payment.charge" in _texts(at.caption)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from console.services.traces import TraceFilter, find_traces, service_map
+from console.services.traces import TraceFilter, alert_exemplars, find_traces, service_map
 from tradeguard.tracing import SpanRecord, SpanStore, TraceReader
 
 PAGE = Path(__file__).resolve().parents[3] / "console" / "views" / "traces.py"
@@ -75,7 +75,7 @@ def test_traces_page_lists_draws_and_filters(page, reader):
 
 def test_deep_link_by_order_and_bad_trace_id(page, reader):
     at = page(order_id="o_2")
-    assert list(at.dataframe[0].value["order"]) == ["o_2"]
+    assert list(at.dataframe[0].value["order"]) == ["traces?order_id=o_2"]  # a link to the order's traces
     at = page(trace_id="not-hex")
     assert any("32 hex digits" in str(w.value) for w in at.warning)
 
@@ -99,3 +99,36 @@ def test_service_map_edges_have_rate_errors_and_p99(reader, clock):
     assert by["database (sqlite)"].calls == 1 and by["database (sqlite)"].error_rate_pct == 0.0
     assert by["database (sqlite)"].rate_per_s == pytest.approx(1 / 900, abs=1e-3)
     assert find_traces(reader, TraceFilter(resource="payment.charge")).rows[0]["trace_id"] == TID_BAD
+
+
+def test_deep_link_by_resource_and_outcome_fills_the_form(page, reader):
+    at = page(resource="payment.charge", outcome="error")
+    assert at.text_input(key="traces_resource").value == "payment.charge"
+    assert at.selectbox(key="traces_outcome").value == "error"
+    assert list(at.dataframe[0].value["trace id"]) == [TID_BAD]
+    at = page(resource="order.place", outcome="blocked")
+    assert not at.dataframe and any("No trace kept" in str(i.value) for i in at.info)
+
+
+def _alert(clock, *, seconds_after_t0: float, **labels) -> dict:
+    from datetime import timedelta
+
+    fired = clock.now() - timedelta(seconds=60) + timedelta(seconds=seconds_after_t0)
+    return {"id": 1, "rule": "PaymentErrors", "labels": labels, "fired_at": fired.isoformat()}
+
+
+def test_alert_exemplars_are_the_resources_kept_traces_before_it_fired(reader, clock):
+    # fired 30 s after the failed charge: that trace is the exemplar (errors before sampled ones)
+    found = alert_exemplars(reader, _alert(clock, seconds_after_t0=30, resource="payment.charge"))
+    assert [t["trace_id"] for t in found.rows] == [TID_BAD]
+    both = alert_exemplars(reader, _alert(clock, seconds_after_t0=30, resource="order.place"))
+    assert [t["trace_id"] for t in both.rows] == [TID_OK]  # only sampled ones: shown rather than none
+    # another node's alert, or one that fired long after: none, and the note says why
+    assert alert_exemplars(reader, _alert(clock, seconds_after_t0=30, resource="payment.charge",
+                                          instance="node-2")).rows == []
+    late = alert_exemplars(reader, _alert(clock, seconds_after_t0=3600, resource="payment.charge"))
+    assert late.rows == [] and "No kept trace of payment.charge" in late.note
+    # not a resource alert: nothing to look up
+    assert alert_exemplars(reader, _alert(clock, seconds_after_t0=30, instance="node-1")).rows == []
+    none = alert_exemplars(None, _alert(clock, seconds_after_t0=30, resource="x"))
+    assert "no span store" in none.note.lower()

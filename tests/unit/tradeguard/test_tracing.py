@@ -379,3 +379,109 @@ def test_cli_traces_show_prints_the_waterfall(make_node, tmp_path, monkeypatch, 
     assert main(["traces", "find", "--order", answer.json()["id"], "--json"]) == 0
     found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [f["trace_id"] for f in found] == [answer.headers["x-trace-id"]]
+
+
+def test_db_statements_are_recorded_cheaply_and_built_only_for_kept_traces(make_node):
+    node = make_node(trace_sample=0.0)
+    client = TestClient(node.app)
+    for i in range(3):
+        assert client.post("/orders", json=order_body(f"cheap-{i}")).status_code == 201
+    tracing = kept(node)
+    sampler = tracing.sampler
+    assert sampler.counts["traces"] >= 3
+    # nothing kept, nothing left behind: the statement records of forgotten traces are gone
+    assert sampler._calls == {} and len(sampler._pending) == 0
+    assert tracing.store.status()["traces"] == 0
+    # at 100 % the same request's statements are CLIENT spans under the guard spans
+    full = make_node(trace_sample=1.0)
+    placed = TestClient(full.app).post("/orders", json=order_body("cheap-full"))
+    spans = kept(full).store.spans(placed.headers["x-trace-id"])
+    ids = {s.span_id: s for s in spans}
+    db = [s for s in spans if s.attributes.get("db.system") == "sqlite"]
+    assert len(db) >= 3 and all(s.kind == "client" and s.parent_id in ids for s in db)
+    assert all(s.attributes["db.statement"].split()[0].upper() == s.name.split()[0] for s in db)
+    assert len({s.span_id for s in db}) == len(db)
+
+
+def _lone_tracing(tmp_path, sample):
+    from tradeguard.tracing import build_tracing
+
+    return build_tracing(instance="n1", service_name="t", sample=sample, store_path=tmp_path / "t.db")
+
+
+def test_a_failed_statement_or_redis_command_keeps_the_trace_at_sample_zero(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from tradeguard.tracing import instrument_redis
+
+    tracing = _lone_tracing(tmp_path, 0.0)
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    tracing.instrument_engine(engine)
+
+    class FakeRedis:
+        def execute_command(self, *args, **options):
+            if args[0] == "BOOM":
+                raise ConnectionError("redis://:s3cret@h:6379 refused")
+            return "v"
+
+    redis = FakeRedis()
+    assert instrument_redis(redis, tracing.calls) and not instrument_redis(redis, tracing.calls)
+    tracer = tracing.tracer
+    with tracer.start_as_current_span("GET /fine") as fine, engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        assert redis.execute_command("GET", "k") == "v"
+    from sqlalchemy.exc import OperationalError
+
+    with tracer.start_as_current_span("GET /bad") as bad, engine.connect() as conn, \
+            pytest.raises(OperationalError):
+        conn.execute(text("SELECT * FROM no_such_table"))
+    with tracer.start_as_current_span("GET /redis") as red, pytest.raises(ConnectionError):
+        redis.execute_command("BOOM")
+    redis.execute_command("GET", "outside")  # no trace: not recorded
+    tracing.queue.flush()
+    store = tracing.store
+    fine_id, bad_id, red_id = (f"{s.get_span_context().trace_id:032x}" for s in (fine, bad, red))
+    assert store.spans(fine_id) == []  # forgotten at rate 0
+    (failed,) = [s for s in store.spans(bad_id) if s.kind == "client"]
+    assert failed.status == "error" and "no_such_table" in failed.status_message
+    assert failed.name == "SELECT x.db"
+    (cmd,) = [s for s in store.spans(red_id) if s.kind == "client"]
+    assert cmd.name == "redis BOOM" and cmd.attributes["peer.service"] == "redis"
+    assert "s3cret" not in cmd.status_message  # redacted
+    assert tracing.sampler._calls == {}
+    tracing.stop()
+    engine.dispose()
+
+
+def test_metric_store_writes_are_a_span_per_batch_on_the_service_map(tmp_path):
+    from console.services.traces import service_map
+    from tradeguard.tracing import TraceReader
+
+    tracing = _lone_tracing(tmp_path, 1.0)
+
+    class Store:
+        def __init__(self):
+            self.batches = []
+
+        def write(self, points):
+            if not points:
+                raise OSError("store down")
+            self.batches.append(points)
+
+    class Flusher:
+        store = Store()
+
+    flusher = Flusher()
+    inner = flusher.store
+    tracing.instrument_metric_store(flusher, "sqlite")
+    tracing.instrument_metric_store(flusher, "sqlite")  # once only
+    assert flusher.store.inner is inner and not hasattr(flusher.store, "write_lines")
+    flusher.store.write([1, 2, 3])
+    with pytest.raises(OSError):
+        flusher.store.write([])
+    assert inner.batches == [[1, 2, 3]]
+    tracing.queue.flush()
+    edges, errors = service_map(TraceReader(tracing.store), time.time_ns() + 10**9)
+    (edge,) = [e for e in edges if e.target == "metric-store"]
+    assert errors == [] and edge.calls == 2 and edge.error_rate_pct == 50.0
+    tracing.stop()
