@@ -64,11 +64,13 @@ def test_the_node_runs_the_retry_job_next_to_the_timeout_job():
     from tradeguard import bootstrap
 
     jobs: dict[str, tuple[float, object]] = {}
-    service = SimpleNamespace(cancel_expired=lambda: 0, retry_queued_payments=lambda: 0)
+    service = SimpleNamespace(cancel_expired=lambda: 0, retry_queued_payments=lambda: 0,
+                              auto_receive=lambda: 0, close_auctions=lambda: 0, forfeit_presales=lambda: 0)
     settings = SimpleNamespace(timeout_sweep_s=5.0, payment_retry_s=2.0)
     ctx = SimpleNamespace(service=service, settings=settings, parts={},
                           every=lambda s, job, job_id: jobs.__setitem__(job_id, (s, job)))
     bootstrap.wire_timeouts(ctx)  # type: ignore[arg-type]
     assert jobs["payment-retry"] == (2.0, service.retry_queued_payments)
     assert jobs["timeout-cancel"][1] is service.cancel_expired
+    assert {"auto-receive", "auction-close", "presale-forfeit"} <= set(jobs)
     assert fallbacks()["queue_payment"](RuntimeError("open")).queued is True

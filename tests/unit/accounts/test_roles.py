@@ -16,7 +16,7 @@ BOB = Principal("bob", "merchant", ("shop-a",))
 EXPECTED = {
     "admin": set(ACTIONS),
     "sre": set(ACTIONS) - {"users.manage"},
-    "oncall": {"ops.read", "alerts.ack", "alerts.silence", "alerts.resolve", "oncall.set"},
+    "oncall": {"ops.read", "alerts.ack", "alerts.silence", "alerts.resolve", "oncall.set", "alerts.rules"},
     "merchant": {"sales.read"},
 }
 

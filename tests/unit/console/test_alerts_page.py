@@ -283,7 +283,7 @@ def test_a_resource_alert_links_the_exemplar_traces_that_made_it_fire(env, tmp_p
         ([SpanRecord(other_node, "2" * 16, None, "payment.charge", "client", t0, t0 + 10**6, "error",
                      "declined", {}, "n2")], "error"),
     ])
-    console.runtime.services().traces = TraceReader(spans)
+    console.runtime.services()._svc.traces = TraceReader(spans)  # on the services the page view wraps
     brk = add(store, clock, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
     at = open_page()
     at.selectbox(key="alert_pick").set_value(brk.id).run()
