@@ -83,13 +83,16 @@ def main(services: ConsoleServices) -> None:
     )
     # Less blank space above the page title on a wall screen.
     st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem}</style>")
+    every = pages()
+    # Every page is routed (so a page opened by URL without permission gets a clear refusal, not
+    # "page not found"); the sidebar links only the pages the role may open. Routed BEFORE the gate:
+    # a run that never calls st.navigation sends the browser to "/", so a page asked for by URL
+    # (say /sales?shop=…) would be lost through sign-in; routed first, the login page keeps the
+    # requested path and query, and the run after sign-in opens that page.
+    nav = st.navigation(every, position="hidden")
     # Nothing of the data pages before sign-in: the gate draws the login page and stops the run.
     principal = login.gate(services.accounts)
-    every = pages()
     mine = [p for p in every if allowed(principal, page_action(p))]
-    # Every page is routed (so a page opened by URL without permission gets a clear refusal, not
-    # "page not found"); the sidebar links only the pages the role may open.
-    nav = st.navigation(every, position="hidden")
     with st.sidebar:
         st.markdown("## :material/shield: tradeguard")
         st.caption(f"app **{services.app}** · times in UTC")

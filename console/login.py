@@ -1,10 +1,11 @@
 """Sign-in for the console: the login page, the session kept in Streamlit's session state, logout.
 
-``gate(accounts)`` runs at the top of every script run, before ``st.navigation``: with no live
-session it draws the login page (fields "Username" and "Password") and stops the run, so nothing of
-the data pages renders. A session idle longer than ``TRADEGUARD_CONSOLE_SESSION_IDLE_MIN`` is
-dropped and the login page says so. Each run re-reads the account (``AccountService.resume``): a user
-disabled or given another role since sign-in does not keep the old rights.
+``gate(accounts)`` runs at the top of every script run, right after routing (``st.navigation``, so
+the requested page and query survive sign-in): with no live session it draws the login page (fields
+"Username" and "Password") and stops the run, so nothing of the data pages renders. A session idle
+longer than ``TRADEGUARD_CONSOLE_SESSION_IDLE_MIN`` is dropped and the login page says so. Each run
+re-reads the account (``AccountService.resume``): a user disabled or given another role since sign-in
+does not keep the old rights.
 
 The password is read from the widget, checked and forgotten: it is never kept in session state.
 """
