@@ -5,19 +5,24 @@ nothing is fetched from an external host (the favicon is local). A screenshot go
 
 from __future__ import annotations
 
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
-import httpx
 import pytest
 
 from alerts.engine import ensure_default_rules
 from alerts.model import fingerprint
 from alerts.store import AlertRecord, AlertStore
-from tests.e2e.test_console_browser import CHROMIUM_ARGS, Procs, artifacts_dir, cli, wait_for
-from tests.services import free_port, need, need_binary
+from tests.e2e.console_stack import (
+    ONCALL,
+    Procs,
+    add_users,
+    artifacts_dir,
+    clean_env,
+    seed,
+    sign_in,
+    start_console,
+)
 
 pytestmark = pytest.mark.e2e
 LOCAL = ("127.0.0.1", "localhost")
@@ -42,40 +47,19 @@ def _add(store: AlertStore, rule: str, state: str, value: float, **labels: str) 
     return store.insert_alert(rec).id
 
 
-def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path):
-    chromium = need_binary("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "python playwright is not installed (dev extra)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
-    env.update(TRADEGUARD_VAR_DIR=str(tmp_path / "var"), TRADEGUARD_APP="tradeguard", PYTHONUNBUFFERED="1")
-    seeded = subprocess.run(cli("seed"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
-    assert seeded.returncode == 0, seeded.stderr[-3000:]
+def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path, browser):
+    env = clean_env(tmp_path)
+    seed(env, tmp_path)
     store = AlertStore(f"sqlite:///{tmp_path / 'var' / 'control.db'}")
     ensure_default_rules(store, datetime.now(UTC))
     brk = _add(store, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
     pay = _add(store, "PaymentSuccessRateLow", "pending", 0.7617)
-    from accounts.service import AccountService
-    from accounts.store import UserStore
-
-    accounts = AccountService(UserStore(f"sqlite:///{tmp_path / 'var' / 'control.db'}"))
-    accounts.add_user("olivia", "oncall", "e2e alerts password, long enough", by="e2e")
-    accounts.close()
+    add_users(tmp_path / "var", {ONCALL: ("oncall", ())})
     procs = Procs(tmp_path, env)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     try:
-        procs.start("console", cli("console", "--port", str(port)))
-
-        def up() -> bool:
-            procs.alive("console")
-            return httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok"
-
-        wait_for(up, 60, "the console's /_stcore/health")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        url = start_console(procs)
+        with browser.new_context(viewport={"width": 1600, "height": 1000}) as ctx:
+            page = ctx.new_page()
             external: list[str] = []
 
             def note(request) -> None:
@@ -83,10 +67,7 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path):
                     external.append(request.url)
 
             page.on("request", note)
-            page.goto(f"{url}/alerts", wait_until="domcontentloaded")
-            page.get_by_role("textbox", name="Username").fill("olivia")
-            page.get_by_role("textbox", name="Password").fill("e2e alerts password, long enough")
-            page.get_by_role("button", name="Sign in").click()
+            sign_in(page, url, ONCALL, path="alerts")
             page.get_by_role("heading", name="Alerts").first.wait_for(timeout=30_000)
             # the newest open alert (the pending payment one) is picked first
             button = page.get_by_role("button", name=f"Acknowledge #{pay} PaymentSuccessRateLow")
@@ -103,12 +84,11 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path):
             page.screenshot(path=str(artifacts_dir() / "alerts-refused.png"), full_page=True)
             # what is shown now can be acknowledged, and only that alert is
             page.get_by_role("button", name=f"Acknowledge #{pay} PaymentSuccessRateLow").click()
-            page.get_by_text(f"Alert #{pay} PaymentSuccessRateLow: acknowledged by olivia").wait_for(
+            page.get_by_text(f"Alert #{pay} PaymentSuccessRateLow: acknowledged by {ONCALL}").wait_for(
                 timeout=15_000
             )
-            assert {a.id: a.acknowledged_by for a in store.open_alerts()} == {pay: "olivia", brk: None}
+            assert {a.id: a.acknowledged_by for a in store.open_alerts()} == {pay: ONCALL, brk: None}
             assert external == [], external
-            browser.close()
     finally:
         procs.stop_all()
         store.close()

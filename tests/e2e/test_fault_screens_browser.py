@@ -7,80 +7,49 @@ what on-call needs to read and saved as a screenshot under the test's tmp dir (t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from alerts.store import AlertStore
-from tests.e2e.test_console_browser import CHROMIUM_ARGS, Procs, cli, wait_for
-from tests.services import free_port, need, need_binary
+from tests.e2e.console_stack import (
+    ONCALL,
+    Procs,
+    add_users,
+    clean_env,
+    cli,
+    metric_value,
+    open_url,
+    seed,
+    shoot,
+    start_console,
+    wait_for,
+)
+from tests.services import free_port
 
 pytestmark = pytest.mark.e2e
-APP = "tradeguard"
 OPS_TOKEN = "e2e-fault-ops-token"
 PAYMENT_RULES = ("PaymentSuccessRateLow", "BreakerOpen")
 
 
-def _shoot(page, path: Path) -> Path:
-    """The whole page: Streamlit scrolls inside its main area, so grow the viewport to the content."""
-    size = page.viewport_size
-    height = page.evaluate(
-        "() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll("
-        "'[data-testid=stMain], [data-testid=stAppViewContainer]')].map(e => e.scrollHeight))"
-    )
-    page.set_viewport_size({"width": size["width"], "height": min(max(int(height), size["height"]), 5000)})
-    page.wait_for_timeout(800)
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(size)
-    return path
-
-
-def _open(page, url: str, heading: str) -> None:
-    page.goto(url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=20_000)
-    page.wait_for_timeout(2500)  # live fragments and charts render
-    errors = page.locator("[data-testid='stException']")
-    assert errors.count() == 0, f"{url}: {errors.first.inner_text()}"
-
-
-def _metric(page, label: str) -> str:
-    box = page.locator("[data-testid='stMetric']").filter(has_text=label).first
-    return box.locator("[data-testid='stMetricValue']").inner_text().strip()
-
-
-def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path):
+def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path, browser):
     started = time.monotonic()
-    chromium = need_binary("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "python playwright is not installed (dev extra)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
-    env.update(
-        TRADEGUARD_VAR_DIR=str(tmp_path / "var"),
-        TRADEGUARD_APP=APP,
-        TRADEGUARD_HEARTBEAT_S="1",
-        TRADEGUARD_ALERT_INTERVAL_S="2",
-        TRADEGUARD_OPS_TOKEN=OPS_TOKEN,
-        PYTHONUNBUFFERED="1",
-    )
-    seeded = subprocess.run(cli("seed"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert seeded.returncode == 0, seeded.stderr[-3000:]
+    env = clean_env(tmp_path, TRADEGUARD_HEARTBEAT_S="1", TRADEGUARD_ALERT_INTERVAL_S="2",
+                    TRADEGUARD_OPS_TOKEN=OPS_TOKEN)
+    seed(env, tmp_path)
+    add_users(tmp_path / "var", {ONCALL: ("oncall", ())})
     chaos = subprocess.run(cli("chaos", "payment", "--error-rate", "0.6", "--by", "e2e"), env=env,
                            cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert chaos.returncode == 0, chaos.stderr[-3000:]
     procs = Procs(tmp_path, env)
-    node_port, console_port = free_port(), free_port()
-    node_url, console_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{console_port}"
+    node_port = free_port()
+    node_url = f"http://127.0.0.1:{node_port}"
     store = AlertStore(f"sqlite:///{tmp_path / 'var' / 'control.db'}")
     try:
         procs.start("node", cli("node", "--port", str(node_port)))
         procs.start("worker", cli("worker"))
-        procs.start("console", cli("console", "--port", str(console_port)))
 
         def node_up() -> bool:
             procs.alive("node")
@@ -90,11 +59,7 @@ def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path):
         procs.start("traffic", cli("traffic", "--url", node_url, "--rate", "20", "--duration", "75",
                                    "--seed", "11"))
 
-        def console_up() -> bool:
-            procs.alive("console")
-            return httpx.get(f"{console_url}/_stcore/health", timeout=2).text.strip() == "ok"
-
-        wait_for(console_up, 40, "the console's /_stcore/health")
+        console_url = start_console(procs)
 
         def payment_alert() -> int | None:
             procs.alive("worker")
@@ -106,28 +71,25 @@ def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path):
         alert_id = wait_for(payment_alert, 45, "a payment alert (pending or firing)", step=1.0)
         print(f"\npayment alert #{alert_id} after {time.monotonic() - started:.0f} s")
 
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-
-            _open(page, console_url, "Order-flow health")
+        with browser.new_context(viewport={"width": 1600, "height": 1000}) as ctx:
+            page = ctx.new_page()
+            open_url(page, console_url, ONCALL, "Order-flow health")  # the login page first
             page.get_by_text("Payment chaos is ON").first.wait_for(timeout=10_000)  # the banner
-            success_now = _metric(page, "Payment success (now)")
+            success_now = metric_value(page, "Payment success (now)")
             assert success_now.endswith("%") and float(success_now.split()[0]) < 95.0, success_now
-            assert _metric(page, "Orders placed, per shop (5 min)") not in ("0", "–")
-            _shoot(page, tmp_path / "fault-overview.png")
+            assert metric_value(page, "Orders placed, per shop (5 min)") not in ("0", "–")
+            shoot(page, tmp_path / "fault-overview.png", max_height=5000)
 
-            _open(page, f"{console_url}/alerts", "Alerts")
+            open_url(page, f"{console_url}/alerts", ONCALL, "Alerts")
             picker = page.get_by_label("Alert (open alerts only)")
             picker.click()
             page.get_by_role("option", name=f"#{alert_id} ").first.click()
             page.get_by_text("Recent gateway errors").first.wait_for(timeout=15_000)
-            _shoot(page, tmp_path / "fault-alerts.png")
+            shoot(page, tmp_path / "fault-alerts.png", max_height=5000)
 
-            _open(page, f"{console_url}/resources", "Resources")
-            assert _metric(page, "order.place calls the guard passed") not in ("0", "–")
-            _shoot(page, tmp_path / "fault-resources.png")
-            browser.close()
+            open_url(page, f"{console_url}/resources", ONCALL, "Resources")
+            assert metric_value(page, "order.place calls the guard passed") not in ("0", "–")
+            shoot(page, tmp_path / "fault-resources.png", max_height=5000)
         print(f"fault screenshots: {tmp_path}")
         assert time.monotonic() - started < 90
     finally:

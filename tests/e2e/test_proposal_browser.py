@@ -5,19 +5,25 @@ go to ``artifacts/console-screenshots/alert-proposal-*.png``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from alerts.engine import ensure_default_rules
 from alerts.model import fingerprint
 from alerts.store import AlertRecord, AlertStore
 from guardians.store import RuleStore
-from tests.e2e.test_console_browser import CHROMIUM_ARGS, Procs, artifacts_dir, cli, wait_for
-from tests.services import free_port, need, need_binary
+from tests.e2e.console_stack import (
+    SRE,
+    Procs,
+    add_users,
+    artifacts_dir,
+    clean_env,
+    seed,
+    sign_in,
+    start_console,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 APP = "tradeguard"
@@ -35,16 +41,9 @@ def _firing(store: AlertStore, rule: str) -> int:
     return store.insert_alert(rec).id
 
 
-def test_apply_the_payment_alerts_proposal_then_revert_on_resolve(tmp_path):
-    chromium = need_binary("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "python playwright is not installed (dev extra)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
-    env.update(TRADEGUARD_VAR_DIR=str(tmp_path / "var"), TRADEGUARD_APP=APP, PYTHONUNBUFFERED="1")
-    seeded = subprocess.run(cli("seed"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90)
-    assert seeded.returncode == 0, seeded.stderr[-3000:]
+def test_apply_the_payment_alerts_proposal_then_revert_on_resolve(tmp_path, browser):
+    env = clean_env(tmp_path)
+    seed(env, tmp_path)
     control = f"sqlite:///{tmp_path / 'var' / 'control.db'}"
     store = AlertStore(control)
     guard = RuleStore(control)
@@ -52,54 +51,41 @@ def test_apply_the_payment_alerts_proposal_then_revert_on_resolve(tmp_path):
     before = guard.current(APP)
     v0 = before.version if before else 0
     pay = _firing(store, "PaymentSuccessRateLow")
+    add_users(tmp_path / "var", {SRE: ("sre", ())})
     procs = Procs(tmp_path, env)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     shots = artifacts_dir()
     try:
-        procs.start("console", cli("console", "--port", str(port)))
-
-        def up() -> bool:
-            procs.alive("console")
-            return httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok"
-
-        wait_for(up, 60, "the console's /_stcore/health")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{url}/alerts", wait_until="domcontentloaded")
+        url = start_console(procs)
+        with browser.new_context(viewport={"width": 1600, "height": 1000}) as ctx:
+            page = ctx.new_page()
+            sign_in(page, url, SRE, path="alerts")
             page.get_by_role("heading", name="Alerts").first.wait_for(timeout=30_000)
             apply = page.get_by_role("button", name=f"Apply proposal of #{pay} PaymentSuccessRateLow")
             apply.wait_for(timeout=20_000)
             page.get_by_text("Proposed fix").first.wait_for(timeout=10_000)
-            name = page.get_by_label("Applied by (your name) *")
-            name.fill("sam")
-            name.press("Tab")
+            page.get_by_text(f"Signed in as {SRE}").first.wait_for(timeout=10_000)  # no name to type
             page.wait_for_timeout(500)
             apply.scroll_into_view_if_needed()
             page.screenshot(path=str(shots / "alert-proposal-preview.png"), full_page=True)
             apply.click()
-            page.get_by_text(f"Proposal of alert #{pay} PaymentSuccessRateLow applied by sam").wait_for(
+            page.get_by_text(f"Proposal of alert #{pay} PaymentSuccessRateLow applied by {SRE}").wait_for(
                 timeout=20_000
             )
             cur = guard.current(APP)
-            assert cur is not None and cur.version == v0 + 1 and cur.created_by == "sam"
+            assert cur is not None and cur.version == v0 + 1 and cur.created_by == SRE
             assert f"proposal of alert #{pay} PaymentSuccessRateLow" in cur.why
             assert {r["resource"]: r["fallback"] for r in cur.document["degrade"]}["payment.charge"] == (
                 "queue_payment"
             )
-            assert any(e["kind"] == "proposal_applied" and e["by"] == "sam" for e in store.events(pay))
+            assert any(e["kind"] == "proposal_applied" and e["by"] == SRE for e in store.events(pay))
             page.wait_for_timeout(1000)
             page.screenshot(path=str(shots / "alert-proposal-applied.png"), full_page=True)
-            applied = page.get_by_text("Applied by sam as rules").first
+            applied = page.get_by_text(f"Applied by {SRE} as rules").first
             applied.wait_for(timeout=10_000)
             applied.scroll_into_view_if_needed()
             page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "alert-proposal-applied-block.png"), full_page=True)
             # resolve it by hand: the rules the proposal replaced come back
-            page.get_by_label("Your name *").first.fill("sam")
-            page.get_by_label("Your name *").first.press("Tab")
-            page.wait_for_timeout(500)
             page.get_by_role("button", name=f"Resolve #{pay}").click()
             wait_for(lambda: guard.current(APP).version == v0 + 2, 20, "the revert on resolve")
             cur = guard.current(APP)
@@ -107,7 +93,6 @@ def test_apply_the_payment_alerts_proposal_then_revert_on_resolve(tmp_path):
             assert {k: v for k, v in cur.document.items() if v} == kept
             assert f"alert #{pay}" in cur.why
             assert store.events(pay)[-1]["kind"] == "proposal_reverted"
-            browser.close()
     finally:
         procs.stop_all()
         guard.close()

@@ -1,21 +1,18 @@
 """The Traces page in a real browser (chromium through playwright) against a real node under traffic.
 
-Reuses the console stack of ``test_console_browser`` (node, worker, console, shopper simulator on
-SQLite in a temp dir). Waits for a kept trace with an order id in the span store, opens
+Reuses the session's console stack (``tests/e2e/conftest.py``: node, worker, console, shopper
+simulator on SQLite in a temp dir). Waits for a kept trace with an order id in the span store, opens
 ``/traces?order_id=…`` (the deep link every order id carries), checks the waterfall and the service
 map are drawn, screenshots the page (``traces.png``), then follows the Resources page's link to a
-resource's traces. Sign-in: if the console grows a login, do it in ``open_traces`` before ``goto``.
+resource's traces. The deep link is opened before sign-in: the login page keeps it.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e import test_console_browser as base
-from tests.e2e.test_console_browser import open_page, shoot, wait_for
-
-stack = base.stack  # the console stack's module fixtures
-browser = base.browser
+from tests.e2e.console_stack import SRE, open_url, shoot, wait_for
+from tests.e2e.test_console_browser import open_page
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +32,7 @@ def kept_order_trace(stack) -> dict | None:
 
 
 def open_traces(page, stack, query: str) -> None:
-    page.goto(f"{stack['console']}/traces?{query}", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Traces").first.wait_for(timeout=30_000)
-    page.wait_for_timeout(2500)
-    errors = page.locator("[data-testid='stException']")
-    assert errors.count() == 0, errors.first.inner_text()
+    open_url(page, f"{stack['console']}/traces?{query}", SRE, "Traces")
 
 
 def test_traces_page_waterfall_service_map_and_links(stack, browser):
