@@ -125,6 +125,7 @@ def test_canary_on_one_node_auto_rollback_then_promote(fleet):
     assert wait_for(lambda: all(threshold(rules_of(u)) == 1000 for u in nodes.values()))
 
     # 1. canary on node-a only
+    started = time.time()  # the comparison counts seconds from the canary's start on
     out = run(
         env,
         tmp,
@@ -165,7 +166,9 @@ def test_canary_on_one_node_auto_rollback_then_promote(fleet):
     finally:
         fl.close()
 
-    # 2. the canary's error % rises past the margin: status rolls it back
+    # 2. the canary's error % rises past the margin: status rolls it back (the seeded seconds must
+    # fall after the canary's start, or a fast run compares nothing)
+    time.sleep(max(0.0, started + 6.5 - time.time()))
     seed_errors(env, "node-a", error=10, success=10)  # 50 %
     seed_errors(env, "node-b", error=0, success=20)  # 0 %
     out = run(env, tmp, "rules", "canary", "status", "--json")
