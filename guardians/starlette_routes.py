@@ -5,22 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from common.routes import leaf_routes
+
 Scope = MutableMapping[str, Any]
-
-
-def _flatten(routes: Any, prefix: str) -> list[tuple[str, Any]]:
-    """(prefix, route) for every leaf route. Newer FastAPI versions keep included routers as
-    ``_IncludedRouter`` entries (``original_router`` + ``include_context.prefix``) that a plain
-    Starlette walk cannot match; mounted sub-applications are kept whole and searched per request."""
-    out: list[tuple[str, Any]] = []
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            sub = getattr(getattr(route, "include_context", None), "prefix", "") or ""
-            out.extend(_flatten(inner.routes, prefix + sub))
-        elif hasattr(route, "matches"):
-            out.append((prefix, route))
-    return out
 
 
 def starlette_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[Scope], str | None]:
@@ -43,7 +30,7 @@ def starlette_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[S
             if match != Match.FULL:
                 continue
             if isinstance(route, Mount):
-                found = search(_flatten(route.routes, ""), {**sub, **child})
+                found = search(leaf_routes(route.routes, ""), {**sub, **child})
                 if found is not None:
                     return found.replace(" ", f" {prefix}{route.path}", 1)
                 continue
@@ -61,7 +48,7 @@ def starlette_route_resolver(app: Any, *, cache_size: int = 4096) -> Callable[[S
             pass
         if not flat:
             routes = getattr(app, "routes", None) or getattr(getattr(app, "router", None), "routes", [])
-            flat.extend(_flatten(routes, ""))
+            flat.extend(leaf_routes(routes, ""))
         found = search(flat, dict(scope))
         if len(cache) >= cache_size:
             cache.clear()

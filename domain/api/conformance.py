@@ -16,24 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.routes import leaf_routes
 from domain.api.problems import problem_responses
-
-
-def leaf_routes(routes: Iterable[Any], prefix: str = "") -> list[tuple[str, BaseRoute]]:
-    """(prefix, route) for every route that serves requests itself. Newer FastAPI keeps an included
-    router as one entry (``original_router`` + ``include_context.prefix``): walk into it."""
-    out: list[tuple[str, BaseRoute]] = []
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            sub = getattr(getattr(route, "include_context", None), "prefix", "") or ""
-            out.extend(leaf_routes(inner.routes, prefix + sub))
-        elif hasattr(route, "matches"):
-            out.append((prefix, route))
-    return out
 
 
 def allowed_methods(routes: Iterable[Any], scope: Scope) -> set[str]:
