@@ -110,6 +110,8 @@ class ImpactResult:
 
 def _allowed(proposal: Proposal, offered: int, rt_avg_ms: float | None) -> tuple[int, bool]:
     """(calls that pass in one second, whether the RT was unknown)."""
+    if math.isinf(proposal.threshold):  # no limit (e.g. recorded traffic shown for a fallback proposal)
+        return offered, False
     if isinstance(proposal, ParamProposal):
         hot = math.ceil(offered * proposal.hot_share)
         budget = math.floor(proposal.threshold + proposal.burst)

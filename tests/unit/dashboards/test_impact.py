@@ -101,3 +101,12 @@ def test_samples_from_rows_sums_every_block_reason():
     ]
     samples = samples_from_rows(rows, BLOCK_FIELDS)
     assert samples == [TrafficSample(second=100, passed=4, blocked=3, rt_avg_ms=12.5, instance="a")]
+
+
+def test_an_unlimited_proposal_replays_the_recorded_traffic_without_blocking():
+    from dashboards.impact import FlowProposal, TrafficSample, replay
+
+    samples = [TrafficSample(second=s, passed=40, blocked=0, rt_avg_ms=10.0) for s in range(10)]
+    for grade in ("qps", "concurrency"):
+        r = replay(samples, FlowProposal(float("inf"), grade))
+        assert r.offered == 400 and r.would_block == 0, grade
