@@ -128,8 +128,8 @@ def test_counts_stay_exact_under_threads():
         th.join()
     passed = sum(p for p, _ in results)
     blocked = sum(b for _, b in results)
-    # the check and the count are not one atomic step, but no thread switch falls between them in practice
-    assert passed + blocked == 2000 and 1000 <= passed <= 1004
+    # a resource with rules checks and counts under one lock: exactly the threshold passes
+    assert (passed, blocked) == (1000, 1000)
     clock.advance(1)
     (s,) = eng.metrics_since(0)
     assert (s.passed, s.block_flow, s.success, s.concurrency) == (passed, blocked, passed, 0)
