@@ -326,7 +326,7 @@ class GuardMiddleware:
     ) -> None:
         engine = self.engine
         try:
-            slot, t0, wait = engine._enter(resource, args, origin, True)
+            slot, t0, wait, held = engine._enter(resource, args, origin, True)
         except Blocked as exc:
             await send_problem(send, exc)  # answered before the app runs
             return
@@ -335,7 +335,7 @@ class GuardMiddleware:
             return
         if wait:
             await engine.clock.asleep(wait)
-            t0 = engine._pass(slot, True)
+            t0, held = engine._pass(slot, True, args)
         state = {"status": 0}
 
         async def send_wrapper(message: Message) -> None:
@@ -354,4 +354,4 @@ class GuardMiddleware:
             await send_problem(send, exc)
             error = False
         finally:
-            engine._exit(slot, t0, error, True)
+            engine._exit(slot, t0, error, True, held)

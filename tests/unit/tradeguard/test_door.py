@@ -192,3 +192,51 @@ def test_the_block_log_names_the_refused_ip_and_sku_as_blocks_points(node):
     assert by_rule["hot-sku"].tags["value"] == "ELEC-005"
     assert by_rule["hot-sku"].tags["resource"] == "order.place"
     assert sum(p.fields["count"] for p in points) == 2
+
+
+def test_sku_in_flight_holds_four_per_sku_and_gives_them_back_after_errors(node):
+    """The contract example ``sku-in-flight``: 4 orders of one SKU in flight, the 5th refused (429)."""
+    import threading
+
+    rules(node, {"param": [{"name": "sku-in-flight", "resource": "order.place", "param": "sku",
+                            "grade": "concurrency", "threshold": 4}]})
+    svc = node.ctx.service
+    place = svc._place
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    def slow_place(cmd, *a, **kw):
+        if any(li.sku == "ELEC-003" for li in cmd.lines):
+            inside.release()
+            release.wait(20)
+        return place(cmd, *a, **kw)
+
+    svc._place = slow_place
+    c = client(node)
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(post(c).status_code)) for _ in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        for _ in range(4):
+            assert inside.acquire(timeout=20)
+        fifth = post(c)
+        assert fifth.status_code == 429
+        assert fifth.json()["rule"] == "sku-in-flight" and "ELEC-003" in fifth.json()["detail"]
+        assert post(c, skus=("ELEC-001",)).status_code == 201  # another SKU is not held back
+    finally:
+        release.set()
+        for th in threads:
+            th.join(30)
+    assert answers == [201] * 4
+    holder = node.ctx.engine._slots["order.place"].holds[0]
+    assert holder.counts == {}
+
+    def failing_place(cmd, *a, **kw):
+        raise RuntimeError("store exploded")
+
+    svc._place = failing_place
+    broken = TestClient(node.app, client=PROXY, raise_server_exceptions=False)
+    assert [post(broken).status_code for _ in range(6)] == [500] * 6
+    assert holder.counts == {}  # every failed call gave its SKU back
+    svc._place = place
+    assert [post(c).status_code for _ in range(5)] == [201] * 5
