@@ -240,3 +240,48 @@ def test_sku_in_flight_holds_four_per_sku_and_gives_them_back_after_errors(node)
     assert holder.counts == {}  # every failed call gave its SKU back
     svc._place = place
     assert [post(c).status_code for _ in range(5)] == [201] * 5
+
+
+def test_path_query_and_cookie_params_limit_each_value_on_their_route(node):
+    c = client(node)
+    shops = [s["id"] for s in c.get("/shops").json()][:2]
+    assert len(shops) == 2
+    rules(node, {"param": [
+        {"name": "per-shop", "resource": "GET /shops/{shop_id}/products", "param": "path:shop_id",
+         "threshold": 1, "duration_s": 60},
+        {"name": "per-campaign", "resource": "GET /shops", "param": "query:campaign", "threshold": 1,
+         "duration_s": 60},
+        {"name": "per-session", "resource": "POST /orders", "param": "cookie:sid", "threshold": 1,
+         "duration_s": 60},
+    ]})
+    assert c.get(f"/shops/{shops[0]}/products").status_code == 200
+    blocked = c.get(f"/shops/{shops[0]}/products")
+    assert blocked.status_code == 429 and shops[0] in blocked.json()["detail"]
+    assert c.get(f"/shops/{shops[1]}/products").status_code == 200
+    assert c.get("/shops?campaign=d11").status_code == 200
+    assert c.get("/shops?campaign=d11").json()["rule"] == "per-campaign"
+    assert c.get("/shops?campaign=d12").status_code == 200
+    assert c.get("/shops").status_code == 200  # no value: not limited
+    s1 = TestClient(node.app, client=PROXY, cookies={"sid": "s-1"})
+    assert [post(s1).status_code for _ in range(2)] == [201, 429]
+    assert post(TestClient(node.app, client=PROXY, cookies={"sid": "s-2"})).status_code == 201
+
+
+@pytest.mark.parametrize("strategy, pattern", [("exact", "bot-7"), ("prefix", "bot-"), ("regex", r"bot-\d+")])
+def test_only_header_values_matching_the_pattern_are_limited(node, strategy, pattern):
+    rules(node, {"param": [{"name": "bot-devices", "resource": "POST /orders", "param": "header:X-Device-Id",
+                            "threshold": 1, "duration_s": 60, "match_strategy": strategy,
+                            "pattern": pattern}]})
+    bot = client(node, **{"X-Device-Id": "bot-7"})
+    assert [post(bot).status_code for _ in range(2)] == [201, 429]
+    phone = client(node, **{"X-Device-Id": "phone-7"})
+    assert [post(phone).status_code for _ in range(3)] == [201, 201, 201]
+
+
+def test_only_query_values_matching_a_prefix_are_limited(node):
+    rules(node, {"param": [{"name": "scraper-pages", "resource": "GET /shops", "param": "query:ref",
+                            "threshold": 1, "duration_s": 60, "match_strategy": "prefix",
+                            "pattern": "crawler"}]})
+    c = client(node)
+    assert [c.get("/shops?ref=crawler-9").status_code for _ in range(2)] == [200, 429]
+    assert [c.get("/shops?ref=newsletter").status_code for _ in range(3)] == [200, 200, 200]
