@@ -488,6 +488,16 @@ class Engine:
         self.block_log.record(t, slot.name, exc, None, args)
         return self._degraded(slot, exc, fallback)
 
+    def route_fallback(self, resource: str) -> tuple[str, Callable[[Blocked], Any]] | None:
+        """The degrade rule's registered fallback of an HTTP route resource ``(name, fn)``, or None:
+        the middleware answers a blocked request with ``fn(exc)`` instead of a 429 (``default``
+        names the call site's fallback, which a route does not have)."""
+        slot = self._slots.get(resource)
+        if slot is None or slot.degrade is None:
+            return None
+        fn = resolve_fallback(self._degrade, slot.degrade, None)
+        return (slot.degrade.fallback, fn) if fn is not None else None
+
     def _degraded(self, slot: _Slot, exc: Blocked, fallback: Callable[[BaseException], Any] | None) -> Any:
         fn = resolve_fallback(self._degrade, slot.degrade, fallback)
         if fn is None:

@@ -285,3 +285,28 @@ def test_only_query_values_matching_a_prefix_are_limited(node):
     c = client(node)
     assert [c.get("/shops?ref=crawler-9").status_code for _ in range(2)] == [200, 429]
     assert [c.get("/shops?ref=newsletter").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_guarded_off_product_read_answers_sold_out_instead_of_429(node):
+    c = client(node)
+    shop = c.get("/shops").json()[0]["id"]
+    fresh = c.get(f"/shops/{shop}/products").json()
+    assert fresh and any(p["available"] > 0 for p in fresh)
+    resource = "GET /shops/{shop_id}/products"
+    rules(node, {"flow": [{"name": "inventory-off", "resource": resource, "threshold": 1}],
+                 "degrade": [{"name": "sold-out", "resource": resource, "fallback": "sold_out"}]})
+    answers = [c.get(f"/shops/{shop}/products") for _ in range(3)]
+    assert all(a.status_code == 200 for a in answers)  # never a 429 (the reads before were counted too)
+    degraded = answers[-1]
+    assert degraded.status_code == 200 and degraded.headers["x-tradeguard-degraded"] == "sold_out"
+    body = degraded.json()
+    assert [p["sku"] for p in body] == [p["sku"] for p in fresh]
+    assert all(p["available"] == 0 and p["sold_out"] is True and p["warehouses"] is None for p in body)
+    assert all(p["flash"] is None or p["flash"]["available"] == 0 for p in body)
+    assert [p["price_cents"] for p in body] == [p["price_cents"] for p in fresh]
+    # an unknown shop: the fallback declines and the block goes through
+    unknown = c.get("/shops/no-such-shop/products")
+    assert unknown.status_code == 429 and unknown.json()["rule"] == "inventory-off"
+    # without the degrade rule the block is a 429 problem
+    rules(node, {"flow": [{"name": "inventory-off", "resource": resource, "threshold": 1}]})
+    assert [c.get(f"/shops/{shop}/products").status_code for _ in range(3)][-1] == 429
