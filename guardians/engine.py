@@ -231,8 +231,10 @@ class Engine:
         """Cluster mode for ``/ops/health``: ``{"status": "absent"}`` without it, else ``Cluster.status()``
         (mode ``cluster`` | ``fallback``, live nodes, leases, last error)."""
         if self.cluster is None:
-            n = sum(1 for r in self._ruleset.flow if r.cluster) + sum(
-                1 for r in self._ruleset.breaker if r.shared
+            n = (
+                sum(1 for r in self._ruleset.flow if r.cluster)
+                + sum(1 for r in self._ruleset.breaker if r.shared)
+                + sum(1 for r in self._ruleset.param if r.cluster)
             )
             return {
                 "status": "absent",

@@ -9,6 +9,7 @@ value passes while a sustained one is held to the threshold.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -127,53 +128,154 @@ class ParamChecker:
         return exc
 
 
+class _ValueLease:
+    """One value's window on one node: tokens leased from the shared counter and not yet spent."""
+
+    __slots__ = ("demand", "exhausted", "last_demand", "leased", "left", "low", "passed", "pending", "window")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.left = 0  # leased tokens not spent yet
+        self.low = 0  # spending down to this many queues a background refill
+        self.leased = 0
+        self.exhausted = False  # the shared counter of this window is spent
+        self.pending = False  # a refill is queued
+        self.passed = 0  # fallback: calls admitted this window from the local share
+        self.demand = 0  # calls this window (passed + blocked), for the lease size
+        self.last_demand = 0
+
+    def roll(self, w: int) -> None:
+        self.last_demand = self.demand if w == self.window + 1 else 0
+        self.window = w
+        self.left = self.leased = self.passed = self.demand = 0
+        self.exhausted = False
+
+
 class ClusterParamChecker:
-    """A ``cluster: true`` param rule: each value's threshold across all nodes, one ``INCR`` per call
-    and value on the shared window ``(rule, value, epoch second)``; while the cluster storage fails,
-    the node holds its share of the threshold (``Cluster.share``) with a local checker."""
+    """A ``cluster: true`` param rule: each value's threshold across all nodes, with the lease design of
+    cluster flow rules (``guardians.cluster.ClusterQps``): per value and epoch second a node leases a few
+    tokens at a time from the shared counter ``(rule, value, second)`` (one ``INCR`` by ``k``), spends
+    them locally and leases again in the background when half are spent; ``k`` follows the value's
+    rate on this node, capped at ``limit × budget / live nodes``, so the fleet never admits more than
+    the limit and leaves at most a few unspent tokens. While the storage fails, the node holds its
+    share of each value's limit (``Cluster.share``). Memory follows the values of the last seconds."""
 
     has_exit = False
+    MAX_VALUES = 10_000
 
     def __init__(self, rule: ParamRule, local: ParamChecker, cluster: Any) -> None:
         self.rule = rule
         self.resource = rule.resource
         self.param = rule.param
         self.local = local
+        self.match = local.match
         self.cluster = cluster
         self.prefix = cluster.key("param", rule.resource, rule.name)
+        self.values: dict[str, _ValueLease] = {}
+        self._lock = threading.Lock()
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
         value = args.get(self.param)
         if value is None:
             return 0.0
-        values = value if isinstance(value, tuple | list | frozenset | set) else (value,)
-        for v in values:
-            v = str(v)
+        w = int(t)
+        for v in values_of(self.param, args, self.match):
             limit = self.rule.limit_for(v)
             if limit == 0:
                 raise self.local._blocked(v, args)
-            if not self.cluster.ok:  # fallback: the cluster's own thread probes the storage
-                self._local(v, limit, args)
-                continue
-            try:
-                got = self.cluster.take(f"{self.prefix}:{v}:{int(t)}", 1, limit)
-            except Exception as exc:
-                self.cluster.failed(exc)
-                self._local(v, limit, args)
-                continue
-            if not got:
-                raise self.local._blocked(v, args)
+            with self._lock:
+                ok = self._spend(v, w, t, limit)
+            if not ok:
+                raise self._block(v, args, w, t, limit)
         return 0.0
 
-    def _local(self, value: str, limit: int, args: Mapping[str, Any]) -> None:
-        share = self.cluster.share(limit)
-        item = RateLimitItemPerSecond(max(share, 1), 1, namespace=self.local.ns + "c")
-        if not self.local.limiter.hit(item, self.param, value):
-            raise self.local._blocked(value, args)
+    def _spend(self, v: str, w: int, t: float, limit: int) -> bool:
+        """Spend one token of value ``v`` (under ``_lock``); False when the value is over its limit."""
+        st = self.values.get(v)
+        if st is None:
+            if len(self.values) >= self.MAX_VALUES:
+                self.values = {k: s for k, s in self.values.items() if s.window >= w - 1}
+            st = self.values[v] = _ValueLease()
+        if st.window != w:
+            st.roll(w)
+        st.demand += 1
+        cl = self.cluster
+        if st.left > 0:  # the common case: a leased token
+            st.left -= 1
+            if st.left <= st.low and not st.pending and not st.exhausted and cl.ok:
+                st.pending = True
+                cl.submit(lambda: self._refill(v, w, limit))
+            return True
+        if cl.ok and not st.exhausted:
+            want = self._want(st, t, limit)
+            try:
+                got = cl.take(f"{self.prefix}:{v}:{w}", want, limit)
+            except Exception as exc:
+                cl.failed(exc)
+            else:
+                self._install(st, got, want)
+                if st.left > 0:
+                    st.left -= 1
+                    return True
+                return False
+        if not cl.ok and st.passed < cl.share(limit):  # fallback: this node's share of the limit
+            st.passed += 1
+            return True
+        return False
+
+    def _want(self, st: _ValueLease, t: float, limit: int) -> int:
+        elapsed = max(t - st.window, 0.05)
+        return int(self.cluster.lease_size(limit, max(st.last_demand, st.demand / elapsed)))
+
+    @staticmethod
+    def _install(st: _ValueLease, got: int, want: int) -> None:
+        st.leased += got
+        st.left += got
+        st.low = want // 2
+        if got < want:
+            st.exhausted = True
+
+    def _refill(self, v: str, w: int, limit: int) -> None:
+        """Background: lease ahead for value ``v`` in window ``w`` (dropped once the window passed)."""
+        cl = self.cluster
+        with self._lock:
+            st = self.values.get(v)
+            if st is None or st.window != w or st.exhausted or not cl.ok:
+                if st is not None:
+                    st.pending = False
+                return
+            want = self._want(st, cl.clock.time(), limit)
+        try:
+            got = cl.take(f"{self.prefix}:{v}:{w}", want, limit)
+        except Exception as exc:
+            cl.failed(exc)
+            got = -1
+        with self._lock:
+            st.pending = False
+            if got >= 0 and st.window == w:
+                self._install(st, got, want)
+
+    def _block(self, v: str, args: Mapping[str, Any], w: int, t: float, limit: int) -> ParamBlocked:
+        cl = self.cluster
+        retry = (w + 1.0 - t) or 1.0
+        if cl.ok:
+            return self.local._blocked(v, args, f"over {limit} per second across all nodes", retry)
+        return self.local._blocked(
+            v, args, f"over this node's share {cl.share(limit)}/s of {limit}/s across {cl.nodes} live "
+            f"nodes (cluster storage unreachable)", retry
+        )
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rule": self.rule.name,
+                "values": len(self.values),
+                "leased": sum(s.leased for s in self.values.values()),
+            }
 
 
 class ConcurrencyParamChecker:
