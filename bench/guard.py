@@ -182,9 +182,9 @@ def _door_variants() -> dict[str, Callable[[list[str]], None]]:
     def param_http(names: list[str]) -> None:
         for _n in names:
             args = request_args(scope, "POST /orders", needs, trusted)
-            slot, t0, _wait = enter("POST /orders", args, None, True)
+            slot, t0, _wait, held = enter("POST /orders", args, None, True)
             fn()
-            exit_(slot, t0, False, True)
+            exit_(slot, t0, False, True, held)
 
     return {"bare": bare, "origin": origin, "param_http": param_http}
 

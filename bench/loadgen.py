@@ -64,21 +64,30 @@ class _Conn:
 class HttpPool:
     """Keep-alive HTTP/1.1 connections to one host; a new one is opened whenever none is idle."""
 
-    def __init__(self, host: str, port: int, *, max_connections: int, timeout_s: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, max_connections: int, timeout_s: float, sources: int = 0
+    ) -> None:
+        """``sources``: spread connections over this many loopback source addresses (127.0.0.2 and
+        up), one per shopper group, so a node sees several client IPs (0: the system's choice)."""
         self.host, self.port = host, port
         self.timeout_s = timeout_s
-        self._idle: list[_Conn] = []
+        self.sources: list[str | None] = [f"127.0.0.{2 + i}" for i in range(sources)] or [None]
+        self._idle_by: dict[str | None, list[_Conn]] = {s: [] for s in self.sources}
         self._slots = asyncio.Semaphore(max_connections)
         self.opened = 0
         self._host_header = f"{host}:{port}".encode()
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bool, bytes]:
-        """(status, has Retry-After, body). Raises TimeoutError or OSError."""
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, source: str | None = None
+    ) -> tuple[int, bool, bytes]:
+        """(status, has Retry-After, body), from source address ``source``. Raises TimeoutError or
+        OSError."""
+        idle = self._idle_by.setdefault(source, [])
         async with self._slots:
             async with asyncio.timeout(self.timeout_s):
                 while True:
-                    reused = bool(self._idle)
-                    conn = self._idle.pop() if reused else await self._open()
+                    reused = bool(idle)
+                    conn = idle.pop() if reused else await self._open(source)
                     try:
                         status, retry_after, data, keep = await self._exchange(conn, method, path, body)
                     except _Stale:
@@ -88,13 +97,14 @@ class HttpPool:
                         conn.close()  # a half-read answer cannot be reused
                         raise
                     if keep:
-                        self._idle.append(conn)
+                        idle.append(conn)
                     else:
                         conn.close()
                     return status, retry_after, data
 
-    async def _open(self) -> _Conn:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+    async def _open(self, source: str | None = None) -> _Conn:
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         self.opened += 1
         return _Conn(reader, writer)
 
@@ -142,9 +152,10 @@ class HttpPool:
         return status, retry_after, data, keep
 
     def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
+        for idle in self._idle_by.values():
+            for conn in idle:
+                conn.close()
+            idle.clear()
 
 
 def classify(status: int, retry_after: bool) -> str:
@@ -170,11 +181,15 @@ class Generator:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed + 1)
 
-    def _body(self, tag: str) -> bytes:
+    def _body(self, tag: str) -> tuple[bytes, str | None]:
+        """An order's body and the source address of its shopper (a buyer always uses the same one)."""
         self._seq += 1
         rng = self._rng
-        buyer = f"surge-{rng.randrange(self.buyers):05d}"
-        return json.dumps(
+        n = rng.randrange(self.buyers)
+        buyer = f"surge-{n:05d}"
+        sources = self.pool.sources
+        source = sources[n % len(sources)]
+        body = json.dumps(
             {
                 "buyer_id": buyer,
                 "tx_type": "fixed_price",
@@ -193,17 +208,21 @@ class Generator:
             },
             separators=(",", ":"),
         ).encode()
+        return body, source
 
-    async def _order(self, out: list[list[Any]], sched: float, due: float, body: bytes) -> None:
+    async def _order(
+        self, out: list[list[Any]], sched: float, due: float, order: tuple[bytes, str | None]
+    ) -> None:
+        body, source = order
         loop = asyncio.get_running_loop()
         behind_ms = max(0.0, (loop.time() - due) * 1000.0)
         place = pay = 0
         try:
-            place, ra, data = await self.pool.request("POST", "/orders", body)
+            place, ra, data = await self.pool.request("POST", "/orders", body, source)
             outcome = classify(place, ra)
             if outcome == OK:
                 order_id = json.loads(data)["id"]
-                pay, ra, _ = await self.pool.request("POST", f"/orders/{order_id}/pay")
+                pay, ra, _ = await self.pool.request("POST", f"/orders/{order_id}/pay", source=source)
                 outcome = classify(pay, ra)
                 if outcome == OK and pay != 200:
                     outcome = QUEUED  # 202: the charge was degraded and queued, not paid yet
@@ -271,10 +290,11 @@ async def serve(args: argparse.Namespace) -> None:
         url.port or 80,
         max_connections=args.max_connections,
         timeout_s=args.timeout_s,
+        sources=args.sources,
     )
     records_dir = Path(args.records_dir)
     records_dir.mkdir(parents=True, exist_ok=True)
-    gen = Generator(pool, [s for s in args.skus.split(",") if s], args.seed, records_dir)
+    gen = Generator(pool, [s for s in args.skus.split(",") if s], args.seed, records_dir, buyers=args.buyers)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -309,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=2.0, help="per-request timeout (a shopper gives up)")
     p.add_argument("--max-connections", type=int, default=4000)
     p.add_argument("--records-dir", required=True)
+    p.add_argument("--sources", type=int, default=16,
+                   help="loopback source addresses 127.0.0.2 and up, one per shopper group (16; 0: one)")
+    p.add_argument("--buyers", type=int, default=20000, help="distinct buyers (20000)")
     args = p.parse_args(argv)
     # the records of a long surge are tens of thousands of small lists: keep full collections
     # (which walk all of them) from pausing the schedule

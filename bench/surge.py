@@ -88,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra node setting")
+    parser.add_argument("--sources", type=int, default=16,
+                        help="loopback source addresses the shoppers are spread over (127.0.0.2 and up; 16)")
+    parser.add_argument("--buyers", type=int, default=20000, help="distinct buyers of the load (20000)")
+    parser.add_argument("--per-ip", type=float, default=10.0,
+                        help="the guarded run adds a per-IP rule on POST /orders, orders/s per client "
+                        "address (10; 0: none)")
+    parser.add_argument("--per-buyer", type=float, default=3.0,
+                        help="… and a per-buyer rule (body:buyer_id), orders/s per buyer (3; 0: none)")
 
 
 # ============================================================================ processes
@@ -194,6 +202,10 @@ class LoadGen:
             str(args.timeout_s),
             "--records-dir",
             str(workdir / "records"),
+            "--sources",
+            str(getattr(args, "sources", 16)),
+            "--buyers",
+            str(getattr(args, "buyers", 20000)),
         ]
         self.p = Proc("loadgen", argv, env, workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._read()  # {"ready": true}
@@ -373,6 +385,26 @@ def demo_rules_path() -> Path:
     return Path(guardians.__file__).with_name("demo_rules.yaml")
 
 
+def door_rules(base: Path, out: Path, per_ip: float, per_buyer: float) -> Path:
+    """``base`` plus the door rules of the guarded run: a per-IP (the peer address, no proxy) and a
+    per-buyer (the JSON body's ``buyer_id``) limit on ``POST /orders``; ``base`` alone when both are 0."""
+    import yaml
+
+    if not per_ip and not per_buyer:
+        return base
+    doc = yaml.safe_load(base.read_text()) or {}
+    param = list(doc.get("param") or [])
+    if per_ip:
+        param.append({"name": "per-ip", "resource": "POST /orders", "param": "client_ip",
+                      "threshold": int(per_ip)})
+    if per_buyer:
+        param.append({"name": "per-buyer-door", "resource": "POST /orders", "param": "body:buyer_id",
+                      "threshold": int(per_buyer)})
+    doc["param"] = param
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
 class CpuSampler:
     """Samples the CPU time of processes every ``every_s`` (a thread) to report CPU % per phase."""
 
@@ -420,6 +452,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rules_path = Path(args.rules) if args.rules else demo_rules_path()
     workdir = Path(tempfile.mkdtemp(prefix="tradeguard-surge-"))
     log.info("surge bench in %s", workdir)
+    rules_path = door_rules(rules_path, workdir / "rules.yaml", args.per_ip, args.per_buyer)
     trading_db = f"sqlite:///{workdir / 'trading.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
     ops_token = secrets.token_urlsafe(24)  # the nodes' /ops/rules and /ops/stats need it
@@ -603,6 +636,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "recovery": {**rec, "duration_s": recovery_s},
             "capacity_steps": steps,
             "loadgen_behind_ms": max(behind),
+            "door": {
+                "sources": args.sources,
+                "buyers": args.buyers,
+                "per_ip_rps": args.per_ip,
+                "per_buyer_rps": args.per_buyer,
+                "note": "shoppers spread over loopback source addresses 127.0.0.2+; the node takes the "
+                "peer address as the client IP (no trusted proxy)",
+            },
             "stock": stock,
             "rules": {"file": str(rules_path), "version": rules.get("version")},
             "timeout_s": args.timeout_s,

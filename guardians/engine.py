@@ -89,6 +89,7 @@ class _Slot:
         "inbound_checks",
         "degrade",
         "name",
+        "holds",
     )
 
     def __init__(
@@ -125,6 +126,9 @@ class _Slot:
         self.checks = tuple(c.check for c in chain)
         self.exits = tuple(c.on_exit for c in (*breakers, *rest) if c.has_exit)
         self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
+        # checkers that count values in flight (param grade concurrency): acquire at the pass, release at
+        # the exit the values the pass took (carried on the guard/entry frame)
+        self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
@@ -227,8 +231,10 @@ class Engine:
         """Cluster mode for ``/ops/health``: ``{"status": "absent"}`` without it, else ``Cluster.status()``
         (mode ``cluster`` | ``fallback``, live nodes, leases, last error)."""
         if self.cluster is None:
-            n = sum(1 for r in self._ruleset.flow if r.cluster) + sum(
-                1 for r in self._ruleset.breaker if r.shared
+            n = (
+                sum(1 for r in self._ruleset.flow if r.cluster)
+                + sum(1 for r in self._ruleset.breaker if r.shared)
+                + sum(1 for r in self._ruleset.param if r.cluster)
             )
             return {
                 "status": "absent",
@@ -342,6 +348,7 @@ class Engine:
             # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
             exc: Blocked | None = None
             wait = 0.0
+            held = None
             lock = node.glock
             lock.acquire()
             try:
@@ -373,6 +380,8 @@ class Engine:
                     if exc is None and not wait:
                         node.passed += 1
                         node.concurrency += 1
+                        if slot.holds:
+                            held = self._acquire(slot, args)
             finally:
                 lock.release()
             if exc is not None:
@@ -381,18 +390,21 @@ class Engine:
                 return self._queued(slot, t, wait, call, args, fallback)
         else:
             # -- stat hooks ------------------------------------------------------
+            held = None
             node.passed += 1
             node.concurrency += 1
         try:
             result = call()
         except BaseException:
-            self._exit(slot, t, True)
+            self._exit(slot, t, True, False, held)
             raise
         if slot.plain:
             node.concurrency -= 1
         else:
             with node.glock:
                 node.concurrency -= 1
+                if held is not None:
+                    self._release(held)
         t1 = self._time()
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
@@ -443,14 +455,25 @@ class Engine:
                     except Exception:
                         self._checker_failed(slot, br)
         self.clock.sleep(wait)
-        t0 = self._pass(slot, False)
+        t0, held = self._pass(slot, False, args)
         try:
             result = call()
         except BaseException:
-            self._exit(slot, t0, True)
+            self._exit(slot, t0, True, False, held)
             raise
-        self._exit(slot, t0, False)
+        self._exit(slot, t0, False, False, held)
         return result
+
+    @staticmethod
+    def _acquire(slot: _Slot, args: Any) -> tuple[tuple[Any, tuple[str, ...]], ...]:
+        """The values in flight a pass takes (under the node's lock): (checker, values) per holder."""
+        return tuple((c, c.acquire(args)) for c in slot.holds)
+
+    @staticmethod
+    def _release(held: tuple[tuple[Any, tuple[str, ...]], ...]) -> None:
+        for c, values in held:
+            if values:
+                c.release(values)
 
     def _blocked(
         self,
@@ -466,6 +489,16 @@ class Engine:
             exc.args_ = args
         self.block_log.record(t, slot.name, exc, None, args)
         return self._degraded(slot, exc, fallback)
+
+    def route_fallback(self, resource: str) -> tuple[str, Callable[[Blocked], Any]] | None:
+        """The degrade rule's registered fallback of an HTTP route resource ``(name, fn)``, or None:
+        the middleware answers a blocked request with ``fn(exc)`` instead of a 429 (``default``
+        names the call site's fallback, which a route does not have)."""
+        slot = self._slots.get(resource)
+        if slot is None or slot.degrade is None:
+            return None
+        fn = resolve_fallback(self._degrade, slot.degrade, None)
+        return (slot.degrade.fallback, fn) if fn is not None else None
 
     def _degraded(self, slot: _Slot, exc: Blocked, fallback: Callable[[BaseException], Any] | None) -> Any:
         fn = resolve_fallback(self._degrade, slot.degrade, fallback)
@@ -499,16 +532,18 @@ class Engine:
 
     def _enter(
         self, resource: str, args: Any, origin: str | None, inbound: bool
-    ) -> tuple[_Slot | None, float, float]:
-        """Run the checks; returns (slot, t0, wait). With wait == 0 the pass is already
-        counted; otherwise the caller waits, then calls ``_pass`` for t0."""
+    ) -> tuple[_Slot | None, float, float, Any]:
+        """Run the checks; returns (slot, t0, wait, held). With wait == 0 the pass is already
+        counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
+        waits, then calls ``_pass`` for t0 and held."""
         slot = self._slots.get(resource) or self._new_slot(resource)
         if slot is None:
-            return None, 0.0, 0.0
+            return None, 0.0, 0.0, None
         node = slot.node
         t = self._time()
         self._node_now(node, t)
         wait = 0.0
+        held = None
         checks = slot.inbound_checks if inbound else slot.checks
         if checks:
             exc: Blocked | None = None
@@ -528,6 +563,8 @@ class Engine:
                 if exc is None and not wait:
                     node.passed += 1
                     node.concurrency += 1
+                    if slot.holds:
+                        held = self._acquire(slot, args)
             if exc is not None:
                 if inbound:
                     self._node_now(self._inbound, t).count_block(exc.kind)
@@ -536,7 +573,7 @@ class Engine:
                 self.block_log.record(t, resource, exc, origin, args)
                 raise exc
             if wait:
-                return slot, t, wait
+                return slot, t, wait, None
         else:
             node.passed += 1
             node.concurrency += 1
@@ -544,29 +581,34 @@ class Engine:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
             ib.concurrency += 1
-        return slot, t, 0.0
+        return slot, t, 0.0, held
 
-    def _pass(self, slot: _Slot, inbound: bool) -> float:
-        """Count a pass after a queueing wait; returns the new t0."""
+    def _pass(self, slot: _Slot, inbound: bool, args: Any = None) -> tuple[float, Any]:
+        """Count a pass after a queueing wait; returns the new t0 and the values in flight it took."""
         t = self._time()
         node = slot.node
+        held = None
         with node.glock:
             self._node_now(node, t)
             node.passed += 1
             node.concurrency += 1
+            if slot.holds:
+                held = self._acquire(slot, args)
         if inbound:
             ib = self._node_now(self._inbound, t)
             ib.passed += 1
             ib.concurrency += 1
-        return t
+        return t, held
 
-    def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False) -> None:
+    def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
         node = slot.node
         if slot.plain:
             node.concurrency -= 1
         else:
             with node.glock:
                 node.concurrency -= 1
+                if held is not None:
+                    self._release(held)
         t = self._time()
         rt = (t - t0) * 1000.0
         self._count_exit(self._node_now(node, t), rt, error)
@@ -632,7 +674,7 @@ class Engine:
 class Entry:
     """A guarded section (context manager, async context manager, decorator)."""
 
-    __slots__ = ("_engine", "_slot", "_t0", "args", "inbound", "origin", "resource")
+    __slots__ = ("_engine", "_held", "_slot", "_t0", "args", "inbound", "origin", "resource")
 
     def __init__(self, engine: Engine, resource: str, args: Any, origin: str | None, inbound: bool) -> None:
         self._engine = engine
@@ -642,30 +684,34 @@ class Entry:
         self.inbound = inbound
         self._slot: _Slot | None = None
         self._t0 = 0.0
+        self._held: Any = None
 
     def __enter__(self) -> Entry:
         eng = self._engine
-        slot, t0, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        slot, t0, wait, held = eng._enter(self.resource, self.args, self.origin, self.inbound)
         if wait:
             eng.clock.sleep(wait)
-            t0 = eng._pass(slot, self.inbound)  # type: ignore[arg-type]
+            t0, held = eng._pass(slot, self.inbound, self.args)  # type: ignore[arg-type]
         self._t0 = t0
+        self._held = held
         self._slot = slot
         return self
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
         if self._slot is not None:
-            self._engine._exit(self._slot, self._t0, et is not None, self.inbound)
+            self._engine._exit(self._slot, self._t0, et is not None, self.inbound, self._held)
             self._slot = None
+            self._held = None
         return False
 
     async def __aenter__(self) -> Entry:
         eng = self._engine
-        slot, t0, wait = eng._enter(self.resource, self.args, self.origin, self.inbound)
+        slot, t0, wait, held = eng._enter(self.resource, self.args, self.origin, self.inbound)
         if wait:
             await eng.clock.asleep(wait)
-            t0 = eng._pass(slot, self.inbound)  # type: ignore[arg-type]
+            t0, held = eng._pass(slot, self.inbound, self.args)  # type: ignore[arg-type]
         self._t0 = t0
+        self._held = held
         self._slot = slot
         return self
 

@@ -11,6 +11,8 @@ class Blocked(Exception):
 
     kind = "blocked"
     status = 429
+    # a blocked HTTP route: the path parameters of the request (for a route fallback, e.g. the shop)
+    path_params: Mapping[str, str] | None = None
 
     def __init__(
         self,

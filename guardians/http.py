@@ -28,6 +28,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
@@ -71,6 +72,30 @@ def blocked_problem(exc: Blocked) -> tuple[int, dict[str, str], dict[str, Any]]:
     if status != 403:  # a refused origin is not told to come back later
         headers["retry-after"] = str(retry)
     return status, headers, body
+
+
+DEGRADED_HEADER = "x-tradeguard-degraded"
+
+
+@dataclass(frozen=True)
+class RouteAnswer:
+    """What a route fallback may return for a full answer; any other value is a 200 JSON body."""
+
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] | None = None
+
+
+async def send_answer(send: Send, answer: Any, fallback: str) -> None:
+    """A blocked route's fallback answer, marked ``X-Tradeguard-Degraded: <fallback name>``."""
+    if not isinstance(answer, RouteAnswer):
+        answer = RouteAnswer(answer)
+    payload = json.dumps(answer.body, default=str).encode()
+    headers = {"content-type": "application/json", **(answer.headers or {}), DEGRADED_HEADER: fallback}
+    raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(payload)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
 
 
 async def send_problem(send: Send, exc: Blocked) -> None:
@@ -321,21 +346,40 @@ class GuardMiddleware:
         finally:
             reset_caller(token)
 
+    async def _fallback(self, scope: Scope, send: Send, resource: str, exc: Blocked) -> bool:
+        """Answer a blocked request with its degrade rule's fallback (e.g. ``sold_out`` for product
+        reads); False when there is none, it declines (returns None) or it fails."""
+        found = self.engine.route_fallback(resource)
+        if found is None:
+            return False
+        name, fn = found
+        exc.path_params = path_params(resource, scope.get("path", ""))
+        try:
+            answer = fn(exc)
+        except Exception:
+            log.exception("fallback %s of %s failed; the block is answered", name, resource)
+            return False
+        if answer is None:
+            return False
+        await send_answer(send, answer, name)
+        return True
+
     async def _guarded(
         self, scope: Scope, receive: Receive, send: Send, resource: str, args: Any, origin: str | None
     ) -> None:
         engine = self.engine
         try:
-            slot, t0, wait = engine._enter(resource, args, origin, True)
+            slot, t0, wait, held = engine._enter(resource, args, origin, True)
         except Blocked as exc:
-            await send_problem(send, exc)  # answered before the app runs
+            if not await self._fallback(scope, send, resource, exc):
+                await send_problem(send, exc)  # answered before the app runs
             return
         if slot is None:
             await self.app(scope, receive, send)
             return
         if wait:
             await engine.clock.asleep(wait)
-            t0 = engine._pass(slot, True)
+            t0, held = engine._pass(slot, True, args)
         state = {"status": 0}
 
         async def send_wrapper(message: Message) -> None:
@@ -354,4 +398,4 @@ class GuardMiddleware:
             await send_problem(send, exc)
             error = False
         finally:
-            engine._exit(slot, t0, error, True)
+            engine._exit(slot, t0, error, True, held)

@@ -74,6 +74,9 @@ FlowAlgorithm = Literal["gradient2", "vegas"]
 BreakerStrategy = Literal["slow_ratio", "error_ratio", "error_count"]
 SystemMetric = Literal["qps", "concurrency", "avg_rt", "cpu", "load"]
 SystemStrategy = Literal["plain", "bbr"]
+ParamGrade = Literal["qps", "concurrency"]
+ParamBehavior = Literal["reject", "queue"]
+MatchStrategy = Literal["exact", "prefix", "regex"]
 
 WARM_UP = ("warm_up", "warm_up_queue")
 PARAM_PATTERN = r"^((header|query|path|cookie|body):[^\s:][^\s]{0,199}|[A-Za-z_][A-Za-z0-9_.-]{0,63})$"
@@ -232,6 +235,14 @@ def _num(v: float) -> str:
 def describe_number(*, integer: bool, gt: Any = None, ge: Any = None, le: Any = None) -> str:
     rng = [f"{op} {_num(b)}" for op, b in ((">", gt), (">=", ge), ("<=", le)) if b is not None]
     return f"{'an integer' if integer else 'a number'}{' ' + ' and '.join(rng) if rng else ''}"
+
+
+def _bad_regex(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return True
+    return False
 
 
 # ------------------------------------------------------------------ models
@@ -522,17 +533,64 @@ class ParamRuleModel(RuleModel):
         None,
         description="per-value thresholds, e.g. `{FLASH-001: 200, banned-buyer: 0}`",
     )
+    grade: ParamGrade = Field(
+        "qps",
+        description="what `threshold` limits per value: calls per `duration_s` (`qps`), or calls of that "
+        "value in flight (`concurrency`: the exit gives back the value it counted, also after an error)",
+    )
+    behavior: ParamBehavior = Field(
+        "reject",
+        description="`qps` grade: `reject` refuses the calls over the threshold; `queue` paces each value "
+        "(calls of one value pass evenly spaced at `duration_s` / threshold and wait their turn up to "
+        "`max_queue_ms`; Sentinel's CONTROL_BEHAVIOR_RATE_LIMITER for hot params)",
+    )
+    max_queue_ms: Integer | None = Field(
+        None,
+        ge=0,
+        le=60_000,
+        description="`queue`: the longest a call waits for its value's turn (ms); a longer wait is blocked",
+    )
+    match_strategy: MatchStrategy | None = Field(
+        None,
+        description="`header:`/`query:` params (Sentinel's gateway param matching): only values that "
+        "match `pattern` are limited — `exact` (equal), `prefix` (starts with) or `regex` (a full match); "
+        "other values pass uncounted",
+    )
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=NAME_LEN)] | None = Field(
+        None, description="the value, prefix or regular expression `match_strategy` compares with"
+    )
     cluster: bool = Field(
         False,
         description="cluster mode: each value's threshold holds across **all** nodes (one flash-sale SKU "
-        "at N/s fleet-wide), counted per epoch second in Redis; without `TRADEGUARD_REDIS_URL`, or while "
-        "Redis is unreachable, it holds per node",
+        "at N/s fleet-wide): each node leases a few tokens per value and second from Redis (as cluster "
+        "flow rules); without `TRADEGUARD_REDIS_URL`, or while Redis is unreachable, it holds its share "
+        "per node",
     )
     name: Text | None = Field(None, description=NAME_DESCRIPTION + ", e.g. `param:order.place:sku`")
 
+    DEFAULTS: ClassVar[tuple[Default, ...]] = (
+        Default("max_queue_ms", 500, {"behavior": ("queue",)}),
+    )
     CONSTRAINTS: ClassVar[tuple[Constraint, ...]] = (
         Check("cluster", "needs duration_s 1 and no burst", lambda v: bool(v.get("cluster"))
               and (v.get("duration_s") != 1 or bool(v.get("burst")))),
+        MustBe("behavior", ("reject",), {"grade": ("concurrency",)}, "a value over its limit is refused"),
+        MustBe("cluster", (False,), {"grade": ("concurrency",)}, "calls in flight are counted per node"),
+        MustBe("cluster", (False,), {"behavior": ("queue",)}, "a value is paced per node"),
+        Check("burst", "is only allowed with grade qps and behavior reject",
+              lambda v: bool(v.get("burst")) and (v.get("grade") != "qps" or v.get("behavior") != "reject")),
+        Check("duration_s", "must be 1 with grade concurrency (calls in flight have no window)",
+              lambda v: v.get("grade") == "concurrency" and v.get("duration_s") != 1),
+        OnlyWith("max_queue_ms", {"behavior": ("queue",)}),
+        Check("pattern", "is required with match_strategy", lambda v: bool(v.get("match_strategy"))
+              and v.get("pattern") is None),
+        Check("match_strategy", "is required with pattern (exact, prefix or regex)",
+              lambda v: v.get("pattern") is not None and not v.get("match_strategy")),
+        Check("match_strategy", "is only allowed with a header: or query: param (Sentinel's gateway "
+              "param matching)", lambda v: bool(v.get("match_strategy"))
+              and not str(v.get("param") or "").startswith(("header:", "query:"))),
+        Check("pattern", "must be a valid regular expression", lambda v: v.get("match_strategy") == "regex"
+              and v.get("pattern") is not None and _bad_regex(v["pattern"])),
     )
 
 

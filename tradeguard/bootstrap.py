@@ -124,8 +124,11 @@ class NodeContext:
 
 
 # ============================================================================ wiring
-def fallbacks() -> dict[str, Callable[[Any], Any]]:
-    """Named fallbacks that degrade rules may choose (``degrade: [{resource, fallback: NAME}]``)."""
+def fallbacks(service: Callable[[], Any] | None = None) -> dict[str, Callable[[Any], Any]]:
+    """Named fallbacks that degrade rules may choose (``degrade: [{resource, fallback: NAME}]``).
+
+    ``service`` gives the node's TradingService (read when a fallback runs); without it the
+    fallbacks that read the catalog (``sold_out``) are not offered."""
     from domain.ports import ChargeResult
 
     def queue_payment(exc: Any) -> ChargeResult:
@@ -135,7 +138,49 @@ def fallbacks() -> dict[str, Callable[[Any], Any]]:
         return ChargeResult(ok=False, queued=True,
                             reason=f"payment queued: the gateway is degraded ({type(exc).__name__})")
 
-    return {"queue_payment": queue_payment}
+    out: dict[str, Callable[[Any], Any]] = {"queue_payment": queue_payment}
+    if service is not None:
+        out["sold_out"] = _sold_out(service)
+    return out
+
+
+def _sold_out(service: Callable[[], Any]) -> Callable[[Any], Any]:
+    """``sold_out``: a blocked product/stock read (``GET /shops/{shop_id}/products``) answers the shop's
+    products as sold out — 200, each with ``available: 0``, no per-warehouse stock, ``sold_out: true``
+    and a flash price's ``available: 0`` — instead of a 429. It reads the catalog only (products and
+    promotions, never the stock levels that were guarded off); an unknown shop or a failing read
+    declines (the 429 goes through)."""
+    from domain.api.dto import ProductOut
+    from domain.views import ProductView
+
+    def sold_out(exc: Any) -> Any:
+        params = getattr(exc, "path_params", None) or {}
+        args = getattr(exc, "args_", None) or {}
+        shop_id = params.get("shop_id") or args.get("shop")
+        svc = service()
+        if not shop_id or svc is None:
+            return None
+
+        def run(uow: Any) -> list[dict[str, Any]] | None:
+            if uow.catalog.shop(shop_id) is None:
+                return None
+            now = svc.clock.now()
+            promos = [p for p in uow.catalog.promotions([shop_id]) if p.active(now)]
+            out = []
+            for p in uow.catalog.products(shop_id):
+                view = ProductOut.model_validate(ProductView.of(p, {}, promos)).model_dump(mode="json")
+                view["available"] = 0
+                view["warehouses"] = None
+                if view.get("flash"):
+                    view["flash"]["available"] = 0
+                view["sold_out"] = True
+                out.append(view)
+            return out
+
+        with svc.uow_factory(readonly=True) as uow:  # the service's own read-only unit of work
+            return run(uow)
+
+    return sold_out
 
 
 def wire_guardians(ctx: NodeContext) -> None:
@@ -191,7 +236,7 @@ def wire_guardians(ctx: NodeContext) -> None:
         return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
     ctx.exception_handlers[Blocked] = on_blocked
-    for name, fn in fallbacks().items():
+    for name, fn in fallbacks(lambda: ctx.service).items():
         engine.register_fallback(name, fn)
 
     try:

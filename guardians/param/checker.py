@@ -8,7 +8,9 @@ value passes while a sustained one is held to the threshold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from limits import RateLimitItemPerSecond
@@ -20,6 +22,34 @@ from guardians.param.rule import ParamRule
 from guardians.stat import ResourceNode
 
 BURST_WINDOWS = 10
+MULTI = (tuple, list, frozenset, set)
+
+
+def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
+    """Sentinel's gateway param matching: which values of a ``header:``/``query:`` param a rule limits
+    (``exact``, ``prefix``, or a ``regex`` matching the whole value); None: every value."""
+    strategy, pattern = rule.match_strategy, rule.pattern
+    if not strategy or pattern is None:
+        return None
+    if strategy == "exact":
+        return lambda v: v == pattern
+    if strategy == "prefix":
+        return lambda v: v.startswith(pattern)
+    rx = re.compile(pattern)
+    return lambda v: rx.fullmatch(v) is not None
+
+
+def values_of(
+    param: str, args: Mapping[str, Any] | None, match: Callable[[str], bool] | None
+) -> tuple[str, ...]:
+    """The limited values of ``param`` in ``args`` (every one of a multi-valued argument), as strings."""
+    if not args:
+        return ()
+    value = args.get(param)
+    if value is None:
+        return ()
+    out = tuple(str(v) for v in value) if isinstance(value, MULTI) else (str(value),)
+    return tuple(v for v in out if match(v)) if match is not None else out
 
 
 class ParamChecker:
@@ -50,6 +80,7 @@ class ParamChecker:
         self._limits = {v: max(n, 1) for v, n in rule.exceptions}
         self._limit = max(rule.threshold, 1)
         self._expiry = rule.duration_s
+        self.match = value_matcher(rule)
 
     def check(
         self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
@@ -59,11 +90,16 @@ class ParamChecker:
         value = args.get(self.param)
         if value is None:
             return 0.0
-        if isinstance(value, tuple | list | frozenset | set):  # every value counts (every SKU of an order)
+        match = self.match
+        if isinstance(value, MULTI):  # every value counts (every SKU of an order)
             for v in value:
-                self.check_value(str(v), args)
+                v = str(v)
+                if match is None or match(v):
+                    self.check_value(v, args)
             return 0.0
-        self.check_value(str(value), args)
+        value = str(value)
+        if match is None or match(value):
+            self.check_value(value, args)
         return 0.0
 
     def check_value(self, value: str, args: Mapping[str, Any]) -> None:
@@ -76,64 +112,268 @@ class ParamChecker:
             return
         raise self._blocked(value, args)
 
-    def _blocked(self, value: str, args: Mapping[str, Any]) -> ParamBlocked:
+    def _blocked(
+        self, value: str, args: Mapping[str, Any], what: str | None = None, retry_s: float | None = None
+    ) -> ParamBlocked:
+        what = what or f"over {self.rule.limit_for(value)} per {self.rule.duration_s}s"
         exc = ParamBlocked(
             self.resource,
             self.rule,
-            float(self.rule.duration_s),
+            float(self.rule.duration_s) if retry_s is None else retry_s,
             args=dict(args),
-            detail=f"param rule {self.rule.name}: {self.param}={value} over {self.rule.limit_for(value)} "
-            f"per {self.rule.duration_s}s on {self.resource}",
+            detail=f"param rule {self.rule.name}: {self.param}={value} {what} on {self.resource}",
         )
         exc.param_name = self.param  # for the block log
         exc.param_value = value
         return exc
 
 
+class _ValueLease:
+    """One value's window on one node: tokens leased from the shared counter and not yet spent."""
+
+    __slots__ = ("demand", "exhausted", "last_demand", "leased", "left", "low", "passed", "pending", "window")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.left = 0  # leased tokens not spent yet
+        self.low = 0  # spending down to this many queues a background refill
+        self.leased = 0
+        self.exhausted = False  # the shared counter of this window is spent
+        self.pending = False  # a refill is queued
+        self.passed = 0  # fallback: calls admitted this window from the local share
+        self.demand = 0  # calls this window (passed + blocked), for the lease size
+        self.last_demand = 0
+
+    def roll(self, w: int) -> None:
+        self.last_demand = self.demand if w == self.window + 1 else 0
+        self.window = w
+        self.left = self.leased = self.passed = self.demand = 0
+        self.exhausted = False
+
+
 class ClusterParamChecker:
-    """A ``cluster: true`` param rule: each value's threshold across all nodes, one ``INCR`` per call
-    and value on the shared window ``(rule, value, epoch second)``; while the cluster storage fails,
-    the node holds its share of the threshold (``Cluster.share``) with a local checker."""
+    """A ``cluster: true`` param rule: each value's threshold across all nodes, with the lease design of
+    cluster flow rules (``guardians.cluster.ClusterQps``): per value and epoch second a node leases a few
+    tokens at a time from the shared counter ``(rule, value, second)`` (one ``INCR`` by ``k``), spends
+    them locally and leases again in the background when half are spent; ``k`` follows the value's
+    rate on this node, capped at ``limit × budget / live nodes``, so the fleet never admits more than
+    the limit and leaves at most a few unspent tokens. While the storage fails, the node holds its
+    share of each value's limit (``Cluster.share``). Memory follows the values of the last seconds."""
 
     has_exit = False
+    MAX_VALUES = 10_000
 
     def __init__(self, rule: ParamRule, local: ParamChecker, cluster: Any) -> None:
         self.rule = rule
         self.resource = rule.resource
         self.param = rule.param
         self.local = local
+        self.match = local.match
         self.cluster = cluster
         self.prefix = cluster.key("param", rule.resource, rule.name)
+        self.values: dict[str, _ValueLease] = {}
+        self._lock = threading.Lock()
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
         value = args.get(self.param)
         if value is None:
             return 0.0
-        values = value if isinstance(value, tuple | list | frozenset | set) else (value,)
-        for v in values:
-            v = str(v)
+        w = int(t)
+        for v in values_of(self.param, args, self.match):
             limit = self.rule.limit_for(v)
             if limit == 0:
                 raise self.local._blocked(v, args)
-            if not self.cluster.ok:  # fallback: the cluster's own thread probes the storage
-                self._local(v, limit, args)
-                continue
-            try:
-                got = self.cluster.take(f"{self.prefix}:{v}:{int(t)}", 1, limit)
-            except Exception as exc:
-                self.cluster.failed(exc)
-                self._local(v, limit, args)
-                continue
-            if not got:
-                raise self.local._blocked(v, args)
+            with self._lock:
+                ok = self._spend(v, w, t, limit)
+            if not ok:
+                raise self._block(v, args, w, t, limit)
         return 0.0
 
-    def _local(self, value: str, limit: int, args: Mapping[str, Any]) -> None:
-        share = self.cluster.share(limit)
-        item = RateLimitItemPerSecond(max(share, 1), 1, namespace=self.local.ns + "c")
-        if not self.local.limiter.hit(item, self.param, value):
-            raise self.local._blocked(value, args)
+    def _spend(self, v: str, w: int, t: float, limit: int) -> bool:
+        """Spend one token of value ``v`` (under ``_lock``); False when the value is over its limit."""
+        st = self.values.get(v)
+        if st is None:
+            if len(self.values) >= self.MAX_VALUES:
+                self.values = {k: s for k, s in self.values.items() if s.window >= w - 1}
+            st = self.values[v] = _ValueLease()
+        if st.window != w:
+            st.roll(w)
+        st.demand += 1
+        cl = self.cluster
+        if st.left > 0:  # the common case: a leased token
+            st.left -= 1
+            if st.left <= st.low and not st.pending and not st.exhausted and cl.ok:
+                st.pending = True
+                cl.submit(lambda: self._refill(v, w, limit))
+            return True
+        if cl.ok and not st.exhausted:
+            want = self._want(st, t, limit)
+            try:
+                got = cl.take(f"{self.prefix}:{v}:{w}", want, limit)
+            except Exception as exc:
+                cl.failed(exc)
+            else:
+                self._install(st, got, want)
+                if st.left > 0:
+                    st.left -= 1
+                    return True
+                return False
+        if not cl.ok and st.passed < cl.share(limit):  # fallback: this node's share of the limit
+            st.passed += 1
+            return True
+        return False
+
+    def _want(self, st: _ValueLease, t: float, limit: int) -> int:
+        elapsed = max(t - st.window, 0.05)
+        return int(self.cluster.lease_size(limit, max(st.last_demand, st.demand / elapsed)))
+
+    @staticmethod
+    def _install(st: _ValueLease, got: int, want: int) -> None:
+        st.leased += got
+        st.left += got
+        st.low = want // 2
+        if got < want:
+            st.exhausted = True
+
+    def _refill(self, v: str, w: int, limit: int) -> None:
+        """Background: lease ahead for value ``v`` in window ``w`` (dropped once the window passed)."""
+        cl = self.cluster
+        with self._lock:
+            st = self.values.get(v)
+            if st is None or st.window != w or st.exhausted or not cl.ok:
+                if st is not None:
+                    st.pending = False
+                return
+            want = self._want(st, cl.clock.time(), limit)
+        try:
+            got = cl.take(f"{self.prefix}:{v}:{w}", want, limit)
+        except Exception as exc:
+            cl.failed(exc)
+            got = -1
+        with self._lock:
+            st.pending = False
+            if got >= 0 and st.window == w:
+                self._install(st, got, want)
+
+    def _block(self, v: str, args: Mapping[str, Any], w: int, t: float, limit: int) -> ParamBlocked:
+        cl = self.cluster
+        retry = (w + 1.0 - t) or 1.0
+        if cl.ok:
+            return self.local._blocked(v, args, f"over {limit} per second across all nodes", retry)
+        return self.local._blocked(
+            v, args, f"over this node's share {cl.share(limit)}/s of {limit}/s across {cl.nodes} live "
+            f"nodes (cluster storage unreachable)", retry
+        )
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rule": self.rule.name,
+                "values": len(self.values),
+                "leased": sum(s.leased for s in self.values.values()),
+            }
+
+
+class ConcurrencyParamChecker:
+    """``grade: concurrency``: at most ``limit_for(value)`` calls of each value in flight.
+
+    ``check`` only compares; the engine calls ``acquire(args)`` when it counts the pass (under the
+    resource's lock, with the checks) and carries the values it returned on the entry/guard frame
+    to ``release(values)`` at the exit, so an exit gives back exactly what its entry took (also after
+    an error, a fallback, or a rule edit meanwhile). Values at 0 are dropped: memory follows the
+    values in flight."""
+
+    has_exit = False
+    holds = True
+
+    def __init__(self, rule: ParamRule, local: ParamChecker, counts: dict[str, int] | None = None) -> None:
+        self.rule = rule
+        self.resource = rule.resource
+        self.param = rule.param
+        self.local = local
+        self.match = local.match
+        self.counts: dict[str, int] = counts if counts is not None else {}
+
+    def check(
+        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+    ) -> float:
+        if not args:
+            return 0.0
+        counts = self.counts
+        for v in values_of(self.param, args, self.match):
+            limit = self.rule.limit_for(v)
+            if counts.get(v, 0) >= limit:
+                raise self.local._blocked(v, args, f"has {limit} calls in flight (at most {limit})", 1.0)
+        return 0.0
+
+    def acquire(self, args: Mapping[str, Any] | None) -> tuple[str, ...]:
+        values = values_of(self.param, args, self.match)
+        counts = self.counts
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+        return values
+
+    def release(self, values: tuple[str, ...]) -> None:
+        counts = self.counts
+        for v in values:
+            n = counts.get(v, 0) - 1
+            if n > 0:
+                counts[v] = n
+            else:
+                counts.pop(v, None)
+
+    def in_flight(self, value: str) -> int:
+        return self.counts.get(value, 0)
+
+
+class PacedParamChecker:
+    """``behavior: queue``: each value's calls pass evenly spaced at ``duration_s / limit_for(value)``
+    seconds; a call waits for its value's turn up to ``max_queue_ms`` (the engine serves the wait
+    the check returns), a longer wait is blocked. Sentinel's rate limiter per hot value."""
+
+    has_exit = False
+
+    def __init__(self, rule: ParamRule, local: ParamChecker) -> None:
+        self.rule = rule
+        self.resource = rule.resource
+        self.param = rule.param
+        self.local = local
+        self.match = local.match
+        self.max_wait = (rule.max_queue_ms or 0) / 1000.0
+        self.latest: dict[str, float] = {}  # value -> the time its latest admitted call passes
+
+    def check(
+        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+    ) -> float:
+        values = values_of(self.param, args, self.match)
+        if not values:
+            return 0.0
+        latest = self.latest
+        plan: list[tuple[str, float]] = []
+        wait = 0.0
+        for v in values:
+            limit = self.rule.limit_for(v)
+            if limit <= 0:
+                raise self.local._blocked(v, args or {})
+            cost = self.rule.duration_s / limit
+            last = latest.get(v)
+            at = t if last is None or last + cost <= t else last + cost
+            w = at - t
+            if w > self.max_wait:
+                raise self.local._blocked(
+                    v, args or {}, f"would wait {w * 1000:.0f} ms for its turn (at most "
+                    f"{self.rule.max_queue_ms} ms at {limit} per {self.rule.duration_s}s)", w
+                )
+            plan.append((v, at))
+            if w > wait:
+                wait = w
+        for v, at in plan:  # every value admitted: reserve their turns
+            latest[v] = at
+        if len(latest) > 10_000:
+            horizon = t - self.rule.duration_s
+            self.latest = {k: at for k, at in latest.items() if at > horizon}
+        return wait

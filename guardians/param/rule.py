@@ -24,6 +24,11 @@ class ParamRule:
     exceptions: tuple[tuple[str, int], ...] = ()
     cluster: bool = False
     name: str = ""
+    grade: str = "qps"
+    behavior: str = "reject"
+    max_queue_ms: int | None = None
+    match_strategy: str | None = None
+    pattern: str | None = None
 
     kind = "param"
 
@@ -38,6 +43,11 @@ class ParamRule:
             exceptions=tuple(sorted((m.exceptions or {}).items())),
             cluster=m.cluster,
             name=m.name or f"param:{m.resource}:{m.param}",
+            grade=m.grade,
+            behavior=m.behavior,
+            max_queue_ms=m.max_queue_ms,
+            match_strategy=m.match_strategy,
+            pattern=m.pattern,
         )
 
     def limit_for(self, value: str) -> int:
@@ -59,6 +69,16 @@ class ParamRule:
             d["exceptions"] = dict(self.exceptions)
         if self.cluster:
             d["cluster"] = True
+        if self.grade != "qps":
+            d["grade"] = self.grade
+            del d["duration_s"], d["burst"]
+        if self.behavior != "reject":
+            d["behavior"] = self.behavior
+            d["max_queue_ms"] = self.max_queue_ms
+            del d["burst"]
+        if self.match_strategy:
+            d["match_strategy"] = self.match_strategy
+            d["pattern"] = self.pattern
         return d
 
 

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from common.clock import FakeClock
-from guardians import BreakerStateChanged, Engine, FlowBlocked, RuleValidationError, parse_document
+from guardians import (
+    BreakerStateChanged,
+    Engine,
+    FlowBlocked,
+    ParamBlocked,
+    RuleValidationError,
+    parse_document,
+)
 from guardians.cluster import CLUSTER, FALLBACK, Cluster
 from guardians.param.storage import ClockedMemoryStorage
 from guardians.system.probe import FixedProbe
@@ -289,3 +296,71 @@ def test_threads_spending_leases_never_exceed_the_threshold():
     stop.set()
     bg.join()
     assert sum(passed) == 5000  # 12000 calls in one window: exactly the threshold passes
+
+
+# ------------------------------------------------------------------ hot items (cluster param rules)
+def _param_doc(threshold: int, **extra: Any) -> dict[str, Any]:
+    return {"param": [{"name": "hot-sku-fleet", "resource": "order.place", "param": "sku",
+                       "threshold": threshold, "cluster": True, **extra}]}
+
+
+def _param_surge(clock, engines, clusters, *, per_node: int, seconds: int, skus=("HOT",), background=True):
+    totals = []
+    for _ in range(seconds):
+        passed = 0
+        step = 1.0 / per_node
+        for _i in range(per_node):
+            for eng in engines:
+                passed += attempt(eng, "order.place", args={"sku": skus})[0]
+            if background:
+                for cl in clusters:
+                    cl.run_pending()
+            clock.advance(step)
+        totals.append(passed)
+    return totals
+
+
+def test_a_hot_value_leases_tokens_and_holds_its_limit_across_nodes():
+    clock, storage, engines, clusters = _nodes(3, _param_doc(3000))
+    clock.set(int(clock.time()) + 1)
+    totals = _param_surge(clock, engines, clusters, per_node=2000, seconds=3)
+    for total in totals[1:]:  # the first window learns the rate
+        assert 0.95 * 3000 <= total <= 3000, totals
+    assert totals[0] <= 3000
+    assert storage.incrs < 3 * 2000 * 3 / 10, storage.incrs  # leases, not an INCR per call
+
+
+def test_a_hot_value_without_background_refills_never_exceeds():
+    clock, _storage, engines, clusters = _nodes(2, _param_doc(30))
+    clock.set(int(clock.time()) + 1)
+    totals = _param_surge(clock, engines, clusters, per_node=100, seconds=3, background=False)
+    assert all(t == 30 for t in totals), totals
+
+
+def test_each_value_and_exception_has_its_own_fleet_limit():
+    clock, _storage, engines, clusters = _nodes(2, _param_doc(10, exceptions={"VIP": 40, "BANNED": 0}))
+    clock.set(int(clock.time()) + 1)
+    hot = _param_surge(clock, engines, clusters, per_node=50, seconds=1, skus=("A",))
+    vip = _param_surge(clock, engines, clusters, per_node=50, seconds=1, skus=("VIP",))
+    assert hot == [10] and vip == [40]
+    assert attempt(engines[0], "order.place", 3, args={"sku": ("BANNED",)}) == (0, 3)
+
+
+def test_a_hot_value_falls_back_to_the_node_share_while_redis_is_down():
+    clock, storage, engines, clusters = _nodes(2, _param_doc(100), live=2)
+    clock.set(int(clock.time()) + 1)
+    storage.up = False
+    totals = _param_surge(clock, engines, clusters, per_node=200, seconds=2)
+    assert all(c.mode == FALLBACK for c in clusters)
+    assert totals[-1] == 2 * 50  # 100 / 2 live nodes each
+    assert attempt(engines[0], "order.place", 60, args={"sku": ("HOT",)}) == (50, 10)
+    with pytest.raises(ParamBlocked) as exc:
+        engines[0].guard("order.place", lambda: None, args={"sku": ("HOT",)})
+    assert "share 50/s" in exc.value.detail
+    storage.up = True
+    clock.advance(1.0)
+    for cl in clusters:
+        cl.maintain()
+    clock.set(int(clock.time()) + 1)
+    totals = _param_surge(clock, engines, clusters, per_node=200, seconds=2)
+    assert all(95 <= t <= 100 for t in totals), totals

@@ -142,14 +142,17 @@ def _breaker() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _param() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries(
-        {
-            "resource": _res,
-            "param": st.just("sku"),
-            "threshold": st.integers(0, 3),
-            "duration_s": st.integers(1, 2),
-            "burst": st.integers(0, 2),
-        }
+    common = {"resource": _res, "param": st.just("sku"), "threshold": st.integers(0, 3)}
+    return st.one_of(
+        st.fixed_dictionaries(
+            {**common, "duration_s": st.integers(1, 2), "burst": st.integers(0, 2)}
+        ),
+        # values in flight: the exit gives back what the pass took (nested calls hold several)
+        st.fixed_dictionaries({**common, "grade": st.just("concurrency")}),
+        # paced per value: a queued call waits its value's turn on the fake clock
+        st.fixed_dictionaries(
+            {**common, "behavior": st.just("queue"), "max_queue_ms": st.sampled_from([0, 300, 1000])}
+        ),
     )
 
 

@@ -192,3 +192,121 @@ def test_the_block_log_names_the_refused_ip_and_sku_as_blocks_points(node):
     assert by_rule["hot-sku"].tags["value"] == "ELEC-005"
     assert by_rule["hot-sku"].tags["resource"] == "order.place"
     assert sum(p.fields["count"] for p in points) == 2
+
+
+def test_sku_in_flight_holds_four_per_sku_and_gives_them_back_after_errors(node):
+    """The contract example ``sku-in-flight``: 4 orders of one SKU in flight, the 5th refused (429)."""
+    import threading
+
+    rules(node, {"param": [{"name": "sku-in-flight", "resource": "order.place", "param": "sku",
+                            "grade": "concurrency", "threshold": 4}]})
+    svc = node.ctx.service
+    place = svc._place
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    def slow_place(cmd, *a, **kw):
+        if any(li.sku == "ELEC-003" for li in cmd.lines):
+            inside.release()
+            release.wait(20)
+        return place(cmd, *a, **kw)
+
+    svc._place = slow_place
+    c = client(node)
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(post(c).status_code)) for _ in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        for _ in range(4):
+            assert inside.acquire(timeout=20)
+        fifth = post(c)
+        assert fifth.status_code == 429
+        assert fifth.json()["rule"] == "sku-in-flight" and "ELEC-003" in fifth.json()["detail"]
+        assert post(c, skus=("ELEC-001",)).status_code == 201  # another SKU is not held back
+    finally:
+        release.set()
+        for th in threads:
+            th.join(30)
+    assert answers == [201] * 4
+    holder = node.ctx.engine._slots["order.place"].holds[0]
+    assert holder.counts == {}
+
+    def failing_place(cmd, *a, **kw):
+        raise RuntimeError("store exploded")
+
+    svc._place = failing_place
+    broken = TestClient(node.app, client=PROXY, raise_server_exceptions=False)
+    assert [post(broken).status_code for _ in range(6)] == [500] * 6
+    assert holder.counts == {}  # every failed call gave its SKU back
+    svc._place = place
+    assert [post(c).status_code for _ in range(5)] == [201] * 5
+
+
+def test_path_query_and_cookie_params_limit_each_value_on_their_route(node):
+    c = client(node)
+    shops = [s["id"] for s in c.get("/shops").json()][:2]
+    assert len(shops) == 2
+    rules(node, {"param": [
+        {"name": "per-shop", "resource": "GET /shops/{shop_id}/products", "param": "path:shop_id",
+         "threshold": 1, "duration_s": 60},
+        {"name": "per-campaign", "resource": "GET /shops", "param": "query:campaign", "threshold": 1,
+         "duration_s": 60},
+        {"name": "per-session", "resource": "POST /orders", "param": "cookie:sid", "threshold": 1,
+         "duration_s": 60},
+    ]})
+    assert c.get(f"/shops/{shops[0]}/products").status_code == 200
+    blocked = c.get(f"/shops/{shops[0]}/products")
+    assert blocked.status_code == 429 and shops[0] in blocked.json()["detail"]
+    assert c.get(f"/shops/{shops[1]}/products").status_code == 200
+    assert c.get("/shops?campaign=d11").status_code == 200
+    assert c.get("/shops?campaign=d11").json()["rule"] == "per-campaign"
+    assert c.get("/shops?campaign=d12").status_code == 200
+    assert c.get("/shops").status_code == 200  # no value: not limited
+    s1 = TestClient(node.app, client=PROXY, cookies={"sid": "s-1"})
+    assert [post(s1).status_code for _ in range(2)] == [201, 429]
+    assert post(TestClient(node.app, client=PROXY, cookies={"sid": "s-2"})).status_code == 201
+
+
+@pytest.mark.parametrize("strategy, pattern", [("exact", "bot-7"), ("prefix", "bot-"), ("regex", r"bot-\d+")])
+def test_only_header_values_matching_the_pattern_are_limited(node, strategy, pattern):
+    rules(node, {"param": [{"name": "bot-devices", "resource": "POST /orders", "param": "header:X-Device-Id",
+                            "threshold": 1, "duration_s": 60, "match_strategy": strategy,
+                            "pattern": pattern}]})
+    bot = client(node, **{"X-Device-Id": "bot-7"})
+    assert [post(bot).status_code for _ in range(2)] == [201, 429]
+    phone = client(node, **{"X-Device-Id": "phone-7"})
+    assert [post(phone).status_code for _ in range(3)] == [201, 201, 201]
+
+
+def test_only_query_values_matching_a_prefix_are_limited(node):
+    rules(node, {"param": [{"name": "scraper-pages", "resource": "GET /shops", "param": "query:ref",
+                            "threshold": 1, "duration_s": 60, "match_strategy": "prefix",
+                            "pattern": "crawler"}]})
+    c = client(node)
+    assert [c.get("/shops?ref=crawler-9").status_code for _ in range(2)] == [200, 429]
+    assert [c.get("/shops?ref=newsletter").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_guarded_off_product_read_answers_sold_out_instead_of_429(node):
+    c = client(node)
+    shop = c.get("/shops").json()[0]["id"]
+    fresh = c.get(f"/shops/{shop}/products").json()
+    assert fresh and any(p["available"] > 0 for p in fresh)
+    resource = "GET /shops/{shop_id}/products"
+    rules(node, {"flow": [{"name": "inventory-off", "resource": resource, "threshold": 1}],
+                 "degrade": [{"name": "sold-out", "resource": resource, "fallback": "sold_out"}]})
+    answers = [c.get(f"/shops/{shop}/products") for _ in range(3)]
+    assert all(a.status_code == 200 for a in answers)  # never a 429 (the reads before were counted too)
+    degraded = answers[-1]
+    assert degraded.status_code == 200 and degraded.headers["x-tradeguard-degraded"] == "sold_out"
+    body = degraded.json()
+    assert [p["sku"] for p in body] == [p["sku"] for p in fresh]
+    assert all(p["available"] == 0 and p["sold_out"] is True and p["warehouses"] is None for p in body)
+    assert all(p["flash"] is None or p["flash"]["available"] == 0 for p in body)
+    assert [p["price_cents"] for p in body] == [p["price_cents"] for p in fresh]
+    # an unknown shop: the fallback declines and the block goes through
+    unknown = c.get("/shops/no-such-shop/products")
+    assert unknown.status_code == 429 and unknown.json()["rule"] == "inventory-off"
+    # without the degrade rule the block is a 429 problem
+    rules(node, {"flow": [{"name": "inventory-off", "resource": resource, "threshold": 1}]})
+    assert [c.get(f"/shops/{shop}/products").status_code for _ in range(3)][-1] == 429
