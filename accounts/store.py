@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accounts.errors import AccountError, UnknownUser
-from common.sql import DatabaseUrlError, UTCDateTime, open_engine
+from common.sql import DatabaseUrlError, UTCDateTime, create_tables, open_engine
 
 metadata = sa.MetaData()
 
@@ -89,7 +89,7 @@ class UserStore:
 
     def __init__(self, url_or_engine: str | Engine) -> None:
         self.engine = build_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

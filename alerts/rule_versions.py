@@ -27,6 +27,7 @@ from alerts.errors import AlertConfigError, NotFound
 from alerts.rulefile import parse_document, rule_to_dict
 from alerts.store import AlertStore, UTCDateTime
 from common.clock import Clock, SystemClock
+from common.sql import create_tables
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class AlertRuleVersions:
         self.store = store if isinstance(store, AlertStore) else AlertStore(store)
         self.engine: Engine = self.store.engine
         self.clock = clock or SystemClock()
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
 
     # -- reads ----------------------------------------------------------------
     def current(self) -> AlertRuleVersion | None:

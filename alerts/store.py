@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from alerts.errors import NotFound
 from alerts.model import FIRING, PENDING, Matcher, Silence
-from common.sql import UTCDateTime, open_engine
+from common.sql import UTCDateTime, create_tables, open_engine
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class AlertStore:
 
     def __init__(self, url_or_engine: str | Engine) -> None:
         self.engine = build_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
         self._add_missing_columns()
         # Set by a leased worker: called with the connection at the start of every write
         # transaction of a cycle (``begin()``); raises when this process no longer leads.

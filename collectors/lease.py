@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import SystemClock
+from common.sql import create_tables
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Lease:
         self.clock = clock or SystemClock()
         self.token: int | None = None
         self.renewed_at: float | None = None  # time.monotonic() of the last successful renewal
-        lease_metadata.create_all(engine)
+        create_tables(lease_metadata, engine)
 
     def _now(self) -> float:
         return self.clock.now().timestamp()
@@ -221,7 +222,7 @@ class WorkerBeats:
     def __init__(self, engine: Engine, *, clock: Any = None) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
-        lease_metadata.create_all(engine)
+        create_tables(lease_metadata, engine)
 
     def beat(
         self,

@@ -65,6 +65,7 @@ from collectors.points import from_epoch_seconds, make_point
 from collectors.query import MetricStore, Point
 from common.clock import SystemClock
 from common.redact import redact_text
+from common.sql import create_tables
 from domain.adapters.journal import START, JournalRow, Position, SqlJournal
 from domain.adapters.sku_sales import FencedOut, SkuSalesModel
 
@@ -210,7 +211,7 @@ class RelayControl(Lease):
                  ttl_s: float = 10.0, clock: Any = None) -> None:
         super().__init__(engine, name=name, holder=holder or f"relay-{uuid.uuid4().hex[:12]}",
                          ttl_s=ttl_s, clock=clock)
-        control_metadata.create_all(engine)
+        create_tables(control_metadata, engine)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RelayControl:

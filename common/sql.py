@@ -96,3 +96,25 @@ class UTCDateTime(sa.types.TypeDecorator):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return as_utc(value)
+
+
+def create_tables(metadata: sa.MetaData, bind: Engine | sa.Connection) -> None:
+    """``metadata.create_all`` safe when several processes start at once on a fresh database.
+
+    PostgreSQL's ``CREATE TABLE`` races on its catalog (two workers starting together both see no
+    table and one fails with a duplicate ``pg_type`` key), so the creation runs under a transaction-
+    level advisory lock there; SQLite serializes writers by itself."""
+    if isinstance(bind, sa.Connection):
+        _create_locked(metadata, bind)
+        return
+    with bind.begin() as conn:
+        _create_locked(metadata, conn)
+
+
+_SCHEMA_LOCK = 0x7467_5343  # "tgSC": one advisory lock id for every tradeguard schema change
+
+
+def _create_locked(metadata: sa.MetaData, conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+    metadata.create_all(conn, checkfirst=True)

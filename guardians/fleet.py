@@ -16,6 +16,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, delet
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import Clock, SystemClock
+from common.sql import create_tables
 from guardians.db import as_utc, make_engine
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Fleet:
         self.gone_s = gone_s
         self.clock = clock or SystemClock()
         self.engine = make_engine(control_db_url)
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from common.clock import Clock, SystemClock
+from common.sql import create_tables
 from guardians.db import as_utc, make_engine
 from guardians.rules import RuleSet, canonical, diff_documents, parse_document
 
@@ -108,7 +109,7 @@ class _VersionStore:
         self.url = control_db_url
         self.clock = clock or SystemClock()
         self.engine = make_engine(control_db_url)
-        metadata.create_all(self.engine)
+        create_tables(metadata, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from common.sql import open_engine
+from common.sql import create_tables, open_engine
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class ChaosStore:
             self._owns_engine = False
         self.engine = engine
         self.url = control_db_url
-        metadata.create_all(engine, checkfirst=True)
+        create_tables(metadata, engine)
 
     def close(self) -> None:
         if self._owns_engine:

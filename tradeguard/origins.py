@@ -28,7 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from common.sql import open_engine
+from common.sql import create_tables, open_engine
 from guardians.context import DEFAULT_ORIGIN
 from guardians.http import TrustedProxies, header, peer_address
 
@@ -81,7 +81,7 @@ class ApiKeyStore:
         else:
             self._owns_engine = False
         self.engine = engine
-        metadata.create_all(engine, checkfirst=True)
+        create_tables(metadata, engine)
 
     def close(self) -> None:
         if self._owns_engine:

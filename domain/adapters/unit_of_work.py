@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from common.redact import redact_url
+from common.sql import create_tables
 from domain.adapters import orm
 from domain.adapters.auctions import SqlAuctions
 from domain.adapters.repository import SqlCatalog, SqlInventory, SqlLimits, SqlOrderRepository
@@ -168,7 +169,7 @@ class TradingDB:
         orm.metadata.drop_all(self.engine)
 
     def create_all(self) -> None:
-        orm.metadata.create_all(self.engine)
+        create_tables(orm.metadata, self.engine)
         add_missing_columns(self.engine, self.schema)
 
     def dispose(self) -> None:
