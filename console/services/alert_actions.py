@@ -17,7 +17,7 @@ from collectors.points import BREAKER_STATE_NAMES
 from console.services.alerts import ActionFailed
 from console.services.common import FieldError, errors_from
 
-ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence")
+ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence", "escalate")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,9 +30,11 @@ def act(
     by: str,
     comment: str = "",
     duration: str = "1h",
+    to_step: int | None = None,
 ) -> dict[str, Any]:
     """Run ``action`` on alert ``alert_id`` only if it is still ``expected_state``; ``ActionFailed``
-    (naming the field, or the alert that changed) otherwise."""
+    (naming the field, or the alert that changed) otherwise. ``escalate`` (firing alerts only)
+    notifies escalation step ``to_step`` (1-based; default the next step) now."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     who = (by or "").strip()
@@ -45,6 +47,8 @@ def act(
             return alerts.unacknowledge(alert_id, who, expected_state=expected_state)
         if action == "resolve":
             return alerts.resolve(alert_id, who, comment or None, expected_state=expected_state)
+        if action == "escalate":
+            return _escalate(alerts, alert_id, who, expected_state=expected_state, to_step=to_step)
         if not (comment or "").strip():
             raise ActionFailed([FieldError("comment", "required: say why this alert is silenced")])
         return alerts.silence_alert(
@@ -54,6 +58,36 @@ def act(
         raise
     except Exception as exc:
         raise ActionFailed(errors_from(exc)) from exc
+
+
+def _escalate(
+    alerts: Any, alert_id: int, who: str, *, expected_state: str, to_step: int | None
+) -> dict[str, Any]:
+    """Escalate alert ``alert_id`` if it is firing and still in the state the person saw. The alert
+    service's ``escalate`` takes no expected state, so the state is read and compared here first
+    (the service still refuses an alert that is not firing by then)."""
+    if expected_state != "firing":
+        raise ActionFailed(
+            [
+                FieldError(
+                    "expected_state",
+                    f"only a firing alert can be escalated; #{alert_id} was shown as "
+                    f"{expected_state or 'nothing'}",
+                )
+            ]
+        )
+    current = alerts.get_alert(alert_id)
+    state, rule = current.get("state"), current.get("rule") or ""
+    if state != expected_state:
+        if state in ("firing", "pending"):
+            msg = f"Alert #{alert_id} {rule} changed from {expected_state} to {state} since you opened it; "
+            msg += "review and try again"
+        else:
+            gone = "cleared" if state == "inactive" else state
+            msg = f"Alert #{alert_id} {rule} was {gone} since you opened it (it was {expected_state}); "
+            msg += "nothing was done"
+        raise ActionFailed([FieldError("", msg)])
+    return alerts.escalate(alert_id, who, to_step)
 
 
 def set_on_call(
