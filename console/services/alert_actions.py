@@ -13,12 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from collectors.points import BREAKER_STATE_NAMES
+from alerts.format import unit_of, value_text
 from console.services.alerts import ActionFailed
 from console.services.common import FieldError, errors_from
 
 ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence", "escalate")
 REPO = Path(__file__).resolve().parents[2]
+__all__ = [
+    "act",
+    "condition_text",
+    "rule_documents",
+    "runbook_section",
+    "set_on_call",
+    "unit_of",
+    "value_text",
+]
 
 
 def act(
@@ -114,45 +123,6 @@ def rule_documents(alerts: Any) -> dict[str, dict[str, Any]]:
         return {d["name"]: d for d in rules()}
     except Exception:
         return {}
-
-
-def unit_of(rule: Mapping[str, Any] | None) -> str:
-    """``%`` for ratios, ``ms`` for *_ms fields, ``s`` for heartbeats, ``breaker`` for breaker states,
-    ``points`` for the outbox growth; empty when unknown."""
-    if not rule:
-        return ""
-    if rule.get("kind") == "heartbeat":
-        return "s"
-    q = rule.get("query") or {}
-    if q.get("ratio"):
-        return "%"
-    if q.get("measurement") == "breaker_events":
-        return "breaker"
-    if str(q.get("field") or "").endswith("_ms"):
-        return "ms"
-    if q.get("function") == "delta":
-        return "points"
-    return ""
-
-
-def value_text(value: Any, unit: str) -> str:
-    """A value rounded for a person: ``76.2 %``, ``812 ms``, ``open``, ``35 s``; ``no data`` for None."""
-    if value is None:
-        return "no data"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if unit == "%":
-        return f"{100 * v:.1f} %"
-    if unit == "breaker":
-        name = BREAKER_STATE_NAMES.get(int(v)) if float(v).is_integer() else None
-        return name.replace("_", "-") if name else f"{v:g}"
-    if unit in ("ms", "s"):
-        return f"{v:,.0f} {unit}"
-    if unit == "points":
-        return f"{v:+,.0f} points"
-    return f"{v:,.4g}"
 
 
 def condition_text(rule: Mapping[str, Any] | None) -> str:
