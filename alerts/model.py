@@ -16,6 +16,8 @@ from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from alerts.format import drop_written_units, unit_of, value_text
+
 if TYPE_CHECKING:
     from alerts.proposal import ProposalDoc
 
@@ -121,14 +123,16 @@ class AlertRule:
         }
 
     def render_annotations(self, labels: Mapping[str, str], value: float | None) -> dict[str, str]:
-        """Annotations with ``{label}`` / ``{value}`` / ``{threshold}`` placeholders filled in."""
+        """Annotations with ``{label}`` / ``{value}`` / ``{threshold}`` placeholders filled in; the
+        value and threshold rounded with the rule's unit (``alerts.format``: ``39.2 %``, ``812 ms``)."""
+        unit = unit_of(self)
         values = _Default(labels)
-        values["value"] = "no data" if value is None else f"{value:.4g}"
-        values["threshold"] = f"{self.threshold:g}"
+        values["value"] = value_text(value, unit)
+        values["threshold"] = value_text(self.threshold, unit)
         out = {}
         for key, text in self.annotations.items():
             try:
-                out[key] = str(text).format_map(values)
+                out[key] = drop_written_units(str(text), unit).format_map(values)
             except (ValueError, IndexError):
                 out[key] = str(text)
         return out

@@ -17,6 +17,12 @@ Profiles (rate multipliers over time, see ``rate_factor``):
 The mix: mostly order placements (``flash_sale`` orders on flash SKUs during a surge,
 ``fixed_price`` otherwise), payment of placed orders, some buyer cancellations and
 partial refunds of paid orders; orders left unpaid are cancelled by the node's timeout job.
+
+With ``--tx-mix``, the other transaction types are carried through too: a presale placed (deposit
+paid) has its balance paid (``{"stage": "balance"}``) once the window its order answer gives is
+open; a cash-on-delivery order is shipped and delivered with the cash collected (merchant actions:
+the ops token); ``auction=W`` turns that share of placements into bids on the seed's running demo
+auction (``GET /auctions/{id}`` for the next minimum, then ``POST /auctions/{id}/bids``).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import httpx
@@ -68,7 +75,15 @@ class TrafficError(ValueError):
     """A bad traffic option; the message names the option and the allowed values."""
 
 
-MIX_TX_TYPES = ("fixed_price", "flash_sale", "presale", "cod")  # buyers cannot order "auction"
+# "auction" is not an order a buyer places (422 auction.by_award): its share of placements are bids
+MIX_TX_TYPES = ("fixed_price", "flash_sale", "presale", "cod", "auction")
+
+
+def demo_auction_ids() -> tuple[str, ...]:
+    """The auctions the seed puts up (``domain.catalog.demo_auction``), the ones the simulator bids on."""
+    from domain.catalog import demo_auction
+
+    return (demo_auction(datetime.now(UTC)).id,)
 
 
 def parse_tx_mix(text: str) -> dict[str, float]:
@@ -107,6 +122,7 @@ class TrafficConfig:
     # the node's TRADEGUARD_OPS_TOKEN: the merchant's refund completion needs it (never printed)
     ops_token: str | None = field(default=None, repr=False)
     tx_mix: dict[str, float] | None = None  # share of placements per tx type (parse_tx_mix); None: as before
+    auction_ids: tuple[str, ...] | None = None  # auctions to bid on with tx_mix auction=W; None: the seed's
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -229,14 +245,60 @@ class Placed:
 
 
 @dataclass
+class PresaleDue:
+    """A presale whose deposit is paid: its balance may be paid inside the window the answer gave."""
+
+    order_id: str
+    lines: list[dict[str, Any]]
+    starts_at: datetime
+    ends_at: datetime
+
+    def open_at(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass
+class CodOrder:
+    """A confirmed cash-on-delivery order: its sub-orders are to be shipped and delivered."""
+
+    order_id: str
+    lines: list[dict[str, Any]]
+    sub_order_ids: list[str]
+
+
+@dataclass
 class ShopperState:
-    """Orders the simulated shoppers hold, for pay / cancel / refund."""
+    """Orders the simulated shoppers hold, for pay / cancel / refund, balance payment and delivery."""
 
     unpaid: deque[Placed] = field(default_factory=lambda: deque(maxlen=5000))
     paid: deque[Placed] = field(default_factory=lambda: deque(maxlen=5000))
+    presales: deque[PresaleDue] = field(default_factory=lambda: deque(maxlen=5000))
+    cod: deque[CodOrder] = field(default_factory=lambda: deque(maxlen=5000))
+
+    def settleable(self, now: datetime | None) -> bool:
+        """A COD order to deliver or a presale whose balance window is open now."""
+        if self.cod:
+            return True
+        return now is not None and any(p.open_at(now) for p in self.presales)
+
+    def take_settlement(self, rng: random.Random, now: datetime) -> PresaleDue | CodOrder | None:
+        """One settlement to do now (a presale whose window is open, or a COD order to deliver), taken
+        out of the state; presales whose window has closed are dropped (the node lapses them)."""
+        for p in [p for p in self.presales if now >= p.ends_at]:
+            self.presales.remove(p)
+        due = [p for p in self.presales if p.open_at(now)]
+        kinds = [k for k, has in (("balance", due), ("deliver", self.cod)) if has]
+        if not kinds:
+            return None
+        if rng.choice(kinds) == "balance":
+            self.presales.remove(due[0])
+            return due[0]
+        return self.cod.popleft()
 
 
-def choose_action(rng: random.Random, state: ShopperState) -> str:
+def choose_action(rng: random.Random, state: ShopperState, now: datetime | None = None) -> str:
+    """``place`` / ``pay`` / ``cancel`` / ``refund`` by ``MIX``; ``settle`` (pay a presale balance or
+    deliver a COD order) takes half the pay share while there is one to do at ``now``."""
     r = rng.random()
     acc = 0.0
     action = "place"
@@ -245,6 +307,8 @@ def choose_action(rng: random.Random, state: ShopperState) -> str:
         if r < acc:
             action = name
             break
+    if action == "pay" and state.settleable(now) and (not state.unpaid or rng.random() < 0.5):
+        return "settle"
     if action in ("pay", "cancel") and not state.unpaid:
         return "place"
     if action == "refund" and not state.paid:
@@ -359,8 +423,10 @@ class TrafficRunner:
         *,
         out: TextIO | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._transport = transport
         self.out = out or sys.stderr
         seed = config.seed if config.seed is not None else random.randrange(2**31)
@@ -377,6 +443,10 @@ class TrafficRunner:
         self._order_seq = 0
         self._base_url = config.url.rstrip("/")
         self._merchant_headers = {"Authorization": f"Bearer {config.ops_token}"} if config.ops_token else {}
+        bids = bool(config.tx_mix and config.tx_mix.get("auction"))
+        self.auction_ids: tuple[str, ...] = (
+            (config.auction_ids if config.auction_ids is not None else demo_auction_ids()) if bids else ()
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -435,23 +505,25 @@ class TrafficRunner:
 
     async def _request(self, client: httpx.AsyncClient, t: float) -> None:
         cfg = self.config
-        action = choose_action(self.rng, self.state)
+        action = choose_action(self.rng, self.state, self.clock() if cfg.tx_mix else None)
         started = time.perf_counter()
         self.interval.sent += 1
         try:
-            if action == "place":
+            if action == "settle":
+                await self._settle(client, started)
+            elif action == "place":
                 self._order_seq += 1
                 flash = self.rng.random() < flash_share(cfg.profile, t, cfg.cycle_s, cfg.multiplier)
+                tx_type = None if flash else pick_tx_type(self.rng, cfg.tx_mix)
+                if tx_type == "auction":
+                    await self._bid(client, started)
+                    return
                 key = f"traffic-{self.seed}-{self._order_seq}"
-                body = make_order_body(self.rng, self.skus, flash, cfg.buyers, key,
-                                       None if flash else pick_tx_type(self.rng, cfg.tx_mix))
+                body = make_order_body(self.rng, self.skus, flash, cfg.buyers, key, tx_type)
                 response = await client.post("/orders", json=body)
                 if self._record(response, started):
                     self.business["orders_placed"] += 1
-                    order = response.json()
-                    order_id = order.get("id") or order.get("order_id")
-                    if order_id:
-                        self.state.unpaid.append(Placed(str(order_id), body["lines"]))
+                    self._keep(body, response.json())
             elif action == "pay":
                 placed = self.state.unpaid.popleft()
                 response = await client.post(f"/orders/{placed.order_id}/pay")
@@ -491,6 +563,93 @@ class TrafficRunner:
         except httpx.TransportError as exc:
             self.interval.conn_errors += 1
             log.debug("transport error: %s", exc)
+
+    def _keep(self, body: dict[str, Any], order: Any) -> None:
+        """Remember a placed order for what comes next: a presale's balance (inside the window the
+        answer gives), a COD order's delivery, or a regular order's payment."""
+        if not isinstance(order, dict):
+            return
+        order_id = order.get("id") or order.get("order_id")
+        if not order_id:
+            return
+        lines = body["lines"]
+        presale = order.get("presale")
+        if body.get("tx_type") == "presale" or isinstance(presale, dict):
+            self.business["presale_deposits"] += 1
+            window = _presale_window(presale)
+            if window is not None:
+                self.state.presales.append(PresaleDue(str(order_id), lines, *window))
+            return
+        if order.get("cash_on_delivery") or body.get("tx_type") == "cod":
+            subs = [
+                str(s["id"]) for s in order.get("sub_orders") or () if isinstance(s, dict) and s.get("id")
+            ]
+            if subs:
+                self.state.cod.append(CodOrder(str(order_id), lines, subs))
+            return
+        self.state.unpaid.append(Placed(str(order_id), lines))
+
+    async def _settle(self, client: httpx.AsyncClient, started: float) -> None:
+        """Pay a presale's balance inside its window, or ship and deliver a COD order (cash collected)."""
+        due = self.state.take_settlement(self.rng, self.clock())
+        if due is None:  # the window closed between the choice and now: nothing sent
+            self.interval.sent -= 1
+            return
+        if isinstance(due, PresaleDue):
+            response = await client.post(f"/orders/{due.order_id}/pay", json={"stage": "balance"})
+            if self._record(response, started):
+                self.business["presale_balances_paid"] += 1
+                self.state.paid.append(Placed(due.order_id, due.lines))
+            elif response.status_code in (402, 409, 422):
+                self.business["presale_balances_refused"] += 1
+            return
+        first = True
+        for sub_id in due.sub_order_ids:
+            if not first:
+                self.interval.sent += 1
+                started = time.perf_counter()
+            first = False
+            shipped = await client.post(
+                f"/sub-orders/{sub_id}/ship",
+                json={"carrier": "SF Express", "tracking_no": f"SF{self.rng.randrange(10**10):010d}"},
+                headers=self._merchant_headers,
+            )
+            if not self._record(shipped, started):
+                return
+            self.interval.sent += 1
+            started = time.perf_counter()
+            delivered = await client.post(
+                f"/sub-orders/{sub_id}/deliver", json={"collected": True}, headers=self._merchant_headers
+            )
+            if not self._record(delivered, started):
+                return
+        self.business["cod_delivered"] += 1
+
+    async def _bid(self, client: httpx.AsyncClient, started: float) -> None:
+        """Bid the next minimum on a running auction (read first: ``phase`` and ``next_min_cents``)."""
+        if not self.auction_ids:
+            self.business["bids_skipped"] += 1
+            self.interval.sent -= 1
+            return
+        auction_id = self.rng.choice(self.auction_ids)
+        got = await client.get(f"/auctions/{auction_id}")
+        if not self._record(got, started):
+            return
+        auction = got.json()
+        if not isinstance(auction, dict) or auction.get("phase") != "running":
+            self.business["bids_skipped"] += 1
+            return
+        self.interval.sent += 1
+        started = time.perf_counter()
+        buyer = f"buyer-{self.rng.randrange(self.config.buyers):05d}"
+        amount = int(auction.get("next_min_cents") or 0)
+        response = await client.post(
+            f"/auctions/{auction_id}/bids", json={"buyer_id": buyer, "amount_cents": amount}
+        )
+        if self._record(response, started):
+            self.business["bids"] += 1
+        elif response.status_code == 409:  # outbid in between, or the auction ended
+            self.business["bids_refused"] += 1
 
     # --- the loop
     async def run(self) -> dict[str, Any]:
@@ -601,6 +760,13 @@ class TrafficRunner:
             "orders_cancelled": self.business["orders_cancelled"],
             "refunds": self.business["refunds"],
             "refunds_completed": self.business["refunds_completed"],
+            "presale_deposits": self.business["presale_deposits"],
+            "presale_balances_paid": self.business["presale_balances_paid"],
+            "presale_balances_refused": self.business["presale_balances_refused"],
+            "cod_delivered": self.business["cod_delivered"],
+            "bids": self.business["bids"],
+            "bids_refused": self.business["bids_refused"],
+            "bids_skipped": self.business["bids_skipped"],
         }
 
 
@@ -610,6 +776,22 @@ def _id_of(response: httpx.Response) -> str | None:
         if isinstance(body, dict) and body.get("id"):
             return str(body["id"])
     return None
+
+
+def _presale_window(presale: Any) -> tuple[datetime, datetime] | None:
+    """``(balance_starts_at, balance_ends_at)`` of an order answer's ``presale``; None without one."""
+    if not isinstance(presale, dict):
+        return None
+    try:
+        starts = datetime.fromisoformat(str(presale["balance_starts_at"]))
+        ends = datetime.fromisoformat(str(presale["balance_ends_at"]))
+    except (KeyError, ValueError):
+        return None
+    if starts.tzinfo is None:
+        starts = starts.replace(tzinfo=UTC)
+    if ends.tzinfo is None:
+        ends = ends.replace(tzinfo=UTC)
+    return starts, ends
 
 
 def _status_of(response: httpx.Response) -> str | None:

@@ -13,12 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from collectors.points import BREAKER_STATE_NAMES
+from alerts.format import unit_of, value_text
 from console.services.alerts import ActionFailed
 from console.services.common import FieldError, errors_from
 
-ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence")
+ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence", "escalate")
 REPO = Path(__file__).resolve().parents[2]
+__all__ = [
+    "act",
+    "condition_text",
+    "rule_documents",
+    "runbook_section",
+    "set_on_call",
+    "unit_of",
+    "value_text",
+]
 
 
 def act(
@@ -30,9 +39,11 @@ def act(
     by: str,
     comment: str = "",
     duration: str = "1h",
+    to_step: int | None = None,
 ) -> dict[str, Any]:
     """Run ``action`` on alert ``alert_id`` only if it is still ``expected_state``; ``ActionFailed``
-    (naming the field, or the alert that changed) otherwise."""
+    (naming the field, or the alert that changed) otherwise. ``escalate`` (firing alerts only)
+    notifies escalation step ``to_step`` (1-based; default the next step) now."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
     who = (by or "").strip()
@@ -45,6 +56,8 @@ def act(
             return alerts.unacknowledge(alert_id, who, expected_state=expected_state)
         if action == "resolve":
             return alerts.resolve(alert_id, who, comment or None, expected_state=expected_state)
+        if action == "escalate":
+            return _escalate(alerts, alert_id, who, expected_state=expected_state, to_step=to_step)
         if not (comment or "").strip():
             raise ActionFailed([FieldError("comment", "required: say why this alert is silenced")])
         return alerts.silence_alert(
@@ -54,6 +67,36 @@ def act(
         raise
     except Exception as exc:
         raise ActionFailed(errors_from(exc)) from exc
+
+
+def _escalate(
+    alerts: Any, alert_id: int, who: str, *, expected_state: str, to_step: int | None
+) -> dict[str, Any]:
+    """Escalate alert ``alert_id`` if it is firing and still in the state the person saw. The alert
+    service's ``escalate`` takes no expected state, so the state is read and compared here first
+    (the service still refuses an alert that is not firing by then)."""
+    if expected_state != "firing":
+        raise ActionFailed(
+            [
+                FieldError(
+                    "expected_state",
+                    f"only a firing alert can be escalated; #{alert_id} was shown as "
+                    f"{expected_state or 'nothing'}",
+                )
+            ]
+        )
+    current = alerts.get_alert(alert_id)
+    state, rule = current.get("state"), current.get("rule") or ""
+    if state != expected_state:
+        if state in ("firing", "pending"):
+            msg = f"Alert #{alert_id} {rule} changed from {expected_state} to {state} since you opened it; "
+            msg += "review and try again"
+        else:
+            gone = "cleared" if state == "inactive" else state
+            msg = f"Alert #{alert_id} {rule} was {gone} since you opened it (it was {expected_state}); "
+            msg += "nothing was done"
+        raise ActionFailed([FieldError("", msg)])
+    return alerts.escalate(alert_id, who, to_step)
 
 
 def set_on_call(
@@ -80,45 +123,6 @@ def rule_documents(alerts: Any) -> dict[str, dict[str, Any]]:
         return {d["name"]: d for d in rules()}
     except Exception:
         return {}
-
-
-def unit_of(rule: Mapping[str, Any] | None) -> str:
-    """``%`` for ratios, ``ms`` for *_ms fields, ``s`` for heartbeats, ``breaker`` for breaker states,
-    ``points`` for the outbox growth; empty when unknown."""
-    if not rule:
-        return ""
-    if rule.get("kind") == "heartbeat":
-        return "s"
-    q = rule.get("query") or {}
-    if q.get("ratio"):
-        return "%"
-    if q.get("measurement") == "breaker_events":
-        return "breaker"
-    if str(q.get("field") or "").endswith("_ms"):
-        return "ms"
-    if q.get("function") == "delta":
-        return "points"
-    return ""
-
-
-def value_text(value: Any, unit: str) -> str:
-    """A value rounded for a person: ``76.2 %``, ``812 ms``, ``open``, ``35 s``; ``no data`` for None."""
-    if value is None:
-        return "no data"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if unit == "%":
-        return f"{100 * v:.1f} %"
-    if unit == "breaker":
-        name = BREAKER_STATE_NAMES.get(int(v)) if float(v).is_integer() else None
-        return name.replace("_", "-") if name else f"{v:g}"
-    if unit in ("ms", "s"):
-        return f"{v:,.0f} {unit}"
-    if unit == "points":
-        return f"{v:+,.0f} points"
-    return f"{v:,.4g}"
 
 
 def condition_text(rule: Mapping[str, Any] | None) -> str:

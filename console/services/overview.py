@@ -95,6 +95,17 @@ def _sum(rows: list[Row], name: str) -> float:
     return float(sum(r.values.get(name) or 0.0 for r in rows))
 
 
+def _covered_s(rows: list[Row], w: Window) -> float:
+    """Seconds of the window the rows' data covers: from the first recorded bucket (or the window's
+    start) to the window's present end, as the Resources table's rates divide (``resources.py``). A
+    node started 1 minute into a 5-minute range has its orders divided by 1 minute, not 5."""
+    times = [r.time for r in rows if any(v is not None for v in r.values.values())]
+    if not times:
+        return w.covered_s
+    first = max(min(times), w.start)
+    return min(w.covered_s, max(1.0, (w.until - first).total_seconds()))
+
+
 def read_overview(
     metrics: MetricStore,
     app: str,
@@ -233,7 +244,8 @@ def read_overview(
         "placed_per_s_now": _sum(now_orders, "placed") / NOW_S,
         "now_span_s": float(NOW_S),
         "now_lag_s": float(NOW_LAG_S),
-        "placed_per_s_range": placed / w.covered_s,
+        "placed_per_s_range": placed / _covered_s(orders_rows, w),
+        "range_covered_s": _covered_s(orders_rows, w),
         "payment_success_pct_now": 100.0 * _sum(now_pay, "success") / charges_now if charges_now else None,
         "payment_success_pct": 100.0 * float(pay["success"].sum()) / charges if charges else None,
         "blocked": total_blocked,

@@ -171,7 +171,7 @@ def _actions(alert: dict) -> None:
         comment = f2.text_input("Comment (required to silence)", key=f"alert_comment_{aid}")
         duration = f3.selectbox("Silence for", SILENCE_DURATIONS, index=1, key=f"alert_for_{aid}")
         st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
-        b = st.columns([3, 2, 2, 2])
+        b = st.columns([3, 2, 2, 2, 2])
         acked = bool(alert.get("acknowledged"))
         clicked = {
             "acknowledge": b[0].form_submit_button(
@@ -181,6 +181,10 @@ def _actions(alert: dict) -> None:
             "silence": b[2].form_submit_button(f"Silence #{aid}", disabled=bool(alert.get("silenced_by"))),
             "resolve": b[3].form_submit_button(f"Resolve #{aid}"),
         }
+        if state == "firing":
+            clicked["escalate"] = b[4].form_submit_button(
+                f"Escalate #{aid} {rule}", help="notify the next step of the escalation policy now"
+            )
     action = next((k for k, v in clicked.items() if v), None)
     st.session_state[SEEN] = {"id": aid, "state": state, "rule": rule}
     if action is None:
@@ -199,7 +203,12 @@ def _actions(alert: dict) -> None:
         for e in exc.errors:
             st.error(f"{e.path or action}: {e.message}", icon=":material/error:")
     else:
-        done = {"acknowledge": "acknowledged", "unacknowledge": "unacknowledged", "silence": "silenced"}
+        done = {
+            "acknowledge": "acknowledged",
+            "unacknowledge": "unacknowledged",
+            "silence": "silenced",
+            "escalate": "escalated",
+        }
         st.session_state.alerts_flash = (
             f"Alert #{aid} {rule}: {done.get(action, action + 'd')} by {svc.principal.name}"
             + (f" for {duration}" if action == "silence" else "")

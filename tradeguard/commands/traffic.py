@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, s (default 5)")
     p.add_argument("--tx-mix", default=None, metavar="TYPE=W,...",
                    help="share of order placements per transaction type, e.g. fixed_price=80,presale=10,"
-                        "cod=10 (types: fixed_price, flash_sale, presale, cod; default: fixed_price, plus "
+                        "cod=10 (types: fixed_price, flash_sale, presale, cod, auction = bids on the seed's "
+                        "auction; presale balances paid in their window, COD delivered; default: "
+                        "fixed_price, plus "
                         "flash_sale by --profile)")
     p.set_defaults(func=_handle)

@@ -77,7 +77,7 @@ def test_for_moves_pending_then_firing_then_resolved(env):
     env.ev.evaluate()
     [a] = open_alerts(env)
     assert a.state == "firing" and a.fired_at == env.clock.now()
-    assert a.annotations["summary"].startswith("success rate 0.8")
+    assert a.annotations["summary"].startswith("success rate 80.0 %")
     env.clock.advance(70)  # old failures leave the window
     payments(env, 100, 0)
     env.ev.evaluate()

@@ -292,3 +292,66 @@ def test_a_resource_alert_links_the_exemplar_traces_that_made_it_fire(env, tmp_p
     assert "Exemplar traces" in shown and f"traces?trace_id={failed}" in shown
     assert other_node not in shown  # the alert names node n1
     spans.close()
+
+
+def escalate_button(at: AppTest, alert_id: int):
+    return next(b for b in at.button if b.label.startswith(f"Escalate #{alert_id} "))
+
+
+TWO_STEPS = """
+route: {receiver: pager, group_by: [alertname], group_wait: 0s, group_interval: 1m, repeat_interval: 1h}
+channels:
+  - {name: first, kind: log}
+  - {name: second, kind: log}
+escalation_policies:
+  - name: pager
+    steps:
+      - channels: [first]
+      - {wait: 10m, channels: [second]}
+"""
+
+
+def test_a_firing_alert_can_be_escalated_by_the_signed_in_user_and_only_that_alert(env):
+    store, alerts, clock = env
+    alerts.apply(TWO_STEPS, by="setup")
+    pay, brk, lat = several(store, clock)
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(pay).run()
+    # a pending alert has nothing to escalate yet
+    assert not [b for b in at.button if b.label.startswith("Escalate #")]
+    at.selectbox(key="alert_pick").set_value(brk).run()
+    assert escalate_button(at, brk).label == f"Escalate #{brk} BreakerOpen"
+    escalate_button(at, brk).click().run()
+    assert not at.exception
+    assert f"Alert #{brk} BreakerOpen: escalated by olivia" in texts(at.success)
+    steps = {a.id: a.escalation_step for a in store.open_alerts()}
+    assert steps == {pay: 0, brk: 1, lat: 0}
+    events = alerts.timeline(brk)["events"]
+    assert [(e["kind"], e["by"]) for e in events if e["kind"] == "escalated"] == [("escalated", "olivia")]
+    # the last step is reached: escalating again is refused with the service's reason
+    escalate_button(at, brk).click().run()
+    assert "no further step" in texts(at.error)
+    assert store.get_alert(brk).escalation_step == 1
+
+
+def test_escalate_needs_the_ack_permission(env):
+    store, alerts, clock = env
+    _, brk, _ = several(store, clock)
+    from console.services.access import GuardedAlerts
+
+    viewer = GuardedAlerts(alerts, Principal("mo", "merchant", ("shop",)))
+    with pytest.raises(Exception, match="may not acknowledge alerts"):
+        viewer.escalate(brk, "mo")
+    assert store.get_alert(brk).escalation_step == 0
+
+
+def test_escalating_an_alert_that_changed_is_refused(env):
+    store, _, clock = env
+    _, brk, _ = several(store, clock)
+    at = open_page()
+    at.selectbox(key="alert_pick").set_value(brk).run()
+    change(store, brk, "inactive")
+    escalate_button(at, brk).click().run()
+    assert not at.exception
+    assert store.get_alert(brk).escalation_step == 0
+    assert f"Alert #{brk} BreakerOpen" in texts(at.warning) + texts(at.error)

@@ -235,3 +235,25 @@ def test_resources_page_refreshes_as_a_whole_with_as_of(monkeypatch, svc, metric
     assert at.dataframe[0].value.loc[0, "calls the guard passed"] == 150
     assert f"As of **{clock.now():%Y-%m-%d %H:%M:%S} UTC**" in "\n".join(c.value for c in at.caption)
     assert timedelta(0) < clock.now() - datetime.fromtimestamp(n, UTC) <= timedelta(seconds=2)
+
+
+def test_range_rate_divides_by_the_seconds_the_data_covers(svc, metrics, clock):
+    """Orders only in the last 10 minutes of a 1 h range: the range rate is their rate (2 / s), not
+    their count spread over the hour (0.33 / s); a range the data fills divides by the whole range."""
+    n = int(clock.now().timestamp()) - 2
+    metrics.write([order_point(s, placed=2, paid=1, gmv=1.0) for s in range(n - 600, n)])
+    data = svc.overview("1h")
+    k = data.kpis
+    assert k["placed"] == 1200
+    assert 600 <= k["range_covered_s"] <= 600 + data.window.bucket_s + 3
+    assert k["placed_per_s_range"] == pytest.approx(2.0, rel=0.06)
+    assert k["placed_per_s_range"] > 3 * k["placed"] / data.window.covered_s
+    full = svc.overview("5m")
+    assert full.kpis["range_covered_s"] == pytest.approx(full.window.covered_s)
+    assert full.kpis["placed_per_s_range"] == pytest.approx(full.kpis["placed"] / full.window.covered_s)
+
+
+def test_range_rate_of_an_empty_range_is_zero(svc):
+    data = svc.overview("15m")
+    assert data.kpis["placed_per_s_range"] == 0.0
+    assert data.kpis["range_covered_s"] == pytest.approx(data.window.covered_s)

@@ -18,7 +18,7 @@ SKUS = [Sku("A", "s1", 100, False, ("fixed_price",)),
 def test_parse_tx_mix():
     assert parse_tx_mix("fixed_price=80,presale=10,cod=10") == {
         "fixed_price": 0.8, "presale": 0.1, "cod": 0.1}
-    for bad in ("auction=1", "cod", "cod=x", "cod=-1", "cod=0"):
+    for bad in ("lottery=1", "cod", "cod=x", "cod=-1", "cod=0"):
         with pytest.raises(TrafficError):
             parse_tx_mix(bad)
 
