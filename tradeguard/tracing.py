@@ -114,6 +114,17 @@ class GuardPort(Protocol):
               fallback: Callable[[BaseException], T] | None = None) -> T: ...
 
 
+def _attrs(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes as a plain mapping. The SDK's ``BoundedAttributes`` answers ``in`` and
+    ``get`` for a missing key by raising and catching ``KeyError`` (``Mapping``'s defaults): read the
+    dict behind it, which every ended span's decision looks into several times."""
+    attrs = span.attributes
+    if not attrs:
+        return {}
+    plain = getattr(attrs, "_dict", None)
+    return plain if isinstance(plain, dict) else attrs
+
+
 def _is_blocked(exc: BaseException) -> bool:
     from guardians.errors import Blocked
 
@@ -349,11 +360,11 @@ class TailSamplingProcessor(SpanProcessor):
             return True
         rule = ""
         for s in spans:
-            attrs = s.attributes or {}
+            attrs = _attrs(s)
             if attrs.get(ATTR_DECISION) in ("blocked", "degraded"):
                 rule = str(attrs.get(ATTR_RULE) or "")
                 break
-        key = (str((root.attributes or {}).get(ATTR_RESOURCE) or root.name), rule)
+        key = (str(_attrs(root).get(ATTR_RESOURCE) or root.name), rule)
         now = self.clock()
         bucket = self._budget.get(key)
         if bucket is None:
@@ -374,11 +385,11 @@ class TailSamplingProcessor(SpanProcessor):
         for s in spans:
             if s.status.status_code is StatusCode.ERROR:
                 error = True
-            if (s.attributes or {}).get(ATTR_DECISION) in ("blocked", "degraded"):
+            if _attrs(s).get(ATTR_DECISION) in ("blocked", "degraded"):
                 blocked = True
         if error or any(c.error is not None for c in calls):
             return "error"
-        attrs = root.attributes or {}
+        attrs = _attrs(root)
         if "db.system" in attrs or "db.system.name" in attrs:
             return None  # a bare statement of a scheduled job
         if blocked:
