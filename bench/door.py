@@ -84,13 +84,14 @@ async def _post_all(app: Any, mode: str, n: int, profile: bool) -> dict[str, Any
 
 
 def _no_trio() -> None:
-    """httpx's ASGITransport asks, per request, whether trio runs by importing it; trio is not
-    installed, so each refused request paid a failed import (a file-system search, ~20 % of the
+    """httpx's ASGITransport asks, per request, whether trio runs by importing ``sniffio``; it is
+    not installed here, so each request paid a failed import (a file-system search, ~20-40 % of the
     measured time) that a served node never pays. A ``None`` in ``sys.modules`` fails it at once."""
-    try:
-        import trio  # noqa: F401
-    except ImportError:
-        sys.modules["trio"] = None  # type: ignore[assignment]
+    for name in ("sniffio", "trio"):
+        try:
+            __import__(name)
+        except ImportError:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def measure(mode: str, n: int, root: Path, profile: bool = False) -> dict[str, Any]:

@@ -117,12 +117,12 @@ class GuardPort(Protocol):
 def _attrs(span: ReadableSpan) -> Mapping[str, Any]:
     """A span's attributes as a plain mapping. The SDK's ``BoundedAttributes`` answers ``in`` and
     ``get`` for a missing key by raising and catching ``KeyError`` (``Mapping``'s defaults): read the
-    dict behind it, which every ended span's decision looks into several times."""
-    attrs = span.attributes
-    if not attrs:
-        return {}
-    plain = getattr(attrs, "_dict", None)
-    return plain if isinstance(plain, dict) else attrs
+    dict behind it (an ended span's ``attributes`` is a read-only proxy of them), which every ended
+    span's decision looks into several times; any other span: its ``attributes``."""
+    plain = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(plain, dict):
+        return plain
+    return span.attributes or {}
 
 
 def _is_blocked(exc: BaseException) -> bool:
