@@ -51,12 +51,28 @@ _STATUS = {"breaker": 503, "authority": 403}
 MAX_BODY = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
 
 
+_SPECS: dict[int, tuple[Any, Any]] = {}  # id(rule) -> (rule, to_dict()): rules are immutable
+
+
+def _rule_spec(rule: Any) -> Any:
+    """``rule.to_dict()``, computed once per rule object (a refusal flood blocks on a few rules)."""
+    if not hasattr(rule, "to_dict"):
+        return None
+    hit = _SPECS.get(id(rule))
+    if hit is not None and hit[0] is rule:
+        return dict(hit[1])
+    spec = rule.to_dict()
+    if len(_SPECS) >= 1024:  # rules are replaced on every reload: bounded, cleared when full
+        _SPECS.clear()
+    _SPECS[id(rule)] = (rule, spec)
+    return dict(spec)
+
+
 def blocked_problem(exc: Blocked) -> tuple[int, dict[str, str], dict[str, Any]]:
     """(status, headers, problem+json body) for a blocked call: 403 authority, 503 breaker, else 429."""
     status = _STATUS.get(exc.kind, 429)
     retry = max(1, math.ceil(exc.retry_after_s or 1))
-    rule = exc.rule
-    spec = rule.to_dict() if hasattr(rule, "to_dict") else None
+    spec = _rule_spec(exc.rule)
     body = {
         "type": f"{PROBLEM_BASE}{exc.kind}-blocked",
         "title": _TITLES[status],

@@ -33,6 +33,15 @@ error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``; the rest is for
 decision is local to the node: a trace that continues a caller's ``traceparent`` is judged by this
 node's part of it (the caller's own sampler decides its part).
 
+Blocked calls under a flood: every blocked call is *counted* (``decisions.blocked``), but full traces
+are built and stored for at most ``blocked_per_s`` (default 5) per second per (resource, rule); the
+rest are counted as ``blocked_over_budget`` and forgotten. In a 50× surge a node refuses hundreds of
+requests a second, all alike; keeping each one's trace put hundreds of SQLite writes a second on the
+node exactly when its CPU is scarcest (``bench door``: ~40 % of a refusal's CPU), for traces that
+tell on-call nothing the first few of each second did not. This is the rate-limiting sampler of
+mature tracers (Jaeger's) applied to the blocked outcome only; errors and slow requests are never
+budgeted. ``blocked_per_s=None`` keeps every blocked trace (the old behaviour).
+
 Where kept traces go: ``ExportQueue``, a bounded queue (oldest dropped first and counted) drained
 by one daemon thread, so neither a full store nor an OTLP collector that is down ever blocks or
 fails a request; drops are in ``/ops/health`` (``stores.tracing``). The sink is OTLP/HTTP when
@@ -72,6 +81,7 @@ T = TypeVar("T")
 
 PAYMENT_CHARGE = "payment.charge"  # the guarded call to the payment gateway (domain.ports.PAYMENT_CHARGE)
 OUTCOMES = ("error", "blocked", "slow", "sampled")
+BLOCKED_PER_S = 5.0  # kept blocked traces per second per (resource, rule); the rest only counted
 ATTR_DECISION = "tradeguard.guard.decision"
 ATTR_RULE = "tradeguard.guard.rule"
 ATTR_RULE_TYPE = "tradeguard.guard.rule_type"
@@ -102,6 +112,17 @@ def current_ids() -> tuple[str, str] | None:
 class GuardPort(Protocol):
     def guard(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str] | None = None,
               fallback: Callable[[BaseException], T] | None = None) -> T: ...
+
+
+def _attrs(span: ReadableSpan) -> Mapping[str, Any]:
+    """A span's attributes as a plain mapping. The SDK's ``BoundedAttributes`` answers ``in`` and
+    ``get`` for a missing key by raising and catching ``KeyError`` (``Mapping``'s defaults): read the
+    dict behind it (an ended span's ``attributes`` is a read-only proxy of them), which every ended
+    span's decision looks into several times; any other span: its ``attributes``."""
+    plain = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(plain, dict):
+        return plain
+    return span.attributes or {}
 
 
 def _is_blocked(exc: BaseException) -> bool:
@@ -256,12 +277,23 @@ class TailSamplingProcessor(SpanProcessor):
     root: the oldest is dropped (``pending_dropped``). ``on_end`` runs on the request's thread:
     O(1) work under a lock, plus the decision at the root; the recorded calls of a kept trace are
     turned into spans there, those of a forgotten one cost nothing more.
+
+    Blocked traces are kept at most ``blocked_per_s`` per second (a token bucket of that size per
+    (resource, rule), refilled by ``clock``, seconds); those over it are counted in
+    ``blocked_over_budget`` and forgotten (``blocked`` counts them all). ``None``: keep every one.
     """
 
     def __init__(self, sink: Callable[[KeptTrace], None], *, rate: float, thresholds: SlowThresholds,
-                 rng: Callable[[], float] | None = None, max_pending: int = 10_000) -> None:
+                 rng: Callable[[], float] | None = None, max_pending: int = 10_000,
+                 blocked_per_s: float | None = BLOCKED_PER_S,
+                 clock: Callable[[], float] | None = None) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"trace_sample: must be between 0 and 1, got {rate!r}")
+        if blocked_per_s is not None and not blocked_per_s > 0:
+            raise ValueError(f"blocked_per_s: must be > 0 (or None for no budget), got {blocked_per_s!r}")
+        self.blocked_per_s = blocked_per_s
+        self.clock = clock or time.monotonic
+        self._budget: dict[tuple[str, str], list[float]] = {}  # (resource, rule) -> [tokens, last refill]
         self.sink = sink
         self.rate = rate
         self.thresholds = thresholds
@@ -272,7 +304,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._ids = random.Random()
         self.counts: dict[str, int] = {o: 0 for o in OUTCOMES}
-        self.counts.update(traces=0, pending_dropped=0)
+        self.counts.update(traces=0, pending_dropped=0, blocked_over_budget=0)
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         pass
@@ -314,10 +346,38 @@ class TailSamplingProcessor(SpanProcessor):
             outcome = self.decide(span, buf, calls)
             if outcome is not None:
                 self.counts[outcome] += 1
+                if outcome == "blocked" and not self._within_budget(span, buf):
+                    self.counts["blocked_over_budget"] += 1
+                    outcome = None
         if outcome is not None:
             if calls:
                 buf = buf + [call_span(c, span.resource, self._ids) for c in calls]
             self.sink(KeptTrace(buf, outcome))
+
+    def _within_budget(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> bool:
+        """Take one token of the blocked budget of this trace's (resource, rule); under the lock."""
+        if self.blocked_per_s is None:
+            return True
+        rule = ""
+        for s in spans:
+            attrs = _attrs(s)
+            if attrs.get(ATTR_DECISION) in ("blocked", "degraded"):
+                rule = str(attrs.get(ATTR_RULE) or "")
+                break
+        key = (str(_attrs(root).get(ATTR_RESOURCE) or root.name), rule)
+        now = self.clock()
+        bucket = self._budget.get(key)
+        if bucket is None:
+            if len(self._budget) >= 4096:  # bounded: (resource, rule) pairs come from configuration
+                self._budget.clear()
+            bucket = self._budget[key] = [self.blocked_per_s, now]
+        else:
+            bucket[0] = min(self.blocked_per_s, bucket[0] + (now - bucket[1]) * self.blocked_per_s)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
 
     def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
                calls: Sequence[CallRecord] = ()) -> str | None:
@@ -325,11 +385,11 @@ class TailSamplingProcessor(SpanProcessor):
         for s in spans:
             if s.status.status_code is StatusCode.ERROR:
                 error = True
-            if (s.attributes or {}).get(ATTR_DECISION) in ("blocked", "degraded"):
+            if _attrs(s).get(ATTR_DECISION) in ("blocked", "degraded"):
                 blocked = True
         if error or any(c.error is not None for c in calls):
             return "error"
-        attrs = root.attributes or {}
+        attrs = _attrs(root)
         if "db.system" in attrs or "db.system.name" in attrs:
             return None  # a bare statement of a scheduled job
         if blocked:
@@ -1003,6 +1063,7 @@ def build_tracing(
     rng: Callable[[], float] | None = None,
     queue_size: int = 2048,
     otlp_timeout_s: float = 2.0,
+    blocked_per_s: float | None = BLOCKED_PER_S,
 ) -> Tracing:
     """A node's tracing, exporting to OTLP/HTTP at ``otlp_endpoint`` or else to ``store_path``."""
     store: SpanStore | None = None
@@ -1034,7 +1095,8 @@ def build_tracing(
 
         sink = "store"
     queue = ExportQueue(export, maxlen=queue_size)
-    sampler = TailSamplingProcessor(queue.put, rate=sample, thresholds=SlowThresholds(slow_ms), rng=rng)
+    sampler = TailSamplingProcessor(queue.put, rate=sample, thresholds=SlowThresholds(slow_ms), rng=rng,
+                                   blocked_per_s=blocked_per_s)
     provider = TracerProvider(
         sampler=ALWAYS_ON,
         resource=Resource.create({"service.name": service_name, "service.instance.id": instance}),

@@ -485,3 +485,42 @@ def test_metric_store_writes_are_a_span_per_batch_on_the_service_map(tmp_path):
     (edge,) = [e for e in edges if e.target == "metric-store"]
     assert errors == [] and edge.calls == 2 and edge.error_rate_pct == 50.0
     tracing.stop()
+
+
+def test_blocked_traces_are_all_counted_but_kept_within_a_per_rule_budget():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tradeguard.tracing import ATTR_DECISION, ATTR_RESOURCE, ATTR_RULE, TailSamplingProcessor
+
+    now = [100.0]
+    sink: list[KeptTrace] = []
+    sampler = TailSamplingProcessor(sink.append, rate=0.0, thresholds=SlowThresholds(),
+                                    blocked_per_s=2, clock=lambda: now[0])
+    provider = TracerProvider()
+    provider.add_span_processor(sampler)
+    tracer = provider.get_tracer("t")
+
+    def refuse(rule: str) -> None:
+        with tracer.start_as_current_span("POST /orders") as span:
+            span.set_attribute(ATTR_RESOURCE, "POST /orders")
+            span.set_attribute(ATTR_DECISION, "blocked")
+            span.set_attribute(ATTR_RULE, rule)
+
+    for _ in range(5):
+        refuse("per-ip")
+    refuse("per-buyer")  # another rule has its own budget
+    assert [k.spans[0].attributes[ATTR_RULE] for k in sink] == ["per-ip", "per-ip", "per-buyer"]
+    assert sampler.counts["blocked"] == 6 and sampler.counts["blocked_over_budget"] == 3
+    now[0] += 0.5  # half a second refills one token
+    refuse("per-ip")
+    refuse("per-ip")
+    assert len(sink) == 4 and sampler.counts["blocked_over_budget"] == 4
+    with pytest.raises(ValueError, match="blocked_per_s"):
+        TailSamplingProcessor(sink.append, rate=0.0, thresholds=SlowThresholds(), blocked_per_s=0)
+    unbounded = TailSamplingProcessor(sink.append, rate=0.0, thresholds=SlowThresholds(), blocked_per_s=None)
+    provider2 = TracerProvider()
+    provider2.add_span_processor(unbounded)
+    tracer = provider2.get_tracer("t")
+    for _ in range(4):
+        refuse("per-ip")
+    assert unbounded.counts["blocked"] == 4 and unbounded.counts["blocked_over_budget"] == 0
