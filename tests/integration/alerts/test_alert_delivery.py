@@ -120,7 +120,7 @@ def test_webhook_gets_alertmanager_v4_bodies_firing_then_resolved(tmp_path):
             "severity": "critical",
             "app": "shop",
         }
-        assert body["commonAnnotations"]["summary"] == "Payment success rate of shop is 0.5"
+        assert body["commonAnnotations"]["summary"] == "Payment success rate of shop is 50.0 %"
         assert body["externalURL"] == "http://console:8501"
         [a] = body["alerts"]
         assert set(a) == {
@@ -220,7 +220,7 @@ def test_email_arrives_at_a_real_smtp_server(tmp_path):
         assert msg.mail_from == "alerts@tradeguard.local" and msg.rcpt_tos == ["oncall@example.com"]
         text = msg.content.decode()
         assert "Subject: [FIRING:1] PaymentSuccessRateLow" in text
-        assert "Payment success rate of shop is 0.5" in text and "runbook: https://rb/x" in text
+        assert "Payment success rate of shop is 50.0 %" in text and "runbook: https://rb/x" in text
         email = next(n for n in env.service.notifications() if n["channel"] == "email")
         assert email["status"] == "sent"
     finally:
