@@ -13,18 +13,11 @@ from typing import Any
 
 import streamlit as st
 
-from common.identity import Principal
 from console.runtime import chart, show_errors
 from console.services import ActionFailed
 from dashboards import figures
 
-PRINCIPAL_KEY = "tg_principal"  # the signed-in Principal, when the console has sign-in
 FLASH = "alerts_flash"
-
-
-def _principal() -> Principal | None:
-    p = st.session_state.get(PRINCIPAL_KEY)
-    return p if isinstance(p, Principal) else None
 
 
 def _applied_text(applied: dict[str, Any]) -> str:
@@ -39,7 +32,7 @@ def _applied_text(applied: dict[str, Any]) -> str:
 
 
 def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
-    principal = getattr(svc, "principal", None) or _principal()  # the signed-in user's bound services
+    principal = svc.principal  # pages get the services bound to the signed-in user
     view = svc.proposal_preview(alert, principal)
     if view is None:
         return
@@ -70,11 +63,8 @@ def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
     seen = st.session_state.get(seen_key)  # the version shown the run before this one (the click's)
     with st.form(f"proposal_form_{aid}"):
         c1, c2 = st.columns([2, 3])
-        if principal is None:
-            by = c1.text_input("Applied by (your name) *", key=f"proposal_by_{aid}")
-        else:
-            by = principal.name
-            c1.markdown(f"Signed in as **{principal.name}** ({principal.role})")
+        by = principal.name
+        c1.markdown(f"Signed in as **{principal.name}** ({principal.role})")
         clicked = c2.form_submit_button(
             f"Apply proposal of #{aid} {view.rule}",
             type="primary",
@@ -89,7 +79,7 @@ def proposal_block(svc: Any, alert: dict[str, Any]) -> None:
     try:
         out = svc.apply_proposal(
             aid,
-            by=by or "",
+            by=by,
             expected_rules_version=int(seen if seen is not None else view.rules_version),
             principal=principal,
         )
