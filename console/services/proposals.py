@@ -98,11 +98,8 @@ def preview(
     svc: Any, alert: Mapping[str, Any], principal: Principal | None = None, *, minutes: int = PREVIEW_MINUTES
 ) -> ProposalView | None:
     """The alert's proposal ready to show, or None when its rule proposes nothing."""
-    plan_of = getattr(svc.alerts, "proposal_plan", None)
-    if plan_of is None:
-        return None
     try:
-        plan = plan_of(int(alert["id"]))
+        plan = svc.alerts.proposal_plan(int(alert["id"]))
     except NoProposal:
         return None
     except Exception as exc:  # an invalid stored rule, no rule store wired, a store error
@@ -158,11 +155,8 @@ def apply(
     rules in force are still ``expected_rules_version``; ``ActionFailed`` with the refusal otherwise."""
     if principal is None and not (by or "").strip():
         raise ActionFailed([FieldError("by", "your name is required: every rule change records who made it")])
-    applier = getattr(svc.alerts, "apply_proposal", None)
-    if applier is None:
-        raise ActionFailed([FieldError("", "this alert service cannot apply proposals")])
     try:
-        out = applier(
+        out = svc.alerts.apply_proposal(
             int(alert_id),
             (by or "").strip() or None,
             expected_rules_version=int(expected_rules_version),

@@ -10,6 +10,7 @@ from typing import Any
 
 from alerts.errors import AlertConfigError, InvalidAction, NotFound
 from alerts.model import Matcher
+from alerts.proposal_apply import NoProposal
 from common.durations import parse_duration
 from console.nodes import NoLiveNode
 from guardians.fleet import NodeStatus
@@ -251,6 +252,13 @@ class FakeAlerts:
         self._act(alert_id, "resolved", by, comment or "resolved by hand")
         a["state"], a["resolved_by"], a["resolved_at"] = "resolved", by, datetime.now(UTC).isoformat()
         return copy.deepcopy(a)
+
+    def proposal_plan(self, alert_id: int) -> dict[str, Any]:
+        self._get(alert_id)
+        raise NoProposal(f"alert #{alert_id}'s rule proposes no fix")  # the fake's rules propose nothing
+
+    def apply_proposal(self, alert_id: int, by: str | None, **_: Any) -> dict[str, Any]:
+        return self.proposal_plan(alert_id)
 
     def history(self, *, limit: int = 200, since=None) -> list[dict[str, Any]]:
         self.reads += 1
