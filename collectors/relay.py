@@ -52,12 +52,11 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    create_engine,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from collectors.broker import EventBroker
 from collectors.lease import Lease, LeaseLost, leases
@@ -65,7 +64,7 @@ from collectors.points import from_epoch_seconds, make_point
 from collectors.query import MetricStore, Point
 from common.clock import SystemClock
 from common.redact import redact_text
-from common.sql import create_tables
+from common.sql import create_tables, open_engine
 from domain.adapters.journal import START, JournalRow, Position, SqlJournal
 from domain.adapters.sku_sales import FencedOut, SkuSalesModel
 
@@ -196,12 +195,8 @@ relay_cursors = Table(
 
 
 def control_engine(url: str) -> Engine:
-    from domain.adapters.unit_of_work import normalize_url
-
-    url = normalize_url(url)
-    if make_url(url).get_backend_name() == "sqlite":
-        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    """The control DB's engine, opened like every other control-DB store (common/sql.py)."""
+    return open_engine(url, what="control DB", field="control_db")
 
 
 class RelayControl(Lease):
