@@ -89,6 +89,14 @@ SCHEMA: dict[str, MeasurementSchema] = {
             "per node and second; latency_ms = mean gateway latency of that second",
         ),
         MeasurementSchema(
+            "deliveries",
+            ("app", "shop", "tx_type", "carrier"),
+            ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected", "cod_amount"),
+            "per shop/tx_type/carrier and second: sub-orders shipped, delivered, received (auto_received of "
+            "them by the job), delivery failed, cash collected on delivery (count; cod_amount in currency "
+            "units); carrier is the shipping event's, `-` for the later steps",
+        ),
+        MeasurementSchema(
             "refusals",
             ("app", "instance", "resource", "reason"),
             ("count",),

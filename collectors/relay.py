@@ -1,4 +1,5 @@
-"""The journal relay: business figures (``orders``, ``refunds``, ``payments``) from ``domain_events``.
+"""The journal relay: business figures (``orders``, ``refunds``, ``payments``, ``deliveries``) from
+``domain_events``.
 
 Every figure comes from the trading DB's journal, never from a node's memory (which loses the
 seconds it held on SIGKILL, and whose untagged points overwrote each other between nodes). One
@@ -73,9 +74,12 @@ log = logging.getLogger(__name__)
 ORDER_EVENTS = ("OrderPlaced", "OrderPaid", "OrderCancelled")
 REFUND_EVENTS = ("RefundRequested", "RefundCompleted")
 PAYMENT_EVENTS = ("PaymentSucceeded", "PaymentFailed")
-BUSINESS_EVENTS = ORDER_EVENTS + REFUND_EVENTS + PAYMENT_EVENTS
+DELIVERY_EVENTS = ("SubOrderShipped", "SubOrderDelivered", "SubOrderReceived", "DeliveryFailed")
+BUSINESS_EVENTS = ORDER_EVENTS + REFUND_EVENTS + PAYMENT_EVENTS + DELIVERY_EVENTS
 FLEET = "all"  # payments' instance tag when the event does not name its node
-
+NO_CARRIER = "-"  # deliveries' carrier tag for the steps whose event does not name one
+DELIVERY_FIELDS = ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected",
+                   "cod_amount")
 
 
 # ------------------------------------------------------------------ event → points
@@ -89,6 +93,58 @@ def second_of(at: datetime) -> int:
     return int(at.timestamp() // 1)
 
 
+def carrier_tag(value: Any) -> str:
+    """A carrier as a tag: the name the merchant gave at shipping (at most 64 characters, checked by
+    the core), whitespace collapsed; a backslash or line break (which a tag may not hold) becomes a
+    space. Empty or absent: ``-``."""
+    text = " ".join(str(value or "").replace("\\", " ").split())
+    return text or NO_CARRIER
+
+
+def _delivery_points(rows: Sequence[JournalRow], *, app: str) -> list[Point]:
+    """``deliveries`` per (second, shop, tx_type, carrier): the sub-orders shipped, delivered, received
+    (``auto_received`` of them by the auto-receive job), whose delivery failed (cash on delivery not
+    collected), and cash collected on delivery (count and amount in currency units).
+
+    ``carrier`` is the shipping event's; the later steps' events do not name it (``-``). A cash-on-
+    delivery collection is a ``SubOrderDelivered`` with ``collected: true`` whose sub-order is paid in
+    the same transaction (an ``OrderPaid`` of that sub-order at the same instant, carrying the amount);
+    ``collected`` sent with a prepaid order's delivery is not a collection."""
+    paid_now: dict[tuple[str, datetime], int] = {}
+    for r in rows:
+        if r.name == "OrderPaid" and r.payload.get("sub_order_id"):
+            key = (str(r.payload["sub_order_id"]), r.occurred_at)
+            paid_now[key] = paid_now.get(key, 0) + int(r.payload.get("amount_cents", 0))
+    acc: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0] * len(DELIVERY_FIELDS))
+    for r in rows:
+        if r.name not in DELIVERY_EVENTS:
+            continue
+        p = r.payload
+        carrier = carrier_tag(p.get("carrier")) if r.name == "SubOrderShipped" else NO_CARRIER
+        d = acc[(second_of(r.occurred_at), _tag(p.get("shop_id")), _tag(p.get("tx_type")), carrier)]
+        if r.name == "SubOrderShipped":
+            d[0] += 1
+        elif r.name == "SubOrderDelivered":
+            d[1] += 1
+            paid = paid_now.get((str(p.get("sub_order_id")), r.occurred_at))
+            if p.get("collected") is True and paid is not None:
+                d[5] += 1
+                d[6] += paid
+        elif r.name == "SubOrderReceived":
+            d[2] += 1
+            d[3] += 1 if p.get("auto") else 0
+        else:
+            d[4] += 1
+    return [
+        make_point(
+            "deliveries", {"app": app, "shop": shop, "tx_type": tx_type, "carrier": carrier},
+            {**dict(zip(DELIVERY_FIELDS[:-1], d[:-1], strict=True)), "cod_amount": d[-1] / 100},
+            from_epoch_seconds(s),
+        )
+        for (s, shop, tx_type, carrier), d in sorted(acc.items())
+    ]
+
+
 def business_points(rows: Iterable[JournalRow], *, app: str) -> list[Point]:
     """Full per-second sums of the business events in ``rows`` (the mapping the node aggregator had).
 
@@ -96,8 +152,10 @@ def business_points(rows: Iterable[JournalRow], *, app: str) -> list[Point]:
       placed sub-orders), paid_amount, discount in currency units; items (units placed);
     - ``refunds`` per shop: requested, completed, amount (completed, currency units);
     - ``payments`` per node (``instance`` from the event when it names one, else ``all``):
-      success, failure, latency_ms (mean of that second).
+      success, failure, latency_ms (mean of that second);
+    - ``deliveries`` per (shop, tx_type, carrier): see :func:`_delivery_points`.
     """
+    rows = list(rows)
     orders: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0] * 7)
     refunds: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     payments: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
@@ -153,6 +211,7 @@ def business_points(rows: Iterable[JournalRow], *, app: str) -> list[Point]:
         if g[3]:
             fields["latency_ms"] = g[2] / g[3]
         points.append(make_point("payments", {"app": app, "instance": node}, fields, from_epoch_seconds(s)))
+    points += _delivery_points(rows, app=app)
     return points
 
 

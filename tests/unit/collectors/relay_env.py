@@ -17,16 +17,30 @@ from domain.adapters import orm
 from domain.adapters.journal import SqlJournal
 from domain.adapters.sku_sales import SkuSalesModel
 from domain.adapters.unit_of_work import TradingDB
+from domain.model import Catalog, Product, Shop, StockLevel
 from domain.ports import CollectingPublisher
 from domain.services import TradingService
 from tests.unit.domain.fakes import FakeClock, FakeGateway
 from tests.unit.domain.helpers import order_cmd, small_catalog
 
 ORDER_FIELDS = ("placed", "paid", "cancelled", "gmv", "paid_amount", "discount", "items")
+DELIVERY_FIELDS = ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected",
+                   "cod_amount")
+
+
+def delivery_catalog() -> Catalog:
+    """The small catalog plus a shop that accepts cash on delivery (``c1``, product ``C1``)."""
+    base = small_catalog()
+    return Catalog(
+        shops=[*base.shops, Shop("c1", "Cash Shop", cod_max_order_cents=100_000, cod_max_qty_per_day=50)],
+        products=[*base.products, Product("C1", "c1", "Rice", 1000)],
+        stock=[*base.stock, StockLevel("C1", "default", 1000)],
+        promotions=list(base.promotions),
+    )
 
 
 class RelayEnv:
-    def __init__(self, db: TradingDB, tmp_path, *, seed: bool = True) -> None:
+    def __init__(self, db: TradingDB, tmp_path, *, seed: bool = True, catalog: Catalog | None = None) -> None:
         self.db = db
         self.tmp_path = tmp_path
         self.clock = FakeClock()
@@ -34,7 +48,7 @@ class RelayEnv:
         self.service = TradingService(db.uow_factory, self.gateway, publisher=CollectingPublisher(),
                                       clock=self.clock, sleep=lambda s: None)
         if seed:
-            self.service.seed(small_catalog())
+            self.service.seed(catalog or small_catalog())
         self.store = open_store(f"sqlite:///{tmp_path / 'metrics.db'}", clock=self.clock)
         self.control_url = f"sqlite:///{tmp_path / 'control.db'}"
         self.control_db = control_engine(self.control_url)
@@ -52,10 +66,11 @@ class RelayEnv:
                             read_model=SkuSalesModel(self.db.engine), **kw)
 
     # ------------------------------------------------------------ business
-    def place(self, lines=(("A1", 1),), *, pay: bool = False, channel: str = "app") -> str:
+    def place(self, lines=(("A1", 1),), *, pay: bool = False, channel: str = "app",
+              tx_type: str = "fixed_price") -> str:
         self.n += 1
         view = self.service.place_order(order_cmd(list(lines), buyer=f"u{self.n}", key=f"k{self.n}",
-                                                  channel=channel))
+                                                  channel=channel, tx_type=tx_type))
         if pay:
             self.service.pay_order(view.id)
         return view.id
@@ -64,7 +79,51 @@ class RelayEnv:
         r = self.service.request_refund(order_id, [(sku, qty)])
         self.service.complete_refund(r.id)
 
+    def sub_orders(self, order_id: str) -> list[str]:
+        return [s.id for s in self.service.get_order(order_id).sub_orders]
+
     # ------------------------------------------------------------ truth and what the store says
+    def delivery_truth(self) -> dict[str, float]:
+        """The delivery figures straight from the trading DB's sub-orders and payments (not the journal)."""
+        s, p = orm.sub_orders, orm.payments
+        with self.db.engine.connect() as conn:
+            def count(*where) -> float:
+                return float(conn.execute(select(func.count()).select_from(s).where(*where)).scalar_one())
+
+            cod = conn.execute(select(func.count(), func.coalesce(func.sum(p.c.amount_cents), 0))
+                               .where(p.c.reference.like("cod:%"), p.c.status == "succeeded")).one()
+            return {
+                "shipped": count(s.c.shipped_at.is_not(None)),
+                "delivered": count(s.c.delivered_at.is_not(None)),
+                "received": count(s.c.received_at.is_not(None)),
+                "failed": count(s.c.delivery_status == "failed"),
+                "cod_collected": float(cod[0]),
+                "cod_amount": float(cod[1]),
+            }
+
+    def delivery_sums(self, start: datetime | None = None, end: datetime | None = None,
+                      group_by: tuple[str, ...] = ()) -> dict:
+        """``deliveries`` summed over the range (cod_amount back in cents); grouped: per tag tuple."""
+        start = start or self.clock.now() - timedelta(days=30)
+        end = end or self.clock.now() + timedelta(days=1)
+        out: dict = {}
+        for r in self.store.query(Query("deliveries", DELIVERY_FIELDS, start, end, aggregate="sum",
+                                        group_by=group_by)):
+            key = tuple(r.tags[t] for t in group_by)
+            acc = out.setdefault(key, Counter())
+            for k, v in r.values.items():
+                acc[k] += v or 0
+        for acc in out.values():
+            acc["cod_amount"] = round(acc["cod_amount"] * 100)
+        if not group_by:
+            return {k: float(v) for k, v in out.get((), Counter()).items()}
+        return {key: {k: float(v) for k, v in acc.items()} for key, acc in out.items()}
+
+    def assert_deliveries_equal(self) -> None:
+        truth, got = self.delivery_truth(), self.delivery_sums()
+        for key, want in truth.items():
+            assert got.get(key, 0.0) == want, (key, got, truth)
+
     def truth(self) -> dict[str, float]:
         """Sums over the journal rows in the trading DB (the books), and sub-orders as a cross-check."""
         t = orm.domain_events
@@ -92,7 +151,7 @@ class RelayEnv:
         return {k: float(v) for k, v in out.items()}
 
     def sums(self, start: datetime | None = None, end: datetime | None = None) -> dict[str, float]:
-        start = start or self.clock.now() - timedelta(days=1)
+        start = start or self.clock.now() - timedelta(days=30)
         end = end or self.clock.now() + timedelta(days=1)
         out: Counter[str] = Counter()
         for r in self.store.query(Query("orders", ORDER_FIELDS, start, end, aggregate="sum")):
