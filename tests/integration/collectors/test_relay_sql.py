@@ -16,7 +16,7 @@ from collectors.relay import JournalRelay
 from domain.adapters import orm
 from domain.adapters.unit_of_work import build_trading_db
 from tests.services import need, need_postgres, port_open
-from tests.unit.collectors.relay_env import RelayEnv
+from tests.unit.collectors.relay_env import RelayEnv, delivery_catalog
 
 PG_SCHEMA = f"tg_relay_test_{os.getpid()}"
 AMQP_URL = os.environ.get("TRADEGUARD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -28,7 +28,7 @@ def env(request, tmp_path):
         db = build_trading_db(f"sqlite:///{tmp_path / 'trading.db'}")
     else:
         db = build_trading_db(need_postgres(), schema=PG_SCHEMA, reset=True)
-    e = RelayEnv(db, tmp_path)
+    e = RelayEnv(db, tmp_path, catalog=delivery_catalog())
     yield e
     if request.param == "postgres":
         with db.engine.begin() as conn:
@@ -128,6 +128,67 @@ def test_a_late_committing_transaction_is_not_skipped(env):
     assert relay.control.cursor()[1] >= max(visible)
     env.assert_equal(journal_only=True)  # the late event is counted
     assert env.sums()["placed"] == 3
+
+
+# ------------------------------------------------------------------ deliveries
+
+
+def _fulfil(env: RelayEnv, n: int = 16) -> None:
+    """Orders placed, paid, shipped, delivered and received through the trading service, in every mix:
+    prepaid (one or two shops), cash on delivery collected or failed, some left shipped or unshipped,
+    some received by the buyer and the rest by the auto-receive job."""
+    svc = env.service
+    for i in range(n):
+        if i % 4 == 3:
+            oid = env.place([("C1", 1 + i % 3)], tx_type="cod", channel="web")
+        else:
+            lines = [("A3", 1), ("B1", 1)] if i % 8 == 0 else [("A3", 1 + i % 2)]
+            oid = env.place(lines, pay=True)
+        if i % 7 == 6:
+            continue  # never shipped
+        for j, sub in enumerate(env.sub_orders(oid)):
+            svc.ship(sub, ("SF", "YTO", "ZTO")[(i + j) % 3], f"T-{i}-{j}")
+            env.clock.advance(seconds=0.3)
+            if i % 5 == 4:
+                continue  # still on its way
+            collected = i % 8 != 7  # one COD in two fails at the door
+            svc.deliver(sub, collected=collected) if i % 4 == 3 else svc.deliver(sub)
+            if i % 3 == 0 and collected:
+                svc.receive(sub)
+        env.clock.advance(seconds=0.4)
+    env.clock.advance(days=8)
+    svc.auto_receive()
+
+
+def test_delivery_sums_equal_the_db(env):
+    _fulfil(env)
+    truth = env.delivery_truth()
+    assert min(truth.values()) > 0, truth  # every step happened
+    run_until_caught_up(env.relay())
+    env.assert_deliveries_equal()
+    env.assert_equal()
+    assert env.delivery_sums()["auto_received"] > 0
+
+
+def test_relay_killed_mid_batch_counts_no_delivery_twice(env):
+    _fulfil(env)
+    relay = env.relay("a", batch_size=9, ttl_s=5)
+    real_write = env.store.write
+    writes = {"n": 0}
+
+    def killed_after_third_write(points):
+        real_write(points)
+        writes["n"] += 1
+        if writes["n"] == 3:
+            raise SystemExit("relay killed")
+
+    env.store.write = killed_after_third_write
+    with pytest.raises(SystemExit):
+        relay.run_once()
+    env.store.write = real_write
+    env.clock.advance(seconds=6)
+    run_until_caught_up(env.relay("b", batch_size=9))
+    env.assert_deliveries_equal()
 
 
 # ------------------------------------------------------------------ RabbitMQ
