@@ -30,6 +30,9 @@ COLORS: dict[str, str] = {
     "p99": "#f39c12",
     "rt": "#f39c12",
     "gmv": "#af7ac5",
+    "shipped": "#5dade2",
+    "delivered": "#f39c12",
+    "received": "#2ecc71",
     "flow": "#f1c40f",
     "param": "#bb8fce",
     "system": "#48c9b0",
@@ -316,6 +319,27 @@ def gmv_figure(gmv: pd.Series, *, currency: str = "¥") -> go.Figure:
         )
     )
     fig.update_layout(showlegend=False, bargap=0.1)
+    return layout(fig, title, unit)
+
+
+def deliveries_figure(per_minute: pd.DataFrame) -> go.Figure:
+    """Fulfilment: sub-orders shipped, delivered and received per minute (columns of those names)."""
+    title, unit = "Fulfilment per minute", "sub-orders / min"
+    if not _nonzero(per_minute):
+        return empty_figure(title, unit, "No shipments or deliveries in this range")
+    fig = go.Figure()
+    for col in ("shipped", "delivered", "received"):
+        if col not in per_minute:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=_x(per_minute.index),
+                y=per_minute[col].round(2).tolist(),
+                name=col,
+                mode=_mode(per_minute[col]),
+                line={"color": COLORS[col], "width": 3},
+            )
+        )
     return layout(fig, title, unit)
 
 

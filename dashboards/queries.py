@@ -9,6 +9,8 @@ tag filters) against the schema the collectors write (see the README):
 - ``breaker_events`` tags app, instance, resource; fields state, previous;
 - ``orders`` tags app, shop, channel, tx_type; fields placed, paid, cancelled, gmv (cents), …;
 - ``payments`` tags app, instance; fields success, failure, latency_ms;
+- ``deliveries`` tags app, shop, tx_type, carrier; fields shipped, delivered, received, auto_received,
+  failed, cod_collected, cod_amount (currency units);
 - ``refusals`` tags app, instance, resource, reason; field count (requests the shop refused).
 """
 
@@ -24,6 +26,10 @@ BREAKER_EVENTS = "breaker_events"
 ORDERS = "orders"
 PAYMENTS = "payments"
 REFUSALS = "refusals"
+DELIVERIES = "deliveries"
+# the fulfilment steps shown on the Overview and the Sales page, in the order a sub-order takes them
+DELIVERY_STEPS: tuple[str, ...] = ("shipped", "delivered", "received")
+DELIVERY_FIELDS: tuple[str, ...] = (*DELIVERY_STEPS, "auto_received", "failed", "cod_collected", "cod_amount")
 
 ORDER_PLACE = "order.place"
 
@@ -94,6 +100,18 @@ def gmv_per_minute(w: Window, app: str | None = None) -> Query:
     """GMV (cents) per minute-or-wider bucket."""
     m = w.coarser(60)
     return Query(ORDERS, ("gmv",), m.start, m.end, "sum", m.bucket_s, _where(app))
+
+
+def deliveries_per_minute(w: Window, app: str | None = None) -> Query:
+    """Sub-orders shipped, delivered and received per minute-or-wider bucket (all shops)."""
+    m = w.coarser(60)
+    return Query(DELIVERIES, DELIVERY_STEPS, m.start, m.end, "sum", m.bucket_s, _where(app))
+
+
+def shop_deliveries(start, end, shop: str, app: str | None = None) -> Query:
+    """One shop's delivery figures over ``[start, end)``, per transaction type and carrier."""
+    return Query(DELIVERIES, DELIVERY_FIELDS, start, end, "sum", None, _where(app, shop=shop),
+                 ("tx_type", "carrier"))
 
 
 def resource_totals(w: Window, app: str | None = None) -> Query:

@@ -84,7 +84,7 @@ class ConsoleServices:
 
     # ------------------------------------------------------------------ overview, resources
     def overview(self, range_key: str) -> OverviewData:
-        """11 metric-store queries (14 if the store has no percentiles)."""
+        """13 metric-store queries (16 if the store has no percentiles)."""
         return read_overview(self.metrics, self.app, range_key, self.now())
 
     def proposal_preview(self, alert: Mapping[str, Any], principal: Principal | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""The Overview page: order flow, payment success, response times, blocks, GMV, open breakers.
+"""The Overview page: order flow, payment success, response times, blocks, GMV, fulfilment, open breakers.
 
 Headline KPIs are **now**: the last ``NOW_S`` seconds (60 s) up to the read time, from their own
 queries; the range's figure (total, share or peak over the chosen range) is the secondary value.
@@ -58,6 +58,7 @@ class OverviewData:
     rt: pd.DataFrame  # p50, p99 — ms of order.place
     blocked: pd.DataFrame  # flow, param, system, breaker — per second
     gmv: pd.Series  # currency units per minute
+    deliveries: pd.DataFrame  # shipped, delivered, received — sub-orders per minute
     breakers_open: list[BreakerView]
     kpis: dict[str, float | None]
     has_data: bool
@@ -114,10 +115,10 @@ def read_overview(
     *,
     objectives: dict[str, float] | None = None,
 ) -> OverviewData:
-    """The Overview page's data: 12 metric-store queries (15 if the store has no percentiles).
+    """The Overview page's data: 13 metric-store queries (16 if the store has no percentiles).
 
-    8 over the range (orders, payments, p50 and p99 RT, calls per resource, refusals, breakers, GMV) and
-    4 over the last minute for the headline KPIs (orders, payments, p99 RT, calls)."""
+    9 over the range (orders, payments, p50 and p99 RT, calls per resource, refusals, breakers, GMV,
+    deliveries) and 4 over the last minute for the headline KPIs (orders, payments, p99 RT, calls)."""
     goals = dict(OBJECTIVES if objectives is None else objectives)
     w = window(range_key, now)
     errors: list[str] = []
@@ -204,6 +205,13 @@ def read_overview(
     gw = Window(gmv_query.start, gmv_query.end, int(gmv_query.bucket_s or 60))
     gmv = frame(gmv_rows, ["gmv"], gw)["gmv"] * (60.0 / gw.bucket_s)
 
+    delivery_query = q.deliveries_per_minute(w, app)
+    delivery_rows = run_query(metrics, delivery_query, errors, "deliveries")
+    n += 1
+    dw = Window(delivery_query.start, delivery_query.end, int(delivery_query.bucket_s or 60))
+    delivery_counts = frame(delivery_rows, list(q.DELIVERY_STEPS), dw)
+    deliveries = delivery_counts * (60.0 / dw.bucket_s)
+
     # -- the last minute (headline KPIs) -------------------------------------------------
     nw = recent(now, NOW_S, lag_s=NOW_LAG_S)
     where = {"app": app} if app else {}
@@ -258,6 +266,7 @@ def read_overview(
         "guard_passed": float(place["pass"].sum()),
         "completed": place_completed,
         "refused": float(sum(refused_by_reason.values())),
+        **{step: float(delivery_counts[step].sum()) for step in q.DELIVERY_STEPS},
     }
     breaches = set()
     pay_now = kpis["payment_success_pct_now"]
@@ -267,7 +276,7 @@ def read_overview(
     if "rt_p99_ms" in goals and rt_now is not None and rt_now > goals["rt_p99_ms"]:
         breaches.add("rt_p99_ms_now")
     has_data = (
-        any(has_any(df) for df in (order_counts, pay, calls, by_reason))
+        any(has_any(df) for df in (order_counts, pay, calls, by_reason, delivery_counts))
         or bool(breakers)
         or bool(gmv_rows)
         or bool(now_orders or now_pay or now_calls)
@@ -279,6 +288,7 @@ def read_overview(
         rt=rt,
         blocked=blocked,
         gmv=gmv,
+        deliveries=deliveries,
         breakers_open=breakers,
         kpis=kpis,
         has_data=has_data,

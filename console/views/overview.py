@@ -4,10 +4,11 @@ Refreshes inside ``st.fragment(run_every=…)`` (the rest of the page is not re-
 for the 5 and 15 min ranges, 10 s for 1 h, 30 s for 24 h (a 2 s bucket changes every 2 s, a
 10 min bucket does not). The headline KPIs are the **last 60 s** (up to 2 s ago); under each,
 the chosen range's figure; a KPI past its objective is shown in red. The range includes the
-running bucket. Each refresh issues 12 metric-store queries. Over the range: orders placed/paid,
+running bucket. Each refresh issues 13 metric-store queries. Over the range: orders placed/paid,
 payment outcomes, p50 and p99 RT of order.place, calls per resource (passed/blocked/completed),
-the shop's refusals of order.place per reason, last breaker states, GMV per minute. Over the last
-minute: orders, payments, p99 RT, calls. A store without percentiles takes 15 (p50/p99 fall back
+the shop's refusals of order.place per reason, last breaker states, GMV per minute, fulfilment
+(sub-orders shipped/delivered/received per minute, the ``deliveries`` figure). Over the last
+minute: orders, payments, p99 RT, calls. A store without percentiles takes 16 (p50/p99 fall back
 to mean/max). "Orders placed" counts per shop (an order split over two shops counts two).
 Nothing is kept in session state but the chosen range.
 """
@@ -24,7 +25,7 @@ from dashboards.figures import refusal_label
 from dashboards.ranges import DEFAULT_RANGE, RANGE_LABELS, RANGES
 
 REFRESH_S: dict[str, int] = {"5m": 2, "15m": 2, "1h": 10, "24h": 30}
-QUERIES_PER_REFRESH = 12
+QUERIES_PER_REFRESH = 13
 
 st.title("Order-flow health")
 range_key = (
@@ -130,6 +131,11 @@ def live(range_key: str) -> None:
     with right:
         chart(figures.payment_success_figure(data.payment_success), "ov_pay")
         chart(figures.blocked_figure(data.blocked), "ov_blocked")
+        chart(figures.deliveries_figure(data.deliveries), "ov_deliveries")
+        st.caption(
+            f"Fulfilment ({rng}), sub-orders: shipped {_fmt(k['shipped'], '{:,.0f}')} · "
+            f"delivered {_fmt(k['delivered'], '{:,.0f}')} · received {_fmt(k['received'], '{:,.0f}')}"
+        )
         st.subheader("Breakers open")
         if data.breakers_open:
             st.dataframe(

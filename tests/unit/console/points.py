@@ -102,3 +102,15 @@ def refusal_point(
         {"count": count},
         at(second),
     )
+
+
+def delivery_point(second: int, *, shop: str = "s1", tx_type: str = "fixed_price", carrier: str = "-",
+                   **fields: float) -> Point:
+    """A ``deliveries`` point (the journal relay's): unnamed fields are 0."""
+    names = ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected", "cod_amount")
+    return Point(
+        "deliveries",
+        {"app": APP, "shop": shop, "tx_type": tx_type, "carrier": carrier},
+        {name: fields.get(name, 0) for name in names},
+        at(second),
+    )

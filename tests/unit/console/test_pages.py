@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from common.identity import Principal
 
 from .fakes import NoNodeChaos, node
-from .points import order_point, resource_point
+from .points import delivery_point, order_point, resource_point
 from .signin import account_service, sign_in
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,8 +51,8 @@ def _texts(elements) -> str:
 def test_overview_empty_state(page):
     at = page("overview")
     assert "No data yet" in _texts(at.info)
-    assert len(at.get("plotly_chart")) == 5
-    assert "12 queries per refresh" in _texts(at.caption)
+    assert len(at.get("plotly_chart")) == 6
+    assert "13 queries per refresh" in _texts(at.caption)
 
 
 def test_overview_with_traffic_and_range_switch(page, svc, metrics, clock):
@@ -65,6 +65,17 @@ def test_overview_with_traffic_and_range_switch(page, svc, metrics, clock):
     at.segmented_control(key="overview_range").set_value("1h").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Orders placed, per shop (1 hour)"] == "10"
+
+
+def test_overview_shows_fulfilment_per_minute(page, metrics, clock):
+    s = int(clock.now().timestamp()) - 30
+    metrics.write([delivery_point(s, shipped=7, carrier="SF"), delivery_point(s, delivered=5, received=3),
+                   delivery_point(s, received=1, tx_type="cod", shop="c1")])
+    at = page("overview")
+    assert "No data yet" not in _texts(at.info)
+    assert "Fulfilment (5 min), sub-orders: shipped 7 · delivered 5 · received 4" in _texts(at.caption)
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Fulfilment per minute" in spec for spec in titles)
 
 
 def test_resources_table_detail_and_empty_state(page, svc, metrics, clock):
@@ -299,4 +310,4 @@ def test_live_refreshes_accumulate_nothing_in_session_state(page, svc, metrics, 
         at.run()
     assert not at.exception
     assert set(at.session_state.keys()) == keys == {"overview_range"}
-    assert metrics.queries == 8 * 12  # the stated budget per refresh, exactly
+    assert metrics.queries == 8 * 13  # the stated budget per refresh, exactly

@@ -9,7 +9,7 @@ from console.services import RuleDocumentInvalid, unified_diff
 from dashboards.impact import FlowProposal
 
 from .fakes import node
-from .points import breaker_point, order_point, payment_point, resource_point
+from .points import breaker_point, delivery_point, order_point, payment_point, resource_point
 
 
 def _second(clock, back: int) -> int:
@@ -19,7 +19,7 @@ def _second(clock, back: int) -> int:
 def test_overview_empty_store_says_no_data_within_the_query_budget(svc, metrics):
     data = svc.overview("5m")
     assert not data.has_data
-    assert data.queries == metrics.queries == 12
+    assert data.queries == metrics.queries == 13
     assert data.kpis["payment_success_pct"] is None and data.kpis["blocked_share_pct"] is None
     assert data.breakers_open == [] and data.errors == []
     assert len(data.orders) == 150  # every 2 s bucket present, zero-filled
@@ -41,7 +41,7 @@ def test_overview_rates_shares_and_breakers(svc, metrics, clock):
         ]
     )
     data = svc.overview("5m")
-    assert data.has_data and data.queries == 12 and data.errors == []
+    assert data.has_data and data.queries == 13 and data.errors == []
     bucket = pd.Timestamp(s, unit="s", tz="UTC")
     assert data.orders.loc[bucket, "placed"] == 4.0  # 8 orders in a 2 s bucket
     assert data.orders.loc[bucket, "paid"] == 2.0
@@ -185,6 +185,31 @@ def test_store_without_percentiles_falls_back_to_mean_and_max(svc, metrics, cloc
 
     metrics.inner.query = no_percentiles
     data = svc.overview("5m")
-    assert data.queries == 15 and data.errors == []
+    assert data.queries == 16 and data.errors == []
     assert data.kpis["rt_p99_ms"] == pytest.approx(24.0)  # max of rt_max_ms
     assert data.rt["p50"].max() == pytest.approx(12.0)  # mean of rt_avg_ms
+
+
+def test_overview_fulfilment_per_minute_from_the_deliveries_figure(svc, metrics, clock):
+    s = _second(clock, 90)
+    s -= s % 60  # inside one minute
+    metrics.write([
+        delivery_point(s, shipped=4, carrier="SF"),
+        delivery_point(s + 1, shipped=2, carrier="YTO", shop="s2"),
+        delivery_point(s + 5, delivered=3, received=1),
+        delivery_point(s + 70, delivered=1, received=2, auto_received=1, tx_type="cod"),
+        delivery_point(s - 3600, shipped=99),  # outside the 5 min range
+    ])
+    data = svc.overview("5m")
+    assert data.has_data and data.errors == []
+    minute = pd.Timestamp(s, unit="s", tz="UTC")
+    assert data.deliveries.loc[minute].to_dict() == {"shipped": 6.0, "delivered": 3.0, "received": 1.0}
+    later = pd.Timestamp(s + 60, unit="s", tz="UTC")
+    assert data.deliveries.loc[later].to_dict() == {"shipped": 0.0, "delivered": 1.0, "received": 2.0}
+    assert (data.kpis["shipped"], data.kpis["delivered"], data.kpis["received"]) == (6.0, 4.0, 3.0)
+
+
+def test_overview_with_only_deliveries_has_data(svc, metrics, clock):
+    metrics.write([delivery_point(_second(clock, 30), received=1)])
+    data = svc.overview("15m")
+    assert data.has_data and data.kpis["received"] == 1.0 and data.kpis["shipped"] == 0.0

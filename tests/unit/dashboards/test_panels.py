@@ -107,10 +107,19 @@ def test_figures_have_titles_units_and_reason_colours():
         "order.place",
     )
     assert [t.name for t in res.data] == ["passed by the guard", "blocked: flow", "mean RT (ms, right)"]
+    ful = figures.deliveries_figure(
+        pd.DataFrame({"shipped": [4.0, 2.0], "delivered": [1.0, 3.0], "received": [0.0, 1.0]}, index=idx[:2]))
+    assert ful.layout.yaxis.title.text == "sub-orders / min"
+    assert "Fulfilment per minute" in ful.layout.title.text
+    assert [(t.name, list(t.y)) for t in ful.data] == [
+        ("shipped", [4.0, 2.0]), ("delivered", [1.0, 3.0]), ("received", [0.0, 1.0])]
+    assert {t.name: t.line.color for t in ful.data}["received"] == figures.COLORS["received"]
 
 
 def test_empty_figures_say_no_data():
     assert "No orders in this range" in _texts(figures.orders_figure(pd.DataFrame()))
+    nothing = pd.DataFrame({c: [0.0] for c in queries.DELIVERY_STEPS}, index=pd.DatetimeIndex([NOW]))
+    assert "No shipments or deliveries in this range" in _texts(figures.deliveries_figure(nothing))
     zero = pd.DataFrame({r: [0.0] for r in queries.REASONS}, index=pd.DatetimeIndex([NOW]))
     assert "Nothing blocked" in _texts(figures.blocked_figure(zero))
     assert "No payments yet" in _texts(figures.payment_success_figure(pd.Series([None], dtype=float)))
