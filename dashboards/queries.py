@@ -16,7 +16,7 @@ tag filters) against the schema the collectors write (see the README):
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from collectors.query import Query
 from dashboards.ranges import Window
@@ -108,7 +108,7 @@ def deliveries_per_minute(w: Window, app: str | None = None) -> Query:
     return Query(DELIVERIES, DELIVERY_STEPS, m.start, m.end, "sum", m.bucket_s, _where(app))
 
 
-def shop_deliveries(start, end, shop: str, app: str | None = None) -> Query:
+def shop_deliveries(start: datetime, end: datetime, shop: str, app: str | None = None) -> Query:
     """One shop's delivery figures over ``[start, end)``, per transaction type and carrier."""
     return Query(DELIVERIES, DELIVERY_FIELDS, start, end, "sum", None, _where(app, shop=shop),
                  ("tx_type", "carrier"))

@@ -10,7 +10,12 @@ currency units = cents / 100) and shown to the cent:
 - **orders** = ``placed``; **average order value** = (gross − discounts) / orders;
 - **units sold** = ``items``;
 - **refund rate** = completed refunds / paid orders;
-- **paid conversion** = paid / placed.
+- **paid conversion** = paid / placed;
+- **fulfilment** (the ``deliveries`` points): sub-orders shipped, delivered, received in the range
+  (each counted in the second its step happened), deliveries failed, cash collected on delivery.
+
+A change against the previous period is shown as a signed percentage; ``new`` when the previous
+period had none of it (0 or no value) and this one has some, ``–`` when there is nothing to compare.
 """
 
 from __future__ import annotations
@@ -49,6 +54,21 @@ def pct_change(current: float | None, previous: float | None) -> float | None:
 
 def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
+
+
+NO_VALUE = "–"  # what a missing figure shows, everywhere on the page (never "None" or "nan")
+NEW = "new"
+
+
+def change_text(current: float | None, previous: float | None) -> str:
+    """The "change %" cell: ``+49.0``; ``new`` when the previous period had none and this one has some;
+    ``–`` when there is nothing to compare (no value now, or none in either period)."""
+    change = pct_change(current, previous)
+    if change is not None:
+        return f"{change:+.1f}"
+    if current and not previous:
+        return NEW
+    return NO_VALUE
 
 
 @dataclass(frozen=True)
@@ -130,9 +150,16 @@ class Kpi:
             return f"{100 * value:.1f} %"
         return f"{int(value):,}"
 
+    def change_text(self) -> str:
+        return change_text(self.current, self.previous)
+
     def delta_text(self) -> str | None:
+        """The metric's delta: ``+49.0 % vs previous period``, ``new (none in the previous period)``,
+        or None (no delta shown) when there is nothing to compare."""
         change = self.change_pct
-        return None if change is None else f"{change:+.1f} % vs previous period"
+        if change is not None:
+            return f"{change:+.1f} % vs previous period"
+        return "new (none in the previous period)" if self.change_text() == NEW else None
 
 
 def kpis(current: Totals, previous: Totals) -> list[Kpi]:
@@ -155,7 +182,7 @@ def kpi_frame(items: Sequence[Kpi], currency: str) -> pd.DataFrame:
                 "figure": k.label,
                 "this period": k.text(k.current, currency),
                 "previous period": k.text(k.previous, currency),
-                "change %": None if k.change_pct is None else round(k.change_pct, 1),
+                "change %": k.change_text(),
             }
             for k in items
         ],
@@ -184,12 +211,69 @@ def breakdown(order_rows: Iterable[Any], tag: str, currency: str) -> pd.DataFram
             "gross": money(a[3], currency),
             "discounts": money(a[4], currency),
             "sales after discounts": money(a[3] - a[4], currency),
-            "share %": round(100 * (a[3] - a[4]) / total, 1) if total else None,
+            "share %": f"{100 * (a[3] - a[4]) / total:.1f}" if total else NO_VALUE,
         }
         for key, a in sorted(acc.items(), key=lambda kv: (-(kv[1][3] - kv[1][4]), kv[0]))
     ]
     columns = [tag, "orders", "paid", "units", "gross", "discounts", "sales after discounts", "share %"]
     return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    """One period's delivery figures for one shop (the ``deliveries`` points; money in cents)."""
+
+    shipped: int = 0
+    delivered: int = 0
+    received: int = 0
+    auto_received: int = 0
+    failed: int = 0
+    cod_collected: int = 0
+    cod_cents: int = 0
+
+
+def fulfilment(delivery_rows: Iterable[Any]) -> Fulfilment:
+    """Sum ``deliveries`` rows (any grouping) into :class:`Fulfilment`."""
+    counts = ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected")
+    acc = [0] * len(counts)
+    cod = 0
+    for r in delivery_rows:
+        v = r.values
+        for i, name in enumerate(counts):
+            acc[i] += _int(v, name)
+        cod += cents(v.get("cod_amount"))
+    return Fulfilment(*acc, cod)
+
+
+def fulfilment_by_tx_type(delivery_rows: Iterable[Any], currency: str) -> pd.DataFrame:
+    """Shipped, delivered, received, failed and cash collected on delivery per transaction type."""
+    groups: dict[str, list[Any]] = {}
+    for r in delivery_rows:
+        groups.setdefault(str(r.tags.get("tx_type", "")), []).append(r)
+    rows = []
+    for key, group in sorted(groups.items(), key=lambda kv: (-fulfilment(kv[1]).shipped, kv[0])):
+        f = fulfilment(group)
+        rows.append({"tx_type": key, "shipped": f.shipped, "delivered": f.delivered, "received": f.received,
+                     "of which automatically": f.auto_received, "delivery failed": f.failed,
+                     "cash collected": f.cod_collected,
+                     "cash collected amount": money(f.cod_cents, currency)})
+    columns = ["tx_type", "shipped", "delivered", "received", "of which automatically", "delivery failed",
+               "cash collected", "cash collected amount"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def shipped_by_carrier(delivery_rows: Iterable[Any]) -> pd.DataFrame:
+    """Sub-orders shipped per carrier (the carrier is named by the shipping step only)."""
+    acc: dict[str, int] = {}
+    for r in delivery_rows:
+        shipped = _int(r.values, "shipped")
+        if shipped:
+            key = str(r.tags.get("carrier", ""))
+            acc[key] = acc.get(key, 0) + shipped
+    total = sum(acc.values())
+    rows = [{"carrier": k, "shipped": n, "share %": f"{100 * n / total:.1f}"}
+            for k, n in sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return pd.DataFrame(rows, columns=["carrier", "shipped", "share %"])
 
 
 def top_products(items: Iterable[Mapping[str, Any]], currency: str) -> pd.DataFrame:

@@ -272,7 +272,7 @@ class ConsoleServices:
         return visible_shops(principal, sales_area.known_shops(self.metrics, self.app, self.now(), errors))
 
     def sales_report(self, principal: Principal, shop: str, period: sales_area.Period) -> SalesReport:
-        """One shop's figures over ``period`` vs the previous one (7 reads), if ``principal`` may read it."""
+        """One shop's figures over ``period`` vs the previous one (8 reads), if ``principal`` may read it."""
         require(principal, "sales.read", shop)
         return sales_area.read_sales(self.metrics, self.skus, self.app, shop, period, self.currency)
 

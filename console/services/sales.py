@@ -1,8 +1,9 @@
 """The Sales page: one shop's figures over a date range, compared with the previous period.
 
 Reads (per report): 4 metric-store queries (orders by channel × tx_type and refunds, for this and
-the previous period) + 1 hourly orders query for the heat map + 2 per-SKU read-model reads
-(top 10 by revenue and by units). The "today" strip: 2 metric-store queries.
+the previous period) + 1 hourly orders query for the heat map + 1 deliveries query (fulfilment by
+tx_type × carrier, this period) + 2 per-SKU read-model reads (top 10 by revenue and by units).
+The "today" strip: 2 metric-store queries.
 
 Whether the caller may read the shop is checked by ``ConsoleServices`` before these run.
 """
@@ -18,6 +19,7 @@ import pandas as pd
 
 from collectors.query import MetricStore, Query
 from console.services.common import error_text, run_query
+from dashboards import queries as panels
 from dashboards import sales as figures
 
 ORDERS = "orders"
@@ -75,6 +77,9 @@ class SalesReport:
     heatmap: pd.DataFrame
     queries: int
     errors: list[str] = field(default_factory=list)
+    fulfilment: figures.Fulfilment = field(default_factory=figures.Fulfilment)
+    by_fulfilment: pd.DataFrame = field(default_factory=pd.DataFrame)  # per tx_type
+    by_carrier: pd.DataFrame = field(default_factory=pd.DataFrame)  # shipped per carrier
 
     def tables(self, currency: str) -> dict[str, pd.DataFrame]:
         """Every table of the page, by CSV file stem (each gets a download button)."""
@@ -87,6 +92,8 @@ class SalesReport:
             "top_by_revenue": self.top_revenue,
             "top_by_units": self.top_units,
             "orders_heatmap": heat.reset_index(),
+            "fulfilment_by_tx_type": self.by_fulfilment,
+            "shipped_by_carrier": self.by_carrier,
         }
 
 
@@ -132,6 +139,7 @@ def read_sales(metrics: MetricStore, skus: SkuSalesPort | None, app: str, shop: 
     prev_refunds = _refunds(metrics, app, shop, p.prev_start, p.prev_end, errors, "refunds (previous)")
     hourly = _orders(metrics, app, shop, p.start, p.end, errors, "orders per hour",
                      bucket_s=3600, group_by=())
+    deliveries = run_query(metrics, panels.shop_deliveries(p.start, p.end, shop, app), errors, "deliveries")
     current = figures.totals(cur_orders, cur_refunds)
     previous = figures.totals(prev_orders, prev_refunds)
     return SalesReport(
@@ -145,8 +153,11 @@ def read_sales(metrics: MetricStore, skus: SkuSalesPort | None, app: str, shop: 
         top_revenue=figures.top_products(_top(skus, shop, p, "revenue", errors), currency),
         top_units=figures.top_products(_top(skus, shop, p, "units", errors), currency),
         heatmap=figures.heatmap_matrix(hourly),
-        queries=7,
+        queries=8,
         errors=errors,
+        fulfilment=figures.fulfilment(deliveries),
+        by_fulfilment=figures.fulfilment_by_tx_type(deliveries, currency),
+        by_carrier=figures.shipped_by_carrier(deliveries),
     )
 
 

@@ -2,8 +2,9 @@
 
 A merchant picks among its own shops; sre and admin pick any shop with orders. Every figure comes
 through the console services, which refuse a shop the signed-in user may not read — whatever the
-URL's ``?shop=`` or the session state says. A run issues 7 reads (5 metric-store queries, 2 per-SKU
-read-model reads); the "today" strip refreshes itself every 5 s with 2 queries.
+URL's ``?shop=`` or the session state says. A run issues 8 reads (6 metric-store queries, 2 per-SKU
+read-model reads); the "today" strip refreshes itself every 5 s with 2 queries. Fulfilment (sub-orders
+shipped, delivered, received in the range, from the ``deliveries`` figure) is shown for this period.
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ for col, k in zip(cols, report.kpis, strict=True):
         delta_color="inverse" if k.label == "Refund rate" else "normal",
         help=f"previous period: {k.text(k.previous, currency)}",
     )
+f = report.fulfilment
+st.markdown("**Fulfilment in this period** (sub-orders, each step counted when it happened)")
+cols = st.columns(5)
+cols[0].metric("Shipped", f"{f.shipped:,}")
+cols[1].metric("Delivered", f"{f.delivered:,}")
+cols[2].metric("Received", f"{f.received:,}",
+               help=f"{f.auto_received:,} of them received automatically, days after delivery")
+cols[3].metric("Delivery failed", f"{f.failed:,}", help="cash on delivery not collected at the door")
+cols[4].metric("Cash collected on delivery", figures.money(f.cod_cents, currency),
+               help=f"{f.cod_collected:,} sub-orders paid in cash on delivery")
 show_errors(report.errors)
 
 tables = report.tables(currency)
@@ -129,6 +140,11 @@ with left:
     table("Top 10 products by revenue", "top_by_revenue")
 with right:
     table("Top 10 products by units", "top_by_units")
+left, right = st.columns(2)
+with left:
+    table("Fulfilment by transaction type", "fulfilment_by_tx_type")
+with right:
+    table("Shipped by carrier", "shipped_by_carrier")
 chart(figures.heatmap_figure(report.heatmap), key="sales_heatmap")
 table("Orders by weekday × hour (UTC)", "orders_heatmap")
 st.caption(f"{report.queries} reads per page run; the today strip: 2 queries every {TODAY_REFRESH_S} s.")

@@ -243,7 +243,7 @@ def seed_sales(var: Path) -> None:
     from collectors.registry import open_store
     from domain.adapters import orm
     from domain.adapters.unit_of_work import build_trading_db
-    from tests.unit.console.sales_seed import _order, _refund
+    from tests.unit.console.sales_seed import _delivery, _order, _refund
 
     # within the embedded store's raw retention (older points are read from rollups made by maintain())
     day = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
@@ -255,6 +255,9 @@ def seed_sales(var: Path) -> None:
         _refund(day + timedelta(minutes=90), "shop-a", requested=1, completed=1, amount=55.25),
         _order(day, "shop-b", "marketplace", "auction", placed=999, paid=998, gmv=99999.99, discount=777.77,
                items=4242),
+        _delivery(day + timedelta(minutes=30), "shop-a", "fixed_price", "SF", shipped=5),
+        _delivery(day + timedelta(minutes=95), "shop-a", "fixed_price", delivered=4, received=3),
+        _delivery(day, "shop-b", "auction", "SecretCarrier", shipped=4242, cod_amount=77777.77),
     ]
     metrics.write([replace(pt, tags={**pt.tags, "app": APP}) for pt in points])
     metrics.close()

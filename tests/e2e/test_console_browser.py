@@ -151,6 +151,8 @@ def test_merchant_sees_only_its_own_shop(stack, browser, tmp_path):
     page.get_by_role("heading", name="Sales").first.wait_for(timeout=30_000)  # lands on Sales
     page.wait_for_timeout(2500)
     assert metric_value(page, "Net sales") == "¥495.25"  # gross 600.00 − 49.50 − 55.25, to the cent
+    fulfilment = [metric_value(page, label) for label in ("Shipped", "Delivered", "Received")]
+    assert fulfilment == ["5", "4", "3"]  # from the deliveries figure
     shoot(page, "sales-merchant")
     seen = [page.locator("[data-testid='stMain']").inner_text()]
     nav = page.locator("[data-testid='stSidebar']").inner_text()
@@ -163,7 +165,8 @@ def test_merchant_sees_only_its_own_shop(stack, browser, tmp_path):
         path = tmp_path / f"dl{i}.csv"
         dl.value.save_as(path)
         seen.append(path.read_text())
-    assert len(seen) == 7
+    assert len(seen) == 9
+    assert "None" not in seen[0] and "None" not in seen[1]  # no previous period: "new" / "–", never None
     # shop-b by URL, an operational page by URL
     sign_in(page, stack["console"], MERCHANT, path="sales?shop=shop-b")
     page.get_by_text("Shop shop-b: not allowed").wait_for(timeout=30_000)

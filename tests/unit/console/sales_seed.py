@@ -34,6 +34,12 @@ def _order(at, shop, channel, tx, *, placed, paid, gmv, discount, items, cancell
     )
 
 
+def _delivery(at, shop, tx, carrier="-", **fields) -> Point:
+    names = ("shipped", "delivered", "received", "auto_received", "failed", "cod_collected", "cod_amount")
+    return Point("deliveries", {"app": APP, "shop": shop, "tx_type": tx, "carrier": carrier},
+                 {n: fields.get(n, 0) for n in names}, at)
+
+
 def _refund(at, shop, *, requested, completed, amount) -> Point:
     return Point("refunds", {"app": APP, "shop": shop},
                  {"requested": requested, "completed": completed, "amount": amount}, at)
@@ -48,7 +54,14 @@ POINTS = [
     _order(_t(11, 20, 45), "shop-a", "app", "flash_sale", placed=4, paid=3, gmv=249.99, discount=0.01,
            items=5),
     _refund(_t(11, 12), "shop-a", requested=2, completed=1, amount=55.25),
+    # shop-a, fulfilment this period
+    _delivery(_t(10, 12), "shop-a", "fixed_price", "SF", shipped=3),
+    _delivery(_t(10, 12, 0, 1), "shop-a", "fixed_price", "YTO", shipped=1),
+    _delivery(_t(11, 8), "shop-a", "cod", "SF", shipped=2),
+    _delivery(_t(11, 9), "shop-a", "fixed_price", delivered=3, received=2, auto_received=1),
+    _delivery(_t(11, 10), "shop-a", "cod", delivered=1, failed=1, cod_collected=1, cod_amount=49.90),
     # shop-a, previous period
+    _delivery(_t(9, 10), "shop-a", "fixed_price", "SF", shipped=50, delivered=40),
     _order(_t(8, 10), "shop-a", "app", "fixed_price", placed=5, paid=5, gmv=500.00, discount=0.0, items=5),
     # shop-a, today (for the live strip): 3 in the last 5 minutes, 1 earlier
     _order(_t(12, 9, 57), "shop-a", "app", "flash_sale", placed=3, paid=2, gmv=30.00, discount=0.0, items=3),
@@ -57,6 +70,8 @@ POINTS = [
     _order(_t(10, 11), "shop-b", "marketplace", "auction", placed=999, paid=998, gmv=99999.99,
            discount=777.77, items=4242),
     _refund(_t(11, 11), "shop-b", requested=5, completed=4, amount=1234.56),
+    _delivery(_t(10, 11), "shop-b", "auction", "SecretCarrier", shipped=4242, delivered=4242, received=4242,
+              cod_collected=999, cod_amount=77777.77),
     _order(_t(12, 9, 58), "shop-b", "marketplace", "auction", placed=555, paid=555, gmv=5555.55,
            discount=0.0, items=555),
 ]
@@ -84,11 +99,15 @@ EXPECTED = {
     "Orders": ("10", "5", 100.0),
     "Average order value": ("¥80.05", "¥100.00", -19.95),
     "Units sold": ("14", "5", 180.0),
-    "Refund rate": ("12.5 %", "0.0 %", None),
+    "Refund rate": ("12.5 %", "0.0 %", None),  # none in the previous period: change "new"
     "Paid conversion": ("80.0 %", "100.0 %", -20.0),
 }
 SHOP_B_MARKERS = ("99,999.99", "777.77", "1,234.56", "4,242", "B-SECRET", "marketplace", "auction", "999",
-                  "5,555.55", "555")
+                  "5,555.55", "555", "SecretCarrier", "77,777.77")
+# shop-a's fulfilment in 11-10..11-11: shipped 3+1+2 = 6 (SF 5, YTO 1), delivered 3+1 = 4, received 2
+# (1 automatically), failed 1, cash collected 1 = ¥49.90; the previous period's 50 shipped do not count
+FULFILMENT = {"Shipped": "6", "Delivered": "4", "Received": "2", "Delivery failed": "1",
+              "Cash collected on delivery": "¥49.90"}
 
 
 def seed(metrics, trading_engine=None) -> None:

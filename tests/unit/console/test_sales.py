@@ -55,7 +55,8 @@ def test_figures_against_hand_computed_values(sales_svc):
     assert channel.loc["app", "orders"] == 8 and channel.loc["app", "gross"] == "¥690.00"
     assert channel.loc["app", "discounts"] == "¥40.01"
     assert channel.loc["app", "sales after discounts"] == "¥649.99"
-    assert channel.loc["web", "sales after discounts"] == "¥150.50" and channel.loc["app", "share %"] == 81.2
+    assert channel.loc["web", "sales after discounts"] == "¥150.50"
+    assert channel.loc["app", "share %"] == "81.2"
     assert dict(zip(report.by_tx_type["tx_type"], report.by_tx_type["orders"], strict=True)) == {
         "flash_sale": 6, "fixed_price": 4}
     assert list(report.top_revenue["sku"]) == ["A-1", "A-2"]  # A-3 sold in the previous period only
@@ -67,6 +68,20 @@ def test_figures_against_hand_computed_values(sales_svc):
     assert int(heat.values.sum()) == 10
     today = sales_svc.as_user(SAM).sales_today("shop-a")
     assert (today.totals.placed, today.last_5min_orders, today.totals.net_cents) == (4, 3, 4000)
+    f = report.fulfilment
+    assert (f.shipped, f.delivered, f.received, f.auto_received, f.failed) == (6, 4, 2, 1, 1)
+    assert (f.cod_collected, f.cod_cents) == (1, 4990)
+    assert report.by_fulfilment.to_dict("records") == [
+        {"tx_type": "fixed_price", "shipped": 4, "delivered": 3, "received": 2, "of which automatically": 1,
+         "delivery failed": 0, "cash collected": 0, "cash collected amount": "¥0.00"},
+        {"tx_type": "cod", "shipped": 2, "delivered": 1, "received": 0, "of which automatically": 0,
+         "delivery failed": 1, "cash collected": 1, "cash collected amount": "¥49.90"},
+    ]
+    assert report.by_carrier.to_dict("records") == [
+        {"carrier": "SF", "shipped": 5, "share %": "83.3"},
+        {"carrier": "YTO", "shipped": 1, "share %": "16.7"},
+    ]
+    assert report.queries == 8
 
 
 def test_a_merchant_gets_no_figure_of_another_shop_through_the_services(sales_svc):
@@ -135,8 +150,17 @@ def test_page_shows_the_figures_and_offers_a_csv_of_every_table(sales_svc, monke
     assert metric["Net sales"] == "¥745.24" and metric["Average order value"] == "¥80.05"
     assert metric["Refund rate"] == "12.5 %" and metric["Orders today"] == "4"
     assert metric["Orders, last 5 min"] == "3"
-    assert len(csvs) == 6  # summary, 2 breakdowns, 2 top-10s, heat map
-    assert "Net sales,¥745.24,¥500.00,49.0" in csvs[0]
+    assert len(csvs) == 8  # summary, 2 breakdowns, 2 top-10s, fulfilment by tx type and carrier, heat map
+    assert "Net sales,¥745.24,¥500.00,+49.0" in csvs[0]
+    # no previous refunds: the change is "new", never "None"
+    assert "Refund rate,12.5 %,0.0 %,new" in csvs[0] and "None" not in csvs[0]
+    for label, value in seed.FULFILMENT.items():
+        assert metric[label] == value, label
+    delta = {m.label: m.proto.delta for m in at.metric}
+    assert delta["Refund rate"] == "new (none in the previous period)"
+    assert delta["Net sales"] == "+49.0 % vs previous period"
+    summary = next(d.value for d in at.dataframe if "change %" in d.value.columns)
+    assert list(summary["change %"]) == ["+49.0", "+100.0", "-20.0", "+180.0", "new", "-20.0"]
     _no_shop_b(_everything(at, csvs))
 
 
@@ -174,3 +198,37 @@ def test_sre_may_pick_any_shop(sales_svc, monkeypatch, csvs):
     at = _open(sales_svc, monkeypatch, SAM, {"shop": "shop-b"})
     assert at.selectbox(key="sales_shop").value == "shop-b"
     assert {m.label: m.value for m in at.metric}["Orders"] == "999"
+
+
+def test_change_is_new_or_a_dash_never_none():
+    """Task: the "change %" column/metric showed ``None`` with no previous period."""
+    from dashboards import sales as figures
+
+    assert figures.change_text(150, 100) == "+50.0" and figures.change_text(50, 100) == "-50.0"
+    assert figures.change_text(0, 100) == "-100.0"
+    assert figures.change_text(5, 0) == figures.change_text(0.125, None) == "new"
+    assert figures.change_text(0, 0) == figures.change_text(None, None) == figures.change_text(None, 3) == "–"
+    first_period = figures.kpis(figures.Totals(placed=4, paid=2, units=5, gmv_cents=1000), figures.Totals())
+    frame = figures.kpi_frame(first_period, "¥")
+    assert list(frame["change %"]) == ["new", "new", "new", "new", "–", "new"]  # refund rate: 0 of 2, none
+    assert list(frame["previous period"]) == ["¥0.00", "0", "–", "0", "–", "–"]
+    assert "None" not in frame.to_csv(index=False) and "nan" not in frame.to_csv(index=False)
+    assert [k.delta_text() for k in first_period][:2] == ["new (none in the previous period)"] * 2
+    assert first_period[4].delta_text() is None
+    empty = figures.breakdown([], "channel", "¥")
+    assert empty.empty
+
+
+def test_page_of_a_shop_with_no_previous_period_shows_new_not_none(sales_svc, monkeypatch, csvs):
+    """11-08 (shop-a's first day with orders) against 11-07 (none): every change is "new" or "–", on
+    screen, in the metrics' deltas and in the CSV."""
+    at = _open(sales_svc, monkeypatch, MIA)
+    first_day = seed.FIRST.replace(day=8)
+    at.session_state["sales_dates"] = (first_day, first_day)
+    csvs.clear()
+    at.run()
+    assert not at.exception
+    summary = next(d.value for d in at.dataframe if "change %" in d.value.columns)
+    assert set(summary["change %"]) <= {"new", "–"} and "new" in set(summary["change %"])
+    assert all("None" not in str(m.proto.delta) for m in at.metric)
+    assert "None" not in csvs[0] and ",new" in csvs[0]
