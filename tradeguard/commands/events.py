@@ -3,7 +3,7 @@
 - ``tradeguard events tail [--follow] [--name OrderPaid] [--order ID] [-n N]`` prints journal
   events as JSON lines (the last N, then, with ``--follow``, new ones as they commit);
 - ``tradeguard events replay --from ISO --to ISO`` rebuilds the business points (``orders``,
-  ``refunds``, ``payments``) of that range from the journal into the metric store — after a store
+  ``refunds``, ``payments``, ``deliveries``) of that range from the journal into the metric store — after a store
   was lost, say. Idempotent: every point written is the full sum of its series and second, so
   replaying twice (or over what the relay already wrote) changes nothing.
 """

@@ -33,6 +33,12 @@ def var(tmp_path, monkeypatch):
         view = service.place_order(order_cmd([("A1", 1), ("B1", 1)], buyer=f"u{i}", key=f"k{i}"))
         service.pay_order(view.id)
         ids.append(view.id)
+    for i, sub in enumerate(service.get_order(ids[0]).sub_orders + service.get_order(ids[1]).sub_orders):
+        service.ship(sub.id, "SF", f"T{i}")
+        if i < 3:
+            service.deliver(sub.id)
+        if i < 1:
+            service.receive(sub.id)
     db.dispose()
     return tmp_path / "var", ids
 
@@ -66,5 +72,10 @@ def test_replay_rebuilds_the_points_idempotently(var, capsys):
         q = Query("orders", ["placed", "paid"], now - timedelta(hours=1), now + timedelta(minutes=1))
         rows = store.query(q)
         assert sum(r.values["placed"] for r in rows) == 6 and sum(r.values["paid"] for r in rows) == 6
+        # deliveries too: 4 sub-orders shipped, 3 delivered, 1 received
+        q = Query("deliveries", ["shipped", "delivered", "received"], now - timedelta(hours=1),
+                  now + timedelta(minutes=1), group_by=["carrier"])
+        got = {r.tags["carrier"]: {k: v for k, v in r.values.items() if v} for r in store.query(q)}
+        assert got == {"SF": {"shipped": 4.0}, "-": {"delivered": 3.0, "received": 1.0}}
         store.close()
     assert main(["events", "replay", "--from", end, "--to", start]) == 2
