@@ -1,8 +1,9 @@
 """Business figures equal the books, with a fleet: two real ``tradeguard node`` processes on one trading
 DB and a ``tradeguard worker`` running the journal relay, concurrent orders on one shop through both
-nodes, then ``sum(placed)``, ``sum(paid)``, ``sum(gmv)`` and refunds in the metric store equal the
-trading DB — on PostgreSQL + a real influxd 1.6 and on SQLite + the embedded store; with a node
-SIGKILLed mid-stream and restarted; with the relay (worker) SIGKILLed mid-stream and restarted.
+nodes (some shipped, delivered and received through the HTTP API), then ``sum(placed)``, ``sum(paid)``,
+``sum(gmv)``, refunds and the ``deliveries`` steps in the metric store equal the trading DB — on
+PostgreSQL + a real influxd 1.6 and on SQLite + the embedded store; with a node SIGKILLed mid-stream
+and restarted; with the relay (worker) SIGKILLed mid-stream and restarted.
 
 Each case is bounded: a fixed load window (15 s, 10 s for the crash cases), ≤ 4 placer threads, and
 a catch-up deadline; the processes are stopped whatever happens."""
@@ -32,7 +33,8 @@ from tests.services import POSTGRES_URL, free_port, need_binary, need_postgres
 
 pytestmark = pytest.mark.e2e
 
-COUNTED = ("placed", "paid", "gmv", "refunds", "refund_amount")
+COUNTED = ("placed", "paid", "gmv", "refunds", "refund_amount", "shipped", "delivered", "received")
+CARRIERS = ("SF", "YTO")
 
 
 class Proc:
@@ -143,10 +145,24 @@ def _placer(urls: list[str], skus: list[str], stop_at: float, n: int, counts: Co
                                       json={"lines": [{"sku": sku, "qty": 1}]})
                     if ref.status_code == 201:
                         client.post(f"{pay_url}/refunds/{ref.json()['id']}/complete", headers=AUTH)
+                elif i % 3 == 0:  # fulfilment through both nodes: shipped, most delivered, some received
+                    _fulfil(client, url, pay_url, order, i, rnd)
             except httpx.HTTPError:  # a node killed mid-request: the DB decides what committed
                 with lock:
                     counts["http_error"] += 1
             time.sleep(0.01)
+
+
+def _fulfil(client: httpx.Client, url: str, other_url: str, order: dict, i: int, rnd: random.Random) -> None:
+    for sub in order["sub_orders"]:
+        shipped = client.post(f"{url}/sub-orders/{sub['id']}/ship", headers=AUTH,
+                              json={"carrier": rnd.choice(CARRIERS), "tracking_no": f"T-{sub['id']}"})
+        if shipped.status_code != 200 or i % 9 == 0:
+            continue  # on its way
+        if client.post(f"{other_url}/sub-orders/{sub['id']}/deliver", headers=AUTH).status_code != 200:
+            continue
+        if i % 2 == 0:
+            client.post(f"{url}/sub-orders/{sub['id']}/receive")
 
 
 def run_load(fleet: Fleet, seconds: float, *, threads: int = 4, at_half=None) -> Counter[str]:
@@ -188,13 +204,23 @@ def books(trading_url: str) -> Counter[str]:
                 elif name == "RefundCompleted":
                     out["refunds"] += 1
                     out["refund_amount"] += int(p["amount_cents"])
+                elif name in ("SubOrderShipped", "SubOrderDelivered", "SubOrderReceived"):
+                    out[f"journal_{name}"] += 1
             sub_orders = conn.execute(select(func.count()).select_from(orm.sub_orders)).scalar_one()
+            s = orm.sub_orders
+            for step in ("shipped", "delivered", "received"):
+                column = getattr(s.c, f"{step}_at")
+                out[step] = conn.execute(select(func.count()).select_from(s).where(column.is_not(None))
+                                         ).scalar_one()
             done = conn.execute(select(func.count()).select_from(orm.refunds)
                                 .where(orm.refunds.c.status == "completed")).scalar_one()
     finally:
         engine.dispose()
     assert out["placed"] == sub_orders, "journal and sub_orders disagree"
     assert out["refunds"] == done, "journal and refunds disagree"
+    assert (out["shipped"], out["delivered"], out["received"]) == (
+        out["journal_SubOrderShipped"], out["journal_SubOrderDelivered"], out["journal_SubOrderReceived"]
+    ), "journal and sub_orders' delivery steps disagree"
     return out
 
 
@@ -210,6 +236,9 @@ def figures(metrics_url: str, start: datetime) -> Counter[str]:
         for r in store.query(Query("refunds", ["completed", "amount"], start, end)):
             out["refunds"] += round(r.values.get("completed") or 0)
             out["refund_amount"] += round((r.values.get("amount") or 0) * 100)
+        for r in store.query(Query("deliveries", ["shipped", "delivered", "received"], start, end)):
+            for step in ("shipped", "delivered", "received"):
+                out[step] += round(r.values.get(step) or 0)
     finally:
         store.close()
     return out
@@ -218,6 +247,7 @@ def figures(metrics_url: str, start: datetime) -> Counter[str]:
 def assert_figures_equal_books(fleet: Fleet, start: datetime, timeout_s: float = 45.0) -> Counter[str]:
     truth = books(fleet.trading_url)
     assert truth["placed"] > 20 and truth["paid"] > 10 and truth["refunds"] > 0, truth
+    assert truth["shipped"] > 0 and truth["delivered"] > 0 and truth["received"] > 0, truth
     deadline = time.monotonic() + timeout_s
     got: Counter[str] = Counter()
     while time.monotonic() < deadline:  # the relay catches up within a few cycles (or a lease TTL)
