@@ -3,9 +3,9 @@
 - ``tradeguard events tail [--follow] [--name OrderPaid] [--order ID] [-n N]`` prints journal
   events as JSON lines (the last N, then, with ``--follow``, new ones as they commit);
 - ``tradeguard events replay --from ISO --to ISO`` rebuilds the business points (``orders``,
-  ``refunds``, ``payments``, ``deliveries``) of that range from the journal into the metric store — after a store
-  was lost, say. Idempotent: every point written is the full sum of its series and second, so
-  replaying twice (or over what the relay already wrote) changes nothing.
+  ``refunds``, ``payments``, ``deliveries``) of that range from the journal into the metric
+  store — after a store was lost, say. Idempotent: every point written is the full sum of its
+  series and second, so replaying twice (or over what the relay already wrote) changes nothing.
 """
 
 from __future__ import annotations
