@@ -38,26 +38,10 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not confirm a publish (down, refused, nacked): nothing after it counts as sent."""
 
 
-class Publishing(Protocol):
-    def wait(self) -> None:
-        """Block until every event of the batch is confirmed; raise :class:`BrokerUnavailable` if not."""
-        ...
-
-
 class EventBroker(Protocol):
     def publish(self, events: Sequence[JournalRow]) -> None: ...
 
-    def begin_publish(self, events: Sequence[JournalRow]) -> Publishing:
-        """Start publishing (the caller does other work meanwhile); ``wait()`` on the result is
-        ``publish``'s return: it must always be called, and nothing counts as sent before it returns."""
-        ...
-
     def close(self) -> None: ...
-
-
-class _Published:
-    def wait(self) -> None:
-        pass
 
 
 def message_body(app: str, event: JournalRow) -> bytes:
@@ -94,10 +78,6 @@ class InProcessBroker:
                         f"in-process subscriber {fn!r} failed on event {event.id}: {exc}"
                     ) from exc
             self.published += 1
-
-    def begin_publish(self, events: Sequence[JournalRow]) -> Publishing:
-        self.publish(events)  # in-process: done before it returns
-        return _Published()
 
     def close(self) -> None:
         pass
@@ -316,32 +296,18 @@ class RabbitMQBroker:
 
     # ---------------------------------------------------------------- the port
     def publish(self, events: Sequence[JournalRow]) -> None:
-        self.begin_publish(events).wait()
-
-    def begin_publish(self, events: Sequence[JournalRow]) -> Publishing:
-        """Hand the batch to the broker's loop thread and return; ``wait()`` awaits its confirms.
-        One batch at a time: the next ``begin_publish`` waits until this one's ``wait()`` returned."""
         if not events:
-            return _Published()
-        self._lock.acquire()
-        try:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="rabbitmq-broker", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            future = asyncio.run_coroutine_threadsafe(self._publish(list(events)), self._loop)
-        except BaseException:
-            self._lock.release()
-            raise
-        return _RabbitPublishing(self, future)
-
-    def _failed(self, exc: BaseException) -> BrokerUnavailable:
-        self._reset()
-        why = redact_text(str(exc)) or type(exc).__name__
-        return BrokerUnavailable(
-            f"RabbitMQ at {redact_url(self.url)} did not confirm: {type(exc).__name__}: {why}"
-        )
+            return
+        with self._lock:
+            timeout = self.connect_timeout_s * 4 + self.confirm_timeout_s
+            try:
+                self.published += self._run(self._publish(list(events)), timeout)
+            except Exception as exc:
+                self._reset()
+                why = redact_text(str(exc)) or type(exc).__name__
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {redact_url(self.url)} did not confirm: {type(exc).__name__}: {why}"
+                ) from exc
 
     def _reset(self) -> None:
         if self._loop is None:
@@ -371,29 +337,6 @@ class RabbitMQBroker:
 
 
 _CORKED: Any = None
-
-
-class _RabbitPublishing:
-    def __init__(self, broker: RabbitMQBroker, future: concurrent.futures.Future[int]) -> None:
-        self.broker = broker
-        self.future: concurrent.futures.Future[int] | None = future
-
-    def wait(self) -> None:
-        future, self.future = self.future, None
-        if future is None:
-            return
-        broker = self.broker
-        try:
-            timeout = broker.connect_timeout_s * 4 + broker.confirm_timeout_s
-            try:
-                broker.published += future.result(timeout)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                raise broker._failed(TimeoutError(f"no confirm within {timeout:g} s")) from None
-            except Exception as exc:
-                raise broker._failed(exc) from exc
-        finally:
-            broker._lock.release()
 
 
 def _corked_connection_class() -> Any:

@@ -4,9 +4,8 @@ Every figure comes from the trading DB's journal, never from a node's memory (wh
 seconds it held on SIGKILL, and whose untagged points overwrote each other between nodes). One
 relay at a time reads the journal in commit order after a durable cursor and:
 
-1. publishes the batch to the event broker (``collectors/broker.py``; in-process by default),
-   which confirms while steps 2–3 run — if the broker does not confirm, the cycle stops before
-   step 4 and the cursor stays: nothing is lost;
+1. publishes the batch to the event broker (``collectors/broker.py``; in-process by default) —
+   if the broker does not confirm, the cycle stops and the cursor stays: nothing is lost;
 2. adds it to the per-SKU read model in the trading DB (``domain/adapters/sku_sales.py``, exactly
    once through its own cursor committed with its rows);
 3. **recomputes every second the batch touches from the journal** and writes the full per-second
@@ -379,28 +378,16 @@ class JournalRelay:
         return result
 
     def _relay_batch(self, rows: Sequence[JournalRow], token: int, result: CycleResult) -> None:
-        # The broker confirms while the read model and the points are written (both idempotent:
-        # the read model skips rows below its own cursor, a point is a whole recomputed second);
-        # the cursor moves only after every confirm, so a broker outage still loses nothing.
-        publishing = self.broker.begin_publish(rows) if self.broker is not None else None
-        try:
-            if self.read_model is not None:
-                result.read_model_rows += self.read_model.apply(rows, fence=token)
-            seconds = {second_of(r.occurred_at) for r in rows if r.name in BUSINESS_EVENTS}
-            points = recompute_seconds(self.journal, seconds, app=self.app) if seconds else []
-            if points:
-                self.control.check()  # a relay whose lease was taken over stops here, before it writes
-                self.store.write(points)
-        except BaseException:
-            if publishing is not None:
-                try:
-                    publishing.wait()
-                except Exception:
-                    pass  # the batch's own failure is the one to report
-            raise
-        if publishing is not None:
-            publishing.wait()  # raises when not confirmed: the cursor stays
+        if self.broker is not None:
+            self.broker.publish(rows)  # raises when not confirmed: the cursor stays
             result.published += len(rows)
+        if self.read_model is not None:
+            result.read_model_rows += self.read_model.apply(rows, fence=token)
+        seconds = {second_of(r.occurred_at) for r in rows if r.name in BUSINESS_EVENTS}
+        points = recompute_seconds(self.journal, seconds, app=self.app) if seconds else []
+        if points:
+            self.control.check()  # a relay whose lease was taken over stops here, before it writes
+            self.store.write(points)
         self.control.save(rows[-1].position)
         result.events += len(rows)
         result.points += len(points)

@@ -218,49 +218,6 @@ def test_a_broker_outage_keeps_the_cursor_and_the_relay_catches_up(env):
     env.assert_equal()
 
 
-class _ConfirmsLater:
-    """A broker that takes a batch at ``begin_publish`` and confirms (or not) only at ``wait()``,
-    like RabbitMQ's publisher confirms arriving while the relay writes the batch's points."""
-
-    def __init__(self) -> None:
-        self.confirm = False
-        self.confirmed: list[int] = []
-
-    def begin_publish(self, events):
-        broker, batch = self, list(events)
-
-        class Pending:
-            def wait(self) -> None:
-                if not broker.confirm:
-                    raise BrokerUnavailable("no confirm: the broker went away")
-                broker.confirmed += [e.id for e in batch]
-
-        return Pending()
-
-    def publish(self, events):
-        self.begin_publish(events).wait()
-
-    def close(self):
-        pass
-
-
-def test_the_cursor_moves_only_after_the_confirms_that_arrive_while_points_are_written(env):
-    broker = _ConfirmsLater()
-    env.place([("A1", 1)], pay=True)
-    env.place([("A3", 2)], pay=True, channel="web")
-    relay = env.relay(broker=broker)
-    out = relay.run_once()  # the points were written meanwhile, but nothing was confirmed
-    assert out.error and "no confirm" in out.error
-    assert out.cursor == 0 and out.events == 0 and out.published == 0
-    assert relay.control.cursor()[1] == 0
-    env.place([("A1", 1)])
-    broker.confirm = True
-    out = relay.run_once()  # the same batch again, now confirmed: the points are rewritten, not added
-    assert out.error is None and out.published == out.events > 0
-    assert broker.confirmed == [r.id for r in env.journal.tail(limit=10_000)]  # every event, in order
-    env.assert_equal()
-
-
 def test_in_process_broker_raises_when_a_subscriber_fails():
     b = InProcessBroker()
     b.subscribe(lambda e: 1 / 0)
