@@ -124,6 +124,7 @@ class RabbitMQBroker:
         self._pending: dict[int, None] = {}  # unconfirmed delivery tags, in increasing order
         self._failure: BaseException | None = None  # a nack or a close, for the batch in flight
         self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = 0  # wake the publisher when this few messages are left unconfirmed
         self._lock = threading.Lock()
         self.published = 0
 
@@ -225,7 +226,8 @@ class RabbitMQBroker:
             self._failure = self._failure or RuntimeError(
                 f"the broker nacked delivery tag {tag}{' and before' if method.multiple else ''}"
             )
-        self._wake()
+        if self._failure is not None or len(self._pending) <= self._wake_at:
+            self._wake()  # not on every ack: a resumed coroutine per ack costs more than the ack
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
         if channel is self._channel or self._channel is None:
@@ -260,6 +262,7 @@ class RabbitMQBroker:
             if remaining <= 0:
                 raise TimeoutError(f"{len(self._pending)} messages unconfirmed after "
                                    f"{self.confirm_timeout_s:g} s")
+            self._wake_at = limit
             self._waiter = loop.create_future()
             await asyncio.wait([self._waiter], timeout=remaining)
 
