@@ -92,12 +92,13 @@ class RabbitMQBroker:
     The ordinary clients cost one confirm round trip per message (pika's ``BlockingConnection``
     waits for each confirm before it sends the next, ~2,800 events/s here) or one socket write per
     message (aio-pika/aiormq, ~1,800 events/s here even with every confirm of a batch awaited
-    together). This adapter uses pika's ``AsyncioConnection``, which buffers outgoing frames and
-    writes them when the socket is writable, so a burst of publishes leaves in a few large writes,
-    and keeps up to ``window`` messages unconfirmed while it sends the next ones; the broker acks
-    many delivery tags at once (``multiple``). ``publish`` still returns only when every message of
-    the batch is confirmed (Basic.Ack), and raises :class:`BrokerUnavailable` otherwise (a nack, a
-    closed channel or connection, no confirm in ``confirm_timeout_s``): the relay keeps its cursor.
+    together). This adapter uses pika's ``AsyncioConnection``, holds the frames of a run of
+    publishes and writes them together (``cork``/``uncork``), keeps up to ``window`` messages
+    unconfirmed while it sends the next ones, and resumes the publisher only when the confirms it
+    waits for are in (an ack may cover many delivery tags: ``multiple``). ``publish`` still returns
+    only when every message of the batch is confirmed (Basic.Ack), and raises
+    :class:`BrokerUnavailable` otherwise (a nack, a closed channel or connection, no confirm in
+    ``confirm_timeout_s``): the relay keeps its cursor.
     The connection lives on a private asyncio loop in one daemon thread (created on first use,
     stopped by ``close()``); after a failure the next publish reconnects."""
 
@@ -106,9 +107,10 @@ class RabbitMQBroker:
                  window: int = 1000) -> None:
         import pika
 
-        for name in ("pika",):  # it logs every connection step and every close at INFO/WARNING
-            if logging.getLogger(name).level == logging.NOTSET:
-                logging.getLogger(name).setLevel(logging.ERROR)
+        # pika logs every connection step, and every failed one at ERROR on each cycle of an outage;
+        # the relay reports the failure once per cycle (a warning with the reason) instead
+        if logging.getLogger("pika").level == logging.NOTSET:
+            logging.getLogger("pika").setLevel(logging.CRITICAL)
         self._pika = pika
         self.url = url
         self.app = app
