@@ -97,10 +97,14 @@ def test_rabbitmq_stopped_for_30_s_under_load_loses_nothing(tmp_path):
     timings: dict[str, float] = {}
     try:
         load.start()
-        for _ in range(4):  # broker up: the relay keeps pace
+        started = time.monotonic()
+        while relay.control.cursor()[1] == 0 or time.monotonic() - started < 2.0:  # broker up: it relays
+            assert time.monotonic() - started < 60, f"the relay never moved with the broker up: {relay.last}"
             time.sleep(CYCLE_S)
-            assert relay.run_once().error is None
-        assert relay.last.cursor > 0
+            out = relay.run_once()
+            # a cycle may stop on SQLite's single writer (the load writes too) and is retried; never on
+            # the broker while it is up
+            assert out.error is None or "did not confirm" not in out.error, out.error
         t = time.monotonic()
         stopped = True
         out = _rabbitmqctl("stop_app")
