@@ -1,8 +1,9 @@
 """``tradeguard console [--port P] [--host H]``: run the Streamlit console.
 
 Streamlit runs as a child process (``python -m streamlit run tradeguard/console_server.py``: the
-``st.App`` that serves the script ``console_main.py`` with the session-cookie routes): the script builds the console's services in the composition root
-(``bootstrap.build_console_services``) and runs ``console.app.main`` on them. The settings
+``st.App`` that serves the script ``console_main.py`` with the session-cookie routes): the script
+builds the console's services in the composition root (``bootstrap.build_console_services``) and
+runs ``console.app.main`` on them. The settings
 reach the child through the environment: every store URL is resolved here (so a
 ``TRADEGUARD_VAR_DIR`` alone moves the console's stores with the node's) and passed as
 ``TRADEGUARD_*`` variables; secrets are inherited from this process's environment,
