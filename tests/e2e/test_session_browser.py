@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.console_stack import PASSWORD, SRE, add_users, shoot, sign_in, wait_for
+from tests.e2e.console_stack import PASSWORD, SRE, add_users, artifacts_dir, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
 COOKIE = "tg_console_session"
 LEAVER = "e2e-leaver"
+WAIT = 60_000  # ms: generous, the machine may be loaded (nothing here is timed)
+
+
+def shoot(page, name: str) -> None:
+    """These pages fit the viewport: a plain screenshot, with room for a loaded machine."""
+    page.screenshot(path=str(artifacts_dir() / f"{name}.png"), timeout=WAIT)
 
 
 def session_cookie(ctx) -> dict | None:
@@ -25,18 +31,18 @@ def session_cookie(ctx) -> dict | None:
 
 
 def wait_signed_in(page, heading: str) -> None:
-    page.get_by_role("button", name="Log out").wait_for(timeout=30_000)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Log out").wait_for(timeout=WAIT)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=WAIT)
     # the login form of the run before goes once the new run is drawn (Streamlit keeps stale
     # elements until then)
-    page.get_by_role("textbox", name="Username").wait_for(state="detached", timeout=30_000)
+    page.get_by_role("textbox", name="Username").wait_for(state="detached", timeout=WAIT)
     errors = page.locator("[data-testid='stException']")
     assert errors.count() == 0, errors.first.inner_text()
 
 
 def wait_login_page(page) -> None:
-    page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
-    page.get_by_role("button", name="Log out").wait_for(state="detached", timeout=30_000)
+    page.get_by_role("textbox", name="Username").wait_for(timeout=WAIT)
+    page.get_by_role("button", name="Log out").wait_for(state="detached", timeout=WAIT)
     assert page.locator("[data-testid='stMetric']").count() == 0  # nothing of the data pages
 
 
@@ -46,7 +52,7 @@ def test_a_reload_keeps_the_sign_in_until_log_out(stack, browser):
         page = ctx.new_page()
         sign_in(page, url, SRE, path="rules")
         wait_signed_in(page, "Rules")
-        cookie = wait_for(lambda: session_cookie(ctx), 15, "the session cookie")
+        cookie = wait_for(lambda: session_cookie(ctx), 60, "the session cookie")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
         assert cookie["secure"] is False  # plain http here; Secure over https
         assert COOKIE not in page.evaluate("document.cookie")  # page scripts cannot read it
@@ -64,8 +70,8 @@ def test_a_reload_keeps_the_sign_in_until_log_out(stack, browser):
 
         page.get_by_role("button", name="Log out").click()
         wait_login_page(page)
-        page.get_by_text("You are signed out.").wait_for(timeout=15_000)
-        wait_for(lambda: session_cookie(ctx) is None, 15, "the session cookie to be expired")
+        page.get_by_text("You are signed out.").wait_for(timeout=WAIT)
+        wait_for(lambda: session_cookie(ctx) is None, 60, "the session cookie to be expired")
         page.reload(wait_until="domcontentloaded")
         wait_login_page(page)
         shoot(page, "session-signed-out-reload")
@@ -90,7 +96,7 @@ def test_a_disabled_users_cookie_no_longer_signs_in(stack, browser):
         page = ctx.new_page()
         sign_in(page, url, LEAVER, path="alerts")
         wait_signed_in(page, "Alerts")
-        wait_for(lambda: session_cookie(ctx), 15, "the session cookie")
+        wait_for(lambda: session_cookie(ctx), 60, "the session cookie")
         page.reload(wait_until="domcontentloaded")
         wait_signed_in(page, "Alerts")
 
@@ -101,10 +107,10 @@ def test_a_disabled_users_cookie_no_longer_signs_in(stack, browser):
             accounts.close()
         page.reload(wait_until="domcontentloaded")
         wait_login_page(page)
-        page.get_by_text("your account was disabled").wait_for(timeout=15_000)
+        page.get_by_text("your account was disabled").wait_for(timeout=WAIT)
         shoot(page, "session-disabled-user")
         # and the password no longer signs in either
         page.get_by_role("textbox", name="Username").fill(LEAVER)
         page.get_by_role("textbox", name="Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-        page.get_by_text(f"the account {LEAVER} is disabled").wait_for(timeout=15_000)
+        page.get_by_text(f"the account {LEAVER} is disabled").wait_for(timeout=WAIT)
