@@ -79,6 +79,14 @@ def client_addr() -> str:
     return "unknown"
 
 
+def _ip_address() -> str | None:
+    try:
+        ip = st.context.ip_address
+    except Exception:
+        return None
+    return str(ip) if ip else None
+
+
 def signed_in() -> Principal | None:
     return st.session_state.get(PRINCIPAL_KEY)
 
@@ -161,7 +169,8 @@ def login_page(accounts: Any) -> None:
         return
     st.session_state.pop("login_password", None)
     st.session_state[TOKEN_KEY] = token
-    st.session_state[TICKET_KEY] = TICKETS.put(token)  # the browser exchanges it for the cookie
+    # the browser exchanges it for the cookie (from the address it has here, when Streamlit knows it)
+    st.session_state[TICKET_KEY] = TICKETS.put(token, _ip_address())
     st.session_state[PRINCIPAL_KEY] = principal
     st.rerun()
 

@@ -15,8 +15,9 @@ HttpOnly. Since Streamlit 1.53 an app can be served as ``st.App`` (Starlette) wi
    token: the script resumes the server session from it;
 4. sign-out revokes the server session, then ``POST /_tg/session/clear`` expires the cookie.
 
-The token never reaches the page or its JavaScript (only the ticket does, good once for a minute),
-and script-injected code cannot read the cookie. Both routes refuse cross-site requests (Origin or
+The token never reaches the page or its JavaScript (only the ticket does: good once, for a minute,
+from the browser's address), and script-injected code cannot read the cookie (nor the Set-Cookie
+of a claim it makes itself). Both routes refuse cross-site requests (Origin or
 Sec-Fetch-Site), so another site cannot plant its own session in the browser (login CSRF).
 """
 
@@ -47,26 +48,31 @@ class CookiePolicy:
 
 class TicketBox:
     """One-time tickets → session tokens, in this process's memory (the script and the routes run
-    in the same Streamlit server process). A ticket lives ``ttl_s`` seconds and is taken once."""
+    in the same Streamlit server process). A ticket lives ``ttl_s`` seconds and is taken once; one
+    given out for a client address is taken only from that address."""
 
     def __init__(self, ttl_s: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._now = monotonic
         self._lock = threading.Lock()
-        self._items: dict[str, tuple[str, float]] = {}
+        self._items: dict[str, tuple[str, float, str | None]] = {}
 
-    def put(self, token: str) -> str:
+    def put(self, token: str, client: str | None = None) -> str:
         ticket = secrets.token_urlsafe(24)
         with self._lock:
             self._drop_old()
-            self._items[ticket] = (token, self._now() + self.ttl_s)
+            self._items[ticket] = (token, self._now() + self.ttl_s, client)
         return ticket
 
-    def take(self, ticket: str) -> str | None:
+    def take(self, ticket: str, client: str | None = None) -> str | None:
+        """The token of ``ticket``, once; None when unknown, expired, or bound to another client."""
         with self._lock:
             self._drop_old()
-            found = self._items.pop(ticket, None)
-        return found[0] if found else None
+            found = self._items.get(ticket)
+            if found is None or (found[2] is not None and found[2] != client):
+                return None
+            del self._items[ticket]
+        return found[0]
 
     def pending(self, ticket: str) -> bool:
         """Not yet taken and not expired."""
@@ -76,7 +82,7 @@ class TicketBox:
 
     def _drop_old(self) -> None:
         now = self._now()
-        for key in [k for k, (_, until) in self._items.items() if until <= now]:
+        for key in [k for k, (_, until, _c) in self._items.items() if until <= now]:
             del self._items[key]
 
 
@@ -140,7 +146,8 @@ def routes(policy: CookiePolicy, tickets: TicketBox | None = None) -> list:
             ticket = str((await request.json()).get("ticket") or "")
         except (ValueError, AttributeError):
             return refused(400, "a JSON body with a ticket is expected")
-        token = box.take(ticket) if ticket else None
+        client = request.client.host if request.client else None
+        token = box.take(ticket, client) if ticket else None
         if token is None:
             return refused(400, "unknown or expired ticket; sign in again")
         response = Response(status_code=204, headers={"Cache-Control": "no-store"})

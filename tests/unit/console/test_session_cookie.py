@@ -15,6 +15,7 @@ from console.session_cookie import CLAIM_PATH, CLEAR_PATH, CookiePolicy, TicketB
 from .signin import account_service, open_console, sign_in, texts
 
 BASE = "http://console.test"
+BROWSER = "10.1.2.3"  # the browser's address as Streamlit sees it (AppTest has none)
 
 
 class Ticks:
@@ -25,8 +26,10 @@ class Ticks:
         return self.t
 
 
-def client(policy: CookiePolicy | None = None, box: TicketBox | None = None) -> TestClient:
-    return TestClient(Starlette(routes=routes(policy or CookiePolicy(), box)), base_url=BASE)
+def client(policy: CookiePolicy | None = None, box: TicketBox | None = None,
+           addr: str = "testclient") -> TestClient:
+    return TestClient(Starlette(routes=routes(policy or CookiePolicy(), box)), base_url=BASE,
+                      client=(addr, 50000))
 
 
 def set_cookie(response) -> str:
@@ -43,6 +46,13 @@ def test_a_ticket_is_taken_once_and_expires():
     assert box.take(first) is None and not box.pending(first)
     ticks.t += 60
     assert not box.pending(second) and box.take(second) is None
+
+
+def test_a_ticket_bound_to_an_address_is_taken_only_from_it():
+    box = TicketBox()
+    ticket = box.put("token-1", "10.0.0.5")
+    assert box.take(ticket, "10.0.0.6") is None and box.take(ticket) is None
+    assert box.take(ticket, "10.0.0.5") == "token-1"
 
 
 def test_the_claim_script_carries_the_ticket_never_the_token():
@@ -71,6 +81,11 @@ def test_the_claim_route_sets_an_httponly_strict_cookie_once():
         assert http.post(CLAIM_PATH, json={"ticket": "made-up"}).status_code == 400
         assert http.post(CLAIM_PATH, content=b"not json").status_code == 400
         assert http.get(CLAIM_PATH).status_code == 405
+        elsewhere = box.put("tok-456", "10.9.9.9")  # given out to another address
+        assert http.post(CLAIM_PATH, json={"ticket": elsewhere}).status_code == 400
+        assert box.pending(elsewhere)
+        here = box.put("tok-789", "testclient")  # TestClient's address
+        assert http.post(CLAIM_PATH, json={"ticket": here}).status_code == 204
 
 
 @pytest.mark.parametrize("headers", [
@@ -119,6 +134,7 @@ def console(monkeypatch, svc, tmp_path, clock):
     svc.accounts = account_service(tmp_path, clock)
 
     def load(cookie: str | None = None):
+        monkeypatch.setattr(login, "_ip_address", lambda: BROWSER)
         monkeypatch.setattr(login, "request_cookie",
                             lambda name: cookie if name == "tg_console_session" else None)
         return open_console(monkeypatch, svc)
@@ -131,7 +147,9 @@ def browser_cookie(at) -> str:
     ticket = at.session_state[login.TICKET_KEY]
     htmls = [h.proto.body for h in at.sidebar.get("html")]
     assert any(ticket in h and CLAIM_PATH in h for h in htmls)
-    with client() as http:
+    with client(addr="10.9.9.9") as elsewhere:  # the ticket, stolen, from another address
+        assert elsewhere.post(CLAIM_PATH, json={"ticket": ticket}).status_code == 400
+    with client(addr=BROWSER) as http:
         done = http.post(CLAIM_PATH, json={"ticket": ticket})
     assert done.status_code == 204
     return done.cookies["tg_console_session"]
