@@ -29,13 +29,13 @@ from accounts.errors import SignInError
 from accounts.session import SessionEnded, SessionRevoked
 from common.identity import Principal
 from console.runtime import PRINCIPAL_KEY  # the Principal of this run (set by gate from the session)
-from console.session_cookie import TICKETS, CookiePolicy, claim_script, clear_script
+from console.session_cookie import TICKETS, CookiePolicy, claim_script, clear_proof, clear_script
 
 log = logging.getLogger(__name__)
 
 TOKEN_KEY = "tg_session_token"  # the server session's token (kept server-side, in session state)
 TICKET_KEY = "tg_cookie_ticket"  # a ticket not yet exchanged for the cookie by the browser
-CLEAR_KEY = "tg_cookie_clear"  # the browser's cookie is to be expired
+CLEAR_KEY = "tg_cookie_clear"  # the proof of an ended session whose cookie is to be expired
 COOKIE_TRIED_KEY = "tg_cookie_tried"  # the request's cookie was tried in this Streamlit session
 NOTICE_KEY = "tg_login_notice"
 
@@ -118,12 +118,14 @@ def gate(accounts: Any) -> Principal:
             principal = accounts.resume_token(token)
         except SessionEnded as exc:
             _forget()
-            st.session_state[CLEAR_KEY] = True
+            st.session_state[CLEAR_KEY] = clear_proof(token)
             quiet = from_cookie and isinstance(exc, SessionRevoked) and exc.reason == "signed out"
             if not quiet:
                 st.session_state[NOTICE_KEY] = str(exc)
         except Exception as exc:  # the control DB is down: say so, keep the session for later
             log.exception("resuming a console session failed")
+            if from_cookie:
+                st.session_state[COOKIE_TRIED_KEY] = False  # try the cookie again next run
             st.error(f"Sessions are unavailable right now ({type(exc).__name__}); reload shortly.",
                      icon=":material/error:")
             st.stop()
@@ -141,8 +143,8 @@ def gate(accounts: Any) -> Principal:
 
 def login_page(accounts: Any) -> None:
     st.title(":material/shield: tradeguard console")
-    if st.session_state.pop(CLEAR_KEY, None):
-        st.html(clear_script(), unsafe_allow_javascript=True)  # expire the browser's cookie
+    if proof := st.session_state.pop(CLEAR_KEY, None):
+        st.html(clear_script(proof), unsafe_allow_javascript=True)  # expire the browser's cookie
     if notice := st.session_state.pop(NOTICE_KEY, None):
         st.warning(notice, icon=":material/timer_off:")
     left, _ = st.columns([2, 3])
@@ -202,7 +204,8 @@ def sidebar_user(principal: Principal) -> None:
             log.exception("revoking the session of %s failed", principal.name)
         log.info("user %s signed out", principal.name)
         _forget()
-        st.session_state[CLEAR_KEY] = True
+        if token:
+            st.session_state[CLEAR_KEY] = clear_proof(token)
         st.session_state[NOTICE_KEY] = "You are signed out."
         st.rerun()
 

@@ -13,7 +13,9 @@ HttpOnly. Since Streamlit 1.53 an app can be served as ``st.App`` (Starlette) wi
    SameSite=Strict, Path=/, Max-Age = the session's maximum age, Secure over https);
 3. a reload or a second tab opens a new Streamlit session whose ``st.context.cookies`` carries the
    token: the script resumes the server session from it;
-4. sign-out revokes the server session, then ``POST /_tg/session/clear`` expires the cookie.
+4. sign-out revokes the server session, then ``POST /_tg/session/clear`` expires the cookie, if
+   it still holds that session (``clear_proof``: a tab signing out, or finding its session ended,
+   does not clear a newer sign-in made in another tab).
 
 The token never reaches the page or its JavaScript (only the ticket does: good once, for a minute,
 from the browser's address), and script-injected code cannot read the cookie (nor the Set-Cookie
@@ -23,6 +25,8 @@ Sec-Fetch-Site), so another site cannot plant its own session in the browser (lo
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -103,10 +107,20 @@ def claim_script(ticket: str) -> str:
     )
 
 
-def clear_script() -> str:
+def clear_proof(token: str) -> str:
+    """What the page sends to clear the cookie holding ``token``: a one-way value of it (neither the
+    token nor the hash the control DB keys sessions by)."""
+    return hashlib.sha256(b"tg-clear:" + token.encode("utf-8")).hexdigest()
+
+
+def clear_script(proof: str) -> str:
+    if not proof.isalnum():
+        raise ValueError("a clear proof is hex")
+    body = json.dumps({"proof": proof})
     return (
         '<span data-tg-session="clear" hidden></span>'
-        f"<script>fetch({json.dumps(CLEAR_PATH)}, {{method: 'POST', credentials: 'same-origin'}});</script>"
+        f"<script>fetch({json.dumps(CLEAR_PATH)}, {{method: 'POST', credentials: 'same-origin', "
+        f"headers: {{'Content-Type': 'application/json'}}, body: {json.dumps(body)}}});</script>"
     )
 
 
@@ -156,11 +170,18 @@ def routes(policy: CookiePolicy, tickets: TicketBox | None = None) -> list:
         return response
 
     async def clear(request: Any) -> Response:
+        """Expire the cookie when it holds the session of the proof (else leave it: 204 either way)."""
         if not _same_origin(request):
             return refused(403, "cross-site request refused")
+        try:
+            proof = str((await request.json()).get("proof") or "")
+        except (ValueError, AttributeError):
+            return refused(400, "a JSON body with a proof is expected")
         response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-        response.delete_cookie(policy.name, path="/", httponly=True, samesite="strict",
-                               secure=_secure(policy, request))
+        held = request.cookies.get(policy.name)
+        if held and proof and hmac.compare_digest(clear_proof(held), proof):
+            response.delete_cookie(policy.name, path="/", httponly=True, samesite="strict",
+                                   secure=_secure(policy, request))
         return response
 
     return [Route(CLAIM_PATH, claim, methods=["POST"]), Route(CLEAR_PATH, clear, methods=["POST"])]

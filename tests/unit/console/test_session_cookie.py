@@ -10,7 +10,16 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from console import login
-from console.session_cookie import CLAIM_PATH, CLEAR_PATH, CookiePolicy, TicketBox, claim_script, routes
+from console.session_cookie import (
+    CLAIM_PATH,
+    CLEAR_PATH,
+    CookiePolicy,
+    TicketBox,
+    claim_script,
+    clear_proof,
+    clear_script,
+    routes,
+)
 
 from .signin import account_service, open_console, sign_in, texts
 
@@ -100,7 +109,7 @@ def test_cross_site_requests_are_refused_and_keep_the_ticket(headers):
     with client(box=box) as http:
         done = http.post(CLAIM_PATH, json={"ticket": ticket}, headers=headers)
         assert done.status_code == 403 and "set-cookie" not in done.headers
-        assert http.post(CLEAR_PATH, headers=headers).status_code == 403
+        assert http.post(CLEAR_PATH, json={"proof": "ab"}, headers=headers).status_code == 403
     assert box.pending(ticket)
 
 
@@ -115,16 +124,26 @@ def test_secure_follows_https_unless_forced(policy_secure, headers, secure):
     with client(CookiePolicy(secure=policy_secure), box) as http:
         done = http.post(CLAIM_PATH, json={"ticket": box.put("tok")}, headers=headers)
         assert ("; secure" in set_cookie(done).lower()) is secure
-        cleared = http.post(CLEAR_PATH, headers=headers)
+        http.cookies.set("tg_console_session", "tok")
+        cleared = http.post(CLEAR_PATH, json={"proof": clear_proof("tok")}, headers=headers)
         assert ("; secure" in set_cookie(cleared).lower()) is secure
 
 
-def test_the_clear_route_expires_the_cookie():
+def test_the_clear_route_expires_the_cookie_of_that_session_only():
+    same = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
     with client(CookiePolicy(name="tg_test")) as http:
-        done = http.post(CLEAR_PATH, headers={"Origin": BASE, "Sec-Fetch-Site": "same-origin"})
-    assert done.status_code == 204
-    cookie = set_cookie(done).lower()
-    assert cookie.startswith('tg_test="";') and "max-age=0" in cookie and "httponly" in cookie
+        http.cookies.set("tg_test", "old-token")
+        done = http.post(CLEAR_PATH, json={"proof": clear_proof("old-token")}, headers=same)
+        assert done.status_code == 204
+        cookie = set_cookie(done).lower()
+        assert cookie.startswith('tg_test="";') and "max-age=0" in cookie and "httponly" in cookie
+        # a newer sign-in (another tab) holds the cookie: an ended session's proof leaves it
+        http.cookies.set("tg_test", "newer-token")
+        kept = http.post(CLEAR_PATH, json={"proof": clear_proof("old-token")}, headers=same)
+        assert kept.status_code == 204 and "set-cookie" not in kept.headers
+        assert http.post(CLEAR_PATH, json={}, headers=same).headers.get("set-cookie") is None
+        assert http.post(CLEAR_PATH, content=b"x", headers=same).status_code == 400
+    assert "old-token" not in clear_script(clear_proof("old-token"))
 
 
 # ------------------------------------------------------------------------------------- the console
@@ -185,14 +204,15 @@ def test_sign_out_revokes_the_session_for_every_tab_and_the_cookie(console, svc)
     assert signed_in_as(tab2, "sam")
     at.sidebar.button(key="logout").click().run()
     assert "You are signed out." in texts(at.warning)
-    assert any(CLEAR_PATH in h.proto.body for h in at.get("html"))  # the page expires the cookie
+    # the page expires the cookie of this session
+    assert any(clear_proof(cookie) in h.proto.body for h in at.get("html"))
     tab2.run()  # the other tab's next run: signed out too
     assert [t.label for t in tab2.text_input] == ["Username", "Password"]
     assert "you are signed out" in texts(tab2.warning)
     reload = console(cookie)  # a reload with the old cookie: the sign-in page, quietly
     assert [t.label for t in reload.text_input] == ["Username", "Password"]
     assert not reload.warning
-    assert any(CLEAR_PATH in h.proto.body for h in reload.get("html"))
+    assert any(clear_proof(cookie) in h.proto.body for h in reload.get("html"))
 
 
 def test_a_disabled_users_cookie_no_longer_works(console, svc):
