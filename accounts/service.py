@@ -1,5 +1,12 @@
 """``AccountService``: users, sign-in (throttled, constant-ish time) and sessions.
 
+Server-side sessions (``open_session`` / ``resume_token`` / ``sign_out``) live in the control DB
+(``user_sessions``) under the SHA-256 of an opaque token that only the browser holds (the console
+keeps it in an HttpOnly cookie). A session ends after ``session_idle`` without activity, at
+``session_max_age`` after sign-in whatever the activity, at sign-out, and when its account is
+disabled or removed, its password changed, or its role or shops differ from those it was opened
+with: each of these is checked on every resume, not only when the change is made.
+
 Every change of an account is audited in ``user_audit`` with who made it — never a password or a
 hash. ``by`` is either a signed-in ``Principal`` (then it must hold ``users.manage``) or the name
 of a trusted operator (the CLI passes the OS user: whoever can run it can open the control DB).
@@ -14,7 +21,16 @@ from datetime import timedelta
 
 from accounts.errors import AccountDisabled, AccountError, BadCredentials, UnknownUser
 from accounts.passwords import Hasher, check_strength
-from accounts.session import Session, SessionExpired
+from accounts.session import (
+    ServerSession,
+    Session,
+    SessionExpired,
+    SessionRevoked,
+    SessionTooOld,
+    UnknownSession,
+    hash_token,
+    new_token,
+)
 from accounts.store import UserRecord, UserStore
 from accounts.throttle import SignInThrottle
 from common.clock import Clock, SystemClock
@@ -60,12 +76,20 @@ class AccountService:
         throttle: SignInThrottle | None = None,
         hasher: Hasher | None = None,
         session_idle: timedelta = timedelta(minutes=60),
+        session_max_age: timedelta = timedelta(hours=12),
     ) -> None:
+        if session_max_age.total_seconds() <= 0 or session_idle.total_seconds() <= 0:
+            raise ValueError("session_idle and session_max_age must be > 0")
         self.store = store
         self.clock = clock or SystemClock()
         self.throttle = throttle or SignInThrottle()
         self.hasher = hasher or Hasher()
         self.session_idle = session_idle
+        self.session_max_age = session_max_age
+        # last-seen is written at most this often per session (a page run each few seconds would
+        # otherwise write the control DB on every run); a session may so expire early (never late) by
+        # at most this much
+        self.touch_every = min(timedelta(seconds=60), session_idle / 10)
 
     def close(self) -> None:
         self.store.close()
@@ -94,8 +118,10 @@ class AccountService:
     def set_password(self, name: str, password: str, *, by: Principal | str) -> None:
         actor = self._actor(by)
         check_strength(password)
-        self.store.set_password_hash(name, self.hasher.hash(password), now=self.clock.now(), by=actor)
-        log.info("password of user %s changed by %s", name, actor)
+        now = self.clock.now()
+        self.store.set_password_hash(name, self.hasher.hash(password), now=now, by=actor)
+        ended = self.store.revoke_user_sessions(name, "password changed", now)
+        log.info("password of user %s changed by %s (%d console sessions ended)", name, actor, ended)
 
     def disable(self, name: str, *, by: Principal | str) -> None:
         actor = self._actor(by)
@@ -104,8 +130,10 @@ class AccountService:
         if last_admin and not user.disabled:
             raise AccountError(f"user {name} is the last enabled admin; add or enable another admin first",
                                field="name")
-        self.store.set_disabled(name, True, now=self.clock.now(), by=actor)
-        log.info("user %s disabled by %s", name, actor)
+        now = self.clock.now()
+        self.store.set_disabled(name, True, now=now, by=actor)
+        ended = self.store.revoke_user_sessions(name, "user disabled", now)
+        log.info("user %s disabled by %s (%d console sessions ended)", name, actor, ended)
 
     def enable(self, name: str, *, by: Principal | str) -> None:
         actor = self._actor(by)
@@ -173,6 +201,65 @@ class AccountService:
         principal = Principal(user.name, user.role, user.shops)
         session.principal = principal
         return principal
+
+    # ------------------------------------------------------------------ server-side sessions
+    def open_session(self, principal: Principal, client_addr: str | None = None) -> str:
+        """A new server-side session of ``principal`` (just authenticated); returns its token, the
+        only copy: the DB keeps its hash. Hand it to the browser and forget it."""
+        token = new_token()
+        now = self.clock.now()
+        self.store.add_session(ServerSession(
+            token_hash=hash_token(token), user=principal.name, role=principal.role,
+            shops=tuple(principal.shops), created_at=now, last_seen_at=now,
+            expires_at=now + self.session_max_age, client_addr=client_addr,
+        ))
+        self.store.purge_sessions(now - timedelta(days=7))  # rows of sessions ended a week ago
+        return token
+
+    def resume_token(self, token: str) -> Principal:
+        """The principal of a live session token, its last-seen moved to now (idle timeout).
+
+        Raises a ``SessionEnded``: ``UnknownSession``, ``SessionRevoked`` (signed out; the account
+        disabled, removed, its password changed since; its role or shops changed: revoked now),
+        ``SessionTooOld`` (past the absolute expiry) or ``SessionExpired`` (idle too long)."""
+        if not token:
+            raise UnknownSession()
+        key = hash_token(token)
+        found = self.store.session(key)
+        if found is None:
+            raise UnknownSession()
+        if found.revoked_at is not None:
+            raise SessionRevoked(found.revoked_reason or "signed out")
+        now = self.clock.now()
+        if now >= found.expires_at:
+            raise SessionTooOld(self.session_max_age)
+        if now - found.last_seen_at >= self.session_idle:
+            raise SessionExpired(self.session_idle)
+        user = self.store.get(found.user)
+        reason = None
+        if user is None:
+            reason = "user removed"
+        elif user.disabled:
+            reason = "user disabled"
+        elif (user.role, tuple(user.shops)) != (found.role, tuple(found.shops)):
+            reason = "role changed"
+        if reason is not None:
+            self.store.revoke_session(key, reason, now)
+            log.info("console session of %s ended: %s", found.user, reason)
+            raise SessionRevoked(reason)
+        if now - found.last_seen_at >= self.touch_every:
+            self.store.touch_session(key, now)
+        return Principal(user.name, user.role, user.shops)  # type: ignore[union-attr]
+
+    def sign_out(self, token: str | None) -> bool:
+        """Revoke the session of ``token``; True when it was live. Unknown tokens are ignored."""
+        if not token:
+            return False
+        return self.store.revoke_session(hash_token(token), "signed out", self.clock.now())
+
+    def purge_sessions(self, keep: timedelta = timedelta(days=7)) -> int:
+        """Delete the rows of sessions that ended more than ``keep`` ago."""
+        return self.store.purge_sessions(self.clock.now() - keep)
 
     # ------------------------------------------------------------------ first admin
     def ensure_bootstrap_admin(self, spec: str | None) -> str | None:

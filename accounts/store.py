@@ -3,7 +3,10 @@
 - ``users``: one row per account: unique ``name``, argon2id ``password_hash``, ``role``
   (admin | sre | oncall | merchant), ``disabled``, ``created_at``, ``last_login_at``;
 - ``user_shops``: the shops a merchant is bound to (one row per user and shop);
-- ``user_audit``: who changed which account, when, and how (never a password or a hash).
+- ``user_audit``: who changed which account, when, and how (never a password or a hash);
+- ``user_sessions``: the console's server-side sessions: the SHA-256 of each session token (never
+  the token), the user and the role and shops it was opened with, created / last seen / absolute
+  expiry, and when and why it was revoked.
 
 Tables are created on first use, like ``alerts.store`` and ``guardians.store``.
 """
@@ -19,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from accounts.errors import AccountError, UnknownUser
+from accounts.session import ServerSession
 from common.sql import DatabaseUrlError, UTCDateTime, create_tables, open_engine
 
 metadata = sa.MetaData()
@@ -51,6 +55,22 @@ user_audit_t = sa.Table(
     sa.Column("action", sa.String(40), nullable=False),
     sa.Column("target", sa.String(64), nullable=False, index=True),
     sa.Column("detail", sa.JSON, nullable=True),
+)
+
+user_sessions_t = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_name", sa.String(64), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("shops", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_reason", sa.String(40), nullable=True),
+    sa.Column("client_addr", sa.String(100), nullable=True),
 )
 
 
@@ -165,6 +185,65 @@ class UserStore:
         with self.engine.begin() as c:
             self._update(c, name, last_login_at=now)
 
+    # ------------------------------------------------------------------ sessions
+    def add_session(self, s: ServerSession) -> None:
+        with self.engine.begin() as c:
+            c.execute(user_sessions_t.insert().values(
+                token_hash=s.token_hash, user_name=s.user, role=s.role, shops=list(s.shops),
+                created_at=s.created_at, last_seen_at=s.last_seen_at, expires_at=s.expires_at,
+                client_addr=(s.client_addr or None) and s.client_addr[:100],
+            ))
+
+    def session(self, token_hash: str) -> ServerSession | None:
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(user_sessions_t).where(user_sessions_t.c.token_hash == token_hash)
+            ).mappings().first()
+        return _session(row) if row is not None else None
+
+    def sessions(self, user: str | None = None, *, live_at: datetime | None = None) -> list[ServerSession]:
+        """Sessions (newest first), of ``user`` if given; with ``live_at``, only those neither revoked
+        nor past their absolute expiry then (the idle time is the service's to judge)."""
+        q = sa.select(user_sessions_t).order_by(user_sessions_t.c.id.desc())
+        if user is not None:
+            q = q.where(user_sessions_t.c.user_name == user)
+        if live_at is not None:
+            q = q.where(user_sessions_t.c.revoked_at.is_(None), user_sessions_t.c.expires_at > live_at)
+        with self.engine.connect() as c:
+            return [_session(r) for r in c.execute(q).mappings().all()]
+
+    def touch_session(self, token_hash: str, now: datetime) -> None:
+        with self.engine.begin() as c:
+            c.execute(user_sessions_t.update()
+                      .where(user_sessions_t.c.token_hash == token_hash,
+                             user_sessions_t.c.last_seen_at < now)
+                      .values(last_seen_at=now))
+
+    def revoke_session(self, token_hash: str, reason: str, now: datetime) -> bool:
+        """Revoke one session (a no-op on one already revoked); True when this call revoked it."""
+        with self.engine.begin() as c:
+            done = c.execute(user_sessions_t.update()
+                             .where(user_sessions_t.c.token_hash == token_hash,
+                                    user_sessions_t.c.revoked_at.is_(None))
+                             .values(revoked_at=now, revoked_reason=reason[:40]))
+        return bool(done.rowcount)
+
+    def revoke_user_sessions(self, user: str, reason: str, now: datetime) -> int:
+        """Revoke every live session of ``user``; returns how many."""
+        with self.engine.begin() as c:
+            done = c.execute(user_sessions_t.update()
+                             .where(user_sessions_t.c.user_name == user,
+                                    user_sessions_t.c.revoked_at.is_(None))
+                             .values(revoked_at=now, revoked_reason=reason[:40]))
+        return int(done.rowcount or 0)
+
+    def purge_sessions(self, before: datetime) -> int:
+        """Delete sessions that ended (expired or revoked) before ``before``; returns how many."""
+        t = user_sessions_t
+        with self.engine.begin() as c:
+            done = c.execute(t.delete().where(sa.or_(t.c.expires_at < before, t.c.revoked_at < before)))
+        return int(done.rowcount or 0)
+
     # ------------------------------------------------------------------ helpers
     def _update(self, c: Any, name: str, **values: Any) -> None:
         result = c.execute(users_t.update().where(users_t.c.name == name).values(**values))
@@ -198,4 +277,19 @@ def _record(row: Any, shops: tuple[str, ...]) -> UserRecord:
         disabled=bool(row["disabled"]),
         created_at=row["created_at"],
         last_login_at=row["last_login_at"],
+    )
+
+
+def _session(row: Any) -> ServerSession:
+    return ServerSession(
+        token_hash=row["token_hash"],
+        user=row["user_name"],
+        role=row["role"],
+        shops=tuple(row["shops"] or ()),
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        revoked_reason=row["revoked_reason"],
+        client_addr=row["client_addr"],
     )

@@ -1333,6 +1333,19 @@ def build_account_service(settings: Settings, clock: Any = None) -> Any:
         clock=clock,
         throttle=throttle or SignInThrottle(),
         session_idle=timedelta(minutes=settings.console_session_idle_min),
+        session_max_age=timedelta(hours=settings.console_session_max_hours),
+    )
+
+
+def console_cookie_policy(settings: Settings) -> Any:
+    """The console's session cookie (``console.session_cookie.CookiePolicy``) from the settings: the
+    entry script (reading it) and the Streamlit server's cookie routes (setting it) share it."""
+    from console.session_cookie import CookiePolicy
+
+    return CookiePolicy(
+        name=settings.console_session_cookie,
+        max_age_s=int(settings.console_session_max_hours * 3600),
+        secure=settings.console_cookie_secure,
     )
 
 

@@ -143,6 +143,20 @@ class Settings(BaseSettings):
     console_session_idle_min: float = Field(
         60.0, gt=0, description="Console sessions expire after this many idle minutes."
     )
+    console_session_max_hours: float = Field(
+        12.0, gt=0, description="Console sessions end this many hours after sign-in, however active."
+    )
+    console_session_cookie: str = Field(
+        "tg_console_session",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Name of the console's session cookie (HttpOnly, SameSite=Strict; holds only an "
+        "opaque token whose hash is in the control DB).",
+    )
+    console_cookie_secure: bool | None = Field(
+        None,
+        description="Secure attribute of the session cookie: unset = when the console is reached over "
+        "https (directly or via X-Forwarded-Proto); true/false forces it.",
+    )
 
     # accounts and the node's control API
     ops_token: SecretStr | None = Field(

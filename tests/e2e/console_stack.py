@@ -205,10 +205,19 @@ def fill_login(page, name: str, password: str = PASSWORD, *, shot: str | Path | 
 
 
 def sign_in(page, url: str, name: str, *, path: str = "", shot: str | Path | None = None) -> None:
-    """Open ``url/path`` (a full load: a new Streamlit session, so the login page) and sign in; the
-    console then shows the page of ``path`` with its query."""
+    """Open ``url/path`` (a full load: a new Streamlit session) signed in as ``name``: the login page,
+    unless the browser's session cookie already signs ``name`` in (another user is logged out
+    first); the console then shows the page of ``path`` with its query."""
     page.goto(f"{url}/{path}", wait_until="domcontentloaded")
-    page.get_by_role("textbox", name="Username").wait_for(timeout=30_000)
+    login = page.get_by_role("textbox", name="Username")
+    logout = page.get_by_role("button", name="Log out")
+    login.or_(logout).first.wait_for(timeout=30_000)
+    if logout.count():
+        sidebar = page.locator("[data-testid='stSidebar']").inner_text()
+        if f"{name} · role" in sidebar:
+            return
+        logout.click()
+        login.wait_for(timeout=30_000)
     fill_login(page, name, shot=shot)
 
 

@@ -1,8 +1,9 @@
 """``tradeguard console [--port P] [--host H]``: run the Streamlit console.
 
-Streamlit runs as a child process (``python -m streamlit run tradeguard/console_main.py``):
-that entry script builds the console's services in the composition root
-(``bootstrap.build_console_services``) and runs ``console.app.main`` on them. The settings
+Streamlit runs as a child process (``python -m streamlit run tradeguard/console_server.py``: the
+``st.App`` that serves the script ``console_main.py`` with the session-cookie routes): the script
+builds the console's services in the composition root (``bootstrap.build_console_services``) and
+runs ``console.app.main`` on them. The settings
 reach the child through the environment: every store URL is resolved here (so a
 ``TRADEGUARD_VAR_DIR`` alone moves the console's stores with the node's) and passed as
 ``TRADEGUARD_*`` variables; secrets are inherited from this process's environment,
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def app_path() -> Path:
-    """The Streamlit entry script (it lives in the composition root: it opens the stores)."""
-    return Path(__file__).resolve().parent.parent / "console_main.py"
+    """The Streamlit entry (it lives in the composition root: it opens the stores): the ``st.App`` of
+    ``console_server.py``, which runs the script ``console_main.py``."""
+    return Path(__file__).resolve().parent.parent / "console_server.py"
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:

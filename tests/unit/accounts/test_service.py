@@ -9,9 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from accounts.errors import AccountDisabled, AccountError, BadCredentials, TooManyAttempts, UnknownUser
+from accounts.service import AccountService
 from accounts.session import SessionExpired
-from accounts.store import users_t
+from accounts.store import UserStore, users_t
+from accounts.throttle import SignInThrottle
 from common.identity import Principal
+
+from .conftest import fast_hasher
 
 PW = "s3cret-passw0rd"
 
@@ -198,3 +202,150 @@ def test_session_idle_must_be_positive():
 
     with pytest.raises(ValueError, match="idle must be > 0"):
         Session(Principal("a", "sre"), timedelta(0), datetime.now(UTC))
+
+
+# ---------------------------------------------------------------------- server-side sessions
+def _signed_in(service, name="bob", role="sre", shops=()):
+    if service.store.get(name) is None:
+        service.add_user(name, role, PW, shops=shops, by="cli")
+    return service.open_session(service.authenticate(name, PW, "10.0.0.7"), "10.0.0.7")
+
+
+def test_a_server_session_stores_only_the_hash_of_its_token(service):
+    from accounts.session import hash_token
+    from accounts.store import user_sessions_t
+
+    token = _signed_in(service)
+    assert len(token) >= 43  # 256 random bits, URL-safe
+    with service.store.engine.connect() as c:
+        rows = [dict(r) for r in c.execute(sa.select(user_sessions_t)).mappings()]
+    assert len(rows) == 1
+    assert rows[0]["token_hash"] == hash_token(token) != token
+    assert token not in repr(rows)
+    assert rows[0]["user_name"] == "bob" and rows[0]["client_addr"] == "10.0.0.7"
+    assert service.resume_token(token) == Principal("bob", "sre")
+    other = _signed_in(service)  # a second sign-in: another token, another row
+    assert other != token and service.resume_token(other).name == "bob"
+
+
+def test_an_unknown_or_tampered_token_is_refused(service):
+    from accounts.session import UnknownSession
+
+    token = _signed_in(service)
+    for bad in ("", "x", token[:-1] + ("A" if token[-1] != "A" else "B"), token.upper()):
+        with pytest.raises(UnknownSession):
+            service.resume_token(bad)
+
+
+def test_a_server_session_expires_after_the_idle_time_and_activity_moves_it(service, clock):
+    token = _signed_in(service)
+    clock.advance(minutes=59)
+    assert service.resume_token(token).name == "bob"  # activity: the idle time starts again
+    clock.advance(minutes=59)
+    assert service.resume_token(token).name == "bob"
+    clock.advance(minutes=60)
+    with pytest.raises(SessionExpired, match="your session expired after 60 idle minutes; sign in again"):
+        service.resume_token(token)
+    with pytest.raises(SessionExpired):  # and stays expired
+        service.resume_token(token)
+
+
+def test_activity_is_written_at_most_once_a_minute_and_never_expires_late(service, clock):
+    token = _signed_in(service)
+    opened = service.store.sessions("bob")[0].last_seen_at
+    clock.advance(seconds=30)
+    service.resume_token(token)
+    assert service.store.sessions("bob")[0].last_seen_at == opened  # not written yet
+    clock.advance(seconds=31)
+    service.resume_token(token)
+    assert service.store.sessions("bob")[0].last_seen_at == clock.now()
+    clock.advance(minutes=60)  # 60 min after the last write: expired even with an unwritten touch
+    with pytest.raises(SessionExpired):
+        service.resume_token(token)
+
+
+def test_a_server_session_ends_at_its_maximum_age_whatever_the_activity(tmp_path, clock, fake_time):
+    from accounts.session import SessionTooOld
+
+    svc = AccountService(UserStore(f"sqlite:///{tmp_path / 'c.db'}"), clock=clock,
+                         throttle=SignInThrottle(wall=fake_time.time), hasher=fast_hasher(),
+                         session_idle=timedelta(minutes=60), session_max_age=timedelta(hours=2))
+    token = _signed_in(svc)
+    for _ in range(3):
+        clock.advance(minutes=39)
+        assert svc.resume_token(token).name == "bob"
+    clock.advance(minutes=4)  # 2 h 1 min after sign-in, 4 min after the last activity
+    with pytest.raises(SessionTooOld, match="maximum age of 2 hours; sign in again"):
+        svc.resume_token(token)
+    svc.close()
+
+
+def test_sign_out_revokes_the_session_for_every_tab(service):
+    from accounts.session import SessionRevoked
+
+    token = _signed_in(service)
+    keep = _signed_in(service)  # another browser of the same user
+    assert service.sign_out(token) is True
+    assert service.sign_out(token) is False  # already revoked
+    with pytest.raises(SessionRevoked, match="you are signed out"):
+        service.resume_token(token)
+    assert service.resume_token(keep).name == "bob"
+    assert service.sign_out(None) is False and service.sign_out("unknown") is False
+
+
+@pytest.mark.parametrize("change, reason, message", [
+    ("disable", "user disabled", "your account was disabled"),
+    ("passwd", "password changed", "your password was changed"),
+])
+def test_disabling_a_user_or_changing_the_password_revokes_every_session(service, change, reason, message):
+    from accounts.session import SessionRevoked
+
+    service.add_user("root", "admin", PW, by="cli")
+    tokens = [_signed_in(service), _signed_in(service)]
+    admin = _signed_in(service, "root", "admin")
+    if change == "disable":
+        service.disable("bob", by="root")
+    else:
+        service.set_password("bob", "brand-new-passw0rd", by="root")
+    for token in tokens:
+        with pytest.raises(SessionRevoked, match=message) as info:
+            service.resume_token(token)
+        assert info.value.reason == reason
+    assert service.resume_token(admin).name == "root"
+    if change == "disable":
+        service.enable("bob", by="root")  # enabling again does not revive the old sessions
+        with pytest.raises(SessionRevoked):
+            service.resume_token(tokens[0])
+
+
+def test_a_user_disabled_or_given_another_role_behind_the_service_loses_the_session(service):
+    """Changes made straight in the DB (another console, an old CLI) are caught on resume."""
+    from accounts.session import SessionRevoked
+
+    disabled = _signed_in(service, "bob", "sre")
+    moved = _signed_in(service, "mia", "merchant", ("shop-a",))
+    with service.store.engine.begin() as c:
+        c.execute(users_t.update().where(users_t.c.name == "bob").values(disabled=True))
+        c.execute(users_t.update().where(users_t.c.name == "mia").values(role="oncall"))
+    with pytest.raises(SessionRevoked, match="your account was disabled"):
+        service.resume_token(disabled)
+    with pytest.raises(SessionRevoked, match="your role or shops changed") as info:
+        service.resume_token(moved)
+    assert info.value.reason == "role changed"
+    with service.store.engine.begin() as c:  # the old role back: the session stays revoked
+        c.execute(users_t.update().where(users_t.c.name == "mia").values(role="merchant"))
+    with pytest.raises(SessionRevoked):
+        service.resume_token(moved)
+    assert [s.revoked_reason for s in service.store.sessions()] == ["role changed", "user disabled"]
+
+
+def test_ended_sessions_are_purged_after_a_week(service, clock):
+    old = _signed_in(service)
+    service.sign_out(old)
+    live = _signed_in(service)
+    clock.advance(days=8)
+    assert service.purge_sessions() == 2  # the revoked one and the one past its maximum age
+    assert service.store.sessions() == []
+    token = _signed_in(service)
+    assert service.resume_token(token).name == "bob"
+    assert live != token

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_streamlit_argv_runs_the_entry_script_headless_without_usage_stats():
     argv = command.streamlit_argv("127.0.0.1", 8601)
     assert argv[1:4] == ["-m", "streamlit", "run"]
-    assert Path(argv[4]) == ROOT / "tradeguard" / "console_main.py"
+    assert Path(argv[4]) == ROOT / "tradeguard" / "console_server.py"
     flags = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert flags["--server.port"] == "8601"
     assert flags["--server.headless"] == "true"
