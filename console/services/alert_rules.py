@@ -106,8 +106,19 @@ def validate(doc: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+def _stored(doc: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if not doc:
+        return doc
+    try:
+        return canonical_rule({k: v for k, v in doc.items() if k != "open"})
+    except AlertRuleRefused:
+        return doc  # shown as given: the page names its errors
+
+
 def diff(current: Mapping[str, Any] | None, proposed: Mapping[str, Any] | None) -> str:
-    """Unified YAML diff of the rule in force → the proposed one (empty when equal)."""
+    """Unified YAML diff of the rule in force → the proposed one (empty when equal), both in their
+    stored form: defaults the store fills in (``enabled: true``) are not shown as changes."""
+    current, proposed = _stored(current), _stored(proposed)
     old = rule_yaml(current) if current else ""
     new = rule_yaml(proposed) if proposed else ""
     name = (proposed or current or {}).get("name", "rule")

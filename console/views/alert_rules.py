@@ -87,10 +87,10 @@ with tab_list:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.caption(f"{len(rules)} rule(s); each change is a new version (see **History**).")
         st.subheader("Enable, disable or delete")
-        c1, c2, c3 = st.columns([2, 2, 3])
+        c1, c2 = st.columns([2, 3])
         pick = c1.selectbox("Rule", list(by_name), key="ar_list_pick")
         who = svc.principal.name
-        why = c3.text_input("Why", key="ar_list_why", placeholder="the reason, kept in the history")
+        why = c2.text_input("Why", key="ar_list_why", placeholder="the reason, kept in the history")
         enabled = by_name[pick].get("enabled", True) is not False if pick else True
         b1, b2, _ = st.columns([1, 1, 4])
         toggle = b1.button("Disable" if enabled else "Enable", key="ar_toggle")
@@ -286,10 +286,10 @@ with tab_edit:
             else:
                 st.caption("The proposed rule would not have changed state in this range.")
 
-        st.markdown("**Save**")
-        c1, c2 = st.columns([1, 2])
+        st.markdown(f"**Save** as {svc.principal.name}")
+        c1, _ = st.columns([2, 1])
         who = svc.principal.name
-        why = c2.text_input("Why", key="ar_edit_why", placeholder="the reason, kept in the history")
+        why = c1.text_input("Why", key="ar_edit_why", placeholder="the reason, kept in the history")
         if st.button("Create rule" if original is None else "Save rule", key="ar_save", type="primary"):
             try:
                 out = svc.alert_rule_save(proposed, by=who, why=why or "", original=original)
@@ -341,9 +341,9 @@ with tab_history:
         st.markdown(
             f"**Roll back to version {n}** (restores its {chosen_v['rules']} rule(s) as a new version)"
         )
-        c1, c2 = st.columns([1, 2])
+        c1, _ = st.columns([2, 1])
         who = svc.principal.name
-        why = c2.text_input("Why", key="ar_rb_why")
+        why = c1.text_input("Why", key="ar_rb_why", placeholder="the reason, kept in the history")
         if st.button(f"Roll back to version {n}", key="ar_rollback", disabled=n == numbers[0]):
             try:
                 out = svc.alert_rules_rollback(int(n), by=who, why=why or "")

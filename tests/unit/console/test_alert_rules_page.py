@@ -110,6 +110,8 @@ def test_yaml_edit_refuses_an_invalid_rule_whole_and_shows_the_diff(page, alert_
     alert_svc.apply({"rules": [_rule()]}, by="ann", why="setup")
     at = page()
     at.selectbox(key="ar_edit_pick").set_value("Errors").run()
+    # the rule in force, unedited: no diff (the store's defaults, enabled: true, are no change)
+    assert "No change: the rule in force is identical." in _texts(at.caption) and not at.code
     at.segmented_control(key="ar_mode").set_value("YAML").run()
     area = _yaml_area(at)
     bad = area.value.replace("aggregate: sum", "aggregate: median").replace("threshold: 50", "threshold: 80")
