@@ -149,6 +149,7 @@ def save(
     name in the same version). Returns ``{"version", "rule", "changed"}``."""
     who = need_name(by)
     rule = canonical_rule(doc)
+    why = why.strip() or f"rule {rule['name']} {'created' if original is None else 'edited'} in the console"
     try:
         existing = {r["name"]: {k: v for k, v in r.items() if k != "open"} for r in port.rules()}
         if original is None and rule["name"] in existing:

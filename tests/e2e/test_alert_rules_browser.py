@@ -66,6 +66,7 @@ def test_alert_rule_create_edit_refuse_diff_and_rollback(stack, browser):
         assert rule["query"]["where"] == {"resource": "order.place"}
         created = alerts.rule_history(limit=1)[0]
         assert (created["version"], created["created_by"]) == (v0 + 1, SRE)
+        assert created["why"] == f"rule {RULE} created in the console"  # no reason typed: says what
 
         # edit its threshold: the page stays on the tab, now editing the saved rule; the diff shows it
         assert page.get_by_role("tab", name="Edit & back-test").get_attribute("aria-selected") == "true"

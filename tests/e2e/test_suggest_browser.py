@@ -72,7 +72,7 @@ def suggest_and_use(page, stack) -> None:
     page.get_by_role("option", name="+ new rule").click()
     threshold = page.get_by_role("spinbutton", name="threshold *", exact=True)
     expect(threshold).to_have_value("", timeout=30_000)  # the new rule's (empty) form is drawn
-    page.get_by_label("resource *", exact=True).click()
+    page.get_by_label("resource *", exact=True).filter(visible=True).click()  # not a stale one
     page.get_by_role("option", name=RESOURCE, exact=True).click()  # known: it has recorded traffic
     page.get_by_role("heading", name="Suggest a threshold").wait_for(timeout=30_000)
     page.get_by_role("button", name="Suggest", exact=True).click()

@@ -191,3 +191,5 @@ def test_save_refuses_a_duplicate_name_and_keeps_the_store(console, alert_svc):
     assert err.value.errors[0].path == "rule.name"
     out = console.alert_rule_save(_rule("A2", 7), by="bob", why="rename", original="A")
     assert [r["name"] for r in alert_svc.rules()] == ["A2"] and out["version"] == 2
+    console.alert_rule_save(_rule("A2", 9), by="bob", why=" ", original="A2")
+    assert alert_svc.rule_history()[0]["why"] == "rule A2 edited in the console"  # never blank
