@@ -3,8 +3,9 @@ in force, back-test before saving, history and rollback — through ``AlertServi
 
 Validation is the YAML import's (``alerts.rulefile``: the models of ``alerts.schema``): a bad rule is
 refused whole and every error names its field (``rule.query.aggregate``). Every change is stored as a
-new version of the alert rules with who and why (``alerts.rule_versions``). ``by`` is the person
-acting: today a name typed on the page, later the signed-in user.
+new version of the alert rules with who and why (``alerts.rule_versions``). ``by`` is the signed-in
+user (the page's services replace any name with the principal's); a save without a reason records
+what it did.
 """
 
 from __future__ import annotations
