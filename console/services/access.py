@@ -178,6 +178,10 @@ class UserServices:
         self._read()
         return self._svc.impact(resource, proposal, minutes)
 
+    def suggest(self, resource: str, range_s: int) -> Any:
+        self._read()
+        return self._svc.suggest(resource, range_s)
+
     def instances(self) -> Any:
         self._read()
         return self._svc.instances()

@@ -3,8 +3,9 @@ in force, back-test before saving, history and rollback — through ``AlertServi
 
 Validation is the YAML import's (``alerts.rulefile``: the models of ``alerts.schema``): a bad rule is
 refused whole and every error names its field (``rule.query.aggregate``). Every change is stored as a
-new version of the alert rules with who and why (``alerts.rule_versions``). ``by`` is the person
-acting: today a name typed on the page, later the signed-in user.
+new version of the alert rules with who and why (``alerts.rule_versions``). ``by`` is the signed-in
+user (the page's services replace any name with the principal's); a save without a reason records
+what it did.
 """
 
 from __future__ import annotations
@@ -106,8 +107,19 @@ def validate(doc: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+def _stored(doc: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if not doc:
+        return doc
+    try:
+        return canonical_rule({k: v for k, v in doc.items() if k != "open"})
+    except AlertRuleRefused:
+        return doc  # shown as given: the page names its errors
+
+
 def diff(current: Mapping[str, Any] | None, proposed: Mapping[str, Any] | None) -> str:
-    """Unified YAML diff of the rule in force → the proposed one (empty when equal)."""
+    """Unified YAML diff of the rule in force → the proposed one (empty when equal), both in their
+    stored form: defaults the store fills in (``enabled: true``) are not shown as changes."""
+    current, proposed = _stored(current), _stored(proposed)
     old = rule_yaml(current) if current else ""
     new = rule_yaml(proposed) if proposed else ""
     name = (proposed or current or {}).get("name", "rule")
@@ -138,6 +150,7 @@ def save(
     name in the same version). Returns ``{"version", "rule", "changed"}``."""
     who = need_name(by)
     rule = canonical_rule(doc)
+    why = why.strip() or f"rule {rule['name']} {'created' if original is None else 'edited'} in the console"
     try:
         existing = {r["name"]: {k: v for k, v in r.items() if k != "open"} for r in port.rules()}
         if original is None and rule["name"] in existing:

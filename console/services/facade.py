@@ -27,6 +27,7 @@ from console.services.resources import ResourceDetail, ResourcesData, read_resou
 from console.services.rules import RuleVersionView
 from console.services.sales import SalesReport, SkuSalesPort, TodayStrip
 from dashboards.impact import FlowProposal, ImpactResult, ParamProposal
+from dashboards.suggest import SuggestResult
 from domain.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,11 @@ class ConsoleServices:
     def impact(self, resource: str, proposal: FlowProposal | ParamProposal, minutes: int) -> ImpactResult:
         """Replay the last ``minutes`` of ``resource``'s recorded traffic: 1 metric-store query."""
         return rules.impact(self.metrics, self.app, resource, proposal, minutes, self.now())
+
+    def suggest(self, resource: str, range_s: int) -> tuple[SuggestResult, ImpactResult | None]:
+        """A threshold suggestion for ``resource`` from its traffic over the last ``range_s`` (1
+        metric-store query) and the impact preview of the proposed QPS threshold (1 more, if any)."""
+        return rules.suggest(self.metrics, self.app, resource, range_s, self.now())
 
     # ------------------------------------------------------------------ instances
     def instances(self) -> InstancesData:

@@ -42,8 +42,13 @@ except Exception as exc:  # the control DB is down: nothing else works here
     st.stop()
 by_name = {r["name"]: {k: v for k, v in r.items() if k != "open"} for r in rules}
 
-if msg := ss.pop("ar_flash", None):
-    st.success(msg, icon=":material/check_circle:")
+_flash: tuple[str, str] | None = ss.pop("ar_flash", None)  # (tab, message) of the last change
+
+
+def flash(tab: str) -> None:
+    """The last change's confirmation next to the button that made it (the page is scrolled there)."""
+    if _flash and _flash[0] == tab:
+        st.success(_flash[1], icon=":material/check_circle:")
 
 
 def show_errors(errors: list[FieldError], where: str = "The rule was refused") -> None:
@@ -87,10 +92,10 @@ with tab_list:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.caption(f"{len(rules)} rule(s); each change is a new version (see **History**).")
         st.subheader("Enable, disable or delete")
-        c1, c2, c3 = st.columns([2, 2, 3])
+        c1, c2 = st.columns([2, 3])
         pick = c1.selectbox("Rule", list(by_name), key="ar_list_pick")
         who = svc.principal.name
-        why = c3.text_input("Why", key="ar_list_why", placeholder="the reason, kept in the history")
+        why = c2.text_input("Why", key="ar_list_why", placeholder="the reason, kept in the history")
         enabled = by_name[pick].get("enabled", True) is not False if pick else True
         b1, b2, _ = st.columns([1, 1, 4])
         toggle = b1.button("Disable" if enabled else "Enable", key="ar_toggle")
@@ -99,13 +104,14 @@ with tab_list:
             try:
                 if toggle:
                     svc.alert_rule_set_enabled(pick, not enabled, by=who, why=why or "")
-                    ss.ar_flash = f"Rule {pick} {'disabled' if enabled else 'enabled'} by {who}."
+                    ss.ar_flash = ("list", f"Rule {pick} {'disabled' if enabled else 'enabled'} by {who}.")
                 else:
                     svc.alert_rule_delete(pick, by=who, why=why or "")
-                    ss.ar_flash = f"Rule {pick} deleted by {who}."
+                    ss.ar_flash = ("list", f"Rule {pick} deleted by {who}.")
                 st.rerun()
             except AlertRuleRefused as exc:
                 show_errors(exc.errors, "Refused")
+        flash("list")
 
 
 # ------------------------------------------------------------------ edit, diff, back-test, save
@@ -214,7 +220,9 @@ with tab_edit:
     if mode == "Form":
         proposed = _form(base, key)
     else:
-        text = st.text_area("Rule (YAML)", value=rule_yaml(base), height=320, key=f"{key}_yaml")
+        shown = rule_yaml(base)
+        height = min(640, 26 * (shown.count("\n") + 2))  # the whole rule, without scrolling
+        text = st.text_area("Rule (YAML)", value=shown, height=height, key=f"{key}_yaml")
         proposed, parse_errors = parse_rule_yaml(text)
     errors = parse_errors or (svc.alert_rule_validate(proposed) if proposed is not None else [])
     if errors:
@@ -286,22 +294,24 @@ with tab_edit:
             else:
                 st.caption("The proposed rule would not have changed state in this range.")
 
-        st.markdown("**Save**")
-        c1, c2 = st.columns([1, 2])
+        st.markdown(f"**Save** as {svc.principal.name}")
+        c1, _ = st.columns([2, 1])
         who = svc.principal.name
-        why = c2.text_input("Why", key="ar_edit_why", placeholder="the reason, kept in the history")
+        why = c1.text_input("Why", key="ar_edit_why", placeholder="the reason, kept in the history")
         if st.button("Create rule" if original is None else "Save rule", key="ar_save", type="primary"):
             try:
                 out = svc.alert_rule_save(proposed, by=who, why=why or "", original=original)
                 ss.ar_flash = (
+                    "edit",
                     f"Rule {out['rule']['name']} saved by {who}: alert rules version {out['version']}."
                     if out["changed"]
-                    else "Nothing changed."
+                    else "Nothing changed.",
                 )
                 ss.ar_edit_next = out["rule"]["name"]
                 st.rerun()
             except AlertRuleRefused as exc:
                 show_errors(exc.errors)
+    flash("edit")
 
 # ------------------------------------------------------------------ history, rollback
 with tab_history:
@@ -320,12 +330,12 @@ with tab_history:
                 [
                     {
                         "version": v["version"],
-                        "at": v["created_at"],
+                        "at (UTC)": str(v["created_at"])[:19].replace("T", " "),
                         "by": v["created_by"],
                         "why": v["why"],
                         "rules": v["rules"],
+                        "restored from": str(v["restored_from"]) if v["restored_from"] else "",
                         "changes": "; ".join(version_diff_lines(v["diff"])) or "—",
-                        "restored from": v["restored_from"],
                     }
                     for v in versions
                 ]
@@ -336,18 +346,21 @@ with tab_history:
         numbers = [v["version"] for v in versions]
         n = st.selectbox("Version", numbers, key="ar_hist_pick")
         chosen_v = next(v for v in versions if v["version"] == n)
-        for line in version_diff_lines(chosen_v["diff"]):
-            st.text(line)
+        st.code("\n".join(version_diff_lines(chosen_v["diff"])) or "no change of the rules", language="diff")
         st.markdown(
             f"**Roll back to version {n}** (restores its {chosen_v['rules']} rule(s) as a new version)"
         )
-        c1, c2 = st.columns([1, 2])
+        c1, _ = st.columns([2, 1])
         who = svc.principal.name
-        why = c2.text_input("Why", key="ar_rb_why")
+        why = c1.text_input("Why", key="ar_rb_why", placeholder="the reason, kept in the history")
         if st.button(f"Roll back to version {n}", key="ar_rollback", disabled=n == numbers[0]):
             try:
                 out = svc.alert_rules_rollback(int(n), by=who, why=why or "")
-                ss.ar_flash = f"Rolled back to version {n} by {who}: version {out['version']} is in force."
+                ss.ar_flash = (
+                    "history",
+                    f"Rolled back to version {n} by {who}: version {out['version']} is in force.",
+                )
                 st.rerun()
             except AlertRuleRefused as exc:
                 show_errors(exc.errors, "Rollback refused")
+        flash("history")

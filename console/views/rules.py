@@ -337,7 +337,12 @@ with tab_form:
     if kind == "flow":  # threshold suggestion from the recorded traffic (console/views/suggest_block.py)
         from console.views.suggest_block import suggest_block
 
-        suggest_block(svc, values.get("resource") or rule.get("resource"), "suggest_form")
+        def use_suggestion(grade: str, threshold: float, keys=(key_of("grade"), key_of("threshold"))) -> None:
+            """Into this rule's form widgets (a button callback: it runs before the next run draws them)."""
+            ss[keys[0]] = grade
+            ss[keys[1]] = threshold
+
+        suggest_block(svc, values.get("resource") or rule.get("resource"), "suggest_form", use_suggestion)
 
 # ------------------------------------------------------------------ YAML
 with tab_yaml:

@@ -110,6 +110,9 @@ def test_yaml_edit_refuses_an_invalid_rule_whole_and_shows_the_diff(page, alert_
     alert_svc.apply({"rules": [_rule()]}, by="ann", why="setup")
     at = page()
     at.selectbox(key="ar_edit_pick").set_value("Errors").run()
+    # the rule in force, unedited: no diff (the store's defaults, enabled: true, are no change)
+    assert "No change: the rule in force is identical." in _texts(at.caption)
+    assert "(proposed)" not in _texts(at.code)
     at.segmented_control(key="ar_mode").set_value("YAML").run()
     area = _yaml_area(at)
     bad = area.value.replace("aggregate: sum", "aggregate: median").replace("threshold: 50", "threshold: 80")
@@ -176,6 +179,9 @@ def test_disable_delete_history_and_rollback(page, alert_svc, console):
     assert "Rolled back to version 1 by olga: version 4 is in force" in _texts(at.success)
     assert {r["name"]: r.get("enabled", True) for r in alert_svc.rules()} == {"A": True, "B": True}
     assert alert_svc.rule_history()[0]["restored_from"] == 1
+    hist = next(d.value for d in at.dataframe if "restored from" in d.value.columns)
+    assert list(hist["restored from"]) == ["1", "", "", ""]
+    assert "~ B" not in _texts(at.code) and "+ B" in _texts(at.code)  # version 4 brought B back
 
 
 def test_save_refuses_a_duplicate_name_and_keeps_the_store(console, alert_svc):
@@ -185,3 +191,5 @@ def test_save_refuses_a_duplicate_name_and_keeps_the_store(console, alert_svc):
     assert err.value.errors[0].path == "rule.name"
     out = console.alert_rule_save(_rule("A2", 7), by="bob", why="rename", original="A")
     assert [r["name"] for r in alert_svc.rules()] == ["A2"] and out["version"] == 2
+    console.alert_rule_save(_rule("A2", 9), by="bob", why=" ", original="A2")
+    assert alert_svc.rule_history()[0]["why"] == "rule A2 edited in the console"  # never blank
