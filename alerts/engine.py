@@ -43,7 +43,7 @@ from alerts.rulefile import default_config, parse_document, rule_to_dict
 from alerts.state import Transition
 from alerts.store import AlertRecord, AlertStore
 from collectors.query import MetricStore
-from common.clock import Clock, SystemClock
+from common.clock import Clock, FakeClock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,15 @@ def load_active_config(
 
 
 def ensure_default_rules(store: AlertStore, now: datetime, by: str = "tradeguard (defaults)") -> bool:
-    """Install the shipped rules when the control DB has none; True when it did."""
+    """Install the shipped rules when the control DB has none; True when it did. The install is
+    version 1 of the rule history, so a later change's diff shows only that change."""
+    from alerts.rule_versions import AlertRuleVersions
+
     if store.rule_documents():
         return False
     rules = default_config().rules or ()
     store.replace_rules([rule_to_dict(r) for r in rules], by=by, now=now)
+    AlertRuleVersions(store, clock=FakeClock(now)).record(by=by, why="default alert rules installed")
     log.info("installed %d default alert rules", len(rules))
     return True
 

@@ -92,3 +92,20 @@ def test_backtest_compares_the_proposed_rule_with_the_rule_in_force(svc):
     with pytest.raises(AlertConfigError) as err:
         svc.backtest(rule("A", threshold="high"))
     assert err.value.errors[0][0] == "rule.threshold"
+
+
+def test_the_installed_defaults_are_version_1_so_a_first_edit_shows_only_itself(svc):
+    from alerts.engine import ensure_default_rules
+
+    assert ensure_default_rules(svc.store, svc.clock.now())
+    [v1] = svc.rule_history()
+    assert v1["version"] == 1 and v1["created_by"] == "tradeguard (defaults)"
+    assert v1["why"] == "default alert rules installed" and v1["rules"] == len(svc.rules()) > 1
+    first = svc.store.rule_documents()[0]
+    svc.clock.advance(60)
+    svc.apply({"rules": [{**first, "threshold": first["threshold"] * 2}]}, by="alice", why="double it")
+    v2 = svc.rule_history()[0]
+    assert v2["version"] == 2
+    assert [c["name"] for c in v2["diff"]["changed"]] == [first["name"]]
+    assert v2["diff"]["added"] == [] and v2["diff"]["removed"] == []
+    assert not ensure_default_rules(svc.store, svc.clock.now())  # installed once only
