@@ -30,6 +30,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND = "__inbound__"
+# the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
+_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class _Slot:
@@ -76,6 +79,7 @@ class _Slot:
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
         "node",
         "plain",
+        "inline",
         "qps_limit",
         "fast_checks",
         "gated",
@@ -130,6 +134,9 @@ class _Slot:
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
+        # nothing but the inlined QPS compare and breakers (consulted only while one is not closed):
+        # guard() checks and counts without the node's lock (see there); never on a free-threaded build
+        self.inline = _GIL and not self.fast_checks and not self.holds
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
@@ -344,11 +351,20 @@ class Engine:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        if not slot.plain:
+        held = None
+        if slot.inline and node.gate:
+            # -- lock-free: at most the inlined QPS compare, every breaker closed. The compare and the
+            # pass count run with no call between them, so no other thread runs in between (the GIL
+            # switches threads only at calls and backward jumps): the limit holds exactly unlocked.
+            lim = slot.qps_limit
+            if lim is not None and node.passed + node.prev_passed >= lim:
+                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            node.passed += 1
+            node.concurrency += 1
+        else:
             # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
             exc: Blocked | None = None
             wait = 0.0
-            held = None
             lock = node.glock
             lock.acquire()
             try:
@@ -367,7 +383,7 @@ class Engine:
                         else:
                             if w:
                                 wait += w
-                    if exc is None and not wait and slot.gated and not node.gate:  # a breaker is not closed
+                    if exc is None and not wait and not node.gate:  # a breaker is not closed
                         for br in slot.breakers:
                             if br.state != "closed":
                                 try:
@@ -388,23 +404,17 @@ class Engine:
                 return self._blocked(slot, t, exc, args, fallback)
             if wait:
                 return self._queued(slot, t, wait, call, args, fallback)
-        else:
-            # -- stat hooks ------------------------------------------------------
-            held = None
-            node.passed += 1
-            node.concurrency += 1
         try:
             result = call()
         except BaseException:
             self._exit(slot, t, True, False, held)
             raise
-        if slot.plain:
-            node.concurrency -= 1
+        if held is None:
+            node.concurrency -= 1  # one attribute update: whole under the GIL
         else:
             with node.glock:
                 node.concurrency -= 1
-                if held is not None:
-                    self._release(held)
+                self._release(held)
         t1 = self._time()
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
@@ -602,13 +612,12 @@ class Engine:
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
         node = slot.node
-        if slot.plain:
-            node.concurrency -= 1
+        if held is None:
+            node.concurrency -= 1  # one attribute update: whole under the GIL
         else:
             with node.glock:
                 node.concurrency -= 1
-                if held is not None:
-                    self._release(held)
+                self._release(held)
         t = self._time()
         rt = (t - t0) * 1000.0
         self._count_exit(self._node_now(node, t), rt, error)
