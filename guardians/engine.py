@@ -94,6 +94,7 @@ class _Slot:
         "degrade",
         "name",
         "holds",
+        "system",
     )
 
     def __init__(
@@ -130,6 +131,7 @@ class _Slot:
         self.checks = tuple(c.check for c in chain)
         self.exits = tuple(c.on_exit for c in (*breakers, *rest) if c.has_exit)
         self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
+        self.system = system
         # checkers that count values in flight (param grade concurrency): acquire at the pass, release at
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
@@ -545,53 +547,106 @@ class Engine:
     ) -> tuple[_Slot | None, float, float, Any]:
         """Run the checks; returns (slot, t0, wait, held). With wait == 0 the pass is already
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
-        waits, then calls ``_pass`` for t0 and held."""
-        slot = self._slots.get(resource) or self._new_slot(resource)
+        waits, then calls ``_pass`` for t0 and held. The same chain as ``guard`` (system first for
+        inbound calls), with the same inlined QPS compare and closed-breaker skip."""
+        slot = self._slots.get(resource)
         if slot is None:
-            return None, 0.0, 0.0, None
+            slot = self._new_slot(resource)
+            if slot is None:
+                return None, 0.0, 0.0, None
         node = slot.node
         t = self._time()
-        self._node_now(node, t)
-        wait = 0.0
+        if t >= self._h_end:
+            self._tick(t)
+        h = self._h
+        if node.h is not h:
+            node.roll(t, h)
         held = None
-        checks = slot.inbound_checks if inbound else slot.checks
-        if checks:
-            exc: Blocked | None = None
-            with node.glock:  # checks and the pass count at once: limits hold exactly under threads
-                for chk in checks:
-                    try:
-                        w = chk(node, t, args, origin)
-                    except Blocked as e:
-                        exc = e
-                        self._node_now(node, t).count_block(e.kind)
-                        break
-                    except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if exc is None and not wait:
-                    node.passed += 1
-                    node.concurrency += 1
-                    if slot.holds:
-                        held = self._acquire(slot, args)
-            if exc is not None:
-                if inbound:
-                    self._node_now(self._inbound, t).count_block(exc.kind)
-                if exc.args_ is None:
-                    exc.args_ = args
-                self.block_log.record(t, resource, exc, origin, args)
-                raise exc
-            if wait:
-                return slot, t, wait, None
-        else:
+        system = slot.system if inbound else None
+        if slot.inline and node.gate and system is None:
+            # lock-free, as in guard(): no call between the compare and the pass count
+            lim = slot.qps_limit
+            if lim is not None and node.passed + node.prev_passed >= lim:
+                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound, False)
             node.passed += 1
             node.concurrency += 1
+        else:
+            exc: Blocked | None = None
+            wait = 0.0
+            lock = node.glock
+            lock.acquire()  # checks and the pass count at once: limits hold exactly under threads
+            try:
+                if system is not None:
+                    try:
+                        system.check(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                    except Exception:
+                        self._checker_failed(slot, system)
+                lim = slot.qps_limit
+                if exc is not None:
+                    pass
+                elif lim is not None and node.passed + node.prev_passed >= lim:
+                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                else:
+                    for chk in slot.fast_checks:
+                        try:
+                            w = chk(node, t, args, origin)
+                        except Blocked as e:
+                            exc = e
+                            break
+                        except Exception:
+                            self._checker_failed(slot, chk)
+                        else:
+                            if w:
+                                wait += w
+                    if exc is None and not node.gate:  # a breaker is not closed
+                        for br in slot.breakers:
+                            if br.state != "closed":
+                                try:
+                                    w = br.check(node, t, args, origin)
+                                except Blocked as e:
+                                    exc = e
+                                    break
+                                except Exception:
+                                    self._checker_failed(slot, br)
+                                else:
+                                    if w:
+                                        wait += w
+                    if exc is None and not wait:
+                        node.passed += 1
+                        node.concurrency += 1
+                        if slot.holds:
+                            held = self._acquire(slot, args)
+                if exc is not None:
+                    self._node_now(node, t).count_block(exc.kind)
+            finally:
+                lock.release()
+            if exc is not None:
+                self._refused(slot, t, exc, args, origin, inbound, True)
+            if wait:
+                return slot, t, wait, None
         if inbound:
-            ib = self._node_now(self._inbound, t)
+            ib = self._inbound
+            if ib.h is not h:
+                ib.roll(t, h)
             ib.passed += 1
             ib.concurrency += 1
         return slot, t, 0.0, held
+
+    def _refused(
+        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool, counted: bool
+    ) -> None:
+        """An entry refused: the block counted (on the node under its lock, unless ``counted``), logged, raised."""
+        if not counted:
+            with slot.node.glock:
+                self._node_now(slot.node, t).count_block(exc.kind)
+        if inbound:
+            self._node_now(self._inbound, t).count_block(exc.kind)
+        if exc.args_ is None:
+            exc.args_ = args
+        self.block_log.record(t, slot.name, exc, origin, args)
+        raise exc
 
     def _pass(self, slot: _Slot, inbound: bool, args: Any = None) -> tuple[float, Any]:
         """Count a pass after a queueing wait; returns the new t0 and the values in flight it took."""
@@ -620,12 +675,44 @@ class Engine:
                 self._release(held)
         t = self._time()
         rt = (t - t0) * 1000.0
-        self._count_exit(self._node_now(node, t), rt, error)
+        if t >= self._h_end:
+            self._tick(t)
+        h = self._h
+        if node.h is not h:
+            node.roll(t, h)
+        if error:
+            node.error += 1
+        else:
+            node.success += 1
+        node.rt_sum += rt
+        if rt > node.rt_max:
+            node.rt_max = rt
+        if rt < node.rt_min:
+            node.rt_min = rt
         if inbound:
             ib = self._inbound
             ib.concurrency -= 1
-            self._count_exit(self._node_now(ib, t), rt, error)
-        for ex in slot.exits:
+            if ib.h is not h:
+                ib.roll(t, h)
+            if error:
+                ib.error += 1
+            else:
+                ib.success += 1
+            ib.rt_sum += rt
+            if rt > ib.rt_max:
+                ib.rt_max = rt
+            if rt < ib.rt_min:
+                ib.rt_min = rt
+        if slot.plain:
+            return
+        # breakers: nothing to do for a success while all are closed and the call is not slow (as guard())
+        if slot.gated and (error or not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
+            for br in slot.breakers:
+                try:
+                    br.on_exit(node, t, rt, error)
+                except Exception:
+                    self._checker_failed(slot, br)
+        for ex in slot.fast_exits:
             try:
                 ex(node, t, rt, error)
             except Exception:
