@@ -75,6 +75,11 @@ class ParamChecker:
         # the hot path counts on the storage directly, as FixedWindowRateLimiter.hit does
         # (incr(key, expiry) <= limit) without building limits' key string through its item
         self._incr = storage.incr
+        hit = getattr(storage, "hit", None)  # ClockedMemoryStorage: incr at the engine's clock reading
+        self._hit: Callable[[str, int, float], int] = (
+            hit if hit is not None else lambda key, expiry, now: storage.incr(key, expiry)
+        )
+        self._zero_all = rule.threshold == 0
         self._key = f"{self.ns}/{self.param}/"
         self._bkey = f"{self.ns}b/{self.param}/"
         self._limits = {v: max(n, 1) for v, n in rule.exceptions}
@@ -95,20 +100,37 @@ class ParamChecker:
             for v in value:
                 v = str(v)
                 if match is None or match(v):
-                    self.check_value(v, args)
+                    self.check_value(v, args, t)
             return 0.0
-        value = str(value)
-        if match is None or match(value):
-            self.check_value(value, args)
-        return 0.0
-
-    def check_value(self, value: str, args: Mapping[str, Any]) -> None:
-        if value in self.zero or (self.rule.threshold == 0 and value not in self.exceptions):
+        if type(value) is not str:
+            value = str(value)
+        if match is not None and not match(value):
+            return 0.0
+        # check_value(value, args, t), spelled out for the one-value case
+        if value in self.zero or (self._zero_all and value not in self.exceptions):
             raise self._blocked(value, args)
-        if self._incr(self._key + value, self._expiry) <= self._limits.get(value, self._limit):
+        if self._hit(self._key + value, self._expiry, t) <= self._limits.get(value, self._limit):
+            return 0.0
+        b = self.burst
+        if b is not None and self._hit(self._bkey + value, self._expiry * BURST_WINDOWS, t) <= b.amount:
+            return 0.0
+        raise self._blocked(value, args)
+
+    def check_value(self, value: str, args: Mapping[str, Any], t: float | None = None) -> None:
+        """Count one value at engine time ``t`` (None: the storage's clock); raises when it is over."""
+        if value in self.zero or (self._zero_all and value not in self.exceptions):
+            raise self._blocked(value, args)
+        if t is None:
+            if self._incr(self._key + value, self._expiry) <= self._limits.get(value, self._limit):
+                return
+            b = self.burst
+            if b is not None and self._incr(self._bkey + value, self._expiry * BURST_WINDOWS) <= b.amount:
+                return
+            raise self._blocked(value, args)
+        if self._hit(self._key + value, self._expiry, t) <= self._limits.get(value, self._limit):
             return
         b = self.burst
-        if b is not None and self._incr(self._bkey + value, self._expiry * BURST_WINDOWS) <= b.amount:
+        if b is not None and self._hit(self._bkey + value, self._expiry * BURST_WINDOWS, t) <= b.amount:
             return
         raise self._blocked(value, args)
 
