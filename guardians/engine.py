@@ -136,9 +136,17 @@ class _Slot:
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
-        # nothing but the inlined QPS compare and breakers (consulted only while one is not closed):
-        # guard() checks and counts without the node's lock (see there); never on a free-threaded build
-        self.inline = _GIL and not self.fast_checks and not self.holds
+        # checks and counts without the node's lock (guard/_enter, while every breaker is closed) when
+        # either nothing but the inlined QPS compare applies (no call between it and the pass count: the
+        # GIL keeps them together), or there is no inlined compare and every other checker is exact on
+        # its own (``lock_free``: it reads and updates only its own state, with no call in between or
+        # under its own lock, so the pass count does not matter to it). Never with values in flight to
+        # acquire, never on a build without the GIL.
+        self.inline = (
+            _GIL
+            and not self.holds
+            and (not rest or (self.qps_limit is None and all(getattr(c, "lock_free", False) for c in rest)))
+        )
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
@@ -361,6 +369,20 @@ class Engine:
             lim = slot.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
+                wait = 0.0
+                for chk in slot.fast_checks:
+                    try:
+                        w = chk(node, t, args, None)
+                    except Blocked as e:
+                        return self._blocked(slot, t, e, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if wait:
+                    return self._queued(slot, t, wait, call, args, fallback)
             node.passed += 1
             node.concurrency += 1
         else:
@@ -568,6 +590,20 @@ class Engine:
             lim = slot.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound, False)
+            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
+                wait = 0.0
+                for chk in slot.fast_checks:
+                    try:
+                        w = chk(node, t, args, origin)
+                    except Blocked as e:
+                        self._refused(slot, t, e, args, origin, inbound, False)
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if wait:
+                    return slot, t, wait, None
             node.passed += 1
             node.concurrency += 1
         else:

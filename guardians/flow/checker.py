@@ -38,6 +38,8 @@ class _OwnCounter:
         return n
 
     def add(self, h: int) -> None:
+        if h < self.ah or h < self.bh:  # a late call counts in the newest half-second, never moving back
+            h = max(self.ah, self.bh)
         if h & 1:
             if self.bh != h:
                 self.bh, self.b = h, 0
@@ -50,6 +52,8 @@ class _OwnCounter:
 
 class FlowChecker:
     has_exit = False
+    # exact without the engine's node lock (see guardians.engine._Slot): only where set below
+    lock_free = False
     on_exit: Callable[..., None]
 
     def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
@@ -98,15 +102,25 @@ class FlowChecker:
 
 
 class QpsReject(FlowChecker):
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        # counting its own window (limit_app / chain: read and added with no call in between) or reading
+        # another resource's passes (relate), it does not depend on this resource's pass count
+        self.lock_free = self.own is not None or self.ref_node is not None
+
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
         own = self.own
         if own is not None:
             if not self.applies(origin):
                 return 0.0
-            # own.count(h) + 1 > threshold, then own.add(h), spelled out (one call per check)
+            # own.count(h) + 1 > threshold, then own.add(h), spelled out with no call in between: exact
+            # under threads without a lock (the GIL). A call whose clock reading is older than the
+            # counter's newest half-second counts in that one (never moving the counter back).
             h = int(t * 2)
             n = 0
             ah, bh = own.ah, own.bh
+            if h < ah or h < bh:
+                h = ah if ah > bh else bh
             if ah == h or ah == h - 1:
                 n += own.a
             if bh == h or bh == h - 1:

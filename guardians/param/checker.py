@@ -54,6 +54,9 @@ def values_of(
 
 class ParamChecker:
     has_exit = False
+    # each value's count is incremented and compared in one storage call (under the storage's lock):
+    # exact without the engine's node lock
+    lock_free = True
 
     def __init__(self, rule: ParamRule, storage: Storage, seq: int) -> None:
         self.rule = rule
