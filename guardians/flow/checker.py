@@ -21,33 +21,27 @@ NodeFor = Callable[[str], ResourceNode]
 
 
 class _OwnCounter:
-    """A 1 s sliding counter of the calls one checker admitted (chain strategy, warm-up)."""
+    """A 1 s sliding counter of the calls one checker admitted (limit_app, chain): the newest
+    half-second ``h`` (``cur`` calls) and the one before it (``prev``), as a resource's node keeps
+    its passes. It never moves back: a call whose clock reading is older counts in ``h``."""
 
-    __slots__ = ("a", "ah", "b", "bh")
+    __slots__ = ("cur", "h", "prev")
 
     def __init__(self) -> None:
-        self.ah = self.bh = -1
-        self.a = self.b = 0
+        self.h = -1
+        self.cur = self.prev = 0
 
     def count(self, h: int) -> int:
-        n = 0
-        if self.ah in (h, h - 1):
-            n += self.a
-        if self.bh in (h, h - 1):
-            n += self.b
-        return n
+        if h > self.h:
+            return self.cur if h == self.h + 1 else 0
+        return self.cur + self.prev
 
     def add(self, h: int) -> None:
-        if h < self.ah or h < self.bh:  # a late call counts in the newest half-second, never moving back
-            h = max(self.ah, self.bh)
-        if h & 1:
-            if self.bh != h:
-                self.bh, self.b = h, 0
-            self.b += 1
-        else:
-            if self.ah != h:
-                self.ah, self.a = h, 0
-            self.a += 1
+        if h > self.h:
+            self.prev = self.cur if h == self.h + 1 else 0
+            self.cur = 0
+            self.h = h
+        self.cur += 1
 
 
 class FlowChecker:
@@ -107,34 +101,35 @@ class QpsReject(FlowChecker):
         # counting its own window (limit_app / chain: read and added with no call in between) or reading
         # another resource's passes (relate), it does not depend on this resource's pass count
         self.lock_free = self.own is not None or self.ref_node is not None
+        self.limit = math.floor(self.threshold)  # count + 1 > threshold iff count >= floor(threshold)
 
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
         own = self.own
         if own is not None:
-            if not self.applies(origin):
+            # applies(origin), then own.count(h) + 1 > threshold and own.add(h), spelled out: one context
+            # read, and no call between the count and the add, so the GIL keeps them together (exact
+            # under threads without a lock)
+            o, e = current_caller()
+            entrance = self.entrance
+            if entrance is not None and e != entrance:
                 return 0.0
-            # own.count(h) + 1 > threshold, then own.add(h), spelled out with no call in between: exact
-            # under threads without a lock (the GIL). A call whose clock reading is older than the
-            # counter's newest half-second counts in that one (never moving the counter back).
+            app = self.limit_app
+            if app is not None:
+                if origin is not None:
+                    o = origin
+                if app == "other":
+                    if o in self.named:
+                        return 0.0
+                elif o != app:
+                    return 0.0
             h = int(t * 2)
-            n = 0
-            ah, bh = own.ah, own.bh
-            if h < ah or h < bh:
-                h = ah if ah > bh else bh
-            if ah == h or ah == h - 1:
-                n += own.a
-            if bh == h or bh == h - 1:
-                n += own.b
-            if n + 1 > self.threshold:
+            if h > own.h:
+                own.prev = own.cur if h == own.h + 1 else 0
+                own.cur = 0
+                own.h = h
+            if own.cur + own.prev >= self.limit:
                 raise self.block(1.0 - (t % 1.0) or 1.0)
-            if h & 1:
-                if bh != h:
-                    own.bh, own.b = h, 0
-                own.b += 1
-            else:
-                if ah != h:
-                    own.ah, own.a = h, 0
-                own.a += 1
+            own.cur += 1
             return 0.0
         ref = self.ref_node
         n = node.current_pass_count() if ref is None else ref.pass_count(int(t * 2))
