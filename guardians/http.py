@@ -213,6 +213,7 @@ class TrustedProxies:
 
 
 _XFF = b"x-forwarded-for"
+_CLIENT_IP_ONLY = ("client_ip",)
 
 
 def header(scope: Scope, name: str) -> str | None:
@@ -264,6 +265,9 @@ def request_args(
 ) -> dict[str, Any]:
     """The values of the request parameters ``needs`` (``client_ip``, ``header:NAME``, ``query:NAME``,
     ``path:NAME``, ``cookie:NAME``, ``body:FIELD``), keyed by those names; absent ones are left out."""
+    if needs == _CLIENT_IP_ONLY:  # the commonest route param rule: per client address
+        ip = trusted.client_ip(scope)
+        return {"client_ip": ip} if ip is not None else {}
     out: dict[str, Any] = {}
     query: dict[str, list[str]] | None = None
     cookies: SimpleCookie | None = None

@@ -41,19 +41,6 @@ class ClockedMemoryStorage(Storage):
             entry[0] += amount
             return int(entry[0])
 
-    def hit(self, key: str, expiry: int, now: float) -> int:
-        """``incr(key, expiry)`` at time ``now`` (the caller's clock reading), without limits' error
-        wrapper around ``incr`` (nothing here raises a storage error): the param checkers' hot path."""
-        with self._lock:
-            self._ops += 1
-            if self._ops >= self._sweep_every:
-                self._sweep(now)
-            entry = self._counts.get(key)
-            if entry is None or entry[1] <= now:
-                entry = self._counts[key] = [0, now + expiry]
-            entry[0] += 1
-            return entry[0]
-
     def get(self, key: str) -> int:
         entry = self._counts.get(key)
         if entry is None or entry[1] <= self.clock.time():
