@@ -18,10 +18,19 @@ rule set and swaps one dict, so a call sees either the old or the new rules.
 Checkers of rules that did not change are reused, keeping their state (an
 open breaker stays open across an unrelated edit).
 
-``guard()`` (the domain's Guard port) runs this chain with its commonest checkers
-inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
-``_exit``. Both take the same decisions and keep the same statistics:
+``guard()`` (the domain's Guard port) runs this chain in one function with its commonest
+checkers inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
+``_exit`` with the same inlining. Both take the same decisions and keep the same statistics:
 tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
+
+Exact under threads: a check and the pass count it depends on must not interleave with another
+thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
+breaker not closed, system rules) both run under the resource's ``glock``. Otherwise no lock is
+taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs with no call
+before the pass count (CPython switches threads only at calls and backward jumps, so the GIL keeps
+them together), or every checker is exact on its own (``lock_free``: an origin's own window, param
+values, authority). tests/unit/guardians/test_threads.py holds both kinds to their limits with 64
+threads; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ class _Slot:
     ones add nothing), the other flow checkers, param, breakers. The stateless QPS
     reject goes first so that a call it blocks is never counted by a stateful checker
     (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
-    chain, run by entries; ``guard`` runs the same chain with the two commonest checkers
+    chain as written; ``guard`` and entries run it with the two commonest checkers
     inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
     breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
     so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
@@ -589,7 +598,8 @@ class Engine:
             # lock-free, as in guard(): no call between the compare and the pass count
             lim = slot.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
-                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound, False)
+                exc0 = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                self._refused(slot, t, exc0, args, origin, inbound, False)
             if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
                 wait = 0.0
                 for chk in slot.fast_checks:
@@ -673,7 +683,8 @@ class Engine:
     def _refused(
         self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool, counted: bool
     ) -> None:
-        """An entry refused: the block counted (on the node under its lock, unless ``counted``), logged, raised."""
+        """An entry refused: the block counted (on the node under its lock unless ``counted``), logged,
+        raised."""
         if not counted:
             with slot.node.glock:
                 self._node_now(slot.node, t).count_block(exc.kind)
@@ -753,18 +764,6 @@ class Engine:
                 ex(node, t, rt, error)
             except Exception:
                 self._checker_failed(slot, ex)
-
-    @staticmethod
-    def _count_exit(node: ResourceNode, rt: float, error: bool) -> None:
-        if error:
-            node.error += 1
-        else:
-            node.success += 1
-        node.rt_sum += rt
-        if rt > node.rt_max:
-            node.rt_max = rt
-        if rt < node.rt_min:
-            node.rt_min = rt
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:

@@ -9,9 +9,10 @@ node (a call reads and writes one object); when the half second changes they are
 copied into the ring — into the record a minute older, replaced by a new tuple — and
 reset, and readers sum the two halves of each completed second when they ask.
 
-Counters of a resource with rules are updated under ``glock`` by the engine (check and count
-atomically, so limits hold exactly under threads; see ``guardians.engine``); a resource without
-rules is counted without a lock (one attribute store each, which the GIL keeps whole in practice);
+Counters of a resource whose checks call out before the pass count are updated under ``glock`` by
+the engine (check and count atomically, so limits hold exactly under threads; see
+``guardians.engine``); otherwise they are counted without a lock (a compare and an attribute
+update with no call between them, which the GIL keeps whole);
 rolling to the next half-second makes no call between its check and its last reset, so the GIL
 keeps it whole too.
 """
