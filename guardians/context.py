@@ -17,6 +17,10 @@ DEFAULT_ORIGIN = "default"
 _CALLER: ContextVar[tuple[str, str | None]] = ContextVar("guardians_caller", default=(DEFAULT_ORIGIN, None))
 
 
+# the (origin, entrance) pair of the current context in one read (the hot path's accessor)
+current_caller = _CALLER.get
+
+
 def current_origin() -> str:
     return _CALLER.get()[0]
 

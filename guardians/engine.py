@@ -18,10 +18,19 @@ rule set and swaps one dict, so a call sees either the old or the new rules.
 Checkers of rules that did not change are reused, keeping their state (an
 open breaker stays open across an unrelated edit).
 
-``guard()`` (the domain's Guard port) runs this chain with its commonest checkers
-inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
-``_exit``. Both take the same decisions and keep the same statistics:
+``guard()`` (the domain's Guard port) runs this chain in one function with its commonest
+checkers inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
+``_exit`` with the same inlining. Both take the same decisions and keep the same statistics:
 tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
+
+Exact under threads: a check and the pass count it depends on must not interleave with another
+thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
+breaker not closed, system rules) both run under the resource's ``glock``. Otherwise no lock is
+taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs with no call
+before the pass count (CPython switches threads only at calls and backward jumps, so the GIL keeps
+them together), or every checker is exact on its own (``lock_free``: an origin's own window, param
+values, authority). tests/unit/guardians/test_threads.py holds both kinds to their limits with 64
+threads; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -57,6 +67,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND = "__inbound__"
+# the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
+_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class _Slot:
@@ -66,7 +78,7 @@ class _Slot:
     ones add nothing), the other flow checkers, param, breakers. The stateless QPS
     reject goes first so that a call it blocks is never counted by a stateful checker
     (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
-    chain, run by entries; ``guard`` runs the same chain with the two commonest checkers
+    chain as written; ``guard`` and entries run it with the two commonest checkers
     inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
     breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
     so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
@@ -76,6 +88,7 @@ class _Slot:
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
         "node",
         "plain",
+        "inline",
         "qps_limit",
         "fast_checks",
         "gated",
@@ -90,6 +103,7 @@ class _Slot:
         "degrade",
         "name",
         "holds",
+        "system",
     )
 
     def __init__(
@@ -126,10 +140,22 @@ class _Slot:
         self.checks = tuple(c.check for c in chain)
         self.exits = tuple(c.on_exit for c in (*breakers, *rest) if c.has_exit)
         self.inbound_checks = (system.check, *self.checks) if system is not None else self.checks
+        self.system = system
         # checkers that count values in flight (param grade concurrency): acquire at the pass, release at
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
+        # checks and counts without the node's lock (guard/_enter, while every breaker is closed) when
+        # either nothing but the inlined QPS compare applies (no call between it and the pass count: the
+        # GIL keeps them together), or there is no inlined compare and every other checker is exact on
+        # its own (``lock_free``: it reads and updates only its own state, with no call in between or
+        # under its own lock, so the pass count does not matter to it). Never with values in flight to
+        # acquire, never on a build without the GIL.
+        self.inline = (
+            _GIL
+            and not self.holds
+            and (not rest or (self.qps_limit is None and all(getattr(c, "lock_free", False) for c in rest)))
+        )
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
@@ -344,11 +370,34 @@ class Engine:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        if not slot.plain:
+        held = None
+        if slot.inline and node.gate:
+            # -- lock-free: at most the inlined QPS compare, every breaker closed. The compare and the
+            # pass count run with no call between them, so no other thread runs in between (the GIL
+            # switches threads only at calls and backward jumps): the limit holds exactly unlocked.
+            lim = slot.qps_limit
+            if lim is not None and node.passed + node.prev_passed >= lim:
+                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
+                wait = 0.0
+                for chk in slot.fast_checks:
+                    try:
+                        w = chk(node, t, args, None)
+                    except Blocked as e:
+                        return self._blocked(slot, t, e, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if wait:
+                    return self._queued(slot, t, wait, call, args, fallback)
+            node.passed += 1
+            node.concurrency += 1
+        else:
             # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
             exc: Blocked | None = None
             wait = 0.0
-            held = None
             lock = node.glock
             lock.acquire()
             try:
@@ -367,7 +416,7 @@ class Engine:
                         else:
                             if w:
                                 wait += w
-                    if exc is None and not wait and slot.gated and not node.gate:  # a breaker is not closed
+                    if exc is None and not wait and not node.gate:  # a breaker is not closed
                         for br in slot.breakers:
                             if br.state != "closed":
                                 try:
@@ -388,23 +437,17 @@ class Engine:
                 return self._blocked(slot, t, exc, args, fallback)
             if wait:
                 return self._queued(slot, t, wait, call, args, fallback)
-        else:
-            # -- stat hooks ------------------------------------------------------
-            held = None
-            node.passed += 1
-            node.concurrency += 1
         try:
             result = call()
         except BaseException:
             self._exit(slot, t, True, False, held)
             raise
-        if slot.plain:
-            node.concurrency -= 1
+        if held is None:
+            node.concurrency -= 1  # one attribute update: whole under the GIL
         else:
             with node.glock:
                 node.concurrency -= 1
-                if held is not None:
-                    self._release(held)
+                self._release(held)
         t1 = self._time()
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
@@ -535,53 +578,122 @@ class Engine:
     ) -> tuple[_Slot | None, float, float, Any]:
         """Run the checks; returns (slot, t0, wait, held). With wait == 0 the pass is already
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
-        waits, then calls ``_pass`` for t0 and held."""
-        slot = self._slots.get(resource) or self._new_slot(resource)
+        waits, then calls ``_pass`` for t0 and held. The same chain as ``guard`` (system first for
+        inbound calls), with the same inlined QPS compare and closed-breaker skip."""
+        slot = self._slots.get(resource)
         if slot is None:
-            return None, 0.0, 0.0, None
+            slot = self._new_slot(resource)
+            if slot is None:
+                return None, 0.0, 0.0, None
         node = slot.node
         t = self._time()
-        self._node_now(node, t)
-        wait = 0.0
+        if t >= self._h_end:
+            self._tick(t)
+        h = self._h
+        if node.h is not h:
+            node.roll(t, h)
         held = None
-        checks = slot.inbound_checks if inbound else slot.checks
-        if checks:
-            exc: Blocked | None = None
-            with node.glock:  # checks and the pass count at once: limits hold exactly under threads
-                for chk in checks:
+        system = slot.system if inbound else None
+        if slot.inline and node.gate and system is None:
+            # lock-free, as in guard(): no call between the compare and the pass count
+            lim = slot.qps_limit
+            if lim is not None and node.passed + node.prev_passed >= lim:
+                exc0 = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                self._refused(slot, t, exc0, args, origin, inbound, False)
+            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
+                wait = 0.0
+                for chk in slot.fast_checks:
                     try:
                         w = chk(node, t, args, origin)
                     except Blocked as e:
-                        exc = e
-                        self._node_now(node, t).count_block(e.kind)
-                        break
+                        self._refused(slot, t, e, args, origin, inbound, False)
                     except Exception:
                         self._checker_failed(slot, chk)
                     else:
                         if w:
                             wait += w
-                if exc is None and not wait:
-                    node.passed += 1
-                    node.concurrency += 1
-                    if slot.holds:
-                        held = self._acquire(slot, args)
-            if exc is not None:
-                if inbound:
-                    self._node_now(self._inbound, t).count_block(exc.kind)
-                if exc.args_ is None:
-                    exc.args_ = args
-                self.block_log.record(t, resource, exc, origin, args)
-                raise exc
-            if wait:
-                return slot, t, wait, None
-        else:
+                if wait:
+                    return slot, t, wait, None
             node.passed += 1
             node.concurrency += 1
+        else:
+            exc: Blocked | None = None
+            wait = 0.0
+            lock = node.glock
+            lock.acquire()  # checks and the pass count at once: limits hold exactly under threads
+            try:
+                if system is not None:
+                    try:
+                        system.check(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                    except Exception:
+                        self._checker_failed(slot, system)
+                lim = slot.qps_limit
+                if exc is not None:
+                    pass
+                elif lim is not None and node.passed + node.prev_passed >= lim:
+                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                else:
+                    for chk in slot.fast_checks:
+                        try:
+                            w = chk(node, t, args, origin)
+                        except Blocked as e:
+                            exc = e
+                            break
+                        except Exception:
+                            self._checker_failed(slot, chk)
+                        else:
+                            if w:
+                                wait += w
+                    if exc is None and not node.gate:  # a breaker is not closed
+                        for br in slot.breakers:
+                            if br.state != "closed":
+                                try:
+                                    w = br.check(node, t, args, origin)
+                                except Blocked as e:
+                                    exc = e
+                                    break
+                                except Exception:
+                                    self._checker_failed(slot, br)
+                                else:
+                                    if w:
+                                        wait += w
+                    if exc is None and not wait:
+                        node.passed += 1
+                        node.concurrency += 1
+                        if slot.holds:
+                            held = self._acquire(slot, args)
+                if exc is not None:
+                    self._node_now(node, t).count_block(exc.kind)
+            finally:
+                lock.release()
+            if exc is not None:
+                self._refused(slot, t, exc, args, origin, inbound, True)
+            if wait:
+                return slot, t, wait, None
         if inbound:
-            ib = self._node_now(self._inbound, t)
+            ib = self._inbound
+            if ib.h is not h:
+                ib.roll(t, h)
             ib.passed += 1
             ib.concurrency += 1
         return slot, t, 0.0, held
+
+    def _refused(
+        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool, counted: bool
+    ) -> None:
+        """An entry refused: the block counted (on the node under its lock unless ``counted``), logged,
+        raised."""
+        if not counted:
+            with slot.node.glock:
+                self._node_now(slot.node, t).count_block(exc.kind)
+        if inbound:
+            self._node_now(self._inbound, t).count_block(exc.kind)
+        if exc.args_ is None:
+            exc.args_ = args
+        self.block_log.record(t, slot.name, exc, origin, args)
+        raise exc
 
     def _pass(self, slot: _Slot, inbound: bool, args: Any = None) -> tuple[float, Any]:
         """Count a pass after a queueing wait; returns the new t0 and the values in flight it took."""
@@ -602,28 +714,19 @@ class Engine:
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
         node = slot.node
-        if slot.plain:
-            node.concurrency -= 1
+        if held is None:
+            node.concurrency -= 1  # one attribute update: whole under the GIL
         else:
             with node.glock:
                 node.concurrency -= 1
-                if held is not None:
-                    self._release(held)
+                self._release(held)
         t = self._time()
         rt = (t - t0) * 1000.0
-        self._count_exit(self._node_now(node, t), rt, error)
-        if inbound:
-            ib = self._inbound
-            ib.concurrency -= 1
-            self._count_exit(self._node_now(ib, t), rt, error)
-        for ex in slot.exits:
-            try:
-                ex(node, t, rt, error)
-            except Exception:
-                self._checker_failed(slot, ex)
-
-    @staticmethod
-    def _count_exit(node: ResourceNode, rt: float, error: bool) -> None:
+        if t >= self._h_end:
+            self._tick(t)
+        h = self._h
+        if node.h is not h:
+            node.roll(t, h)
         if error:
             node.error += 1
         else:
@@ -633,6 +736,34 @@ class Engine:
             node.rt_max = rt
         if rt < node.rt_min:
             node.rt_min = rt
+        if inbound:
+            ib = self._inbound
+            ib.concurrency -= 1
+            if ib.h is not h:
+                ib.roll(t, h)
+            if error:
+                ib.error += 1
+            else:
+                ib.success += 1
+            ib.rt_sum += rt
+            if rt > ib.rt_max:
+                ib.rt_max = rt
+            if rt < ib.rt_min:
+                ib.rt_min = rt
+        if slot.plain:
+            return
+        # breakers: nothing to do for a success while all are closed and the call is not slow (as guard())
+        if slot.gated and (error or not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
+            for br in slot.breakers:
+                try:
+                    br.on_exit(node, t, rt, error)
+                except Exception:
+                    self._checker_failed(slot, br)
+        for ex in slot.fast_exits:
+            try:
+                ex(node, t, rt, error)
+            except Exception:
+                self._checker_failed(slot, ex)
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:

@@ -131,6 +131,8 @@ def _json_body(scope: Scope) -> bool:
 class TrustedProxies:
     """Peers whose forwarding headers are believed: addresses or CIDRs, comma-separated."""
 
+    MAX_CACHED = 4096
+
     def __init__(self, spec: str | None = None) -> None:
         nets = []
         for part in (spec or "").split(","):
@@ -144,7 +146,10 @@ class TrustedProxies:
                     f"trusted_proxies: {part!r} is not an IP address or CIDR (e.g. 10.0.0.0/8, 127.0.0.1)"
                 ) from None
         self.networks = tuple(nets)
-        self._seen: dict[str, bool] = {}  # address -> trusted (bounded: cleared at 4096 entries)
+        self._seen: dict[str, bool] = {}  # address -> trusted (bounded: cleared at MAX_CACHED entries)
+        # raw X-Forwarded-For value -> the client it names behind trusted peers (None: the peer);
+        # bounded like _seen. A client behind the same proxies sends the same value again and again.
+        self._forwarded: dict[bytes, str | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -161,10 +166,54 @@ class TrustedProxies:
             ok = False
         else:
             ok = any(ip in n for n in self.networks)
-        if len(self._seen) >= 4096:
+        if len(self._seen) >= self.MAX_CACHED:
             self._seen.clear()
         self._seen[address] = ok
         return ok
+
+    def client_ip(self, scope: Scope) -> str | None:
+        """The client's address: the peer, or — only when the peer is a trusted proxy — the right-most
+        ``X-Forwarded-For`` address that is not itself a trusted proxy (its first one when all are)."""
+        client = scope.get("client")
+        if not client:
+            return None
+        peer = client[0]
+        if type(peer) is not str:
+            peer = str(peer)
+        if not self.networks:
+            return peer
+        trusted = self._seen.get(peer)
+        if trusted is None:
+            trusted = peer in self
+        if not trusted:
+            return peer
+        raw = None
+        for k, v in scope.get("headers") or ():
+            if k == _XFF or (len(k) == 15 and k.lower() == _XFF):  # the first X-Forwarded-For
+                raw = v
+                break
+        if not raw:
+            return peer
+        forwarded = self._forwarded
+        if raw in forwarded:
+            hop = forwarded[raw]
+        else:
+            hop = self._forwarded_client(raw.decode("latin-1"))
+            if len(forwarded) >= self.MAX_CACHED:
+                forwarded.clear()
+            forwarded[raw] = hop
+        return peer if hop is None else hop
+
+    def _forwarded_client(self, xff: str) -> str | None:
+        hops = [h.strip() for h in xff.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if hop not in self:
+                return hop
+        return hops[0] if hops else None
+
+
+_XFF = b"x-forwarded-for"
+_CLIENT_IP_ONLY = ("client_ip",)
 
 
 def header(scope: Scope, name: str) -> str | None:
@@ -183,18 +232,8 @@ def peer_address(scope: Scope) -> str | None:
 
 def client_ip(scope: Scope, trusted: TrustedProxies) -> str | None:
     """The client's address: the peer, or — only when the peer is a trusted proxy — the right-most
-    ``X-Forwarded-For`` address that is not itself a trusted proxy."""
-    peer = peer_address(scope)
-    if peer is None or peer not in trusted:
-        return peer
-    xff = header(scope, "x-forwarded-for")
-    if not xff:
-        return peer
-    hops = [h.strip() for h in xff.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if hop not in trusted:
-            return hop
-    return hops[0] if hops else peer
+    ``X-Forwarded-For`` address that is not itself a trusted proxy (``TrustedProxies.client_ip``)."""
+    return trusted.client_ip(scope)
 
 
 _TEMPLATES: dict[str, re.Pattern[str] | None] = {}
@@ -226,16 +265,22 @@ def request_args(
 ) -> dict[str, Any]:
     """The values of the request parameters ``needs`` (``client_ip``, ``header:NAME``, ``query:NAME``,
     ``path:NAME``, ``cookie:NAME``, ``body:FIELD``), keyed by those names; absent ones are left out."""
+    if needs == _CLIENT_IP_ONLY:  # the commonest route param rule: per client address
+        ip = trusted.client_ip(scope)
+        return {"client_ip": ip} if ip is not None else {}
     out: dict[str, Any] = {}
     query: dict[str, list[str]] | None = None
     cookies: SimpleCookie | None = None
     params: dict[str, str] | None = None
     for need in needs:
-        source, _, name = need.partition(":")
-        value: Any = None
         if need == "client_ip":
-            value = client_ip(scope, trusted)
-        elif source == "header":
+            value: Any = trusted.client_ip(scope)
+            if value is not None:
+                out[need] = value
+            continue
+        source, _, name = need.partition(":")
+        value = None
+        if source == "header":
             value = header(scope, name)
         elif source == "query":
             if query is None:

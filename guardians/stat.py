@@ -6,12 +6,13 @@ current half-second plus the newest record, the *minute* level (60 × 1 s, read 
 collectors and BBR) is the ring read two halves per second. Nothing is folded on
 the hot path: the current half-second's counters are plain attributes of the
 node (a call reads and writes one object); when the half second changes they are
-copied into the ring — into the record a minute older, reused in place — and
+copied into the ring — into the record a minute older, replaced by a new tuple — and
 reset, and readers sum the two halves of each completed second when they ask.
 
-Counters of a resource with rules are updated under ``glock`` by the engine (check and count
-atomically, so limits hold exactly under threads; see ``guardians.engine``); a resource without
-rules is counted without a lock (one attribute store each, which the GIL keeps whole in practice);
+Counters of a resource whose checks call out before the pass count are updated under ``glock`` by
+the engine (check and count atomically, so limits hold exactly under threads; see
+``guardians.engine``); otherwise they are counted without a lock (a compare and an attribute
+update with no call between them, which the GIL keeps whole);
 rolling to the next half-second makes no call between its check and its last reset, so the GIL
 keeps it whole too.
 """
@@ -19,7 +20,7 @@ keeps it whole too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from guardians.snapshot import ResourceSnapshot
@@ -73,7 +74,7 @@ class Bucket:
         self.rt_max = 0.0
         self.concurrency = 0
 
-    def add(self, r: list[Any]) -> Bucket:
+    def add(self, r: Sequence[Any]) -> Bucket:
         self.passed += r[PASSED]
         self.success += r[SUCCESS]
         self.error += r[ERROR]
@@ -171,7 +172,7 @@ class ResourceNode:
         self.error = 0
         self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
         self.start = -1  # the half-second the counters belong to
-        self.ring: list[list[Any] | None] = [None] * RING
+        self.ring: list[tuple[Any, ...] | None] = [None] * RING
         self.breakers: tuple[Any, ...] = ()
         self.name = name
         self._lock = threading.Lock()
@@ -214,39 +215,22 @@ class ResourceNode:
             if start >= 0:
                 ring = self.ring
                 i = start % RING
-                rec = ring[i]
-                # The two spelled-out records below are deliberate: a shared tuple + list() copy
-                # measured ~3-5 % slower on the 10k-resource bench (a roll is 1 call in 5 there).
-                if rec is None:
-                    ring[i] = [
-                        start,
-                        self.passed,
-                        self.success,
-                        self.error,
-                        self.rt_sum,
-                        self.block_flow,
-                        self.block_breaker,
-                        self.block_system,
-                        self.block_param,
-                        self.rt_max,
-                        self.rt_min,
-                        self.concurrency if self.concurrency > 0 else 0,
-                    ]
-                else:
-                    rec[:] = (
-                        start,
-                        self.passed,
-                        self.success,
-                        self.error,
-                        self.rt_sum,
-                        self.block_flow,
-                        self.block_breaker,
-                        self.block_system,
-                        self.block_param,
-                        self.rt_max,
-                        self.rt_min,
-                        self.concurrency if self.concurrency > 0 else 0,
-                    )
+                # a new tuple replaces the record a minute older: built in memory the tuple free list
+                # just handed back (warm), where copying into the old record would touch it (cold)
+                ring[i] = (
+                    start,
+                    self.passed,
+                    self.success,
+                    self.error,
+                    self.rt_sum,
+                    self.block_flow,
+                    self.block_breaker,
+                    self.block_system,
+                    self.block_param,
+                    self.rt_max,
+                    self.rt_min,
+                    self.concurrency if self.concurrency > 0 else 0,
+                )
                 self.prev_passed = self.passed if start == h - 1 else 0
             self.start = h
             self.passed = self.success = self.error = 0
@@ -276,7 +260,7 @@ class ResourceNode:
         """Passes in the sliding 1 s window, for a node already rolled to now (the hot path)."""
         return self.passed + self.prev_passed
 
-    def _record(self, h: int) -> list[Any] | None:
+    def _record(self, h: int) -> Sequence[Any] | None:
         if h == self.start:
             r = self.current()
             if r[START] == h:  # else it rolled meanwhile: the ring has it

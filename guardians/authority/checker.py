@@ -12,6 +12,7 @@ from guardians.stat import ResourceNode
 
 class AuthorityChecker:
     has_exit = False
+    lock_free = True  # stateless: exact without the engine's node lock
 
     def __init__(self, rule: AuthorityRule) -> None:
         self.rule = rule

@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable
 
-from guardians.context import current_entrance, current_origin
+from guardians.context import current_caller
 from guardians.errors import FlowBlocked
 from guardians.flow.rule import FlowRule
 from guardians.stat import ResourceNode
@@ -21,35 +21,33 @@ NodeFor = Callable[[str], ResourceNode]
 
 
 class _OwnCounter:
-    """A 1 s sliding counter of the calls one checker admitted (chain strategy, warm-up)."""
+    """A 1 s sliding counter of the calls one checker admitted (limit_app, chain): the newest
+    half-second ``h`` (``cur`` calls) and the one before it (``prev``), as a resource's node keeps
+    its passes. It never moves back: a call whose clock reading is older counts in ``h``."""
 
-    __slots__ = ("a", "ah", "b", "bh")
+    __slots__ = ("cur", "h", "prev")
 
     def __init__(self) -> None:
-        self.ah = self.bh = -1
-        self.a = self.b = 0
+        self.h = -1
+        self.cur = self.prev = 0
 
     def count(self, h: int) -> int:
-        n = 0
-        if self.ah in (h, h - 1):
-            n += self.a
-        if self.bh in (h, h - 1):
-            n += self.b
-        return n
+        if h > self.h:
+            return self.cur if h == self.h + 1 else 0
+        return self.cur + self.prev
 
     def add(self, h: int) -> None:
-        if h & 1:
-            if self.bh != h:
-                self.bh, self.b = h, 0
-            self.b += 1
-        else:
-            if self.ah != h:
-                self.ah, self.a = h, 0
-            self.a += 1
+        if h > self.h:
+            self.prev = self.cur if h == self.h + 1 else 0
+            self.cur = 0
+            self.h = h
+        self.cur += 1
 
 
 class FlowChecker:
     has_exit = False
+    # exact without the engine's node lock (see guardians.engine._Slot): only where set below
+    lock_free = False
     on_exit: Callable[..., None]
 
     def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
@@ -67,12 +65,17 @@ class FlowChecker:
 
     def applies(self, origin: str | None) -> bool:
         """Whether a call of ``origin`` (None: the request's, from ``guardians.context``) is limited."""
-        if self.entrance is not None and current_entrance() != self.entrance:
-            return False
         app = self.limit_app
+        entrance = self.entrance
+        if entrance is None and app is None:
+            return True
+        o, e = current_caller()  # one context read: (origin, entrance)
+        if entrance is not None and e != entrance:
+            return False
         if app is None:
             return True
-        o = origin if origin is not None else current_origin()
+        if origin is not None:
+            o = origin
         if app == "other":
             return o not in self.named
         return o == app
@@ -93,14 +96,40 @@ class FlowChecker:
 
 
 class QpsReject(FlowChecker):
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        # counting its own window (limit_app / chain: read and added with no call in between) or reading
+        # another resource's passes (relate), it does not depend on this resource's pass count
+        self.lock_free = self.own is not None or self.ref_node is not None
+        self.limit = math.floor(self.threshold)  # count + 1 > threshold iff count >= floor(threshold)
+
     def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        if self.own is not None:
-            if not self.applies(origin):
+        own = self.own
+        if own is not None:
+            # applies(origin), then own.count(h) + 1 > threshold and own.add(h), spelled out: one context
+            # read, and no call between the count and the add, so the GIL keeps them together (exact
+            # under threads without a lock)
+            o, e = current_caller()
+            entrance = self.entrance
+            if entrance is not None and e != entrance:
                 return 0.0
+            app = self.limit_app
+            if app is not None:
+                if origin is not None:
+                    o = origin
+                if app == "other":
+                    if o in self.named:
+                        return 0.0
+                elif o != app:
+                    return 0.0
             h = int(t * 2)
-            if self.own.count(h) + 1 > self.threshold:
+            if h > own.h:
+                own.prev = own.cur if h == own.h + 1 else 0
+                own.cur = 0
+                own.h = h
+            if own.cur + own.prev >= self.limit:
                 raise self.block(1.0 - (t % 1.0) or 1.0)
-            self.own.add(h)
+            own.cur += 1
             return 0.0
         ref = self.ref_node
         n = node.current_pass_count() if ref is None else ref.pass_count(int(t * 2))

@@ -1,15 +1,18 @@
-"""Param checker: per-value fixed windows from ``limits`` (FixedWindowRateLimiter).
+"""Param checker: per-value fixed windows (``limits``' FixedWindowRateLimiter semantics).
 
 Each value of ``rule.param`` gets ``threshold`` calls per ``duration_s`` (or its
 exception's threshold). ``burst`` is a pool of extra calls a value may take
 above its threshold, refilled every 10 windows, so a short spike of one hot
-value passes while a sustained one is held to the threshold.
+value passes while a sustained one is held to the threshold. A window starts with
+the value's first call after the previous one ended (as ``limits``' fixed window with
+``incr(key, expiry)``); each rule counts in its own ``_Windows`` (a new rule starts fresh).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,8 +55,54 @@ def values_of(
     return tuple(v for v in out if match(v)) if match is not None else out
 
 
+class _Windows:
+    """Per-value fixed windows of one rule: value -> [calls, ends_at].
+
+    ``hit(value, t)`` counts a call and returns the value's count in its window. A call in a running
+    window is one increment with no call in between (the GIL keeps it whole: exact under threads
+    without a lock); starting a window (and sweeping ended ones every ``sweep_every`` starts, so
+    memory follows the active values) takes the lock. A window never moves back: a call with an
+    older clock reading than a running window's counts in it."""
+
+    __slots__ = ("_lock", "counts", "expiry", "starts", "sweep_every")
+
+    def __init__(self, expiry: float, sweep_every: int = 4096) -> None:
+        self.counts: dict[str, list[Any]] = {}
+        self.expiry = expiry
+        self.starts = 0
+        self.sweep_every = sweep_every
+        self._lock = threading.Lock()
+
+    def hit(self, value: str, t: float) -> int:
+        counts = self.counts
+        if value in counts:
+            entry = counts[value]
+            if entry[1] > t:
+                entry[0] += 1
+                return entry[0]  # type: ignore[no-any-return]
+        return self.start(value, t)
+
+    def start(self, value: str, t: float) -> int:
+        with self._lock:
+            entry = self.counts.get(value)
+            if entry is None or entry[1] <= t:
+                self.starts += 1
+                if self.starts >= self.sweep_every:
+                    self.starts = 0
+                    self.counts = {k: e for k, e in self.counts.items() if e[1] > t}
+                entry = self.counts[value] = [0, t + self.expiry]
+            entry[0] += 1
+            return entry[0]  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
 class ParamChecker:
     has_exit = False
+    # each value's count is incremented and compared in one storage call (under the storage's lock):
+    # exact without the engine's node lock
+    lock_free = True
 
     def __init__(self, rule: ParamRule, storage: Storage, seq: int) -> None:
         self.rule = rule
@@ -72,11 +121,14 @@ class ParamChecker:
             if rule.burst
             else None
         )
-        # the hot path counts on the storage directly, as FixedWindowRateLimiter.hit does
-        # (incr(key, expiry) <= limit) without building limits' key string through its item
-        self._incr = storage.incr
-        self._key = f"{self.ns}/{self.param}/"
-        self._bkey = f"{self.ns}b/{self.param}/"
+        # the hot path counts in the rule's own windows at the engine's clock reading (what
+        # FixedWindowRateLimiter.hit does on a storage: incr(key, expiry) <= limit, without a key string,
+        # a storage call or its lock for a running window)
+        self.windows = _Windows(rule.duration_s)
+        self.burst_windows = _Windows(rule.duration_s * BURST_WINDOWS)
+        clock = getattr(storage, "clock", None)
+        self._now: Callable[[], float] = clock.time if clock is not None else time.time
+        self._zero_all = rule.threshold == 0
         self._limits = {v: max(n, 1) for v, n in rule.exceptions}
         self._limit = max(rule.threshold, 1)
         self._expiry = rule.duration_s
@@ -95,20 +147,39 @@ class ParamChecker:
             for v in value:
                 v = str(v)
                 if match is None or match(v):
-                    self.check_value(v, args)
+                    self.check_value(v, args, t)
             return 0.0
-        value = str(value)
-        if match is None or match(value):
-            self.check_value(value, args)
-        return 0.0
-
-    def check_value(self, value: str, args: Mapping[str, Any]) -> None:
-        if value in self.zero or (self.rule.threshold == 0 and value not in self.exceptions):
+        if type(value) is not str:
+            value = str(value)
+        if match is not None and not match(value):
+            return 0.0
+        # check_value(value, args, t), spelled out for the one-value case (a running window: no call)
+        if value in self.zero or (self._zero_all and value not in self.exceptions):
             raise self._blocked(value, args)
-        if self._incr(self._key + value, self._expiry) <= self._limits.get(value, self._limit):
+        counts = self.windows.counts
+        if value in counts and counts[value][1] > t:
+            entry = counts[value]
+            entry[0] += 1
+            n = entry[0]
+        else:
+            n = self.windows.start(value, t)
+        if n <= self._limits.get(value, self._limit):
+            return 0.0
+        b = self.burst
+        if b is not None and self.burst_windows.hit(value, t) <= b.amount:
+            return 0.0
+        raise self._blocked(value, args)
+
+    def check_value(self, value: str, args: Mapping[str, Any], t: float | None = None) -> None:
+        """Count one value at engine time ``t`` (None: now); raises when it is over its limit."""
+        if value in self.zero or (self._zero_all and value not in self.exceptions):
+            raise self._blocked(value, args)
+        if t is None:
+            t = self._now()
+        if self.windows.hit(value, t) <= self._limits.get(value, self._limit):
             return
         b = self.burst
-        if b is not None and self._incr(self._bkey + value, self._expiry * BURST_WINDOWS) <= b.amount:
+        if b is not None and self.burst_windows.hit(value, t) <= b.amount:
             return
         raise self._blocked(value, args)
 

@@ -201,3 +201,29 @@ def test_add_middleware_without_resolver_uses_the_apps_routes():
     with TestClient(api) as client:
         assert [client.get(f"/orders/{i}").status_code for i in range(2)] == [200, 429]
         assert client.get("/missing").status_code == 404
+
+
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies_also_when_cached():
+    from guardians.http import TrustedProxies, client_ip, request_args
+
+    trusted = TrustedProxies("10.0.0.0/8, 127.0.0.1")
+
+    def scope(peer: str, xff: bytes | None, name: bytes = b"x-forwarded-for") -> dict:
+        headers = [(b"content-type", b"application/json")] + ([(name, xff)] if xff is not None else [])
+        return {"type": "http", "client": (peer, 5000), "headers": headers}
+
+    for _ in range(3):  # the second and third rounds answer from the caches
+        assert client_ip(scope("127.0.0.1", b"203.0.113.7"), trusted) == "203.0.113.7"
+        assert client_ip(scope("127.0.0.1", b"198.51.100.1, 203.0.113.7, 10.1.2.3"), trusted) == "203.0.113.7"
+        assert client_ip(scope("127.0.0.1", b"10.9.9.9, 10.1.2.3"), trusted) == "10.9.9.9"  # all trusted
+        assert client_ip(scope("127.0.0.1", b" , "), trusted) == "127.0.0.1"  # nothing named
+        assert client_ip(scope("127.0.0.1", None), trusted) == "127.0.0.1"
+        assert client_ip(scope("10.0.0.5", b"203.0.113.8", b"X-Forwarded-For"), trusted) == "203.0.113.8"
+        # a stranger's header is never believed, whatever the cache holds for that value
+        assert client_ip(scope("192.0.2.50", b"203.0.113.7"), trusted) == "192.0.2.50"
+        assert client_ip(scope("192.0.2.50", b"203.0.113.7"), TrustedProxies()) == "192.0.2.50"
+        assert request_args(scope("127.0.0.1", b"203.0.113.7"), "POST /orders", ("client_ip",), trusted) == {
+            "client_ip": "203.0.113.7"
+        }
+    assert client_ip({"type": "http", "headers": []}, trusted) is None
+    assert request_args({"type": "http", "headers": []}, "POST /orders", ("client_ip",), trusted) == {}

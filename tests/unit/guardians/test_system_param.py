@@ -1,6 +1,6 @@
 import pytest
 
-from guardians import ParamBlocked, SystemBlocked
+from guardians import ParamBlocked, SystemBlocked, parse_document
 from guardians.param.storage import ClockedMemoryStorage
 from guardians.system.probe import FixedProbe
 
@@ -140,3 +140,27 @@ def test_clocked_storage_sweeps_expired_values():
         clock.advance(0.01)
     assert len(st) < 250
     assert st.get("k999") == 1 and st.get("k0") == 0
+
+
+def test_param_windows_follow_the_active_values_and_never_move_back():
+    from guardians.param.checker import _Windows
+
+    w = _Windows(1.0, sweep_every=100)
+    t = 1000.0
+    for i in range(1000):  # a new value every 10 ms: each window ends after 1 s
+        assert w.hit(f"v{i}", t) == 1
+        t += 0.01
+    assert len(w) < 250  # ended windows are swept as new ones start
+    assert w.hit("v999", t) == 2  # a running window counts on
+    assert w.hit("v999", t - 5.0) == 3  # an older clock reading counts in the running window
+    assert w.hit("v999", t + 1.0) == 1  # the window ended: a new one starts with this call
+
+
+def test_param_rule_windows_restart_with_a_new_rule_and_count_per_value():
+    eng, clock = engine({"param": [{"resource": "r", "param": "sku", "threshold": 2}]})
+    assert attempt(eng, "r", 3, args={"sku": "A"}) == (2, 1)
+    assert attempt(eng, "r", 3, args={"sku": "B"}) == (2, 1)  # per value
+    eng.apply(parse_document({"param": [{"resource": "r", "param": "sku", "threshold": 3}]}))
+    assert attempt(eng, "r", 4, args={"sku": "A"}) == (3, 1)  # the edited rule starts fresh windows
+    clock.advance(1.0)
+    assert attempt(eng, "r", 4, args={"sku": "A"}) == (3, 1)

@@ -17,6 +17,7 @@ import pytest
 
 from common.clock import FakeClock
 from guardians import Blocked, Engine, parse_document
+from guardians.context import set_caller
 from guardians.system.probe import FixedProbe
 
 from .helpers import T0
@@ -34,21 +35,25 @@ def _switch_often() -> Iterator[None]:
 
 
 def _hammer(eng: Engine, clock: FakeClock, resource: str, work: Any, steps: int, step_s: float,
-            path: str = "guard", fallback: Any = None) -> dict[str, int]:
+            path: str = "guard", fallback: Any = None, args: Any = None,
+            origin: str | None = None) -> dict[str, int]:
     """THREADS threads call ``resource`` as fast as they can while the main thread moves the clock
-    ``steps`` × ``step_s``; returns pass/block/error counts (passes only inside the window)."""
+    ``steps`` × ``step_s``; returns pass/block/error counts (passes only inside the window).
+    ``args``: the call's arguments; ``origin``: each thread runs in that caller context."""
     counts = {"passed": 0, "blocked": 0, "errors": 0, "fallback": 0}
     lock = threading.Lock()
     stop = threading.Event()
     end = T0 + steps * step_s
 
     def run() -> None:
+        if origin is not None:
+            set_caller(origin, None)  # this thread's own context
         while not stop.is_set():
             try:
                 if path == "guard":
-                    out = eng.guard(resource, work, fallback=fallback)
+                    out = eng.guard(resource, work, args=args, fallback=fallback)
                 else:
-                    with eng.entry(resource):
+                    with eng.entry(resource, args):
                         out = work()
                 key = "fallback" if out == "fallback" else "passed"
             except Blocked:
@@ -124,3 +129,30 @@ def test_concurrency_limit_holds_and_returns_to_zero_after_errors_and_fallbacks(
     assert c["blocked"] > 0 and c["errors"] > 0, c
     assert peak <= limit, peak
     assert eng._nodes["r"].concurrency == 0
+
+
+@pytest.mark.parametrize(
+    ("doc", "args", "origin"),
+    [
+        # only a QPS rule: the compare is inlined and counted without the node's lock
+        ({"flow": [{"resource": "r", "threshold": 50}]}, None, None),
+        # an origin's own window (limit_app), checked without the node's lock
+        ({"flow": [{"resource": "r", "threshold": 50, "limit_app": "batch"},
+                   {"resource": "r", "threshold": 5, "limit_app": "web"}]}, None, "batch"),
+        # a per-value param limit, counted in the param storage without the node's lock
+        ({"param": [{"resource": "r", "param": "sku", "threshold": 50}]}, {"sku": "FLASH-1"}, None),
+    ],
+    ids=["qps-only", "limit-app", "param-value"],
+)
+def test_lock_free_limits_hold_exactly_under_64_threads_on_both_paths(doc, args, origin):
+    threshold, seconds = 50, 10
+    for path in ("guard", "entry"):
+        eng, clock = _engine(doc)
+        assert eng._slots["r"].inline  # the lock-free path is the one under test
+        c = _hammer(eng, clock, "r", lambda: "ok", steps=seconds * 20, step_s=0.05, path=path,
+                    args=args, origin=origin)
+        assert c["blocked"] > 0, c
+        # exact: the window [T0, T0 + 10 s) is ten whole 1 s windows (no tolerance needed here)
+        assert c["passed"] <= threshold * seconds, (path, c)
+        assert c["passed"] >= threshold * seconds * 0.5, (path, c)
+        assert eng._nodes["r"].concurrency == 0
