@@ -520,7 +520,11 @@ class ParamRuleModel(RuleModel):
         ge=0, le=10_000_000, description="calls per value per `duration_s` (0: every value blocked)"
     )
     duration_s: Integer = Field(
-        1, ge=1, le=86_400, description="the window, s (fixed windows of the `limits` library)"
+        1,
+        ge=1,
+        le=86_400,
+        description="the window, s (fixed windows as in the `limits` library: a value's window starts "
+        "with its first call after the last one ended)",
     )
     burst: Integer = Field(
         0,
