@@ -672,7 +672,10 @@ class StatementRecorder:
 
     def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                 executemany: bool) -> None:
-        conn.info[_T0] = self.recorder.time_ns()
+        if context is not None:  # the statement's own execution context: no property chain to walk
+            context._tradeguard_t0 = self.recorder.time_ns()
+        else:
+            conn.info[_T0] = self.recorder.time_ns()
 
     def _describe(self, statement: str) -> tuple[str, dict[str, Any]]:
         """(span name, attributes) of a statement, cached: SQLAlchemy's compiled statements repeat."""
@@ -688,14 +691,16 @@ class StatementRecorder:
 
     def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
                executemany: bool) -> None:
-        t0 = conn.info.pop(_T0, None)
+        t0 = getattr(context, "_tradeguard_t0", None) if context is not None else conn.info.pop(_T0, None)
         if t0 is not None:
             name, attrs = self._describe(statement)
             self.recorder.record(name, t0, attrs)
 
     def _error(self, exc_ctx: Any) -> None:
-        conn = exc_ctx.connection
-        t0 = conn.info.pop(_T0, None) if conn is not None else None
+        conn, context = exc_ctx.connection, exc_ctx.execution_context
+        t0 = getattr(context, "_tradeguard_t0", None) if context is not None else None
+        if t0 is None and conn is not None:
+            t0 = conn.info.pop(_T0, None)
         name, attrs = self._describe(str(exc_ctx.statement or ""))
         exc = exc_ctx.original_exception
         self.recorder.record(name, t0 or self.recorder.time_ns(), attrs,
