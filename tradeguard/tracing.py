@@ -257,7 +257,8 @@ class _Current:
             if self.record_exception:
                 self.span.record_exception(exc, escaped=True)
             if self.set_status:
-                self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                message = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+                self.span.set_status(Status(StatusCode.ERROR, message))
         if self.end_on_exit:
             self.span.end()
 
@@ -661,7 +662,8 @@ class StatementRecorder:
         self._listeners = [("before_cursor_execute", self._before), ("after_cursor_execute", self._after),
                            ("handle_error", self._error)]
         for name, fn in self._listeners:
-            event.listen(engine, name, fn)
+            # retval=True: SQLAlchemy calls ``_before`` directly instead of through a wrapper
+            event.listen(engine, name, fn, retval=name == "before_cursor_execute")
 
     def remove(self) -> None:
         from sqlalchemy import event
@@ -671,11 +673,12 @@ class StatementRecorder:
                 event.remove(self.engine, name, fn)
 
     def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-                executemany: bool) -> None:
+                executemany: bool) -> tuple[str, Any]:
         if context is not None:  # the statement's own execution context: no property chain to walk
             context._tradeguard_t0 = self.recorder.time_ns()
         else:
             conn.info[_T0] = self.recorder.time_ns()
+        return statement, parameters
 
     def _describe(self, statement: str) -> tuple[str, dict[str, Any]]:
         """(span name, attributes) of a statement, cached: SQLAlchemy's compiled statements repeat."""
