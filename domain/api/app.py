@@ -7,6 +7,7 @@ threadpool) because the service is synchronous.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -51,6 +52,15 @@ APP_RESPONSES = problem_responses(500)
 TRADING_RESPONSES = problem_responses(402, 404, 409, 422, 503)
 
 
+# FastAPI's native OpenTelemetry hooks (its ``telemetry=`` argument, where the installed FastAPI has
+# it) are off: a node's route spans are the composition root's (``tradeguard.tracing``). On, they
+# look up the global tracer, meter and logger providers (environment lookups) on every request, and
+# would add a second server span wherever a global provider is configured.
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
+
+
 def create_app(
     service: TradingService,
     *,
@@ -66,7 +76,7 @@ def create_app(
 
     ``merchant_auth``: the bearer-token check of merchant actions (``POST /refunds/{id}/complete``),
     given by the composition root; without one those routes answer 403 (no token configured)."""
-    app = FastAPI(title=title, version="1", responses=APP_RESPONSES)
+    app = FastAPI(title=title, version="1", responses=APP_RESPONSES, **_NO_NATIVE_TELEMETRY)
     app.state.service = service
     app.add_exception_handler(errors.DomainError, domain_error_handler)
     app.add_exception_handler(AuthProblem, auth_error_handler)

@@ -524,3 +524,87 @@ def test_blocked_traces_are_all_counted_but_kept_within_a_per_rule_budget():
     for _ in range(4):
         refuse("per-ip")
     assert unbounded.counts["blocked"] == 4 and unbounded.counts["blocked_over_budget"] == 0
+
+
+def test_spans_of_forgotten_traces_are_never_built_and_kept_ones_are_sdk_spans(tmp_path):
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from tradeguard.tracing import DeferredSpan, TracingGuard
+
+    class Engine:
+        def guard(self, resource, call, *, args=None, fallback=None):
+            return call()
+
+    built: list[str] = []
+    original = DeferredSpan.readable
+
+    def counting(self):
+        built.append(self.name)
+        return original(self)
+
+    DeferredSpan.readable = counting
+    try:
+        for sample, expect_kept in ((0.0, False), (1.0, True)):
+            tracing = _lone_tracing(tmp_path / str(sample), sample)
+            sink: list[KeptTrace] = []
+            tracing.sampler.sink = sink.append
+            guard = TracingGuard(Engine(), tracing.tracer)
+            with tracing.tracer.start_as_current_span("POST /orders", attributes={"tags": ["a", "b"]}):
+                assert guard.guard("order.place", lambda: 7, args={"sku": ("ELEC-1",)}) == 7
+                with tracing.tracer.start_as_current_span("lookup") as lookup:
+                    lookup.add_event("cache miss", {"key": "k"})
+            assert bool(sink) is expect_kept
+            assert tracing.sampler.counts["traces"] == 1 and len(tracing.sampler._pending) == 0
+            tracing.stop()
+        assert sorted(built) == ["POST /orders", "lookup", "order.place"]  # the kept trace's only
+        (trace_,) = sink
+        assert all(isinstance(s, ReadableSpan) for s in trace_.spans)
+        by = {s.name: s for s in trace_.spans}
+        assert by["order.place"].attributes["tradeguard.arg.sku"] == "('ELEC-1',)"  # args expanded lazily
+        assert by["order.place"].attributes["tradeguard.guard.decision"] == "passed"
+        assert by["order.place"].parent.span_id == by["POST /orders"].context.span_id
+        assert by["POST /orders"].attributes["tags"] == ("a", "b")  # cleaned like an SDK span's
+        assert [(e.name, dict(e.attributes)) for e in by["lookup"].events] == [("cache miss", {"key": "k"})]
+        # an exception leaving start_as_current_span: recorded and ERROR, as the SDK's use_span does
+        tracing = _lone_tracing(tmp_path / "err", 0.0)
+        tracing.sampler.sink = sink.append
+        with pytest.raises(KeyError), tracing.tracer.start_as_current_span("lookup"):
+            raise KeyError("nope")
+        failed = sink[-1].spans[0]
+        assert sink[-1].outcome == "error" and failed.status.status_code.name == "ERROR"
+        assert [e.name for e in failed.events] == ["exception"]
+        tracing.stop()
+    finally:
+        DeferredSpan.readable = original
+
+
+def test_route_span_marks_server_errors_and_continues_a_caller_with_baggage(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    def boom(request):
+        raise RuntimeError("postgresql://app:hunter2@db/x lost")
+
+    def fine(request):
+        from opentelemetry import baggage
+
+        return PlainTextResponse(str(baggage.get_baggage("tenant")))
+
+    tracing = _lone_tracing(tmp_path, 0.0)
+    app = Starlette(routes=[Route("/boom", boom), Route("/fine", fine)])
+    tracing.route_name = lambda scope: f"GET {scope['path']}"
+    tracing.instrument_app(app)
+    client = TestClient(app, raise_server_exceptions=False)
+    failed = client.get("/boom")
+    assert failed.status_code == 500 and len(failed.headers["x-trace-id"]) == 32
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", "baggage": "tenant=acme"}
+    ok = client.get("/fine", headers=caller)
+    assert ok.text == "acme" and ok.headers["x-trace-id"] == CALLER_TRACE
+    tracing.queue.flush()
+    (route,) = tracing.store.spans(failed.headers["x-trace-id"])  # kept at rate 0: an error
+    assert route.kind == "server" and route.status == "error" and "hunter2" not in route.status_message
+    assert route.attributes["http.response.status_code"] == 500
+    assert route.attributes["http.route"] == "/boom" and route.attributes["tradeguard.resource"] == "GET /boom"
+    assert tracing.store.spans(CALLER_TRACE) == []  # a fine request at rate 0 is forgotten
+    tracing.stop()
