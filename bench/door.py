@@ -4,11 +4,11 @@ A node app (``tradeguard.bootstrap.build_node``, SQLite stores in a temporary di
 off) gets a flow rule that refuses ``POST /orders`` past 1 request/s; ``--requests`` orders (default
 3,000) are then handed to the node app as ASGI calls (``--client asgi``, default: no sockets, no
 client library — what is measured is the node's own ASGI stack, guard, problem document, block log
-and tracing; ``--client httpx`` goes through httpx's ASGITransport, whose own cost is then included). For each mode — tracing **on**
-(default sampling, tail sampler, span store) and **off** (``build_node(tracing=False)``) — the CPU
-time of the calling process (``time.process_time``, which includes the tracing export thread) is
-divided by the number of 429 answers. ``--profile`` prints the top cProfile entries of the
-tracing-on run to stderr.
+and tracing; ``--client httpx`` goes through httpx's ASGITransport, whose own cost is then included).
+For each mode — tracing **on** (default sampling, tail sampler, span store) and **off**
+(``build_node(tracing=False)``) — the CPU time of the calling process (``time.process_time``, which
+includes the tracing export thread) is divided by the number of 429 answers. ``--profile`` prints
+the top cProfile entries of the tracing-on run to stderr.
 
 Last line JSON: ``cpu_ms_per_refusal_on`` / ``_off``, ``refused_*``, ``wall_ms_per_refusal_*``,
 the tracing store's counts for the on run.

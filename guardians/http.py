@@ -302,7 +302,8 @@ def _problem_bytes(exc: Blocked) -> tuple[int, list[tuple[bytes, bytes]], bytes]
     """(status, raw headers, body) of ``send_problem``, built once per distinct refusal (rule, detail,
     retry): a refusal flood repeats a few answers hundreds of times a second."""
     rule = exc.rule
-    key = (id(rule), type(exc), exc.resource, exc.rule_name, exc.detail, round(float(exc.retry_after_s or 0), 3))
+    retry = round(float(exc.retry_after_s or 0), 3)
+    key = (id(rule), type(exc), exc.resource, exc.rule_name, exc.detail, retry)
     hit = _PROBLEMS.get(key)
     if hit is None or hit[0] is not rule:
         status, headers, body = blocked_problem(exc)

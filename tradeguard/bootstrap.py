@@ -4,8 +4,8 @@
 simulated payment gateway, EventBus, TradingService), its FastAPI app, and the parts plugged
 around it, each wired by one function below:
 
-- ``wire_guardians``  — guardians Engine as the core's Guard port, GuardMiddleware outermost (the door: a refusal
-  skips tracing and routing; ``RefusalBudget`` hands the few the tracer keeps inside), the
+- ``wire_guardians``  — guardians Engine as the core's Guard port, GuardMiddleware outermost (the door:
+  a refusal skips tracing and routing; ``RefusalBudget`` hands the few the tracer keeps inside), the
   ``Blocked`` → 429/503 problem+json handler (``guardians.http.blocked_problem``), RuleWatcher,
   Fleet heartbeats, cluster mode (Redis);
 - ``wire_trading_core`` — trading DB, gateway, bus, service;
@@ -265,12 +265,13 @@ def wire_guardians(ctx: NodeContext) -> None:
         if tracing is not None:
             from tradeguard.tracing import BLOCKED_PER_S
 
-            refuse_inside = RefusalBudget(getattr(tracing.sampler, "blocked_per_s", BLOCKED_PER_S), ctx.clock.time)
+            per_s = getattr(tracing.sampler, "blocked_per_s", BLOCKED_PER_S)
+            refuse_inside = RefusalBudget(per_s, ctx.clock.time)
         inner = app.build_middleware_stack
 
         def build() -> Any:
-            door = GuardMiddleware(inner(), engine=engine, route_resolver=route_resource, origin_from=resolver,
-                                   trusted_proxies=trusted, refuse_inside=refuse_inside)
+            door = GuardMiddleware(inner(), engine=engine, route_resolver=route_resource,
+                                   origin_from=resolver, trusted_proxies=trusted, refuse_inside=refuse_inside)
             return StaleOrders(door)  # outside the guard: a blocked order read answers its cached view
 
         app.build_middleware_stack = build  # type: ignore[method-assign]
