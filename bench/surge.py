@@ -545,6 +545,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"--env must be TRADEGUARD_NAME=VALUE, got {item!r}")
         env[name] = value
     bound_rps = args.slots * 1000.0 / args.latency_ms
+    load_start = _loadavg()
     skus, initial = regular_skus()
     ports = [_free_port() for _ in range(nodes_n)]
     url = f"http://127.0.0.1:{ports[0]}"
@@ -724,6 +725,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "peer address as the client IP (no trusted proxy)",
             },
             "nodes": nodes_n,
+            # what else ran: this bench shares the machine; a generator far behind its schedule
+            # (behind_p99 over 100 ms) was itself starved of CPU, and its run measures the machine
+            "machine": {"cpus": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": _loadavg(),
+                        "generator_kept_schedule": max(behind) <= 100.0},
             "stock": stock,
             "rules": {"file": str(rules_path), "version": rules.get("version")},
             "timeout_s": args.timeout_s,
@@ -751,6 +756,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("kept %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _summarize_guard_stats(stats: Any) -> Any:
