@@ -34,8 +34,11 @@ exceed the seeded stock of any SKU (``oversold``), and the inventory rows agree.
 slower than 2 × the unloaded p99) before goodput and latency stay normal for 3 s.
 
 With capacity ≈ 30 orders/s, a 20× surge is ~600 requests/s, nearly all refused by
-GuardMiddleware before routing and body parsing — within what one uvicorn worker
-answers on this two-core machine alongside the generator (both CPUs are reported).
+GuardMiddleware — outermost, before tracing, routing and body parsing — within what one
+uvicorn worker answers on this two-core machine alongside the generator (both CPUs are
+reported, and the machine's load average: the bench shares the machine). ``--nodes N``:
+N node processes on the one database, the gateway's slots split between them, shoppers of
+source address i sent to node i mod N, the door rules as cluster rules on Redis.
 """
 
 from __future__ import annotations
