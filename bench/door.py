@@ -2,12 +2,13 @@
 
 A node app (``tradeguard.bootstrap.build_node``, SQLite stores in a temporary directory, collectors
 off) gets a flow rule that refuses ``POST /orders`` past 1 request/s; ``--requests`` orders (default
-3,000) are then posted through Starlette's ``TestClient`` (no sockets: what is measured is the node's
-own ASGI stack, guard, problem document, block log and tracing). For each mode — tracing **on**
-(default sampling, tail sampler, span store) and **off** (``build_node(tracing=False)``) — the CPU
-time of the calling process (``time.process_time``, which includes the tracing export thread) is
-divided by the number of 429 answers. ``--profile`` prints the top cProfile entries of the
-tracing-on run to stderr.
+3,000) are then handed to the node app as ASGI calls (``--client asgi``, default: no sockets, no
+client library — what is measured is the node's own ASGI stack, guard, problem document, block log
+and tracing; ``--client httpx`` goes through httpx's ASGITransport, whose own cost is then included).
+For each mode — tracing **on** (default sampling, tail sampler, span store) and **off**
+(``build_node(tracing=False)``) — the CPU time of the calling process (``time.process_time``, which
+includes the tracing export thread) is divided by the number of 429 answers. ``--profile`` prints
+the top cProfile entries of the tracing-on run to stderr.
 
 Last line JSON: ``cpu_ms_per_refusal_on`` / ``_off``, ``refused_*``, ``wall_ms_per_refusal_*``,
 the tracing store's counts for the on run.
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="orders posted per mode (default 3000)")
     parser.add_argument("--profile", action="store_true", help="cProfile the tracing-on run (stderr)")
     parser.add_argument("--modes", default="on,off", help="comma-separated: on, off (default both)")
+    parser.add_argument("--client", choices=("asgi", "httpx"), default="asgi",
+                        help="asgi: call the node app directly (only the node's own work is timed; default); "
+                        "httpx: through httpx's ASGITransport (includes the client's cost)")
 
 
 def _progress(msg: str) -> None:
@@ -47,12 +51,59 @@ def _bodies(n: int, tag: str) -> list[bytes]:
             for i in range(n)]
 
 
-async def _post_all(app: Any, mode: str, n: int, profile: bool) -> dict[str, Any]:
+class _AsgiClient:
+    """The least a server does around an app: a scope, one receive, collect the status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def post(self, path: str, content: bytes, headers: dict[str, str]) -> Any:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
+                 "headers": [(b"host", b"node"), (b"content-length", str(len(content)).encode()),
+                             *((k.encode(), v.encode()) for k, v in headers.items())]}
+        sent = False
+        answer = _Answer()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": content, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer.status_code = message["status"]
+
+        await self.app(scope, receive, send)
+        return answer
+
+    async def __aenter__(self) -> _AsgiClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+
+class _Answer:
+    status_code = 0
+
+
+def _client(app: Any, kind: str) -> Any:
+    if kind == "asgi":
+        return _AsgiClient(app)
     import httpx
 
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://node")
+
+
+async def _post_all(app: Any, mode: str, n: int, profile: bool, kind: str = "asgi") -> dict[str, Any]:
     headers = {"content-type": "application/json"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+    async with _client(app, kind) as client:
         for body in _bodies(20, f"warm-{mode}"):  # warm-up: imports, first trace, SQLite pages
             await client.post("/orders", content=body, headers=headers)
         bodies = _bodies(n, mode)
@@ -94,7 +145,7 @@ def _no_trio() -> None:
             sys.modules[name] = None  # type: ignore[assignment]
 
 
-def measure(mode: str, n: int, root: Path, profile: bool = False) -> dict[str, Any]:
+def measure(mode: str, n: int, root: Path, profile: bool = False, kind: str = "asgi") -> dict[str, Any]:
     import guardians
     from tradeguard.bootstrap import build_node, seed_catalog
     from tradeguard.settings import load_settings
@@ -111,7 +162,7 @@ def measure(mode: str, n: int, root: Path, profile: bool = False) -> dict[str, A
     out: dict[str, Any] = {}
     node.start()  # the tracing exporter thread writes kept traces, as in a served node
     try:
-        out = asyncio.run(_post_all(node.app, mode, n, profile))
+        out = asyncio.run(_post_all(node.app, mode, n, profile, kind))
         if mode == "on":
             client = TestClient(node.app, client=("127.0.0.1", 40000))
             health = client.get("/ops/health").json()
@@ -127,11 +178,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             del os.environ[key]
     _no_trio()
     root = Path(tempfile.mkdtemp(prefix="tradeguard-bench-door-"))
-    result: dict[str, Any] = {"requests": args.requests}
+    result: dict[str, Any] = {"requests": args.requests, "client": args.client}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         if mode not in ("on", "off"):
             raise ValueError(f"--modes: unknown mode {mode!r}, expected on or off")
-        r = measure(mode, args.requests, root, profile=args.profile and mode == "on")
+        r = measure(mode, args.requests, root, profile=args.profile and mode == "on", kind=args.client)
         _progress(f"tracing {mode}: {r['refused']} refused, {r['cpu_ms_per_refusal']} ms CPU each, "
                   f"statuses {r['statuses']}")
         for key, value in r.items():

@@ -34,8 +34,11 @@ exceed the seeded stock of any SKU (``oversold``), and the inventory rows agree.
 slower than 2 × the unloaded p99) before goodput and latency stay normal for 3 s.
 
 With capacity ≈ 30 orders/s, a 20× surge is ~600 requests/s, nearly all refused by
-GuardMiddleware before routing and body parsing — within what one uvicorn worker
-answers on this two-core machine alongside the generator (both CPUs are reported).
+GuardMiddleware — outermost, before tracing, routing and body parsing — within what one
+uvicorn worker answers on this two-core machine alongside the generator (both CPUs are
+reported, and the machine's load average: the bench shares the machine). ``--nodes N``:
+N node processes on the one database, the gateway's slots split between them, shoppers of
+source address i sent to node i mod N, the door rules as cluster rules on Redis.
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "address (10; 0: none)")
     parser.add_argument("--per-buyer", type=float, default=3.0,
                         help="… and a per-buyer rule (body:buyer_id), orders/s per buyer (3; 0: none)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="node processes on the one database (1). With more, each takes the shoppers of "
+                        "every n-th source address, the gateway's slots are split between them, the door "
+                        "rules are cluster rules on Redis (--redis-url) and the pace is each node's share")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                        help="Redis of the cluster rules when --nodes > 1")
 
 
 # ============================================================================ processes
@@ -385,24 +394,83 @@ def demo_rules_path() -> Path:
     return Path(guardians.__file__).with_name("demo_rules.yaml")
 
 
-def door_rules(base: Path, out: Path, per_ip: float, per_buyer: float) -> Path:
+def door_rules(base: Path, out: Path, per_ip: float, per_buyer: float, nodes: int = 1) -> Path:
     """``base`` plus the door rules of the guarded run: a per-IP (the peer address, no proxy) and a
-    per-buyer (the JSON body's ``buyer_id``) limit on ``POST /orders``; ``base`` alone when both are 0."""
+    per-buyer (the JSON body's ``buyer_id``) limit on ``POST /orders``; ``base`` alone when both are 0
+    and there is one node.
+
+    With ``nodes`` > 1 (node processes sharing one gateway's slots, split evenly between them) the
+    per-IP and per-buyer limits are ``cluster: true`` (one budget across the nodes, on Redis), the
+    demo's pace and backpressure rules on ``POST /orders`` become each node's share of them (a queue
+    paces per node), and ``gateway-fleet`` (a cluster qps rule at the full pace) holds the sum."""
     import yaml
 
-    if not per_ip and not per_buyer:
+    if not per_ip and not per_buyer and nodes <= 1:
         return base
     doc = yaml.safe_load(base.read_text()) or {}
     param = list(doc.get("param") or [])
+    cluster = {"cluster": True} if nodes > 1 else {}
     if per_ip:
         param.append({"name": "per-ip", "resource": "POST /orders", "param": "client_ip",
-                      "threshold": int(per_ip)})
+                      "threshold": int(per_ip), **cluster})
     if per_buyer:
         param.append({"name": "per-buyer-door", "resource": "POST /orders", "param": "body:buyer_id",
-                      "threshold": int(per_buyer)})
+                      "threshold": int(per_buyer), **cluster})
     doc["param"] = param
+    if nodes > 1:
+        flow = []
+        fleet = None
+        for rule in doc.get("flow") or []:
+            rule = dict(rule)
+            if rule.get("resource") == "POST /orders" and rule.get("name") in SHARED_PACE:
+                if rule["name"] == "gateway-pace":
+                    fleet = {"name": "gateway-fleet", "resource": "POST /orders", "grade": "qps",
+                             "threshold": rule["threshold"], "cluster": True}
+                share = rule["threshold"] / nodes
+                rule["threshold"] = max(1, round(share)) if rule.get("grade") == "concurrency" else share
+            flow.append(rule)
+        if fleet is not None:
+            flow.append(fleet)
+        doc["flow"] = flow
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return out
+
+
+SHARED_PACE = ("gateway-pace", "gateway-backpressure")  # the demo's pace of the gateway, split per node
+
+
+class Nodes:
+    """Node processes serving one bench phase: their summed CPU time, stopped together."""
+
+    def __init__(self, procs: list[Proc], ports: list[int]) -> None:
+        self.procs = procs
+        self.ports = ports
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.ports]
+
+    def cpu_s(self) -> float:
+        return sum(p.cpu_s() for p in self.procs)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for p in self.procs:
+            if p.proc.poll() is None:
+                p.proc.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            p.stop(timeout)
+
+
+def start_nodes(env: dict[str, str], ports: list[int], logdir: Path, name: str, *, guardians: bool) -> Nodes:
+    procs: list[Proc] = []
+    try:
+        for i, port in enumerate(ports):
+            label = name if len(ports) == 1 else f"{name}-{i + 1}"
+            procs.append(start_node(env, port, logdir, label, guardians=guardians))
+    except Exception:
+        Nodes(procs, ports).stop()
+        raise
+    return Nodes(procs, ports)
 
 
 class CpuSampler:
@@ -452,7 +520,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rules_path = Path(args.rules) if args.rules else demo_rules_path()
     workdir = Path(tempfile.mkdtemp(prefix="tradeguard-surge-"))
     log.info("surge bench in %s", workdir)
-    rules_path = door_rules(rules_path, workdir / "rules.yaml", args.per_ip, args.per_buyer)
+    nodes_n = max(1, int(getattr(args, "nodes", 1)))
+    rules_path = door_rules(rules_path, workdir / "rules.yaml", args.per_ip, args.per_buyer, nodes_n)
     trading_db = f"sqlite:///{workdir / 'trading.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
     ops_token = secrets.token_urlsafe(24)  # the nodes' /ops/rules and /ops/stats need it
@@ -464,28 +533,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "TRADEGUARD_CONTROL_DB": f"sqlite:///{workdir / 'control.db'}",
             "TRADEGUARD_METRICS_URL": f"sqlite:///{workdir / 'metrics.db'}",
             "TRADEGUARD_GATEWAY_LATENCY_MS": str(args.latency_ms),
-            "TRADEGUARD_GATEWAY_CONCURRENCY": str(args.slots),
+            # more nodes share the gateway's slots (each node's client holds its share)
+            "TRADEGUARD_GATEWAY_CONCURRENCY": str(max(1, args.slots // nodes_n)),
             "TRADEGUARD_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if nodes_n > 1:  # cluster rules on Redis, under a namespace of this run's own
+        env["TRADEGUARD_REDIS_URL"] = args.redis_url
+        env["TRADEGUARD_APP"] = f"surge-{secrets.token_hex(4)}"
     for item in args.env:
         name, sep, value = item.partition("=")
         if not sep or not name.startswith("TRADEGUARD_"):
             raise SystemExit(f"--env must be TRADEGUARD_NAME=VALUE, got {item!r}")
         env[name] = value
     bound_rps = args.slots * 1000.0 / args.latency_ms
+    load_start = _loadavg()
     skus, initial = regular_skus()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    node: Proc | None = None
+    ports = [_free_port() for _ in range(nodes_n)]
+    url = f"http://127.0.0.1:{ports[0]}"
+    node: Nodes | None = None
     gen: LoadGen | None = None
     sampler = CpuSampler()
     sampler.start()
     try:
         _run_cli(env, "seed")
-        node = start_node(env, port, workdir, "node-unguarded", guardians=False)
-        gen = LoadGen(env, url, skus, args, workdir)
+        node = start_nodes(env, ports, workdir, "node-unguarded", guardians=False)
+        gen = LoadGen(env, ",".join(node.urls), skus, args, workdir)
         sampler.watch("loadgen", gen.p)
 
         # ---- 1. capacity
@@ -552,6 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (ph,) = gen.run([{"name": "surge-unguarded", "rate": round(surge_rate, 2), "duration_s": surge_s}])
         unguarded = {
             **phase_stats(ph["rows"], surge_s),
+            "connections_opened": ph.get("connections_opened"),
             "node_cpu_pct": sampler.pct("node", t0, t0 + surge_s),
             "loadgen_cpu_pct": sampler.pct("loadgen", t0, t0 + surge_s),
         }
@@ -572,8 +647,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "surge benchmark: the demo rules",
         )
         log.info("rules applied: %s", applied.strip()[:200])
-        node = start_node(env, port, workdir, "node-guarded", guardians=True)
-        rules = wait_rules(port, ops_token)
+        node = start_nodes(env, ports, workdir, "node-guarded", guardians=True)
+        rules = {}
+        for port in ports:
+            rules = wait_rules(port, ops_token)
         sampler.watch("node", node)
         t0 = time.monotonic() + 0.05
         warm, surge, recovery = gen.run(
@@ -590,13 +667,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         guard_stats = None
         with contextlib.suppress(Exception):
-            guard_stats = _get_json(f"{url}/ops/stats", token=ops_token)
+            guard_stats = _get_json(f"{url}/ops/stats", token=ops_token)  # the first node's
+        cluster_health = None
+        if nodes_n > 1:
+            with contextlib.suppress(Exception):
+                health = _get_json(f"{url}/ops/health", token=ops_token)
+                cluster_health = (health.get("stores") or {}).get("cluster")
         node.stop()
         node = None
         gen.stop()
         gen = None
 
-        guarded = {**phase_stats(surge["rows"], surge_s), **guarded_cpu}
+        guarded = {**phase_stats(surge["rows"], surge_s), **guarded_cpu,
+                   "connections_opened": surge.get("connections_opened")}
         rec = phase_stats(recovery["rows"], recovery_s)
         rec_s, recovered = recovery_seconds(recovery["rows"], recovery_s, NORMAL_P99 * base_p99)
         stock = stock_check(trading_db, initial)
@@ -644,6 +727,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "note": "shoppers spread over loopback source addresses 127.0.0.2+; the node takes the "
                 "peer address as the client IP (no trusted proxy)",
             },
+            "nodes": nodes_n,
+            # what else ran: this bench shares the machine; a generator far behind its schedule
+            # (behind_p99 over 100 ms) was itself starved of CPU, and its run measures the machine
+            "machine": {"cpus": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": _loadavg(),
+                        "generator_kept_schedule": max(behind) <= 100.0},
             "stock": stock,
             "rules": {"file": str(rules_path), "version": rules.get("version")},
             "timeout_s": args.timeout_s,
@@ -658,6 +746,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if guard_stats is not None:
             result["guard_stats"] = _summarize_guard_stats(guard_stats)
+        if cluster_health is not None:
+            result["cluster"] = cluster_health
         return result
     finally:
         sampler.stop()
@@ -669,6 +759,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("kept %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _summarize_guard_stats(stats: Any) -> Any:

@@ -339,8 +339,58 @@ def _replay(body: bytes, disconnected: bool, receive: Receive) -> Receive:
     return replay
 
 
+REFUSED = "guardians.refused"  # scope key: a Blocked the door hands inward, answered by RefusalAnswer
+_PROBLEMS: dict[tuple[Any, ...], tuple[Any, int, tuple[tuple[bytes, bytes], ...], bytes]] = {}
+
+
+def _problem_bytes(exc: Blocked) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, raw headers, body) of ``send_problem``, built once per distinct refusal (rule, detail,
+    retry): a refusal flood repeats a few answers hundreds of times a second."""
+    rule = exc.rule
+    retry = round(float(exc.retry_after_s or 0), 3)
+    key = (id(rule), type(exc), exc.resource, exc.rule_name, exc.detail, retry)
+    hit = _PROBLEMS.get(key)
+    if hit is None or hit[0] is not rule:
+        status, headers, body = blocked_problem(exc)
+        payload = json.dumps(body, default=str).encode()
+        raw = tuple((k.encode(), v.encode()) for k, v in headers.items())
+        raw += ((b"content-length", str(len(payload)).encode()),)
+        if len(_PROBLEMS) >= 1024:  # param details name the value: bounded, cleared when full
+            _PROBLEMS.clear()
+        hit = _PROBLEMS[key] = (rule, status, raw, payload)
+    return hit[1], list(hit[2]), hit[3]
+
+
+async def _answer_blocked(engine: Engine, scope: Scope, send: Send, resource: str, exc: Blocked) -> None:
+    """The route's fallback answer if its degrade rule has one that answers, else the problem."""
+    found = engine.route_fallback(resource)
+    if found is not None:
+        name, fn = found
+        exc.path_params = path_params(resource, scope.get("path", ""))
+        try:
+            answer = fn(exc)
+        except Exception:
+            log.exception("fallback %s of %s failed; the block is answered", name, resource)
+            answer = None
+        if answer is not None:
+            await send_answer(send, answer, name)
+            return
+    status, raw, payload = _problem_bytes(exc)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
 class GuardMiddleware:
-    """Pure ASGI middleware guarding routes as ``METHOD /path/template`` resources."""
+    """Pure ASGI middleware guarding routes as ``METHOD /path/template`` resources.
+
+    Put it outermost (the door): a refused request then costs the route lookup, the checks and a
+    prebuilt problem+json answer — nothing of the app's own stack (tracing, error handling,
+    routing) runs for it. ``refuse_inside(resource, exc) -> bool``: when given and true for a
+    refusal, the request is handed on with ``scope[REFUSED] = exc`` and answered by a
+    ``RefusalAnswer`` placed inside the app's stack, e.g. inside tracing for the refusals the
+    tracer would keep (a budget per rule); a route with a fallback (degrade rule) is then always
+    answered inside.
+    """
 
     def __init__(
         self,
@@ -351,6 +401,7 @@ class GuardMiddleware:
         args_from: Callable[[Scope], Mapping[str, str] | None] | None = None,
         origin_from: Callable[[Scope], str | None] | None = None,
         trusted_proxies: TrustedProxies | str | None = None,
+        refuse_inside: Callable[[str, Blocked], bool] | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -360,6 +411,7 @@ class GuardMiddleware:
         self.origin_from = origin_from
         tp = trusted_proxies
         self.trusted = tp if isinstance(tp, TrustedProxies) else TrustedProxies(tp)
+        self.refuse_inside = refuse_inside
 
     def _resolve(self, scope: Scope) -> str | None:
         if self.route_resolver is not None:
@@ -407,24 +459,6 @@ class GuardMiddleware:
         finally:
             reset_caller(token)
 
-    async def _fallback(self, scope: Scope, send: Send, resource: str, exc: Blocked) -> bool:
-        """Answer a blocked request with its degrade rule's fallback (e.g. ``sold_out`` for product
-        reads); False when there is none, it declines (returns None) or it fails."""
-        found = self.engine.route_fallback(resource)
-        if found is None:
-            return False
-        name, fn = found
-        exc.path_params = path_params(resource, scope.get("path", ""))
-        try:
-            answer = fn(exc)
-        except Exception:
-            log.exception("fallback %s of %s failed; the block is answered", name, resource)
-            return False
-        if answer is None:
-            return False
-        await send_answer(send, answer, name)
-        return True
-
     async def _guarded(
         self, scope: Scope, receive: Receive, send: Send, resource: str, args: Any, origin: str | None
     ) -> None:
@@ -432,8 +466,12 @@ class GuardMiddleware:
         try:
             slot, t0, wait, held = engine._enter(resource, args, origin, True)
         except Blocked as exc:
-            if not await self._fallback(scope, send, resource, exc):
-                await send_problem(send, exc)  # answered before the app runs
+            inside = self.refuse_inside
+            if inside is not None and (engine.route_fallback(resource) is not None or inside(resource, exc)):
+                scope[REFUSED] = exc  # answered by RefusalAnswer inside the app's stack
+                await self.app(scope, receive, send)
+                return
+            await _answer_blocked(engine, scope, send, resource, exc)  # answered before the app runs
             return
         if slot is None:
             await self.app(scope, receive, send)
@@ -460,3 +498,19 @@ class GuardMiddleware:
             error = False
         finally:
             engine._exit(slot, t0, error, True, held)
+
+
+class RefusalAnswer:
+    """Answers, inside the app's stack, a request an outer ``GuardMiddleware`` refused and handed on
+    (``scope[REFUSED]``): its route fallback or its problem+json. Any other request passes."""
+
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = scope.get(REFUSED)
+        if exc is None:
+            await self.app(scope, receive, send)
+            return
+        await _answer_blocked(self.engine, scope, send, exc.resource, exc)

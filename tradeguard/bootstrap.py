@@ -4,7 +4,8 @@
 simulated payment gateway, EventBus, TradingService), its FastAPI app, and the parts plugged
 around it, each wired by one function below:
 
-- ``wire_guardians``  — guardians Engine as the core's Guard port, GuardMiddleware, the
+- ``wire_guardians``  — guardians Engine as the core's Guard port, GuardMiddleware outermost (the door:
+  a refusal skips tracing and routing; ``RefusalBudget`` hands the few the tracer keeps inside), the
   ``Blocked`` → 429/503 problem+json handler (``guardians.http.blocked_problem``), RuleWatcher,
   Fleet heartbeats, cluster mode (Redis);
 - ``wire_trading_core`` — trading DB, gateway, bus, service;
@@ -87,6 +88,8 @@ class NodeContext:
     routers: list[APIRouter] = field(default_factory=list)
     exception_handlers: dict[Any, Callable[..., Any]] = field(default_factory=dict)
     app_hooks: list[Callable[[FastAPI], None]] = field(default_factory=list)  # run on the created app
+    # run after app_hooks: what must wrap everything they installed (the guardians' door)
+    outer_hooks: list[Callable[[FastAPI], None]] = field(default_factory=list)
     on_start: list[Callable[[], None]] = field(default_factory=list)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     parts: dict[str, str] = field(default_factory=dict)  # part -> "on" | "off" | "error: …"
@@ -183,11 +186,40 @@ def _sold_out(service: Callable[[], Any]) -> Callable[[Any], Any]:
     return sold_out
 
 
+class RefusalBudget:
+    """``(resource, exc) -> bool``: true for at most ``per_s`` refusals a second per (resource, rule) — a
+    token bucket of that size, like the tail sampler's budget of kept blocked traces (``None``: all)."""
+
+    def __init__(self, per_s: float | None, clock: Callable[[], float]) -> None:
+        self.per_s = per_s
+        self.clock = clock
+        self._buckets: dict[tuple[str, str], list[float]] = {}
+
+    def __call__(self, resource: str, exc: Any) -> bool:
+        rate = self.per_s
+        if rate is None:
+            return True
+        now = self.clock()
+        key = (resource, exc.rule_name)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= 4096:
+                self._buckets.clear()
+            bucket = self._buckets[key] = [rate, now]
+        else:
+            bucket[0] = min(rate, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
+
+
 def wire_guardians(ctx: NodeContext) -> None:
     """guardians Engine as Guard port, middleware, Blocked handler, rule watcher, heartbeats, cluster."""
     from guardians import Blocked, Engine
     from guardians.fleet import Fleet
-    from guardians.http import GuardMiddleware, blocked_problem
+    from guardians.http import GuardMiddleware, RefusalAnswer, blocked_problem
     from guardians.starlette_routes import starlette_route_resolver
     from guardians.store import RuleStore
     from guardians.watcher import RuleWatcher
@@ -212,6 +244,15 @@ def wire_guardians(ctx: NodeContext) -> None:
     resolver = OriginResolver(key_origins, header_name=s.origin_header, trusted=trusted)
 
     def install_middleware(app: FastAPI) -> None:
+        # inside the app's stack (tracing, error handling): answers the refusals the door hands on
+        app.add_middleware(RefusalAnswer, engine=engine)
+
+    def install_door(app: FastAPI) -> None:
+        """The door, outermost: StaleOrders, then GuardMiddleware, then whatever the other hooks built
+        (the tracing middleware, Starlette's error handling, routing). A refused request costs the
+        route lookup, the checks and a prebuilt 429; only the refusals the tracer would keep (its
+        per-rule budget of blocked traces) and those with a route fallback go on, to be answered by
+        RefusalAnswer inside the traced stack."""
         resolve = starlette_route_resolver(app)
 
         def route_resource(scope: Any) -> str | None:
@@ -219,16 +260,24 @@ def wire_guardians(ctx: NodeContext) -> None:
                 return None  # the node's own ops endpoints are never guarded
             return resolve(scope)
 
-        app.add_middleware(
-            GuardMiddleware,
-            engine=engine,
-            route_resolver=route_resource,
-            origin_from=resolver,
-            trusted_proxies=trusted,
-        )
-        app.add_middleware(StaleOrders)  # outside the guard: a blocked order read answers its cached view
+        tracing = getattr(ctx, "tracing", None)
+        refuse_inside = None
+        if tracing is not None:
+            from tradeguard.tracing import BLOCKED_PER_S
+
+            per_s = getattr(tracing.sampler, "blocked_per_s", BLOCKED_PER_S)
+            refuse_inside = RefusalBudget(per_s, ctx.clock.time)
+        inner = app.build_middleware_stack
+
+        def build() -> Any:
+            door = GuardMiddleware(inner(), engine=engine, route_resolver=route_resource,
+                                   origin_from=resolver, trusted_proxies=trusted, refuse_inside=refuse_inside)
+            return StaleOrders(door)  # outside the guard: a blocked order read answers its cached view
+
+        app.build_middleware_stack = build  # type: ignore[method-assign]
 
     ctx.app_hooks.append(install_middleware)
+    ctx.outer_hooks.append(install_door)
 
     def on_blocked(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Blocked)
@@ -616,6 +665,8 @@ def build_node(
         merchant_auth=ops_auth(settings),
     )
     for hook in ctx.app_hooks:
+        hook(app)
+    for hook in ctx.outer_hooks:
         hook(app)
     node = Node(ctx, app)
     node_ref.append(node)

@@ -61,3 +61,39 @@ def test_surge_bench_quick_runs_end_to_end() -> None:
         assert outcomes == phase["orders"]
     # the guarded node ran the demo rules from the rule store
     assert result["rules"]["version"] is not None
+
+
+def _redis_up(url: str = "redis://127.0.0.1:6379/0") -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def test_surge_bench_quick_with_two_nodes_under_cluster_rules() -> None:
+    import os
+
+    if not _redis_up():
+        if os.environ.get("TRADEGUARD_REQUIRE_SERVICES") == "1":
+            pytest.fail("Redis at 127.0.0.1:6379 is required (TRADEGUARD_REQUIRE_SERVICES=1)")
+        pytest.skip("no Redis at 127.0.0.1:6379: the two-node surge needs it for its cluster rules")
+    argv = [
+        sys.executable, "-m", "tradeguard.cli", "bench", "surge", "--json", "--quick", "--nodes", "2",
+        "--surge-s", "3", "--recovery-s", "3", "--multiplier", "3", "--max-steps", "1",
+        "--start-rate", "6", "--timeout-s", "2",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert result["nodes"] == 2
+    assert result["oversold"] == 0 and result["stock"]["consistent"], result["stock"]
+    # the guarded nodes shared their cluster rules through Redis, and saw each other
+    assert result["cluster"]["mode"] == "cluster", result["cluster"]
+    assert result["cluster"]["live_nodes"] == 2
+    for phase in (result["unguarded"], result["guarded"], result["recovery"]):
+        outcomes = sum(phase[k] for k in ("ok", "queued", "rejected", "timeouts", "refused", "errors"))
+        assert outcomes == phase["orders"]
+    assert result["rules"]["version"] is not None

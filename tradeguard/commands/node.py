@@ -36,9 +36,15 @@ def _handle(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_config=None,  # keep tradeguard's logging setup
-        access_log=args.access_log,
+        access_log=args.access_log,  # off unless asked: a line per request is CPU a surge does not have
         timeout_graceful_shutdown=5,
         server_header=False,
+        # client addresses come from X-Forwarded-For only through TRADEGUARD_TRUSTED_PROXIES (the guard's
+        # own rule); uvicorn's default would also believe any 127.0.0.1 peer, before the guard sees it
+        proxy_headers=False,
+        backlog=4096,  # a surge opens hundreds of connections a second (the kernel caps it at somaxconn)
+        # http/loop "auto": httptools and uvloop when installed (a C parser: about a fifth of a refused
+        # request's CPU is uvicorn's pure-Python h11 without it), else h11 and asyncio
     )
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the handler
