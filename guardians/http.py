@@ -354,15 +354,27 @@ def _problem_bytes(exc: Blocked) -> tuple[int, list[tuple[bytes, bytes]], bytes]
         status, headers, body = blocked_problem(exc)
         payload = json.dumps(body, default=str).encode()
         raw = tuple((k.encode(), v.encode()) for k, v in headers.items())
-        raw += ((b"content-length", str(len(payload)).encode()),)
         if len(_PROBLEMS) >= 1024:  # param details name the value: bounded, cleared when full
             _PROBLEMS.clear()
         hit = _PROBLEMS[key] = (rule, status, raw, payload)
     return hit[1], list(hit[2]), hit[3]
 
 
-async def _answer_blocked(engine: Engine, scope: Scope, send: Send, resource: str, exc: Blocked) -> None:
-    """The route's fallback answer if its degrade rule has one that answers, else the problem."""
+def _with_trace_id(raw: list[tuple[bytes, bytes]], payload: bytes, ids: tuple[str, str]) -> bytes:
+    """The prebuilt problem with this request's trace: ``X-Trace-Id`` + ``traceparent`` headers and a
+    ``trace_id`` member spliced into the JSON object (no re-serialisation)."""
+    tid, sid = ids
+    raw.append((b"x-trace-id", tid.encode()))
+    raw.append((b"traceparent", f"00-{tid}-{sid}-00".encode()))
+    return payload[:-1] + b', "trace_id": "' + tid.encode() + b'"}'
+
+
+async def _answer_blocked(
+    engine: Engine, scope: Scope, send: Send, resource: str, exc: Blocked,
+    trace_ids: Callable[[Scope], tuple[str, str]] | None = None,
+) -> None:
+    """The route's fallback answer if its degrade rule has one that answers, else the problem
+    (with the request's trace ids when ``trace_ids`` gives them: a refusal at the door)."""
     found = engine.route_fallback(resource)
     if found is not None:
         name, fn = found
@@ -376,6 +388,9 @@ async def _answer_blocked(engine: Engine, scope: Scope, send: Send, resource: st
             await send_answer(send, answer, name)
             return
     status, raw, payload = _problem_bytes(exc)
+    if trace_ids is not None:
+        payload = _with_trace_id(raw, payload, trace_ids(scope))
+    raw.append((b"content-length", str(len(payload)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})
 
@@ -389,7 +404,9 @@ class GuardMiddleware:
     refusal, the request is handed on with ``scope[REFUSED] = exc`` and answered by a
     ``RefusalAnswer`` placed inside the app's stack, e.g. inside tracing for the refusals the
     tracer would keep (a budget per rule); a route with a fallback (degrade rule) is then always
-    answered inside.
+    answered inside. ``trace_ids(scope) -> (trace_id, span_id)`` (hex), when given, names the trace
+    of a refusal answered at the door (``X-Trace-Id``, ``traceparent``, ``trace_id`` in the body), so
+    every answer carries one even though no tracing runs for it.
     """
 
     def __init__(
@@ -402,6 +419,7 @@ class GuardMiddleware:
         origin_from: Callable[[Scope], str | None] | None = None,
         trusted_proxies: TrustedProxies | str | None = None,
         refuse_inside: Callable[[str, Blocked], bool] | None = None,
+        trace_ids: Callable[[Scope], tuple[str, str]] | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -412,6 +430,7 @@ class GuardMiddleware:
         tp = trusted_proxies
         self.trusted = tp if isinstance(tp, TrustedProxies) else TrustedProxies(tp)
         self.refuse_inside = refuse_inside
+        self.trace_ids = trace_ids
 
     def _resolve(self, scope: Scope) -> str | None:
         if self.route_resolver is not None:
@@ -471,7 +490,7 @@ class GuardMiddleware:
                 scope[REFUSED] = exc  # answered by RefusalAnswer inside the app's stack
                 await self.app(scope, receive, send)
                 return
-            await _answer_blocked(engine, scope, send, resource, exc)  # answered before the app runs
+            await _answer_blocked(engine, scope, send, resource, exc, self.trace_ids)  # before the app runs
             return
         if slot is None:
             await self.app(scope, receive, send)

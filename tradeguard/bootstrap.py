@@ -261,17 +261,19 @@ def wire_guardians(ctx: NodeContext) -> None:
             return resolve(scope)
 
         tracing = getattr(ctx, "tracing", None)
-        refuse_inside = None
+        refuse_inside = trace_ids = None
         if tracing is not None:
-            from tradeguard.tracing import BLOCKED_PER_S
+            from tradeguard.tracing import BLOCKED_PER_S, door_trace_ids
 
             per_s = getattr(tracing.sampler, "blocked_per_s", BLOCKED_PER_S)
             refuse_inside = RefusalBudget(per_s, ctx.clock.time)
+            trace_ids = door_trace_ids  # every answer names a trace, a refusal at the door too
         inner = app.build_middleware_stack
 
         def build() -> Any:
             door = GuardMiddleware(inner(), engine=engine, route_resolver=route_resource,
-                                   origin_from=resolver, trusted_proxies=trusted, refuse_inside=refuse_inside)
+                                   origin_from=resolver, trusted_proxies=trusted, refuse_inside=refuse_inside,
+                                   trace_ids=trace_ids)
             return StaleOrders(door)  # outside the guard: a blocked order read answers its cached view
 
         app.build_middleware_stack = build  # type: ignore[method-assign]

@@ -106,6 +106,25 @@ def span_id_hex(span_id: int) -> str:
     return f"{span_id:016x}"
 
 
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def door_trace_ids(
+    scope: Mapping[str, Any], bits: Callable[[int], int] = random.getrandbits
+) -> tuple[str, str]:
+    """(trace_id, span_id) for a request refused at the door, where no span is made: the caller's
+    trace continues when it sent a valid ``traceparent`` (W3C), else a new random trace id. The
+    refusal's trace is then not stored (beyond the tracer's per-rule budget of blocked traces,
+    which ``RefusalBudget`` sends inside), like any trace the sampler drops."""
+    for key, value in scope.get("headers") or ():
+        if key == b"traceparent":
+            m = _TRACEPARENT.match(value.strip().lower())
+            if m is not None and m.group(1) != b"0" * 32:
+                return m.group(1).decode(), span_id_hex(bits(64) or 1)
+            break
+    return trace_id_hex(bits(128) or 1), span_id_hex(bits(64) or 1)
+
+
 def current_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) of the current span as hex, or None outside a valid span."""
     ctx = trace.get_current_span().get_span_context()

@@ -153,14 +153,24 @@ def test_a_traced_node_traces_a_refusal_only_within_the_blocked_budget(node):
     answers = [client.post("/orders", json={**body, "idempotency_key": f"k{i}"}) for i in range(40)]
     refused = [a for a in answers if a.status_code == 429]
     assert len(refused) >= 30
-    traced = [a for a in refused if "x-trace-id" in a.headers]
-    # the budget's first 5 refusals are traced (the tail sampler's budget: 5/s per rule) …
-    assert refused[:5] == traced
-    assert all(a.json()["trace_id"] == a.headers["x-trace-id"] for a in traced)
-    # … the rest answered at the door: the same problem, no trace
-    plain = [a for a in refused if "x-trace-id" not in a.headers]
-    assert plain and all(a.json()["rule"] == "door-cap" and "trace_id" not in a.json() for a in plain)
+    # every answer names its trace: header, traceparent and problem body agree
+    assert all(a.json()["trace_id"] == a.headers["x-trace-id"] for a in refused)
+    assert all(a.headers["traceparent"].split("-")[1] == a.headers["x-trace-id"] for a in refused)
+    assert len({a.headers["x-trace-id"] for a in refused}) == len(refused)
+    tracing = node.ctx.tracing
+    tracing.queue.flush()
+    stored = [a for a in refused if tracing.store.spans(a.headers["x-trace-id"])]
+    # the budget's first 5 refusals are traced inside (the tail sampler's budget: 5/s per rule) …
+    assert stored == refused[:5]
+    # … the rest answered at the door with the same problem; their traces are not stored
+    assert all(a.json()["rule"] == "door-cap" for a in refused[5:])
     assert all(a.headers["retry-after"] for a in refused)
+    # a caller's trace continues through a refusal at the door
+    caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+    again = client.post("/orders", json={**body, "idempotency_key": "k-caller"},
+                        headers={"traceparent": f"00-{caller}-00f067aa0ba902b7-01"})
+    assert again.status_code == 429
+    assert again.headers["x-trace-id"] == caller and again.json()["trace_id"] == caller
 
 
 def test_two_node_door_rules_are_cluster_rules_and_split_the_pace(tmp_path):
