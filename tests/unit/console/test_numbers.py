@@ -156,6 +156,9 @@ def test_a_lone_bucket_is_drawn_with_a_marker():
 
 
 def test_running_bucket_rate_divides_by_elapsed_seconds(svc, metrics, clock):
+    # 10.5 s into a 20 s bucket: the running bucket has 10 recorded seconds (at a bucket's first
+    # second it would have none, and the rate would rightly be 0)
+    clock.advance(10.5 - clock.now().timestamp() % 20)
     n = int(clock.now().timestamp())
     metrics.write([order_point(s, placed=2, paid=0, gmv=1.0) for s in range(n - 1200, n)])
     data = svc.overview("1h")  # 20 s buckets
