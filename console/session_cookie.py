@@ -99,12 +99,7 @@ def claim_script(ticket: str) -> str:
     the cookie. The ticket is URL-safe base64 (no quote or tag can be in it)."""
     if not ticket.replace("-", "").replace("_", "").isalnum():
         raise ValueError("a ticket is URL-safe base64")
-    body = json.dumps({"ticket": ticket})
-    return (
-        '<span data-tg-session="claim" hidden></span>'
-        f"<script>fetch({json.dumps(CLAIM_PATH)}, {{method: 'POST', credentials: 'same-origin', "
-        f"headers: {{'Content-Type': 'application/json'}}, body: {json.dumps(body)}}});</script>"
-    )
+    return _post_script("claim", CLAIM_PATH, {"ticket": ticket})
 
 
 def clear_proof(token: str) -> str:
@@ -116,10 +111,16 @@ def clear_proof(token: str) -> str:
 def clear_script(proof: str) -> str:
     if not proof.isalnum():
         raise ValueError("a clear proof is hex")
-    body = json.dumps({"proof": proof})
+    return _post_script("clear", CLEAR_PATH, {"proof": proof})
+
+
+def _post_script(kind: str, path: str, payload: dict[str, str]) -> str:
+    """A hidden marker (``data-tg-session=kind``: which exchange the page ran) and a script that POSTs
+    ``payload`` as JSON to ``path`` on this origin, with its cookies."""
+    body = json.dumps(payload)
     return (
-        '<span data-tg-session="clear" hidden></span>'
-        f"<script>fetch({json.dumps(CLEAR_PATH)}, {{method: 'POST', credentials: 'same-origin', "
+        f'<span data-tg-session="{kind}" hidden></span>'
+        f"<script>fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', "
         f"headers: {{'Content-Type': 'application/json'}}, body: {json.dumps(body)}}});</script>"
     )
 
