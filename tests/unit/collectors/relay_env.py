@@ -28,6 +28,21 @@ DELIVERY_FIELDS = ("shipped", "delivered", "received", "auto_received", "failed"
                    "cod_amount")
 
 
+def crash_cursor_save_once(relay: JournalRelay) -> None:
+    """The relay's first cursor save raises, as if the process were killed between the store write
+    and the cursor save; later saves go through."""
+    calls = {"n": 0}
+    real_save = relay.control.save
+
+    def crash_once(position):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("killed between the store write and the cursor save")
+        real_save(position)
+
+    relay.control.save = crash_once
+
+
 def delivery_catalog() -> Catalog:
     """The small catalog plus a shop that accepts cash on delivery (``c1``, product ``C1``)."""
     base = small_catalog()

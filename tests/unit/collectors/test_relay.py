@@ -15,7 +15,7 @@ from domain.adapters import orm
 from domain.adapters.journal import JournalRow
 from domain.adapters.sku_sales import FencedOut, SkuSalesModel
 from domain.adapters.unit_of_work import build_trading_db
-from tests.unit.collectors.relay_env import RelayEnv
+from tests.unit.collectors.relay_env import RelayEnv, crash_cursor_save_once
 
 
 @pytest.fixture
@@ -78,16 +78,7 @@ def test_payments_take_the_node_from_the_payload_when_it_names_one():
 def test_a_crash_after_the_store_write_re_emits_the_same_seconds_without_double_count(env):
     _business(env)
     relay = env.relay()
-    calls = {"n": 0}
-    real_save = relay.control.save
-
-    def crash_once(position):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("killed between the store write and the cursor save")
-        real_save(position)
-
-    relay.control.save = crash_once
+    crash_cursor_save_once(relay)
     first = relay.run_once()
     assert first.error and "killed" in first.error and first.cursor == 0
     assert env.sums()["placed"] == env.truth()["placed"]  # written once already

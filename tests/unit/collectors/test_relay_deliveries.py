@@ -15,7 +15,7 @@ from collectors.relay import business_points, carrier_tag
 from domain.adapters import orm
 from domain.adapters.journal import JournalRow
 from domain.adapters.unit_of_work import build_trading_db
-from tests.unit.collectors.relay_env import RelayEnv, delivery_catalog
+from tests.unit.collectors.relay_env import RelayEnv, crash_cursor_save_once, delivery_catalog
 
 T = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -153,16 +153,7 @@ def test_relay_delivery_sums_equal_the_trading_db(env):
 def test_a_re_emitted_second_and_a_replay_count_no_delivery_twice(env, tmp_path):
     fulfil(env)
     relay = env.relay()
-    calls = {"n": 0}
-    real_save = relay.control.save
-
-    def crash_once(position):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("killed between the store write and the cursor save")
-        real_save(position)
-
-    relay.control.save = crash_once
+    crash_cursor_save_once(relay)
     assert "killed" in (relay.run_once().error or "")
     again = env.relay("r1").run_once()  # the restarted relay writes the same seconds again
     assert again.error is None and again.events > 0
