@@ -22,8 +22,8 @@ def test_system_clock_sleeps_only_for_positive_durations():
     t0 = time.monotonic()
     clock.sleep(0)
     clock.sleep(-1)
-    asyncio.run(clock.asleep(-1))
-    assert time.monotonic() - t0 < 0.05
+    asyncio.run(clock.asleep(-1))  # time.sleep(-1) would raise: no error means no sleep was tried
+    assert time.monotonic() - t0 < 1  # generous: a loaded CI machine may pause a thread for a while
     clock.sleep(0.02)
     assert time.monotonic() - t0 >= 0.02
 
