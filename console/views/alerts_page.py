@@ -27,6 +27,7 @@ import streamlit as st
 from console.runtime import chart, services, show_errors
 from console.services import ActionFailed, alert_actions
 from console.services.alert_actions import condition_text, runbook_section, unit_of, value_text
+from console.services.alerts import PAYMENT_RESOURCE, is_payment_alert
 from console.trace_links import alert_exemplar_links
 from dashboards import figures
 
@@ -254,7 +255,10 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
             else ""
         )
     )
-    where = " · ".join(f"{k} **{labels[k]}**" for k in ("resource", "instance", "app") if labels.get(k))
+    related = dict(labels)
+    if not related.get("resource") and is_payment_alert(alert):  # a payment rule's resource is the gateway's
+        related["resource"] = PAYMENT_RESOURCE
+    where = " · ".join(f"{k} **{related[k]}**" for k in ("resource", "instance", "app") if related.get(k))
     if where:
         st.markdown(f"Related: {where}")
     if rule_doc:

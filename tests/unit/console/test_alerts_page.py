@@ -173,6 +173,7 @@ def test_handled_alerts_count_apart_and_values_have_units(env):
     at.selectbox(key="alert_pick").set_value(pay).run()
     shown = texts(at.markdown)
     assert "value **76.2 %** (threshold < 95.0 %)" in shown
+    assert "Related: resource **payment.charge** · app **shop**" in shown  # the gateway behind the rule
     assert "Runbook (docs/runbooks.md" in "\n".join(e.label for e in at.expander)
     assert "alertname=PaymentSuccessRateLow" in at.text_input(key="silence_matchers").placeholder
 
