@@ -190,7 +190,7 @@ def _actions(alert: dict) -> None:
         comment = f2.text_input("Comment (required to silence)", key=f"alert_comment_{aid}")
         duration = f3.selectbox("Silence for", SILENCE_DURATIONS, index=1, key=f"alert_for_{aid}")
         st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
-        b = st.columns([3, 2, 2, 2, 2])
+        b = st.columns([3, 2, 2, 2, 3])  # the named buttons (Acknowledge, Escalate) fit their label
         acked = bool(alert.get("acknowledged"))
         clicked = {
             "acknowledge": b[0].form_submit_button(

@@ -2,7 +2,7 @@
 an alert that changes state between render and click is refused, never another acknowledged;
 the picker and detail follow the alerts by themselves (a closed alert leaves the picker, typed
 text stays); nothing is fetched from an external host (the favicon is local). A screenshot goes to
-``artifacts/console-screenshots/alerts-refused.png``."""
+``artifacts/console-screenshots/alerts-refused.png`` and ``alerts-handled.png``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.e2e.console_stack import (
     clean_env,
     metric_value,
     seed,
+    shoot,
     sign_in,
     start_console,
     wait_for,
@@ -98,6 +99,9 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path, browse
                 timeout=15_000
             )
             assert {a.id: a.acknowledged_by for a in store.open_alerts()} == {pay: ONCALL, brk: None}
+            # both handled now (pay acknowledged, brk inhibited under it): dimmed rows, Firing 0
+            page.wait_for_timeout(1000)
+            shoot(page, "alerts-handled")
             # the picker and detail follow the alerts by themselves: text typed for the picked alert
             # stays while another alert closes, and the closed one leaves the picker
             comment = page.get_by_label("Comment (required to silence)")
