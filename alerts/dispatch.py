@@ -34,8 +34,11 @@ def silenced_by(labels: Mapping[str, str], silences: Sequence[Silence], now: dat
     return [s.id for s in silences if s.id is not None and s.silences(labels, now)]
 
 
-def inhibited(alert: AlertRecord, firing: Sequence[AlertRecord], rules: Sequence[InhibitRule]) -> bool:
-    """True when a firing alert matching an inhibit rule's source mutes ``alert``."""
+def inhibitor(
+    alert: AlertRecord, firing: Sequence[AlertRecord], rules: Sequence[InhibitRule]
+) -> AlertRecord | None:
+    """The firing alert (matching an inhibit rule's source) that mutes ``alert``, or None: the page
+    names the cause, not only that a cause exists."""
     for rule in rules:
         if not matches_all(rule.target, alert.labels):
             continue
@@ -43,8 +46,13 @@ def inhibited(alert: AlertRecord, firing: Sequence[AlertRecord], rules: Sequence
             if src.id == alert.id or not matches_all(rule.source, src.labels):
                 continue
             if all(src.labels.get(k, "") == alert.labels.get(k, "") for k in rule.equal):
-                return True
-    return False
+                return src
+    return None
+
+
+def inhibited(alert: AlertRecord, firing: Sequence[AlertRecord], rules: Sequence[InhibitRule]) -> bool:
+    """True when a firing alert matching an inhibit rule's source mutes ``alert``."""
+    return inhibitor(alert, firing, rules) is not None
 
 
 def group_labels(labels: Mapping[str, str], route: Route) -> dict[str, str]:
@@ -59,7 +67,7 @@ def group_key(receiver: str, labels: Mapping[str, str]) -> str:
 @dataclass(frozen=True)
 class Muting:
     silenced: dict[int, list[int]]  # alert id → silence ids
-    inhibited: set[int]
+    inhibited: dict[int, AlertRecord]  # alert id → the firing alert muting it (its cause)
 
     def muted(self, alert_id: int) -> bool:
         return bool(self.silenced.get(alert_id)) or alert_id in self.inhibited
@@ -72,7 +80,7 @@ def muting(
     now: datetime,
 ) -> Muting:
     sil = {a.id: ids for a in firing if (ids := silenced_by(a.labels, silences, now))}
-    inh = {a.id for a in firing if inhibited(a, firing, inhibit_rules)}
+    inh = {a.id: src for a in firing if (src := inhibitor(a, firing, inhibit_rules)) is not None}
     return Muting(sil, inh)
 
 

@@ -91,7 +91,8 @@ class AlertService:
         self, states: Sequence[str] = (FIRING, PENDING), *, acknowledged: bool | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Alerts in ``states`` (firing, pending, resolved, inactive), newest first, each with
-        ``acknowledged``, ``silenced_by`` (silence ids) and ``inhibited``."""
+        ``acknowledged``, ``silenced_by`` (silence ids), ``inhibited`` and ``inhibited_by`` (the firing
+        alert muting it: ``{"id", "rule"}``, or None)."""
         for s in states:
             if s not in STATES:
                 raise ValueError(f"state must be one of {', '.join(STATES)}, got {s!r}")
@@ -99,22 +100,29 @@ class AlertService:
         recs = self.store.alerts(states, limit=limit)
         if acknowledged is not None:
             recs = [a for a in recs if bool(a.acknowledged_by) == acknowledged]
+        mute = self._muting(now)
+        return [self._alert_dict(a, mute) for a in recs]
+
+    def _muting(self, now: datetime) -> Any:
+        """Which firing alerts are silenced (by which silences) or inhibited (by which cause) now."""
         firing = [a for a in self.store.open_alerts() if a.state == FIRING]
         cfg = load_active_config(self.store)
-        mute = muting(firing, self.store.silences(active_at=now), cfg.inhibit_rules, now)
-        return [self._alert_dict(a, mute) for a in recs]
+        return muting(firing, self.store.silences(active_at=now), cfg.inhibit_rules, now)
 
     @staticmethod
     def _alert_dict(a: AlertRecord, mute: Any = None) -> dict[str, Any]:
         d = a.to_dict()
         d["acknowledged"] = bool(a.acknowledged_by)
         d["silenced_by"] = list(mute.silenced.get(a.id, [])) if mute else []
-        d["inhibited"] = bool(mute and a.id in mute.inhibited)
+        cause = mute.inhibited.get(a.id) if mute else None
+        d["inhibited"] = cause is not None
+        d["inhibited_by"] = {"id": cause.id, "rule": cause.rule} if cause is not None else None
         d["summary"] = a.annotations.get("summary", "")
         return d
 
     def get_alert(self, alert_id: int) -> dict[str, Any]:
-        return self._alert_dict(self.store.get_alert(alert_id))
+        """One alert as ``list_alerts`` shows it (silenced, inhibited and by what)."""
+        return self._alert_dict(self.store.get_alert(alert_id), self._muting(self.clock.now()))
 
     def timeline(self, alert_id: int) -> dict[str, Any]:
         """The alert, its events (pending, firing, acknowledged, notified, escalated, resolved …)
@@ -135,33 +143,49 @@ class AlertService:
                 }
             )
         return {
-            "alert": self._alert_dict(alert),
+            "alert": self._alert_dict(alert, self._muting(self.clock.now())),  # handled as the board shows it
             "events": self.store.events(alert_id),
             "notifications": notes,
         }
 
     def metric_behind(self, alert_id: int, *, minutes: int = 30, bucket_s: int = 10) -> dict[str, Any]:
-        """The rule's value over the last ``minutes`` for the alert's series, per bucket, for a chart:
-        ``{"rule", "threshold", "op", "points": [{"time", "value"}]}`` (empty points without a store)."""
+        """The rule's value over the last ``minutes`` for the alert's series, for a chart:
+        ``{"rule", "threshold", "op", "window_s", "points": [{"time", "value"}]}`` (empty points
+        without a store). A rule whose aggregate composes (sum, count, max, min, last) over a window
+        of whole buckets is drawn as the evaluator computes it: each point is the value over the
+        rule's window ending there, so the line meets the alert's value and threshold (a ratio over
+        1 min, not each 10 s bucket's ratio, whose running bucket may hold one failed charge). Other
+        rules (percentiles, growth) are drawn per bucket (``window_s`` = ``bucket_s``)."""
         from alerts.evaluator import rule_series
         from alerts.rulefile import parse_rule
-        from collectors.query import Query
+        from collectors.query import Query, Row
 
         alert = self.store.get_alert(alert_id)
         docs = {d["name"]: d for d in self.store.rule_documents()}
         if alert.rule not in docs:
-            return {"rule": alert.rule, "threshold": None, "op": None, "points": []}
+            return {"rule": alert.rule, "threshold": None, "op": None, "window_s": None, "points": []}
         rule = parse_rule(docs[alert.rule])
-        out = {"rule": rule.name, "threshold": rule.threshold, "op": rule.op, "points": []}
+        out: dict[str, Any] = {
+            "rule": rule.name, "threshold": rule.threshold, "op": rule.op, "window_s": bucket_s, "points": []
+        }
         if self.metrics is None or rule.query is None:
             return out
         q = rule.query
+        window_s = int(q.window.total_seconds())
+        rolling = (
+            q.function == "value"
+            and q.aggregate in ("sum", "count", "max", "min", "last")
+            and window_s >= bucket_s
+            and window_s % bucket_s == 0
+        )
+        n = window_s // bucket_s if rolling else 1
         now = self.clock.now()
+        start = now - timedelta(minutes=minutes)
         rows = self.metrics.query(
             Query(
                 q.measurement,
                 q.fields(),
-                now - timedelta(minutes=minutes),
+                start - timedelta(seconds=bucket_s * (n - 1)),  # the first point's window is whole
                 now,
                 q.aggregate,  # type: ignore[arg-type]
                 bucket_s,
@@ -169,6 +193,9 @@ class AlertService:
                 tuple(q.group_by),
             )
         )
+        if rolling:
+            out["window_s"] = window_s
+            rows = _rolled(rows, q.aggregate, bucket_s, n, start, now, Row)
         by_time: dict[datetime, list] = {}
         for r in rows:
             by_time.setdefault(r.time, []).append(r)
@@ -714,3 +741,36 @@ def _summary(payload: Mapping[str, Any]) -> str:
     except Exception:
         return ""
 
+
+
+def _rolled(rows: Sequence[Any], aggregate: str, bucket_s: int, n: int, start: datetime, now: datetime,
+            row: Any) -> list[Any]:
+    """Per series, the ``n`` buckets ending at each bucket's end combined into one row at that end
+    (the running bucket's end is ``now``): the window the evaluator reads at that instant."""
+    series: dict[tuple, dict[datetime, Any]] = {}
+    for r in rows:
+        series.setdefault(tuple(sorted(r.tags.items())), {})[r.time] = r
+    step = timedelta(seconds=bucket_s)
+    times = sorted({r.time for r in rows})
+    out = []
+    for key, by_time in series.items():
+        for t in times:  # also a bucket this series has nothing in: its window may still hold data
+            end = min(t + step, now)
+            window = [by_time[b] for k in range(n) if (b := t - k * step) in by_time]
+            if end < start or not window:
+                continue
+            values: dict[str, float | None] = {}
+            for name in window[0].values:
+                got = [w.values.get(name) for w in window if w.values.get(name) is not None]
+                if not got:
+                    values[name] = None
+                elif aggregate in ("sum", "count"):
+                    values[name] = float(sum(got))
+                elif aggregate == "max":
+                    values[name] = float(max(got))
+                elif aggregate == "min":
+                    values[name] = float(min(got))
+                else:  # last: the newest bucket holding it
+                    values[name] = float(got[0])
+            out.append(row(end, dict(key), values))
+    return out

@@ -467,30 +467,51 @@ def impact_figure(result: ImpactResult, title: str = "Impact preview") -> go.Fig
     return layout(fig, title, unit)
 
 
-def alert_metric_figure(points: list[dict], threshold: float | None, op: str | None, title: str) -> go.Figure:
+# How an alert rule's value is drawn, by its unit (``alerts.format.unit_of``): scale, axis title, and
+# the threshold's text; a ratio is drawn in percent as the page writes it (95.0 %, not 0.95).
+_ALERT_UNITS: dict[str, tuple[float, str, str]] = {
+    "%": (100.0, "%", "{:.1f} %"),
+    "ms": (1.0, "ms", "{:,.0f} ms"),
+    "s": (1.0, "seconds", "{:,.0f} s"),
+    "points": (1.0, "points", "{:+,.0f} points"),
+    "breaker": (1.0, "breaker state", "{:g}"),
+}
+_BREAKER_TICKS = {0: "closed", 1: "open", 2: "half-open"}
+
+
+def alert_metric_figure(
+    points: list[dict], threshold: float | None, op: str | None, title: str, unit: str = ""
+) -> go.Figure:
     """The value behind an alert over time (``points``: ``{"time": ISO 8601, "value": float}``) and
-    its threshold as a dashed line."""
-    unit = "rule value"
+    its threshold as a dashed line, in the rule's ``unit`` (a ratio in %, breaker states named)."""
+    scale, axis, fmt = _ALERT_UNITS.get(unit, (1.0, "rule value", "{:g}"))
     values = [p for p in points if p.get("value") is not None]
     if not values:
-        return empty_figure(title, unit, "No metric data for this alert in the window")
+        return empty_figure(title, axis, "No metric data for this alert in the window")
     x = [pd.Timestamp(p["time"]).tz_convert("UTC").tz_localize(None) for p in values]
     fig = go.Figure(
         go.Scatter(
             x=x,
-            y=[round(float(p["value"]), 3) for p in values],
+            y=[round(float(p["value"]) * scale, 3) for p in values],
             name="value",
             mode="lines+markers",
             line={"color": COLORS["p50"], "width": 3},
             marker={"size": 5},
         )
     )
-    layout(fig, title, unit)
+    layout(fig, title, axis)
+    if unit == "breaker":
+        fig.update_yaxes(
+            tickvals=list(_BREAKER_TICKS), ticktext=list(_BREAKER_TICKS.values()), range=[-0.2, 2.2]
+        )
     if threshold is not None:
+        shown = fmt.format(threshold * scale)
+        if unit == "breaker" and float(threshold).is_integer():
+            shown = _BREAKER_TICKS.get(int(threshold), shown)
         fig.add_hline(
-            y=threshold,
+            y=threshold * scale,
             line={"color": COLORS["error"], "dash": "dash", "width": 2},
-            annotation_text=f"fires when {op or ''} {threshold:g}",
+            annotation_text=f"fires when {op or ''} {shown}",
             annotation_position="top right",
             annotation_font={"color": COLORS["error"]},
         )

@@ -9,7 +9,7 @@ values with units, runbook sections.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 __all__ = [
     "act",
     "condition_text",
+    "look",
     "rule_documents",
     "runbook_section",
     "set_on_call",
     "unit_of",
     "value_text",
+    "view_changed",
 ]
 
 
@@ -97,6 +99,36 @@ def _escalate(
             msg += "nothing was done"
         raise ActionFailed([FieldError("", msg)])
     return alerts.escalate(alert_id, who, to_step)
+
+
+def look(alert: Mapping[str, Any]) -> str:
+    """What the page shows of an alert's handling: state, who acknowledged it, muted or not."""
+    parts = [str(alert.get("state"))]
+    if alert.get("acknowledged_by"):
+        parts.append(f"acknowledged by {alert['acknowledged_by']}")
+    if alert.get("silenced_by"):
+        parts.append("silenced")
+    if alert.get("inhibited"):
+        parts.append("inhibited")
+    return ", ".join(parts)
+
+
+def view_changed(listed: Mapping[str, Any] | None, open_alerts: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the picker and detail drawn by the last full page run no longer match the open alerts the
+    board just read: an alert opened or closed, or the picked alert changed (state, acknowledged,
+    muted). None when they match, or nothing was listed. ``listed``: ``{"ids": [...], "picked": id or
+    None, "look": look(picked alert) or None}``."""
+    if listed is None:
+        return None
+    now = {int(a["id"]): a for a in open_alerts}
+    ids = {int(i) for i in listed.get("ids") or ()}
+    if set(now) != ids:
+        parts = [f"#{i} opened" for i in sorted(set(now) - ids)]
+        return ", ".join(parts + [f"#{i} closed" for i in sorted(ids - set(now))])
+    picked = listed.get("picked")
+    if picked is not None and int(picked) in now and look(now[int(picked)]) != listed.get("look"):
+        return f"#{picked} is {look(now[int(picked)])} now (shown as {listed.get('look')})"
+    return None
 
 
 def set_on_call(

@@ -107,6 +107,16 @@ def _covered_s(rows: list[Row], w: Window) -> float:
     return min(w.covered_s, max(1.0, (w.until - first).total_seconds()))
 
 
+def _now_span_s(range_rows: list[Row], nw: Window) -> float:
+    """Seconds of the now-window ``nw`` the range's order data covers: all of it, unless the first
+    recorded bucket (of any range: a coarse bucket starts earlier, so this never undercounts) begins
+    inside it."""
+    times = [r.time for r in range_rows if any(v is not None for v in r.values.values())]
+    if not times or min(times) <= nw.start:
+        return float(nw.seconds)
+    return max(1.0, (nw.end - min(times)).total_seconds())
+
+
 def read_overview(
     metrics: MetricStore,
     app: str,
@@ -236,6 +246,9 @@ def read_overview(
     )
     n += 3 + used
 
+    # the last minute's seconds the orders' data covers: a node that started 20 s ago has its orders
+    # divided by 20 s, as the range rate is (``_covered_s``), so "now" and the range agree at start-up
+    now_span_s = _now_span_s(orders_rows, nw)
     placed = float(order_counts["placed"].sum())
     paid = float(order_counts["paid"].sum())
     charges = float(pay["success"].sum() + pay["failure"].sum())
@@ -249,8 +262,8 @@ def read_overview(
     kpis: dict[str, float | None] = {
         "placed": placed,
         "paid": paid,
-        "placed_per_s_now": _sum(now_orders, "placed") / NOW_S,
-        "now_span_s": float(NOW_S),
+        "placed_per_s_now": _sum(now_orders, "placed") / now_span_s,
+        "now_span_s": now_span_s,
         "now_lag_s": float(NOW_LAG_S),
         "placed_per_s_range": placed / _covered_s(orders_rows, w),
         "range_covered_s": _covered_s(orders_rows, w),

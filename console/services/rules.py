@@ -68,14 +68,12 @@ def document_yaml(document: Mapping[str, Any], *, block: bool = False) -> str:
 
 
 def unified_diff(old: Mapping[str, Any], new: Mapping[str, Any], old_name: str, new_name: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            document_yaml(old, block=True).splitlines(keepends=True),
-            document_yaml(new, block=True).splitlines(keepends=True),
-            fromfile=old_name,
-            tofile=new_name,
-        )
-    )
+    def lines(doc: Mapping[str, Any]) -> list[str]:
+        # no rules is no lines: against nothing, every line of the other side is added ('-{}' read
+        # as a rule being removed)
+        return document_yaml(doc, block=True).splitlines(keepends=True) if doc else []
+
+    return "".join(difflib.unified_diff(lines(old), lines(new), fromfile=old_name, tofile=new_name))
 
 
 def _normalised(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,11 @@ Every action on an alert is keyed by its id: the picker's value is the id (its l
 changes with the alert's state), the form and its fields are keyed by the id, and the action is
 submitted with the state the person saw, so the alert service refuses it when that alert changed
 or closed in between. Session state holds the selection, what was seen of it, and form fields.
+
+The picker and the detail are not in the fragment (a detail costs metric queries), but they never
+lag the board: when the board's refresh finds an alert opened or closed, or the picked alert
+changed (state, acknowledged, muted), it reruns the whole page (a full run; text typed in a form
+stays). A refresh that finds nothing changed costs nothing more.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import streamlit as st
 from console.runtime import chart, services, show_errors
 from console.services import ActionFailed, alert_actions
 from console.services.alert_actions import condition_text, runbook_section, unit_of, value_text
+from console.services.alerts import PAYMENT_RESOURCE, is_payment_alert
 from console.trace_links import alert_exemplar_links
 from dashboards import figures
 
@@ -30,8 +36,11 @@ SILENCE_DURATIONS = ("30m", "1h", "2h", "4h", "12h", "24h")
 ON_CALL_DURATIONS = ("1h", "4h", "8h", "12h", "24h", "1w")
 STATE_MARK = {"firing": "● firing", "pending": "◐ pending", "resolved": "○ resolved", "inactive": "○ cleared"}
 SEEN = "alert_seen"  # {"id", "state", "rule"} of the alert whose actions were last shown
+LISTED = "alerts_listed"  # what the last full run's picker and detail showed: {"ids", "picked", "look"}
 
 svc = services()
+# cleared at the top of a full run (the board drawn in it compares nothing) and set again at its end
+st.session_state.pop(LISTED, None)
 st.title("Alerts")
 if msg := st.session_state.pop("alerts_flash", None):
     st.success(msg, icon=":material/check_circle:")
@@ -59,7 +68,12 @@ def _handled(a: dict) -> bool:
 def _muted(a: dict) -> str:
     if a.get("silenced_by"):
         return "silenced #" + ", #".join(str(i) for i in a["silenced_by"])
-    return "inhibited (cause firing)" if a.get("inhibited") else ""
+    if not a.get("inhibited"):
+        return ""
+    cause = a.get("inhibited_by") or {}
+    if not cause.get("id"):
+        return "inhibited (cause firing)"
+    return f"inhibited by #{cause['id']} {cause.get('rule', '')}"
 
 
 def _value(a: dict) -> str:
@@ -115,6 +129,11 @@ def _styled(rows: list[dict], handled: list[bool]):
 def board() -> None:
     data = svc.alerts_board()
     show_errors(data.errors)
+    if alert_actions.view_changed(st.session_state.get(LISTED), data.open_alerts):
+        # an alert opened or closed, or the picked one changed state: redraw the picker and detail
+        # too (a full run), so nothing below shows a closed alert or a state that is no longer true
+        st.session_state.pop(LISTED, None)
+        st.rerun()
     handled = [_handled(a) for a in data.open_alerts]
     firing = [a for a, h in zip(data.open_alerts, handled, strict=True) if a["state"] == "firing" and not h]
     pending = [a for a, h in zip(data.open_alerts, handled, strict=True) if a["state"] == "pending" and not h]
@@ -171,7 +190,7 @@ def _actions(alert: dict) -> None:
         comment = f2.text_input("Comment (required to silence)", key=f"alert_comment_{aid}")
         duration = f3.selectbox("Silence for", SILENCE_DURATIONS, index=1, key=f"alert_for_{aid}")
         st.caption(f"Recorded as **{svc.principal.name}** (signed in).")
-        b = st.columns([3, 2, 2, 2, 2])
+        b = st.columns([3, 2, 2, 2, 3])  # the named buttons (Acknowledge, Escalate) fit their label
         acked = bool(alert.get("acknowledged"))
         clicked = {
             "acknowledge": b[0].form_submit_button(
@@ -236,7 +255,10 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
             else ""
         )
     )
-    where = " · ".join(f"{k} **{labels[k]}**" for k in ("resource", "instance", "app") if labels.get(k))
+    related = dict(labels)
+    if not related.get("resource") and is_payment_alert(alert):  # a payment rule's resource is the gateway's
+        related["resource"] = PAYMENT_RESOURCE
+    where = " · ".join(f"{k} **{related[k]}**" for k in ("resource", "instance", "app") if related.get(k))
     if where:
         st.markdown(f"Related: {where}")
     if rule_doc:
@@ -256,7 +278,8 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
             metric.get("points") or [],
             metric.get("threshold"),
             metric.get("op"),
-            f"{alert.get('rule')}: value, last 30 min",
+            f"{alert.get('rule')}: value{_over(metric.get('window_s'))}, last 30 min",
+            unit,
         ),
         "alert_metric",
     )
@@ -301,6 +324,13 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
             )
         else:
             st.caption("None sent.")
+
+
+def _over(window_s: int | None) -> str:
+    """What each point of the alert's chart covers: the rule's window (as evaluated), or a bucket."""
+    if not window_s:
+        return ""
+    return f" over {window_s // 60} min" if window_s % 60 == 0 else f" over {window_s} s"
 
 
 def _gateway(gw) -> None:
@@ -352,6 +382,7 @@ with tab_detail:
         default_index = 0
     if not current:
         st.caption("No alert is open. Past alerts are in the History tab.")
+        st.session_state[LISTED] = {"ids": [], "picked": None, "look": None}
     else:
         chosen = st.selectbox(
             "Alert (open alerts only)",
@@ -361,13 +392,16 @@ with tab_detail:
             placeholder="Pick an open alert",
             format_func=lambda i: _pick_label(by_id[i]) if i in by_id else f"#{i}",
         )
+        shown = None
         if chosen is not None and chosen in by_id:
             timeline, metric = svc.alert_detail(chosen)
             alert = timeline["alert"]
+            shown = alert_actions.look(alert)
             _detail(alert, metric, timeline)
             if alert["state"] in ("firing", "pending"):
                 _actions(alert)
             __import__("console.views.proposal", fromlist=["_"]).proposal_block(svc, alert)  # issue 17
+        st.session_state[LISTED] = {"ids": sorted(by_id), "picked": chosen, "look": shown}
 
 with tab_silences:
     silences = svc.active_silences()

@@ -119,7 +119,7 @@ def live(range_key: str) -> None:
             "blocked %": st.column_config.ProgressColumn(
                 min_value=0, max_value=100, format="%.1f %%", width="small"
             ),
-            "error %": st.column_config.NumberColumn(format="%.2f %%", width="small"),
+            "error %": st.column_config.NumberColumn(format="%.1f %%", width="small"),
             "mean RT (ms)": st.column_config.NumberColumn(format="%.1f", width="small"),
             **{
                 name: st.column_config.NumberColumn(width="small")

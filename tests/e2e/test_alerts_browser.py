@@ -1,7 +1,8 @@
 """The Alerts page in a real browser (chromium through playwright) against a console on SQLite:
 an alert that changes state between render and click is refused, never another acknowledged;
-nothing is fetched from an external host (the favicon is local). A screenshot goes to
-``artifacts/console-screenshots/alerts-refused.png``."""
+the picker and detail follow the alerts by themselves (a closed alert leaves the picker, typed
+text stays); nothing is fetched from an external host (the favicon is local). A screenshot goes to
+``artifacts/console-screenshots/alerts-refused.png`` and ``alerts-handled.png``."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from tests.e2e.console_stack import (
     add_users,
     artifacts_dir,
     clean_env,
+    metric_value,
     seed,
+    shoot,
     sign_in,
     start_console,
+    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -72,8 +76,15 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path, browse
             # the newest open alert (the pending payment one) is picked first
             button = page.get_by_role("button", name=f"Acknowledge #{pay} PaymentSuccessRateLow")
             button.wait_for(timeout=15_000)
-            page.wait_for_timeout(500)
-            # the evaluator fires it after the page was drawn
+            # right after a board refresh (every 5 s; one that sees the change redraws the detail),
+            # the evaluator fires it: the click still carries the state the page showed
+            updated = page.get_by_text("Updated ").first
+            before = updated.inner_text()
+            page.wait_for_function(
+                "t => [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+                ".some(e => e.innerText.startsWith('Updated ') && e.innerText !== t)",
+                arg=before, timeout=15_000,
+            )
             rec = store.get_alert(pay)
             rec.state, rec.fired_at = "firing", datetime.now(UTC)
             store.update_alert(rec, columns=("state", "fired_at"))
@@ -88,6 +99,26 @@ def test_acknowledge_refuses_an_alert_that_changed_after_render(tmp_path, browse
                 timeout=15_000
             )
             assert {a.id: a.acknowledged_by for a in store.open_alerts()} == {pay: ONCALL, brk: None}
+            # both handled now (pay acknowledged, brk inhibited under it): dimmed rows, Firing 0
+            page.wait_for_timeout(1000)
+            shoot(page, "alerts-handled")
+            # the picker and detail follow the alerts by themselves: text typed for the picked alert
+            # stays while another alert closes, and the closed one leaves the picker
+            comment = page.get_by_label("Comment (required to silence)")
+            comment.fill("checking the gateway")
+            rec = store.get_alert(brk)
+            rec.state, rec.resolved_at = "resolved", datetime.now(UTC)
+            store.update_alert(rec, columns=("state", "resolved_at"))
+            # pay acknowledged; brk (the payment breaker) inhibited under pay, its cause
+            assert metric_value(page, "Handled") == "2"
+            # the board's refresh sees brk closed and redraws the whole page (no click)
+            wait_for(lambda: metric_value(page, "Handled") == "1", 15, "the board to drop the closed alert")
+            page.wait_for_timeout(500)
+            assert comment.input_value() == "checking the gateway"
+            page.get_by_label("Alert (open alerts only)").click()
+            options = page.get_by_role("option").all_inner_texts()
+            assert [o.split(" ")[0] for o in options] == [f"#{pay}"], options
+            page.keyboard.press("Escape")
             assert external == [], external
     finally:
         procs.stop_all()

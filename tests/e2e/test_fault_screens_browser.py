@@ -3,12 +3,14 @@ FAULT: a node, a worker (journal relay + alert evaluation) and the console on SQ
 payment chaos at a 60 % error rate (``tradeguard chaos payment --error-rate 0.6``) and shopper
 traffic (``tradeguard traffic --rate 20``). Once a payment alert is open, each page is checked for
 what on-call needs to read and saved as a screenshot under the test's tmp dir (the path is printed):
-``fault-overview.png``, ``fault-alerts.png``, ``fault-resources.png``. Bounded: < 90 s."""
+``fault-overview.png``, ``fault-alerts.png``, ``fault-resources.png``; no request leaves the
+machine (every asset is local). Bounded: < 90 s."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -73,6 +75,9 @@ def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path, browser)
 
         with browser.new_context(viewport={"width": 1600, "height": 1000}) as ctx:
             page = ctx.new_page()
+            external: list[str] = []  # every asset is shipped locally: works offline
+            page.on("request", lambda r: external.append(r.url) if r.url.startswith("http")
+                    and urlparse(r.url).hostname not in ("127.0.0.1", "localhost") else None)
             open_url(page, console_url, ONCALL, "Order-flow health")  # the login page first
             page.get_by_text("Payment chaos is ON").first.wait_for(timeout=10_000)  # the banner
             success_now = metric_value(page, "Payment success (now)")
@@ -90,6 +95,7 @@ def test_overview_alerts_and_resources_during_a_payment_fault(tmp_path, browser)
             open_url(page, f"{console_url}/resources", ONCALL, "Resources")
             assert metric_value(page, "order.place calls the guard passed") not in ("0", "–")
             shoot(page, tmp_path / "fault-resources.png", max_height=5000)
+            assert external == [], external
         print(f"fault screenshots: {tmp_path}")
         assert time.monotonic() - started < 90
     finally:

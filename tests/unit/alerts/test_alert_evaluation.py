@@ -437,7 +437,14 @@ def test_metric_behind_an_alert_for_the_console_chart(env):
     [a] = open_alerts(env)
     chart = svc.metric_behind(a.id, minutes=1, bucket_s=10)
     assert chart["rule"] == "PaymentSuccessRateLow" and chart["threshold"] == 0.95 and chart["op"] == "<"
-    assert [p["value"] for p in chart["points"]] == [1.0, 1.0, 0.5]
+    # each point is the rule's value over its 1-minute window ending there (the evaluator's view):
+    # the last one is the alert's value, not the last 10 s bucket's 0.5
+    assert chart["window_s"] == 60
+    assert [p["value"] for p in chart["points"]] == pytest.approx([1.0, 1.0, 500 / 600])
+    assert chart["points"][-1]["value"] == pytest.approx(a.value)
+    # a bucket's ratio alone is drawn when the window is not whole buckets (the unit of the chart says so)
+    per_bucket = svc.metric_behind(a.id, minutes=1, bucket_s=7)
+    assert per_bucket["window_s"] == 7
 
 
 def test_engine_on_breaker_event_dispatches_at_once(env):

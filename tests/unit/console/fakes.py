@@ -172,6 +172,7 @@ class FakeAlerts:
             "acknowledged": False,
             "silenced_by": [],
             "inhibited": False,
+            "inhibited_by": None,
             "summary": f"{rule} summary",
         }
         a.update(extra)

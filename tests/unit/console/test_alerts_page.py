@@ -173,6 +173,7 @@ def test_handled_alerts_count_apart_and_values_have_units(env):
     at.selectbox(key="alert_pick").set_value(pay).run()
     shown = texts(at.markdown)
     assert "value **76.2 %** (threshold < 95.0 %)" in shown
+    assert "Related: resource **payment.charge** · app **shop**" in shown  # the gateway behind the rule
     assert "Runbook (docs/runbooks.md" in "\n".join(e.label for e in at.expander)
     assert "alertname=PaymentSuccessRateLow" in at.text_input(key="silence_matchers").placeholder
 
@@ -355,3 +356,52 @@ def test_escalating_an_alert_that_changed_is_refused(env):
     assert not at.exception
     assert store.get_alert(brk).escalation_step == 0
     assert f"Alert #{brk} BreakerOpen" in texts(at.warning) + texts(at.error)
+
+
+def test_the_detail_shows_handled_alerts_as_the_board_does_and_names_the_cause(env):
+    store, alerts, clock = env
+    pay = add(store, clock, "PaymentSuccessRateLow", "firing", 0.41)
+    brk = add(store, clock, "BreakerOpen", "firing", 1.0, instance="n1", resource="payment.charge")
+    lat = add(store, clock, "OrderPlaceLatencyHigh", "firing", 812.4, instance="n1", resource="order.place")
+    alerts.silence_alert(lat.id, created_by="olivia", comment="known slow", duration="1h")
+    at = open_page()
+    rows = {r["id"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows[brk.id]["silenced"] == f"inhibited by #{pay.id} PaymentSuccessRateLow"
+    assert {m.label: m.value for m in at.metric}["Firing"] == "1"  # the cause only
+    at.selectbox(key="alert_pick").set_value(brk.id).run()
+    assert f"state **firing** (inhibited by #{pay.id} PaymentSuccessRateLow)" in texts(at.markdown)
+    at.selectbox(key="alert_pick").set_value(lat.id).run()
+    assert "state **firing** (silenced #" in texts(at.markdown)
+    silence = next(b for b in at.button if b.label == f"Silence #{lat.id}")
+    assert silence.disabled  # silenced already: a second silence is not offered
+
+
+def test_the_board_redraws_the_picker_when_what_it_shows_is_no_longer_true():
+    from console.services.alert_actions import look, view_changed
+
+    firing = {"id": 7, "state": "firing", "acknowledged_by": None, "silenced_by": [], "inhibited": False}
+    pending = {**firing, "id": 8, "state": "pending"}
+    listed = {"ids": [7, 8], "picked": 8, "look": look(pending)}
+    assert view_changed(None, [firing]) is None  # a full run is drawing the page: nothing to compare
+    assert view_changed(listed, [firing, pending]) is None
+    assert view_changed(listed, [firing, {**pending, "value": 0.3}]) is None  # a new value is no redraw
+    assert view_changed(listed, [firing]) == "#8 closed"
+    assert view_changed(listed, [firing, pending, {**firing, "id": 9}]) == "#9 opened"
+    fired = {**pending, "state": "firing"}
+    assert view_changed(listed, [firing, fired]) == "#8 is firing now (shown as pending)"
+    acked = {**pending, "acknowledged_by": "dora"}
+    said = "#8 is pending, acknowledged by dora now (shown as pending)"
+    assert view_changed(listed, [firing, acked]) == said
+    assert view_changed({"ids": [], "picked": None, "look": None}, [firing]) == "#7 opened"
+
+
+def test_the_alert_chart_is_in_the_rules_unit():
+    from dashboards import figures
+
+    points = [{"time": "2026-11-11T07:00:00+00:00", "value": 0.4123}]
+    fig = figures.alert_metric_figure(points, 0.95, "<", "PaymentSuccessRateLow", "%")
+    assert list(fig.data[0].y) == [41.23] and fig.layout.yaxis.title.text == "%"
+    assert fig.layout.annotations[0].text == "fires when < 95.0 %"
+    breaker = figures.alert_metric_figure([{**points[0], "value": 2.0}], 1, ">=", "B", "breaker")
+    assert list(breaker.layout.yaxis.ticktext) == ["closed", "open", "half-open"]
+    assert breaker.layout.annotations[0].text == "fires when >= open"

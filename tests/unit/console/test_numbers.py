@@ -260,3 +260,14 @@ def test_range_rate_of_an_empty_range_is_zero(svc):
     data = svc.overview("15m")
     assert data.kpis["placed_per_s_range"] == 0.0
     assert data.kpis["range_covered_s"] == pytest.approx(data.window.covered_s)
+
+
+def test_now_rate_of_a_node_that_started_inside_the_last_minute_agrees_with_the_range(svc, metrics, clock):
+    """A node up for 20 s placing 12 orders/s: "now" is 12/s over the 20 s it ran (not 4/s spread
+    over a minute it was not up), as the range rate is; the help and caption say the seconds used."""
+    n = int(clock.now().timestamp()) - 2  # the now-window ends 2 s back
+    metrics.write([order_point(s, placed=12, paid=6, gmv=1.0) for s in range(n - 20, n)])
+    k = svc.overview("5m").kpis
+    assert 20 <= k["now_span_s"] <= 22  # from the first recorded 2 s bucket
+    assert k["placed_per_s_now"] == pytest.approx(12.0, rel=0.1)
+    assert k["placed_per_s_range"] == pytest.approx(k["placed_per_s_now"], rel=0.2)

@@ -106,6 +106,7 @@ def test_rollback_diffs_against_the_rules_in_force_and_makes_one_version(page, s
     at.selectbox(key="history_pick").set_value(1).run()
     diff = next(c.value for c in at.code if "(restored)" in c.value)
     assert "version 2 (in force)" in diff and "threshold: 5" in diff and "threshold: 50" in diff
+    assert any("Impact preview of the restored rules" in m.value for m in at.markdown)  # before the click
     at.text_input(key="rollback_why").set_value("sale over")
     at.button(key="FormSubmitter:rollback_form-Roll back to version 1").click().run()
     assert not at.exception

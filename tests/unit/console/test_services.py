@@ -124,6 +124,13 @@ def test_unified_diff_is_empty_without_changes():
     assert unified_diff(doc, doc, "a", "b") == ""
 
 
+def test_unified_diff_against_no_rules_only_adds():
+    doc = {"flow": [{"resource": "r", "threshold": 5}]}
+    diff = unified_diff({}, doc, "no rules yet", "proposed")
+    removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    assert removed == [] and "+flow:" in diff  # not '-{}', read as a rule removed
+
+
 def test_impact_replays_the_recorded_seconds(svc, metrics, clock):
     base = _second(clock, 100)
     metrics.write(
