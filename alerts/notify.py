@@ -47,15 +47,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import parse_qs, parse_qsl, quote_plus, unquote, urlparse, urlsplit
+from urllib.parse import parse_qs, quote_plus, unquote, urlparse
 
 import httpx
 
 from alerts.model import CHANNEL_KINDS, FIRING, Channel
-from alerts.schema import SECRET_NAME
 from alerts.store import AlertRecord, AlertStore
 from common.clock import Clock, SystemClock
-from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url
+from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ def _post_json(url: str, body: Mapping[str, Any], *, timeout_s: float, headers: 
     _redact_httpx_log()
     resp = httpx.post(url, json=dict(body), timeout=timeout_s, headers=dict(headers))
     if resp.status_code >= 300:
-        text = redact_text(resp.text[:200], _url_secrets(url) + list(headers.values()) + list(secrets))
+        text = redact_text(resp.text[:200], [url, *url_secrets(url), *headers.values(), *secrets])
         raise RuntimeError(f"{what} {redact_url(url)} answered HTTP {resp.status_code}: {text}")
     return resp
 
@@ -324,7 +323,7 @@ class DingTalkSender:
                                 extra.get("idempotency_key"))
         url = self.signed_url()
         resp = _post_json(url, body, timeout_s=self.timeout_s, headers={}, what="dingtalk robot",
-                          secrets=[self.secret or "", *_url_secrets(url)])
+                          secrets=[self.secret or "", url, *url_secrets(url)])
         _robot_answer(resp, "dingtalk robot")
 
 
@@ -349,18 +348,6 @@ def _redact_httpx_log() -> None:
     if _HTTPX_FILTER not in logger.filters:
         logger.addFilter(_HTTPX_FILTER)
 
-
-def _url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials: the URL itself, its password, its query values."""
-    out = [url]
-    try:
-        parts = urlsplit(url)
-        out += [parts.password] if parts.password else []
-        out += [v for k, v in parse_qsl(parts.query) if SECRET_NAME.search(k)]
-        out += [seg for seg in parts.path.split("/") if len(seg) >= 16]  # tokens in the path
-    except ValueError:
-        pass
-    return out
 
 
 def parse_smtp_url(url: str) -> dict[str, Any]:
@@ -462,7 +449,7 @@ def resolve_config(
     for key in ("url", "smtp_url"):
         if isinstance(config.get(key), str):
             config[key] = expand(config[key])
-            secrets.extend(_url_secrets(config[key]))
+            secrets.extend((config[key], *url_secrets(config[key])))
     for key in ("routing_key", "secret"):
         if isinstance(config.get(key), str):
             config[key] = expand(config[key])

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from common.clock import Clock, SystemClock
-from common.redact import redact_text, redact_url
+from common.redact import redact_text, redact_url, url_secrets
 from guardians.errors import FlowBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN
 
@@ -99,7 +99,7 @@ class Cluster:
         self.nodes_s = nodes_s
         self.sync_s = sync_s
         self.url = redact_url(url) if url else None
-        self._secrets = _url_secrets(url) if url else ()
+        self._secrets = url_secrets(url) if url else ()
         self.mode = CLUSTER
         self.ok = True  # mode == CLUSTER (a bool for the hot path)
         self.nodes = 1  # live nodes sharing a threshold (≥ 1)
@@ -598,7 +598,7 @@ def connect(
             retry=Retry(NoBackoff(), 0),
         )
     except (ConfigurationError, ValueError) as exc:  # the cause may quote the URL: not chained
-        why = redact_text(str(exc), _url_secrets(url))
+        why = redact_text(str(exc), url_secrets(url))
         raise ValueError(f"redis_url: {why} ({redact_url(url)!r})") from None
     return Cluster(
         storage,
@@ -610,18 +610,3 @@ def connect(
         **options,
     )
 
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The password of ``url`` (also of one ``urlsplit`` cannot parse), to mask wherever it shows."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password is None and "@" in url and "://" in url:
-        userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
-        password = userinfo.split(":", 1)[1] if ":" in userinfo else None
-    if not password:
-        return ()
-    return tuple({password, unquote(password)})

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.redact import redact_url
+from common.redact import MASK, redact_url
 
 ENV_PREFIX = "TRADEGUARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -258,7 +258,7 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = "**********"
+                value = MASK
             elif isinstance(value, Path):
                 value = str(value)
             elif name in ("broker_url", "otlp_endpoint") and value:
