@@ -42,8 +42,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from common.clock import Clock, SystemClock
+from common.problems import PROBLEM_JSON
 from common.redact import redact_text, redact_url
-from domain.api.problems import PROBLEM_JSON, problem_responses
+from domain.api.problems import problem_responses
 from domain.ports import EventBus, Guard, NoopGuard
 from tradeguard.chaos import ChaosPoller, ChaosStore
 from tradeguard.ops_api import ops_router
