@@ -305,16 +305,16 @@ def _robot_answer(resp: httpx.Response, what: str) -> None:
 
 class DingTalkSender:
     def __init__(self, url: str, *, secret: str | None = None, timeout_s: float = 5.0,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 clock: Clock | None = None) -> None:
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
-        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.clock = clock or SystemClock()  # the signature's timestamp (ms)
 
     def signed_url(self) -> str:
         if not self.secret:
             return self.url
-        ts = self.now_ms()
+        ts = int(self.clock.now().timestamp() * 1000)
         sep = "&" if "?" in self.url else "?"
         return f"{self.url}{sep}timestamp={ts}&sign={dingtalk_sign(self.secret, ts)}"
 
@@ -459,7 +459,7 @@ def resolve_config(
     return config, [s for s in secrets if s]
 
 
-def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender:
+def sender_for(channel: Channel, env: Mapping[str, str] | None = None, clock: Clock | None = None) -> Sender:
     cfg, _ = resolve_config(channel, env)
     if channel.kind == "webhook":
         return WebhookSender(
@@ -476,7 +476,8 @@ def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender
         url = str(cfg.get("url") or PAGERDUTY_URL)
         return PagerDutySender(str(cfg["routing_key"]), url=url, timeout_s=timeout)
     if channel.kind == "dingtalk":
-        return DingTalkSender(str(cfg["url"]), secret=cfg.get("secret") or None, timeout_s=timeout)
+        secret = cfg.get("secret") or None
+        return DingTalkSender(str(cfg["url"]), secret=secret, timeout_s=timeout, clock=clock)
     if channel.kind == "wecom":
         return WeComSender(str(cfg["url"]), timeout_s=timeout)
     raise ValueError(f"channel kind must be one of {', '.join(CHANNEL_KINDS)}, got {channel.kind!r}")
@@ -535,7 +536,7 @@ class Deliverer:
             return self._senders[channel.name]
         _, resolved = resolve_config(channel, self.env)
         secrets.extend(resolved)
-        return sender_for(channel, self.env)
+        return sender_for(channel, self.env, self.clock)
 
     def deliver_due(self) -> dict[str, int]:
         now = self.clock.now()
