@@ -2,7 +2,8 @@
 
 Every setting of every process lives here (the README's Settings table lists them; where each
 process gets them: docs/architecture.md). Defaults put all state in SQLite files under ``./var``
-(the embedded default); set a URL to move a store to a server (PostgreSQL for the trading and control DBs, InfluxDB for metrics).
+(the embedded default); set a URL to move a store to a server (PostgreSQL for the trading and
+control DBs, InfluxDB for metrics).
 
 Store URLs left empty follow ``var_dir``: setting only ``TRADEGUARD_VAR_DIR=/tmp/x``
 moves every embedded store there (handy in tests). Secrets are ``SecretStr`` and are
