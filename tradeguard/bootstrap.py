@@ -1307,7 +1307,10 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         redact_url(settings.control_db),
         redact_url(settings.metrics_url),
     )
-    services = ConsoleServices(
+    traces = console_traces(settings)
+    if traces is not None:
+        closers.append(traces.close)
+    return ConsoleServices(
         app=settings.app,
         metrics=metrics,
         rules=rules,
@@ -1321,34 +1324,32 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         skus=SkuSalesModel(trading.engine),
         closers=closers,
         workers=workers,
+        relay=console_relay(alert_store.engine),
+        traces=traces,
     )
-    attach_console_traces(services, settings)
-    attach_console_relay(services, alert_store.engine)
-    return services
 
 
-def attach_console_relay(services: ConsoleServices, control_engine: Any) -> None:
-    """The Instances page's relay block (``services.relay``: ``status()`` → lag, cursor, leader)."""
+def console_relay(control_engine: Any) -> Any:
+    """The Instances page's relay block (``status()`` → lag, cursor, leader), or None."""
     from collectors.relay import RelayControl
 
     try:
-        services.relay = RelayControl(control_engine, holder="console-probe")  # type: ignore[attr-defined]
+        return RelayControl(control_engine, holder="console-probe")
     except Exception:
         log.exception("relay status unavailable: the Instances page shows no relay block")
+        return None
 
 
-def attach_console_traces(services: ConsoleServices, settings: Settings) -> None:
-    """The Traces page's reader (``services.traces``) on the embedded span store ``var/traces.db``;
-    left unset (the page says so) when the store cannot be opened."""
+def console_traces(settings: Settings) -> Any:
+    """The Traces page's reader on the embedded span store ``var/traces.db``, or None (the page says
+    so) when the store cannot be opened."""
     from tradeguard.tracing import SpanStore, TraceReader
 
     try:
-        reader = TraceReader(SpanStore(settings.var_dir / "traces.db"))
+        return TraceReader(SpanStore(settings.var_dir / "traces.db"))
     except Exception:
         log.exception("span store %s unavailable: the Traces page is empty", settings.var_dir / "traces.db")
-        return
-    services.traces = reader  # type: ignore[attr-defined]
-    services._closers.append(reader.close)
+        return None
 
 
 # === accounts wiring
