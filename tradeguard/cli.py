@@ -170,19 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level on stderr (default: TRADEGUARD_LOG_LEVEL or INFO)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in command_modules():
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:  # one broken command must not break the others
-            print(f"tradeguard: command module {name} failed to import: {exc!r}", file=sys.stderr)
-            continue
-        register = getattr(module, "register", None)
-        if register is None:
-            continue
-        try:
-            register(subparsers)
-        except Exception as exc:
-            print(f"tradeguard: command module {name} failed to register: {exc!r}", file=sys.stderr)
+    for name in command_modules():  # every one is shipped: a broken one is a bug, not a missing part
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
