@@ -1126,8 +1126,7 @@ def build_worker(
         closers.append(nodes.close)
     from tradeguard.canary import worker_job  # canary auto-rollback (issue 17): one job, see Worker.jobs
 
-    canary_job = worker_job(settings.control_db, metrics, settings.app, engine.clock)
-    closers.append(canary_job.close)
+    canary_job = worker_job(guard_rules, metrics, settings.app, engine.clock)
     worker = Worker(
         engine,
         interval_s=settings.alert_interval_s if interval_s is None else interval_s,
