@@ -598,7 +598,7 @@ class Node:
             try:
                 checks[name] = check()
             except Exception as exc:
-                checks[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                checks[name] = {"status": "error", "error": redact_text(f"{type(exc).__name__}: {exc}")}
         statuses = {c.get("status", "ok") for c in checks.values()}
         if checks.get("trading_db", {}).get("status") not in (None, "ok"):
             overall = "down"
