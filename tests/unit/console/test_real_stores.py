@@ -75,7 +75,7 @@ def test_rules_apply_history_rollback_on_the_real_rule_store(wired):
         threshold.set_value(10)
         at.button(key=f"FormSubmitter:rule_form_flow_0_{gen}-Save to draft & validate").click().run()
         diff = "\n".join(c.value for c in at.code)
-        assert "-  threshold: 100" in diff or "threshold: 100" in diff
+        assert "-  threshold: 100\n+  threshold: 10\n" in diff
         at.session_state[runtime.PRINCIPAL_KEY] = Principal("bob", "admin")
         at.text_area(key="apply_why").set_value("flash sale")
         at.button(key="FormSubmitter:apply_form-Apply as version 2").click().run()
