@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from common.clock import Clock, SystemClock
+from common.redact import redact_text
 from guardians.engine import Engine
 from guardians.store import RuleStore
 
@@ -77,13 +78,13 @@ class RuleWatcher:
                 self.canary_id = self.canary_base = None
                 changed = True
         except Exception as exc:
+            error = redact_text(f"{type(exc).__name__}: {exc}")[:500]  # shown in /ops/health
             if self.ok:
-                log.warning(
-                    "rule store unreachable for %s; keeping rules v%s: %s", self.app, self.version, exc
-                )
+                log.warning("rule store unreachable for %s; keeping rules v%s: %s", self.app, self.version,
+                            error)
                 self.failing_since = now
             self.ok = False
-            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.last_error = error
             return False
         if not self.ok:
             log.info("rule store reachable again for %s", self.app)
