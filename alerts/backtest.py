@@ -508,7 +508,3 @@ def _maybe(op: str, lo: np.ndarray, hi: np.ndarray, threshold: float) -> np.ndar
         if op == "==":
             return (lo <= threshold) & (hi >= threshold)
         return ~((lo == threshold) & (hi == threshold))
-
-
-def default_range(now: datetime, hours: float = 24.0) -> tuple[datetime, datetime]:
-    return now - timedelta(hours=hours), now

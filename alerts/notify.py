@@ -47,15 +47,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import parse_qs, parse_qsl, quote_plus, unquote, urlparse, urlsplit
+from urllib.parse import parse_qs, quote_plus, unquote, urlparse
 
 import httpx
 
 from alerts.model import CHANNEL_KINDS, FIRING, Channel
-from alerts.schema import SECRET_NAME
 from alerts.store import AlertRecord, AlertStore
 from common.clock import Clock, SystemClock
-from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url
+from common.redact import RedactingFilter, env_refs, expand_env_refs, redact_text, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ def _post_json(url: str, body: Mapping[str, Any], *, timeout_s: float, headers: 
     _redact_httpx_log()
     resp = httpx.post(url, json=dict(body), timeout=timeout_s, headers=dict(headers))
     if resp.status_code >= 300:
-        text = redact_text(resp.text[:200], _url_secrets(url) + list(headers.values()) + list(secrets))
+        text = redact_text(resp.text[:200], [url, *url_secrets(url), *headers.values(), *secrets])
         raise RuntimeError(f"{what} {redact_url(url)} answered HTTP {resp.status_code}: {text}")
     return resp
 
@@ -306,16 +305,16 @@ def _robot_answer(resp: httpx.Response, what: str) -> None:
 
 class DingTalkSender:
     def __init__(self, url: str, *, secret: str | None = None, timeout_s: float = 5.0,
-                 now_ms: Callable[[], int] | None = None) -> None:
+                 clock: Clock | None = None) -> None:
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
-        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.clock = clock or SystemClock()  # the signature's timestamp (ms)
 
     def signed_url(self) -> str:
         if not self.secret:
             return self.url
-        ts = self.now_ms()
+        ts = int(self.clock.now().timestamp() * 1000)
         sep = "&" if "?" in self.url else "?"
         return f"{self.url}{sep}timestamp={ts}&sign={dingtalk_sign(self.secret, ts)}"
 
@@ -324,7 +323,7 @@ class DingTalkSender:
                                 extra.get("idempotency_key"))
         url = self.signed_url()
         resp = _post_json(url, body, timeout_s=self.timeout_s, headers={}, what="dingtalk robot",
-                          secrets=[self.secret or "", *_url_secrets(url)])
+                          secrets=[self.secret or "", url, *url_secrets(url)])
         _robot_answer(resp, "dingtalk robot")
 
 
@@ -349,18 +348,6 @@ def _redact_httpx_log() -> None:
     if _HTTPX_FILTER not in logger.filters:
         logger.addFilter(_HTTPX_FILTER)
 
-
-def _url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials: the URL itself, its password, its query values."""
-    out = [url]
-    try:
-        parts = urlsplit(url)
-        out += [parts.password] if parts.password else []
-        out += [v for k, v in parse_qsl(parts.query) if SECRET_NAME.search(k)]
-        out += [seg for seg in parts.path.split("/") if len(seg) >= 16]  # tokens in the path
-    except ValueError:
-        pass
-    return out
 
 
 def parse_smtp_url(url: str) -> dict[str, Any]:
@@ -462,7 +449,7 @@ def resolve_config(
     for key in ("url", "smtp_url"):
         if isinstance(config.get(key), str):
             config[key] = expand(config[key])
-            secrets.extend(_url_secrets(config[key]))
+            secrets.extend((config[key], *url_secrets(config[key])))
     for key in ("routing_key", "secret"):
         if isinstance(config.get(key), str):
             config[key] = expand(config[key])
@@ -472,7 +459,7 @@ def resolve_config(
     return config, [s for s in secrets if s]
 
 
-def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender:
+def sender_for(channel: Channel, env: Mapping[str, str] | None = None, clock: Clock | None = None) -> Sender:
     cfg, _ = resolve_config(channel, env)
     if channel.kind == "webhook":
         return WebhookSender(
@@ -489,7 +476,8 @@ def sender_for(channel: Channel, env: Mapping[str, str] | None = None) -> Sender
         url = str(cfg.get("url") or PAGERDUTY_URL)
         return PagerDutySender(str(cfg["routing_key"]), url=url, timeout_s=timeout)
     if channel.kind == "dingtalk":
-        return DingTalkSender(str(cfg["url"]), secret=cfg.get("secret") or None, timeout_s=timeout)
+        secret = cfg.get("secret") or None
+        return DingTalkSender(str(cfg["url"]), secret=secret, timeout_s=timeout, clock=clock)
     if channel.kind == "wecom":
         return WeComSender(str(cfg["url"]), timeout_s=timeout)
     raise ValueError(f"channel kind must be one of {', '.join(CHANNEL_KINDS)}, got {channel.kind!r}")
@@ -548,7 +536,7 @@ class Deliverer:
             return self._senders[channel.name]
         _, resolved = resolve_config(channel, self.env)
         secrets.extend(resolved)
-        return sender_for(channel, self.env)
+        return sender_for(channel, self.env, self.clock)
 
     def deliver_due(self) -> dict[str, int]:
         now = self.clock.now()

@@ -15,7 +15,6 @@ resolved when a notification is sent (``alerts.notify``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import UnionType
@@ -62,11 +61,10 @@ from alerts.proposal import ProposalDoc
 from collectors.points import BREAKER_STATES
 from collectors.query import AGGREGATES
 from common.durations import DURATION_PATTERN, parse_duration
-from common.redact import env_refs, expand_env_refs
+from common.redact import SECRET_NAME, env_refs, expand_env_refs
 
 SECTIONS = ("rules", "inhibit_rules", "route", "channels", "escalation_policies", "rotations")
 # Names of config keys, headers and query parameters whose value is a credential.
-SECRET_NAME = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------ errors at a sub-field

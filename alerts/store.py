@@ -540,16 +540,6 @@ class AlertStore:
                 return run(c)
         return run(conn)
 
-    def due_notifications(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        q = (
-            sa.select(notifications_t)
-            .where(notifications_t.c.status == "pending", notifications_t.c.next_attempt_at <= now)
-            .order_by(notifications_t.c.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as c:
-            return [dict(r._mapping) for r in c.execute(q).all()]
-
     def claim_due(
         self,
         now: datetime,

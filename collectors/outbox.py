@@ -33,6 +33,7 @@ from datetime import datetime
 from collectors.errors import ConfigError, StoreRejected
 from collectors.points import encode_line, parse_line, validate
 from collectors.query import MetricStore, Point
+from common.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class Flusher:
                     try:
                         self._send(entries, result)
                     except Exception as exc:  # StoreUnavailable or anything unexpected: keep, retry later
-                        result.error = f"{type(exc).__name__}: {exc}"
+                        result.error = redact_text(f"{type(exc).__name__}: {exc}")  # in /ops/health
                         self.state.last_error = result.error
                         self.state.consecutive_failures += 1
                         if (

@@ -88,25 +88,6 @@ class Collection:
         self.last_maintenance: dict | None = None
         self.errors = 0
 
-    @classmethod
-    def open(
-        cls,
-        url: str,
-        outbox_path: str | os.PathLike[str],
-        *,
-        token: str | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        **kwargs: Any,
-    ) -> Collection:
-        """Open the store named by ``url`` (see ``collectors.registry``) and build the collection."""
-        from collectors.registry import open_store
-
-        store = open_store(url, token=token, user=user, password=password, clock=kwargs.get("clock"))
-        return cls(store, outbox_path, **kwargs)
-
-    # ------------------------------------------------------------ inputs
-
     # ------------------------------------------------------------ jobs
 
     def tick(self, *, final: bool = False) -> int:

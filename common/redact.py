@@ -9,6 +9,9 @@ Rules (docs/architecture.md, "Decisions"): no secret in a log line, an exception
   host and port: ``https://hooks.example.com/***``.
 - ``redact_text`` removes known secret values (and any URL's credentials) from free text, such as
   an exception message that quoted a URL.
+- ``url_secrets`` lists the parts of a URL that may be credentials (its password, secret query
+  values, a webhook's token in its path), for ``redact_text`` and ``RedactingFilter`` to mask
+  where a text quotes them without the URL around them.
 - ``RedactingFilter`` is a ``logging.Filter`` that applies ``redact_text`` to every record: the
   composition root installs it once with the secrets of the settings.
 - ``expand_env_refs`` resolves ``${ENV_NAME}`` references at the moment a credential is used, so
@@ -21,10 +24,11 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
-_SECRET_PARAM = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
+# a query parameter, header or config key whose value is a credential
+SECRET_NAME = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -63,11 +67,35 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, MASK if SECRET_NAME.search(k) else v) for k, v in pairs], safe="*")
     rendered = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     if not netloc:  # urlunsplit drops an empty authority: keep sqlite:///path as written
         rendered = f"{parts.scheme}://{parts.path}" + (f"?{query}" if query else "")
     return rendered
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The parts of ``url`` that may be credentials: its password (as written and decoded, also of
+    a URL ``urlsplit`` cannot parse), the values of its secret-looking query parameters, and for
+    ``http(s)`` URLs every path segment of 16 characters or more (a webhook's token)."""
+    if not isinstance(url, str) or "://" not in url:
+        return ()
+    found: set[str] = set()
+    password = None
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        found.update(v for k, v in parse_qsl(parts.query) if SECRET_NAME.search(k))
+        if parts.scheme in ("http", "https"):
+            found.update(seg for seg in parts.path.split("/") if len(seg) >= 16)
+    except ValueError:
+        pass
+    if password is None and "@" in url:  # unparsable, or a password holding '/', '?' or '#'
+        userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
+        password = userinfo.split(":", 1)[1] if ":" in userinfo else None
+    if password:
+        found.update((password, unquote(password)))
+    return tuple(sorted(v for v in found if v))
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

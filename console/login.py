@@ -87,10 +87,6 @@ def _ip_address() -> str | None:
     return str(ip) if ip else None
 
 
-def signed_in() -> Principal | None:
-    return st.session_state.get(PRINCIPAL_KEY)
-
-
 def _forget() -> None:
     for key in (TOKEN_KEY, TICKET_KEY, PRINCIPAL_KEY):
         st.session_state.pop(key, None)

@@ -300,12 +300,6 @@ def conditional_value(kind: str, name: str, values: Mapping[str, Any]) -> Any:
     return None
 
 
-def visible_fields(kind: str, values: Mapping[str, Any]) -> tuple[FieldSpec, ...]:
-    """The form fields that apply to a rule with ``values``, in the form's order."""
-    hidden = hidden_fields(kind, values)
-    return tuple(f for f in FIELDS.get(kind, ()) if f.name not in hidden)
-
-
 def resource_options(known: Sequence[str], current: str | None) -> list[str]:
     """The resource picker's choices: known resources (sorted), the rule's own resource if it is not
     one of them, then "other…" for a name typed by hand."""

@@ -114,11 +114,6 @@ def shop_deliveries(start: datetime, end: datetime, shop: str, app: str | None =
                  ("tx_type", "carrier"))
 
 
-def resource_totals(w: Window, app: str | None = None) -> Query:
-    """Pass, blocked (per reason), success and error totals per resource over the whole window."""
-    return Query(RESOURCE_STATS, COUNT_FIELDS, w.start, w.end, "sum", None, _where(app), ("resource",))
-
-
 def resource_buckets(w: Window, app: str | None = None) -> Query:
     """Pass, blocked (per reason), success and error per resource per bucket: summed they are the
     totals, and a resource's first bucket says how many seconds of the window its data covers."""

@@ -100,13 +100,3 @@ def document_errors(exc: ValidationError) -> Errors:
             continue
         out.extend(rule_errors(MODELS[key], error, f"{key}[{loc[1]}]", loc[2:]))
     return out
-
-
-def validate_rule(model: type[RuleModel], raw: Any, path: str, errors: Errors) -> RuleModel | None:
-    """One rule through its model: the model, or None with its errors appended to ``errors``."""
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        for error in exc.errors():
-            errors.extend(rule_errors(model, dict(error), path, error["loc"]))
-        return None

@@ -21,10 +21,10 @@ probe succeeds it returns to cluster mode. ``Cluster.status()`` reports the mode
 (``/ops/health``).
 
 Breaker rules with ``shared: true`` keep their state in pybreaker's
-``CircuitRedisStorage`` as well: transitions are written to Redis in the
-background (never on the call path), and every ``sync_s`` each node reads the
-shared state and adopts an ``open`` (or a ``closed`` after another node's probes
-succeeded) with the usual ``BreakerStateChanged`` event.
+``CircuitRedisStorage`` as well, through its public API only: transitions are
+written to Redis in the background (never on the call path), and every ``sync_s``
+each node reads the shared state and adopts an ``open`` (or a ``closed`` after
+another node's probes succeeded) with the usual ``BreakerStateChanged`` event.
 
 Everything time-dependent reads the injected clock; ``maintain()`` and
 ``run_pending()`` do the background work in tests, ``start()`` runs them on one
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 
 from common.clock import Clock, SystemClock
-from common.redact import redact_text, redact_url
+from common.redact import redact_text, redact_url, url_secrets
 from guardians.errors import FlowBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN
 
@@ -99,7 +99,7 @@ class Cluster:
         self.nodes_s = nodes_s
         self.sync_s = sync_s
         self.url = redact_url(url) if url else None
-        self._secrets = _url_secrets(url) if url else ()
+        self._secrets = url_secrets(url) if url else ()
         self.mode = CLUSTER
         self.ok = True  # mode == CLUSTER (a bool for the hot path)
         self.nodes = 1  # live nodes sharing a threshold (≥ 1)
@@ -482,31 +482,67 @@ class ClusterQps:
         }
 
 
+class _RecordingRedis:
+    """The Redis client as pybreaker's ``CircuitRedisStorage`` calls it, remembering (per thread) the
+    error of a failed call before it propagates: that storage logs and swallows Redis errors (its
+    ``state`` then reads as the fallback, ``closed``), which must not be taken for the shared state."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._last = threading.local()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self.redis, name)(*args)
+        except Exception as exc:
+            self._last.error = exc
+            raise
+
+    def get(self, key: str) -> Any:
+        return self._call("get", key)
+
+    def set(self, key: str, value: Any) -> Any:
+        return self._call("set", key, value)
+
+    def setnx(self, key: str, value: Any) -> Any:
+        return self._call("setnx", key, value)
+
+    def incr(self, key: str) -> Any:
+        return self._call("incr", key)
+
+    def raise_last(self) -> None:
+        """Raise the error of this thread's last failed call (swallowed or not), once."""
+        exc = getattr(self._last, "error", None)
+        self._last.error = None
+        if exc is not None:
+            raise exc
+
+
 class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
     """pybreaker storage of a shared breaker: the local copy answers at once; transitions are
-    written to Redis in the background (pybreaker's ``CircuitRedisStorage`` keys), and ``sync()``
-    adopts the shared state."""
+    written in the background to pybreaker's ``CircuitRedisStorage`` (through its public ``state``
+    property, so any pybreaker reading that namespace sees them), and ``sync()`` adopts the shared
+    state. The exact opening time (pybreaker keeps whole seconds; recovery may be shorter than one)
+    is kept beside it in a key of ours, ``NS:opened_t``."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
         super().__init__(pybreaker.STATE_CLOSED)
         self.cluster = cluster
         self.ns = namespace
+        self.opened_key = f"{namespace}:opened_t"
         self.checker: BreakerChecker | None = None
         self.adopting = False
         self.unpushed = 0  # transitions queued for Redis, not yet written
-        self._remote: Any = None
+        self._client = _RecordingRedis(cluster.redis)
+        self._remote: pybreaker.CircuitRedisStorage | None = None
 
-    def remote(self) -> Any:
+    def remote(self) -> pybreaker.CircuitRedisStorage:
         """pybreaker's Redis storage (built on first use: its constructor talks to Redis)."""
         if self._remote is None:
             self._remote = pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, self.cluster.redis, namespace=self.ns
+                pybreaker.STATE_CLOSED, self._client, namespace=self.ns
             )
         return self._remote
-
-    def key(self, name: str) -> str:
-        """Redis key of ``name`` (``state``, ``opened_at``) in pybreaker's CircuitRedisStorage layout."""
-        return ":".join((self.ns, pybreaker.CircuitRedisStorage.BASE_NAMESPACE, name))
 
     @property
     def state(self) -> str:
@@ -525,12 +561,11 @@ class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
         try:
             if self.cluster.mode != CLUSTER:
                 return
-            self.remote()  # pybreaker's constructor initialises its keys
-            redis = self.cluster.redis
-            if state == pybreaker.STATE_OPEN:
-                redis.set(self.key("opened_at"), repr(at))
-            # written with the client itself: CircuitRedisStorage's setter swallows errors
-            redis.set(self.key("state"), state)
+            remote = self.remote()
+            if state == pybreaker.STATE_OPEN:  # the time first: a node that reads "open" finds it
+                self._client.set(self.opened_key, repr(at))
+            remote.state = state
+            self._client.raise_last()
         except Exception as exc:
             self.cluster.failed(exc)
         finally:
@@ -541,13 +576,11 @@ class SharedBreakerStorage(pybreaker.CircuitMemoryStorage):
         chk = self.checker
         if chk is None or self.unpushed:
             return  # our own transition is on its way to Redis: nothing to learn yet
-        redis = self.cluster.redis
-        self.remote()  # pybreaker's constructor initialises its keys
-        raw = redis.get(self.key("state"))
-        shared = raw.decode() if isinstance(raw, bytes) else raw
+        shared = self.remote().state
+        self._client.raise_last()  # Redis failed: its "closed" fallback is not the shared state
         local = chk.state
         if shared == pybreaker.STATE_OPEN and local != OPEN:
-            raw_at = redis.get(self.key("opened_at"))
+            raw_at = self._client.get(self.opened_key)
             opened_t = float(raw_at) if raw_at else self.cluster.clock.time()
             if local == HALF_OPEN and opened_t <= chk.opened_t:
                 return  # the opening we already served; our probes decide now
@@ -598,7 +631,7 @@ def connect(
             retry=Retry(NoBackoff(), 0),
         )
     except (ConfigurationError, ValueError) as exc:  # the cause may quote the URL: not chained
-        why = redact_text(str(exc), _url_secrets(url))
+        why = redact_text(str(exc), url_secrets(url))
         raise ValueError(f"redis_url: {why} ({redact_url(url)!r})") from None
     return Cluster(
         storage,
@@ -610,18 +643,3 @@ def connect(
         **options,
     )
 
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The password of ``url`` (also of one ``urlsplit`` cannot parse), to mask wherever it shows."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password is None and "@" in url and "://" in url:
-        userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
-        password = userinfo.split(":", 1)[1] if ":" in userinfo else None
-    if not password:
-        return ()
-    return tuple({password, unquote(password)})

@@ -25,10 +25,6 @@ def current_origin() -> str:
     return _CALLER.get()[0]
 
 
-def current_entrance() -> str | None:
-    return _CALLER.get()[1]
-
-
 def set_caller(origin: str | None, entrance: str | None) -> object:
     """Set the caller for the current context; returns a token for ``reset_caller``."""
     return _CALLER.set((origin or DEFAULT_ORIGIN, entrance))

@@ -33,6 +33,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
+from common.problems import PROBLEM_JSON, problem_body
 from guardians.context import reset_caller, set_caller
 from guardians.engine import Engine
 from guardians.errors import Blocked
@@ -45,7 +46,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PROBLEM_BASE = "https://tradeguard.dev/problems/"
 _TITLES = {403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
 _STATUS = {"breaker": 503, "authority": 403}
 MAX_BODY = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
@@ -72,19 +72,15 @@ def blocked_problem(exc: Blocked) -> tuple[int, dict[str, str], dict[str, Any]]:
     """(status, headers, problem+json body) for a blocked call: 403 authority, 503 breaker, else 429."""
     status = _STATUS.get(exc.kind, 429)
     retry = max(1, math.ceil(exc.retry_after_s or 1))
-    spec = _rule_spec(exc.rule)
-    body = {
-        "type": f"{PROBLEM_BASE}{exc.kind}-blocked",
-        "title": _TITLES[status],
-        "status": status,
-        "detail": exc.detail,
+    members = {
         "resource": exc.resource,
         "rule": exc.rule_name,
         "rule_type": exc.kind,
-        "rule_spec": spec,
+        "rule_spec": _rule_spec(exc.rule),
         "retry_after_s": round(float(exc.retry_after_s or 0), 3),
     }
-    headers = {"content-type": "application/problem+json"}
+    body = problem_body(status, f"{exc.kind}_blocked", exc.detail, title=_TITLES[status], members=members)
+    headers = {"content-type": PROBLEM_JSON}
     if status != 403:  # a refused origin is not told to come back later
         headers["retry-after"] = str(retry)
     return status, headers, body

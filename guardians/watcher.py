@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from common.clock import Clock, SystemClock
+from common.redact import redact_text
 from guardians.engine import Engine
 from guardians.store import RuleStore
 
@@ -45,8 +46,6 @@ class RuleWatcher:
         self.failing_since: float | None = None
         self.last_poll_at: float | None = None
         self.last_success_at: float | None = None
-        self.last_applied_at: float | None = None
-        self.polls = 0
         self.instance = instance
         self.canary_id: int | None = None  # the canary this node runs (None: the version in force)
         self.canary_base: int | None = None
@@ -57,7 +56,6 @@ class RuleWatcher:
         """Check the store once; apply a new version if there is one. Returns whether rules changed."""
         now = self.clock.time()
         self.last_poll_at = now
-        self.polls += 1
         try:
             v = self.store.current_version(self.app)
             changed = False
@@ -69,7 +67,6 @@ class RuleWatcher:
                              self.instance, canary.base_version)
                     self.canary_id, self.canary_base = canary.id, canary.base_version
                     self.version = None  # re-read the version in force when the canary ends
-                    self.last_applied_at = now
                     changed = True
             elif v and (v != self.version or self.canary_id is not None):
                 rv = self.store.version(self.app, v)
@@ -79,16 +76,15 @@ class RuleWatcher:
                          f", canary {self.canary_id}" if self.canary_id else "")
                 self.version = v
                 self.canary_id = self.canary_base = None
-                self.last_applied_at = now
                 changed = True
         except Exception as exc:
+            error = redact_text(f"{type(exc).__name__}: {exc}")[:500]  # shown in /ops/health
             if self.ok:
-                log.warning(
-                    "rule store unreachable for %s; keeping rules v%s: %s", self.app, self.version, exc
-                )
+                log.warning("rule store unreachable for %s; keeping rules v%s: %s", self.app, self.version,
+                            error)
                 self.failing_since = now
             self.ok = False
-            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.last_error = error
             return False
         if not self.ok:
             log.info("rule store reachable again for %s", self.app)

@@ -16,7 +16,9 @@ around it, each wired by one function below:
 - ``wire_ops_routes`` — the ``/ops/*`` routes of ``tradeguard.ops_api`` given what was built.
 
 ``build_worker(settings)`` returns a ``Worker``: the alert engine (control DB, metric store,
-node heartbeats, channels) and its scheduled jobs.
+node heartbeats, channels) and its scheduled jobs. ``build_console_services(settings)`` returns the
+console's ``ConsoleServices``. The CLI commands open their stores through the ``open_*`` functions
+below (and ``build_alert_service``), the same openers the processes use.
 
 Every first-party package is there; what can really fail at start (a store that cannot be
 reached) is logged — URLs through ``common.redact.redact_url`` — and shows in ``/ops/health``;
@@ -42,8 +44,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from common.clock import Clock, SystemClock
+from common.problems import PROBLEM_JSON
 from common.redact import redact_text, redact_url
-from domain.api.problems import PROBLEM_JSON, problem_responses
+from domain.api.problems import problem_responses
 from domain.ports import EventBus, Guard, NoopGuard
 from tradeguard.chaos import ChaosPoller, ChaosStore
 from tradeguard.ops_api import ops_router
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from alerts.engine import AlertEngine
     from collectors.relay import JournalRelay
     from console.services import ConsoleServices
+    from guardians.errors import Blocked
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ class NodeContext:
     rule_watcher: Any = None
     fleet: Any = None
     collection: Any = None
+    tracing: Any = None  # tradeguard.tracing.Tracing when wired
     chaos_store: ChaosStore | None = None
     chaos_poller: ChaosPoller | None = None
     started_at: float = field(default_factory=time.time)
@@ -156,9 +161,9 @@ def _sold_out(service: Callable[[], Any]) -> Callable[[Any], Any]:
     from domain.api.dto import ProductOut
     from domain.views import ProductView
 
-    def sold_out(exc: Any) -> Any:
-        params = getattr(exc, "path_params", None) or {}
-        args = getattr(exc, "args_", None) or {}
+    def sold_out(exc: Blocked) -> Any:
+        params = exc.path_params or {}
+        args = exc.args_ or {}
         shop_id = params.get("shop_id") or args.get("shop")
         svc = service()
         if not shop_id or svc is None:
@@ -218,10 +223,8 @@ class RefusalBudget:
 def wire_guardians(ctx: NodeContext) -> None:
     """guardians Engine as Guard port, middleware, Blocked handler, rule watcher, heartbeats, cluster."""
     from guardians import Blocked, Engine
-    from guardians.fleet import Fleet
     from guardians.http import GuardMiddleware, RefusalAnswer, blocked_problem
     from guardians.starlette_routes import starlette_route_resolver
-    from guardians.store import RuleStore
     from guardians.watcher import RuleWatcher
 
     s = ctx.settings
@@ -230,13 +233,13 @@ def wire_guardians(ctx: NodeContext) -> None:
     ctx.guard = engine
 
     from guardians.http import TrustedProxies
-    from tradeguard.origins import ApiKeyStore, OriginResolver
+    from tradeguard.origins import OriginResolver
     from tradeguard.stale import StaleOrders
 
     trusted = TrustedProxies(s.trusted_proxies)
     key_origins = None
     try:
-        keys = ApiKeyStore(s.control_db)
+        keys = open_api_keys(s)
         key_origins = keys.origins_by_hash
         ctx.on_stop.append(keys.close)
     except Exception:  # callers are then told apart by the trusted-proxy header only
@@ -260,13 +263,12 @@ def wire_guardians(ctx: NodeContext) -> None:
                 return None  # the node's own ops endpoints are never guarded
             return resolve(scope)
 
-        tracing = getattr(ctx, "tracing", None)
+        tracing = ctx.tracing
         refuse_inside = trace_ids = None
         if tracing is not None:
-            from tradeguard.tracing import BLOCKED_PER_S, door_trace_ids
+            from tradeguard.tracing import door_trace_ids
 
-            per_s = getattr(tracing.sampler, "blocked_per_s", BLOCKED_PER_S)
-            refuse_inside = RefusalBudget(per_s, ctx.clock.time)
+            refuse_inside = RefusalBudget(tracing.sampler.blocked_per_s, ctx.clock.time)
             trace_ids = door_trace_ids  # every answer names a trace, a refusal at the door too
         inner = app.build_middleware_stack
 
@@ -291,7 +293,7 @@ def wire_guardians(ctx: NodeContext) -> None:
         engine.register_fallback(name, fn)
 
     try:
-        store = RuleStore(s.control_db)
+        store = open_rule_store(s)
     except Exception as exc:  # the node serves without rules rather than not at all
         log.exception("rule store %s unavailable: no rules on this node", redact_url(s.control_db))
         error = redact_text(f"{type(exc).__name__}: {exc}")
@@ -306,7 +308,7 @@ def wire_guardians(ctx: NodeContext) -> None:
 
     fleet = None
     try:
-        fleet = Fleet(s.control_db)
+        fleet = open_fleet(s)
     except Exception:
         log.exception("fleet heartbeats unavailable (control DB %s)", redact_url(s.control_db))
     if fleet is not None:
@@ -317,7 +319,7 @@ def wire_guardians(ctx: NodeContext) -> None:
 
         def beat() -> None:
             beating.beat(ctx.instance, address, version, _rule_version(ctx), _last_snapshot_at(ctx),
-                         canary=getattr(ctx.rule_watcher, "canary_id", None))
+                         canary=ctx.rule_watcher.canary_id if ctx.rule_watcher else None)
 
         ctx.every(s.heartbeat_s, beat, "heartbeat")
         ctx.on_stop.append(fleet.close)
@@ -369,21 +371,20 @@ def wire_tracing(ctx: NodeContext) -> None:
             tracing.instrument_engine(ctx.trading_db.engine)
         # the service map's other edges (hooks run once every part is wired): the guardians' Redis
         # clients in cluster mode, the outbox flusher's writes to the metric store
-        cluster = getattr(ctx.engine, "cluster", None)
-        limits_storage = getattr(cluster, "storage", None)
-        for client in (getattr(cluster, "redis", None), getattr(limits_storage, "storage", None)):
-            if client is not None:
-                tracing.instrument_redis(client)
-        collection = getattr(ctx, "collection", None)
-        if collection is not None:
-            tracing.instrument_metric_store(collection.flusher, s.metrics_url.split(":", 1)[0])
+        cluster = ctx.engine.cluster if ctx.engine is not None else None
+        if cluster is not None:  # limits' RedisStorage keeps its client as ``storage``
+            for client in (cluster.redis, getattr(cluster.storage, "storage", None)):
+                if client is not None:
+                    tracing.instrument_redis(client)
+        if ctx.collection is not None:
+            tracing.instrument_metric_store(ctx.collection.flusher, s.metrics_url.split(":", 1)[0])
 
     ctx.app_hooks.append(instrument)
     ctx.on_start.append(tracing.start)
     ctx.on_stop.append(tracing.stop)
     ctx.health_checks["tracing"] = tracing.status
     ctx.parts["tracing"] = tracing.sink
-    ctx.tracing = tracing  # type: ignore[attr-defined]
+    ctx.tracing = tracing
 
 
 def build_gateway(settings: Settings) -> Any:
@@ -456,13 +457,12 @@ def _build_collection(ctx: NodeContext) -> Any:
     safe_instance = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ctx.instance)
     outbox_dir = s.var_dir / "outbox"
     outbox_dir.mkdir(parents=True, exist_ok=True)
-    return Collection.open(
-        s.metrics_url,
+    return Collection(
+        open_metric_store(s),
         outbox_dir / f"{safe_instance}.db",
         app=s.app,
         instance=ctx.instance,
         engine=ctx.engine,
-        **s.metrics_credentials(),
     )
 
 
@@ -470,7 +470,7 @@ def wire_chaos(ctx: NodeContext) -> None:
     """Payment-gateway chaos settings, read from the control DB every ``chaos_poll_s``."""
     s = ctx.settings
     try:
-        store = ChaosStore(s.control_db)
+        store = open_chaos_store(s)
     except Exception as exc:  # no chaos control rather than no node
         log.exception("control DB %s unavailable: payment chaos is off", redact_url(s.control_db))
         error = redact_text(f"{type(exc).__name__}: {exc}")
@@ -541,7 +541,7 @@ def _rules_view(ctx: NodeContext) -> dict[str, Any]:
         "app": ctx.settings.app,
         "instance": ctx.instance,
         "version": _rule_version(ctx),
-        "canary": getattr(ctx.rule_watcher, "canary_id", None),  # the canary this node runs, if any
+        "canary": ctx.rule_watcher.canary_id if ctx.rule_watcher else None,  # the canary it runs, if any
         "watcher": _status_dict(ctx.rule_watcher.status()) if ctx.rule_watcher else {},
         "rules": ctx.engine.ruleset.to_document(),
     }
@@ -598,7 +598,7 @@ class Node:
             try:
                 checks[name] = check()
             except Exception as exc:
-                checks[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                checks[name] = {"status": "error", "error": redact_text(f"{type(exc).__name__}: {exc}")}
         statuses = {c.get("status", "ok") for c in checks.values()}
         if checks.get("trading_db", {}).get("status") not in (None, "ok"):
             overall = "down"
@@ -708,18 +708,116 @@ def apply_demo_rules(settings: Settings, *, by: str = "demo", why: str = "tradeg
     import yaml
 
     import guardians
-    from guardians.store import RuleStore
 
     path = Path(guardians.__file__).with_name("demo_rules.yaml")
     document = yaml.safe_load(path.read_text()) or {}
-    settings.ensure_var_dir()
-    store = RuleStore(settings.control_db)
+    store = open_rule_store(settings)
     try:
         version = store.apply(settings.app, document, by, why)  # the same document: no new version
     finally:
         store.close()
     log.info("demo rules %s in force as version %s", path, version)
     return int(version)
+
+
+# ============================================================ stores and services: one opener each
+# The node, the worker, the console and the CLI commands open their stores through these, so a store
+# is opened the same way (var dir, credentials, clock) wherever it is used.
+def console_url(settings: Settings) -> str:
+    """The console's address, linked from notifications."""
+    return f"http://{settings.console_host}:{settings.console_port}"
+
+
+def open_metric_store(settings: Settings, *, clock: Clock | None = None) -> Any:
+    """The metric store of ``TRADEGUARD_METRICS_URL`` (``collectors.registry``) with its credentials."""
+    from collectors.registry import open_store
+
+    settings.ensure_var_dir()
+    return open_store(settings.metrics_url, clock=clock, **settings.metrics_credentials())
+
+
+def open_rule_store(settings: Settings, *, clock: Clock | None = None) -> Any:
+    """The guardians' rule store (versions, canaries) in the control DB."""
+    from guardians.store import RuleStore
+
+    settings.ensure_var_dir()
+    return RuleStore(settings.control_db, clock=clock)
+
+
+def open_fleet(settings: Settings, *, clock: Clock | None = None) -> Any:
+    """The nodes' heartbeats in the control DB."""
+    from guardians.fleet import Fleet
+
+    settings.ensure_var_dir()
+    return Fleet(settings.control_db, clock=clock)
+
+
+def open_chaos_store(settings: Settings) -> ChaosStore:
+    settings.ensure_var_dir()
+    return ChaosStore(settings.control_db)
+
+
+def open_api_keys(settings: Settings) -> Any:
+    """Callers' API keys (``tradeguard.origins.ApiKeyStore``) in the control DB."""
+    from tradeguard.origins import ApiKeyStore
+
+    settings.ensure_var_dir()
+    return ApiKeyStore(settings.control_db)
+
+
+def span_store_path(settings: Settings) -> Path:
+    return settings.var_dir / "traces.db"
+
+
+def open_span_store(settings: Settings) -> Any:
+    """The embedded span store the nodes keep traces in (``var/traces.db``)."""
+    from tradeguard.tracing import SpanStore
+
+    return SpanStore(span_store_path(settings))
+
+
+def open_journal(settings: Settings) -> tuple[Any, Any]:
+    """(trading DB, its event journal) for reading ``domain_events``; dispose the trading DB after."""
+    from domain.adapters.journal import SqlJournal
+    from domain.adapters.unit_of_work import build_trading_db
+
+    settings.ensure_var_dir()
+    trading = build_trading_db(settings.trading_db, pool_size=1, max_overflow=1)
+    journal = SqlJournal(trading.engine, schema=trading.schema)
+    journal.ensure_schema()
+    return trading, journal
+
+
+def build_alert_service(
+    settings: Settings,
+    store: Any,
+    *,
+    clock: Clock | None = None,
+    metrics: Any = None,
+    guard_rules: Any = None,
+) -> Any:
+    """``alerts.service.AlertService`` over ``store`` with the settings' channels and console link;
+    with ``guard_rules`` (the rule store) it applies and reverts alert proposals."""
+    from alerts.service import AlertService
+
+    return AlertService(
+        store,
+        clock=clock,
+        metrics=metrics,
+        webhook_url=settings.alert_webhook_url,
+        smtp_url=settings.smtp_url,
+        external_url=console_url(settings),
+        guard_rules=guard_rules,
+        guard_app=settings.app,
+    )
+
+
+def open_alert_service(settings: Settings, *, clock: Clock | None = None) -> Any:
+    """The alert service on its own control-DB store (the CLI's); ``close()`` closes the store."""
+    from alerts.store import AlertStore
+
+    settings.ensure_var_dir()
+    return build_alert_service(settings, AlertStore(settings.control_db), clock=clock)
 
 
 # ============================================================================ the worker
@@ -996,11 +1094,10 @@ def build_worker(
     from alerts.engine import AlertEngine, ensure_default_rules
     from alerts.store import AlertStore
     from collectors.lease import Lease, WorkerBeats
-    from collectors.registry import open_store
 
     settings.ensure_var_dir()
     store = AlertStore(settings.control_db)
-    metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
+    metrics = open_metric_store(settings)
     nodes = _node_source(settings.control_db)
     instance = settings.instance_id()
     leader = None
@@ -1009,9 +1106,7 @@ def build_worker(
         leader = Lease(store.engine, name=WORKER_LEASE, holder=holder or f"{instance}-{uuid.uuid4().hex[:8]}",
                        ttl_s=lease_ttl_s, clock=clock)
         beats = WorkerBeats(store.engine, clock=clock)
-    from guardians.store import RuleStore
-
-    guard_rules = RuleStore(settings.control_db, clock=clock)
+    guard_rules = open_rule_store(settings, clock=clock)
     engine = AlertEngine(
         store,
         metrics,
@@ -1019,7 +1114,7 @@ def build_worker(
         nodes=nodes,
         webhook_url=settings.alert_webhook_url,
         smtp_url=settings.smtp_url,
-        external_url=f"http://{settings.console_host}:{settings.console_port}",
+        external_url=console_url(settings),
         lease=leader,
         guard_rules=guard_rules,  # an alert resolving reverts its applied proposal when asked
         guard_app=settings.app,
@@ -1031,8 +1126,7 @@ def build_worker(
         closers.append(nodes.close)
     from tradeguard.canary import worker_job  # canary auto-rollback (issue 17): one job, see Worker.jobs
 
-    canary_job = worker_job(settings.control_db, metrics, settings.app, engine.clock)
-    closers.append(canary_job.close)
+    canary_job = worker_job(guard_rules, metrics, settings.app, engine.clock)
     worker = Worker(
         engine,
         interval_s=settings.alert_interval_s if interval_s is None else interval_s,
@@ -1145,7 +1239,6 @@ def build_relay(
     import uuid
 
     from collectors.broker import open_broker
-    from collectors.registry import open_store
     from collectors.relay import JournalRelay, RelayControl
     from domain.adapters.journal import SqlJournal
     from domain.adapters.sku_sales import SkuSalesModel
@@ -1163,7 +1256,7 @@ def build_relay(
         clock=clock,
     )
     if store is None:
-        store = open_store(settings.metrics_url, clock=clock, **settings.metrics_credentials())
+        store = open_metric_store(settings, clock=clock)
     if broker is None:
         broker = open_broker(settings.broker_url, app=settings.app)
     log.info("journal relay %s: broker %r", control.holder, broker)
@@ -1257,30 +1350,25 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
     """The console's ``ConsoleServices`` on the stores of ``settings``: the metric store, the control
     DB's rule store, fleet and alerts, and chaos through a live node. Opened once per console process
     (``tradeguard/console_main.py`` caches the result); ``close()`` closes every store it opened."""
-    from alerts.service import AlertService
     from alerts.store import AlertStore
-    from collectors.registry import open_store
-    from common.redact import redact_url
     from console.nodes import NodeChaos
     from console.services import ConsoleServices
     from domain.adapters.sku_sales import SkuSalesModel
     from domain.adapters.unit_of_work import build_trading_db
-    from guardians.fleet import Fleet
-    from guardians.store import RuleStore
 
     clock = clock or SystemClock()
     settings.ensure_var_dir()
     closers: list[Callable[[], None]] = []
     try:
-        metrics = open_store(settings.metrics_url, **settings.metrics_credentials())
+        metrics = open_metric_store(settings)
         closers.append(metrics.close)
         accounts = build_account_service(settings, clock=clock)
         closers.append(accounts.close)
         trading = build_trading_db(settings.trading_db, pool_size=2, max_overflow=2)
         closers.append(trading.engine.dispose)
-        rules = RuleStore(settings.control_db, clock=clock)
+        rules = open_rule_store(settings, clock=clock)
         closers.append(rules.close)
-        fleet = Fleet(settings.control_db, clock=clock)
+        fleet = open_fleet(settings, clock=clock)
         closers.append(fleet.close)
         alert_store = AlertStore(settings.control_db)
         closers.append(alert_store.close)
@@ -1291,22 +1379,18 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         for close in reversed(closers):
             close()
         raise
-    alerts = AlertService(
-        alert_store,
-        clock=clock,
-        metrics=metrics,
-        webhook_url=settings.alert_webhook_url,
-        smtp_url=settings.smtp_url,
-        guard_rules=rules,  # alert proposals are applied to (and reverted in) the rules in force
-        guard_app=settings.app,
-    )
+    # alert proposals are applied to (and reverted in) the rules in force
+    alerts = build_alert_service(settings, alert_store, clock=clock, metrics=metrics, guard_rules=rules)
     log.info(
         "console services: app %s, control DB %s, metrics %s",
         settings.app,
         redact_url(settings.control_db),
         redact_url(settings.metrics_url),
     )
-    services = ConsoleServices(
+    traces = console_traces(settings)
+    if traces is not None:
+        closers.append(traces.close)
+    return ConsoleServices(
         app=settings.app,
         metrics=metrics,
         rules=rules,
@@ -1320,34 +1404,32 @@ def build_console_services(settings: Settings, *, clock: Clock | None = None) ->
         skus=SkuSalesModel(trading.engine),
         closers=closers,
         workers=workers,
+        relay=console_relay(alert_store.engine),
+        traces=traces,
     )
-    attach_console_traces(services, settings)
-    attach_console_relay(services, alert_store.engine)
-    return services
 
 
-def attach_console_relay(services: ConsoleServices, control_engine: Any) -> None:
-    """The Instances page's relay block (``services.relay``: ``status()`` → lag, cursor, leader)."""
+def console_relay(control_engine: Any) -> Any:
+    """The Instances page's relay block (``status()`` → lag, cursor, leader), or None."""
     from collectors.relay import RelayControl
 
     try:
-        services.relay = RelayControl(control_engine, holder="console-probe")  # type: ignore[attr-defined]
+        return RelayControl(control_engine, holder="console-probe")
     except Exception:
         log.exception("relay status unavailable: the Instances page shows no relay block")
+        return None
 
 
-def attach_console_traces(services: ConsoleServices, settings: Settings) -> None:
-    """The Traces page's reader (``services.traces``) on the embedded span store ``var/traces.db``;
-    left unset (the page says so) when the store cannot be opened."""
-    from tradeguard.tracing import SpanStore, TraceReader
+def console_traces(settings: Settings) -> Any:
+    """The Traces page's reader on the embedded span store ``var/traces.db``, or None (the page says
+    so) when the store cannot be opened."""
+    from tradeguard.tracing import TraceReader
 
     try:
-        reader = TraceReader(SpanStore(settings.var_dir / "traces.db"))
+        return TraceReader(open_span_store(settings))
     except Exception:
-        log.exception("span store %s unavailable: the Traces page is empty", settings.var_dir / "traces.db")
-        return
-    services.traces = reader  # type: ignore[attr-defined]
-    services._closers.append(reader.close)
+        log.exception("span store %s unavailable: the Traces page is empty", span_store_path(settings))
+        return None
 
 
 # === accounts wiring

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,9 +91,8 @@ def _auto_abort(
     return ended.to_dict()
 
 
-def worker_job(control_db: str, metrics: MetricStore, app: str, clock: Any) -> Any:
-    """The worker's ``canary`` job: one check per run (a fresh store connection pool kept open)."""
-    store = RuleStore(control_db)
+def worker_job(store: RuleStore, metrics: MetricStore, app: str, clock: Any) -> Callable[[], None]:
+    """The worker's ``canary`` job: one check per run, on the worker's rule store and metric store."""
 
     def job() -> None:
         try:
@@ -100,5 +100,4 @@ def worker_job(control_db: str, metrics: MetricStore, app: str, clock: Any) -> A
         except Exception:
             log.exception("canary check failed")
 
-    job.close = store.close  # type: ignore[attr-defined]
     return job

@@ -19,11 +19,10 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 from pydantic import ValidationError
 
-from common.redact import RedactingFilter
+from common.redact import RedactingFilter, url_secrets
 from tradeguard import commands as commands_pkg
 from tradeguard.settings import LOG_FORMATS, LOG_LEVELS, env_name
 
@@ -50,15 +49,14 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY)$")
-_SECRET_PARAM = re.compile(r"(token|key|secret|pass|pwd|auth|sig|credential)", re.IGNORECASE)
 
 
 def secrets_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
     """The secret values of the ``TRADEGUARD_*`` settings, as the logging filter masks them.
 
     Tokens and passwords (``TRADEGUARD_METRICS_TOKEN``, ``_PASSWORD``, ``TRADEGUARD_OPS_TOKEN``…),
-    the password of ``TRADEGUARD_BOOTSTRAP_ADMIN`` (NAME:PASSWORD), and of every URL setting its
-    password and the values of its secret-looking query parameters (``?token=``).
+    the password of ``TRADEGUARD_BOOTSTRAP_ADMIN`` (NAME:PASSWORD), and of every URL setting what
+    ``common.redact.url_secrets`` finds in it (password, ``?token=``, a webhook's token).
     Read from the environment, the settings' only source, so it works even when the settings
     themselves do not validate (their error is logged too).
     """
@@ -72,13 +70,7 @@ def secrets_from_env(environ: Mapping[str, str] | None = None) -> set[str]:
         elif name == "TRADEGUARD_BOOTSTRAP_ADMIN" and ":" in value:
             found.add(value.split(":", 1)[1])
         elif "://" in value:
-            rest = value.split("://", 1)[1]
-            userinfo = rest.split("/", 1)[0].rpartition("@")[0] if "@" in rest else ""
-            if ":" in userinfo:
-                password = userinfo.split(":", 1)[1]
-                found.update((password, unquote(password)))
-            query = rest.split("?", 1)[1] if "?" in rest else ""
-            found.update(v for k, v in parse_qsl(query.split("#", 1)[0]) if _SECRET_PARAM.search(k))
+            found.update(url_secrets(value))
     return {v for v in found if v}
 
 
@@ -178,19 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log level on stderr (default: TRADEGUARD_LOG_LEVEL or INFO)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in command_modules():
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:  # one broken command must not break the others
-            print(f"tradeguard: command module {name} failed to import: {exc!r}", file=sys.stderr)
-            continue
-        register = getattr(module, "register", None)
-        if register is None:
-            continue
-        try:
-            register(subparsers)
-        except Exception as exc:
-            print(f"tradeguard: command module {name} failed to register: {exc!r}", file=sys.stderr)
+    for name in command_modules():  # every one is shipped: a broken one is a bug, not a missing part
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

@@ -1,8 +1,9 @@
 """One settings object for every tradeguard process, read from ``TRADEGUARD_*`` environment variables.
 
-Every name in ARCHITECTURE.md "Names shared across issues" lives here. Defaults put all
-state in SQLite files under ``./var`` (the embedded default); set a URL to move a store
-to a server (PostgreSQL for the trading and control DBs, InfluxDB for metrics).
+Every setting of every process lives here (the README's Settings table lists them; where each
+process gets them: docs/architecture.md). Defaults put all state in SQLite files under ``./var``
+(the embedded default); set a URL to move a store to a server (PostgreSQL for the trading and
+control DBs, InfluxDB for metrics).
 
 Store URLs left empty follow ``var_dir``: setting only ``TRADEGUARD_VAR_DIR=/tmp/x``
 moves every embedded store there (handy in tests). Secrets are ``SecretStr`` and are
@@ -20,7 +21,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.redact import redact_url
+from common.redact import MASK, redact_url
 
 ENV_PREFIX = "TRADEGUARD_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -258,7 +259,7 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = "**********"
+                value = MASK
             elif isinstance(value, Path):
                 value = str(value)
             elif name in ("broker_url", "otlp_endpoint") and value:

@@ -37,13 +37,14 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import httpx
 
+from common.clock import Clock, SystemClock
 from common.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -423,10 +424,10 @@ class TrafficRunner:
         *,
         out: TextIO | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or SystemClock()
         self._transport = transport
         self.out = out or sys.stderr
         seed = config.seed if config.seed is not None else random.randrange(2**31)
@@ -505,7 +506,7 @@ class TrafficRunner:
 
     async def _request(self, client: httpx.AsyncClient, t: float) -> None:
         cfg = self.config
-        action = choose_action(self.rng, self.state, self.clock() if cfg.tx_mix else None)
+        action = choose_action(self.rng, self.state, self.clock.now() if cfg.tx_mix else None)
         started = time.perf_counter()
         self.interval.sent += 1
         try:
@@ -591,7 +592,7 @@ class TrafficRunner:
 
     async def _settle(self, client: httpx.AsyncClient, started: float) -> None:
         """Pay a presale's balance inside its window, or ship and deliver a COD order (cash collected)."""
-        due = self.state.take_settlement(self.rng, self.clock())
+        due = self.state.take_settlement(self.rng, self.clock.now())
         if due is None:  # the window closed between the choice and now: nothing sent
             self.interval.sent -= 1
             return

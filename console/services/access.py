@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from console.services.facade import ConsoleServices
 
 # ConsoleServices attributes that are stores: never handed to a page
-_STORES = frozenset({"metrics", "rules", "fleet", "chaos", "accounts", "skus", "clock", "_closers"})
+_STORES = frozenset({"metrics", "rules", "fleet", "chaos", "accounts", "skus", "clock", "relay", "_closers"})
 
 # alert-service methods → the action they need (anything else: a read, ``ops.read``)
 # facade methods that record who acted, and the action each needs (default: rules.apply)
@@ -185,6 +185,14 @@ class UserServices:
     def instances(self) -> Any:
         self._read()
         return self._svc.instances()
+
+    def canary_rollout(self) -> Any:
+        self._read()
+        return self._svc.canary_rollout()
+
+    def relay_status(self) -> Any:
+        self._read()
+        return self._svc.relay_status()
 
     def chaos_settings(self) -> dict[str, Any]:
         self._read()

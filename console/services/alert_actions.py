@@ -8,6 +8,7 @@ values with units, runbook sections.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import Any
 
 from alerts.format import unit_of, value_text
 from console.services.alerts import ActionFailed
-from console.services.common import FieldError, errors_from
+from console.services.common import FieldError, error_text, errors_from
 
 ACTIONS = ("acknowledge", "unacknowledge", "resolve", "silence", "escalate")
 REPO = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 __all__ = [
     "act",
     "condition_text",
@@ -137,23 +139,21 @@ def set_on_call(
     """Put ``who`` on call now (see ``alerts.service.AlertService.set_on_call``)."""
     if not (by or "").strip():
         raise ActionFailed([FieldError("by", "your name is required: every action records who took it")])
-    setter = getattr(alerts, "set_on_call", None)
-    if setter is None:
-        raise ActionFailed([FieldError("", "this alert service cannot change who is on call")])
     try:
-        return setter(who, by=by.strip(), duration=duration, rotation=rotation, email=email or None)
+        return alerts.set_on_call(
+            who, by=by.strip(), duration=duration, rotation=rotation, email=email or None
+        )
     except Exception as exc:
         raise ActionFailed(errors_from(exc)) from exc
 
 
 def rule_documents(alerts: Any) -> dict[str, dict[str, Any]]:
-    """The alert rules by name (1 alert-service read); empty when the service cannot list them."""
-    rules = getattr(alerts, "rules", None)
-    if rules is None:
-        return {}
+    """The alert rules by name (1 alert-service read); empty when the control DB cannot be read (the
+    page still lists the alerts)."""
     try:
-        return {d["name"]: d for d in rules()}
-    except Exception:
+        return {d["name"]: d for d in alerts.rules()}
+    except Exception as exc:
+        log.warning("alert rules unreadable: %s", error_text(exc))
         return {}
 
 

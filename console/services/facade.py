@@ -20,9 +20,17 @@ from console.services import sales as sales_area
 from console.services.alert_rules import AlertRulesPort
 from console.services.blocks import BlockedData, read_blocked
 from console.services.common import FieldError, error_text
-from console.services.instances import InstancesData, instances_data, worker_views
+from console.services.instances import (
+    InstancesData,
+    RelayView,
+    RolloutView,
+    instances_data,
+    relay_view,
+    rollout,
+    worker_views,
+)
 from console.services.overview import OverviewData, read_overview
-from console.services.ports import AlertsPort, ChaosPort, FleetPort, RuleStorePort
+from console.services.ports import AlertsPort, ChaosPort, FleetPort, RelayPort, RuleStorePort
 from console.services.resources import ResourceDetail, ResourcesData, read_resource_detail, read_resources
 from console.services.rules import RuleVersionView
 from console.services.sales import SalesReport, SkuSalesPort, TodayStrip
@@ -50,6 +58,8 @@ class ConsoleServices:
         closers: Sequence[Callable[[], None]] = (),
         alert_rules: AlertRulesPort | None = None,
         workers: Any = None,
+        relay: RelayPort | None = None,
+        traces: Any = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -65,6 +75,8 @@ class ConsoleServices:
         # the Alert rules page: AlertService serves both ports unless told otherwise
         self.alert_rules: AlertRulesPort = alert_rules if alert_rules is not None else alerts  # type: ignore[assignment]
         self.workers = workers  # collectors.lease.WorkerBeats, or None
+        self.relay = relay  # the journal relay's status (Instances page), or None: not wired
+        self.traces = traces  # tradeguard.tracing.TraceReader over the span store, or None: no traces
 
     def as_user(self, principal: Principal) -> Any:
         """These services bound to the signed-in ``principal``: every action checks its role first
@@ -186,6 +198,14 @@ class ConsoleServices:
         return instances_data(
             nodes, in_force, errors, queries=2 + (self.workers is not None), workers=workers
         )
+
+    def canary_rollout(self) -> RolloutView | None:
+        """The app's running canary and which nodes run it (1 rule-store read + 1 fleet read)."""
+        return rollout(self.rules, self.app, self.fleet.nodes(self.now()))
+
+    def relay_status(self) -> RelayView | None:
+        """The journal relay's lag, cursor and leader (1 control-DB read); None when not wired."""
+        return relay_view(self.relay.status()) if self.relay is not None else None
 
     # ------------------------------------------------------------------ chaos
     def chaos_settings(self) -> dict[str, Any]:

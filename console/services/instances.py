@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from console.services.ports import RuleStorePort
 from guardians.fleet import GONE, LIVE, STALE, NodeStatus
 
 _ORDER = {LIVE: 0, STALE: 1, GONE: 2}
@@ -132,14 +133,6 @@ def relay_view(status: Mapping[str, Any] | None) -> RelayView:
     )
 
 
-def relay_status(svc: object) -> RelayView | None:
-    """The relay block's data from ``svc.relay`` (a port with ``status()``; 1 read); None if not wired."""
-    port = getattr(svc, "relay", None)
-    if port is None:
-        return None
-    return relay_view(port.status())
-
-
 # ------------------------------------------------------------------ canary rollout in progress
 @dataclass(frozen=True)
 class RolloutView:
@@ -153,13 +146,12 @@ class RolloutView:
     guard: dict
 
 
-def rollout(store: object, app: str, nodes: Sequence[NodeStatus]) -> RolloutView | None:
-    """The app's running canary (1 rule-store read; None when none runs or the store has no canaries)."""
-    active = getattr(store, "active_canary", None)
-    c = active(app) if callable(active) else None
+def rollout(store: RuleStorePort, app: str, nodes: Sequence[NodeStatus]) -> RolloutView | None:
+    """The app's running canary (1 rule-store read; None when none runs)."""
+    c = store.active_canary(app)
     if c is None:
         return None
-    running = {n.instance for n in nodes if getattr(n, "canary", None) == c.id and n.state != GONE}
+    running = {n.instance for n in nodes if n.canary == c.id and n.state != GONE}
     return RolloutView(
         canary_id=c.id, base_version=c.base_version, targets=list(c.targets),
         running_on=sorted(running), waiting_on=[t for t in c.targets if t not in running],

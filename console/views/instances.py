@@ -13,7 +13,6 @@ import pandas as pd
 import streamlit as st
 
 from console.runtime import services, show_errors
-from console.services.instances import relay_status, rollout
 
 REFRESH_S = 3
 STATUS_MARK = {"live": "● live", "stale": "◐ stale", "gone": "○ gone"}
@@ -35,7 +34,7 @@ def _age(at: datetime | None, now: datetime) -> str:
 def rollout_block(svc: Any) -> None:
     """A canary rollout in progress: which nodes run it (2 reads; nothing when none runs)."""
     try:
-        r = rollout(svc.rules, svc.app, svc.fleet.nodes(svc.now()))
+        r = svc.canary_rollout()
     except Exception as exc:
         st.caption(f"Canary rollout unknown: {type(exc).__name__}: {exc}")
         return
@@ -60,7 +59,7 @@ def relay_block(svc: Any) -> None:
     """The journal relay (business figures from ``domain_events``): its lag, cursor and leader (1 read)."""
     st.subheader("Journal relay")
     try:
-        r = relay_status(svc)
+        r = svc.relay_status()
     except Exception as exc:
         st.caption(f"Relay status unknown: {type(exc).__name__}")
         return

@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors
@@ -64,7 +63,6 @@ _NO_NATIVE_TELEMETRY: dict[str, Any] = (
 def create_app(
     service: TradingService,
     *,
-    health: Callable[[], Mapping[str, Any]] | None = None,
     exception_handlers: Mapping[Any, Callable[..., Any]] | None = None,
     routers: Iterable[APIRouter] = (),
     trading_responses: Mapping[int | str, dict[str, Any]] | None = None,
@@ -85,8 +83,7 @@ def create_app(
     for exc_type, handler in (exception_handlers or {}).items():
         app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    health_routers = [health_router(health)] if health is not None else []
-    included = [trading_router(service, merchant_auth), *health_routers, *routers]
+    included = [trading_router(service, merchant_auth), *routers]
     for router in included:
         document_request_errors(router)
     app.include_router(included[0], responses={**TRADING_RESPONSES, **(trading_responses or {})})
@@ -207,17 +204,5 @@ def trading_router(service: TradingService, merchant_auth: BearerAuth | None = N
     @r.get("/shops/{shop_id}/products", response_model=list[ProductOut], tags=["catalog"])
     def list_products(shop_id: str) -> Any:
         return service.list_products(shop_id)
-
-    return r
-
-
-def health_router(health: Callable[[], Mapping[str, Any]]) -> APIRouter:
-    r = APIRouter()
-
-    @r.get("/ops/health", tags=["ops"], responses=problem_responses(503, description="not ok"))
-    def get_health() -> Any:
-        body = dict(health())
-        ok = body.get("status", "ok") == "ok"
-        return JSONResponse(body, status_code=200 if ok else 503)
 
     return r

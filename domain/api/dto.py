@@ -242,15 +242,3 @@ class AuctionOut(_Out):
     order_id: str | None
     offered: list[str]
     bids: list[BidOut]
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, with ``field``/``rule`` extension members."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    field: str | None = None
-    rule: str | None = None

@@ -11,14 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.problems import PROBLEM_JSON, problem_body
 from domain import errors
 from domain.ports import ORDER_PAY, ORDER_PLACE, REFUND_REQUEST, RefusalRecorder
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://tradeguard.dev/problems/"
-_RESERVED = {"type", "title", "status", "detail", "instance"}
 
 # What each problem status means, for the OpenAPI document (``responses=`` of routes and routers).
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
@@ -59,20 +57,9 @@ def problem_responses(*codes: int, description: str | None = None) -> dict[int |
 def problem(status: int, kind: str, detail: str, *, title: str | None = None, instance: str | None = None,
             headers: dict[str, str] | None = None, members: dict[str, Any] | None = None,
             **more: Any) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": TYPE_BASE + kind.replace("_", "-"),
-        "title": title or kind.replace("_", " ").capitalize(),
-        "status": status,
-        "detail": detail,
-    }
-    if instance:
-        body["instance"] = instance
-    for k, v in {**(members or {}), **more}.items():
-        if v is None:
-            continue
-        if k in _RESERVED:  # never let an extension member shadow a standard one
-            k = "current_status" if k == "status" else f"{k}_value"
-        body[k] = v
+    """A problem+json response (``common.problems.problem_body``)."""
+    body = problem_body(status, kind, detail, title=title, instance=instance,
+                        members={**(members or {}), **more})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

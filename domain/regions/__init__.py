@@ -213,13 +213,3 @@ class RegionLibrary:
 @lru_cache(maxsize=1)
 def default_library() -> RegionLibrary:
     return RegionLibrary()
-
-
-class PassThroughAddresses:
-    """No validation below the shape checks (tests of unrelated behaviour, or no region data wanted)."""
-
-    def normalize(self, address: Address) -> Address:
-        return address
-
-    def distance(self, province_a: str | None, province_b: str | None) -> float:
-        return 0.0 if province_a == province_b else math.inf

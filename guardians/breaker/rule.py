@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from guardians._validate import Errors, validate_rule
 from guardians.schema import BreakerRuleModel, BreakerStrategy
 
 STRATEGIES: tuple[str, ...] = get_args(BreakerStrategy)
@@ -48,8 +47,3 @@ class BreakerRule:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: v for k, v in d.items() if v is not None and not (k == "shared" and v is False)}
-
-
-def parse_breaker(raw: Any, path: str, errors: Errors) -> BreakerRule | None:
-    m = validate_rule(BreakerRuleModel, raw, path, errors)
-    return BreakerRule.from_model(m) if isinstance(m, BreakerRuleModel) else None

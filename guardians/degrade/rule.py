@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from guardians._validate import Errors, validate_rule
 from guardians.schema import DegradeRuleModel
 
 FIELDS: tuple[str, ...] = tuple(DegradeRuleModel.model_fields)
@@ -31,8 +30,3 @@ class DegradeRule:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_degrade(raw: Any, path: str, errors: Errors) -> DegradeRule | None:
-    m = validate_rule(DegradeRuleModel, raw, path, errors)
-    return DegradeRule.from_model(m) if isinstance(m, DegradeRuleModel) else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from guardians._validate import Errors, validate_rule
 from guardians.schema import FlowAlgorithm, FlowBehavior, FlowGrade, FlowRuleModel, FlowStrategy
 
 GRADES: tuple[str, ...] = get_args(FlowGrade)
@@ -72,8 +71,3 @@ class FlowRule:
         if self.behavior not in ("warm_up", "warm_up_queue"):
             d.pop("cold_factor")
         return {k: v for k, v in d.items() if v is not None and not (k == "cluster" and v is False)}
-
-
-def parse_flow(raw: Any, path: str, errors: Errors) -> FlowRule | None:
-    m = validate_rule(FlowRuleModel, raw, path, errors)
-    return FlowRule.from_model(m) if isinstance(m, FlowRuleModel) else None

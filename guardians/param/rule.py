@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guardians._validate import Errors, validate_rule
 from guardians.schema import ParamRuleModel
 
 FIELDS: tuple[str, ...] = tuple(ParamRuleModel.model_fields)
@@ -80,8 +79,3 @@ class ParamRule:
             d["match_strategy"] = self.match_strategy
             d["pattern"] = self.pattern
         return d
-
-
-def parse_param(raw: Any, path: str, errors: Errors) -> ParamRule | None:
-    m = validate_rule(ParamRuleModel, raw, path, errors)
-    return ParamRule.from_model(m) if isinstance(m, ParamRuleModel) else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
-from guardians._validate import Errors, validate_rule
 from guardians.schema import SystemMetric, SystemRuleModel, SystemStrategy
 
 METRICS: tuple[str, ...] = get_args(SystemMetric)
@@ -36,8 +35,3 @@ class SystemRule:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def parse_system(raw: Any, path: str, errors: Errors) -> SystemRule | None:
-    m = validate_rule(SystemRuleModel, raw, path, errors)
-    return SystemRule.from_model(m) if isinstance(m, SystemRuleModel) else None

@@ -140,7 +140,7 @@ def place(node: RunningNode, lines: list[dict], tx_type: str = "fixed_price", bu
 
 def test_health_reports_each_store(node: RunningNode):
     health = httpx.get(f"{node.url}/ops/health").json()
-    assert health["status"] in ("ok", "degraded")
+    assert health["status"] == "ok", health  # every store of this node is up (cluster and relay: absent)
     assert health["stores"]["trading_db"]["status"] == "ok"
     assert health["stores"]["control_db"]["status"] == "ok"
     assert "metrics" in health["stores"] and "payment_chaos" in health["stores"]

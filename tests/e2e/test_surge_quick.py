@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tests.services import need
+
 pytestmark = pytest.mark.e2e
 
 
@@ -73,12 +75,7 @@ def _redis_up(url: str = "redis://127.0.0.1:6379/0") -> bool:
 
 
 def test_surge_bench_quick_with_two_nodes_under_cluster_rules() -> None:
-    import os
-
-    if not _redis_up():
-        if os.environ.get("TRADEGUARD_REQUIRE_SERVICES") == "1":
-            pytest.fail("Redis at 127.0.0.1:6379 is required (TRADEGUARD_REQUIRE_SERVICES=1)")
-        pytest.skip("no Redis at 127.0.0.1:6379: the two-node surge needs it for its cluster rules")
+    need(_redis_up(), "no Redis at 127.0.0.1:6379: the two-node surge needs it for its cluster rules")
     argv = [
         sys.executable, "-m", "tradeguard.cli", "bench", "surge", "--json", "--quick", "--nodes", "2",
         "--surge-s", "3", "--recovery-s", "3", "--multiplier", "3", "--max-steps", "1",

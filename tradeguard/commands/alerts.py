@@ -27,20 +27,13 @@ from typing import Any
 from alerts.errors import AlertConfigError, AlertError
 from alerts.schema import json_schema
 from alerts.service import AlertService
-from alerts.store import AlertStore
 from tradeguard.settings import load_settings
 
 
-def _service() -> tuple[AlertService, AlertStore]:
-    settings = load_settings()
-    settings.ensure_var_dir()
-    store = AlertStore(settings.control_db)
-    return AlertService(
-        store,
-        webhook_url=settings.alert_webhook_url,
-        smtp_url=settings.smtp_url,
-        external_url=f"http://{settings.console_host}:{settings.console_port}",
-    ), store
+def _service() -> AlertService:
+    from tradeguard.bootstrap import open_alert_service
+
+    return open_alert_service(load_settings())
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -300,7 +293,7 @@ def _history(svc: AlertService, args: argparse.Namespace) -> int:
 
 def _run(func):
     def handler(args: argparse.Namespace) -> int:
-        svc, store = _service()
+        svc = _service()
         try:
             return func(svc, args)
         except AlertConfigError as exc:
@@ -311,7 +304,7 @@ def _run(func):
             print(f"tradeguard alerts: {exc}", file=sys.stderr)
             return 1
         finally:
-            store.close()
+            svc.close()
 
     return handler
 

@@ -10,12 +10,14 @@ import argparse
 import json
 import sys
 
-from tradeguard.origins import ApiKeyError, ApiKeyStore
+from tradeguard.origins import ApiKeyError
 from tradeguard.settings import load_settings
 
 
 def _handle(args: argparse.Namespace) -> int:
-    store = ApiKeyStore(load_settings().control_db)
+    from tradeguard.bootstrap import open_api_keys
+
+    store = open_api_keys(load_settings())
     try:
         if args.action == "add":
             if not args.origin:

@@ -22,10 +22,7 @@ BENCH_PACKAGE = "bench"
 
 
 def available_benchmarks() -> list[str]:
-    try:
-        pkg = importlib.import_module(BENCH_PACKAGE)
-    except ImportError:
-        return []
+    pkg = importlib.import_module(BENCH_PACKAGE)
     return sorted(i.name for i in pkgutil.iter_modules(pkg.__path__) if not i.name.startswith("_"))
 
 
@@ -37,7 +34,7 @@ def load_benchmark(name: str) -> ModuleType:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name in (module_name, BENCH_PACKAGE):
+        if exc.name == module_name:
             known = ", ".join(available_benchmarks()) or "none"
             raise LookupError(f"unknown benchmark {name!r}; available: {known}") from exc
         raise

@@ -11,7 +11,7 @@ import getpass
 import json
 import sys
 
-from tradeguard.chaos import TARGETS, ChaosError, ChaosStore, parse_on_off
+from tradeguard.chaos import TARGETS, ChaosError, parse_on_off
 from tradeguard.settings import load_settings
 
 
@@ -21,8 +21,10 @@ def _handle(args: argparse.Namespace) -> int:
         changes = (args.latency_ms, args.error_rate, outage)
         if args.reset and any(v is not None for v in changes):
             raise ChaosError("--reset cannot be combined with --latency-ms, --error-rate or --outage")
+        from tradeguard.bootstrap import open_chaos_store
+
         settings = load_settings()
-        store = ChaosStore(settings.control_db)
+        store = open_chaos_store(settings)
         try:
             by = args.by or getpass.getuser()
             if args.reset:

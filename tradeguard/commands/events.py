@@ -19,20 +19,11 @@ from datetime import UTC, datetime
 from tradeguard.settings import load_settings
 
 
-def _journal(settings):
-    from domain.adapters.journal import SqlJournal
-    from domain.adapters.unit_of_work import build_trading_db
-
-    settings.ensure_var_dir()
-    trading = build_trading_db(settings.trading_db, pool_size=1, max_overflow=1)
-    journal = SqlJournal(trading.engine, schema=trading.schema)
-    journal.ensure_schema()
-    return trading, journal
-
-
 def _tail(args: argparse.Namespace) -> int:
+    from tradeguard.bootstrap import open_journal
+
     settings = load_settings()
-    trading, journal = _journal(settings)
+    trading, journal = open_journal(settings)
     try:
         rows = journal.tail(name=args.name, order_id=args.order, last=args.lines)
         after = rows[-1].id if rows else max((r.id for r in journal.tail(last=1)), default=0)

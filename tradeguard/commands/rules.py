@@ -36,22 +36,11 @@ from guardians.store import RuleStore, VersionNotFound
 EXIT_INVALID = 2
 
 
-def _settings() -> tuple[str, str]:
-    """(control DB URL, default app)."""
-    try:
-        from tradeguard.settings import load_settings
-    except ImportError:  # settings not there yet: the documented environment variable
-        return os.environ.get("TRADEGUARD_CONTROL_DB", "sqlite:///var/control.db"), "tradeguard"
-    s = load_settings()
-    ensure = getattr(s, "ensure_var_dir", None)
-    if callable(ensure):
-        ensure()
-    return s.control_db, getattr(s, "app", "tradeguard") or "tradeguard"
-
-
 def _store() -> RuleStore:
-    url, _ = _settings()
-    return RuleStore(url)
+    from tradeguard.bootstrap import open_rule_store
+    from tradeguard.settings import load_settings
+
+    return open_rule_store(load_settings())
 
 
 def _read(path: str) -> Any:
@@ -260,9 +249,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     ``concurrency`` proposals and the evidence, or ``suggestion: null`` with the ``reason``."""
     from datetime import UTC, datetime
 
-    from collectors.registry import open_store
     from common.durations import parse_duration
     from console.services import rules as rules_svc
+    from tradeguard.bootstrap import open_metric_store
     from tradeguard.settings import load_settings
 
     try:
@@ -274,8 +263,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tradeguard rules suggest: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    s = load_settings()
-    metrics = open_store(s.metrics_url, **s.metrics_credentials())
+    metrics = open_metric_store(load_settings())
     try:
         result, preview = rules_svc.suggest(
             metrics, args.app, args.resource, range_s, datetime.now(UTC), margin=args.margin
@@ -304,17 +292,18 @@ def cmd_canary(args: argparse.Namespace) -> int:
     """``rules canary start|status|promote|abort`` (guardians.store canary + tradeguard.canary check)."""
     from datetime import UTC, datetime
 
-    from guardians.fleet import LIVE, Fleet
+    from guardians.fleet import LIVE
     from guardians.store import CanaryError
     from tradeguard import canary as canary_check
+    from tradeguard.bootstrap import open_fleet, open_metric_store
+    from tradeguard.settings import load_settings
 
     store = _store()
     try:
         if args.canary_command == "start":
             targets = [n for n in (args.nodes or "").split(",") if n.strip()]
             if args.share is not None:
-                url, _ = _settings()
-                fleet = Fleet(url)
+                fleet = open_fleet(load_settings())
                 try:
                     live = [n.instance for n in fleet.nodes() if n.state == LIVE]
                 finally:
@@ -329,12 +318,9 @@ def cmd_canary(args: argparse.Namespace) -> int:
                     f"auto-rollback when {c.guard['metric']} worsens by > {c.guard['margin']:g}"
                     if c.guard["auto"] else f"canary {c.id} started on {', '.join(c.targets)}")
         elif args.canary_command == "status":
-            from collectors.registry import open_store
             from common.durations import parse_duration
-            from tradeguard.settings import load_settings
 
-            st = load_settings()
-            metrics = open_store(st.metrics_url, **st.metrics_credentials())
+            metrics = open_metric_store(load_settings())
             try:
                 window = parse_duration(args.window).total_seconds() if args.window else None
                 out = canary_check.check(store, metrics, args.app, datetime.now(UTC), window_s=window)

@@ -19,12 +19,14 @@ from tradeguard.tracing import OUTCOMES, SpanStore, TraceQuery, format_waterfall
 
 
 def _open() -> SpanStore | None:
+    from tradeguard.bootstrap import open_span_store, span_store_path
+
     s = load_settings()
-    path = s.var_dir / "traces.db"
+    path = span_store_path(s)
     if not path.exists():
         print(f"tradeguard traces: no span store at {path} (no node kept a trace here yet)", file=sys.stderr)
         return None
-    return SpanStore(path)
+    return open_span_store(s)
 
 
 def _show(args: argparse.Namespace) -> int:

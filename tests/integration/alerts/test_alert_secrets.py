@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -150,4 +151,71 @@ def test_refused_smtp_leaks_no_password(tmp_path, caplog, monkeypatch):
         assert_no_canary(caplog, tmp_path)
     finally:
         controller.stop()
+        env.store.close()
+
+
+PAGES = ("overview", "alerts_page", "alert_rules", "resources", "traces", "rules", "instances", "chaos",
+         "sales", "users")
+
+
+def page_text(node) -> str:
+    """Everything an AppTest page shows: every element's protobuf (markdown, tables' Arrow bytes…)."""
+    parts = [str(node.proto)] if getattr(node, "proto", None) is not None else []
+    parts += [page_text(child) for child in getattr(node, "children", {}).values()]
+    return "\n".join(parts)
+
+
+def test_console_pages_show_no_secret_after_the_failures(tmp_path, caplog, monkeypatch):
+    """Webhook 500 (a token in its URL), the metric store down (its token in the settings), Redis down
+    (its password in the URL), no node for chaos: every console page, as an admin sees it, names no
+    secret — neither the alerts' delivery errors nor the stores' errors."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from common.identity import Principal
+    from console import runtime
+    from tradeguard import bootstrap
+    from tradeguard.settings import load_settings
+
+    caplog.set_level(logging.DEBUG)
+    rx = EchoingFailure()
+    hook = f"http://127.0.0.1:{rx.port}/hook/{CANARY}?token={CANARY}"
+    env = make_env(tmp_path, webhook_url=hook, max_attempts=2)
+    closed = free_port()
+    for key in [k for k in __import__("os").environ if k.startswith("TRADEGUARD_")]:
+        if key != "TRADEGUARD_REQUIRE_SERVICES":
+            monkeypatch.delenv(key)
+    for key, value in {
+        "TRADEGUARD_VAR_DIR": str(tmp_path / "var"),
+        "TRADEGUARD_CONTROL_DB": f"sqlite:///{tmp_path}/control.db",
+        "TRADEGUARD_METRICS_URL": f"influxdb://127.0.0.1:{closed}/tg?api=v2&org=o",
+        "TRADEGUARD_METRICS_TOKEN": CANARY,
+        "TRADEGUARD_REDIS_URL": f"redis://:{CANARY}@127.0.0.1:{closed}/0",
+        "TRADEGUARD_ALERT_WEBHOOK_URL": hook,
+        "TRADEGUARD_APP": "shop",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(runtime, "_installed", None)
+    services = None
+    try:
+        hooks = [n for n in run_until_failed(env) if n["channel"] == "webhook"]
+        assert [n["status"] for n in hooks] == ["failed"] and "HTTP 500" in hooks[0]["last_error"]
+        st.cache_resource.clear()
+        services = bootstrap.build_console_services(load_settings())
+        runtime.install(services)
+        views = Path(__file__).resolve().parents[3] / "console" / "views"
+        for name in PAGES:
+            at = AppTest.from_file(str(views / f"{name}.py"), default_timeout=30)
+            at.session_state[runtime.PRINCIPAL_KEY] = Principal("ann", "admin")
+            at.run()
+            assert not at.exception, (name, [e.message for e in at.exception])
+            shown = page_text(at.main) + page_text(at.sidebar)
+            assert CANARY not in shown, f"the {name} page shows the secret"
+            assert name != "alerts_page" or "PaymentSuccessRateLow" in shown  # the failed alert is there
+        assert_no_canary(caplog, tmp_path)
+    finally:
+        if services is not None:
+            services.close()
+        st.cache_resource.clear()
+        rx.close()
         env.store.close()

@@ -123,8 +123,8 @@ def test_database_is_created_when_missing(influxd):
 def test_node_collection_health_shows_unreachable_influx(tmp_path):
     from collectors.runtime import Collection
 
-    c = Collection.open(
-        f"influxdb://127.0.0.1:{free_port()}/db?api=v1&timeout=2s",
+    c = Collection(
+        open_store(f"influxdb://127.0.0.1:{free_port()}/db?api=v1&timeout=2s"),
         tmp_path / "outbox.db",
         app="tg",
         instance="n1",

@@ -7,6 +7,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -22,18 +23,27 @@ PG_SCHEMA = f"tg_relay_test_{os.getpid()}"
 AMQP_URL = os.environ.get("TRADEGUARD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def env(request, tmp_path):
-    if request.param == "sqlite":
+def _relay_env(kind: str, tmp_path) -> Iterator[RelayEnv]:
+    if kind == "sqlite":
         db = build_trading_db(f"sqlite:///{tmp_path / 'trading.db'}")
     else:
         db = build_trading_db(need_postgres(), schema=PG_SCHEMA, reset=True)
-    e = RelayEnv(db, tmp_path, catalog=delivery_catalog())
-    yield e
-    if request.param == "postgres":
+    yield RelayEnv(db, tmp_path, catalog=delivery_catalog())
+    if kind == "postgres":
         with db.engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
     db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(request, tmp_path):
+    yield from _relay_env(request.param, tmp_path)
+
+
+@pytest.fixture
+def pg_env(tmp_path):
+    """PostgreSQL only: transactions there commit out of id order (SQLite's single writer cannot)."""
+    yield from _relay_env("postgres", tmp_path)
 
 
 def run_until_caught_up(relay: JournalRelay, timeout_s: float = 30.0) -> None:
@@ -96,9 +106,8 @@ def test_relay_killed_mid_batch_and_restarted_counts_nothing_twice(env):
     assert units == sum(q for s, q in lines if s in set(paid_sub_orders))
 
 
-def test_a_late_committing_transaction_is_not_skipped(env):
-    if env.db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's single writer assigns ids in commit order")
+def test_a_late_committing_transaction_is_not_skipped(pg_env):
+    env = pg_env
     env.place([("A3", 1)], pay=True)
     relay = env.relay()
     run_until_caught_up(relay)

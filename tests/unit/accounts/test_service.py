@@ -125,7 +125,7 @@ def test_the_last_enabled_admin_cannot_be_disabled(service):
 @pytest.mark.parametrize(
     ("name", "role", "password", "shops", "field", "message"),
     [
-        ("bob", "sre", "short", (), "password", "password is too short: at least 8 characters"),
+        ("bob", "sre", "s3cr3t7", (), "password", "password is too short: at least 8 characters"),
         ("bob", "root", PW, (), "role", "role must be one of admin, sre, oncall, merchant, got 'root'"),
         ("bob", "merchant", PW, (), "shop", "a merchant must be bound to at least one shop"),
         ("bob", "sre", PW, ("shop-a",), "shop", "only a merchant is bound to shops"),
@@ -136,7 +136,7 @@ def test_bad_accounts_name_the_field(service, name, role, password, shops, field
     with pytest.raises(AccountError) as info:
         service.add_user(name, role, password, shops=shops, by="cli")
     assert message in str(info.value) and info.value.field == field
-    assert "short" not in str(info.value) or password != str(info.value)
+    assert password not in str(info.value)  # a refused password is never echoed
 
 
 def test_duplicate_and_unknown_users(service):
@@ -191,7 +191,9 @@ def test_the_bootstrap_admin_is_read_once_when_no_admin_exists(service, caplog):
 def test_a_bad_bootstrap_admin_names_the_variable_not_the_value(service, spec):
     with pytest.raises(AccountError, match="TRADEGUARD_BOOTSTRAP_ADMIN") as info:
         service.ensure_bootstrap_admin(spec)
-    assert spec.partition(":")[2] not in str(info.value) or not spec.partition(":")[2]
+    password = spec.partition(":")[2]
+    if password:  # "rootonly" holds none
+        assert password not in str(info.value)
     assert not service.has_admin()
 
 

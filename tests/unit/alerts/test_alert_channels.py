@@ -310,6 +310,7 @@ def test_dingtalk_request_is_signed_as_documented(env):
     q = parse_qs(ding.query)
     assert q["access_token"] == [SECRETS["DING_TOKEN"]]
     ts = q["timestamp"][0]
+    assert ts == str(int(env.clock.now().timestamp() * 1000))  # the deliverer's clock signs it
     secret = SECRETS["DING_SECRET"]
     expected = base64.b64encode(
         hmac.new(secret.encode(), f"{ts}\n{secret}".encode(), hashlib.sha256).digest()

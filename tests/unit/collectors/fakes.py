@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import common.clock
 from collectors.errors import StoreRejected, StoreUnavailable
-from collectors.points import series_key
+from tests.unit.alerts.fakes import FakeMetricStore
 
 
 class FakeClock(common.clock.FakeClock):
@@ -16,13 +16,13 @@ class FakeClock(common.clock.FakeClock):
         super().__init__(start or datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
 
 
-class FakeStore:
-    """Keeps points keyed like InfluxDB (measurement, tags, time) so replays overwrite."""
-
-    kind = "fake"
+class FakeStore(FakeMetricStore):
+    """The contract-tested in-memory metric store (``tests.unit.alerts.fakes.FakeMetricStore``: a
+    point of the same series and timestamp replaces the fields it carries, real queries) with the
+    failures the outbox must survive: the store down, a batch rejected as malformed."""
 
     def __init__(self) -> None:
-        self.points: dict = {}
+        super().__init__()
         self.down = False
         self.reject_if = None  # callable(point) -> bool: reject the whole batch as malformed
         self.writes = 0
@@ -33,14 +33,7 @@ class FakeStore:
             raise StoreUnavailable("fake store is down")
         if self.reject_if and any(self.reject_if(p) for p in points):
             raise StoreRejected("HTTP 400: bad point in batch")
-        for p in points:
-            self.points[(*series_key(p), p.time)] = p
-
-    def query(self, query):
-        return []
+        super().write(points)
 
     def health(self) -> dict:
         return {"kind": self.kind, "reachable": not self.down, "error": "down" if self.down else None}
-
-    def close(self) -> None:
-        pass

@@ -62,7 +62,7 @@ def test_pending_points_survive_reopen(tmp_path):
     assert box.depth() == 5
     store = FakeStore()
     Flusher(box, store, clock=CLOCK).flush()
-    assert sorted(p.fields["pass"] for p in store.points.values()) == [0, 1, 2, 3, 4]
+    assert sorted(p.fields["pass"] for p in store.points) == [0, 1, 2, 3, 4]
     box.close()
 
 
@@ -82,7 +82,7 @@ def test_cap_drops_oldest_counts_and_persists(tmp_path):
     assert box.depth() == 100 and box.dropped() == 30
     store = FakeStore()
     Flusher(box, store, clock=CLOCK).flush()
-    offsets = sorted(int((p.time - CLOCK.now()).total_seconds()) for p in store.points.values())
+    offsets = sorted(int((p.time - CLOCK.now()).total_seconds()) for p in store.points)
     assert offsets == list(range(30, 130))
     box.close()
     assert Outbox(tmp_path / "o.db", max_points=100).dropped() == 30
@@ -94,7 +94,7 @@ def test_cap_keeps_the_newest(tmp_path):
         box.put(pts(4, start=i * 4))
     store = FakeStore()
     Flusher(box, store, clock=CLOCK).flush()
-    times = sorted(p.time for p in store.points.values())
+    times = sorted(p.time for p in store.points)
     assert len(times) == 10 and times[0] == CLOCK.now() + timedelta(seconds=10)
     assert box.dropped() == 10
 

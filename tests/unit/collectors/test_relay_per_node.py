@@ -10,7 +10,7 @@ import pytest
 
 from collectors.query import Query
 from collectors.relay import relay_check
-from console.services.instances import relay_status, relay_view
+from console.services.instances import relay_view
 from domain.adapters.unit_of_work import build_trading_db
 from domain.errors import PaymentFailed as PaymentDeclined
 from domain.ports import CollectingPublisher
@@ -81,12 +81,8 @@ def test_relay_status_from_the_control_db_for_health_and_console(env):
     assert status["status"] == "ok" and status["leader"] == "w1"
     assert status["relay_cursor"] == env.journal.tail(last=1)[0].id
 
-    class Svc:
-        relay = probe
-
-    view = relay_status(Svc())
-    assert view is not None and view.state == "ok" and view.cursor == status["relay_cursor"]
+    view = relay_view(probe.status())  # the console's Instances page (ConsoleServices.relay_status)
+    assert view.state == "ok" and view.cursor == status["relay_cursor"]
     env.clock.advance(seconds=60)  # the worker stopped: its lease expired, no cycle since
     assert relay_view(probe.status()).state == "stale"
-    assert relay_status(object()) is None
     assert relay_view(None).state == "absent"

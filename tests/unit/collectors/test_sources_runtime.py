@@ -130,7 +130,7 @@ def test_collection_pipeline_end_to_end_on_a_fake_clock(tmp_path):
     c.collect_host()
     result = c.flush()
     assert result.error is None and result.remaining == 0
-    measurements = sorted({k[0] for k in store.points})
+    measurements = sorted({p.measurement for p in store.points})
     assert measurements == ["breaker_events", "collector", "host", "resource_stats"]
     health = c.health()
     assert health["status"] == "ok" and health["outbox"]["depth"] == 0

@@ -2,7 +2,14 @@ import logging
 
 import pytest
 
-from common.redact import RedactingFilter, UnresolvedReference, expand_env_refs, redact_text, redact_url
+from common.redact import (
+    RedactingFilter,
+    UnresolvedReference,
+    expand_env_refs,
+    redact_text,
+    redact_url,
+    url_secrets,
+)
 
 CANARY = "canary-S3cr3t-7f1e"
 
@@ -54,3 +61,22 @@ def test_env_refs_resolve_at_use_and_name_a_missing_variable():
     assert expand_env_refs("Bearer ${TOK}", {"TOK": CANARY}) == f"Bearer {CANARY}"
     with pytest.raises(UnresolvedReference, match="TG_MISSING is not set"):
         expand_env_refs("${TG_MISSING}", {})
+
+
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        (f"redis://:{CANARY}@localhost:6379/0", {CANARY}),
+        ("redis://:p%40ss%2Fword@h:6379/0", {"p%40ss%2Fword", "p@ss/word"}),  # as written and decoded
+        (f"redis://:{CANARY}/x@h:6379/0", {f"{CANARY}/x"}),  # a '/' in the password: urlsplit misreads it
+        (f"redis://u:{CANARY}@[::1:6379/0", {CANARY}),  # unparsable (a broken IPv6 literal)
+        (f"influxdb://h:8086/db?token={CANARY}&org=o", {CANARY}),
+        (f"https://hooks.example.com/services/T0/{CANARY}xxxxxxxx", {f"{CANARY}xxxxxxxx"}),
+        ("postgresql://app@db:5432/a_database_name_of_length", set()),  # only http(s) paths hold tokens
+        ("sqlite:///var/control.db", set()),
+        ("not a url", set()),
+    ],
+)
+def test_url_secrets_are_the_parts_that_may_be_credentials(url, secrets):
+    assert set(url_secrets(url)) == secrets
+    assert CANARY not in redact_text(f"failed: {url.split('://')[-1]}", url_secrets(url))  # no scheme

@@ -15,7 +15,7 @@ from common.durations import parse_duration
 from console.nodes import NoLiveNode
 from guardians.fleet import NodeStatus
 from guardians.rules import canonical, diff_documents
-from guardians.store import RuleVersion, VersionNotFound
+from guardians.store import Canary, RuleVersion, VersionNotFound
 
 
 class FakeClock:
@@ -76,6 +76,9 @@ class FakeRuleStore:
         if found is None:
             raise VersionNotFound(f"app {app!r} has no rule version {n}")
         return found
+
+    def active_canary(self, app: str) -> Canary | None:
+        return None  # the fake runs no canary rollouts
 
     def rollback(self, app: str, n: int, by: str, why: str) -> int:
         return self._write(app, canonical(self.version(app, n).document), by, why, restored_from=n)
@@ -148,6 +151,8 @@ class FakeAlerts:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     silence_list: list[dict[str, Any]] = field(default_factory=list)
     events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    rule_docs: list[dict[str, Any]] = field(default_factory=list)  # what ``rules()`` lists
+    on_call: dict[str, dict[str, Any]] = field(default_factory=dict)  # rotation -> its on-call entry
     reads: int = 0
 
     def add(self, alert_id: int, state: str, rule: str, **extra: Any) -> dict[str, Any]:
@@ -189,6 +194,10 @@ class FakeAlerts:
         if found is None:
             raise NotFound(f"no alert with id {alert_id}")
         return found
+
+    def get_alert(self, alert_id: int) -> dict[str, Any]:
+        self.reads += 1
+        return copy.deepcopy(self._get(alert_id))
 
     def timeline(self, alert_id: int) -> dict[str, Any]:
         self.reads += 1
@@ -254,6 +263,47 @@ class FakeAlerts:
         a["state"], a["resolved_by"], a["resolved_at"] = "resolved", by, datetime.now(UTC).isoformat()
         return copy.deepcopy(a)
 
+    def silence_alert(self, alert_id: int, *, created_by: str, comment: str, duration: Any,
+                      expected_state: str | None = None) -> dict[str, Any]:
+        a = self._expect(alert_id, expected_state)
+        if a["state"] not in ("firing", "pending"):
+            raise InvalidAction(
+                f"Alert #{alert_id} {a['rule']} is {a['state']}; only open alerts can be silenced"
+            )
+        matchers = [f"{k}={v}" for k, v in sorted(a["labels"].items())]
+        s = self.create_silence(matchers, created_by=created_by, comment=comment, duration=duration)
+        self._act(alert_id, "silenced", created_by, comment)
+        return s
+
+    def escalate(self, alert_id: int, by: str, to_step: int | None = None) -> dict[str, Any]:
+        if not by or not by.strip():
+            raise AlertConfigError([("by", "required: who is acting (a name)")])
+        a = self._get(alert_id)
+        if a["state"] != "firing":
+            raise InvalidAction(f"alert {alert_id} is {a['state']}; only a firing alert can be escalated")
+        self._act(alert_id, "escalated", by)
+        a["escalation_step"] = a["escalation_step"] + 1 if to_step is None else int(to_step) - 1
+        return {**copy.deepcopy(a), "queued_notifications": []}
+
+    def set_on_call(self, who: str, *, by: str, duration: Any = "8h", rotation: str = "primary",
+                    email: str | None = None) -> dict[str, Any]:
+        if not by or not by.strip():
+            raise AlertConfigError([("by", "required: who is acting (a name)")])
+        if not who or not who.strip():
+            raise AlertConfigError([("who", "required: the name of who goes on call")])
+        try:
+            span = parse_duration(duration)
+        except ValueError as exc:
+            raise AlertConfigError([("duration", str(exc))]) from exc
+        now = datetime.now(UTC)
+        self.on_call[rotation] = {"rotation": rotation, "name": who.strip(), "email": email, "override": True,
+                                  "shift_start": now.isoformat(), "shift_end": (now + span).isoformat()}
+        return dict(self.on_call[rotation])
+
+    def rules(self) -> list[dict[str, Any]]:
+        self.reads += 1
+        return [dict(d, open={"firing": 0, "pending": 0}) for d in self.rule_docs]
+
     def proposal_plan(self, alert_id: int) -> dict[str, Any]:
         self._get(alert_id)
         raise NoProposal(f"alert #{alert_id}'s rule proposes no fix")  # the fake's rules propose nothing
@@ -301,13 +351,6 @@ class FakeAlerts:
 
     def on_call_now(self, at=None) -> list[dict[str, Any]]:
         self.reads += 1
-        return [
-            {
-                "rotation": "primary",
-                "name": "alice",
-                "email": "a@example.com",
-                "override": False,
-                "shift_start": None,
-                "shift_end": None,
-            }
-        ]
+        primary = {"rotation": "primary", "name": "alice", "email": "a@example.com", "override": False,
+                   "shift_start": None, "shift_end": None}
+        return [dict(e) for e in {"primary": primary, **self.on_call}.values()]

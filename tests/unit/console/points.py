@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from collectors.query import Point
 
@@ -85,10 +85,6 @@ def seconds_before(now: datetime, n: int) -> int:
     end = int(now.timestamp())
     end -= end % 60
     return end - n
-
-
-def ago(now: datetime, seconds: int) -> datetime:
-    return now - timedelta(seconds=seconds)
 
 
 def refusal_point(

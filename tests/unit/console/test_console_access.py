@@ -64,7 +64,7 @@ def test_every_role_and_action_through_the_services(role, action, svc, tmp_path,
     svc.accounts = account_service(tmp_path, clock)
     svc.alerts.add(1, "firing", "PaymentSuccessLow")
     svc.rules.apply("shop", {"flow": [{"resource": "order.place", "threshold": 50}]}, "ann", "baseline")
-    svc.alerts.set_on_call = OnCallStub().set_on_call  # the fake alert service has no rotations
+    svc.alerts.set_on_call = OnCallStub().set_on_call  # answers who it was called as
     svc.alert_rules = AlertRulesStub()
     user = svc.as_user(PRINCIPALS[role])
     call = _calls(svc)[action]

@@ -4,11 +4,14 @@ the same types, shapes and errors on ``FakeRuleStore`` and ``guardians.store.Rul
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from alerts.errors import AlertConfigError, NotFound
+from alerts.errors import AlertConfigError, InvalidAction, NotFound
+from alerts.model import fingerprint
 from alerts.service import AlertService
-from alerts.store import AlertStore
+from alerts.store import AlertRecord, AlertStore
 from guardians.errors import RuleValidationError
 from guardians.store import RuleStore, RuleVersion, VersionNotFound
 
@@ -96,3 +99,70 @@ def test_alert_service_errors_and_silence_shape(alert_service):
     with pytest.raises(NotFound):
         alert_service.expire_silence(404, "olivia")
     assert alert_service.list_alerts(("firing", "pending")) == []
+
+
+@pytest.fixture(params=["fake", "real"])
+def alerts_with(request, tmp_path):
+    """(the service, ``add(state) -> alert id``): one alert of rule PaymentSuccessLow in ``state``."""
+    if request.param == "fake":
+        fake = FakeAlerts()
+        yield fake, lambda state: fake.add(len(fake.alerts) + 1, state, "PaymentSuccessLow")["id"]
+        return
+    store = AlertStore(f"sqlite:///{tmp_path / 'control.db'}")
+    service = AlertService(store)
+
+    def add(state: str) -> int:
+        labels = {"alertname": "PaymentSuccessLow", "instance": "n1"}
+        now = datetime.now(UTC)
+        rec = AlertRecord(id=0, fingerprint=fingerprint(labels), rule="PaymentSuccessLow", labels=labels,
+                          annotations={"summary": "PaymentSuccessLow summary"}, severity="critical",
+                          state=state, active_since=now, value=0.5,
+                          fired_at=now if state == "firing" else None, last_true_at=now)
+        return store.insert_alert(rec).id
+
+    yield service, add
+    store.close()
+
+
+def test_alert_dicts_and_action_errors_agree(alerts_with):
+    svc, add = alerts_with
+    firing, pending = add("firing"), add("pending")
+    alert = svc.get_alert(firing)
+    assert (alert["id"], alert["state"], alert["rule"], alert["acknowledged"]) == (
+        firing, "firing", "PaymentSuccessLow", False)
+    assert set(alert) >= {"id", "fingerprint", "rule", "labels", "annotations", "severity", "state", "value",
+                          "active_since", "fired_at", "resolved_at", "acknowledged_by", "escalation_step",
+                          "acknowledged", "silenced_by", "inhibited", "summary"}
+    for call in (lambda: svc.get_alert(404), lambda: svc.escalate(404, "olivia"),
+                 lambda: svc.silence_alert(404, created_by="olivia", comment="c", duration="1h")):
+        with pytest.raises(NotFound):
+            call()
+    with pytest.raises(InvalidAction):  # the alert changed since the page showed it
+        svc.acknowledge(firing, "olivia", expected_state="pending")
+    with pytest.raises(InvalidAction):
+        svc.escalate(pending, "olivia")  # only a firing alert escalates
+    with pytest.raises(AlertConfigError) as exc:
+        svc.escalate(firing, " ")
+    assert exc.value.errors[0][0] == "by"
+    silence = svc.silence_alert(firing, created_by="olivia", comment="known", duration="1h",
+                                expected_state="firing")
+    assert sorted(silence["matchers"]) == ["alertname=PaymentSuccessLow", "instance=n1"]
+    assert silence["status"] == "active"
+    assert [e["kind"] for e in svc.timeline(firing)["events"]][-1] == "silenced"
+    assert svc.acknowledge(firing, "olivia")["acknowledged_by"] == "olivia"
+    assert svc.resolve(firing, "olivia")["state"] == "resolved"
+    with pytest.raises(InvalidAction):
+        svc.resolve(firing, "olivia")  # already resolved
+
+
+def test_on_call_and_rules_agree(alerts_with):
+    svc, _ = alerts_with
+    for who, duration, field in ((" ", "1h", "who"), ("dora", "soon", "duration")):
+        with pytest.raises(AlertConfigError) as exc:
+            svc.set_on_call(who, by="olivia", duration=duration)
+        assert exc.value.errors[0][0] == field
+    entry = svc.set_on_call("dora", by="olivia", duration="2h", rotation="weekend")
+    assert set(entry) == {"rotation", "name", "email", "override", "shift_start", "shift_end"}
+    assert (entry["rotation"], entry["name"], entry["override"]) == ("weekend", "dora", True)
+    assert entry in svc.on_call_now()
+    assert svc.rules() == []  # no alert rules applied yet: nothing listed

@@ -75,7 +75,7 @@ def test_rules_apply_history_rollback_on_the_real_rule_store(wired):
         threshold.set_value(10)
         at.button(key=f"FormSubmitter:rule_form_flow_0_{gen}-Save to draft & validate").click().run()
         diff = "\n".join(c.value for c in at.code)
-        assert "-  threshold: 100" in diff or "threshold: 100" in diff
+        assert "-  threshold: 100\n+  threshold: 10\n" in diff
         at.session_state[runtime.PRINCIPAL_KEY] = Principal("bob", "admin")
         at.text_area(key="apply_why").set_value("flash sale")
         at.button(key="FormSubmitter:apply_form-Apply as version 2").click().run()
@@ -144,3 +144,23 @@ def test_instances_page_lists_the_workers_leader_first(wired):
     assert list(table["instance"]) == ["worker-a", "worker-b"]
     assert list(table["role"]) == ["★ leader", "● standby"]
     assert list(table["pid"]) == [111, 222]
+
+
+def test_instances_page_shows_a_canary_rollout_and_the_relay(wired):
+    """Through the signed-in user's services (the page may not reach the stores themselves)."""
+    store = RuleStore(wired)
+    store.apply("shop", {"flow": [{"resource": "a", "threshold": 1}]}, "ann", "base")
+    canary = store.start_canary("shop", {"flow": [{"resource": "a", "threshold": 2}]}, ["node-a", "node-b"],
+                                "ann", "try 2", {"metric": "error_pct", "margin": 5, "auto": False})
+    store.close()
+    fleet = Fleet(wired)
+    now = datetime.now(UTC)
+    fleet.beat("node-a", "http://127.0.0.1:1", "0.1.0", 1, now, at=now, canary=canary.id)
+    fleet.beat("node-b", "http://127.0.0.1:2", "0.1.0", 1, now, at=now)
+    fleet.close()
+    at = _run("instances")
+    shown = "\n".join(w.value for w in at.warning)
+    assert f"Canary rollout {canary.id} in progress" in shown, shown
+    assert "running on node-a; waiting for node-b" in shown
+    assert "Relay status unknown" not in "\n".join(c.value for c in at.caption)
+    assert "No relay has run" in "\n".join(c.value for c in at.caption)  # wired: the relay's row is absent

@@ -26,6 +26,7 @@ def test_latency_error_rate_outage_and_reset_at_runtime():
 def test_error_rate_is_roughly_respected_with_seed():
     gw = SimulatedGateway(latency_ms=0, error_rate=0.3, seed=42, sleeper=lambda s: None)
     fails = sum(not gw.charge(f"p{i}", "u", 1).ok for i in range(2000))
+    # binomial(2000, 0.3): 600 failures, sd 20.5; the bounds (7 sd) say the rate is applied, not the draw
     assert 450 < fails < 750
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pybreaker
 import pytest
 
 from common.clock import FakeClock
@@ -245,6 +246,11 @@ def test_shared_breaker_opens_and_closes_on_every_node():
     assert a.breaker_states()["pay"] == "open"
     assert b.breaker_states()["pay"] == "closed"
     ca.run_pending()  # A writes its transition to Redis in the background
+    # into pybreaker's own Redis storage: pybreaker reading that namespace sees the circuit open
+    shared = ca.breaker_storage(a.ruleset.breaker[0])
+    view = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis, namespace=shared.ns)
+    assert view.state == "open"
+    assert view.opened_at is None  # pybreaker's whole-second key is left alone (ours: NS:opened_t)
     clock.advance(1.0)
     cb.maintain()  # B syncs
     assert b.breaker_states()["pay"] == "open"

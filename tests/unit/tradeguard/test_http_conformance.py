@@ -49,9 +49,15 @@ def client(node):
 
 def documented(client) -> dict[tuple[str, str], set[int]]:
     """(METHOD, path template) → the statuses /openapi.json documents."""
+    return {op: set(contents) for op, contents in documented_contents(client).items()}
+
+
+def documented_contents(client) -> dict[tuple[str, str], dict[int, set[str]]]:
+    """(METHOD, path template) → status → the media types /openapi.json documents for it."""
     paths = client.get("/openapi.json").json()["paths"]
-    return {(m.upper(), p): {int(code) for code in op["responses"]} for p, ops in paths.items()
-            for m, op in ops.items()}
+    return {(m.upper(), p): {int(code): set(spec.get("content") or {})
+                             for code, spec in op["responses"].items()}
+            for p, ops in paths.items() for m, op in ops.items()}
 
 
 def test_an_undecodable_body_is_a_400_problem_and_documented(client):
@@ -109,13 +115,20 @@ def test_every_answer_of_every_route_is_documented(node, client):
     order = client.post("/orders", json=order_body(key="seed")).json()["id"]
     ids = {"order_id": order, "refund_id": "r_none", "shop_id": "acme-electronics", "sub_order_id": "so_none",
            "auction_id": "au_none"}
-    docs = documented(client)
+    contents = documented_contents(client)
+    docs = {op: set(by_status) for op, by_status in contents.items()}
     seen: dict[tuple[str, str], set[int]] = {op: set() for op in docs}
+    wrong_type: set[str] = set()
 
     def sweep() -> None:
         for method, path in docs:
             for req in requests_for(method, path, ids):
-                seen[(method, path)].add(client.request(method, **req).status_code)
+                r = client.request(method, **req)
+                seen[(method, path)].add(r.status_code)
+                media = r.headers.get("content-type", "").split(";")[0]
+                expected = contents[(method, path)].get(r.status_code)
+                if expected and media not in expected:  # the body is not what the schema says
+                    wrong_type.add(f"{method} {path} {r.status_code}: {media}, documented {sorted(expected)}")
 
     sweep()
     # then every trading route blocked by a flow rule (1 call per second: the second is a 429)
@@ -123,9 +136,13 @@ def test_every_answer_of_every_route_is_documented(node, client):
     flow = [{"resource": f"{m} {p}", "grade": "qps", "threshold": 1} for m, p in trading]
     node.ctx.engine.apply(guardians.parse_document({"flow": flow}), version=7)
     sweep()
+    # and with the trading DB down as /ops/health sees it (its 503)
+    node.ctx.health_checks["trading_db"] = lambda: {"status": "error", "error": "unreachable"}
+    sweep()
 
     undocumented = {f"{m} {p}": sorted(codes - docs[(m, p)]) for (m, p), codes in seen.items()
                     if codes - docs[(m, p)]}
     assert undocumented == {}
+    assert wrong_type == set()
     every = set().union(*seen.values())
-    assert every >= {200, 201, 400, 401, 404, 409, 422, 429}  # the sweep did reach those answers
+    assert every >= {200, 201, 400, 401, 404, 409, 422, 429, 503}  # the sweep did reach those answers

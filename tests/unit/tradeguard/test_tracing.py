@@ -275,6 +275,8 @@ def test_otlp_receiver_down_leaves_requests_alone_and_counts_drops(make_node):
         while node.ctx.tracing.queue.dropped < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
         stats = client.get("/ops/health").json()["stores"]["tracing"]
+        # at least: the 5 orders' traces (the health calls may add theirs) in as many export batches
+        # as the exporter thread happened to form, each failing
         assert stats["dropped"] >= 5 and stats["export_failures"] >= 1
         assert stats["status"] == "ok"  # a collector down never takes the node out of rotation
     finally:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from common.clock import FakeClock
 from tradeguard.traffic import (
     CodOrder,
     PresaleDue,
@@ -119,7 +120,8 @@ class Node:
 def run(node: Node, *, token: str | None = TOKEN, mix: str = "fixed_price=20,presale=30,cod=30,auction=20"):
     config = TrafficConfig(url="http://node", rate=200.0, duration=1.5, seed=9, concurrency=1,
                            ops_token=token, tx_mix=parse_tx_mix(mix), auction_ids=("auc-1",))
-    runner = TrafficRunner(config, out=io.StringIO(), transport=httpx.MockTransport(node), clock=lambda: NOW)
+    runner = TrafficRunner(config, out=io.StringIO(), transport=httpx.MockTransport(node),
+                           clock=FakeClock(NOW))
     return runner.run_sync()
 
 
