@@ -194,6 +194,12 @@ class UserServices:
         self._read()
         return self._svc.relay_status()
 
+    @property
+    def traces(self) -> Any:
+        """The kept-trace reader (``tradeguard.tracing.TraceReader``), or None: no span store."""
+        self._read()
+        return self._svc.traces
+
     def chaos_settings(self) -> dict[str, Any]:
         self._read()
         return self._svc.chaos_settings()

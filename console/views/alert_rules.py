@@ -28,6 +28,7 @@ from console.services.alert_rules import (
     rule_yaml,
     version_diff_lines,
 )
+from console.services.common import error_text
 from dashboards.backtest import backtest_figure
 
 NEW = "(new rule)"
@@ -38,7 +39,7 @@ st.title("Alert rules")
 try:
     rules = svc.alert_rules_list()
 except Exception as exc:  # the control DB is down: nothing else works here
-    st.error(f"The alert rules cannot be read: {type(exc).__name__}: {exc}")
+    st.error(f"The alert rules cannot be read: {error_text(exc)}")
     st.stop()
 by_name = {r["name"]: {k: v for k, v in r.items() if k != "open"} for r in rules}
 
@@ -319,7 +320,7 @@ with tab_history:
         versions = svc.alert_rules_history()
     except Exception as exc:
         versions = []
-        st.error(f"The history cannot be read: {type(exc).__name__}: {exc}")
+        st.error(f"The history cannot be read: {error_text(exc)}")
     if not versions:
         st.info(
             "No versions yet: the first change of the alert rules makes version 1.", icon=":material/history:"

@@ -28,6 +28,7 @@ from console.runtime import chart, services, show_errors
 from console.services import ActionFailed, alert_actions
 from console.services.alert_actions import condition_text, runbook_section, unit_of, value_text
 from console.services.alerts import PAYMENT_RESOURCE, is_payment_alert
+from console.services.common import error_text
 from console.trace_links import alert_exemplar_links
 from dashboards import figures
 
@@ -285,7 +286,7 @@ def _detail(alert: dict, metric: dict, timeline: dict) -> None:
     )
     if metric.get("error"):
         st.caption(f"Metric unavailable: {metric['error']}")
-    alert_exemplar_links(getattr(svc, "traces", None), alert)  # the requests that made it fire
+    alert_exemplar_links(svc.traces, alert)  # the requests that made it fire
     gateway = svc.gateway_errors(alert)
     if gateway is not None:
         _gateway(gateway)
@@ -466,7 +467,7 @@ with tab_oncall:
         on_call_now = svc.alerts.on_call_now()
     except Exception as exc:
         on_call_now = []
-        st.warning(f"Could not read who is on call: {type(exc).__name__}: {exc}", icon=":material/warning:")
+        st.warning(f"Could not read who is on call: {error_text(exc)}", icon=":material/warning:")
     if on_call_now:
         st.dataframe(
             [

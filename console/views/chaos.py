@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from console.runtime import services
+from console.services.common import error_text
 
 svc = services()
 st.title("Chaos: payment gateway")
@@ -24,7 +25,7 @@ if msg := st.session_state.pop("chaos_flash", None):
 try:
     settings = svc.chaos_settings()
 except Exception as exc:
-    st.warning(f"**Chaos control unavailable.** {exc}", icon=":material/warning:")
+    st.warning(f"**Chaos control unavailable.** {error_text(exc)}", icon=":material/warning:")
     st.stop()
 
 latency = int(settings.get("latency_ms", 0) or 0)
@@ -64,7 +65,7 @@ if apply or reset:
                 outage=bool(new_outage),
             )
     except Exception as exc:
-        st.error(f"Not applied: {exc}", icon=":material/error:")
+        st.error(f"Not applied: {error_text(exc)}", icon=":material/error:")
     else:
         st.session_state.chaos_flash = (
             f"Chaos set: latency {int(result.get('latency_ms', 0))} ms, error rate "

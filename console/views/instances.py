@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from console.runtime import services, show_errors
+from console.services.common import error_text
 
 REFRESH_S = 3
 STATUS_MARK = {"live": "● live", "stale": "◐ stale", "gone": "○ gone"}
@@ -36,7 +37,7 @@ def rollout_block(svc: Any) -> None:
     try:
         r = svc.canary_rollout()
     except Exception as exc:
-        st.caption(f"Canary rollout unknown: {type(exc).__name__}: {exc}")
+        st.caption(f"Canary rollout unknown: {error_text(exc)}")
         return
     if r is None:
         return

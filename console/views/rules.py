@@ -41,6 +41,7 @@ from console.services import (
     document_yaml,
     unified_diff,
 )
+from console.services.common import error_text
 from dashboards import figures
 
 IMPACT_MINUTES = (5, 10, 15, 30, 60)
@@ -53,7 +54,7 @@ st.title("Rules")
 try:
     current: RuleVersionView | None = svc.rules_in_force()
 except Exception as exc:  # the control DB is down: say so, nothing else works here
-    st.error(f"The rule store cannot be read: {type(exc).__name__}: {exc}")
+    st.error(f"The rule store cannot be read: {error_text(exc)}")
     st.stop()
 
 
@@ -191,7 +192,7 @@ def impact_block(kind: str, rule: dict[str, Any], key: str, minutes: int, hot_sh
     try:
         result = svc.impact(str(resource), proposal, minutes)
     except Exception as exc:
-        st.warning(f"Impact preview unavailable: {type(exc).__name__}: {exc}")
+        st.warning(f"Impact preview unavailable: {error_text(exc)}")
         return
     title = f"{resource}: last {minutes} min replayed against {_rule_brief(kind, rule)}"
     if result.has_traffic:
@@ -430,7 +431,7 @@ with tab_apply:
             ss.rules_apply_errors = exc.errors
             st.rerun()
         except Exception as exc:
-            st.error(f"Apply failed: {type(exc).__name__}: {exc}")
+            st.error(f"Apply failed: {error_text(exc)}")
         else:
             reset_draft(svc.rules_in_force())
             if version == in_force_version:
@@ -448,7 +449,7 @@ with tab_history:
         history = svc.history()
     except Exception as exc:
         history = []
-        st.error(f"History cannot be read: {type(exc).__name__}: {exc}")
+        st.error(f"History cannot be read: {error_text(exc)}")
     if not history:
         st.caption("No versions yet.")
     else:
@@ -541,7 +542,7 @@ with tab_history:
                     ss.rollback_offer = offer
                     st.rerun()
                 except Exception as exc:
-                    st.error(f"Rollback failed: {type(exc).__name__}: {exc}")
+                    st.error(f"Rollback failed: {error_text(exc)}")
                 else:
                     ss.rules_rollback_errors = []
                     for k in ("history_pick", "rollback_why"):

@@ -15,6 +15,7 @@ import streamlit as st
 
 from common.identity import Forbidden
 from console.runtime import chart, services, show_errors
+from console.services.common import error_text
 from dashboards import sales as figures
 
 TODAY_REFRESH_S = 5
@@ -54,10 +55,10 @@ try:
     period = svc.sales_period(dates[0], dates[1])
     report = svc.sales_report(str(shop), period)
 except Forbidden as exc:
-    st.error(f"**Not allowed.** {exc}.", icon=":material/block:")
+    st.error(f"**Not allowed.** {error_text(exc)}.", icon=":material/block:")
     st.stop()
 except ValueError as exc:
-    st.error(f"Dates: {exc}", icon=":material/error:")
+    st.error(f"Dates: {error_text(exc)}", icon=":material/error:")
     st.stop()
 
 
@@ -66,7 +67,7 @@ def today_strip(shop: str) -> None:
     try:
         t = svc.sales_today(shop)
     except Forbidden as exc:
-        st.error(f"**Not allowed.** {exc}.", icon=":material/block:")
+        st.error(f"**Not allowed.** {error_text(exc)}.", icon=":material/block:")
         return
     st.markdown(f"**Today** (since {t.since:%Y-%m-%d} 00:00 UTC, live)")
     c = st.columns(5)

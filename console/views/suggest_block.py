@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from console.runtime import chart
+from console.services.common import error_text
 from dashboards import figures
 
 RANGES: dict[str, int] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -52,7 +53,7 @@ def suggest_block(
             result, preview = svc.suggest(resource, RANGES[range_key])
             ss[f"{key}_out"] = (resource, range_key, result, preview)
         except Exception as exc:
-            ss[f"{key}_out"] = (resource, range_key, f"{type(exc).__name__}: {exc}", None)
+            ss[f"{key}_out"] = (resource, range_key, error_text(exc), None)
         ss.pop(f"{key}_used", None)
     out = ss.get(f"{key}_out")
     if not out or out[0] != resource:

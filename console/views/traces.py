@@ -20,7 +20,7 @@ from dashboards.traces import service_map_figure, waterfall_figure
 
 st.title("Traces")
 svc = services()
-store = getattr(svc, "traces", None)
+store = svc.traces
 params = st.query_params
 
 with st.form("traces_search"):

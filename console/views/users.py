@@ -7,6 +7,7 @@ import streamlit as st
 
 from common.identity import ROLES, Forbidden
 from console.runtime import services
+from console.services.common import error_text
 
 svc = services()
 st.title("Users")
@@ -17,7 +18,7 @@ if msg := st.session_state.pop("users_flash", None):
 try:
     users = svc.list_users()
 except Forbidden as exc:
-    st.error(f"**Not allowed.** {exc}.", icon=":material/block:")
+    st.error(f"**Not allowed.** {error_text(exc)}.", icon=":material/block:")
     st.stop()
 
 
