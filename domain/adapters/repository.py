@@ -82,7 +82,7 @@ _SAVE_REFUND = update(orm.refunds).where(_R.id == bindparam("b_id"))
 
 
 def _region_json(address: Address) -> str | None:
-    return json.dumps(asdict(address.region), sort_keys=True) if address.region else None
+    return json.dumps(address.region.as_dict(), sort_keys=True) if address.region else None
 
 
 def _terms_json(order: Order) -> str | None:
