@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, event, text
 
 from domain.adapters.repository import SqlCatalog
 from domain.adapters.unit_of_work import build_trading_db
-from domain.model import StockLevel, Warehouse
+from domain.model import Shop, StockLevel, Warehouse
 from tests.integration.domain.sql_env import PG_SCHEMA
 from tests.services import POSTGRES_URL, need_postgres
 from tests.unit.domain.helpers import order_cmd
@@ -119,3 +119,24 @@ def test_without_the_idle_ping_a_killed_connection_fails_its_first_statement(pg_
     finally:
         admin.dispose()
         db.dispose()
+
+
+def test_a_read_only_unit_of_work_is_read_only_on_postgresql_and_ends_in_commit(pg_trading_db):
+    from sqlalchemy.exc import InternalError
+
+    from tests.integration.domain.sql_env import clean_pg
+
+    clean_pg(pg_trading_db)
+    sent: list[str] = []
+    target = pg_trading_db.engine.engine
+    listen = (target, "commit", lambda conn: sent.append("COMMIT"))
+    event.listen(*listen)
+    try:
+        with pytest.raises(InternalError, match="read-only transaction"), \
+                pg_trading_db.uow_factory(readonly=True) as uow:  # e.g. a bug writing in a read
+            uow.catalog.add_shop(Shop("s9", "Nine"))
+        with pg_trading_db.uow_factory(readonly=True) as uow:
+            assert uow.catalog.shop("s9") is None
+    finally:
+        event.remove(*listen)
+    assert sent == ["COMMIT"]  # the read that ran through; the failed one rolled back
