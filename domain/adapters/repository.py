@@ -126,6 +126,24 @@ def _snapshot(order: Order) -> _Snapshot:
     )
 
 
+def new_order_rows(order: Order) -> dict[str, list[dict[str, Any]]]:
+    """The rows ``add`` inserts for a new order: ``orders`` (one), ``sub_orders``, ``order_lines``."""
+    return {
+        "orders": [{**SqlOrderRepository._order_row(order), "version": order.version}],
+        "sub_orders": [{"id": s.id, "order_id": order.id, "shop_id": s.shop_id, "position": i,
+                        "warehouse_id": s.warehouse_id, **{k: getattr(s, k) for k in _SUB_MUTABLE}}
+                       for i, s in enumerate(order.sub_orders)],
+        "order_lines": [SqlOrderRepository._line_row(order.id, s.id, li, pos) for pos, (s, li)
+                        in enumerate((s, li) for s in order.sub_orders for li in s.lines)],
+    }
+
+
+def payment_row(order: Order, p: Payment) -> dict[str, Any]:
+    return {"id": p.id, "order_id": order.id, "amount_cents": p.amount_cents, "status": p.status,
+            "started_at": p.started_at, "finished_at": p.finished_at, "reference": p.reference,
+            "reason": p.reason, "latency_ms": p.latency_ms, "stage": p.stage}
+
+
 class SqlOrderRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -134,18 +152,9 @@ class SqlOrderRepository:
 
     # ---------------------------------------------------------------- writing
     def add(self, order: Order) -> None:
-        c = self.conn
-        c.execute(_INSERT["orders"], {**self._order_row(order), "version": order.version})
-        c.execute(_INSERT["sub_orders"], [
-            {"id": s.id, "order_id": order.id, "shop_id": s.shop_id, "position": i,
-             "warehouse_id": s.warehouse_id,
-             **{k: getattr(s, k) for k in _SUB_MUTABLE}}
-            for i, s in enumerate(order.sub_orders)
-        ])
-        c.execute(_INSERT["order_lines"], [
-            self._line_row(order.id, s.id, li, pos)
-            for pos, (s, li) in enumerate((s, li) for s in order.sub_orders for li in s.lines)
-        ])
+        rows = new_order_rows(order)
+        for table in ("orders", "sub_orders", "order_lines"):
+            self.conn.execute(_INSERT[table], rows[table])
         self._insert_payments(order, order.payments)
         self._insert_refunds(order, order.refunds)
         self._snapshots[order.id] = _snapshot(order)
@@ -201,11 +210,7 @@ class SqlOrderRepository:
 
     def _insert_payments(self, order: Order, items: list[Payment]) -> None:
         if items:
-            self.conn.execute(_INSERT["payments"], [
-                {"id": p.id, "order_id": order.id, "amount_cents": p.amount_cents, "status": p.status,
-                 "started_at": p.started_at, "finished_at": p.finished_at, "reference": p.reference,
-                 "reason": p.reason, "latency_ms": p.latency_ms, "stage": p.stage} for p in items
-            ])
+            self.conn.execute(_INSERT["payments"], [payment_row(order, p) for p in items])
 
     def _insert_refunds(self, order: Order, items: list[Refund]) -> None:
         if not items:
