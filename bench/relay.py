@@ -15,14 +15,14 @@
    threads; the database server's is on top): ``--rate`` × that is the cores the placers alone need.
 3. **lag_p50_s / lag_p99_s at the target rate**: when the placers reach ``--rate`` (95 %), step 2
    is that run (``lag_orders_source`` ``"tradingservice"``). Otherwise — a fleet places orders on
-   many machines, this bench has two cores — a **journal writer** process emulates the fleet's
+   many machines, this bench has two cores — **journal writer** processes emulate the fleet's
    writes at ``--rate`` (``lag_orders_source`` ``"journal_writer"``): per order the placement's
    transaction (stock reservation, the order, sub-order and line rows, its OrderPlaced and
    StockReserved journal rows) and, for 4 in 5, the payment's (the sale, order and sub-order paid,
    the payment row, PaymentSucceeded and OrderPaid), rows and events built by the trading core's
    own model and row builders, one transaction per placement and per payment as a node commits
-   them, ``--writer-threads`` in flight; each transaction's statements go in one round trip
-   (psycopg pipeline mode; on SQLite the trading core's own units of work). Left out is what
+   them, ``--writer-procs`` × ``--writer-threads`` in flight; each transaction's statements go in
+   one round trip (psycopg pipeline mode; on SQLite the trading core's own units of work). Left out is what
    stays on the nodes: catalog reads, pricing, guards, limit counters and the pending-payment
    transaction (it writes no journal row). ``lag_orders_per_s`` is the rate achieved in that run.
    The lag of an event is the end of the relay cycle that relayed it minus its ``occurred_at``.
@@ -103,8 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each lag run")
     parser.add_argument("--procs", type=int, default=4, help="order-placing processes during the lag runs")
     parser.add_argument("--threads", type=int, default=4, help="order placers (threads) per process")
-    parser.add_argument("--writer-threads", type=int, default=24,
-                        help="transactions the journal writer keeps in flight (step 3)")
+    parser.add_argument("--writer-procs", type=int, default=2, help="journal writer processes (step 3)")
+    parser.add_argument("--writer-threads", type=int, default=12,
+                        help="transactions each journal writer process keeps in flight (step 3)")
     parser.add_argument("--postgres-url", default=PG_URL)
     parser.add_argument("--amqp-url", default=AMQP_URL)
 
@@ -524,7 +525,8 @@ def _lag_run(kind: str, args, workdir: Path, *, broker, app: str, source: str) -
         if source == "tradingservice":
             load = _Load(_placer_process, url, schema, args.rate, args.duration, args.procs, args.threads)
         else:
-            load = _Load(_writer_process, url, schema, args.rate, args.duration, 1, args.writer_threads)
+            load = _Load(_writer_process, url, schema, args.rate, args.duration, args.writer_procs,
+                         args.writer_threads)
         load.start()
         next_cycle = time.monotonic()
         cursor_seen = 0
@@ -649,13 +651,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"  the placers reached {real['orders_per_s']:.0f} of {args.rate:g} orders/s at "
                 f"{real['cpu_ms_per_order'] or 0:.1f} ms of their own CPU per order "
                 f"on {os.cpu_count()} cores")
-            say(f"journal writer: {args.rate:g} orders/s targeted (1 process, {args.writer_threads} "
-                f"transactions in flight) for {args.duration:g} s on {lag_db}, in-process broker")
+            say(f"journal writer: {args.rate:g} orders/s targeted ({args.writer_procs} processes x "
+                f"{args.writer_threads} transactions in flight) for {args.duration:g} s on {lag_db}, "
+                "in-process broker")
             at_rate = _lag_run(lag_db, args, workdir, broker=InProcessBroker(), app="benchw", source=source)
             say(f"  {at_rate}")
             result["missing"] += at_rate["missing"]
             result["double_counted"] += at_rate["double_counted"]
             result["writer_cpu_ms_per_order"] = _round(at_rate["cpu_ms_per_order"], 2)
+            result["journal_writers"] = f"{args.writer_procs} processes x {args.writer_threads} threads"
             result["errors_journal_writer"] = at_rate["errors"]
         result.update({"lag_orders_source": source, "lag_p50_s": at_rate["lag_p50_s"],
                        "lag_p99_s": at_rate["lag_p99_s"], "lag_events": at_rate["events"],

