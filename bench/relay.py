@@ -6,25 +6,39 @@
    turns them all into points in the embedded metric store; events/s = events / wall time.
    **Baseline** in the same run: reading the same journal through the same reader with no work
    (``read_only_events_per_s_*``): what the relay costs on top of the scan.
-2. **lag_p50_s / lag_p99_s**: orders are placed (4 in 5 also paid) through ``TradingService`` on
-   the trading DB directly — the unit of work and transaction a node's ``POST /orders`` runs after
-   HTTP, HTTP left out because its placers cannot reach the target here — by ``--procs`` processes
-   × ``--threads`` placers, paced to ``--rate`` orders/s together (a ceiling), for ``--duration`` s
-   on PostgreSQL (SQLite when PostgreSQL is absent) while the relay runs on its 1-second schedule.
-   ``orders_per_s`` is the rate achieved (orders / load time), reported as measured; the lag of an
-   event is the end of the relay cycle that relayed it minus its ``occurred_at``.
-3. **broker**: the same lag run with the RabbitMQ adapter on (``lag_p99_s_broker``), and
-   ``broker_events_per_s``: the throughput of step 1 on SQLite with RabbitMQ confirms; a queue
-   bound to the run's routing keys collects every message: ``broker_lost`` = journal ids never
-   delivered (duplicates by message id are dropped, as a consumer would).
-4. **missing / double_counted**: after each lag run, the store's sums (placed, paid, cancelled,
+2. **Real orders** (``*_tradingservice``): orders are placed (4 in 5 also paid) through
+   ``TradingService`` on the trading DB directly — the unit of work and transaction a node's
+   ``POST /orders`` runs after HTTP — by ``--procs`` processes × ``--threads`` placers, paced to
+   ``--rate`` orders/s together (a ceiling), for ``--duration`` s on PostgreSQL (SQLite when
+   PostgreSQL is absent) while the relay runs on its 1-second schedule. ``orders_per_s_tradingservice``
+   is the rate achieved, ``placer_cpu_ms_per_order`` the placers' own CPU per order (all their
+   threads; the database server's is on top): ``--rate`` × that is the cores the placers alone need.
+3. **lag_p50_s / lag_p99_s at the target rate**: when the placers reach ``--rate`` (95 %), step 2
+   is that run (``lag_orders_source`` ``"tradingservice"``). Otherwise — a fleet places orders on
+   many machines, this bench has two cores — **journal writer** processes emulate the fleet's
+   writes at ``--rate`` (``lag_orders_source`` ``"journal_writer"``): per order the placement's
+   transaction (stock reservation, the order, sub-order and line rows, its OrderPlaced and
+   StockReserved journal rows) and, for 4 in 5, the payment's (the sale, order and sub-order paid,
+   the payment row, PaymentSucceeded and OrderPaid), rows and events built by the trading core's
+   own model and row builders, one transaction per placement and per payment as a node commits
+   them, ``--writer-procs`` × ``--writer-threads`` in flight; each transaction's statements go in
+   one round trip (psycopg pipeline mode; on SQLite the trading core's own units of work). Left out is what
+   stays on the nodes: catalog reads, pricing, guards, limit counters and the pending-payment
+   transaction (it writes no journal row). ``lag_orders_per_s`` is the rate achieved in that run.
+   The lag of an event is the end of the relay cycle that relayed it minus its ``occurred_at``.
+4. **broker**: the lag run at the target rate again with the RabbitMQ adapter on
+   (``lag_p99_s_broker``), and ``broker_events_per_s``: the throughput of step 1 on SQLite with
+   RabbitMQ confirms; a queue bound to the run's routing keys collects every message:
+   ``broker_lost`` = journal ids never delivered (duplicates by message id are dropped, as a
+   consumer would).
+5. **missing / double_counted**: after every lag run, the store's sums (placed, paid, cancelled,
    gmv in cents, payments) against the journal in the trading DB: how much the store lacks, and
-   how much it has too much.
+   how much it has too much (summed over the runs).
 
 ``relay_cpu_us_per_event_*``: the relay process's CPU time (all its threads) per event in the
 throughput runs — less sensitive than the wall-clock rates to other work on a shared machine.
 
-Everything runs in a temp dir (and a temp PostgreSQL schema, dropped after); bounded well under
+Everything runs in a temp dir (and a temp PostgreSQL schema, dropped after); bounded to about
 2 minutes with the defaults. The last stdout line is one JSON object.
 """
 
@@ -45,7 +59,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import and_, bindparam, insert, select, text, update
 
 from collectors.broker import InProcessBroker, RabbitMQBroker
 from collectors.query import Query
@@ -53,10 +67,23 @@ from collectors.registry import open_store
 from collectors.relay import JournalRelay, RelayControl, control_engine
 from domain.adapters import orm
 from domain.adapters.journal import SqlJournal
+from domain.adapters.repository import new_order_rows, payment_row
 from domain.adapters.sku_sales import SkuSalesModel
-from domain.adapters.unit_of_work import build_trading_db
+from domain.adapters.unit_of_work import build_trading_db, event_row
 from domain.commands import LineItem, PlaceOrder
-from domain.model import Catalog, Product, Shop, StockLevel
+from domain.model import (
+    DEFAULT_POOL,
+    PENDING,
+    Address,
+    Catalog,
+    Order,
+    OrderLine,
+    Payment,
+    Product,
+    Shop,
+    StockLevel,
+    SubOrder,
+)
 from domain.services import TradingService
 
 PG_URL = os.environ.get("TRADEGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -76,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each lag run")
     parser.add_argument("--procs", type=int, default=4, help="order-placing processes during the lag runs")
     parser.add_argument("--threads", type=int, default=4, help="order placers (threads) per process")
+    parser.add_argument("--writer-procs", type=int, default=2, help="journal writer processes (step 3)")
+    parser.add_argument("--writer-threads", type=int, default=12,
+                        help="transactions each journal writer process keeps in flight (step 3)")
     parser.add_argument("--postgres-url", default=PG_URL)
     parser.add_argument("--amqp-url", default=AMQP_URL)
 
@@ -183,6 +213,35 @@ def _throughput(kind: str, args, workdir: Path, *, broker=None, app: str = "benc
         _drop(db, schema)
 
 
+def _pace(rate: float, stop_at: float, one: Any, counts: Counter[str], lock: threading.Lock) -> None:
+    """Call ``one(i)`` at ``rate`` per second until ``stop_at`` (a ceiling: behind, no burst to catch up)."""
+    i = 0
+    next_at = time.monotonic()
+    while time.monotonic() < stop_at:
+        i += 1
+        try:
+            one(i)
+            with lock:
+                counts["orders"] += 1
+        except Exception as exc:  # a transient store error is the service's to retry; count the rest
+            with lock:
+                counts[f"error:{type(exc).__name__}"] += 1
+        next_at += 1.0 / rate
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_at = time.monotonic()
+
+
+def _run_threads(threads: int, target: Any) -> None:
+    workers = [threading.Thread(target=target, args=(n,), daemon=True) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
 def _placer_process(url: str, schema: str | None, rate: float, duration: float, threads: int, seed: int,
                     ready: Any, go: Any, out: Any) -> None:
     """One load process: ``threads`` placers calling ``TradingService`` on the trading DB directly
@@ -195,50 +254,193 @@ def _placer_process(url: str, schema: str | None, rate: float, duration: float, 
                              sleep=lambda s: None)
     counts: Counter[str] = Counter()
     lock = threading.Lock()
-    per_thread = rate / threads
     ready.set()
     go.wait(60)
     stop_at = time.monotonic() + duration
+    cpu = time.process_time()
 
     def placer(n: int) -> None:
-        i = 0
-        next_at = time.monotonic()
-        while time.monotonic() < stop_at:
-            i += 1
-            try:
-                view = service.place_order(PlaceOrder(
-                    buyer_id=f"b{seed}-{n}-{i}", tx_type="fixed_price", channel="web" if i % 2 else "app",
-                    lines=[LineItem(f"P{(seed * 13 + n * 7 + i) % 40}", 1)], address=dict(ADDRESS),
-                    idempotency_key=f"{seed}-{n}-{i}-{uuid.uuid4().hex[:6]}"))
-                if i % 5:
-                    service.pay_order(view.id)
-                with lock:
-                    counts["orders"] += 1
-            except Exception as exc:  # a transient store error is the service's to retry; count the rest
-                with lock:
-                    counts[f"error:{type(exc).__name__}"] += 1
-            next_at += 1.0 / per_thread
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()  # behind: no burst to catch up, the rate is a ceiling
+        def one(i: int) -> None:
+            view = service.place_order(PlaceOrder(
+                buyer_id=f"b{seed}-{n}-{i}", tx_type="fixed_price", channel="web" if i % 2 else "app",
+                lines=[LineItem(f"P{(seed * 13 + n * 7 + i) % 40}", 1)], address=dict(ADDRESS),
+                idempotency_key=f"{seed}-{n}-{i}-{uuid.uuid4().hex[:6]}"))
+            if i % 5:
+                service.pay_order(view.id)
 
-    workers = [threading.Thread(target=placer, args=(n,), daemon=True) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+        _pace(rate / threads, stop_at, one, counts, lock)
+
+    _run_threads(threads, placer)
+    counts["cpu_us"] = round((time.process_time() - cpu) * 1e6)
     db.dispose()
     out.put(dict(counts))
 
 
-class _Load:
-    """``procs`` processes × ``threads`` placers at ``rate`` orders/s together (a ceiling: what they
-    achieve on this machine is measured and reported, not assumed). Processes, not threads, so the
-    placers are not serialised on one interpreter lock."""
+# ------------------------------------------------------------------------ the journal writer
+def _bench_order(seed: str, i: int, now: datetime) -> Order:
+    """Order ``i``: one unit of ``P<i mod 40>`` at the catalog's price (``_catalog``; no promotion),
+    placed by the trading core's model (so its OrderPlaced and StockReserved events are the real ones)."""
+    k = i % 40
+    shop, price = f"s{k % 4}", 500 + 100 * k
+    line = OrderLine(sku=f"P{k}", shop_id=shop, name=f"Item {k}", qty=1, list_price_cents=price,
+                     unit_price_cents=price, discount_cents=0, amount_cents=price, pool=DEFAULT_POOL)
+    return Order.place(
+        order_id=f"o_{uuid.uuid4().hex[:20]}", buyer_id=f"w{seed}-{i}", tx_type="fixed_price",
+        channel="web" if i % 2 else "app", address=Address(**ADDRESS), idempotency_key=f"w{seed}-{i}",
+        request_hash=uuid.uuid4().hex, sub_orders=[SubOrder(id=f"so_{uuid.uuid4().hex[:20]}", shop_id=shop,
+                                                            status=PENDING, lines=[line])],
+        now=now, expires_at=now + timedelta(minutes=15))
 
-    def __init__(self, url: str, schema: str | None, rate: float, duration: float, procs: int,
+
+def _settle(order: Order) -> Payment:
+    """The order's payment, charged and succeeded (in memory: the writer writes its outcome)."""
+    at = datetime.now(UTC)
+    payment = order.begin_payment(f"pay_{uuid.uuid4().hex[:20]}", at, timedelta(seconds=60))
+    order.complete_payment(payment.id, ok=True, reference=f"ch_{payment.id}", reason=None, latency_ms=0.0,
+                           now=at)
+    return payment
+
+
+class _UowWriter:
+    """Any database: the trading core's own write units of work (repository statements; journal rows
+    inserted at commit)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def place(self, order: Order) -> None:
+        with self.db.uow_factory() as uow:
+            for li in order.lines:
+                uow.inventory.try_reserve(li.sku, li.pool, li.qty)
+            uow.orders.add(order)
+            uow.commit()
+            uow.collect_new_events()
+
+    def pay(self, order: Order) -> None:
+        with self.db.uow_factory() as uow:
+            uow.orders.track(order)
+            _settle(order)
+            for li in order.lines:
+                uow.inventory.commit_sale(li.sku, li.pool, li.qty)
+            uow.orders.save(order)
+            uow.commit()
+            uow.collect_new_events()
+
+    def close(self) -> None:
+        pass
+
+
+class _PipelineWriter:
+    """PostgreSQL: the rows ``_UowWriter`` writes (the repository's row builders, the journal's
+    ``event_row``), one transaction per placement and per payment, each sent in one round trip
+    (psycopg pipeline mode) so that one process can write a fleet's rate on two cores."""
+
+    def __init__(self, url: str, schema: str | None) -> None:
+        import psycopg
+        from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+        from sqlalchemy.engine import make_url
+
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conn = psycopg.connect(conninfo, **({"options": f"-csearch_path={schema}"} if schema else {}))
+        dialect = PGDialect_psycopg()
+        sample = _bench_order("x", 0, datetime.now(UTC))
+        rows = new_order_rows(sample)
+        rows["payments"] = [payment_row(sample, _settle(sample))]
+        rows["domain_events"] = [event_row(sample.events[0])]
+        tables = {t.name: t for t in orm.metadata.sorted_tables}
+        self.insert = {name: str(insert(tables[name]).compile(dialect=dialect, column_keys=list(r[0])))
+                       for name, r in rows.items()}
+        i, o, so = orm.inventory.c, orm.orders.c, orm.sub_orders.c
+        qty, sku, pool = bindparam("b_qty"), bindparam("b_sku"), bindparam("b_pool")
+        at = and_(i.sku == sku, i.pool == pool)
+
+        def sql(stmt: Any) -> str:
+            return str(stmt.compile(dialect=dialect))
+
+        self.reserve = sql(update(orm.inventory).where(and_(at, i.on_hand - i.reserved >= qty))
+                           .values(reserved=i.reserved + qty))
+        self.sell = sql(update(orm.inventory).where(and_(at, i.reserved >= qty, i.on_hand >= qty))
+                        .values(on_hand=i.on_hand - qty, reserved=i.reserved - qty))
+        self.order_paid = sql(update(orm.orders).where(and_(o.id == bindparam("b_id"), o.version == bindparam(
+            "b_version"))).values(status=bindparam("status"), version=bindparam("version")))
+        self.sub_paid = sql(update(orm.sub_orders).where(so.id == bindparam("b_id"))
+                            .values(status=bindparam("status")))
+
+    def _transaction(self, statements: list[tuple[str, Any]]) -> None:
+        conn = self.conn
+        with conn.pipeline(), conn.transaction():
+            cur = conn.cursor()
+            for stmt, params in statements:
+                if isinstance(params, list):
+                    cur.executemany(stmt, params)
+                else:
+                    cur.execute(stmt, params)
+
+    def place(self, order: Order) -> None:
+        rows = new_order_rows(order)
+        self._transaction([
+            *((self.reserve, {"b_sku": li.sku, "b_pool": li.pool, "b_qty": li.qty}) for li in order.lines),
+            *((self.insert[t], rows[t]) for t in ("orders", "sub_orders", "order_lines")),
+            (self.insert["domain_events"], [event_row(e) for e in order.events]),
+        ])
+        order.events.clear()
+
+    def pay(self, order: Order) -> None:
+        version = order.version
+        payment = _settle(order)
+        self._transaction([
+            *((self.sell, {"b_sku": li.sku, "b_pool": li.pool, "b_qty": li.qty}) for li in order.lines),
+            (self.order_paid, {"b_id": order.id, "b_version": version, "status": order.status,
+                               "version": version + 1}),
+            *((self.sub_paid, {"b_id": s.id, "status": s.status}) for s in order.sub_orders),
+            (self.insert["payments"], [payment_row(order, payment)]),
+            (self.insert["domain_events"], [event_row(e) for e in order.events]),
+        ])
+        order.version, order.events[:] = version + 1, []
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _writer_process(url: str, schema: str | None, rate: float, duration: float, threads: int, seed: int,
+                    ready: Any, go: Any, out: Any) -> None:
+    """The journal writer (step 3): ``threads`` writers, together ``rate`` orders/s at most, 4 in 5
+    paid right after placing (as the placers do)."""
+    postgres = url.startswith("postgresql")
+    db = None if postgres else build_trading_db(url, schema=schema)
+    writers = [_PipelineWriter(url, schema) if postgres else _UowWriter(db) for _ in range(threads)]
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    ready.set()
+    go.wait(60)
+    stop_at = time.monotonic() + duration
+    cpu = time.process_time()
+
+    def writer(n: int) -> None:
+        def one(i: int) -> None:
+            order = _bench_order(f"{seed}-{n}", i, datetime.now(UTC))
+            writers[n].place(order)
+            if i % 5:
+                writers[n].pay(order)
+
+        _pace(rate / threads, stop_at, one, counts, lock)
+
+    _run_threads(threads, writer)
+    counts["cpu_us"] = round((time.process_time() - cpu) * 1e6)
+    for w in writers:
+        w.close()
+    if db is not None:
+        db.dispose()
+    out.put(dict(counts))
+
+
+class _Load:
+    """``procs`` processes running ``target`` (``_placer_process`` or ``_writer_process``), ``threads``
+    each, at ``rate`` together (a ceiling: what they achieve on this machine is measured and
+    reported, not assumed). Processes, not threads, so placers are not serialised on one
+    interpreter lock."""
+
+    def __init__(self, target: Any, url: str, schema: str | None, rate: float, duration: float, procs: int,
                  threads: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.go = ctx.Event()
@@ -248,7 +450,7 @@ class _Load:
         ready = []
         for k in range(procs):
             r = ctx.Event()
-            p = ctx.Process(target=_placer_process, daemon=True,
+            p = ctx.Process(target=target, daemon=True,
                             args=(url, schema, rate / procs, duration, threads, k, r, self.go, self.out))
             p.start()
             self.procs.append(p)
@@ -306,8 +508,9 @@ def _store_sums(store, start: datetime, end: datetime) -> Counter[str]:
     return out
 
 
-def _lag_run(kind: str, args, workdir: Path, *, broker, app: str) -> dict[str, Any]:
-    tag = f"lag-{kind}-{'mq' if isinstance(broker, RabbitMQBroker) else 'ip'}"
+def _lag_run(kind: str, args, workdir: Path, *, broker, app: str, source: str) -> dict[str, Any]:
+    """One lag run with ``source`` ``"tradingservice"`` (the placers) or ``"journal_writer"``."""
+    tag = f"lag-{kind}-{source}-{'mq' if isinstance(broker, RabbitMQBroker) else 'ip'}"
     db, schema = _open_db(kind, args.postgres_url, workdir, tag)
     url, _ = _db_url(kind, args.postgres_url, workdir, tag)
     try:
@@ -319,7 +522,11 @@ def _lag_run(kind: str, args, workdir: Path, *, broker, app: str) -> dict[str, A
             broker.subscribe(lambda e: seen.append(e.occurred_at))
         lags: list[float] = []
         start = datetime.now(UTC) - timedelta(seconds=5)
-        load = _Load(url, schema, args.rate, args.duration, args.procs, args.threads)
+        if source == "tradingservice":
+            load = _Load(_placer_process, url, schema, args.rate, args.duration, args.procs, args.threads)
+        else:
+            load = _Load(_writer_process, url, schema, args.rate, args.duration, args.writer_procs,
+                         args.writer_threads)
         load.start()
         next_cycle = time.monotonic()
         cursor_seen = 0
@@ -356,7 +563,8 @@ def _lag_run(kind: str, args, workdir: Path, *, broker, app: str) -> dict[str, A
         def q(p: float) -> float | None:
             return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
 
-        return {"orders": counts["orders"], "orders_per_s": counts["orders"] / elapsed,
+        return {"source": source, "orders": counts["orders"], "orders_per_s": counts["orders"] / elapsed,
+                "cpu_ms_per_order": counts["cpu_us"] / 1000 / counts["orders"] if counts["orders"] else None,
                 "errors": {k: v for k, v in counts.items() if k.startswith("error")},
                 "events": len(lags), "lag_p50_s": q(0.5), "lag_p99_s": q(0.99), "missing": missing,
                 "double_counted": double}
@@ -395,6 +603,10 @@ def _drain_ids(ch, queue: str, expect: int, idle_s: float = 15.0) -> set[str]:
     return ids
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     has_pg = _port_open("127.0.0.1", 5432)
@@ -419,15 +631,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["events_per_s_postgres"] = None
             say("  postgres: not listening on 127.0.0.1:5432, skipped")
         lag_db = "postgres" if has_pg else "sqlite"
-        say(f"lag: {args.rate:g} orders/s targeted ({args.procs} processes x {args.threads} placers, "
+        say(f"real orders: {args.rate:g} orders/s targeted ({args.procs} processes x {args.threads} placers, "
             f"TradingService on the trading DB) for {args.duration:g} s on {lag_db}, in-process broker")
-        lag = _lag_run(lag_db, args, workdir, broker=InProcessBroker(), app="bench")
-        say(f"  {lag}")
-        result.update({"lag_db": lag_db, "lag_p50_s": lag["lag_p50_s"], "lag_p99_s": lag["lag_p99_s"],
-                       "orders_per_s": round(lag["orders_per_s"], 1), "orders_target_per_s": args.rate,
-                       "placers": f"{args.procs} processes x {args.threads} threads",
-                       "lag_events": lag["events"], "missing": lag["missing"],
-                       "double_counted": lag["double_counted"]})
+        real = _lag_run(lag_db, args, workdir, broker=InProcessBroker(), app="bench", source="tradingservice")
+        say(f"  {real}")
+        result.update({
+            "lag_db": lag_db, "orders_target_per_s": args.rate,
+            "orders_per_s_tradingservice": round(real["orders_per_s"], 1),
+            "placers": f"{args.procs} processes x {args.threads} threads",
+            "placer_cpu_ms_per_order": _round(real["cpu_ms_per_order"], 2),
+            "lag_p50_s_tradingservice": real["lag_p50_s"], "lag_p99_s_tradingservice": real["lag_p99_s"],
+            "errors_tradingservice": real["errors"],
+            "missing": real["missing"], "double_counted": real["double_counted"]})
+        # the lag at the target rate: the real orders when the placers reached it, else a journal writer
+        source = "tradingservice" if real["orders_per_s"] >= 0.95 * args.rate else "journal_writer"
+        if source == "tradingservice":
+            at_rate = real
+        else:
+            say(f"  the placers reached {real['orders_per_s']:.0f} of {args.rate:g} orders/s at "
+                f"{real['cpu_ms_per_order'] or 0:.1f} ms of their own CPU per order "
+                f"on {os.cpu_count()} cores")
+            say(f"journal writer: {args.rate:g} orders/s targeted ({args.writer_procs} processes x "
+                f"{args.writer_threads} transactions in flight) for {args.duration:g} s on {lag_db}, "
+                "in-process broker")
+            at_rate = _lag_run(lag_db, args, workdir, broker=InProcessBroker(), app="benchw", source=source)
+            say(f"  {at_rate}")
+            result["missing"] += at_rate["missing"]
+            result["double_counted"] += at_rate["double_counted"]
+            result["writer_cpu_ms_per_order"] = _round(at_rate["cpu_ms_per_order"], 2)
+            result["journal_writers"] = f"{args.writer_procs} processes x {args.writer_threads} threads"
+            result["errors_journal_writer"] = at_rate["errors"]
+        result.update({"lag_orders_source": source, "lag_p50_s": at_rate["lag_p50_s"],
+                       "lag_p99_s": at_rate["lag_p99_s"], "lag_events": at_rate["events"],
+                       "lag_orders_per_s": round(at_rate["orders_per_s"], 1)})
         if has_mq:
             app = f"bench{uuid.uuid4().hex[:8]}"
             conn, ch, queue = _collect_queue(args.amqp_url, app)
@@ -439,12 +675,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["broker_lost"] = args.events - len(got)
             result["relay_cpu_us_per_event_broker"] = round(mq["cpu_us_per_event"])
             say(f"  {mq['events_per_s']:,.0f} events/s; delivered {len(got)} of {args.events}")
-            say(f"lag with RabbitMQ on: {args.rate:g} orders/s for {args.duration:g} s on {lag_db}")
+            say(f"lag with RabbitMQ on: {args.rate:g} orders/s ({source}) for {args.duration:g} s "
+                f"on {lag_db}")
             broker = RabbitMQBroker(args.amqp_url, app=app + "l")
-            lag_mq = _lag_run(lag_db, args, workdir, broker=broker, app=app + "l")
+            lag_mq = _lag_run(lag_db, args, workdir, broker=broker, app=app + "l", source=source)
             say(f"  {lag_mq}")
             result.update({"lag_p50_s_broker": lag_mq["lag_p50_s"], "lag_p99_s_broker": lag_mq["lag_p99_s"],
-                           "orders_per_s_broker": round(lag_mq["orders_per_s"], 1)})
+                           "lag_orders_per_s_broker": round(lag_mq["orders_per_s"], 1)})
             result["missing"] += lag_mq["missing"]
             result["double_counted"] += lag_mq["double_counted"]
             conn.close()
@@ -453,7 +690,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             say("  RabbitMQ not listening on 127.0.0.1:5672: broker runs skipped")
     result["targets"] = {"events_per_s": 5000, "lag_p99_s": 2.0, "missing": 0, "double_counted": 0,
                          "broker_lost": 0}
-    for key in ("lag_p50_s", "lag_p99_s", "lag_p50_s_broker", "lag_p99_s_broker"):
+    for key in ("lag_p50_s", "lag_p99_s", "lag_p50_s_broker", "lag_p99_s_broker", "lag_p50_s_tradingservice",
+                "lag_p99_s_tradingservice"):
         if isinstance(result.get(key), float):
             result[key] = round(result[key], 3)
     return result

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -122,6 +123,26 @@ class _GatewayError(Exception):
         self.error = error
 
 
+class _Heads:
+    """(buyer, first shop) of orders this service placed or looked up — the guard arguments of a
+    payment. They never change, so a payment of a known order needs no read for them. Bounded: the
+    oldest entry goes first."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._items: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, order_id: str) -> tuple[str, str] | None:
+        return self._items.get(order_id)
+
+    def put(self, order_id: str, head: tuple[str, str]) -> None:
+        with self._lock:
+            self._items[order_id] = head
+            if len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+
+
 class TradingService:
     def __init__(
         self,
@@ -159,6 +180,7 @@ class TradingService:
             from domain.regions import default_library
             addresses = default_library()
         self.addresses = addresses
+        self._heads = _Heads()
 
     # ---------------------------------------------------------------- plumbing
     def _transact(self, fn: Callable[[UnitOfWork], T], *, readonly: bool = False) -> T:
@@ -302,8 +324,10 @@ class TradingService:
             if isinstance(plan, OrderView):
                 return plan
             try:
-                return self._transact(lambda uow, plan=plan: self._reserve_and_add(
+                view = self._transact(lambda uow, plan=plan: self._reserve_and_add(
                     uow, cmd, tx, address, fingerprint, plan))
+                self._heads.put(view.id, (view.buyer_id, view.sub_orders[0].shop_id))
+                return view
             except errors.DuplicateKey:
                 log.debug("idempotency key %r taken concurrently; replaying", cmd.idempotency_key)
         raise errors.StoreUnavailable("the order could not be placed after repeated key races; retry",
@@ -321,19 +345,19 @@ class TradingService:
                 )
             return OrderView.of(existing, replayed=True)
         now = self.clock.now()
-        products = uow.catalog.products_by_sku(r.sku for r in requests)
+        catalog = uow.catalog.for_order(r.sku for r in requests)
+        products = catalog.products
         for r in requests:
             if r.sku not in products:
                 raise errors.UnknownSku(
                     f"sku {r.sku!r} is not in the catalog; see GET /shops/{{id}}/products",
                     field=f"lines[{r.index}].sku", extra={"sku": r.sku})
         shop_ids = sorted({p.shop_id for p in products.values()})
-        promos = [p for p in uow.catalog.promotions(shop_ids) if p.active(now)]
-        stock = uow.catalog.stock(r.sku for r in requests)
+        promos = [p for p in uow.catalog.promotions(shop_ids, list(products)) if p.active(now)]
+        stock = catalog.stock
         province = address.region.province_code if address is not None and address.region else None
-        distance = {w.id: self.addresses.distance(province, w.province_code)
-                    for w in uow.catalog.warehouses()}
-        shops = {sid: shop for sid in shop_ids if (shop := uow.catalog.shop(sid)) is not None}
+        distance = {w.id: self.addresses.distance(province, w.province_code) for w in catalog.warehouses}
+        shops = catalog.shops
         ctx = OrderContext(tx_type=tx.name, buyer_id=cmd.buyer_id, channel=cmd.channel, now=now,
                            products=products, promotions=promos, quantities={r.sku: r.qty for r in requests},
                            stock=stock, warehouse_distance=distance, shops=shops, extra=dict(cmd.extra))
@@ -384,8 +408,9 @@ class TradingService:
         order = Order.place(
             order_id=plan.order_id, buyer_id=cmd.buyer_id, tx_type=tx.name, channel=cmd.channel,
             address=address, idempotency_key=cmd.idempotency_key, request_hash=fingerprint,
-            sub_orders=copy.deepcopy(plan.sub_orders), now=plan.now,
-            expires_at=tx.timeout.deadline(plan.now, self.payment_timeout), terms=copy.deepcopy(plan.terms),
+            sub_orders=[replace(s, lines=[copy.copy(li) for li in s.lines]) for s in plan.sub_orders],
+            now=plan.now, expires_at=tx.timeout.deadline(plan.now, self.payment_timeout),
+            terms=copy.deepcopy(plan.terms) if plan.terms else {},
         )
         placed = getattr(tx.payment, "placed", None)
         if placed is not None:
@@ -405,7 +430,11 @@ class TradingService:
                                       rule="order.exists")
             return found
 
-        buyer, shop = self._transact(head, readonly=True)
+        found = self._heads.get(order_id)
+        if found is None:
+            found = self._transact(head, readonly=True)
+            self._heads.put(order_id, found)
+        buyer, shop = found
         args = {"buyer": buyer, "shop": shop}
         return self._guarded(ORDER_PAY, lambda: self._pay(order_id, args, stage), args=args)
 
@@ -478,18 +507,31 @@ class TradingService:
         if result.queued and result.ok:  # a fallback that says both: trust "not charged" over "ok"
             result = ChargeResult(ok=False, queued=True, reason=result.reason)
 
+        # The order as the payment's first unit of work saved it: the first attempt records the outcome
+        # on it without reading it again; its save is version-checked, so if anything changed the order
+        # meanwhile the attempt is rolled back and the next one reads the order afresh.
+        known = [order]
+
         def finish(uow: UnitOfWork) -> tuple[Order, Payment]:
-            o = self._load(uow, order.id)
-            p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference, reason=result.reason,
-                                   latency_ms=latency_ms, now=self.clock.now(), queued=result.queued)
-            if self.instance:  # name the charging node on its payment events
-                paid = PaymentSucceeded | PaymentFailedEvent
-                o.events[:] = [replace(e, instance=self.instance) if isinstance(e, paid) and not e.instance
-                               else e for e in o.events]
-            if p.status == "succeeded" and o.status == PAID:  # (a presale deposit leaves the stock reserved)
-                for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
-                    self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
-            uow.orders.save(o)
+            as_saved = known.pop() if known else None
+            o = uow.orders.track(as_saved) if as_saved is not None else self._load(uow, order.id)
+            try:
+                p = o.complete_payment(payment_id, ok=result.ok, reference=result.reference,
+                                       reason=result.reason, latency_ms=latency_ms, now=self.clock.now(),
+                                       queued=result.queued)
+                if self.instance:  # name the charging node on its payment events
+                    paid = PaymentSucceeded | PaymentFailedEvent
+                    o.events[:] = [replace(e, instance=self.instance)
+                                   if isinstance(e, paid) and not e.instance else e for e in o.events]
+                if p.status == "succeeded" and o.status == PAID:  # (a presale deposit keeps stock reserved)
+                    for line in sorted(o.lines, key=lambda li: (li.sku, li.pool)):  # lock order: see _place
+                        self.registry.get(o.tx_type).inventory.commit_sale(uow, line)
+                uow.orders.save(o)
+            except (errors.DomainError, RuntimeError) as exc:
+                if as_saved is None:
+                    raise
+                # a refusal or a stock mismatch on the state as saved: it moved on; retry on the stored one
+                raise errors.ConcurrentUpdate(f"order {order.id} changed while it was charged") from exc
             return o, p
 
         try:

@@ -12,6 +12,7 @@ the same unit of work as the order that needs them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -20,8 +21,24 @@ from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
 from domain.model.auction import Auction, Bid
 
 
+@dataclass
+class OrderCatalog:
+    """What pricing an order reads of the catalog, for its SKUs (``CatalogStore.for_order``)."""
+
+    products: dict[str, Product]  # sku -> product (SKUs not in the catalog are absent)
+    shops: dict[str, Shop]  # the products' shops
+    stock: dict[tuple[str, str], StockLevel]  # (sku, pool) -> level, every pool of those SKUs
+    warehouses: list[Warehouse]  # the warehouses of those pools
+
+
 class OrderRepository(Protocol):
     def add(self, order: Order) -> None: ...
+
+    def track(self, order: Order) -> Order:
+        """Take ``order`` as loaded in this unit of work: it is the persisted state at its version (an
+        order the request's previous unit of work saved), so it need not be read again; ``save`` stays
+        version-checked, refusing it with ``ConcurrentUpdate`` if the stored order moved on."""
+        ...
 
     def get(self, order_id: str) -> Order | None: ...
 
@@ -70,9 +87,16 @@ class CatalogStore(Protocol):
 
     def products_by_sku(self, skus: Iterable[str]) -> dict[str, Product]: ...
 
-    def promotions(self, shop_ids: Iterable[str]) -> list[Promotion]: ...
+    def promotions(self, shop_ids: Iterable[str], skus: Iterable[str] | None = None) -> list[Promotion]:
+        """Promotions of the shops (by id); with ``skus``, only shop-wide ones and those of these SKUs."""
+        ...
 
     def stock(self, skus: Iterable[str]) -> dict[tuple[str, str], StockLevel]: ...
+
+    def for_order(self, skus: Iterable[str]) -> OrderCatalog:
+        """Products of ``skus``, their shops, their stock in every pool and the warehouses holding it
+        (one read where the store allows)."""
+        ...
 
     # seeding: insert when absent, answer whether something was inserted
     def add_shop(self, shop: Shop) -> bool: ...

@@ -140,7 +140,7 @@ class OrderView:
             channel=order.channel, idempotency_key=order.idempotency_key, created_at=order.created_at,
             expires_at=order.expires_at, gross_cents=order.gross_cents, discount_cents=order.discount_cents,
             amount_cents=order.amount_cents, address=order.address.typed(),
-            address_normalized=asdict(order.address.region) if order.address.region else None,
+            address_normalized=order.address.region.as_dict() if order.address.region else None,
             sub_orders=[
                 SubOrderView(
                     id=s.id, shop_id=s.shop_id, status=s.status, gross_cents=s.gross_cents,

@@ -8,6 +8,11 @@ upgrade); a read-only one uses a plain deferred ``BEGIN`` (WAL readers never
 block). Store errors worth retrying (SQLite busy/locked, PostgreSQL
 serialization failure or deadlock, a concurrent insert of the same idempotency
 key) surface as ``domain.errors.TransientStoreError``; the service retries.
+
+A pooled PostgreSQL connection is pinged before use only when it sat idle for
+``IDLE_PING_S`` (a restarted server or a dropped idle connection is found there);
+pinging at every checkout cost a round trip per unit of work, 2–3 per order. A read-only
+unit of work is ``BEGIN READ ONLY`` on PostgreSQL and ends in COMMIT (see ``_rollback``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidatePoolError, OperationalError, SQLAlchemyError
 
 from common.redact import redact_url
 from common.sql import create_tables
@@ -35,6 +41,8 @@ from domain.storage import AbstractUnitOfWork
 log = logging.getLogger(__name__)
 
 WRITE_LOCK_TIMEOUT_S = 10.0
+IDLE_PING_S = 5.0  # a pooled connection idle longer than this is pinged before use
+_INSERT_EVENTS = insert(orm.domain_events)
 _TRANSIENT_PG = {"40001", "40P01", "55P03"}  # serialization_failure, deadlock_detected, lock_not_available
 
 
@@ -57,8 +65,15 @@ def translate(exc: BaseException) -> BaseException | None:
     return None
 
 
+_EVENT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def event_row(e: DomainEvent) -> dict[str, Any]:
-    payload = asdict(e)
+    # events are flat frozen dataclasses: read their fields directly (``asdict`` deep-copies each value)
+    names = _EVENT_FIELDS.get(type(e))
+    if names is None:
+        names = _EVENT_FIELDS[type(e)] = tuple(f.name for f in fields(e))
+    payload = {n: getattr(e, n) for n in names}
     return {"occurred_at": e.occurred_at, "name": e.name, "order_id": payload.get("order_id"),
             "payload": json.dumps(payload, default=str, sort_keys=True)}
 
@@ -85,6 +100,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._locked = True
         try:
             conn = self.engine.connect()
+            if self.readonly and conn.dialect.name == "postgresql":
+                conn.execution_options(postgresql_readonly=True)  # BEGIN READ ONLY: no extra round trip
             conn.info["tg_begin"] = "BEGIN" if self.readonly else "BEGIN IMMEDIATE"
             try:
                 conn.begin()
@@ -107,6 +124,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
+            if self.readonly and exc_type is None and self.conn is not None and self._end_read():
+                self.committed = True
             super().__exit__(exc_type, exc, tb)
         finally:
             if self.conn is not None:
@@ -127,8 +146,19 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         assert self.conn is not None
         events = self.pending_events()
         if events:
-            self.conn.execute(insert(orm.domain_events), [event_row(e) for e in events])
+            self.conn.execute(_INSERT_EVENTS, [event_row(e) for e in events])
         self.conn.commit()
+
+    def _end_read(self) -> bool:
+        """A read-only unit of work that ran through ends in COMMIT: it has nothing to undo, and
+        psycopg drops its prepared statements at every ROLLBACK (DEALLOCATE ALL), so reads ending in
+        one would leave the connection with none prepared. False if the COMMIT failed."""
+        try:
+            self.conn.commit()  # type: ignore[union-attr]
+            return True
+        except SQLAlchemyError:
+            log.warning("ending a read-only transaction failed; rolling back", exc_info=True)
+            return False
 
     def _rollback(self) -> None:
         if self.conn is not None:
@@ -216,11 +246,13 @@ def normalize_url(url: str) -> str:
 
 
 def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False,
-                     busy_timeout_ms: int = 10_000, pool_size: int = 10, max_overflow: int = 40) -> TradingDB:
+                     busy_timeout_ms: int = 10_000, pool_size: int = 10, max_overflow: int = 40,
+                     idle_ping_s: float = IDLE_PING_S) -> TradingDB:
     """Engine + unit-of-work factory for the trading DB; creates the tables if missing.
 
     ``schema`` (PostgreSQL) puts every table in that schema (created if absent) — tests use it for
-    isolation; ``reset`` drops and re-creates the tables first.
+    isolation; ``reset`` drops and re-creates the tables first. ``idle_ping_s``: a pooled
+    (non-SQLite) connection idle longer than this is pinged before use.
     """
     url = normalize_url(url)
     try:
@@ -235,10 +267,12 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow,
                       connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000})
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_engine(url, **kwargs)
     if u.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine, busy_timeout_ms)
+    else:
+        _ping_when_idle(engine, idle_ping_s)
     if schema:
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -251,6 +285,26 @@ def build_trading_db(url: str, *, schema: str | None = None, reset: bool = False
     log.info("trading DB ready: %s%s", redact_url(url),
              f" (schema {schema})" if schema else "")
     return tdb
+
+
+def _ping_when_idle(engine: Engine, idle_s: float = IDLE_PING_S) -> None:
+    """Ping a pooled connection at checkout if it was idle over ``idle_s`` (``pool_pre_ping`` pings at
+    every checkout). A failed ping invalidates the pool; the pool connects anew (SQLAlchemy's
+    documented checkout-listener recipe). A connection that dies while busy fails its statement,
+    which invalidates the pool just the same."""
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["tg_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("tg_idle_since")
+        if since is None or time.monotonic() - since <= idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise InvalidatePoolError(f"idle connection failed its ping: {exc}") from exc
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:

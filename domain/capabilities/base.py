@@ -34,7 +34,8 @@ class OrderContext:
     channel: str
     now: datetime
     products: dict[str, Product]
-    promotions: list[Promotion] = field(default_factory=list)  # active ones of the shops involved
+    # active ones of the shops involved: shop-wide ones and those of the order's SKUs
+    promotions: list[Promotion] = field(default_factory=list)
     quantities: dict[str, int] = field(default_factory=dict)  # sku -> units requested
     stock: dict[tuple[str, str], StockLevel] = field(default_factory=dict)  # (sku, pool) -> level
     warehouse_distance: dict[str, float] = field(default_factory=dict)  # warehouse id -> km to the buyer

@@ -12,6 +12,7 @@ DEFAULT_POOL = "default"  # regular stock of a SKU
 FLASH_POOL = "flash"  # stock allocated to the SKU's flash sale
 
 PROMOTION_KINDS = ("percent_off", "amount_off", "spend_save", "flash_price", "presale")
+SHOP_WIDE_PROMOTIONS = ("spend_save",)  # kinds that apply to a shop's whole sub-order (any other names a SKU)
 LIMIT_PERIODS = ("day", "week", "month", "lifetime")
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from domain.errors import ConcurrentUpdate, DuplicateKey
-from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse
+from domain.model import Order, Product, Promotion, Shop, StockLevel, Warehouse, warehouse_of
 from domain.model.auction import AWARDED, OPEN, Auction, Bid
+from domain.model.catalog import SHOP_WIDE_PROMOTIONS
 from domain.ports import ChargeResult
-from domain.storage import AbstractUnitOfWork
+from domain.storage import AbstractUnitOfWork, OrderCatalog
 
 
 @dataclass
@@ -63,6 +64,11 @@ class FakeOrders:
 
     def get(self, order_id: str) -> Order | None:
         return self._track(self.state.orders.get(order_id))
+
+    def track(self, order: Order) -> Order:
+        if order not in self.seen:
+            self.seen.append(order)
+        return order
 
     def get_by_idempotency_key(self, buyer_id: str, key: str) -> Order | None:
         for o in self.state.orders.values():
@@ -134,13 +140,25 @@ class FakeCatalog:
     def products_by_sku(self, skus: Iterable[str]) -> dict[str, Product]:
         return {s: self.state.products[s] for s in skus if s in self.state.products}
 
-    def promotions(self, shop_ids: Iterable[str]) -> list[Promotion]:
+    def promotions(self, shop_ids: Iterable[str], skus: Iterable[str] | None = None) -> list[Promotion]:
         ids = set(shop_ids)
-        return [p for p in self.state.promotions.values() if p.shop_id in ids]
+        wanted = set(skus) if skus is not None else None
+        return [p for p in self.state.promotions.values() if p.shop_id in ids and (
+            wanted is None or p.kind in SHOP_WIDE_PROMOTIONS or p.sku is None or p.sku in wanted)]
 
     def stock(self, skus: Iterable[str]) -> dict[tuple[str, str], StockLevel]:
         wanted = set(skus)
         return {k: v for k, v in self.state.stock.items() if k[0] in wanted}
+
+    def for_order(self, skus: Iterable[str]) -> OrderCatalog:
+        skus = list(skus)
+        products = self.products_by_sku(skus)
+        stock = self.stock(skus)
+        held = {warehouse_of(pool) for _, pool in stock}
+        return OrderCatalog(products=products,
+                            shops={p.shop_id: self.state.shops[p.shop_id] for p in products.values()
+                                   if p.shop_id in self.state.shops},
+                            stock=stock, warehouses=[w for w in self.warehouses() if w.id in held])
 
     def add_shop(self, shop: Shop) -> bool:
         return self._add(self.state.shops, shop.id, shop)
