@@ -1143,23 +1143,31 @@ class TraceQuery:
     limit: int = 100
 
 
+_KIND_NAMES = {kind: kind.name.lower() for kind in SpanKind}
+
+
 def span_record(span: ReadableSpan, instance: str = "") -> SpanRecord:
     ctx = span.context
     parent = span.parent
-    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (span.attributes or {}).items()}
+    status = span.status
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in _attrs(span).items()}
     return SpanRecord(
-        trace_id=trace_id_hex(ctx.trace_id) if ctx else "",
-        span_id=span_id_hex(ctx.span_id) if ctx else "",
-        parent_id=span_id_hex(parent.span_id) if parent is not None else None,
-        name=span.name,
-        kind=span.kind.name.lower(),
-        start_ns=int(span.start_time or 0),
-        end_ns=int(span.end_time or 0),
-        status="error" if span.status.status_code is StatusCode.ERROR else "ok",
-        status_message=span.status.description or "",
-        attributes=attrs,
-        instance=instance,
+        f"{ctx.trace_id:032x}" if ctx else "",
+        f"{ctx.span_id:016x}" if ctx else "",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        span.name,
+        _KIND_NAMES[span.kind],
+        int(span.start_time or 0),
+        int(span.end_time or 0),
+        "error" if status.status_code is StatusCode.ERROR else "ok",
+        status.description or "",
+        attrs,
+        instance,
     )
+
+
+# json.dumps(..., default=str) builds a new encoder on every call (a kept trace: one per span)
+_ENCODE_ATTRIBUTES = json.JSONEncoder(default=str).encode
 
 
 _SCHEMA = """
@@ -1233,7 +1241,7 @@ class SpanStore:
             rows_t.append((s.trace_id, s.root, s.start_ns, s.duration_ms, s.outcome, s.order_id, s.instance,
                            s.spans, s.rule, s.status_code, resources))
             rows_s.extend((r.trace_id, r.span_id, r.parent_id, r.name, r.kind, r.start_ns, r.end_ns, r.status,
-                           r.status_message, json.dumps(r.attributes, default=str), r.instance)
+                           r.status_message, _ENCODE_ATTRIBUTES(r.attributes), r.instance)
                           for r in records)
         with self._lock:
             self._conn.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows_t)
