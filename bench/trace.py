@@ -22,7 +22,9 @@ answers are counted and timed. Three phases:
    keep-alive pool per node whether or not earlier orders have answered, latency measured from
    each order's *scheduled* time (a generator that falls behind cannot hide a slow node;
    ``behind_p99_ms_open`` says how far behind it was). Modes ``--open-modes`` (off and default),
-   interleaved, order alternating per round.
+   interleaved in short slices (16 rounds of 2 s per mode by default, order alternating per round,
+   each after a 0.5 s warm-up in which the queue of that load builds), so that both modes see the
+   same state of a shared machine, slice after slice.
 
 Which latency the target (default sampling adds ≤ 1 ms to p50) applies to: the **open-loop** one.
 A closed loop at concurrency 8 keeps a single-worker node saturated: its p50 is mostly queueing,
@@ -78,12 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open-loop offered rate as a fraction of the measured rps_off (default 0.7)")
     parser.add_argument("--open-rate", type=float, default=None,
                         help="open-loop offered rate, orders/s (instead of --open-fraction)")
-    parser.add_argument("--open-duration", type=float, default=4.0,
+    parser.add_argument("--open-duration", type=float, default=2.0,
                         help="open-loop seconds per mode per round (0: skip the phase)")
-    parser.add_argument("--open-warmup", type=float, default=1.0,
+    parser.add_argument("--open-warmup", type=float, default=0.5,
                         help="open-loop warm-up seconds before each slice, at the same rate")
     parser.add_argument("--open-rounds", type=int, default=None,
-                        help="open-loop rounds (default 2 × --rounds: short slices follow drift)")
+                        help="open-loop rounds (default 4 × --rounds: short slices follow drift)")
     parser.add_argument("--open-modes", default="off,default",
                         help="modes driven in the open loop, comma-separated (default off,default)")
 
@@ -209,7 +211,7 @@ async def _open_phase(args: argparse.Namespace, modes: list[str], procs: dict[st
 
     pools = {m: HttpPool("127.0.0.1", procs[m][1], max_connections=64, timeout_s=10.0) for m in modes}
     per_round: list[dict[str, float]] = []
-    rounds = args.open_rounds if args.open_rounds is not None else 2 * args.rounds
+    rounds = args.open_rounds if args.open_rounds is not None else 4 * args.rounds
     try:
         for r in range(rounds):
             order = modes if r % 2 == 0 else modes[::-1]
