@@ -620,6 +620,9 @@ def test_a_forgotten_trace_is_freed_without_the_cyclic_gc_and_the_current_span_i
     import gc
     import weakref
 
+    from opentelemetry import context as context_api
+
+    from tradeguard import tracing as tracing_module
     from tradeguard.tracing import TracingGuard, current_ids, instrument_redis
 
     tracing = _lone_tracing(tmp_path, 0.0)
@@ -634,6 +637,7 @@ def test_a_forgotten_trace_is_freed_without_the_cyclic_gc_and_the_current_span_i
     def place():
         redis.execute_command("GET", "k")
         seen["inner"] = current_ids()  # what a log line of the request shows
+        seen["same_context"] = tracing_module._current_context() is context_api.get_current()
         return 1
 
     guard = TracingGuard(Engine(), tracing.tracer)
@@ -648,6 +652,7 @@ def test_a_forgotten_trace_is_freed_without_the_cyclic_gc_and_the_current_span_i
     finally:
         gc.enable()
     assert seen["inner"][0] == seen["root"][0] and seen["inner"][1] != seen["root"][1]
+    assert seen["same_context"]  # the hot paths' getter reads OpenTelemetry's own current context
     assert tracing.sampler.counts["traces"] == 1 and tracing.sampler.counts["sampled"] == 0
     tracing.stop()
 
