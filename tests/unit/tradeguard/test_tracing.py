@@ -611,3 +611,87 @@ def test_route_span_marks_server_errors_and_continues_a_caller_with_baggage(tmp_
     assert route.attributes["tradeguard.resource"] == "GET /boom"
     assert tracing.store.spans(CALLER_TRACE) == []  # a fine request at rate 0 is forgotten
     tracing.stop()
+
+
+class _FakeRedis:
+    def execute_command(self, *args, **options):
+        return "v"
+
+
+def test_a_forgotten_trace_is_freed_without_the_cyclic_gc_and_the_current_span_is_otels(tmp_path):
+    import gc
+    import weakref
+
+    from opentelemetry import context as context_api
+
+    from tradeguard import tracing as tracing_module
+    from tradeguard.tracing import TracingGuard, current_ids, instrument_redis
+
+    tracing = _lone_tracing(tmp_path, 0.0)
+    redis = _FakeRedis()
+    instrument_redis(redis, tracing.calls)
+    seen = {}
+
+    class Engine:
+        def guard(self, resource, call, *, args=None, fallback=None):
+            return call()
+
+    def place():
+        redis.execute_command("GET", "k")
+        seen["inner"] = current_ids()  # what a log line of the request shows
+        seen["same_context"] = tracing_module._current_context() is context_api.get_current()
+        return 1
+
+    guard = TracingGuard(Engine(), tracing.tracer)
+    gc.disable()  # a reference cycle would keep the trace alive until the collector ran
+    try:
+        with tracing.tracer.start_as_current_span("POST /orders") as root:
+            assert guard.guard("order.place", place) == 1
+            seen["root"] = current_ids()
+        ref = weakref.ref(root)
+        del root
+        assert ref() is None
+    finally:
+        gc.enable()
+    assert seen["inner"][0] == seen["root"][0] and seen["inner"][1] != seen["root"][1]
+    assert seen["same_context"]  # the hot paths' getter reads OpenTelemetry's own current context
+    assert tracing.sampler.counts["traces"] == 1 and tracing.sampler.counts["sampled"] == 0
+    tracing.stop()
+
+
+def test_spans_of_the_sdk_and_deferred_ones_mix_in_one_kept_trace(tmp_path):
+    from tradeguard.tracing import TracingGuard, instrument_redis
+
+    tracing = _lone_tracing(tmp_path, 1.0)
+    sink: list[KeptTrace] = []
+    tracing.sampler.sink = sink.append
+    redis = _FakeRedis()
+    instrument_redis(redis, tracing.calls)
+    sdk = tracing.provider.get_tracer("sdk")
+
+    class Engine:
+        def guard(self, resource, call, *, args=None, fallback=None):
+            return call()
+
+    def place():
+        redis.execute_command("SET", "k", "v")
+        return 1
+
+    guard = TracingGuard(Engine(), tracing.tracer)
+    # an SDK root (a job's span) with a deferred guard span under it, and its Redis call
+    with sdk.start_as_current_span("job"):
+        guard.guard("order.place", place)
+    # a deferred root with an SDK span under it, and a Redis call under that
+    with tracing.tracer.start_as_current_span("POST /orders"), sdk.start_as_current_span("lookup"):
+        redis.execute_command("GET", "k")
+    assert [k.outcome for k in sink] == ["sampled", "sampled"]
+    expected = (("job", "order.place", "redis SET"), ("POST /orders", "lookup", "redis GET"))
+    for kept_trace, names in zip(sink, expected, strict=True):
+        by = {s.name: s for s in kept_trace.spans}
+        assert sorted(by) == sorted(names)
+        top, middle, call = (by[n] for n in names)
+        assert top.parent is None and middle.parent.span_id == top.context.span_id
+        assert call.parent.span_id == middle.context.span_id and call.kind.name == "CLIENT"
+        assert len({s.context.trace_id for s in kept_trace.spans}) == 1
+    assert tracing.sampler._calls == {} and len(tracing.sampler._pending) == 0
+    tracing.stop()
