@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     # node
     node_host: str = Field("127.0.0.1", description="Address `tradeguard node` binds to.")
     node_port: int = Field(8000, ge=0, le=65535, description="Port of `tradeguard node` (0: any free port).")
+    node_switch_interval_ms: float = Field(
+        0.5,
+        gt=0,
+        le=100,
+        description="GIL switch interval of `tradeguard node` (Python's default is 5 ms). Orders run in "
+        "worker threads whose SQLite calls release the GIL; under a surge the event loop holds it, and "
+        "each reacquisition waits up to this long, inside the trading DB's write lock.",
+    )
     payment_timeout_s: float = Field(900.0, gt=0, description="Unpaid orders are cancelled after this.")
     timeout_sweep_s: float = Field(5.0, gt=0, description="Interval of the timeout cancellation job.")
     payment_retry_s: float = Field(
