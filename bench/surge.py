@@ -252,11 +252,14 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
     """Statistics of one phase's order records ``[sched_s, behind_ms, outcome, latency_ms, …]``."""
     by: dict[str, int] = defaultdict(int)
     ok_lat: list[float] = []
+    ok_place: list[float] = []  # when a successful order's place answer came (the rest is its payment)
     rej_lat: list[float] = []
     for r in rows:
         by[r[2]] += 1
         if r[2] == OK:
             ok_lat.append(r[3])
+            if len(r) > 6 and r[6] is not None:
+                ok_place.append(r[6])
         elif r[2] == "rejected":
             rej_lat.append(r[3])
     behind = [r[1] for r in rows]
@@ -269,6 +272,9 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
         "p50_ms": round(percentile(ok_lat, 50) or 0.0, 1) if ok_lat else None,
         "p90_ms": round(percentile(ok_lat, 90) or 0.0, 1) if ok_lat else None,
         "p99_ms": round(percentile(ok_lat, 99) or 0.0, 1) if ok_lat else None,
+        # of successful orders, the place answer's share (at the door: the pace queue's wait + placing)
+        "place_p50_ms": round(percentile(ok_place, 50) or 0.0, 1) if ok_place else None,
+        "place_p99_ms": round(percentile(ok_place, 99) or 0.0, 1) if ok_place else None,
         "rejected": by["rejected"],
         "rejected_p99_ms": round(percentile(rej_lat, 99) or 0.0, 1),
         "timeouts": by["timeout"],
@@ -728,6 +734,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "peer address as the client IP (no trusted proxy)",
             },
             "nodes": nodes_n,
+            "server": node_server(env),
             # what else ran: this bench shares the machine; a generator far behind its schedule
             # (behind_p99 over 100 ms) was itself starved of CPU, and its run measures the machine
             "machine": {"cpus": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": _loadavg(),
@@ -759,6 +766,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("kept %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def node_server(env: dict[str, str]) -> dict[str, Any]:
+    """How the node processes serve HTTP: uvicorn's parser and event loop in this interpreter (the
+    nodes run with it) and the GIL switch interval they set."""
+    from tradeguard.commands.node import server_stack
+    from tradeguard.settings import Settings
+
+    http, loop = server_stack()
+    default = Settings.model_fields["node_switch_interval_ms"].default
+    return {"http": http, "loop": loop, "workers": 1,
+            "switch_interval_ms": float(env.get("TRADEGUARD_NODE_SWITCH_INTERVAL_MS", default))}
 
 
 def _loadavg() -> float | None:

@@ -40,7 +40,8 @@ def _handle(args: argparse.Namespace) -> int:
     # that was there before it started: make that handler end the process through our cleanup.
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node.start()
-    log.info("node %s serving on http://%s:%d (%s)", node.ctx.instance, host, port, server_stack())
+    log.info("node %s serving on http://%s:%d (http %s, loop %s)", node.ctx.instance, host, port,
+             *server_stack())
     try:
         server.run()
     except _Stop:
@@ -76,11 +77,11 @@ def server_config(app: Any, host: str, port: int, *, access_log: bool = False) -
     )
 
 
-def server_stack() -> str:
-    """Which HTTP parser and event loop uvicorn's "auto" picks in this environment."""
+def server_stack() -> tuple[str, str]:
+    """(HTTP parser, event loop) uvicorn's "auto" picks in this environment."""
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    return f"http {http}, loop {loop}"
+    return http, loop
 
 
 def tune_runtime(settings: Settings) -> None:
