@@ -37,8 +37,9 @@ With capacity ≈ 30 orders/s, a 20× surge is ~600 requests/s, nearly all refus
 GuardMiddleware — outermost, before tracing, routing and body parsing — within what one
 uvicorn worker answers on this two-core machine alongside the generator (both CPUs are
 reported, and the machine's load average: the bench shares the machine). ``--nodes N``:
-N node processes on the one database, the gateway's slots split between them, shoppers of
-source address i sent to node i mod N, the door rules as cluster rules on Redis.
+the surges on N node processes on the one database, the gateway's slots split between them,
+shoppers of source address i sent to node i mod N, the door rules as cluster rules on Redis;
+capacity is still measured on one node with all the slots, so N nodes face the same surge.
 """
 
 from __future__ import annotations
@@ -564,7 +565,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler.start()
     try:
         _run_cli(env, "seed")
-        node = start_nodes(env, ports, workdir, "node-unguarded", guardians=False)
+        # capacity is the shop's: one node holding all the gateway's slots, whatever serves the surges, so
+        # "50x" offers the same load to one node as to several (split slots queue more: a capacity
+        # measured on them would be lower, and so would the surge)
+        cap_env = {**env, "TRADEGUARD_GATEWAY_CONCURRENCY": str(args.slots)}
+        node = start_nodes(cap_env, ports[:1], workdir, "node-unguarded" if nodes_n == 1 else "node-capacity",
+                           guardians=False)
         gen = LoadGen(env, ",".join(node.urls), skus, args, workdir)
         sampler.watch("loadgen", gen.p)
 
@@ -627,6 +633,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("capacity %.1f orders/s (bound %.1f); surge %.0f/s", capacity, bound_rps, surge_rate)
 
         # ---- 2. unguarded surge
+        if nodes_n > 1:  # on the surges' nodes, slots split between them
+            node.stop()
+            gen.stop()
+            node = gen = None
+            node = start_nodes(env, ports, workdir, "node-unguarded", guardians=False)
+            gen = LoadGen(env, ",".join(node.urls), skus, args, workdir)
+            sampler.watch("loadgen", gen.p)
         sampler.watch("node", node)
         t0 = time.monotonic() + 0.05
         (ph,) = gen.run([{"name": "surge-unguarded", "rate": round(surge_rate, 2), "duration_s": surge_s}])
@@ -734,6 +747,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "peer address as the client IP (no trusted proxy)",
             },
             "nodes": nodes_n,
+            # capacity is always measured on one unguarded node with all the gateway's slots
+            "capacity_measured_on": {"nodes": 1, "gateway_slots": args.slots},
             "server": node_server(env),
             # what else ran: this bench shares the machine; a generator far behind its schedule
             # (behind_p99 over 100 ms) was itself starved of CPU, and its run measures the machine

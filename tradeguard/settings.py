@@ -110,8 +110,8 @@ class Settings(BaseSettings):
         gt=0,
         le=100,
         description="GIL switch interval of `tradeguard node` (Python's default is 5 ms). Orders run in "
-        "worker threads whose SQLite calls release the GIL; under a surge the event loop holds it, and "
-        "each reacquisition waits up to this long, inside the trading DB's write lock.",
+        "worker threads that give the GIL up on every SQLite call and lock wait; under a surge the event "
+        "loop holds it, and each time they take it back they wait up to this long.",
     )
     payment_timeout_s: float = Field(900.0, gt=0, description="Unpaid orders are cancelled after this.")
     timeout_sweep_s: float = Field(5.0, gt=0, description="Interval of the timeout cancellation job.")

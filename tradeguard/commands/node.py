@@ -87,12 +87,12 @@ def server_stack() -> tuple[str, str]:
 def tune_runtime(settings: Settings) -> None:
     """Process-wide runtime tuning of a node: the GIL switch interval.
 
-    Admitted requests run in worker threads (sync routes); their SQLite calls release the GIL and take
-    it back, while the event loop thread, answering hundreds of refusals a second in a surge, holds it.
-    A thread asking for the GIL waits up to the switch interval (5 ms by default) for the holder to
-    drop it, once per SQL statement, and the trading DB's write transactions run one at a time under a
-    lock: at 5 ms, a place or pay transaction of a dozen statements took ~60 ms of wall time for ~2 ms
-    of CPU, the write lock became the bottleneck and admitted orders timed out (bench/SURGE.md).
+    Admitted requests run in worker threads (sync routes). Each time one needs the GIL back — after a
+    SQLite call, or woken when the trading DB's one-writer lock is handed to it — it waits until the
+    holder lets go, up to the switch interval (Python's default 5 ms); in a surge the holder is the
+    event loop thread, busy answering refusals. Those waits pile up on the write lock's queue: at
+    1,290 requests/s (50x the bench's capacity) the write lock's wait p99 was 756 ms at 5 ms against
+    54 ms at 0.5 ms, and successful orders' p99 1.6 s against 0.73 s (bench/SURGE.md).
     """
     sys.setswitchinterval(settings.node_switch_interval_ms / 1000.0)
 
