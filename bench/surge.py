@@ -785,14 +785,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def node_server(env: dict[str, str]) -> dict[str, Any]:
     """How the node processes serve HTTP: uvicorn's parser and event loop in this interpreter (the
-    nodes run with it) and the GIL switch interval they set."""
+    nodes run with it), the GIL switch interval they set and their listen backlog."""
     from tradeguard.commands.node import server_stack
     from tradeguard.settings import Settings
 
     http, loop = server_stack()
-    default = Settings.model_fields["node_switch_interval_ms"].default
+    fields = Settings.model_fields
     return {"http": http, "loop": loop, "workers": 1,
-            "switch_interval_ms": float(env.get("TRADEGUARD_NODE_SWITCH_INTERVAL_MS", default))}
+            "switch_interval_ms": float(env.get("TRADEGUARD_NODE_SWITCH_INTERVAL_MS",
+                                                fields["node_switch_interval_ms"].default)),
+            "backlog": int(env.get("TRADEGUARD_NODE_BACKLOG", fields["node_backlog"].default))}
 
 
 def _loadavg() -> float | None:

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     # node
     node_host: str = Field("127.0.0.1", description="Address `tradeguard node` binds to.")
     node_port: int = Field(8000, ge=0, le=65535, description="Port of `tradeguard node` (0: any free port).")
+    node_backlog: int = Field(
+        512,
+        ge=16,
+        le=65535,
+        description="Listen backlog of `tradeguard node`: connections the kernel queues until the node "
+        "accepts them. Short on purpose: a connection that waits longer than its client does is work "
+        "for nothing (the kernel caps it at net.core.somaxconn).",
+    )
     node_switch_interval_ms: float = Field(
         0.5,
         gt=0,

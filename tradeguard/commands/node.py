@@ -33,7 +33,7 @@ def _handle(args: argparse.Namespace) -> int:
     node = build_node(
         settings, host=host, port=port, guardians=not args.no_guardians, collectors=not args.no_metrics
     )
-    config = server_config(node.app, host, port, access_log=args.access_log)
+    config = server_config(node.app, host, port, access_log=args.access_log, backlog=settings.node_backlog)
     tune_runtime(settings)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the handler
@@ -53,7 +53,7 @@ def _handle(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-def server_config(app: Any, host: str, port: int, *, access_log: bool = False) -> Any:
+def server_config(app: Any, host: str, port: int, *, access_log: bool = False, backlog: int = 512) -> Any:
     """The node's uvicorn configuration (one process, one event loop)."""
     import uvicorn
 
@@ -68,7 +68,12 @@ def server_config(app: Any, host: str, port: int, *, access_log: bool = False) -
         # client addresses come from X-Forwarded-For only through TRADEGUARD_TRUSTED_PROXIES (the guard's
         # own rule); uvicorn's default would also believe any 127.0.0.1 peer, before the guard sees it
         proxy_headers=False,
-        backlog=4096,  # a surge opens hundreds of connections a second (the kernel caps it at somaxconn)
+        # short: when the node stalls (a neighbour's CPU burst, a GC pause), shoppers whose answers are late
+        # give up and reconnect, and a deep accept queue fills with connections their clients have left —
+        # each one still accepted, parsed and answered, after the fresh ones. 4,096 took a 3 s stall at 50x
+        # ~8 s to drain and twice the reconnections of 512 (bench/SURGE.md); beyond it the kernel drops
+        # the SYN and the client retries, at no cost to the node
+        backlog=backlog,
         # http/loop "auto": httptools (C parser) and uvloop, dependencies of tradeguard; h11 and asyncio
         # only where they do not install. Under a 50x surge they halve the event loop's CPU per refused
         # request (bench/SURGE.md)

@@ -10,11 +10,11 @@ from tradeguard.commands.node import server_config, server_stack, tune_runtime
 from tradeguard.settings import load_settings
 
 
-def test_uvicorn_does_not_believe_forwarded_headers_and_keeps_a_deep_backlog() -> None:
-    config = server_config(object(), "127.0.0.1", 8123)
+def test_uvicorn_does_not_believe_forwarded_headers_and_keeps_a_short_backlog() -> None:
+    config = server_config(object(), "127.0.0.1", 8123, backlog=load_settings().node_backlog)
     # the guard's TRADEGUARD_TRUSTED_PROXIES decides about X-Forwarded-For, not uvicorn
     assert config.proxy_headers is False
-    assert config.backlog >= 1024 and config.access_log is False
+    assert config.backlog == 512 and config.access_log is False
     assert (config.http, config.loop) == ("auto", "auto")
     assert server_stack()[0] in ("httptools", "h11") and server_stack()[1] in ("uvloop", "asyncio")
 
