@@ -19,7 +19,8 @@ how far behind it was when each request went out is recorded (``behind_ms``).
 An order is ``POST /orders`` (one unit of one SKU) then, if that was 2xx,
 ``POST /orders/{id}/pay``; it succeeds when the order is placed (2xx) and paid (200; a 202
 means the charge was queued for later, outcome ``queued``). A record is
-``[sched_s, behind_ms, outcome, latency_ms, place_status, pay_status]`` where outcome is
+``[sched_s, behind_ms, outcome, latency_ms, place_status, pay_status, placed_ms]`` (``placed_ms``: when
+the place answer came, from the scheduled time; null if it never did) where outcome is
 ``ok``, ``queued``, ``rejected`` (429, or 503 with Retry-After: a guardian's fast refusal), ``timeout``,
 ``refused`` (another 4xx, e.g. out of stock or payment declined) or ``error`` (5xx,
 connection failure). The HTTP/1.1 client is a few lines over asyncio streams with
@@ -219,8 +220,10 @@ class Generator:
         loop = asyncio.get_running_loop()
         behind_ms = max(0.0, (loop.time() - due) * 1000.0)
         place = pay = 0
+        placed_ms = None
         try:
             place, ra, data = await pool.request("POST", "/orders", body, source)
+            placed_ms = round((loop.time() - due) * 1000.0, 2)
             outcome = classify(place, ra)
             if outcome == OK:
                 order_id = json.loads(data)["id"]
@@ -233,7 +236,8 @@ class Generator:
         except (OSError, ValueError, KeyError):
             outcome = ERROR
         latency_ms = (loop.time() - due) * 1000.0
-        out.append([round(sched, 4), round(behind_ms, 2), outcome, round(latency_ms, 2), place, pay])
+        out.append([round(sched, 4), round(behind_ms, 2), outcome, round(latency_ms, 2), place, pay,
+                    placed_ms])
 
     async def run_phases(self, phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()

@@ -37,8 +37,9 @@ With capacity ≈ 30 orders/s, a 20× surge is ~600 requests/s, nearly all refus
 GuardMiddleware — outermost, before tracing, routing and body parsing — within what one
 uvicorn worker answers on this two-core machine alongside the generator (both CPUs are
 reported, and the machine's load average: the bench shares the machine). ``--nodes N``:
-N node processes on the one database, the gateway's slots split between them, shoppers of
-source address i sent to node i mod N, the door rules as cluster rules on Redis.
+the surges on N node processes on the one database, the gateway's slots split between them,
+shoppers of source address i sent to node i mod N, the door rules as cluster rules on Redis;
+capacity is still measured on one node with all the slots, so N nodes face the same surge.
 """
 
 from __future__ import annotations
@@ -252,11 +253,14 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
     """Statistics of one phase's order records ``[sched_s, behind_ms, outcome, latency_ms, …]``."""
     by: dict[str, int] = defaultdict(int)
     ok_lat: list[float] = []
+    ok_place: list[float] = []  # when a successful order's place answer came (the rest is its payment)
     rej_lat: list[float] = []
     for r in rows:
         by[r[2]] += 1
         if r[2] == OK:
             ok_lat.append(r[3])
+            if len(r) > 6 and r[6] is not None:
+                ok_place.append(r[6])
         elif r[2] == "rejected":
             rej_lat.append(r[3])
     behind = [r[1] for r in rows]
@@ -269,6 +273,9 @@ def phase_stats(rows: list[list[Any]], duration_s: float) -> dict[str, Any]:
         "p50_ms": round(percentile(ok_lat, 50) or 0.0, 1) if ok_lat else None,
         "p90_ms": round(percentile(ok_lat, 90) or 0.0, 1) if ok_lat else None,
         "p99_ms": round(percentile(ok_lat, 99) or 0.0, 1) if ok_lat else None,
+        # of successful orders, the place answer's share (at the door: the pace queue's wait + placing)
+        "place_p50_ms": round(percentile(ok_place, 50) or 0.0, 1) if ok_place else None,
+        "place_p99_ms": round(percentile(ok_place, 99) or 0.0, 1) if ok_place else None,
         "rejected": by["rejected"],
         "rejected_p99_ms": round(percentile(rej_lat, 99) or 0.0, 1),
         "timeouts": by["timeout"],
@@ -558,7 +565,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler.start()
     try:
         _run_cli(env, "seed")
-        node = start_nodes(env, ports, workdir, "node-unguarded", guardians=False)
+        # capacity is the shop's: one node holding all the gateway's slots, whatever serves the surges, so
+        # "50x" offers the same load to one node as to several (split slots queue more: a capacity
+        # measured on them would be lower, and so would the surge)
+        cap_env = {**env, "TRADEGUARD_GATEWAY_CONCURRENCY": str(args.slots)}
+        node = start_nodes(cap_env, ports[:1], workdir, "node-unguarded" if nodes_n == 1 else "node-capacity",
+                           guardians=False)
         gen = LoadGen(env, ",".join(node.urls), skus, args, workdir)
         sampler.watch("loadgen", gen.p)
 
@@ -621,6 +633,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("capacity %.1f orders/s (bound %.1f); surge %.0f/s", capacity, bound_rps, surge_rate)
 
         # ---- 2. unguarded surge
+        if nodes_n > 1:  # on the surges' nodes, slots split between them
+            node.stop()
+            gen.stop()
+            node = gen = None
+            node = start_nodes(env, ports, workdir, "node-unguarded", guardians=False)
+            gen = LoadGen(env, ",".join(node.urls), skus, args, workdir)
+            sampler.watch("loadgen", gen.p)
         sampler.watch("node", node)
         t0 = time.monotonic() + 0.05
         (ph,) = gen.run([{"name": "surge-unguarded", "rate": round(surge_rate, 2), "duration_s": surge_s}])
@@ -728,6 +747,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "peer address as the client IP (no trusted proxy)",
             },
             "nodes": nodes_n,
+            # capacity is always measured on one unguarded node with all the gateway's slots
+            "capacity_measured_on": {"nodes": 1, "gateway_slots": args.slots},
+            "server": node_server(env),
             # what else ran: this bench shares the machine; a generator far behind its schedule
             # (behind_p99 over 100 ms) was itself starved of CPU, and its run measures the machine
             "machine": {"cpus": os.cpu_count(), "loadavg_1m_start": load_start, "loadavg_1m_end": _loadavg(),
@@ -759,6 +781,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("kept %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def node_server(env: dict[str, str]) -> dict[str, Any]:
+    """How the node processes serve HTTP: uvicorn's parser and event loop in this interpreter (the
+    nodes run with it), the GIL switch interval they set and their listen backlog."""
+    from tradeguard.commands.node import server_stack
+    from tradeguard.settings import Settings
+
+    http, loop = server_stack()
+    fields = Settings.model_fields
+    return {"http": http, "loop": loop, "workers": 1,
+            "switch_interval_ms": float(env.get("TRADEGUARD_NODE_SWITCH_INTERVAL_MS",
+                                                fields["node_switch_interval_ms"].default)),
+            "backlog": int(env.get("TRADEGUARD_NODE_BACKLOG", fields["node_backlog"].default))}
 
 
 def _loadavg() -> float | None:

@@ -106,6 +106,22 @@ class Settings(BaseSettings):
     # node
     node_host: str = Field("127.0.0.1", description="Address `tradeguard node` binds to.")
     node_port: int = Field(8000, ge=0, le=65535, description="Port of `tradeguard node` (0: any free port).")
+    node_backlog: int = Field(
+        512,
+        ge=16,
+        le=65535,
+        description="Listen backlog of `tradeguard node`: connections the kernel queues until the node "
+        "accepts them. Short on purpose: a connection that waits longer than its client does is work "
+        "for nothing (the kernel caps it at net.core.somaxconn).",
+    )
+    node_switch_interval_ms: float = Field(
+        0.5,
+        gt=0,
+        le=100,
+        description="GIL switch interval of `tradeguard node` (Python's default is 5 ms). Orders run in "
+        "worker threads that give the GIL up on every SQLite call and lock wait; under a surge the event "
+        "loop holds it, and each time they take it back they wait up to this long.",
+    )
     payment_timeout_s: float = Field(900.0, gt=0, description="Unpaid orders are cancelled after this.")
     timeout_sweep_s: float = Field(5.0, gt=0, description="Interval of the timeout cancellation job.")
     payment_retry_s: float = Field(

@@ -22,6 +22,15 @@ def test_phase_stats_counts_every_outcome_and_reports_no_latency_without_success
     assert empty["p99_ms"] is None and empty["goodput_rps"] == 0
 
 
+def test_phase_stats_splits_successful_orders_at_their_place_answer() -> None:
+    # records carry when the place answer came (7th field; older records have none)
+    rows = [[0.1, 1.0, "ok", 400.0, 201, 200, 120.0], [0.2, 1.0, "ok", 300.0, 201, 200, 20.0],
+            [0.3, 1.0, "timeout", 2000.0, 201, 0, 1500.0], row(0.4)]
+    st = phase_stats(rows, 1.0)
+    assert st["place_p50_ms"] == 20.0 and st["place_p99_ms"] == 120.0  # the timed-out order is not in it
+    assert phase_stats([row(0.1)], 1.0)["place_p99_ms"] is None
+
+
 def test_recovery_is_the_last_bad_order_before_a_sustained_normal_stretch() -> None:
     rows = [row(0.1, "rejected", 2), row(0.5, latency=2000), row(1.2), row(2.1), row(3.1), row(4.1)]
     assert recovery_seconds(rows, 5, p99_limit_ms=700) == (0.5, True)

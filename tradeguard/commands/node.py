@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import signal
 import sys
+from typing import Any
 
-from tradeguard.settings import load_settings
+from tradeguard.settings import Settings, load_settings
 from tradeguard.supervisor import port_in_use
 
 log = logging.getLogger(__name__)
@@ -31,27 +33,15 @@ def _handle(args: argparse.Namespace) -> int:
     node = build_node(
         settings, host=host, port=port, guardians=not args.no_guardians, collectors=not args.no_metrics
     )
-    config = uvicorn.Config(
-        node.app,
-        host=host,
-        port=port,
-        log_config=None,  # keep tradeguard's logging setup
-        access_log=args.access_log,  # off unless asked: a line per request is CPU a surge does not have
-        timeout_graceful_shutdown=5,
-        server_header=False,
-        # client addresses come from X-Forwarded-For only through TRADEGUARD_TRUSTED_PROXIES (the guard's
-        # own rule); uvicorn's default would also believe any 127.0.0.1 peer, before the guard sees it
-        proxy_headers=False,
-        backlog=4096,  # a surge opens hundreds of connections a second (the kernel caps it at somaxconn)
-        # http/loop "auto": httptools and uvloop when installed (a C parser: about a fifth of a refused
-        # request's CPU is uvicorn's pure-Python h11 without it), else h11 and asyncio
-    )
+    config = server_config(node.app, host, port, access_log=args.access_log, backlog=settings.node_backlog)
+    tune_runtime(settings)
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the handler
     # that was there before it started: make that handler end the process through our cleanup.
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node.start()
-    log.info("node %s serving on http://%s:%d", node.ctx.instance, host, port)
+    log.info("node %s serving on http://%s:%d (http %s, loop %s)", node.ctx.instance, host, port,
+             *server_stack())
     try:
         server.run()
     except _Stop:
@@ -61,6 +51,55 @@ def _handle(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if server.started else 1
+
+
+def server_config(app: Any, host: str, port: int, *, access_log: bool = False, backlog: int = 512) -> Any:
+    """The node's uvicorn configuration (one process, one event loop)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # keep tradeguard's logging setup
+        access_log=access_log,  # off unless asked: a line per request is CPU a surge does not have
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        # client addresses come from X-Forwarded-For only through TRADEGUARD_TRUSTED_PROXIES (the guard's
+        # own rule); uvicorn's default would also believe any 127.0.0.1 peer, before the guard sees it
+        proxy_headers=False,
+        # short: when the node stalls (a neighbour's CPU burst, a GC pause), shoppers whose answers are late
+        # give up and reconnect, and a deep accept queue fills with connections their clients have left —
+        # each one still accepted, parsed and answered, after the fresh ones. 4,096 took a 3 s stall at 50x
+        # ~8 s to drain and twice the reconnections of 512 (bench/SURGE.md); beyond it the kernel drops
+        # the SYN and the client retries, at no cost to the node
+        backlog=backlog,
+        # http/loop "auto": httptools (C parser) and uvloop, dependencies of tradeguard; h11 and asyncio
+        # only where they do not install. Under a 50x surge they halve the event loop's CPU per refused
+        # request (bench/SURGE.md)
+        http="auto",
+        loop="auto",
+    )
+
+
+def server_stack() -> tuple[str, str]:
+    """(HTTP parser, event loop) uvicorn's "auto" picks in this environment."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
+
+
+def tune_runtime(settings: Settings) -> None:
+    """Process-wide runtime tuning of a node: the GIL switch interval.
+
+    Admitted requests run in worker threads (sync routes). Each time one needs the GIL back — after a
+    SQLite call, or woken when the trading DB's one-writer lock is handed to it — it waits until the
+    holder lets go, up to the switch interval (Python's default 5 ms); in a surge the holder is the
+    event loop thread, busy answering refusals. Those waits pile up on the write lock's queue: at
+    1,290 requests/s (50x the bench's capacity) the write lock's wait p99 was 756 ms at 5 ms against
+    54 ms at 0.5 ms, and successful orders' p99 1.6 s against 0.73 s (bench/SURGE.md).
+    """
+    sys.setswitchinterval(settings.node_switch_interval_ms / 1000.0)
 
 
 class _Stop(Exception):
