@@ -49,6 +49,7 @@ from guardians.authority.checker import AuthorityChecker, build_authority
 from guardians.blocklog import BlockLog
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
+from guardians.context import current_caller
 from guardians.degrade.checker import resolve_fallback
 from guardians.degrade.manager import DegradeManager
 from guardians.degrade.rule import DegradeRule
@@ -69,41 +70,51 @@ T = TypeVar("T")
 INBOUND = "__inbound__"
 # the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
 _GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+_INF = float("inf")
 
 
 class _Slot:
-    """One resource's chain: its statistics node and the checks precomputed at apply time.
+    """One resource's chain: the checks precomputed at apply time (its node keeps the statistics).
 
     The chain, in this order: the tightest direct QPS reject rule (``qps_checker``; looser
     ones add nothing), the other flow checkers, param, breakers. The stateless QPS
     reject goes first so that a call it blocks is never counted by a stateful checker
     (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
-    chain as written; ``guard`` and entries run it with the two commonest checkers
-    inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
-    breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
-    so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
-    breakers first, then the others (``fast_exits``), on both paths.
+    chain as written; ``guard`` and entries run it with the commonest checkers inlined:
+    the QPS reject (``qps_limit``, an int compare on the node's counters), the QPS rules
+    that count their own window (``own``: limit_app / chain rules leading the rest, as
+    ``QpsReject.check`` does, without a call per rule) and breakers, which cost nothing
+    while all are closed (the node's ``gate`` says so, kept by the breakers' transitions)
+    and the call is not slow (``slow``: None without breakers, else the slow threshold or
+    +inf). Exit hooks run breakers first, then the others (``fast_exits``), on both paths.
+
+    ``install`` makes the chain its node's: the node keeps a copy of the fields a call reads
+    first (``fast``: nothing to check but the inlined compare, lock-free; ``qps_limit``;
+    ``slow``; ``exits``), so a call that needs nothing else reads one object.
     """
 
-    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+    __slots__ = (  # noqa: RUF023 - the fields read together first
         "node",
-        "plain",
         "inline",
         "qps_limit",
-        "fast_checks",
-        "gated",
-        "fast_exits",
-        "slow_ms",
-        "breakers",
         "qps_checker",
+        "own",
+        "fast_checks",
+        "breakers",
+        "holds",
+        "system",
+        "fast",
+        "slow",
+        "slow_ms",
+        "fast_exits",
+        "plain",
+        "gated",
         "checkers",
         "checks",
         "exits",
         "inbound_checks",
         "degrade",
         "name",
-        "holds",
-        "system",
     )
 
     def __init__(
@@ -133,8 +144,14 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
+        self.slow = (self.slow_ms if self.slow_ms is not None else _INF) if breakers else None
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
-        self.fast_checks = tuple(c.check for c in rest)
+        # the QPS rules counting their own window that lead the rest run inlined, in order
+        k = 0
+        while k < len(rest) and type(rest[k]) is QpsReject and rest[k].own is not None:
+            k += 1
+        self.own = tuple((c, c.limit_app, c.entrance, c.limit, c.own) for c in rest[:k])
+        self.fast_checks = tuple(c.check for c in rest[k:])
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
         self.checks = tuple(c.check for c in chain)
@@ -145,19 +162,38 @@ class _Slot:
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
-        # checks and counts without the node's lock (guard/_enter, while every breaker is closed) when
-        # either nothing but the inlined QPS compare applies (no call between it and the pass count: the
-        # GIL keeps them together), or there is no inlined compare and every other checker is exact on
-        # its own (``lock_free``: it reads and updates only its own state, with no call in between or
-        # under its own lock, so the pass count does not matter to it). Never with values in flight to
-        # acquire, never on a build without the GIL.
+        # checks and counts without the node's lock (while every breaker is closed) when either nothing
+        # but the inlined QPS compare applies (no call between it and the pass count: the GIL keeps them
+        # together), or there is no inlined compare and every other checker is exact on its own
+        # (``lock_free``: it reads and updates only its own state, with no call in between or under its
+        # own lock, so the pass count does not matter to it). Never with values in flight to acquire,
+        # never on a build without the GIL.
         self.inline = (
             _GIL
             and not self.holds
             and (not rest or (self.qps_limit is None and all(getattr(c, "lock_free", False) for c in rest)))
         )
+        # nothing to run but the inlined compare (then ``guard``/``_enter`` do it themselves)
+        self.fast = self.inline and not rest
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
+
+    def install(self, ints: dict[int, int]) -> None:
+        """Make this the node's chain. The node's copies of the hot fields and ``chain`` are stored in one
+        run of attribute stores with no call in between, as a call reads them: a call on another thread
+        sees either the old chain's fields or this one's, never a mix. ``ints`` interns the limits (one
+        int object per distinct threshold: the compare reads no cold object per resource)."""
+        node = self.node
+        lim = self.qps_limit
+        if lim is not None:
+            lim = self.qps_limit = ints.setdefault(lim, lim)
+        old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
+        node.fast = self.fast
+        node.qps_limit = lim
+        node.slow = self.slow
+        node.exits = self.fast_exits
+        node.chain = self
+        del old
 
 
 class Engine:
@@ -212,15 +248,19 @@ class Engine:
             degrade, c5 = self._degrade.load(ruleset.degrade)
             authority = build_authority(ruleset.authority)
             c5 = c5 or ruleset.authority != self._ruleset.authority
-            for name in ruleset.resources():
-                self._node(name)
             self._parts = (flow, param, breaker, degrade, system, authority)
+            for name in ruleset.resources():  # in document order: their nodes lie together in memory
+                self._node(name)
             needs: dict[str, set[str]] = {}
             for r in ruleset.param:
                 if r.param == "client_ip" or ":" in r.param:
                     needs.setdefault(r.resource, set()).add(r.param)
             self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
-            self._slots = {name: self._build(name) for name in self._nodes}
+            slots = {name: self._build(name) for name in self._nodes}
+            ints: dict[int, int] = {}
+            for slot in slots.values():
+                slot.install(ints)
+            self._slots = slots
             self._ruleset = ruleset
             if version is not None:
                 self.rule_version = version
@@ -295,12 +335,16 @@ class Engine:
 
     # ------------------------------------------------------------ resources
     def _node(self, name: str) -> ResourceNode:
+        """The node of ``name``, created with a chain of no checkers if new (every node in ``_nodes``
+        has a chain: ``apply`` installs the rule set's)."""
         node = self._nodes.get(name)
         if node is None:
             with self._lock:
                 node = self._nodes.get(name)
                 if node is None:
-                    node = self._nodes[name] = ResourceNode(name)
+                    node = ResourceNode(name)
+                    _Slot(name, node, [], self._parts[4], None).install({})
+                    self._nodes[name] = node
         return node
 
     def _build(self, name: str) -> _Slot:
@@ -311,12 +355,13 @@ class Engine:
         ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
-    def _new_slot(self, name: str) -> _Slot | None:
+    def _new_node(self, name: str) -> ResourceNode | None:
+        """The node of a resource first called now (None past ``max_resources``: unguarded)."""
         with self._lock:
-            slot = self._slots.get(name)
-            if slot is not None:
-                return slot
-            if len(self._nodes) >= self.max_resources and name not in self._nodes:
+            node = self._nodes.get(name)
+            if node is not None:
+                return node
+            if len(self._nodes) >= self.max_resources:
                 if not self._overflow_logged:
                     log.warning(
                         "more than %d resources: %r and later new ones pass unguarded and uncounted",
@@ -325,9 +370,10 @@ class Engine:
                     )
                     self._overflow_logged = True
                 return None
-            self._node(name)
+            node = self._node(name)
             slot = self._slots[name] = self._build(name)
-            return slot
+            slot.install({})
+            return node
 
     def _tick(self, t: float) -> int:
         """Advance the engine's half-second (forward only)."""
@@ -358,85 +404,34 @@ class Engine:
         ``default`` = the ``fallback`` given here), otherwise the ``Blocked`` error
         propagates.
         """
-        # the node's counters of the current half-second are its attributes (guardians.stat)
-        slot = self._slots.get(resource)
-        if slot is None:
-            slot = self._new_slot(resource)
-            if slot is None:
+        # one object per call: the node has the current half-second's counters and its chain's hot fields
+        node = self._nodes.get(resource)
+        if node is None:
+            node = self._new_node(resource)
+            if node is None:
                 return call()
-        node = slot.node
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        held = None
-        if slot.inline and node.gate:
-            # -- lock-free: at most the inlined QPS compare, every breaker closed. The compare and the
+        slot = node.chain
+        if node.fast and node.gate:
+            # -- nothing but the inlined QPS compare, every breaker closed: lock-free. The compare and the
             # pass count run with no call between them, so no other thread runs in between (the GIL
             # switches threads only at calls and backward jumps): the limit holds exactly unlocked.
-            lim = slot.qps_limit
+            lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
-                wait = 0.0
-                for chk in slot.fast_checks:
-                    try:
-                        w = chk(node, t, args, None)
-                    except Blocked as e:
-                        return self._blocked(slot, t, e, args, fallback)
-                    except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return self._queued(slot, t, wait, call, args, fallback)
             node.passed += 1
             node.concurrency += 1
+            held = None
         else:
-            # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
-            exc: Blocked | None = None
-            wait = 0.0
-            lock = node.glock
-            lock.acquire()
-            try:
-                lim = slot.qps_limit
-                if lim is not None and node.passed + node.prev_passed >= lim:
-                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                else:
-                    for chk in slot.fast_checks:
-                        try:
-                            w = chk(node, t, args, None)
-                        except Blocked as e:
-                            exc = e
-                            break
-                        except Exception:
-                            self._checker_failed(slot, chk)
-                        else:
-                            if w:
-                                wait += w
-                    if exc is None and not wait and not node.gate:  # a breaker is not closed
-                        for br in slot.breakers:
-                            if br.state != "closed":
-                                try:
-                                    br.check(node, t, args, None)
-                                except Blocked as e:
-                                    exc = e
-                                    break
-                                except Exception:
-                                    self._checker_failed(slot, br)
-                    if exc is None and not wait:
-                        node.passed += 1
-                        node.concurrency += 1
-                        if slot.holds:
-                            held = self._acquire(slot, args)
-            finally:
-                lock.release()
+            exc, wait, held = self._checks(slot, node, t, args, None, None)
             if exc is not None:
-                return self._blocked(slot, t, exc, args, fallback)
+                return self._blocked(slot, t, exc, args, fallback, True)
             if wait:
-                return self._queued(slot, t, wait, call, args, fallback)
+                return self._queued(slot, wait, call, args)
         try:
             result = call()
         except BaseException:
@@ -460,43 +455,124 @@ class Engine:
             node.rt_max = rt
         if rt < node.rt_min:
             node.rt_min = rt
-        if not slot.plain:
-            # all breakers closed and the call not slow: nothing to do (they read their window from the node)
-            if slot.gated and (not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
-                for br in slot.breakers:
-                    try:
-                        br.on_exit(node, t1, rt, False)
-                    except Exception:
-                        self._checker_failed(slot, br)
-            if slot.fast_exits:
-                for ex in slot.fast_exits:
-                    try:
-                        ex(node, t1, rt, False)
-                    except Exception:
-                        self._checker_failed(slot, ex)
+        # the exit hooks of the chain the call was admitted by (the node's copies unless rules changed since)
+        slow = node.slow
+        exits = node.exits
+        if slot is not node.chain:
+            slow = slot.slow
+            exits = slot.fast_exits
+        # breakers: nothing to do while all are closed and the call is not slow (they read their window
+        # from the node)
+        if slow is not None and (not node.gate or rt > slow):
+            for br in slot.breakers:
+                try:
+                    br.on_exit(node, t1, rt, False)
+                except Exception:
+                    self._checker_failed(slot, br)
+        if exits:
+            for ex in exits:
+                try:
+                    ex(node, t1, rt, False)
+                except Exception:
+                    self._checker_failed(slot, ex)
         return result
 
-    def _queued(
-        self,
-        slot: _Slot,
-        t: float,
-        wait: float,
-        call: Callable[[], T],
-        args: Any,
-        fallback: Callable[[BaseException], T] | None,
-    ) -> T:
-        """``guard`` of a call a queueing rule delays: the rest of the chain (breakers) first, so a
-        blocked call never waits, then the wait, the pass and the exit of the general chain (as entries)."""
-        node = slot.node
-        if slot.gated and not node.gate:
-            for br in slot.breakers:
-                if br.state != "closed":
-                    try:
-                        br.check(node, t, args, None)
-                    except Blocked as exc:
-                        return self._blocked(slot, t, exc, args, fallback)
-                    except Exception:
-                        self._checker_failed(slot, br)
+    def _checks(
+        self, slot: _Slot, node: ResourceNode, t: float, args: Any, origin: str | None, system: Any
+    ) -> tuple[Blocked | None, float, Any]:
+        """The chain of ``guard`` and entries alike, for a call at ``t`` (``node`` rolled to it): system
+        (inbound calls) → the inlined QPS compare → the origin windows (``own``) → the other checkers →
+        breakers not closed. The first block wins; waits add up. Without a block or a wait the pass is
+        counted (and the values in flight taken); a block is counted on the node.
+        Returns (blocked, wait, values in flight).
+
+        Checks and the pass count run under the node's lock, so limits hold exactly under threads,
+        unless the chain is lock-free (``_Slot.inline``), every breaker is closed and no system rule
+        applies: then no call comes between a compare and its count (see the module docstring)."""
+        exc: Blocked | None = None
+        wait = 0.0
+        held = None
+        locked = system is not None or not (slot.inline and node.gate)
+        lock = node.glock
+        if locked:
+            lock.acquire()
+        try:
+            if system is not None:
+                try:
+                    system.check(node, t, args, origin)
+                except Blocked as e:
+                    exc = e
+                except Exception:
+                    self._checker_failed(slot, system)
+            lim = slot.qps_limit
+            if exc is not None:
+                pass
+            elif lim is not None and node.passed + node.prev_passed >= lim:
+                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+            else:
+                own_rules = slot.own
+                if own_rules:  # QpsReject.check of an origin's / entrance's own window, inlined
+                    o, e = current_caller()
+                    if origin is not None:
+                        o = origin
+                    h = int(t * 2)
+                    for chk, app, entrance, limit, own in own_rules:
+                        if entrance is not None and e != entrance:
+                            continue
+                        if app is not None and (o in chk.named if app == "other" else o != app):
+                            continue
+                        # roll, compare and count with no call in between: exact without the lock
+                        if h > own.h:
+                            own.prev = own.cur if h == own.h + 1 else 0
+                            own.cur = 0
+                            own.h = h
+                        if own.cur + own.prev >= limit:
+                            exc = chk.block(1.0 - (t % 1.0) or 1.0)
+                            break
+                        own.cur += 1
+                if exc is None:
+                    for chk in slot.fast_checks:
+                        try:
+                            w = chk(node, t, args, origin)
+                        except Blocked as e:
+                            exc = e
+                            break
+                        except Exception:
+                            self._checker_failed(slot, chk)
+                        else:
+                            if w:
+                                wait += w
+                if exc is None and not node.gate:  # a breaker is not closed
+                    for br in slot.breakers:
+                        if br.state != "closed":
+                            try:
+                                w = br.check(node, t, args, origin)
+                            except Blocked as e:
+                                exc = e
+                                break
+                            except Exception:
+                                self._checker_failed(slot, br)
+                            else:
+                                if w:
+                                    wait += w
+                if exc is None and not wait:
+                    node.passed += 1
+                    node.concurrency += 1
+                    if slot.holds:
+                        held = self._acquire(slot, args)
+            if exc is not None and locked:
+                self._node_now(node, t).count_block(exc.kind)
+        finally:
+            if locked:
+                lock.release()
+        if exc is not None and not locked:
+            with lock:
+                self._node_now(node, t).count_block(exc.kind)
+        return exc, wait, held
+
+    def _queued(self, slot: _Slot, wait: float, call: Callable[[], T], args: Any) -> T:
+        """``guard`` of a call the chain admitted after a queueing wait: the wait, then the pass and the
+        exit of the general chain (as entries)."""
         self.clock.sleep(wait)
         t0, held = self._pass(slot, False, args)
         try:
@@ -525,9 +601,13 @@ class Engine:
         exc: Blocked,
         args: Any,
         fallback: Callable[[BaseException], Any] | None,
+        counted: bool = False,
     ) -> Any:
-        with slot.node.glock:
-            self._node_now(slot.node, t).count_block(exc.kind)
+        """``guard`` of a blocked call: the block counted (on the node under its lock unless
+        ``counted``) and logged, then the fallback's answer or the error."""
+        if not counted:
+            with slot.node.glock:
+                self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
         self.block_log.record(t, slot.name, exc, None, args)
@@ -564,7 +644,7 @@ class Engine:
         """
         return Entry(self, resource, args, origin, inbound)
 
-    # -- the general (non-inlined) chain, used by entries and the middleware --
+    # -- entries and the middleware: the same chain in three steps (enter, pass after a wait, exit) --
     def _node_now(self, node: ResourceNode, t: float) -> ResourceNode:
         """``node`` rolled to time ``t`` (its counters are then the current half-second's)."""
         if t >= self._h_end:
@@ -578,96 +658,30 @@ class Engine:
     ) -> tuple[_Slot | None, float, float, Any]:
         """Run the checks; returns (slot, t0, wait, held). With wait == 0 the pass is already
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
-        waits, then calls ``_pass`` for t0 and held. The same chain as ``guard`` (system first for
-        inbound calls), with the same inlined QPS compare and closed-breaker skip."""
-        slot = self._slots.get(resource)
-        if slot is None:
-            slot = self._new_slot(resource)
-            if slot is None:
+        waits, then calls ``_pass`` for t0 and held. ``guard``'s chain (``_checks``), with system
+        rules first for inbound calls; a refusal raises ``Blocked``."""
+        node = self._nodes.get(resource)
+        if node is None:
+            node = self._new_node(resource)
+            if node is None:
                 return None, 0.0, 0.0, None
-        node = slot.node
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
         h = self._h
         if node.h is not h:
             node.roll(t, h)
+        slot = node.chain
         held = None
-        system = slot.system if inbound else None
-        if slot.inline and node.gate and system is None:
+        if node.fast and node.gate and (not inbound or slot.system is None):
             # lock-free, as in guard(): no call between the compare and the pass count
-            lim = slot.qps_limit
+            lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
-                exc0 = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                self._refused(slot, t, exc0, args, origin, inbound, False)
-            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
-                wait = 0.0
-                for chk in slot.fast_checks:
-                    try:
-                        w = chk(node, t, args, origin)
-                    except Blocked as e:
-                        self._refused(slot, t, e, args, origin, inbound, False)
-                    except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return slot, t, wait, None
+                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
             node.passed += 1
             node.concurrency += 1
         else:
-            exc: Blocked | None = None
-            wait = 0.0
-            lock = node.glock
-            lock.acquire()  # checks and the pass count at once: limits hold exactly under threads
-            try:
-                if system is not None:
-                    try:
-                        system.check(node, t, args, origin)
-                    except Blocked as e:
-                        exc = e
-                    except Exception:
-                        self._checker_failed(slot, system)
-                lim = slot.qps_limit
-                if exc is not None:
-                    pass
-                elif lim is not None and node.passed + node.prev_passed >= lim:
-                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                else:
-                    for chk in slot.fast_checks:
-                        try:
-                            w = chk(node, t, args, origin)
-                        except Blocked as e:
-                            exc = e
-                            break
-                        except Exception:
-                            self._checker_failed(slot, chk)
-                        else:
-                            if w:
-                                wait += w
-                    if exc is None and not node.gate:  # a breaker is not closed
-                        for br in slot.breakers:
-                            if br.state != "closed":
-                                try:
-                                    w = br.check(node, t, args, origin)
-                                except Blocked as e:
-                                    exc = e
-                                    break
-                                except Exception:
-                                    self._checker_failed(slot, br)
-                                else:
-                                    if w:
-                                        wait += w
-                    if exc is None and not wait:
-                        node.passed += 1
-                        node.concurrency += 1
-                        if slot.holds:
-                            held = self._acquire(slot, args)
-                if exc is not None:
-                    self._node_now(node, t).count_block(exc.kind)
-            finally:
-                lock.release()
+            exc, wait, held = self._checks(slot, node, t, args, origin, slot.system if inbound else None)
             if exc is not None:
                 self._refused(slot, t, exc, args, origin, inbound, True)
             if wait:
@@ -681,7 +695,8 @@ class Engine:
         return slot, t, 0.0, held
 
     def _refused(
-        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool, counted: bool
+        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool,
+        counted: bool = False,
     ) -> None:
         """An entry refused: the block counted (on the node under its lock unless ``counted``), logged,
         raised."""
@@ -713,6 +728,7 @@ class Engine:
         return t, held
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
+        """A call of ``slot``'s chain completed: statistics, then the chain's exit hooks (as ``guard``)."""
         node = slot.node
         if held is None:
             node.concurrency -= 1  # one attribute update: whole under the GIL
@@ -750,10 +766,9 @@ class Engine:
                 ib.rt_max = rt
             if rt < ib.rt_min:
                 ib.rt_min = rt
-        if slot.plain:
-            return
         # breakers: nothing to do for a success while all are closed and the call is not slow (as guard())
-        if slot.gated and (error or not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
+        slow = slot.slow
+        if slow is not None and (error or not node.gate or rt > slow):
             for br in slot.breakers:
                 try:
                     br.on_exit(node, t, rt, error)

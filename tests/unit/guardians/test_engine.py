@@ -24,7 +24,8 @@ def test_a_bug_in_a_checker_never_breaks_the_call(caplog):
     slot = eng._slots["r"]
     from guardians.engine import _Slot
 
-    eng._slots["r"] = _Slot("r", slot.node, [Boom(), *slot.checkers], None, None)
+    eng._slots["r"] = buggy = _Slot("r", slot.node, [Boom(), *slot.checkers], None, None)
+    buggy.install({})  # the chain calls read from the node
     with caplog.at_level(logging.ERROR):
         assert eng.guard("r", lambda: 42) == 42
         with eng.entry("r"):
