@@ -49,7 +49,6 @@ from guardians.authority.checker import AuthorityChecker, build_authority
 from guardians.blocklog import BlockLog
 from guardians.breaker.checker import BreakerChecker
 from guardians.breaker.manager import BreakerRuleManager
-from guardians.context import current_caller
 from guardians.degrade.checker import resolve_fallback
 from guardians.degrade.manager import DegradeManager
 from guardians.degrade.rule import DegradeRule
@@ -80,17 +79,16 @@ class _Slot:
     ones add nothing), the other flow checkers, param, breakers. The stateless QPS
     reject goes first so that a call it blocks is never counted by a stateful checker
     (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
-    chain as written; ``guard`` and entries run it with the commonest checkers inlined:
-    the QPS reject (``qps_limit``, an int compare on the node's counters), the QPS rules
-    that count their own window (``own``: limit_app / chain rules leading the rest, as
-    ``QpsReject.check`` does, without a call per rule) and breakers, which cost nothing
-    while all are closed (the node's ``gate`` says so, kept by the breakers' transitions)
-    and the call is not slow (``slow``: None without breakers, else the slow threshold or
-    +inf). Exit hooks run breakers first, then the others (``fast_exits``), on both paths.
+    chain as written; ``guard`` and entries run it with the two commonest checkers inlined:
+    the QPS reject (``qps_limit``, an int compare on the node's counters) and breakers, which
+    cost nothing while all are closed (the node's ``gate`` says so, kept by the breakers'
+    transitions) and the call is not slow (``slow``: None without breakers, else the slowest
+    call a breaker ignores, +inf if none counts slow calls). Exit hooks run breakers first,
+    then the others (``fast_exits``), on both paths.
 
-    ``install`` makes the chain its node's: the node keeps a copy of the fields a call reads
-    first (``fast``: nothing to check but the inlined compare, lock-free; ``qps_limit``;
-    ``slow``; ``exits``), so a call that needs nothing else reads one object.
+    ``install`` makes the chain its node's: the node keeps copies of the fields a call reads
+    first (``fast`` = ``inline``, ``qps_limit``, ``checks`` = ``fast_checks``, ``slow``,
+    ``exits`` = ``fast_exits``), so a call on the lock-free path reads one object.
     """
 
     __slots__ = (  # noqa: RUF023 - the fields read together first
@@ -98,12 +96,10 @@ class _Slot:
         "inline",
         "qps_limit",
         "qps_checker",
-        "own",
         "fast_checks",
         "breakers",
         "holds",
         "system",
-        "fast",
         "slow",
         "slow_ms",
         "fast_exits",
@@ -146,12 +142,7 @@ class _Slot:
         self.slow_ms = min(slow) if slow else None
         self.slow = (self.slow_ms if self.slow_ms is not None else _INF) if breakers else None
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
-        # the QPS rules counting their own window that lead the rest run inlined, in order
-        k = 0
-        while k < len(rest) and type(rest[k]) is QpsReject and rest[k].own is not None:
-            k += 1
-        self.own = tuple((c, c.limit_app, c.entrance, c.limit, c.own) for c in rest[:k])
-        self.fast_checks = tuple(c.check for c in rest[k:])
+        self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
         self.checks = tuple(c.check for c in chain)
@@ -173,8 +164,6 @@ class _Slot:
             and not self.holds
             and (not rest or (self.qps_limit is None and all(getattr(c, "lock_free", False) for c in rest)))
         )
-        # nothing to run but the inlined compare (then ``guard``/``_enter`` do it themselves)
-        self.fast = self.inline and not rest
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
@@ -188,8 +177,9 @@ class _Slot:
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
         old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
-        node.fast = self.fast
+        node.fast = self.inline
         node.qps_limit = lim
+        node.checks = self.fast_checks
         node.slow = self.slow
         node.exits = self.fast_exits
         node.chain = self
@@ -417,16 +407,26 @@ class Engine:
             node.roll(t, self._h)
         slot = node.chain
         if node.fast and node.gate:
-            # -- nothing but the inlined QPS compare, every breaker closed: lock-free. The compare and the
-            # pass count run with no call between them, so no other thread runs in between (the GIL
-            # switches threads only at calls and backward jumps): the limit holds exactly unlocked.
+            # -- lock-free (see the module docstring), every breaker closed: the inlined QPS compare runs
+            # with no call before the pass count, so no other thread runs in between (the GIL switches
+            # threads only at calls and backward jumps), or the checkers are exact on their own
             lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+            checks = node.checks
+            if checks:  # (never with an inlined compare) lock-free checkers never queue
+                for chk in checks:
+                    try:
+                        chk(node, t, args, None)
+                    except Blocked as e:
+                        return self._blocked(slot, t, e, args, fallback)
+                    except Exception:
+                        self._checker_failed(slot, chk)
             node.passed += 1
             node.concurrency += 1
             held = None
         else:
+            # -- the general chain, under the node's lock
             exc, wait, held = self._checks(slot, node, t, args, None, None)
             if exc is not None:
                 return self._blocked(slot, t, exc, args, fallback, True)
@@ -480,22 +480,17 @@ class Engine:
     def _checks(
         self, slot: _Slot, node: ResourceNode, t: float, args: Any, origin: str | None, system: Any
     ) -> tuple[Blocked | None, float, Any]:
-        """The chain of ``guard`` and entries alike, for a call at ``t`` (``node`` rolled to it): system
-        (inbound calls) → the inlined QPS compare → the origin windows (``own``) → the other checkers →
-        breakers not closed. The first block wins; waits add up. Without a block or a wait the pass is
-        counted (and the values in flight taken); a block is counted on the node.
-        Returns (blocked, wait, values in flight).
-
-        Checks and the pass count run under the node's lock, so limits hold exactly under threads,
-        unless the chain is lock-free (``_Slot.inline``), every breaker is closed and no system rule
-        applies: then no call comes between a compare and its count (see the module docstring)."""
+        """The general chain of ``guard`` and entries alike, for a call at ``t`` (``node`` rolled to it):
+        system (inbound calls) → the inlined QPS compare → the other checkers → breakers not closed.
+        The first block wins; waits add up. Without a block or a wait the pass is counted (and the
+        values in flight taken). Checks and counts run under the node's lock, so that limits hold
+        exactly under threads; a block is counted on the node. Returns (blocked, wait, values in flight).
+        """
         exc: Blocked | None = None
         wait = 0.0
         held = None
-        locked = system is not None or not (slot.inline and node.gate)
         lock = node.glock
-        if locked:
-            lock.acquire()
+        lock.acquire()
         try:
             if system is not None:
                 try:
@@ -510,38 +505,17 @@ class Engine:
             elif lim is not None and node.passed + node.prev_passed >= lim:
                 exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
             else:
-                own_rules = slot.own
-                if own_rules:  # QpsReject.check of an origin's / entrance's own window, inlined
-                    o, e = current_caller()
-                    if origin is not None:
-                        o = origin
-                    h = int(t * 2)
-                    for chk, app, entrance, limit, own in own_rules:
-                        if entrance is not None and e != entrance:
-                            continue
-                        if app is not None and (o in chk.named if app == "other" else o != app):
-                            continue
-                        # roll, compare and count with no call in between: exact without the lock
-                        if h > own.h:
-                            own.prev = own.cur if h == own.h + 1 else 0
-                            own.cur = 0
-                            own.h = h
-                        if own.cur + own.prev >= limit:
-                            exc = chk.block(1.0 - (t % 1.0) or 1.0)
-                            break
-                        own.cur += 1
-                if exc is None:
-                    for chk in slot.fast_checks:
-                        try:
-                            w = chk(node, t, args, origin)
-                        except Blocked as e:
-                            exc = e
-                            break
-                        except Exception:
-                            self._checker_failed(slot, chk)
-                        else:
-                            if w:
-                                wait += w
+                for chk in slot.fast_checks:
+                    try:
+                        w = chk(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                        break
+                    except Exception:
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
                 if exc is None and not node.gate:  # a breaker is not closed
                     for br in slot.breakers:
                         if br.state != "closed":
@@ -560,14 +534,10 @@ class Engine:
                     node.concurrency += 1
                     if slot.holds:
                         held = self._acquire(slot, args)
-            if exc is not None and locked:
+            if exc is not None:
                 self._node_now(node, t).count_block(exc.kind)
         finally:
-            if locked:
-                lock.release()
-        if exc is not None and not locked:
-            with lock:
-                self._node_now(node, t).count_block(exc.kind)
+            lock.release()
         return exc, wait, held
 
     def _queued(self, slot: _Slot, wait: float, call: Callable[[], T], args: Any) -> T:
@@ -674,10 +644,19 @@ class Engine:
         slot = node.chain
         held = None
         if node.fast and node.gate and (not inbound or slot.system is None):
-            # lock-free, as in guard(): no call between the compare and the pass count
+            # lock-free, as in guard()
             lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
+            checks = node.checks
+            if checks:
+                for chk in checks:
+                    try:
+                        chk(node, t, args, origin)
+                    except Blocked as e:
+                        self._refused(slot, t, e, args, origin, inbound)
+                    except Exception:
+                        self._checker_failed(slot, chk)
             node.passed += 1
             node.concurrency += 1
         else:

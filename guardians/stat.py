@@ -152,6 +152,7 @@ class ResourceNode:
         "rt_sum",
         "rt_max",
         "rt_min",
+        "checks",
         "slow",
         "exits",
         "error",
@@ -177,6 +178,7 @@ class ResourceNode:
         # here so that a call reads one object (``guardians.engine._Slot.install``); as set here: no rules
         self.fast = True
         self.qps_limit: int | None = None
+        self.checks: tuple[Any, ...] = ()
         self.chain: Any = None
         self.slow: float | None = None
         self.exits: tuple[Any, ...] = ()
