@@ -87,8 +87,9 @@ class _Slot:
     then the others (``fast_exits``), on both paths.
 
     ``install`` makes the chain its node's: the node keeps copies of the fields a call reads
-    first (``fast`` = ``inline``, ``qps_limit``, ``checks`` = ``fast_checks``, ``slow``,
-    ``exits`` = ``fast_exits``), so a call on the lock-free path reads one object.
+    (``free``: ``fast_checks`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
+    ``fast_exits``; its breakers are bound to it), so a call on the lock-free path reads that one
+    object and never this one.
     """
 
     __slots__ = (  # noqa: RUF023 - the fields read together first
@@ -177,9 +178,8 @@ class _Slot:
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
         old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
-        node.fast = self.inline
+        node.free = self.fast_checks if self.inline else None
         node.qps_limit = lim
-        node.checks = self.fast_checks
         node.slow = self.slow
         node.exits = self.fast_exits
         node.chain = self
@@ -373,11 +373,14 @@ class Engine:
             self._h_end = (h + 1) / 2
         return self._h
 
-    def _checker_failed(self, slot: _Slot, chk: Any) -> None:
+    def _checker_failed(self, at: _Slot | ResourceNode, chk: Any) -> None:
+        """A checker raised something other than ``Blocked`` on the resource of ``at`` (a chain or node):
+        logged and counted, the call goes on."""
+        name = at.name
         self.checker_errors += 1
-        n = self._checker_errors_by[slot.name] = self._checker_errors_by.get(slot.name, 0) + 1
+        n = self._checker_errors_by[name] = self._checker_errors_by.get(name, 0) + 1
         if n <= 3 or n % 1000 == 0:
-            log.exception("rule checker %r failed on %s (%d so far); the call goes on", chk, slot.name, n)
+            log.exception("rule checker %r failed on %s (%d so far); the call goes on", chk, name, n)
 
     # ------------------------------------------------------------- the guard
     def guard(
@@ -405,28 +408,31 @@ class Engine:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        slot = node.chain
-        if node.fast and node.gate:
+        # (the chain object is read only off the lock-free pass: loading it would write its refcount)
+        free = node.free
+        if free is not None and node.gate:
             # -- lock-free (see the module docstring), every breaker closed: the inlined QPS compare runs
             # with no call before the pass count, so no other thread runs in between (the GIL switches
             # threads only at calls and backward jumps), or the checkers are exact on their own
             lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
+                slot = node.chain  # (read with the fields above: the same rules)
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            checks = node.checks
-            if checks:  # (never with an inlined compare) lock-free checkers never queue
-                for chk in checks:
+            if free:  # (never with an inlined compare) lock-free checkers, which never queue
+                slot = node.chain
+                for chk in free:
                     try:
                         chk(node, t, args, None)
                     except Blocked as e:
                         return self._blocked(slot, t, e, args, fallback)
                     except Exception:
-                        self._checker_failed(slot, chk)
+                        self._checker_failed(node, chk)
             node.passed += 1
             node.concurrency += 1
             held = None
         else:
             # -- the general chain, under the node's lock
+            slot = node.chain
             exc, wait, held = self._checks(slot, node, t, args, None, None)
             if exc is not None:
                 return self._blocked(slot, t, exc, args, fallback, True)
@@ -435,7 +441,7 @@ class Engine:
         try:
             result = call()
         except BaseException:
-            self._exit(slot, t, True, False, held)
+            self._exit(node.chain, t, True, False, held)
             raise
         if held is None:
             node.concurrency -= 1  # one attribute update: whole under the GIL
@@ -455,26 +461,22 @@ class Engine:
             node.rt_max = rt
         if rt < node.rt_min:
             node.rt_min = rt
-        # the exit hooks of the chain the call was admitted by (the node's copies unless rules changed since)
+        # the exit hooks of the rules in force. Breakers: nothing to do while all are closed and the call
+        # is not slow (they read their window from the node)
         slow = node.slow
-        exits = node.exits
-        if slot is not node.chain:
-            slow = slot.slow
-            exits = slot.fast_exits
-        # breakers: nothing to do while all are closed and the call is not slow (they read their window
-        # from the node)
         if slow is not None and (not node.gate or rt > slow):
-            for br in slot.breakers:
+            for br in node.breakers:
                 try:
                     br.on_exit(node, t1, rt, False)
                 except Exception:
-                    self._checker_failed(slot, br)
+                    self._checker_failed(node, br)
+        exits = node.exits
         if exits:
             for ex in exits:
                 try:
                     ex(node, t1, rt, False)
                 except Exception:
-                    self._checker_failed(slot, ex)
+                    self._checker_failed(node, ex)
         return result
 
     def _checks(
@@ -643,14 +645,14 @@ class Engine:
             node.roll(t, h)
         slot = node.chain
         held = None
-        if node.fast and node.gate and (not inbound or slot.system is None):
+        free = node.free
+        if free is not None and node.gate and (not inbound or slot.system is None):
             # lock-free, as in guard()
             lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
                 self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
-            checks = node.checks
-            if checks:
-                for chk in checks:
+            if free:
+                for chk in free:
                     try:
                         chk(node, t, args, origin)
                     except Blocked as e:
@@ -707,7 +709,7 @@ class Engine:
         return t, held
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
-        """A call of ``slot``'s chain completed: statistics, then the chain's exit hooks (as ``guard``)."""
+        """A call entered by ``_enter`` completed: statistics, then the exit hooks (as ``guard``)."""
         node = slot.node
         if held is None:
             node.concurrency -= 1  # one attribute update: whole under the GIL
@@ -745,19 +747,20 @@ class Engine:
                 ib.rt_max = rt
             if rt < ib.rt_min:
                 ib.rt_min = rt
-        # breakers: nothing to do for a success while all are closed and the call is not slow (as guard())
-        slow = slot.slow
+        # the exit hooks of the rules in force, as guard(). Breakers: nothing to do for a success while all
+        # are closed and the call is not slow
+        slow = node.slow
         if slow is not None and (error or not node.gate or rt > slow):
-            for br in slot.breakers:
+            for br in node.breakers:
                 try:
                     br.on_exit(node, t, rt, error)
                 except Exception:
-                    self._checker_failed(slot, br)
-        for ex in slot.fast_exits:
+                    self._checker_failed(node, br)
+        for ex in node.exits:
             try:
                 ex(node, t, rt, error)
             except Exception:
-                self._checker_failed(slot, ex)
+                self._checker_failed(node, ex)
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:

@@ -145,16 +145,15 @@ class ResourceNode:
         "prev_passed",
         "concurrency",
         "gate",
-        "fast",
+        "free",
         "qps_limit",
-        "chain",
         "success",
         "rt_sum",
         "rt_max",
         "rt_min",
-        "checks",
         "slow",
         "exits",
+        "chain",
         "error",
         "block_flow",
         "block_breaker",
@@ -176,9 +175,8 @@ class ResourceNode:
         self.gate = True  # every bound breaker closed (see ``bind``)
         # the engine's chain of this resource and the copies of its hot fields a guarded call reads, kept
         # here so that a call reads one object (``guardians.engine._Slot.install``); as set here: no rules
-        self.fast = True
+        self.free: tuple[Any, ...] | None = ()
         self.qps_limit: int | None = None
-        self.checks: tuple[Any, ...] = ()
         self.chain: Any = None
         self.slow: float | None = None
         self.exits: tuple[Any, ...] = ()
