@@ -2,7 +2,7 @@
 
 A guarded call runs the slot chain of its resource:
 
-1. *prepare*: find the resource's slot (statistics node + precomputed checks),
+1. *prepare*: find the resource's node (its statistics, and its chain's hot fields),
    read the clock once, locate the current 500 ms bucket;
 2. *checks* in a fixed order — system (inbound entries only) → flow (the tightest
    direct QPS reject first) → param → breaker; the first ``Blocked`` wins; a
@@ -11,26 +11,33 @@ A guarded call runs the slot chain of its resource:
    breaks a call);
 3. *stat hooks* that always run: pass/block counts at entry; success/error and
    response time at exit, then the exit hooks of checkers that learn from
-   completions (breakers, adaptive limits).
+   completions (breakers, adaptive limits) — those of the rules in force at the exit.
 
-Rules are applied whole: ``apply`` builds every resource's chain from the new
-rule set and swaps one dict, so a call sees either the old or the new rules.
-Checkers of rules that did not change are reused, keeping their state (an
-open breaker stays open across an unrelated edit).
+Rules are applied whole per resource: ``apply`` builds every resource's chain from the new
+rule set, then installs each on its node (``_Slot.install``: the node's copies of the chain's
+hot fields and the chain itself, stored with no call in between), so a call sees either the
+old or the new rules of its resource. Checkers of rules that did not change are reused,
+keeping their state (an open breaker stays open across an unrelated edit).
 
-``guard()`` (the domain's Guard port) runs this chain in one function with its commonest
-checkers inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
-``_exit`` with the same inlining. Both take the same decisions and keep the same statistics:
+One object per call: the lock-free path reads only the resource's node — its counters and the
+copies of its chain's fields (``free``, ``qps_limit``, ``slow``, ``exits``, ``breakers``) — never
+the chain object. With 10,000 resources each is a few cold cache lines; nodes are created in
+document order, so the nodes of a rule set lie together in memory.
+
+``guard()`` (the domain's Guard port) and entries (``entry()`` and the HTTP middleware, through
+``_enter``/``_pass``/``_exit``) run the same chain: the lock-free path inline in each (the QPS
+compare, then checkers exact on their own), everything else in one ``_checks`` under the node's
+lock. Both take the same decisions and keep the same statistics:
 tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
 
 Exact under threads: a check and the pass count it depends on must not interleave with another
 thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
-breaker not closed, system rules) both run under the resource's ``glock``. Otherwise no lock is
-taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs with no call
-before the pass count (CPython switches threads only at calls and backward jumps, so the GIL keeps
-them together), or every checker is exact on its own (``lock_free``: an origin's own window, param
-values, authority). tests/unit/guardians/test_threads.py holds both kinds to their limits with 64
-threads; a build without the GIL always takes the lock.
+breaker not closed, system rules) both run under the resource's ``glock`` (``_checks``). Otherwise
+no lock is taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs
+with no call before the pass count (CPython switches threads only at calls and backward jumps, so
+the GIL keeps them together), or every checker is exact on its own (``lock_free``: an origin's own
+window, param values, authority; such checkers never queue). tests/unit/guardians/test_threads.py
+holds both kinds to their limits with 64 threads; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
