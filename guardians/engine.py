@@ -763,11 +763,13 @@ class Engine:
                     br.on_exit(node, t, rt, error)
                 except Exception:
                     self._checker_failed(node, br)
-        for ex in node.exits:
-            try:
-                ex(node, t, rt, error)
-            except Exception:
-                self._checker_failed(node, ex)
+        exits = node.exits
+        if exits:
+            for ex in exits:
+                try:
+                    ex(node, t, rt, error)
+                except Exception:
+                    self._checker_failed(node, ex)
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:
