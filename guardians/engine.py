@@ -2,7 +2,7 @@
 
 A guarded call runs the slot chain of its resource:
 
-1. *prepare*: find the resource's slot (statistics node + precomputed checks),
+1. *prepare*: find the resource's node (its statistics, and its chain's hot fields),
    read the clock once, locate the current 500 ms bucket;
 2. *checks* in a fixed order — system (inbound entries only) → flow (the tightest
    direct QPS reject first) → param → breaker; the first ``Blocked`` wins; a
@@ -11,26 +11,33 @@ A guarded call runs the slot chain of its resource:
    breaks a call);
 3. *stat hooks* that always run: pass/block counts at entry; success/error and
    response time at exit, then the exit hooks of checkers that learn from
-   completions (breakers, adaptive limits).
+   completions (breakers, adaptive limits) — those of the rules in force at the exit.
 
-Rules are applied whole: ``apply`` builds every resource's chain from the new
-rule set and swaps one dict, so a call sees either the old or the new rules.
-Checkers of rules that did not change are reused, keeping their state (an
-open breaker stays open across an unrelated edit).
+Rules are applied whole per resource: ``apply`` builds every resource's chain from the new
+rule set, then installs each on its node (``_Slot.install``: the node's copies of the chain's
+hot fields and the chain itself, stored with no call in between), so a call sees either the
+old or the new rules of its resource. Checkers of rules that did not change are reused,
+keeping their state (an open breaker stays open across an unrelated edit).
 
-``guard()`` (the domain's Guard port) runs this chain in one function with its commonest
-checkers inlined; ``entry()`` and the HTTP middleware run it through ``_enter``/``_pass``/
-``_exit`` with the same inlining. Both take the same decisions and keep the same statistics:
+One object per call: the lock-free path reads only the resource's node — its counters and the
+copies of its chain's fields (``free``, ``qps_limit``, ``slow``, ``exits``, ``breakers``) — never
+the chain object. With 10,000 resources each is a few cold cache lines; nodes are created in
+document order, so the nodes of a rule set lie together in memory.
+
+``guard()`` (the domain's Guard port) and entries (``entry()`` and the HTTP middleware, through
+``_enter``/``_pass``/``_exit``) run the same chain: the lock-free path inline in each (the QPS
+compare, then checkers exact on their own), everything else in one ``_checks`` under the node's
+lock. Both take the same decisions and keep the same statistics:
 tests/unit/guardians/test_engine_paths.py drives both with random rules and calls.
 
 Exact under threads: a check and the pass count it depends on must not interleave with another
 thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
-breaker not closed, system rules) both run under the resource's ``glock``. Otherwise no lock is
-taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs with no call
-before the pass count (CPython switches threads only at calls and backward jumps, so the GIL keeps
-them together), or every checker is exact on its own (``lock_free``: an origin's own window, param
-values, authority). tests/unit/guardians/test_threads.py holds both kinds to their limits with 64
-threads; a build without the GIL always takes the lock.
+breaker not closed, system rules) both run under the resource's ``glock`` (``_checks``). Otherwise
+no lock is taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs
+with no call before the pass count (CPython switches threads only at calls and backward jumps, so
+the GIL keeps them together), or every checker is exact on its own (``lock_free``: an origin's own
+window, param values, authority; such checkers never queue). tests/unit/guardians/test_threads.py
+holds both kinds to their limits with 64 threads; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
@@ -69,41 +76,49 @@ T = TypeVar("T")
 INBOUND = "__inbound__"
 # the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
 _GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+_INF = float("inf")
 
 
 class _Slot:
-    """One resource's chain: its statistics node and the checks precomputed at apply time.
+    """One resource's chain: the checks precomputed at apply time (its node keeps the statistics).
 
     The chain, in this order: the tightest direct QPS reject rule (``qps_checker``; looser
     ones add nothing), the other flow checkers, param, breakers. The stateless QPS
     reject goes first so that a call it blocks is never counted by a stateful checker
     (a warm-up's admitted calls, a queue's reservation). ``checks``/``exits`` are that
-    chain as written; ``guard`` and entries run it with the two commonest checkers
-    inlined: the QPS reject (``qps_limit``, an int compare on the node's counters) and
-    breakers, which cost nothing while all are closed (``gated``: the node's ``gate`` says
-    so, kept by the breakers' transitions) and the call is not slow. Exit hooks run
-    breakers first, then the others (``fast_exits``), on both paths.
+    chain as written; ``guard`` and entries run it with the two commonest checkers inlined:
+    the QPS reject (``qps_limit``, an int compare on the node's counters) and breakers, which
+    cost nothing while all are closed (the node's ``gate`` says so, kept by the breakers'
+    transitions) and the call is not slow (``slow``: None without breakers, else the slowest
+    call a breaker ignores, +inf if none counts slow calls). Exit hooks run breakers first,
+    then the others (``fast_exits``), on both paths.
+
+    ``install`` makes the chain its node's: the node keeps copies of the fields a call reads
+    (``free``: ``fast_checks`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
+    ``fast_exits``; its breakers are bound to it), so a call on the lock-free path reads that one
+    object and never this one.
     """
 
-    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+    __slots__ = (  # noqa: RUF023 - the fields read together first
         "node",
-        "plain",
         "inline",
         "qps_limit",
-        "fast_checks",
-        "gated",
-        "fast_exits",
-        "slow_ms",
-        "breakers",
         "qps_checker",
+        "fast_checks",
+        "breakers",
+        "holds",
+        "system",
+        "slow",
+        "slow_ms",
+        "fast_exits",
+        "plain",
+        "gated",
         "checkers",
         "checks",
         "exits",
         "inbound_checks",
         "degrade",
         "name",
-        "holds",
-        "system",
     )
 
     def __init__(
@@ -133,6 +148,7 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
+        self.slow = (self.slow_ms if self.slow_ms is not None else _INF) if breakers else None
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
@@ -145,12 +161,12 @@ class _Slot:
         # the exit the values the pass took (carried on the guard/entry frame)
         self.holds = tuple(c for c in checkers if getattr(c, "holds", False))
         self.plain = not checkers
-        # checks and counts without the node's lock (guard/_enter, while every breaker is closed) when
-        # either nothing but the inlined QPS compare applies (no call between it and the pass count: the
-        # GIL keeps them together), or there is no inlined compare and every other checker is exact on
-        # its own (``lock_free``: it reads and updates only its own state, with no call in between or
-        # under its own lock, so the pass count does not matter to it). Never with values in flight to
-        # acquire, never on a build without the GIL.
+        # checks and counts without the node's lock (while every breaker is closed) when either nothing
+        # but the inlined QPS compare applies (no call between it and the pass count: the GIL keeps them
+        # together), or there is no inlined compare and every other checker is exact on its own
+        # (``lock_free``: it reads and updates only its own state, with no call in between or under its
+        # own lock, so the pass count does not matter to it). Never with values in flight to acquire,
+        # never on a build without the GIL.
         self.inline = (
             _GIL
             and not self.holds
@@ -158,6 +174,23 @@ class _Slot:
         )
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
+
+    def install(self, ints: dict[int, int]) -> None:
+        """Make this the node's chain. The node's copies of the hot fields and ``chain`` are stored in one
+        run of attribute stores with no call in between, as a call reads them: a call on another thread
+        sees either the old chain's fields or this one's, never a mix. ``ints`` interns the limits (one
+        int object per distinct threshold: the compare reads no cold object per resource)."""
+        node = self.node
+        lim = self.qps_limit
+        if lim is not None:
+            lim = self.qps_limit = ints.setdefault(lim, lim)
+        old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
+        node.free = self.fast_checks if self.inline else None
+        node.qps_limit = lim
+        node.slow = self.slow
+        node.exits = self.fast_exits
+        node.chain = self
+        del old
 
 
 class Engine:
@@ -212,15 +245,19 @@ class Engine:
             degrade, c5 = self._degrade.load(ruleset.degrade)
             authority = build_authority(ruleset.authority)
             c5 = c5 or ruleset.authority != self._ruleset.authority
-            for name in ruleset.resources():
-                self._node(name)
             self._parts = (flow, param, breaker, degrade, system, authority)
+            for name in ruleset.resources():  # in document order: their nodes lie together in memory
+                self._node(name)
             needs: dict[str, set[str]] = {}
             for r in ruleset.param:
                 if r.param == "client_ip" or ":" in r.param:
                     needs.setdefault(r.resource, set()).add(r.param)
             self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
-            self._slots = {name: self._build(name) for name in self._nodes}
+            slots = {name: self._build(name) for name in self._nodes}
+            ints: dict[int, int] = {}
+            for slot in slots.values():
+                slot.install(ints)
+            self._slots = slots
             self._ruleset = ruleset
             if version is not None:
                 self.rule_version = version
@@ -295,12 +332,16 @@ class Engine:
 
     # ------------------------------------------------------------ resources
     def _node(self, name: str) -> ResourceNode:
+        """The node of ``name``, created with a chain of no checkers if new (every node in ``_nodes``
+        has a chain: ``apply`` installs the rule set's)."""
         node = self._nodes.get(name)
         if node is None:
             with self._lock:
                 node = self._nodes.get(name)
                 if node is None:
-                    node = self._nodes[name] = ResourceNode(name)
+                    node = ResourceNode(name)
+                    _Slot(name, node, [], self._parts[4], None).install({})
+                    self._nodes[name] = node
         return node
 
     def _build(self, name: str) -> _Slot:
@@ -311,12 +352,13 @@ class Engine:
         ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
-    def _new_slot(self, name: str) -> _Slot | None:
+    def _new_node(self, name: str) -> ResourceNode | None:
+        """The node of a resource first called now (None past ``max_resources``: unguarded)."""
         with self._lock:
-            slot = self._slots.get(name)
-            if slot is not None:
-                return slot
-            if len(self._nodes) >= self.max_resources and name not in self._nodes:
+            node = self._nodes.get(name)
+            if node is not None:
+                return node
+            if len(self._nodes) >= self.max_resources:
                 if not self._overflow_logged:
                     log.warning(
                         "more than %d resources: %r and later new ones pass unguarded and uncounted",
@@ -325,9 +367,10 @@ class Engine:
                     )
                     self._overflow_logged = True
                 return None
-            self._node(name)
+            node = self._node(name)
             slot = self._slots[name] = self._build(name)
-            return slot
+            slot.install({})
+            return node
 
     def _tick(self, t: float) -> int:
         """Advance the engine's half-second (forward only)."""
@@ -337,11 +380,14 @@ class Engine:
             self._h_end = (h + 1) / 2
         return self._h
 
-    def _checker_failed(self, slot: _Slot, chk: Any) -> None:
+    def _checker_failed(self, at: _Slot | ResourceNode, chk: Any) -> None:
+        """A checker raised something other than ``Blocked`` on the resource of ``at`` (a chain or node):
+        logged and counted, the call goes on."""
+        name = at.name
         self.checker_errors += 1
-        n = self._checker_errors_by[slot.name] = self._checker_errors_by.get(slot.name, 0) + 1
+        n = self._checker_errors_by[name] = self._checker_errors_by.get(name, 0) + 1
         if n <= 3 or n % 1000 == 0:
-            log.exception("rule checker %r failed on %s (%d so far); the call goes on", chk, slot.name, n)
+            log.exception("rule checker %r failed on %s (%d so far); the call goes on", chk, name, n)
 
     # ------------------------------------------------------------- the guard
     def guard(
@@ -358,89 +404,51 @@ class Engine:
         ``default`` = the ``fallback`` given here), otherwise the ``Blocked`` error
         propagates.
         """
-        # the node's counters of the current half-second are its attributes (guardians.stat)
-        slot = self._slots.get(resource)
-        if slot is None:
-            slot = self._new_slot(resource)
-            if slot is None:
+        # one object per call: the node has the current half-second's counters and its chain's hot fields
+        node = self._nodes.get(resource)
+        if node is None:
+            node = self._new_node(resource)
+            if node is None:
                 return call()
-        node = slot.node
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
         if node.h is not self._h:
             node.roll(t, self._h)
-        held = None
-        if slot.inline and node.gate:
-            # -- lock-free: at most the inlined QPS compare, every breaker closed. The compare and the
-            # pass count run with no call between them, so no other thread runs in between (the GIL
-            # switches threads only at calls and backward jumps): the limit holds exactly unlocked.
-            lim = slot.qps_limit
+        # (the chain object is read only off the lock-free pass: loading it would write its refcount)
+        free = node.free
+        if free is not None and node.gate:
+            # -- lock-free (see the module docstring), every breaker closed: the inlined QPS compare runs
+            # with no call before the pass count, so no other thread runs in between (the GIL switches
+            # threads only at calls and backward jumps), or the checkers are exact on their own
+            lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
+                slot = node.chain  # (read with the fields above: the same rules)
                 return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
-            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
-                wait = 0.0
-                for chk in slot.fast_checks:
+            if free:  # (never with an inlined compare) lock-free checkers, which never queue
+                slot = node.chain
+                for chk in free:
                     try:
-                        w = chk(node, t, args, None)
+                        chk(node, t, args, None)
                     except Blocked as e:
                         return self._blocked(slot, t, e, args, fallback)
                     except Exception:
-                        self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return self._queued(slot, t, wait, call, args, fallback)
+                        self._checker_failed(node, chk)
             node.passed += 1
             node.concurrency += 1
+            held = None
         else:
-            # -- checks: flow → param → breaker, first block wins; check + count under the node's lock
-            exc: Blocked | None = None
-            wait = 0.0
-            lock = node.glock
-            lock.acquire()
-            try:
-                lim = slot.qps_limit
-                if lim is not None and node.passed + node.prev_passed >= lim:
-                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                else:
-                    for chk in slot.fast_checks:
-                        try:
-                            w = chk(node, t, args, None)
-                        except Blocked as e:
-                            exc = e
-                            break
-                        except Exception:
-                            self._checker_failed(slot, chk)
-                        else:
-                            if w:
-                                wait += w
-                    if exc is None and not wait and not node.gate:  # a breaker is not closed
-                        for br in slot.breakers:
-                            if br.state != "closed":
-                                try:
-                                    br.check(node, t, args, None)
-                                except Blocked as e:
-                                    exc = e
-                                    break
-                                except Exception:
-                                    self._checker_failed(slot, br)
-                    if exc is None and not wait:
-                        node.passed += 1
-                        node.concurrency += 1
-                        if slot.holds:
-                            held = self._acquire(slot, args)
-            finally:
-                lock.release()
+            # -- the general chain, under the node's lock
+            slot = node.chain
+            exc, wait, held = self._checks(slot, node, t, args, None, None)
             if exc is not None:
-                return self._blocked(slot, t, exc, args, fallback)
+                return self._blocked(slot, t, exc, args, fallback, True)
             if wait:
-                return self._queued(slot, t, wait, call, args, fallback)
+                return self._queued(slot, wait, call, args)
         try:
             result = call()
         except BaseException:
-            self._exit(slot, t, True, False, held)
+            self._exit(node.chain, t, True, False, held)
             raise
         if held is None:
             node.concurrency -= 1  # one attribute update: whole under the GIL
@@ -460,43 +468,90 @@ class Engine:
             node.rt_max = rt
         if rt < node.rt_min:
             node.rt_min = rt
-        if not slot.plain:
-            # all breakers closed and the call not slow: nothing to do (they read their window from the node)
-            if slot.gated and (not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
-                for br in slot.breakers:
-                    try:
-                        br.on_exit(node, t1, rt, False)
-                    except Exception:
-                        self._checker_failed(slot, br)
-            if slot.fast_exits:
-                for ex in slot.fast_exits:
-                    try:
-                        ex(node, t1, rt, False)
-                    except Exception:
-                        self._checker_failed(slot, ex)
+        # the exit hooks of the rules in force. Breakers: nothing to do while all are closed and the call
+        # is not slow (they read their window from the node)
+        slow = node.slow
+        if slow is not None and (not node.gate or rt > slow):
+            for br in node.breakers:
+                try:
+                    br.on_exit(node, t1, rt, False)
+                except Exception:
+                    self._checker_failed(node, br)
+        exits = node.exits
+        if exits:
+            for ex in exits:
+                try:
+                    ex(node, t1, rt, False)
+                except Exception:
+                    self._checker_failed(node, ex)
         return result
 
-    def _queued(
-        self,
-        slot: _Slot,
-        t: float,
-        wait: float,
-        call: Callable[[], T],
-        args: Any,
-        fallback: Callable[[BaseException], T] | None,
-    ) -> T:
-        """``guard`` of a call a queueing rule delays: the rest of the chain (breakers) first, so a
-        blocked call never waits, then the wait, the pass and the exit of the general chain (as entries)."""
-        node = slot.node
-        if slot.gated and not node.gate:
-            for br in slot.breakers:
-                if br.state != "closed":
+    def _checks(
+        self, slot: _Slot, node: ResourceNode, t: float, args: Any, origin: str | None, system: Any
+    ) -> tuple[Blocked | None, float, Any]:
+        """The general chain of ``guard`` and entries alike, for a call at ``t`` (``node`` rolled to it):
+        system (inbound calls) → the inlined QPS compare → the other checkers → breakers not closed.
+        The first block wins; waits add up. Without a block or a wait the pass is counted (and the
+        values in flight taken). Checks and counts run under the node's lock, so that limits hold
+        exactly under threads; a block is counted on the node. Returns (blocked, wait, values in flight).
+        """
+        exc: Blocked | None = None
+        wait = 0.0
+        held = None
+        lock = node.glock
+        lock.acquire()
+        try:
+            if system is not None:
+                try:
+                    system.check(node, t, args, origin)
+                except Blocked as e:
+                    exc = e
+                except Exception:
+                    self._checker_failed(slot, system)
+            lim = slot.qps_limit
+            if exc is not None:
+                pass
+            elif lim is not None and node.passed + node.prev_passed >= lim:
+                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+            else:
+                for chk in slot.fast_checks:
                     try:
-                        br.check(node, t, args, None)
-                    except Blocked as exc:
-                        return self._blocked(slot, t, exc, args, fallback)
+                        w = chk(node, t, args, origin)
+                    except Blocked as e:
+                        exc = e
+                        break
                     except Exception:
-                        self._checker_failed(slot, br)
+                        self._checker_failed(slot, chk)
+                    else:
+                        if w:
+                            wait += w
+                if exc is None and not node.gate:  # a breaker is not closed
+                    for br in slot.breakers:
+                        if br.state != "closed":
+                            try:
+                                w = br.check(node, t, args, origin)
+                            except Blocked as e:
+                                exc = e
+                                break
+                            except Exception:
+                                self._checker_failed(slot, br)
+                            else:
+                                if w:
+                                    wait += w
+                if exc is None and not wait:
+                    node.passed += 1
+                    node.concurrency += 1
+                    if slot.holds:
+                        held = self._acquire(slot, args)
+            if exc is not None:
+                self._node_now(node, t).count_block(exc.kind)
+        finally:
+            lock.release()
+        return exc, wait, held
+
+    def _queued(self, slot: _Slot, wait: float, call: Callable[[], T], args: Any) -> T:
+        """``guard`` of a call the chain admitted after a queueing wait: the wait, then the pass and the
+        exit of the general chain (as entries)."""
         self.clock.sleep(wait)
         t0, held = self._pass(slot, False, args)
         try:
@@ -525,9 +580,13 @@ class Engine:
         exc: Blocked,
         args: Any,
         fallback: Callable[[BaseException], Any] | None,
+        counted: bool = False,
     ) -> Any:
-        with slot.node.glock:
-            self._node_now(slot.node, t).count_block(exc.kind)
+        """``guard`` of a blocked call: the block counted (on the node under its lock unless
+        ``counted``) and logged, then the fallback's answer or the error."""
+        if not counted:
+            with slot.node.glock:
+                self._node_now(slot.node, t).count_block(exc.kind)
         if exc.args_ is None:
             exc.args_ = args
         self.block_log.record(t, slot.name, exc, None, args)
@@ -564,7 +623,7 @@ class Engine:
         """
         return Entry(self, resource, args, origin, inbound)
 
-    # -- the general (non-inlined) chain, used by entries and the middleware --
+    # -- entries and the middleware: the same chain in three steps (enter, pass after a wait, exit) --
     def _node_now(self, node: ResourceNode, t: float) -> ResourceNode:
         """``node`` rolled to time ``t`` (its counters are then the current half-second's)."""
         if t >= self._h_end:
@@ -578,96 +637,39 @@ class Engine:
     ) -> tuple[_Slot | None, float, float, Any]:
         """Run the checks; returns (slot, t0, wait, held). With wait == 0 the pass is already
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
-        waits, then calls ``_pass`` for t0 and held. The same chain as ``guard`` (system first for
-        inbound calls), with the same inlined QPS compare and closed-breaker skip."""
-        slot = self._slots.get(resource)
-        if slot is None:
-            slot = self._new_slot(resource)
-            if slot is None:
+        waits, then calls ``_pass`` for t0 and held. ``guard``'s chain (``_checks``), with system
+        rules first for inbound calls; a refusal raises ``Blocked``."""
+        node = self._nodes.get(resource)
+        if node is None:
+            node = self._new_node(resource)
+            if node is None:
                 return None, 0.0, 0.0, None
-        node = slot.node
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
         h = self._h
         if node.h is not h:
             node.roll(t, h)
+        slot = node.chain
         held = None
-        system = slot.system if inbound else None
-        if slot.inline and node.gate and system is None:
-            # lock-free, as in guard(): no call between the compare and the pass count
-            lim = slot.qps_limit
+        free = node.free
+        if free is not None and node.gate and (not inbound or slot.system is None):
+            # lock-free, as in guard()
+            lim = node.qps_limit
             if lim is not None and node.passed + node.prev_passed >= lim:
-                exc0 = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                self._refused(slot, t, exc0, args, origin, inbound, False)
-            if slot.fast_checks:  # (never with an inlined compare) checkers exact on their own
-                wait = 0.0
-                for chk in slot.fast_checks:
+                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
+            if free:
+                for chk in free:
                     try:
-                        w = chk(node, t, args, origin)
+                        chk(node, t, args, origin)
                     except Blocked as e:
-                        self._refused(slot, t, e, args, origin, inbound, False)
+                        self._refused(slot, t, e, args, origin, inbound)
                     except Exception:
                         self._checker_failed(slot, chk)
-                    else:
-                        if w:
-                            wait += w
-                if wait:
-                    return slot, t, wait, None
             node.passed += 1
             node.concurrency += 1
         else:
-            exc: Blocked | None = None
-            wait = 0.0
-            lock = node.glock
-            lock.acquire()  # checks and the pass count at once: limits hold exactly under threads
-            try:
-                if system is not None:
-                    try:
-                        system.check(node, t, args, origin)
-                    except Blocked as e:
-                        exc = e
-                    except Exception:
-                        self._checker_failed(slot, system)
-                lim = slot.qps_limit
-                if exc is not None:
-                    pass
-                elif lim is not None and node.passed + node.prev_passed >= lim:
-                    exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
-                else:
-                    for chk in slot.fast_checks:
-                        try:
-                            w = chk(node, t, args, origin)
-                        except Blocked as e:
-                            exc = e
-                            break
-                        except Exception:
-                            self._checker_failed(slot, chk)
-                        else:
-                            if w:
-                                wait += w
-                    if exc is None and not node.gate:  # a breaker is not closed
-                        for br in slot.breakers:
-                            if br.state != "closed":
-                                try:
-                                    w = br.check(node, t, args, origin)
-                                except Blocked as e:
-                                    exc = e
-                                    break
-                                except Exception:
-                                    self._checker_failed(slot, br)
-                                else:
-                                    if w:
-                                        wait += w
-                    if exc is None and not wait:
-                        node.passed += 1
-                        node.concurrency += 1
-                        if slot.holds:
-                            held = self._acquire(slot, args)
-                if exc is not None:
-                    self._node_now(node, t).count_block(exc.kind)
-            finally:
-                lock.release()
+            exc, wait, held = self._checks(slot, node, t, args, origin, slot.system if inbound else None)
             if exc is not None:
                 self._refused(slot, t, exc, args, origin, inbound, True)
             if wait:
@@ -681,7 +683,8 @@ class Engine:
         return slot, t, 0.0, held
 
     def _refused(
-        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool, counted: bool
+        self, slot: _Slot, t: float, exc: Blocked, args: Any, origin: str | None, inbound: bool,
+        counted: bool = False,
     ) -> None:
         """An entry refused: the block counted (on the node under its lock unless ``counted``), logged,
         raised."""
@@ -713,6 +716,7 @@ class Engine:
         return t, held
 
     def _exit(self, slot: _Slot, t0: float, error: bool, inbound: bool = False, held: Any = None) -> None:
+        """A call entered by ``_enter`` completed: statistics, then the exit hooks (as ``guard``)."""
         node = slot.node
         if held is None:
             node.concurrency -= 1  # one attribute update: whole under the GIL
@@ -750,20 +754,22 @@ class Engine:
                 ib.rt_max = rt
             if rt < ib.rt_min:
                 ib.rt_min = rt
-        if slot.plain:
-            return
-        # breakers: nothing to do for a success while all are closed and the call is not slow (as guard())
-        if slot.gated and (error or not node.gate or (slot.slow_ms is not None and rt > slot.slow_ms)):
-            for br in slot.breakers:
+        # the exit hooks of the rules in force, as guard(). Breakers: nothing to do for a success while all
+        # are closed and the call is not slow
+        slow = node.slow
+        if slow is not None and (error or not node.gate or rt > slow):
+            for br in node.breakers:
                 try:
                     br.on_exit(node, t, rt, error)
                 except Exception:
-                    self._checker_failed(slot, br)
-        for ex in slot.fast_exits:
-            try:
-                ex(node, t, rt, error)
-            except Exception:
-                self._checker_failed(slot, ex)
+                    self._checker_failed(node, br)
+        exits = node.exits
+        if exits:
+            for ex in exits:
+                try:
+                    ex(node, t, rt, error)
+                except Exception:
+                    self._checker_failed(node, ex)
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:

@@ -184,10 +184,16 @@ class TrustedProxies:
         if not trusted:
             return peer
         raw = None
-        for k, v in scope.get("headers") or ():
-            if k == _XFF or (len(k) == 15 and k.lower() == _XFF):  # the first X-Forwarded-For
+        headers = scope.get("headers") or ()
+        for k, v in headers:  # the first X-Forwarded-For (ASGI servers lowercase header names) ...
+            if k == _XFF:
                 raw = v
                 break
+        else:
+            for k, v in headers:  # ... or, from a server that does not, in any case
+                if len(k) == 15 and k.lower() == _XFF:
+                    raw = v
+                    break
         if not raw:
             return peer
         forwarded = self._forwarded

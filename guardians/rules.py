@@ -55,12 +55,14 @@ class RuleSet:
     def to_document(self) -> dict[str, list[dict[str, Any]]]:
         return {t: [r.to_dict() for r in getattr(self, t)] for t in RULE_TYPES}
 
-    def resources(self) -> set[str]:
-        out: set[str] = set()
+    def resources(self) -> list[str]:
+        """Every resource the rules name, once each, in document order (flow, breaker, param, degrade,
+        authority, then referenced resources)."""
+        out: dict[str, None] = {}
         for t in ("flow", "breaker", "param", "degrade", "authority"):
-            out.update(r.resource for r in getattr(self, t))
-        out.update(r.ref_resource for r in self.flow if r.ref_resource)
-        return out
+            out.update(dict.fromkeys(r.resource for r in getattr(self, t)))
+        out.update(dict.fromkeys(r.ref_resource for r in self.flow if r.ref_resource))
+        return list(out)
 
 
 def parse_document(doc: Any) -> RuleSet:

@@ -134,6 +134,9 @@ class ResourceNode:
     written into the ring (reusing, in place, the record of the same slot a minute
     earlier) and start again from zero. ``gate`` is True while every breaker bound to
     the resource is closed, so a call through a closed breaker reads only this object.
+    The engine keeps its per-resource chain here too (``chain`` and copies of the fields a
+    guarded call reads), so a call reads this one object: with 10,000 resources each call
+    touches fewer cold cache lines and pages.
     """
 
     __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
@@ -142,10 +145,15 @@ class ResourceNode:
         "prev_passed",
         "concurrency",
         "gate",
+        "free",
+        "qps_limit",
         "success",
         "rt_sum",
         "rt_max",
         "rt_min",
+        "slow",
+        "exits",
+        "chain",
         "error",
         "block_flow",
         "block_breaker",
@@ -165,6 +173,13 @@ class ResourceNode:
         self.prev_passed = 0  # passes of the half-second before ``start`` (frozen when it rolled out)
         self.concurrency = 0
         self.gate = True  # every bound breaker closed (see ``bind``)
+        # the engine's chain of this resource and the copies of its hot fields a guarded call reads, kept
+        # here so that a call reads one object (``guardians.engine._Slot.install``); as set here: no rules
+        self.free: tuple[Any, ...] | None = ()
+        self.qps_limit: int | None = None
+        self.chain: Any = None
+        self.slow: float | None = None
+        self.exits: tuple[Any, ...] = ()
         self.success = 0
         self.rt_sum = 0.0
         self.rt_max = 0.0

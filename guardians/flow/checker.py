@@ -102,22 +102,31 @@ class QpsReject(FlowChecker):
         # another resource's passes (relate), it does not depend on this resource's pass count
         self.lock_free = self.own is not None or self.ref_node is not None
         self.limit = math.floor(self.threshold)  # count + 1 > threshold iff count >= floor(threshold)
+        if self.own is not None:
+            self.check = self._own_check()  # type: ignore[method-assign]
 
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+    def _own_check(self) -> Callable[[ResourceNode, float, object, str | None], float]:
+        """``check`` of a rule counting its own window (limit_app / chain), as a closure over the rule's
+        constants (the hot path reads locals, not attributes): applies → roll → compare → count, with no
+        call between the compare and the count, so the GIL keeps them together (exact under threads
+        without a lock)."""
         own = self.own
-        if own is not None:
-            # applies(origin), then own.count(h) + 1 > threshold and own.add(h), spelled out: one context
-            # read, and no call between the count and the add, so the GIL keeps them together (exact
-            # under threads without a lock)
-            o, e = current_caller()
-            entrance = self.entrance
+        assert own is not None
+        entrance = self.entrance
+        app = self.limit_app
+        limit = self.limit
+        other = app == "other"
+        caller = current_caller
+        block = self.block
+
+        def check(node: ResourceNode, t: float, args: object, origin: str | None) -> float:
+            o, e = caller()
             if entrance is not None and e != entrance:
                 return 0.0
-            app = self.limit_app
             if app is not None:
                 if origin is not None:
                     o = origin
-                if app == "other":
+                if other:
                     if o in self.named:
                         return 0.0
                 elif o != app:
@@ -127,10 +136,15 @@ class QpsReject(FlowChecker):
                 own.prev = own.cur if h == own.h + 1 else 0
                 own.cur = 0
                 own.h = h
-            if own.cur + own.prev >= self.limit:
-                raise self.block(1.0 - (t % 1.0) or 1.0)
+            if own.cur + own.prev >= limit:
+                raise block(1.0 - (t % 1.0) or 1.0)
             own.cur += 1
             return 0.0
+
+        return check
+
+    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+        # (a rule counting its own window checks with the closure of ``_own_check``)
         ref = self.ref_node
         n = node.current_pass_count() if ref is None else ref.pass_count(int(t * 2))
         if n + 1 > self.threshold:

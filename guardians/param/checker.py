@@ -133,6 +133,8 @@ class ParamChecker:
         self._limit = max(rule.threshold, 1)
         self._expiry = rule.duration_s
         self.match = value_matcher(rule)
+        # every value limited to the rule's threshold: check() takes its shortest path
+        self.plain = self.match is None and not rule.exceptions and not self._zero_all
 
     def check(
         self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
@@ -140,31 +142,47 @@ class ParamChecker:
         if not args:
             return 0.0
         value = args.get(self.param)
-        if value is None:
-            return 0.0
-        match = self.match
-        if isinstance(value, MULTI):  # every value counts (every SKU of an order)
-            for v in value:
-                v = str(v)
-                if match is None or match(v):
-                    self.check_value(v, args, t)
-            return 0.0
         if type(value) is not str:
+            if value is None:
+                return 0.0
+            if isinstance(value, MULTI):  # every value counts (every SKU of an order)
+                match = self.match
+                for v in value:
+                    v = str(v)
+                    if match is None or match(v):
+                        self.check_value(v, args, t)
+                return 0.0
             value = str(value)
-        if match is not None and not match(value):
-            return 0.0
-        # check_value(value, args, t), spelled out for the one-value case (a running window: no call)
-        if value in self.zero or (self._zero_all and value not in self.exceptions):
-            raise self._blocked(value, args)
-        counts = self.windows.counts
-        if value in counts and counts[value][1] > t:
-            entry = counts[value]
-            entry[0] += 1
-            n = entry[0]
+        if self.plain:
+            # one value, every value under the rule's threshold (no match, exceptions or zero): a running
+            # window is found, counted and compared with no call in between (exact under threads)
+            counts = self.windows.counts
+            entry = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
+            if entry is not None and entry[1] > t:
+                entry[0] += 1
+                if entry[0] <= self._limit:
+                    return 0.0
+                n = entry[0]
+            else:
+                n = self.windows.start(value, t)
+                if n <= self._limit:
+                    return 0.0
         else:
-            n = self.windows.start(value, t)
-        if n <= self._limits.get(value, self._limit):
-            return 0.0
+            match = self.match
+            if match is not None and not match(value):
+                return 0.0
+            # check_value(value, args, t), spelled out for the one-value case (a running window: no call)
+            if value in self.zero or (self._zero_all and value not in self.exceptions):
+                raise self._blocked(value, args)
+            counts = self.windows.counts
+            if value in counts and counts[value][1] > t:
+                entry = counts[value]
+                entry[0] += 1
+                n = entry[0]
+            else:
+                n = self.windows.start(value, t)
+            if n <= self._limits.get(value, self._limit):
+                return 0.0
         b = self.burst
         if b is not None and self.burst_windows.hit(value, t) <= b.amount:
             return 0.0

@@ -24,7 +24,8 @@ def test_a_bug_in_a_checker_never_breaks_the_call(caplog):
     slot = eng._slots["r"]
     from guardians.engine import _Slot
 
-    eng._slots["r"] = _Slot("r", slot.node, [Boom(), *slot.checkers], None, None)
+    eng._slots["r"] = buggy = _Slot("r", slot.node, [Boom(), *slot.checkers], None, None)
+    buggy.install({})  # the chain calls read from the node
     with caplog.at_level(logging.ERROR):
         assert eng.guard("r", lambda: 42) == 42
         with eng.entry("r"):
@@ -54,6 +55,42 @@ def test_unchanged_rules_keep_their_state_across_apply():
     assert eng.breaker_states() == {"p": "open"}
     eng.apply(parse_document({**doc, "flow": [{"resource": "other", "threshold": 5}]}))
     assert eng.breaker_states() == {"p": "open"}
+
+
+@pytest.mark.parametrize("path", ["guard", "entry"])
+def test_rules_applied_during_a_call_are_in_force_at_its_exit(path):
+    """A call admitted by the old rules exits under the new ones: the new breaker learns from its
+    error (and then refuses the next call), and the call's concurrency is given back."""
+    eng, _clock = engine({"flow": [{"resource": "r", "threshold": 100}]})
+    new = parse_document({
+        "flow": [{"resource": "r", "threshold": 5}],
+        "breaker": [{"resource": "r", "strategy": "error_count", "threshold": 1, "min_requests": 1}],
+    })
+
+    def work() -> None:
+        eng.apply(new)
+        raise RuntimeError("downstream failed")
+
+    with pytest.raises(RuntimeError):
+        if path == "guard":
+            eng.guard("r", work)
+        else:
+            with eng.entry("r"):
+                work()
+    assert eng.breaker_states() == {"r": "open"}
+    assert eng.stats()["resources"]["r"]["concurrency"] == 0
+    with pytest.raises(Blocked) as blocked:
+        eng.guard("r", lambda: None)
+    assert blocked.value.kind == "breaker"
+
+
+def test_nodes_are_created_in_document_order():
+    names = [f"r{i}" for i in (3, 1, 2)]
+    eng, _clock = engine({"flow": [{"resource": n, "threshold": 5} for n in names],
+                          "breaker": [{"resource": "b", "strategy": "error_count", "threshold": 1}],
+                          "param": [{"resource": "r1", "param": "sku", "threshold": 1}]})
+    assert list(eng._nodes) == [*names, "b"]
+    assert eng.ruleset.resources() == [*names, "b"]
 
 
 def test_guard_satisfies_the_domain_guard_port_structurally():
