@@ -469,22 +469,28 @@ class Engine:
         if rt < node.rt_min:
             node.rt_min = rt
         # the exit hooks of the rules in force. Breakers: nothing to do while all are closed and the call
-        # is not slow (they read their window from the node)
+        # is not slow (they read their window from the node); no call at all in that common case
         slow = node.slow
-        if slow is not None and (not node.gate or rt > slow):
+        breakers = slow is not None and (not node.gate or rt > slow)
+        if breakers or node.exits:
+            self._exit_hooks(node, t1, rt, False, breakers)
+        return result
+
+    def _exit_hooks(self, node: ResourceNode, t: float, rt: float, error: bool, breakers: bool) -> None:
+        """A call's exit through the exit hooks of the rules in force (``guard()`` and ``_exit``):
+        the breakers when ``breakers``, then the other exit hooks (adaptive limits); a failing hook
+        is counted, never the call's problem."""
+        if breakers:
             for br in node.breakers:
                 try:
-                    br.on_exit(node, t1, rt, False)
+                    br.on_exit(node, t, rt, error)
                 except Exception:
                     self._checker_failed(node, br)
-        exits = node.exits
-        if exits:
-            for ex in exits:
-                try:
-                    ex(node, t1, rt, False)
-                except Exception:
-                    self._checker_failed(node, ex)
-        return result
+        for ex in node.exits:
+            try:
+                ex(node, t, rt, error)
+            except Exception:
+                self._checker_failed(node, ex)
 
     def _checks(
         self, slot: _Slot, node: ResourceNode, t: float, args: Any, origin: str | None, system: Any
@@ -757,19 +763,9 @@ class Engine:
         # the exit hooks of the rules in force, as guard(). Breakers: nothing to do for a success while all
         # are closed and the call is not slow
         slow = node.slow
-        if slow is not None and (error or not node.gate or rt > slow):
-            for br in node.breakers:
-                try:
-                    br.on_exit(node, t, rt, error)
-                except Exception:
-                    self._checker_failed(node, br)
-        exits = node.exits
-        if exits:
-            for ex in exits:
-                try:
-                    ex(node, t, rt, error)
-                except Exception:
-                    self._checker_failed(node, ex)
+        breakers = slow is not None and (error or not node.gate or rt > slow)
+        if breakers or node.exits:
+            self._exit_hooks(node, t, rt, error, breakers)
 
     # ------------------------------------------------------------ statistics
     def metrics_since(self, after_second: int) -> list[ResourceSnapshot]:
