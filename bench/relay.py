@@ -234,12 +234,27 @@ def _pace(rate: float, stop_at: float, one: Any, counts: Counter[str], lock: thr
             next_at = time.monotonic()
 
 
-def _run_threads(threads: int, target: Any) -> None:
-    workers = [threading.Thread(target=target, args=(n,), daemon=True) for n in range(threads)]
+def _run_paced(threads: int, rate: float, duration: float, ready: Any, go: Any, one: Any) -> Counter[str]:
+    """A load process's run: tell the parent it is ready, wait for the common start, then ``threads``
+    threads each calling ``one(n, i)`` at ``rate / threads`` per second for ``duration`` seconds.
+    Returns the orders and errors counted, and the process's CPU time (``cpu_us``)."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    ready.set()
+    go.wait(60)
+    stop_at = time.monotonic() + duration
+    cpu = time.process_time()
+
+    def thread(n: int) -> None:
+        _pace(rate / threads, stop_at, lambda i: one(n, i), counts, lock)
+
+    workers = [threading.Thread(target=thread, args=(n,), daemon=True) for n in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    counts["cpu_us"] = round((time.process_time() - cpu) * 1e6)
+    return counts
 
 
 def _placer_process(url: str, schema: str | None, rate: float, duration: float, threads: int, seed: int,
@@ -252,26 +267,16 @@ def _placer_process(url: str, schema: str | None, rate: float, duration: float, 
     db = build_trading_db(url, schema=schema)
     service = TradingService(db.uow_factory, SimulatedGateway(latency_ms=0.0, jitter=0.0),
                              sleep=lambda s: None)
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-    ready.set()
-    go.wait(60)
-    stop_at = time.monotonic() + duration
-    cpu = time.process_time()
 
-    def placer(n: int) -> None:
-        def one(i: int) -> None:
-            view = service.place_order(PlaceOrder(
-                buyer_id=f"b{seed}-{n}-{i}", tx_type="fixed_price", channel="web" if i % 2 else "app",
-                lines=[LineItem(f"P{(seed * 13 + n * 7 + i) % 40}", 1)], address=dict(ADDRESS),
-                idempotency_key=f"{seed}-{n}-{i}-{uuid.uuid4().hex[:6]}"))
-            if i % 5:
-                service.pay_order(view.id)
+    def one(n: int, i: int) -> None:
+        view = service.place_order(PlaceOrder(
+            buyer_id=f"b{seed}-{n}-{i}", tx_type="fixed_price", channel="web" if i % 2 else "app",
+            lines=[LineItem(f"P{(seed * 13 + n * 7 + i) % 40}", 1)], address=dict(ADDRESS),
+            idempotency_key=f"{seed}-{n}-{i}-{uuid.uuid4().hex[:6]}"))
+        if i % 5:
+            service.pay_order(view.id)
 
-        _pace(rate / threads, stop_at, one, counts, lock)
-
-    _run_threads(threads, placer)
-    counts["cpu_us"] = round((time.process_time() - cpu) * 1e6)
+    counts = _run_paced(threads, rate, duration, ready, go, one)
     db.dispose()
     out.put(dict(counts))
 
@@ -409,24 +414,14 @@ def _writer_process(url: str, schema: str | None, rate: float, duration: float, 
     postgres = url.startswith("postgresql")
     db = None if postgres else build_trading_db(url, schema=schema)
     writers = [_PipelineWriter(url, schema) if postgres else _UowWriter(db) for _ in range(threads)]
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-    ready.set()
-    go.wait(60)
-    stop_at = time.monotonic() + duration
-    cpu = time.process_time()
 
-    def writer(n: int) -> None:
-        def one(i: int) -> None:
-            order = _bench_order(f"{seed}-{n}", i, datetime.now(UTC))
-            writers[n].place(order)
-            if i % 5:
-                writers[n].pay(order)
+    def one(n: int, i: int) -> None:
+        order = _bench_order(f"{seed}-{n}", i, datetime.now(UTC))
+        writers[n].place(order)
+        if i % 5:
+            writers[n].pay(order)
 
-        _pace(rate / threads, stop_at, one, counts, lock)
-
-    _run_threads(threads, writer)
-    counts["cpu_us"] = round((time.process_time() - cpu) * 1e6)
+    counts = _run_paced(threads, rate, duration, ready, go, one)
     for w in writers:
         w.close()
     if db is not None:
