@@ -62,14 +62,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import sqlite3
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -84,7 +86,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from common.redact import redact_text
-from common.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -149,28 +150,45 @@ _perf_ns = time.perf_counter_ns
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
-def _context_getter() -> Callable[[], Mapping[str, Any]]:
-    """The current OpenTelemetry context's getter for the hot paths (a DB statement, a Redis command,
-    a new span's parent): the ``ContextVar`` of the default (contextvars) runtime context, one C
-    call, where the API's ``get_current_span`` is a chain of ~5 Python calls; the API's own
-    ``get_current`` if another runtime context is configured (``OTEL_PYTHON_CONTEXT``) or its
-    internals change. OpenTelemetry's context stays the one source of the current span."""
+def _context_var() -> ContextVar[Context] | None:
+    """The ``ContextVar`` behind OpenTelemetry's default (contextvars) runtime context, or None if
+    another runtime context is configured (``OTEL_PYTHON_CONTEXT``) or its internals change."""
     var = getattr(getattr(context_api, "_RUNTIME_CONTEXT", None), "_current_context", None)
-    if isinstance(var, ContextVar):
-        return var.get
-    return context_api.get_current
+    return var if isinstance(var, ContextVar) else None
 
 
-_current_context = _context_getter()
+_CONTEXT_VAR = _context_var()
+# The current OpenTelemetry context's getter for the hot paths (a DB statement, a Redis command, a
+# new span's parent): that ContextVar's ``get``, one C call, where the API's ``get_current_span``
+# is a chain of ~5 Python calls. OpenTelemetry's context stays the one source of the current span.
+_current_context: Callable[[], Mapping[str, Any]] = (
+    _CONTEXT_VAR.get if _CONTEXT_VAR is not None else context_api.get_current)
 
 
 def _enter(span: trace.Span, base: context_api.Context | None = None) -> Any:
     """Make ``span`` current in OpenTelemetry's context (logs, baggage, any OpenTelemetry user see
-    it), on top of ``base`` (default: the current context). Returns the token for ``_leave``."""
-    return context_api.attach(Context({**(_current_context() if base is None else base), _SPAN_KEY: span}))
+    it), on top of ``base`` (default: the current context). Returns the token for ``_leave``.
+
+    With the default runtime context this is that ``ContextVar``'s own ``set`` / ``reset`` (what
+    the API's ``attach`` / ``detach`` end in, after two Python calls each): the span stays in
+    OpenTelemetry's context, so a span of another tracer started inside is parented to it, and
+    ``trace.get_current_span()`` (the log lines' trace and span ids) sees it."""
+    ctx = Context({**(_current_context() if base is None else base), _SPAN_KEY: span})
+    if _CONTEXT_VAR is not None:
+        return _CONTEXT_VAR.set(ctx)
+    return context_api.attach(ctx)
 
 
-_leave = context_api.detach
+def _leave(token: Any) -> None:
+    """Undo ``_enter`` (like the API's ``detach``: a token of another context is logged, not raised)."""
+    if _CONTEXT_VAR is not None and type(token) is Token:
+        try:
+            _CONTEXT_VAR.reset(token)
+            return
+        except ValueError:
+            log.debug("tracing: context token of another context not reset")
+            return
+    context_api.detach(token)
 
 
 class _Closed:
@@ -222,10 +240,11 @@ class DeferredSpan(trace.Span):
         "_tracer",
         "args",
         "attributes",
-        "call_error",
+        "blocked",
         "calls",
         "end_time",
         "ended",
+        "error",
         "events",
         "http",
         "kind",
@@ -257,12 +276,13 @@ class DeferredSpan(trace.Span):
         self.end_time: int | None = None
         self.root = root
         self.mixed = mixed
-        if root is None and not mixed:  # a local root: holds its trace
-            self.ended: Any = []
-            self.calls: Any = []
-            self.call_error = False
-        # unset until used (read with getattr): args, http, events; ended, calls, call_error of an
-        # inner or mixed span — every store counts on a path taken ~3 times per request
+        if root is None:  # a local root (holds its trace) or a mixed span: carries its trace's flags
+            self.error = self.blocked = False
+            if not mixed:
+                self.ended: Any = []
+                self.calls: Any = []
+        # unset until used (read with getattr): args, http, events; ended, calls, error, blocked of
+        # an inner span — every store counts on a path taken ~3 times per request
 
     @property
     def resource(self) -> Resource:
@@ -295,10 +315,24 @@ class DeferredSpan(trace.Span):
     def set_attribute(self, key: str, value: Any) -> None:
         if self.end_time is None:
             self.attributes[key] = value
+            if key == ATTR_DECISION and value in _REFUSED:
+                self._flag_blocked()
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if self.end_time is None:
             self.attributes.update(attributes)
+            if attributes.get(ATTR_DECISION) in _REFUSED:
+                self._flag_blocked()
+
+    # The trace's outcome flags live on its local root (or a mixed span): set as it happens, so the
+    # tail sampler's decision is O(1) — no walk over the trace's spans and their attributes.
+    def _flag_blocked(self) -> None:
+        root = self.root
+        (self if root is None else root).blocked = True
+
+    def _flag_error(self) -> None:
+        root = self.root
+        (self if root is None else root).error = True
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
                   timestamp: int | None = None) -> None:
@@ -319,6 +353,8 @@ class DeferredSpan(trace.Span):
         new = status if isinstance(status, Status) else Status(status, description)
         if new.status_code is not StatusCode.UNSET:
             self.status = new
+            if new.status_code is StatusCode.ERROR:
+                self._flag_error()
 
     def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
                          timestamp: int | None = None, escaped: bool = False) -> None:
@@ -342,11 +378,9 @@ class DeferredSpan(trace.Span):
         else:
             root.ended.append(self)  # dropped if the trace was decided already (_CLOSED)
 
-    def readable(self) -> ReadableSpan:
-        """The SDK span of this one (a kept trace's), attributes and events cleaned by the SDK."""
-        from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.trace import Event
-
+    def all_attributes(self) -> dict[str, Any]:
+        """Its attributes with the deferred ones expanded: the route's HTTP request and order id
+        (``http``), a guarded call's arguments (``args``)."""
         attrs: dict[str, Any] = {}
         http: tuple[str, str, bytes] | None = getattr(self, "http", None)
         if http is not None:
@@ -361,13 +395,36 @@ class DeferredSpan(trace.Span):
         attrs.update(self.attributes)
         for key, value in (getattr(self, "args", None) or {}).items():
             attrs[f"tradeguard.arg.{key}"] = str(value)
+        return attrs
+
+    def readable(self) -> ReadableSpan:
+        """The SDK span of this one (a kept trace's), attributes and events cleaned by the SDK."""
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.trace import Event
+
         events = [Event(n, BoundedAttributes(attributes=a, immutable=True), timestamp=ts)
                   for n, a, ts in getattr(self, "events", None) or ()]
         return ReadableSpan(name=self.name, context=self.get_span_context(), parent=self.parent,
                             resource=self.resource, events=events,
-                            attributes=BoundedAttributes(attributes=attrs, immutable=True), kind=self.kind,
-                            status=self.status, start_time=self.start_time, end_time=self.end_time,
-                            instrumentation_scope=self._tracer.scope)
+                            attributes=BoundedAttributes(attributes=self.all_attributes(), immutable=True),
+                            kind=self.kind, status=self.status, start_time=self.start_time,
+                            end_time=self.end_time, instrumentation_scope=self._tracer.scope)
+
+    def record(self, instance: str = "") -> SpanRecord:
+        """The span store's row of this span (as ``span_record(self.readable())`` gives it, without
+        building the SDK span: sequences stored as lists, other values as the store's JSON
+        encoder writes them)."""
+        trace_id, span_id = self.ids()
+        p = self._parent
+        parent_id = p.ids()[1] if type(p) is DeferredSpan else (p.span_id if p is not None else None)
+        attrs = {k: (list(v) if isinstance(v, tuple | list) else v)
+                 for k, v in self.all_attributes().items() if v is not None}
+        status = self.status
+        return SpanRecord(f"{trace_id:032x}", f"{span_id:016x}",
+                          f"{parent_id:016x}" if parent_id is not None else None, self.name,
+                          _KIND_NAMES[self.kind], int(self.start_time or 0), int(self.end_time or 0),
+                          "error" if status.status_code is StatusCode.ERROR else "ok",
+                          status.description or "", attrs, instance)
 
 
 class _Current:
@@ -414,7 +471,10 @@ class DeferredTracer(trace.Tracer):
                    kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
                    links: Any = None, start_time: int | None = None, record_exception: bool = True,
                    set_status_on_exception: bool = True) -> DeferredSpan:
-        return self.span(name, context, kind, dict(attributes) if attributes else {}, start_time)
+        span = self.span(name, context, kind, dict(attributes) if attributes else {}, start_time)
+        if attributes and attributes.get(ATTR_DECISION) in _REFUSED:
+            span._flag_blocked()
+        return span
 
     def span(self, name: str, context: context_api.Context | None, kind: SpanKind, attributes: dict[str, Any],
              start_time: int | None = None) -> DeferredSpan:
@@ -560,42 +620,63 @@ class TracingGuard:
 
 
 # ============================================================================ tail sampling
+class _Window:
+    """One resource's recent durations, in arrival order and sorted; its current p99."""
+
+    __slots__ = ("limit", "ordered", "recent", "seen")
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque()
+        self.ordered: list[float] = []
+        self.limit: float | None = None
+        self.seen = 0
+
+
 class SlowThresholds:
     """Per-resource "slow": over a fixed threshold if one is given, else over the resource's recent
-    p99 (the last ``window`` durations, recomputed every ``every`` observations once ``min_count``
-    are known; before that nothing counts as slow)."""
+    p99 — the nearest-rank 99th percentile (``common.stats.percentile``) of its last ``window``
+    durations, re-read every ``every`` observations (default: each) once ``min_count`` are known;
+    before that nothing counts as slow.
+
+    O(log n) per observation, the threshold always current: each window is held in arrival order
+    (a deque: which duration leaves) and sorted (a list kept sorted with ``bisect``: one insert and
+    one delete, C memmoves of a few KB), so its p99 is one index away. The former re-sort of the
+    whole window every 50 observations cost more per request (~1,000·log 1,000 comparisons / 50)
+    and judged up to 50 requests against a stale threshold after the load changed."""
 
     def __init__(self, fixed_ms: Mapping[str, float] | None = None, *, window: int = 1000,
-                 every: int = 50, min_count: int = 100) -> None:
+                 every: int = 1, min_count: int = 100) -> None:
+        if window < 1 or every < 1 or min_count < 1:
+            raise ValueError("window, every and min_count must be ≥ 1")
         self.fixed_ms = dict(fixed_ms or {})
         self.window, self.every, self.min_count = window, every, min_count
-        self._recent: dict[str, deque[float]] = {}
-        self._p99: dict[str, float | None] = {}
-        self._seen: dict[str, int] = {}
+        self._windows: dict[str, _Window] = {}
 
     def threshold(self, resource: str) -> float | None:
         if resource in self.fixed_ms:
             return self.fixed_ms[resource]
-        return self._p99.get(resource)
+        w = self._windows.get(resource)
+        return w.limit if w is not None else None
 
     def observe(self, resource: str, duration_ms: float) -> bool:
         """Whether ``duration_ms`` is slow for ``resource`` (judged before it joins the window)."""
-        limit = self.threshold(resource)
-        slow = limit is not None and duration_ms > limit
-        recent = self._recent.get(resource)
-        if recent is None:
-            recent = self._recent[resource] = deque(maxlen=self.window)
-        recent.append(duration_ms)
-        seen = self._seen[resource] = self._seen.get(resource, 0) + 1
-        if seen % self.every == 0 and len(recent) >= self.min_count:
-            self._p99[resource] = percentile(recent, 99.0)
-        return slow
-
-
-@dataclass
-class KeptTrace:
-    spans: list[ReadableSpan]
-    outcome: str
+        fixed = self.fixed_ms
+        if fixed and resource in fixed:
+            return duration_ms > fixed[resource]
+        w = self._windows.get(resource)
+        if w is None:
+            w = self._windows[resource] = _Window()
+        limit = w.limit
+        w.recent.append(duration_ms)
+        ordered = w.ordered
+        insort(ordered, duration_ms)
+        if len(ordered) > self.window:
+            del ordered[bisect_left(ordered, w.recent.popleft())]
+        w.seen += 1
+        n = len(ordered)
+        if n >= self.min_count and w.seen % self.every == 0:
+            w.limit = ordered[math.floor(n * 99.0 / 100.0 + 0.5) - 1]  # percentile(…, 99)'s rank
+        return limit is not None and duration_ms > limit
 
 
 class CallRecord(NamedTuple):
@@ -635,6 +716,53 @@ def _call_span(call: tuple[Any, ...], resource: Resource, rng: random.Random) ->
     return call_span(record, resource, rng)
 
 
+def _call_record(call: tuple[Any, ...], rng: random.Random, instance: str) -> SpanRecord:
+    """The span store's row of a call tuple (as ``span_record(_call_span(…))``, without the SDK span)."""
+    span, describe, what, start_ns, end_ns, error = call
+    name, attributes = describe(what)
+    trace_id, parent_id = span.ids()
+    return SpanRecord(f"{trace_id:032x}", f"{rng.getrandbits(64) or 1:016x}", f"{parent_id:016x}", name,
+                      "client", start_ns, end_ns, "ok" if error is None else "error", error or "",
+                      dict(attributes), instance)
+
+
+class KeptTrace:
+    """A kept trace on its way to the sink. Built from its raw parts (``parts``: resource, the spans —
+    deferred or the SDK's —, call records, call tuples, the id generator) only when read, i.e. on
+    the export thread: the request that ended the trace pays for the decision and one queue append.
+    ``spans``: SDK ``ReadableSpan`` s (OTLP, tests); ``records``: the span store's rows, made from
+    deferred spans and call tuples directly (no SDK span, no ``BoundedAttributes`` in between)."""
+
+    __slots__ = ("_parts", "_spans", "outcome")
+
+    def __init__(self, spans: list[ReadableSpan] | None = None, outcome: str = "", *,
+                 parts: tuple[Resource, Sequence[Any], Sequence[CallRecord], Sequence[tuple[Any, ...]],
+                              random.Random] | None = None) -> None:
+        self._spans = spans if spans is not None or parts is not None else []
+        self._parts = parts
+        self.outcome = outcome
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        if self._spans is None:
+            assert self._parts is not None
+            resource, spans, records, calls, rng = self._parts
+            built: list[ReadableSpan] = [s.readable() if type(s) is DeferredSpan else s for s in spans]
+            built += [call_span(c, resource, rng) for c in records]
+            built += [_call_span(c, resource, rng) for c in calls]
+            self._spans = built
+        return self._spans
+
+    def records(self, instance: str = "") -> list[SpanRecord]:
+        if self._spans is not None or self._parts is None:
+            return [span_record(s, instance) for s in self.spans]
+        resource, spans, records, calls, rng = self._parts
+        out = [s.record(instance) if type(s) is DeferredSpan else span_record(s, instance) for s in spans]
+        out += [span_record(call_span(c, resource, rng), instance) for c in records]
+        out += [_call_record(c, rng, instance) for c in calls]
+        return out
+
+
 class TailSamplingProcessor(SpanProcessor):
     """Decides each trace when its local root ends: keeps it or forgets it.
 
@@ -642,8 +770,13 @@ class TailSamplingProcessor(SpanProcessor):
     blocked/degraded (``blocked``), a root slower than its resource's threshold (``slow``), else
     with probability ``rate`` (``sampled``). A trace whose root is a bare database statement (a
     scheduled job's query) is kept only on error. ``on_end`` runs on the request's thread: the
-    decision, under a lock; only a kept trace is then built into SDK spans, a forgotten one costs
-    nothing more.
+    decision, under a lock, then a kept trace's raw parts are queued (``KeptTrace``: built into
+    spans or store rows on the export thread); a forgotten one costs nothing more.
+
+    The decision is O(1) for a ``DeferredTracer`` trace: its spans flag their local root as they
+    become ERROR or blocked/degraded (and a failed call flags it), so a trace with neither flag goes
+    straight to the slow / sampled rules; a flagged one (rare) is confirmed by the walk over its
+    spans and calls (``decide``), which also judges any trace with spans of other tracers.
 
     A ``DeferredTracer`` 's trace arrives whole, with its root (its spans and calls gathered on the
     root). Spans of other tracers (the SDK's, through ``TracerProvider``) arrive one by one and wait
@@ -717,9 +850,10 @@ class TailSamplingProcessor(SpanProcessor):
                 return
             del self._pending[tid]
             calls = self._calls.pop(tid, ())
-            outcome = self._decide_locked(span, buf, calls)
-        if outcome is not None:  # built into SDK spans only now, outside the lock
-            self._keep(span, buf, calls, (), outcome)
+            self.counts["traces"] += 1
+            outcome = self._counted(self.decide(span, buf, calls), span, buf)
+        if outcome is not None:
+            self.sink(KeptTrace(outcome=outcome, parts=(span.resource, buf, calls, (), self._ids)))
 
     def _end_deferred(self, root: DeferredSpan) -> None:
         """A deferred local root ended: its trace is its ``ended`` spans, its ``calls`` and, if spans
@@ -728,38 +862,35 @@ class TailSamplingProcessor(SpanProcessor):
         calls: list[tuple[Any, ...]] = root.calls
         root.ended = root.calls = _CLOSED  # no cycle left: the trace is freed once decided
         spans.append(root)
+        more: Sequence[CallRecord] = ()
         with self._lock:
-            more: Sequence[Any] = ()
-            if self._pending or self._calls:
-                spans = self._pending.pop(root.trace_id, []) + spans
+            walk = root.error or root.blocked
+            if self._pending or self._calls:  # spans / calls of other tracers may have joined it
+                joined = self._pending.pop(root.trace_id, None)
                 more = self._calls.pop(root.trace_id, ())
-            if root.call_error:  # a failed DB statement / Redis command
-                self.counts["traces"] += 1
-                self.counts["error"] += 1
-                outcome: str | None = "error"
+                if joined:
+                    spans = joined + spans
+                    walk = True
+                walk = walk or bool(more)
+            self.counts["traces"] += 1
+            if walk:
+                outcome = self.decide(root, spans, more, calls)
             else:
-                outcome = self._decide_locked(root, spans, more)
+                attrs = root.attributes
+                bare_statement = "db.system" in attrs or "db.system.name" in attrs
+                outcome = None if bare_statement else self._judge(root, attrs)
+            outcome = self._counted(outcome, root, spans)
         if outcome is not None:
-            self._keep(root, spans, more, calls, outcome)
+            self.sink(KeptTrace(outcome=outcome, parts=(root.resource, spans, more, calls, self._ids)))
 
-    def _decide_locked(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
-                       calls: Sequence[CallRecord]) -> str | None:
-        self.counts["traces"] += 1
-        outcome = self.decide(root, spans, calls)
+    def _counted(self, outcome: str | None, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str | None:
+        """Count the decision; a blocked one beyond its budget is forgotten. Under the lock."""
         if outcome is not None:
             self.counts[outcome] += 1
             if outcome == "blocked" and not self._within_budget(root, spans):
                 self.counts["blocked_over_budget"] += 1
-                outcome = None
+                return None
         return outcome
-
-    def _keep(self, root: ReadableSpan, spans: Sequence[Any], records: Sequence[CallRecord],
-              calls: Sequence[tuple[Any, ...]], outcome: str) -> None:
-        kept: list[ReadableSpan] = [s.readable() if type(s) is DeferredSpan else s for s in spans]
-        resource = root.resource
-        kept += [call_span(c, resource, self._ids) for c in records]
-        kept += [_call_span(c, resource, self._ids) for c in calls]
-        self.sink(KeptTrace(kept, outcome))
 
     def _within_budget(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> bool:
         """Take one token of the blocked budget of this trace's (resource, rule); under the lock."""
@@ -787,25 +918,30 @@ class TailSamplingProcessor(SpanProcessor):
         return False
 
     def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
-               calls: Sequence[CallRecord] = ()) -> str | None:
+               calls: Sequence[CallRecord] = (), call_tuples: Sequence[tuple[Any, ...]] = ()) -> str | None:
+        """The outcome of a whole trace, walking its spans and calls (see the class)."""
         error = blocked = False
         for s in spans:
             if s.status.status_code is StatusCode.ERROR:
                 error = True
             if (s.attributes if type(s) is DeferredSpan else _attrs(s)).get(ATTR_DECISION) in _REFUSED:
                 blocked = True
-        if error or any(c.error is not None for c in calls):
+        if error or any(c.error is not None for c in calls) or any(c[5] is not None for c in call_tuples):
             return "error"
         attrs = _attrs(root)
         if "db.system" in attrs or "db.system.name" in attrs:
             return None  # a bare statement of a scheduled job
         if blocked:
             return "blocked"
+        return self._judge(root, attrs)
+
+    def _judge(self, root: ReadableSpan, attrs: Mapping[str, Any]) -> str | None:
+        """Slow (the root against its resource's threshold), sampled at ``rate``, or forgotten."""
         duration_ms = ((root.end_time or 0) - (root.start_time or 0)) / 1e6
-        resource = str(attrs.get(ATTR_RESOURCE) or root.name)
-        if self.thresholds.observe(resource, duration_ms):
+        if self.thresholds.observe(str(attrs.get(ATTR_RESOURCE) or root.name), duration_ms):
             return "slow"
-        if self.rate >= 1.0 or (self.rate > 0.0 and self.rng() < self.rate):
+        rate = self.rate
+        if rate >= 1.0 or (rate > 0.0 and self.rng() < rate):
             return "sampled"
         return None
 
@@ -851,7 +987,7 @@ def _record_call(recorder: CallRecorder, span: Any, describe: Callable[[Any], tu
     if type(span) is DeferredSpan and not span.mixed:
         root = span.root or span
         if error is not None:
-            root.call_error = True
+            root.error = True
         root.calls.append((span, describe, what, start_ns, end_ns, error))
     elif isinstance(span, trace.Span) and span.get_span_context().is_valid:
         name, attrs = describe(what)
@@ -1610,8 +1746,7 @@ def build_tracing(
         kept_store = store
 
         def export(items: list[KeptTrace]) -> None:
-            kept_store.write([([span_record(s, instance) for s in item.spans], item.outcome)
-                              for item in items])
+            kept_store.write([(item.records(instance), item.outcome) for item in items])
 
         sink = "store"
     queue = ExportQueue(export, maxlen=queue_size)
