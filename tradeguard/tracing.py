@@ -382,9 +382,11 @@ class DeferredSpan(trace.Span):
         """Its attributes with the deferred ones expanded: the route's HTTP request and order id
         (``http``), a guarded call's arguments (``args``)."""
         attrs: dict[str, Any] = {}
-        http: tuple[str, str, bytes] | None = getattr(self, "http", None)
+        http: tuple[str, str, Any] | None = getattr(self, "http", None)
         if http is not None:
-            method, path, location = http
+            method, path, location = http  # location: bytes, or the response's headers
+            if not isinstance(location, bytes):
+                location = next((v for k, v in location if k.lower() == b"location"), b"")
             attrs.update({ATTR_RESOURCE: self.name, "http.request.method": method,
                           "http.route": self.name.split(" ", 1)[-1], "url.path": path})
             m = _ORDER_PATH.match(path)
@@ -556,20 +558,79 @@ class TracingGuard:
     def guard(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str] | None = None,
               fallback: Callable[[BaseException], T] | None = None) -> T:
         tracer = self.tracer
+        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
+            return self._guard_any(resource, call, args, fallback)
+        # The hot path (every guarded call of every request): the deferred span made, attached and
+        # ended inline — no call into the tracer, ``_enter`` / ``_leave`` or ``end``.
         if resource == PAYMENT_CHARGE:
             kind, attrs = SpanKind.CLIENT, {ATTR_RESOURCE: resource, ATTR_PEER: "payment-gateway"}
         else:
             kind, attrs = SpanKind.INTERNAL, {ATTR_RESOURCE: resource}
-        deferred = type(tracer) is DeferredTracer
-        if deferred:  # the span's attributes are ``attrs`` itself: written directly below
-            span: trace.Span = tracer.span(resource, None, kind, attrs)
-            if args:
-                span.args = args  # type: ignore[attr-defined]  # expanded only if the trace is kept
+        base = _CONTEXT_VAR.get()
+        parent = base.get(_SPAN_KEY)
+        if type(parent) is DeferredSpan and not parent.mixed:  # under the route span (or another guard)
+            root = parent.root or parent
+            span = DeferredSpan(tracer, resource, parent.trace_id, parent, root, kind, attrs, _time_ns())
+        else:  # a new trace, a caller's remote parent, or under another tracer's span
+            span = tracer.span(resource, base, kind, attrs)  # type: ignore[arg-type]
+            root = span.root
+        if args:
+            span.args = args  # expanded only if the trace is kept
+        entered = 0
+
+        def traced_call() -> T:
+            nonlocal entered
+            if not entered:
+                entered = _perf_ns()
+            return call()
+
+        traced_fallback: Callable[[BaseException], T] | None = None
+        if fallback is not None:
+            fb = fallback
+
+            def traced_fallback(exc: BaseException) -> T:
+                if _is_blocked(exc):
+                    _mark_blocked(span, exc, "degraded")
+                else:
+                    span.set_status(_error_status(exc))
+                return fb(exc)
+
+        token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
+        try:
+            t0 = _perf_ns()
+            try:
+                result = self.inner.guard(resource, traced_call, args=args, fallback=traced_fallback)
+            except BaseException as exc:
+                if _is_blocked(exc):
+                    _mark_blocked(span, exc, "blocked")
+                else:
+                    span.set_status(_error_status(exc))
+                raise
+            if entered:
+                attrs[ATTR_WAIT_MS] = (entered - t0) // 1000 / 1000  # ms to the µs (round() formats a string)
+            attrs.setdefault(ATTR_DECISION, "passed")
+            if getattr(result, "ok", None) is False and not getattr(result, "queued", False):
+                span.set_status(Status(StatusCode.ERROR, redact_text(str(getattr(result, "reason", "")))))
+            return result
+        finally:
+            _leave(token)
+            span.end_time = _time_ns()
+            if root is not None:
+                root.ended.append(span)  # dropped if the trace was decided already (_CLOSED)
+            else:
+                tracer.on_end(span)  # a root (no request around it) or a mixed span
+
+    def _guard_any(self, resource: str, call: Callable[[], T], args: Mapping[str, str] | None,
+                   fallback: Callable[[BaseException], T] | None) -> T:
+        """``guard`` with any OpenTelemetry tracer (an SDK one: the span's API only)."""
+        tracer = self.tracer
+        if resource == PAYMENT_CHARGE:
+            kind, attrs = SpanKind.CLIENT, {ATTR_RESOURCE: resource, ATTR_PEER: "payment-gateway"}
         else:
-            span = tracer.start_span(resource, kind=kind, attributes=attrs)
-            for key, value in (args or {}).items():
-                span.set_attribute(f"tradeguard.arg.{key}", str(value))
-            attrs = _attrs(span)  # type: ignore[arg-type,assignment]
+            kind, attrs = SpanKind.INTERNAL, {ATTR_RESOURCE: resource}
+        span = tracer.start_span(resource, kind=kind, attributes=attrs)
+        for key, value in (args or {}).items():
+            span.set_attribute(f"tradeguard.arg.{key}", str(value))
         entered = 0
 
         def traced_call() -> T:
@@ -601,16 +662,9 @@ class TracingGuard:
                     span.set_status(_error_status(exc))
                 raise
             if entered:
-                wait_ms = round((entered - t0) / 1e6, 3)
-                if deferred:
-                    attrs[ATTR_WAIT_MS] = wait_ms
-                else:
-                    span.set_attribute(ATTR_WAIT_MS, wait_ms)
-            if not attrs.get(ATTR_DECISION):
-                if deferred:
-                    attrs[ATTR_DECISION] = "passed"
-                else:
-                    span.set_attribute(ATTR_DECISION, "passed")
+                span.set_attribute(ATTR_WAIT_MS, round((entered - t0) / 1e6, 3))
+            if not _attrs(span).get(ATTR_DECISION):  # type: ignore[arg-type]
+                span.set_attribute(ATTR_DECISION, "passed")
             if getattr(result, "ok", None) is False and not getattr(result, "queued", False):
                 span.set_status(Status(StatusCode.ERROR, redact_text(str(getattr(result, "reason", "")))))
             return result
@@ -1039,19 +1093,44 @@ class StatementRecorder:
         time_ns = recorder.time_ns
         current, key = _current_context, _SPAN_KEY
 
-        def timed(cursor: Any, statement: str, *rest: Any) -> Any:
-            span = current().get(key)
-            t0 = time_ns()
-            try:
-                result = original(cursor, statement, *rest)
-            except Exception as exc:
-                _record_call(recorder, span, describe, statement, t0, time_ns(), _call_error(exc))
-                raise
-            if type(span) is DeferredSpan and not span.mixed:  # the common case, inlined
+        def failed(span: Any, statement: str, t0: int, exc: BaseException) -> None:
+            _record_call(recorder, span, describe, statement, t0, time_ns(), _call_error(exc))
+
+        def done(span: Any, statement: str, t0: int) -> None:
+            if type(span) is DeferredSpan and not span.mixed:
                 (span.root or span).calls.append((span, describe, statement, t0, time_ns(), None))
             else:
                 _record_call(recorder, span, describe, statement, t0, time_ns(), None)
-            return result
+
+        # the dialect's own signatures (no *args packing per statement), the common case inlined
+        if original.__name__ == "do_execute_no_params":
+            def timed(cursor: Any, statement: str, context: Any = None) -> Any:
+                span = current().get(key)
+                t0 = time_ns()
+                try:
+                    result = original(cursor, statement, context)
+                except Exception as exc:
+                    failed(span, statement, t0, exc)
+                    raise
+                if type(span) is DeferredSpan and span.root is not None:  # under a guard span
+                    span.root.calls.append((span, describe, statement, t0, time_ns(), None))
+                else:
+                    done(span, statement, t0)
+                return result
+        else:
+            def timed(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:  # type: ignore[misc]
+                span = current().get(key)
+                t0 = time_ns()
+                try:
+                    result = original(cursor, statement, parameters, context)
+                except Exception as exc:
+                    failed(span, statement, t0, exc)
+                    raise
+                if type(span) is DeferredSpan and span.root is not None:  # under a guard span
+                    span.root.calls.append((span, describe, statement, t0, time_ns(), None))
+                else:
+                    done(span, statement, t0)
+                return result
 
         timed._tradeguard_traced = True  # type: ignore[attr-defined]
         return timed
@@ -1497,7 +1576,9 @@ class RouteSpanMiddleware:
     ``http.response.status_code``, ``tradeguard.resource`` (the guardians' route resource, also
     the span's name) and ERROR status for 5xx or an exception, as the ASGI instrumentation sets it.
     With the ``DeferredTracer`` the request's part of them (method, path, route, order id) is made
-    only if the trace is kept (``DeferredSpan.http``).
+    only if the trace is kept (``DeferredSpan.http``: the response's headers are kept by reference
+    and searched for ``Location`` then), the span is made, attached and ended inline, and the
+    response's headers are searched (for problem+json) only for a status ≥ 400.
     """
 
     def __init__(self, app: Any, tracer: trace.Tracer,
@@ -1523,6 +1604,81 @@ class RouteSpanMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        tracer = self.tracer
+        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
+            await self._call_any(scope, receive, send)
+            return
+        carrier: dict[str, str] | None = None
+        fields = self._fields
+        for key, value in scope.get("headers") or ():
+            if key in fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+        base = self._extract(carrier) if carrier is not None else _CONTEXT_VAR.get()
+        name = None
+        if self.route_name is not None:
+            try:
+                name = self.route_name(scope)
+            except Exception:
+                name = None
+        if not name:
+            name = f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
+        if base.get(_SPAN_KEY) is None:  # the common case: a new trace
+            span = DeferredSpan(tracer, name, tracer._bits(128) or 1, None, None, SpanKind.SERVER, {},
+                                _time_ns())
+        else:  # a caller's remote parent, or under a span of this process
+            span = tracer.span(name, base, SpanKind.SERVER, {})  # type: ignore[arg-type]
+        span.http = (scope.get("method", ""), str(scope.get("path", "")), ())
+        trace_id, span_id = span.ids()
+        attributes = span.attributes
+        tid = b"%032x" % trace_id
+        extra = ((b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id)))
+        problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
+        body = b""
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            nonlocal problem, body
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message.get("status", 0)
+                attributes["http.response.status_code"] = status
+                headers = message.get("headers", ())
+                method, path, _ = span.http
+                span.http = (method, path, headers)  # Location (the order id) read if kept
+                message = {**message, "headers": [*headers, *extra]}
+                if status >= 400:
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    for k, v in headers:
+                        if k.lower() == b"content-type":
+                            if v.startswith(b"application/problem+json"):
+                                problem = message  # rewritten once the body is complete
+                                return
+                            break
+                await send(message)
+                return
+            if kind == "http.response.body" and problem is not None:
+                body += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                start, problem = problem, None
+                await self._send_problem(send, start, body, tid.decode(), span)
+                return
+            await send(message)
+
+        token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
+        try:
+            await self.app(scope, receive, wrapped)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
+            raise
+        finally:
+            _leave(token)
+            span.end()
+
+    async def _call_any(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """``__call__`` with any OpenTelemetry tracer (an SDK one: the span's API only)."""
         parent: context_api.Context | None = None
         carrier: dict[str, str] | None = None
         fields = self._fields
@@ -1536,22 +1692,14 @@ class RouteSpanMiddleware:
         name = self._name(scope)
         method = scope.get("method", "")
         path = str(scope.get("path", ""))
-        tracer = self.tracer
-        deferred = type(tracer) is DeferredTracer
-        if deferred:
-            span: Any = tracer.span(name, parent, SpanKind.SERVER, {})  # type: ignore[attr-defined]
-            span.http = (method, path, b"")
-            trace_id, span_id = span.ids()
-            order_id = None
-        else:
-            span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes={
-                ATTR_RESOURCE: name, "http.request.method": method, "http.route": name.split(" ", 1)[-1],
-                "url.path": path})
-            ctx = span.get_span_context()
-            trace_id, span_id = ctx.trace_id, ctx.span_id
-            order_id = _ORDER_PATH.match(path)
-            if order_id:
-                span.set_attribute(ATTR_ORDER_ID, order_id.group(1))
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes={
+            ATTR_RESOURCE: name, "http.request.method": method, "http.route": name.split(" ", 1)[-1],
+            "url.path": path})
+        ctx = span.get_span_context()
+        trace_id, span_id = ctx.trace_id, ctx.span_id
+        order_id = _ORDER_PATH.match(path)
+        if order_id:
+            span.set_attribute(ATTR_ORDER_ID, order_id.group(1))
         tid = b"%032x" % trace_id
         extra = [(b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id))]
         problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
@@ -1573,13 +1721,10 @@ class RouteSpanMiddleware:
                         ctype = v
                     elif lk == b"location":
                         loc = v
-                if loc:
-                    if deferred:
-                        span.http = (method, path, loc)  # the order id is read from it if kept
-                    elif not order_id:
-                        lm = _ORDER_PATH.match(loc.decode("latin-1"))
-                        if lm:
-                            span.set_attribute(ATTR_ORDER_ID, lm.group(1))
+                if loc and not order_id:
+                    lm = _ORDER_PATH.match(loc.decode("latin-1"))
+                    if lm:
+                        span.set_attribute(ATTR_ORDER_ID, lm.group(1))
                 message = {**message, "headers": headers + extra}
                 if ctype.startswith(b"application/problem+json"):
                     problem = message  # rewritten once the body is complete
