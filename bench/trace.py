@@ -17,14 +17,23 @@ answers are counted and timed. Three phases:
    its CPU per order;
 2. **unloaded**: one connection alone (``--latency-duration``), the latency a request pays with no
    queue in front of it;
-3. **open loop** (``--open-fraction`` × the measured ``rps_off``, default 70 %): Poisson arrivals
-   at that fixed offered rate, the same seeded schedule for every mode in a round, sent over one
+3. **open loop** (``--open-fraction`` × the untraced node's capacity, default 70 %): Poisson arrivals
+   at that offered rate, the same seeded schedule and rate for every mode in a round, sent over one
    keep-alive pool per node whether or not earlier orders have answered, latency measured from
    each order's *scheduled* time (a generator that falls behind cannot hide a slow node;
    ``behind_p99_ms_open`` says how far behind it was). Modes ``--open-modes`` (off and default),
    interleaved in short slices (16 rounds of 2 s per mode by default, order alternating per round,
    each after a 0.5 s warm-up in which the queue of that load builds), so that both modes see the
-   same state of a shared machine, slice after slice.
+   same state of a shared machine, slice after slice. The capacity is measured again before each
+   round (``--open-calibration``, 1 s of the saturated closed loop on the untraced node), not once:
+   the queueing p50 depends on the load as a fraction of what the node can do *now*, and on a
+   shared machine that drifts — a rate fixed from the saturated phase minutes earlier meant 60 %
+   in one round and 95 % in another, where the same 5 % of extra CPU moves the p50 by ~1 ms or by
+   tens of ms (the slices' differences spread over −1…+31 ms). 70 % stays the fraction: a node
+   loaded well below its capacity, as one is sized in production, yet with enough queueing for the
+   extra CPU of tracing to show in what callers wait (at 50 % it would hardly show, near 90 % the
+   machine's noise swamps it). ``offered_rps_open`` is the rounds' median rate,
+   ``offered_rps_open_rounds`` each round's.
 
 Which latency the target (default sampling adds ≤ 1 ms to p50) applies to: the **open-loop** one.
 A closed loop at concurrency 8 keeps a single-worker node saturated: its p50 is mostly queueing,
@@ -77,9 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-duration", type=float, default=2.0,
                         help="seconds per mode per round, one request at a time (0: skip)")
     parser.add_argument("--open-fraction", type=float, default=0.7,
-                        help="open-loop offered rate as a fraction of the measured rps_off (default 0.7)")
+                        help="open-loop offered rate as a fraction of the untraced node's capacity, measured "
+                             "again before each open round (default 0.7)")
     parser.add_argument("--open-rate", type=float, default=None,
                         help="open-loop offered rate, orders/s (instead of --open-fraction)")
+    parser.add_argument("--open-calibration", type=float, default=1.0,
+                        help="seconds of saturated load on the untraced node before each open round, whose "
+                             "rps × --open-fraction is that round's offered rate (0: the saturated phase's "
+                             "rps_off, once)")
     parser.add_argument("--open-duration", type=float, default=2.0,
                         help="open-loop seconds per mode per round (0: skip the phase)")
     parser.add_argument("--open-warmup", type=float, default=0.5,
@@ -203,10 +217,16 @@ async def _open_loop(pool: Any, rate: float, seconds: float, bodies, seed: int
     return latencies, other[0], behind
 
 
-async def _open_phase(args: argparse.Namespace, modes: list[str], procs: dict[str, Any], rate: float,
-                      skus: list[str], results: dict[str, dict[str, Any]]) -> list[dict[str, float]]:
+async def _open_phase(args: argparse.Namespace, modes: list[str], procs: dict[str, Any], rate: float | None,
+                      skus: list[str], results: dict[str, dict[str, Any]],
+                      capacities: list[float]) -> list[dict[str, float]]:
     """The open-loop rounds: ``modes`` interleaved (order alternating), the same arrival schedule
-    for each mode in a round, one keep-alive pool per node kept across rounds."""
+    and offered rate for each mode in a round, one keep-alive pool per node kept across rounds.
+    ``rate`` None: each round's rate is ``--open-fraction`` × the untraced node's capacity, the
+    lower of its rps in a short saturated burst just before the round (``--open-calibration`` s)
+    and the median of the capacities measured so far (``capacities``: the saturated phase's rounds,
+    then each calibration): a machine that slowed down is followed at once, while a burst that
+    happened to catch the other processes idle (seen: +40 %) cannot push a round past capacity."""
     from bench.loadgen import HttpPool
 
     pools = {m: HttpPool("127.0.0.1", procs[m][1], max_connections=64, timeout_s=10.0) for m in modes}
@@ -216,12 +236,23 @@ async def _open_phase(args: argparse.Namespace, modes: list[str], procs: dict[st
         for r in range(rounds):
             order = modes if r % 2 == 0 else modes[::-1]
             this: dict[str, float] = {}
+            if rate is None:
+                burst = await _capacity(procs["off"][1], args.open_calibration, args.concurrency,
+                                        _bodies(skus, f"cal-{r}"))
+                capacity = min(burst, _pct(capacities, 50) or burst)
+                capacities.append(burst)
+                this["rate"] = round_rate = args.open_fraction * capacity
+                _progress(f"open round {r + 1}: untraced capacity {burst:.1f} rps now, {capacity:.1f} "
+                          f"taken → {round_rate:.1f} rps offered")
+            else:
+                this["rate"] = round_rate = rate
             for mode in order:
                 bodies = _bodies(skus, f"open-{mode}-{r}")
                 if args.open_warmup > 0:
-                    await _open_loop(pools[mode], rate, args.open_warmup, bodies, seed=10_000 + r)
+                    await _open_loop(pools[mode], round_rate, args.open_warmup, bodies, seed=10_000 + r)
                 cpu0 = _cpu_s(procs[mode][0].pid)
-                lat, other, behind = await _open_loop(pools[mode], rate, args.open_duration, bodies, seed=r)
+                lat, other, behind = await _open_loop(pools[mode], round_rate, args.open_duration, bodies,
+                                                      seed=r)
                 cpu1 = _cpu_s(procs[mode][0].pid)
                 res = results[mode]
                 res["olat"] += lat
@@ -230,13 +261,23 @@ async def _open_phase(args: argparse.Namespace, modes: list[str], procs: dict[st
                 res["oseconds"] += args.open_duration
                 res["ocpu"] = None if None in (cpu0, cpu1, res["ocpu"]) else res["ocpu"] + cpu1 - cpu0
                 this[mode] = _pct(lat, 50) or 0.0
-                _progress(f"open round {r + 1} {mode:<7}: offered {rate:.1f} rps, p50 {_pct(lat, 50)} ms, "
-                          f"p99 {_pct(lat, 99)} ms, non-201 {other}, sent late p99 {_pct(behind, 99)} ms")
+                _progress(f"open round {r + 1} {mode:<7}: offered {round_rate:.1f} rps, "
+                          f"p50 {_pct(lat, 50)} ms, p99 {_pct(lat, 99)} ms, non-201 {other}, "
+                          f"sent late p99 {_pct(behind, 99)} ms")
             per_round.append(this)
     finally:
         for pool in pools.values():
             pool.close()
     return per_round
+
+
+async def _capacity(port: int, seconds: float, concurrency: int, bodies) -> float:
+    """The node's throughput right now: 201s per second of a saturated closed loop (the node is warm:
+    no warm-up of its own)."""
+    lat, _ = await _drive(port, seconds, concurrency, bodies)
+    if not lat:
+        raise SystemExit(f"open loop: the untraced node answered no order in {seconds:g} s of calibration")
+    return len(lat) / seconds
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -330,11 +371,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.open_duration > 0 and open_modes:
             rps_off = (len(results["off"]["lat"]) / results["off"]["seconds"]
                        if results["off"]["seconds"] else None)
-            offered = args.open_rate or (args.open_fraction * rps_off if rps_off else None)
-            if not offered:
-                raise SystemExit("open loop: no rate (give --open-rate when the saturated phase is skipped)")
-            _progress(f"open loop: {offered:.1f} orders/s offered (Poisson), modes {', '.join(open_modes)}")
-            open_rounds = asyncio.run(_open_phase(args, open_modes, procs, offered, skus, results))
+            fixed = args.open_rate or (args.open_fraction * rps_off
+                                       if rps_off and args.open_calibration <= 0 else None)
+            if fixed is None and args.open_calibration <= 0:
+                raise SystemExit("open loop: no rate (give --open-rate or --open-calibration when the "
+                                 "saturated phase is skipped)")
+            how = (f"{fixed:.1f} orders/s" if fixed else
+                   f"{args.open_fraction:g} × the untraced capacity measured before each round")
+            _progress(f"open loop: {how} offered (Poisson), modes {', '.join(open_modes)}")
+            capacities = [r["off"] for r in rounds if r.get("off")]
+            open_rounds = asyncio.run(_open_phase(args, open_modes, procs, fixed, skus, results, capacities))
+            offered = _pct([r["rate"] for r in open_rounds], 50)
         health = {}
         import httpx
 
@@ -393,7 +440,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["p50_added_ms_default_median_round"] = _pct(out["p50_added_ms_default_rounds"], 50)
     out["p50_added_ms_default_saturated"] = diff("p50_ms_default_saturated", "p50_ms_off_saturated")
     out["p50_added_ms_default_unloaded"] = diff("p50_ms_default_unloaded", "p50_ms_off_unloaded")
-    out["offered_rps_open"] = round(offered, 1) if offered else None
+    out["offered_rps_open"] = round(offered, 1) if offered else None  # the rounds' median
+    out["offered_rps_open_rounds"] = [round(r["rate"], 1) for r in open_rounds]
     behind = [b for m in MODES for b in results[m]["obehind"]]
     out["behind_p99_ms_open"] = _pct(behind, 99)
     out["targets"] = {"keep_default": TARGET_KEEP, "p50_added_ms_default": TARGET_P50_ADDED_MS}
@@ -405,6 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["seconds_per_mode"] = args.duration * args.rounds
     out["unloaded_seconds_per_mode"] = args.latency_duration * args.rounds
     out["open_fraction"] = None if args.open_rate else args.open_fraction
+    out["open_calibration_s"] = None if args.open_rate else args.open_calibration
     out["open_seconds_per_mode"] = args.open_duration * len(open_rounds)
     return out
 

@@ -34,12 +34,21 @@ the route and guard spans are ``DeferredSpan`` s of ``DeferredTracer`` (the Open
 ``Span``: ids, times, status and a plain attribute dict, no SDK span; ``SpanContext`` s, inner span
 ids, HTTP and argument attributes made only if needed), the many dependency calls plain tuples,
 all held by the trace's *local root* span until it ends. ``TailSamplingProcessor`` then decides:
-error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``; only a kept trace is built into
-SDK ``ReadableSpan`` s (attributes cleaned by the SDK) for the exporters, the rest is forgotten
-having cost a few list appends and dict writes (``bench trace``: the node's CPU per order, and an
-open-loop p50 at 70 % of capacity, tracing off vs default). The decision is local to the node: a trace that
-continues a caller's ``traceparent`` is judged by this node's part of it (the caller's own sampler
-decides its part).
+error > blocked > slow > sampled at ``TRADEGUARD_TRACE_SAMPLE``, in O(1) (the spans flag their root
+as they turn ERROR or blocked; the slow rule reads a p99 kept current by ``SlowThresholds``). A kept
+trace is queued as its raw parts and built on the export thread (``KeptTrace``: SDK
+``ReadableSpan`` s, attributes cleaned by the SDK, for OTLP; span-store rows straight from the
+deferred spans for the embedded store); the rest is forgotten having cost a few list appends and
+dict writes (``bench trace``: the node's CPU per order, and an open-loop p50 at 70 % of capacity,
+tracing off vs default). The decision is local to the node: a trace that continues a caller's
+``traceparent`` is judged by this node's part of it (the caller's own sampler decides its part).
+
+"Slow" is judged on the request (the root span, against its route resource's p99), not on each
+guarded resource inside it: a p99 rule per inner resource would keep the union of their slowest
+1 %s (several % of all traces for the same on-call value), and a request that was not slow is not
+what the rule is for. In steady load about 1 % of requests are kept as slow; right after the load
+rises (a surge, or ``bench trace`` switching a node between its phases) more are, until the p99 of
+the last 1,000 requests has caught up — those are exactly the requests that got slower.
 
 Blocked calls under a flood: every blocked call is *counted* (``decisions.blocked``), but full traces
 are built and stored for at most ``blocked_per_s`` (default 5) per second per (resource, rule); the
@@ -62,14 +71,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import sqlite3
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -84,7 +95,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from common.redact import redact_text
-from common.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -149,28 +159,45 @@ _perf_ns = time.perf_counter_ns
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
-def _context_getter() -> Callable[[], Mapping[str, Any]]:
-    """The current OpenTelemetry context's getter for the hot paths (a DB statement, a Redis command,
-    a new span's parent): the ``ContextVar`` of the default (contextvars) runtime context, one C
-    call, where the API's ``get_current_span`` is a chain of ~5 Python calls; the API's own
-    ``get_current`` if another runtime context is configured (``OTEL_PYTHON_CONTEXT``) or its
-    internals change. OpenTelemetry's context stays the one source of the current span."""
+def _context_var() -> ContextVar[Context] | None:
+    """The ``ContextVar`` behind OpenTelemetry's default (contextvars) runtime context, or None if
+    another runtime context is configured (``OTEL_PYTHON_CONTEXT``) or its internals change."""
     var = getattr(getattr(context_api, "_RUNTIME_CONTEXT", None), "_current_context", None)
-    if isinstance(var, ContextVar):
-        return var.get
-    return context_api.get_current
+    return var if isinstance(var, ContextVar) else None
 
 
-_current_context = _context_getter()
+_CONTEXT_VAR = _context_var()
+# The current OpenTelemetry context's getter for the hot paths (a DB statement, a Redis command, a
+# new span's parent): that ContextVar's ``get``, one C call, where the API's ``get_current_span``
+# is a chain of ~5 Python calls. OpenTelemetry's context stays the one source of the current span.
+_current_context: Callable[[], Mapping[str, Any]] = (
+    _CONTEXT_VAR.get if _CONTEXT_VAR is not None else context_api.get_current)
 
 
 def _enter(span: trace.Span, base: context_api.Context | None = None) -> Any:
     """Make ``span`` current in OpenTelemetry's context (logs, baggage, any OpenTelemetry user see
-    it), on top of ``base`` (default: the current context). Returns the token for ``_leave``."""
-    return context_api.attach(Context({**(_current_context() if base is None else base), _SPAN_KEY: span}))
+    it), on top of ``base`` (default: the current context). Returns the token for ``_leave``.
+
+    With the default runtime context this is that ``ContextVar``'s own ``set`` / ``reset`` (what
+    the API's ``attach`` / ``detach`` end in, after two Python calls each): the span stays in
+    OpenTelemetry's context, so a span of another tracer started inside is parented to it, and
+    ``trace.get_current_span()`` (the log lines' trace and span ids) sees it."""
+    ctx = Context({**(_current_context() if base is None else base), _SPAN_KEY: span})
+    if _CONTEXT_VAR is not None:
+        return _CONTEXT_VAR.set(ctx)
+    return context_api.attach(ctx)
 
 
-_leave = context_api.detach
+def _leave(token: Any) -> None:
+    """Undo ``_enter`` (like the API's ``detach``: a token of another context is logged, not raised)."""
+    if _CONTEXT_VAR is not None and type(token) is Token:
+        try:
+            _CONTEXT_VAR.reset(token)
+            return
+        except ValueError:
+            log.debug("tracing: context token of another context not reset")
+            return
+    context_api.detach(token)
 
 
 class _Closed:
@@ -222,10 +249,11 @@ class DeferredSpan(trace.Span):
         "_tracer",
         "args",
         "attributes",
-        "call_error",
+        "blocked",
         "calls",
         "end_time",
         "ended",
+        "error",
         "events",
         "http",
         "kind",
@@ -257,12 +285,13 @@ class DeferredSpan(trace.Span):
         self.end_time: int | None = None
         self.root = root
         self.mixed = mixed
-        if root is None and not mixed:  # a local root: holds its trace
-            self.ended: Any = []
-            self.calls: Any = []
-            self.call_error = False
-        # unset until used (read with getattr): args, http, events; ended, calls, call_error of an
-        # inner or mixed span — every store counts on a path taken ~3 times per request
+        if root is None:  # a local root (holds its trace) or a mixed span: carries its trace's flags
+            self.error = self.blocked = False
+            if not mixed:
+                self.ended: Any = []
+                self.calls: Any = []
+        # unset until used (read with getattr): args, http, events; ended, calls, error, blocked of
+        # an inner span — every store counts on a path taken ~3 times per request
 
     @property
     def resource(self) -> Resource:
@@ -295,10 +324,24 @@ class DeferredSpan(trace.Span):
     def set_attribute(self, key: str, value: Any) -> None:
         if self.end_time is None:
             self.attributes[key] = value
+            if key == ATTR_DECISION and value in _REFUSED:
+                self._flag_blocked()
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if self.end_time is None:
             self.attributes.update(attributes)
+            if attributes.get(ATTR_DECISION) in _REFUSED:
+                self._flag_blocked()
+
+    # The trace's outcome flags live on its local root (or a mixed span): set as it happens, so the
+    # tail sampler's decision is O(1) — no walk over the trace's spans and their attributes.
+    def _flag_blocked(self) -> None:
+        root = self.root
+        (self if root is None else root).blocked = True
+
+    def _flag_error(self) -> None:
+        root = self.root
+        (self if root is None else root).error = True
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
                   timestamp: int | None = None) -> None:
@@ -319,6 +362,8 @@ class DeferredSpan(trace.Span):
         new = status if isinstance(status, Status) else Status(status, description)
         if new.status_code is not StatusCode.UNSET:
             self.status = new
+            if new.status_code is StatusCode.ERROR:
+                self._flag_error()
 
     def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
                          timestamp: int | None = None, escaped: bool = False) -> None:
@@ -342,15 +387,15 @@ class DeferredSpan(trace.Span):
         else:
             root.ended.append(self)  # dropped if the trace was decided already (_CLOSED)
 
-    def readable(self) -> ReadableSpan:
-        """The SDK span of this one (a kept trace's), attributes and events cleaned by the SDK."""
-        from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.trace import Event
-
+    def all_attributes(self) -> dict[str, Any]:
+        """Its attributes with the deferred ones expanded: the route's HTTP request and order id
+        (``http``), a guarded call's arguments (``args``)."""
         attrs: dict[str, Any] = {}
-        http: tuple[str, str, bytes] | None = getattr(self, "http", None)
+        http: tuple[str, str, Any] | None = getattr(self, "http", None)
         if http is not None:
-            method, path, location = http
+            method, path, location = http  # location: bytes, or the response's headers
+            if not isinstance(location, bytes):
+                location = next((v for k, v in location if k.lower() == b"location"), b"")
             attrs.update({ATTR_RESOURCE: self.name, "http.request.method": method,
                           "http.route": self.name.split(" ", 1)[-1], "url.path": path})
             m = _ORDER_PATH.match(path)
@@ -361,13 +406,36 @@ class DeferredSpan(trace.Span):
         attrs.update(self.attributes)
         for key, value in (getattr(self, "args", None) or {}).items():
             attrs[f"tradeguard.arg.{key}"] = str(value)
+        return attrs
+
+    def readable(self) -> ReadableSpan:
+        """The SDK span of this one (a kept trace's), attributes and events cleaned by the SDK."""
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.trace import Event
+
         events = [Event(n, BoundedAttributes(attributes=a, immutable=True), timestamp=ts)
                   for n, a, ts in getattr(self, "events", None) or ()]
         return ReadableSpan(name=self.name, context=self.get_span_context(), parent=self.parent,
                             resource=self.resource, events=events,
-                            attributes=BoundedAttributes(attributes=attrs, immutable=True), kind=self.kind,
-                            status=self.status, start_time=self.start_time, end_time=self.end_time,
-                            instrumentation_scope=self._tracer.scope)
+                            attributes=BoundedAttributes(attributes=self.all_attributes(), immutable=True),
+                            kind=self.kind, status=self.status, start_time=self.start_time,
+                            end_time=self.end_time, instrumentation_scope=self._tracer.scope)
+
+    def record(self, instance: str = "") -> SpanRecord:
+        """The span store's row of this span (as ``span_record(self.readable())`` gives it, without
+        building the SDK span: sequences stored as lists, other values as the store's JSON
+        encoder writes them)."""
+        trace_id, span_id = self.ids()
+        p = self._parent
+        parent_id = p.ids()[1] if type(p) is DeferredSpan else (p.span_id if p is not None else None)
+        attrs = {k: (list(v) if isinstance(v, tuple | list) else v)
+                 for k, v in self.all_attributes().items() if v is not None}
+        status = self.status
+        return SpanRecord(f"{trace_id:032x}", f"{span_id:016x}",
+                          f"{parent_id:016x}" if parent_id is not None else None, self.name,
+                          _KIND_NAMES[self.kind], int(self.start_time or 0), int(self.end_time or 0),
+                          "error" if status.status_code is StatusCode.ERROR else "ok",
+                          status.description or "", attrs, instance)
 
 
 class _Current:
@@ -414,7 +482,10 @@ class DeferredTracer(trace.Tracer):
                    kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
                    links: Any = None, start_time: int | None = None, record_exception: bool = True,
                    set_status_on_exception: bool = True) -> DeferredSpan:
-        return self.span(name, context, kind, dict(attributes) if attributes else {}, start_time)
+        span = self.span(name, context, kind, dict(attributes) if attributes else {}, start_time)
+        if attributes and attributes.get(ATTR_DECISION) in _REFUSED:
+            span._flag_blocked()
+        return span
 
     def span(self, name: str, context: context_api.Context | None, kind: SpanKind, attributes: dict[str, Any],
              start_time: int | None = None) -> DeferredSpan:
@@ -496,20 +567,79 @@ class TracingGuard:
     def guard(self, resource: str, call: Callable[[], T], *, args: Mapping[str, str] | None = None,
               fallback: Callable[[BaseException], T] | None = None) -> T:
         tracer = self.tracer
+        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
+            return self._guard_any(resource, call, args, fallback)
+        # The hot path (every guarded call of every request): the deferred span made, attached and
+        # ended inline — no call into the tracer, ``_enter`` / ``_leave`` or ``end``.
         if resource == PAYMENT_CHARGE:
             kind, attrs = SpanKind.CLIENT, {ATTR_RESOURCE: resource, ATTR_PEER: "payment-gateway"}
         else:
             kind, attrs = SpanKind.INTERNAL, {ATTR_RESOURCE: resource}
-        deferred = type(tracer) is DeferredTracer
-        if deferred:  # the span's attributes are ``attrs`` itself: written directly below
-            span: trace.Span = tracer.span(resource, None, kind, attrs)
-            if args:
-                span.args = args  # type: ignore[attr-defined]  # expanded only if the trace is kept
+        base = _CONTEXT_VAR.get()
+        parent = base.get(_SPAN_KEY)
+        if type(parent) is DeferredSpan and not parent.mixed:  # under the route span (or another guard)
+            root = parent.root or parent
+            span = DeferredSpan(tracer, resource, parent.trace_id, parent, root, kind, attrs, _time_ns())
+        else:  # a new trace, a caller's remote parent, or under another tracer's span
+            span = tracer.span(resource, base, kind, attrs)  # type: ignore[arg-type]
+            root = span.root
+        if args:
+            span.args = args  # expanded only if the trace is kept
+        entered = 0
+
+        def traced_call() -> T:
+            nonlocal entered
+            if not entered:
+                entered = _perf_ns()
+            return call()
+
+        traced_fallback: Callable[[BaseException], T] | None = None
+        if fallback is not None:
+            fb = fallback
+
+            def traced_fallback(exc: BaseException) -> T:
+                if _is_blocked(exc):
+                    _mark_blocked(span, exc, "degraded")
+                else:
+                    span.set_status(_error_status(exc))
+                return fb(exc)
+
+        token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
+        try:
+            t0 = _perf_ns()
+            try:
+                result = self.inner.guard(resource, traced_call, args=args, fallback=traced_fallback)
+            except BaseException as exc:
+                if _is_blocked(exc):
+                    _mark_blocked(span, exc, "blocked")
+                else:
+                    span.set_status(_error_status(exc))
+                raise
+            if entered:
+                attrs[ATTR_WAIT_MS] = (entered - t0) // 1000 / 1000  # ms to the µs (round() formats a string)
+            attrs.setdefault(ATTR_DECISION, "passed")
+            if getattr(result, "ok", None) is False and not getattr(result, "queued", False):
+                span.set_status(Status(StatusCode.ERROR, redact_text(str(getattr(result, "reason", "")))))
+            return result
+        finally:
+            _leave(token)
+            span.end_time = _time_ns()
+            if root is not None:
+                root.ended.append(span)  # dropped if the trace was decided already (_CLOSED)
+            else:
+                tracer.on_end(span)  # a root (no request around it) or a mixed span
+
+    def _guard_any(self, resource: str, call: Callable[[], T], args: Mapping[str, str] | None,
+                   fallback: Callable[[BaseException], T] | None) -> T:
+        """``guard`` with any OpenTelemetry tracer (an SDK one: the span's API only)."""
+        tracer = self.tracer
+        if resource == PAYMENT_CHARGE:
+            kind, attrs = SpanKind.CLIENT, {ATTR_RESOURCE: resource, ATTR_PEER: "payment-gateway"}
         else:
-            span = tracer.start_span(resource, kind=kind, attributes=attrs)
-            for key, value in (args or {}).items():
-                span.set_attribute(f"tradeguard.arg.{key}", str(value))
-            attrs = _attrs(span)  # type: ignore[arg-type,assignment]
+            kind, attrs = SpanKind.INTERNAL, {ATTR_RESOURCE: resource}
+        span = tracer.start_span(resource, kind=kind, attributes=attrs)
+        for key, value in (args or {}).items():
+            span.set_attribute(f"tradeguard.arg.{key}", str(value))
         entered = 0
 
         def traced_call() -> T:
@@ -541,16 +671,9 @@ class TracingGuard:
                     span.set_status(_error_status(exc))
                 raise
             if entered:
-                wait_ms = round((entered - t0) / 1e6, 3)
-                if deferred:
-                    attrs[ATTR_WAIT_MS] = wait_ms
-                else:
-                    span.set_attribute(ATTR_WAIT_MS, wait_ms)
-            if not attrs.get(ATTR_DECISION):
-                if deferred:
-                    attrs[ATTR_DECISION] = "passed"
-                else:
-                    span.set_attribute(ATTR_DECISION, "passed")
+                span.set_attribute(ATTR_WAIT_MS, round((entered - t0) / 1e6, 3))
+            if not _attrs(span).get(ATTR_DECISION):  # type: ignore[arg-type]
+                span.set_attribute(ATTR_DECISION, "passed")
             if getattr(result, "ok", None) is False and not getattr(result, "queued", False):
                 span.set_status(Status(StatusCode.ERROR, redact_text(str(getattr(result, "reason", "")))))
             return result
@@ -560,42 +683,63 @@ class TracingGuard:
 
 
 # ============================================================================ tail sampling
+class _Window:
+    """One resource's recent durations, in arrival order and sorted; its current p99."""
+
+    __slots__ = ("limit", "ordered", "recent", "seen")
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque()
+        self.ordered: list[float] = []
+        self.limit: float | None = None
+        self.seen = 0
+
+
 class SlowThresholds:
     """Per-resource "slow": over a fixed threshold if one is given, else over the resource's recent
-    p99 (the last ``window`` durations, recomputed every ``every`` observations once ``min_count``
-    are known; before that nothing counts as slow)."""
+    p99 — the nearest-rank 99th percentile (``common.stats.percentile``) of its last ``window``
+    durations, re-read every ``every`` observations (default: each) once ``min_count`` are known;
+    before that nothing counts as slow.
+
+    O(log n) per observation, the threshold always current: each window is held in arrival order
+    (a deque: which duration leaves) and sorted (a list kept sorted with ``bisect``: one insert and
+    one delete, C memmoves of a few KB), so its p99 is one index away. The former re-sort of the
+    whole window every 50 observations cost more per request (~1,000·log 1,000 comparisons / 50)
+    and judged up to 50 requests against a stale threshold after the load changed."""
 
     def __init__(self, fixed_ms: Mapping[str, float] | None = None, *, window: int = 1000,
-                 every: int = 50, min_count: int = 100) -> None:
+                 every: int = 1, min_count: int = 100) -> None:
+        if window < 1 or every < 1 or min_count < 1:
+            raise ValueError("window, every and min_count must be ≥ 1")
         self.fixed_ms = dict(fixed_ms or {})
         self.window, self.every, self.min_count = window, every, min_count
-        self._recent: dict[str, deque[float]] = {}
-        self._p99: dict[str, float | None] = {}
-        self._seen: dict[str, int] = {}
+        self._windows: dict[str, _Window] = {}
 
     def threshold(self, resource: str) -> float | None:
         if resource in self.fixed_ms:
             return self.fixed_ms[resource]
-        return self._p99.get(resource)
+        w = self._windows.get(resource)
+        return w.limit if w is not None else None
 
     def observe(self, resource: str, duration_ms: float) -> bool:
         """Whether ``duration_ms`` is slow for ``resource`` (judged before it joins the window)."""
-        limit = self.threshold(resource)
-        slow = limit is not None and duration_ms > limit
-        recent = self._recent.get(resource)
-        if recent is None:
-            recent = self._recent[resource] = deque(maxlen=self.window)
-        recent.append(duration_ms)
-        seen = self._seen[resource] = self._seen.get(resource, 0) + 1
-        if seen % self.every == 0 and len(recent) >= self.min_count:
-            self._p99[resource] = percentile(recent, 99.0)
-        return slow
-
-
-@dataclass
-class KeptTrace:
-    spans: list[ReadableSpan]
-    outcome: str
+        fixed = self.fixed_ms
+        if fixed and resource in fixed:
+            return duration_ms > fixed[resource]
+        w = self._windows.get(resource)
+        if w is None:
+            w = self._windows[resource] = _Window()
+        limit = w.limit
+        w.recent.append(duration_ms)
+        ordered = w.ordered
+        insort(ordered, duration_ms)
+        if len(ordered) > self.window:
+            del ordered[bisect_left(ordered, w.recent.popleft())]
+        w.seen += 1
+        n = len(ordered)
+        if n >= self.min_count and w.seen % self.every == 0:
+            w.limit = ordered[math.floor(n * 99.0 / 100.0 + 0.5) - 1]  # percentile(…, 99)'s rank
+        return limit is not None and duration_ms > limit
 
 
 class CallRecord(NamedTuple):
@@ -635,6 +779,53 @@ def _call_span(call: tuple[Any, ...], resource: Resource, rng: random.Random) ->
     return call_span(record, resource, rng)
 
 
+def _call_record(call: tuple[Any, ...], rng: random.Random, instance: str) -> SpanRecord:
+    """The span store's row of a call tuple (as ``span_record(_call_span(…))``, without the SDK span)."""
+    span, describe, what, start_ns, end_ns, error = call
+    name, attributes = describe(what)
+    trace_id, parent_id = span.ids()
+    return SpanRecord(f"{trace_id:032x}", f"{rng.getrandbits(64) or 1:016x}", f"{parent_id:016x}", name,
+                      "client", start_ns, end_ns, "ok" if error is None else "error", error or "",
+                      dict(attributes), instance)
+
+
+class KeptTrace:
+    """A kept trace on its way to the sink. Built from its raw parts (``parts``: resource, the spans —
+    deferred or the SDK's —, call records, call tuples, the id generator) only when read, i.e. on
+    the export thread: the request that ended the trace pays for the decision and one queue append.
+    ``spans``: SDK ``ReadableSpan`` s (OTLP, tests); ``records``: the span store's rows, made from
+    deferred spans and call tuples directly (no SDK span, no ``BoundedAttributes`` in between)."""
+
+    __slots__ = ("_parts", "_spans", "outcome")
+
+    def __init__(self, spans: list[ReadableSpan] | None = None, outcome: str = "", *,
+                 parts: tuple[Resource, Sequence[Any], Sequence[CallRecord], Sequence[tuple[Any, ...]],
+                              random.Random] | None = None) -> None:
+        self._spans = spans if spans is not None or parts is not None else []
+        self._parts = parts
+        self.outcome = outcome
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        if self._spans is None:
+            assert self._parts is not None
+            resource, spans, records, calls, rng = self._parts
+            built: list[ReadableSpan] = [s.readable() if type(s) is DeferredSpan else s for s in spans]
+            built += [call_span(c, resource, rng) for c in records]
+            built += [_call_span(c, resource, rng) for c in calls]
+            self._spans = built
+        return self._spans
+
+    def records(self, instance: str = "") -> list[SpanRecord]:
+        if self._spans is not None or self._parts is None:
+            return [span_record(s, instance) for s in self.spans]
+        resource, spans, records, calls, rng = self._parts
+        out = [s.record(instance) if type(s) is DeferredSpan else span_record(s, instance) for s in spans]
+        out += [span_record(call_span(c, resource, rng), instance) for c in records]
+        out += [_call_record(c, rng, instance) for c in calls]
+        return out
+
+
 class TailSamplingProcessor(SpanProcessor):
     """Decides each trace when its local root ends: keeps it or forgets it.
 
@@ -642,8 +833,13 @@ class TailSamplingProcessor(SpanProcessor):
     blocked/degraded (``blocked``), a root slower than its resource's threshold (``slow``), else
     with probability ``rate`` (``sampled``). A trace whose root is a bare database statement (a
     scheduled job's query) is kept only on error. ``on_end`` runs on the request's thread: the
-    decision, under a lock; only a kept trace is then built into SDK spans, a forgotten one costs
-    nothing more.
+    decision, under a lock, then a kept trace's raw parts are queued (``KeptTrace``: built into
+    spans or store rows on the export thread); a forgotten one costs nothing more.
+
+    The decision is O(1) for a ``DeferredTracer`` trace: its spans flag their local root as they
+    become ERROR or blocked/degraded (and a failed call flags it), so a trace with neither flag goes
+    straight to the slow / sampled rules; a flagged one (rare) is confirmed by the walk over its
+    spans and calls (``decide``), which also judges any trace with spans of other tracers.
 
     A ``DeferredTracer`` 's trace arrives whole, with its root (its spans and calls gathered on the
     root). Spans of other tracers (the SDK's, through ``TracerProvider``) arrive one by one and wait
@@ -717,9 +913,10 @@ class TailSamplingProcessor(SpanProcessor):
                 return
             del self._pending[tid]
             calls = self._calls.pop(tid, ())
-            outcome = self._decide_locked(span, buf, calls)
-        if outcome is not None:  # built into SDK spans only now, outside the lock
-            self._keep(span, buf, calls, (), outcome)
+            self.counts["traces"] += 1
+            outcome = self._counted(self.decide(span, buf, calls), span, buf)
+        if outcome is not None:
+            self.sink(KeptTrace(outcome=outcome, parts=(span.resource, buf, calls, (), self._ids)))
 
     def _end_deferred(self, root: DeferredSpan) -> None:
         """A deferred local root ended: its trace is its ``ended`` spans, its ``calls`` and, if spans
@@ -728,38 +925,35 @@ class TailSamplingProcessor(SpanProcessor):
         calls: list[tuple[Any, ...]] = root.calls
         root.ended = root.calls = _CLOSED  # no cycle left: the trace is freed once decided
         spans.append(root)
+        more: Sequence[CallRecord] = ()
         with self._lock:
-            more: Sequence[Any] = ()
-            if self._pending or self._calls:
-                spans = self._pending.pop(root.trace_id, []) + spans
+            walk = root.error or root.blocked
+            if self._pending or self._calls:  # spans / calls of other tracers may have joined it
+                joined = self._pending.pop(root.trace_id, None)
                 more = self._calls.pop(root.trace_id, ())
-            if root.call_error:  # a failed DB statement / Redis command
-                self.counts["traces"] += 1
-                self.counts["error"] += 1
-                outcome: str | None = "error"
+                if joined:
+                    spans = joined + spans
+                    walk = True
+                walk = walk or bool(more)
+            self.counts["traces"] += 1
+            if walk:
+                outcome = self.decide(root, spans, more, calls)
             else:
-                outcome = self._decide_locked(root, spans, more)
+                attrs = root.attributes
+                bare_statement = "db.system" in attrs or "db.system.name" in attrs
+                outcome = None if bare_statement else self._judge(root, attrs)
+            outcome = self._counted(outcome, root, spans)
         if outcome is not None:
-            self._keep(root, spans, more, calls, outcome)
+            self.sink(KeptTrace(outcome=outcome, parts=(root.resource, spans, more, calls, self._ids)))
 
-    def _decide_locked(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
-                       calls: Sequence[CallRecord]) -> str | None:
-        self.counts["traces"] += 1
-        outcome = self.decide(root, spans, calls)
+    def _counted(self, outcome: str | None, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> str | None:
+        """Count the decision; a blocked one beyond its budget is forgotten. Under the lock."""
         if outcome is not None:
             self.counts[outcome] += 1
             if outcome == "blocked" and not self._within_budget(root, spans):
                 self.counts["blocked_over_budget"] += 1
-                outcome = None
+                return None
         return outcome
-
-    def _keep(self, root: ReadableSpan, spans: Sequence[Any], records: Sequence[CallRecord],
-              calls: Sequence[tuple[Any, ...]], outcome: str) -> None:
-        kept: list[ReadableSpan] = [s.readable() if type(s) is DeferredSpan else s for s in spans]
-        resource = root.resource
-        kept += [call_span(c, resource, self._ids) for c in records]
-        kept += [_call_span(c, resource, self._ids) for c in calls]
-        self.sink(KeptTrace(kept, outcome))
 
     def _within_budget(self, root: ReadableSpan, spans: Sequence[ReadableSpan]) -> bool:
         """Take one token of the blocked budget of this trace's (resource, rule); under the lock."""
@@ -787,25 +981,30 @@ class TailSamplingProcessor(SpanProcessor):
         return False
 
     def decide(self, root: ReadableSpan, spans: Sequence[ReadableSpan],
-               calls: Sequence[CallRecord] = ()) -> str | None:
+               calls: Sequence[CallRecord] = (), call_tuples: Sequence[tuple[Any, ...]] = ()) -> str | None:
+        """The outcome of a whole trace, walking its spans and calls (see the class)."""
         error = blocked = False
         for s in spans:
             if s.status.status_code is StatusCode.ERROR:
                 error = True
             if (s.attributes if type(s) is DeferredSpan else _attrs(s)).get(ATTR_DECISION) in _REFUSED:
                 blocked = True
-        if error or any(c.error is not None for c in calls):
+        if error or any(c.error is not None for c in calls) or any(c[5] is not None for c in call_tuples):
             return "error"
         attrs = _attrs(root)
         if "db.system" in attrs or "db.system.name" in attrs:
             return None  # a bare statement of a scheduled job
         if blocked:
             return "blocked"
+        return self._judge(root, attrs)
+
+    def _judge(self, root: ReadableSpan, attrs: Mapping[str, Any]) -> str | None:
+        """Slow (the root against its resource's threshold), sampled at ``rate``, or forgotten."""
         duration_ms = ((root.end_time or 0) - (root.start_time or 0)) / 1e6
-        resource = str(attrs.get(ATTR_RESOURCE) or root.name)
-        if self.thresholds.observe(resource, duration_ms):
+        if self.thresholds.observe(str(attrs.get(ATTR_RESOURCE) or root.name), duration_ms):
             return "slow"
-        if self.rate >= 1.0 or (self.rate > 0.0 and self.rng() < self.rate):
+        rate = self.rate
+        if rate >= 1.0 or (rate > 0.0 and self.rng() < rate):
             return "sampled"
         return None
 
@@ -851,7 +1050,7 @@ def _record_call(recorder: CallRecorder, span: Any, describe: Callable[[Any], tu
     if type(span) is DeferredSpan and not span.mixed:
         root = span.root or span
         if error is not None:
-            root.call_error = True
+            root.error = True
         root.calls.append((span, describe, what, start_ns, end_ns, error))
     elif isinstance(span, trace.Span) and span.get_span_context().is_valid:
         name, attrs = describe(what)
@@ -875,7 +1074,10 @@ class StatementRecorder:
     ``do_execute_no_params`` (wrapped on that dialect instance only, where SQLAlchemy hands the
     statement to the DBAPI cursor: the moment ``before``/``after_cursor_execute`` see), not by
     engine event listeners: in-process A/B runs (off vs traced node, alternating batches) put
-    ~8 % of a traced ``POST /orders``'s CPU on the two cursor-execute listeners, ~0-2 % without.
+    ~8 % of a traced ``POST /orders``'s CPU on the two cursor-execute listeners, ~0-2 % without;
+    counted (cachegrind, ``SELECT 1`` on SQLite through a connection, ~137k instructions each
+    untraced): the wrapper adds ~1.5k instructions per statement, the two listeners doing the same
+    recording ~47k (an engine with listeners leaves SQLAlchemy's fast path for every statement).
     A statement that raises is recorded with the DBAPI error (redacted) and keeps its trace.
     """
 
@@ -903,19 +1105,44 @@ class StatementRecorder:
         time_ns = recorder.time_ns
         current, key = _current_context, _SPAN_KEY
 
-        def timed(cursor: Any, statement: str, *rest: Any) -> Any:
-            span = current().get(key)
-            t0 = time_ns()
-            try:
-                result = original(cursor, statement, *rest)
-            except Exception as exc:
-                _record_call(recorder, span, describe, statement, t0, time_ns(), _call_error(exc))
-                raise
-            if type(span) is DeferredSpan and not span.mixed:  # the common case, inlined
+        def failed(span: Any, statement: str, t0: int, exc: BaseException) -> None:
+            _record_call(recorder, span, describe, statement, t0, time_ns(), _call_error(exc))
+
+        def done(span: Any, statement: str, t0: int) -> None:
+            if type(span) is DeferredSpan and not span.mixed:
                 (span.root or span).calls.append((span, describe, statement, t0, time_ns(), None))
             else:
                 _record_call(recorder, span, describe, statement, t0, time_ns(), None)
-            return result
+
+        # the dialect's own signatures (no *args packing per statement), the common case inlined
+        if original.__name__ == "do_execute_no_params":
+            def timed(cursor: Any, statement: str, context: Any = None) -> Any:
+                span = current().get(key)
+                t0 = time_ns()
+                try:
+                    result = original(cursor, statement, context)
+                except Exception as exc:
+                    failed(span, statement, t0, exc)
+                    raise
+                if type(span) is DeferredSpan and span.root is not None:  # under a guard span
+                    span.root.calls.append((span, describe, statement, t0, time_ns(), None))
+                else:
+                    done(span, statement, t0)
+                return result
+        else:
+            def timed(cursor: Any, statement: str, parameters: Any, context: Any = None) -> Any:  # type: ignore[misc]
+                span = current().get(key)
+                t0 = time_ns()
+                try:
+                    result = original(cursor, statement, parameters, context)
+                except Exception as exc:
+                    failed(span, statement, t0, exc)
+                    raise
+                if type(span) is DeferredSpan and span.root is not None:  # under a guard span
+                    span.root.calls.append((span, describe, statement, t0, time_ns(), None))
+                else:
+                    done(span, statement, t0)
+                return result
 
         timed._tradeguard_traced = True  # type: ignore[attr-defined]
         return timed
@@ -1361,7 +1588,9 @@ class RouteSpanMiddleware:
     ``http.response.status_code``, ``tradeguard.resource`` (the guardians' route resource, also
     the span's name) and ERROR status for 5xx or an exception, as the ASGI instrumentation sets it.
     With the ``DeferredTracer`` the request's part of them (method, path, route, order id) is made
-    only if the trace is kept (``DeferredSpan.http``).
+    only if the trace is kept (``DeferredSpan.http``: the response's headers are kept by reference
+    and searched for ``Location`` then), the span is made, attached and ended inline, and the
+    response's headers are searched (for problem+json) only for a status ≥ 400.
     """
 
     def __init__(self, app: Any, tracer: trace.Tracer,
@@ -1387,6 +1616,81 @@ class RouteSpanMiddleware:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
+        tracer = self.tracer
+        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
+            await self._call_any(scope, receive, send)
+            return
+        carrier: dict[str, str] | None = None
+        fields = self._fields
+        for key, value in scope.get("headers") or ():
+            if key in fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+        base = self._extract(carrier) if carrier is not None else _CONTEXT_VAR.get()
+        name = None
+        if self.route_name is not None:
+            try:
+                name = self.route_name(scope)
+            except Exception:
+                name = None
+        if not name:
+            name = f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
+        if base.get(_SPAN_KEY) is None:  # the common case: a new trace
+            span = DeferredSpan(tracer, name, tracer._bits(128) or 1, None, None, SpanKind.SERVER, {},
+                                _time_ns())
+        else:  # a caller's remote parent, or under a span of this process
+            span = tracer.span(name, base, SpanKind.SERVER, {})  # type: ignore[arg-type]
+        span.http = (scope.get("method", ""), str(scope.get("path", "")), ())
+        trace_id, span_id = span.ids()
+        attributes = span.attributes
+        tid = b"%032x" % trace_id
+        extra = ((b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id)))
+        problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
+        body = b""
+
+        async def wrapped(message: dict[str, Any]) -> None:
+            nonlocal problem, body
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message.get("status", 0)
+                attributes["http.response.status_code"] = status
+                headers = message.get("headers", ())
+                method, path, _ = span.http
+                span.http = (method, path, headers)  # Location (the order id) read if kept
+                message = {**message, "headers": [*headers, *extra]}
+                if status >= 400:
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    for k, v in headers:
+                        if k.lower() == b"content-type":
+                            if v.startswith(b"application/problem+json"):
+                                problem = message  # rewritten once the body is complete
+                                return
+                            break
+                await send(message)
+                return
+            if kind == "http.response.body" and problem is not None:
+                body += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                start, problem = problem, None
+                await self._send_problem(send, start, body, tid.decode(), span)
+                return
+            await send(message)
+
+        token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
+        try:
+            await self.app(scope, receive, wrapped)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
+            raise
+        finally:
+            _leave(token)
+            span.end()
+
+    async def _call_any(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """``__call__`` with any OpenTelemetry tracer (an SDK one: the span's API only)."""
         parent: context_api.Context | None = None
         carrier: dict[str, str] | None = None
         fields = self._fields
@@ -1400,22 +1704,14 @@ class RouteSpanMiddleware:
         name = self._name(scope)
         method = scope.get("method", "")
         path = str(scope.get("path", ""))
-        tracer = self.tracer
-        deferred = type(tracer) is DeferredTracer
-        if deferred:
-            span: Any = tracer.span(name, parent, SpanKind.SERVER, {})  # type: ignore[attr-defined]
-            span.http = (method, path, b"")
-            trace_id, span_id = span.ids()
-            order_id = None
-        else:
-            span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes={
-                ATTR_RESOURCE: name, "http.request.method": method, "http.route": name.split(" ", 1)[-1],
-                "url.path": path})
-            ctx = span.get_span_context()
-            trace_id, span_id = ctx.trace_id, ctx.span_id
-            order_id = _ORDER_PATH.match(path)
-            if order_id:
-                span.set_attribute(ATTR_ORDER_ID, order_id.group(1))
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes={
+            ATTR_RESOURCE: name, "http.request.method": method, "http.route": name.split(" ", 1)[-1],
+            "url.path": path})
+        ctx = span.get_span_context()
+        trace_id, span_id = ctx.trace_id, ctx.span_id
+        order_id = _ORDER_PATH.match(path)
+        if order_id:
+            span.set_attribute(ATTR_ORDER_ID, order_id.group(1))
         tid = b"%032x" % trace_id
         extra = [(b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id))]
         problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
@@ -1437,13 +1733,10 @@ class RouteSpanMiddleware:
                         ctype = v
                     elif lk == b"location":
                         loc = v
-                if loc:
-                    if deferred:
-                        span.http = (method, path, loc)  # the order id is read from it if kept
-                    elif not order_id:
-                        lm = _ORDER_PATH.match(loc.decode("latin-1"))
-                        if lm:
-                            span.set_attribute(ATTR_ORDER_ID, lm.group(1))
+                if loc and not order_id:
+                    lm = _ORDER_PATH.match(loc.decode("latin-1"))
+                    if lm:
+                        span.set_attribute(ATTR_ORDER_ID, lm.group(1))
                 message = {**message, "headers": headers + extra}
                 if ctype.startswith(b"application/problem+json"):
                     problem = message  # rewritten once the body is complete
@@ -1610,8 +1903,7 @@ def build_tracing(
         kept_store = store
 
         def export(items: list[KeptTrace]) -> None:
-            kept_store.write([([span_record(s, instance) for s in item.spans], item.outcome)
-                              for item in items])
+            kept_store.write([(item.records(instance), item.outcome) for item in items])
 
         sink = "store"
     queue = ExportQueue(export, maxlen=queue_size)

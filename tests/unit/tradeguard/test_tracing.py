@@ -312,6 +312,89 @@ def test_slow_threshold_is_the_recent_p99_per_resource():
     assert fixed.observe("GET /a", 6.0)
 
 
+def test_slow_threshold_is_always_the_nearest_rank_p99_of_the_last_window():
+    import random
+
+    from common.stats import percentile
+
+    rng = random.Random(3)
+    th = SlowThresholds(window=150, min_count=100)
+    seen: list[float] = []
+    for i in range(600):
+        value = rng.choice((rng.expovariate(1.0), 5.0, float(i % 7)))  # ties and a load change
+        expected = percentile(seen[-150:], 99.0) if len(seen) >= 100 else None
+        assert th.threshold("r") == expected
+        assert th.observe("r", value) is (expected is not None and value > expected)
+        seen.append(value)
+    assert th.threshold("r") == percentile(seen[-150:], 99.0)
+    with pytest.raises(ValueError):
+        SlowThresholds(window=0)
+
+
+def test_the_keep_decision_reads_flags_set_as_spans_become_error_or_blocked(tmp_path):
+    from tradeguard.tracing import ATTR_DECISION, ATTR_RULE
+
+    tracing = _lone_tracing(tmp_path, 0.0)
+    sink: list[KeptTrace] = []
+    tracing.sampler.sink = sink.append
+    tracer = tracing.tracer
+    with tracer.start_as_current_span("GET /a") as root:
+        with tracer.start_as_current_span("inner") as inner:
+            inner.set_attribute(ATTR_DECISION, "degraded")
+            inner.set_attribute(ATTR_RULE, "r1")
+        assert root.blocked and not root.error
+    with tracer.start_as_current_span("GET /b") as root:
+        with tracer.start_as_current_span("inner") as inner:
+            inner.set_status(trace.StatusCode.ERROR, "boom")
+        assert root.error
+    with tracer.start_as_current_span("GET /c") as root:  # ERROR, then OK (final): not an error
+        root.set_status(trace.StatusCode.ERROR)
+        root.set_status(trace.StatusCode.OK)
+    with tracer.start_as_current_span("GET /d", attributes={ATTR_DECISION: "blocked"}):
+        pass
+    with tracer.start_as_current_span("GET /e"):
+        pass
+    assert [k.outcome for k in sink] == ["blocked", "error", "blocked"]
+    assert tracing.sampler.counts["traces"] == 5
+    tracing.stop()
+
+
+def test_store_rows_made_straight_from_deferred_spans_equal_those_of_the_sdk_spans(tmp_path):
+    from dataclasses import replace
+
+    from tradeguard.tracing import TracingGuard, instrument_redis, span_record
+
+    tracing = _lone_tracing(tmp_path, 1.0)
+    sink: list[KeptTrace] = []
+    tracing.sampler.sink = sink.append
+    redis = _FakeRedis()
+    instrument_redis(redis, tracing.calls)
+
+    class Engine:
+        def guard(self, resource, call, *, args=None, fallback=None):
+            return call()
+
+    root = tracing.tracer.span("POST /orders", None, trace.SpanKind.SERVER, {"tags": ["a", "b"]})
+    root.http = ("POST", "/orders", b"/orders/ord-9")
+    with trace.use_span(root, end_on_exit=True):
+        TracingGuard(Engine(), tracing.tracer).guard(
+            "order.place", lambda: redis.execute_command("GET", "k"), args={"sku": "E-1"})
+    (kept_trace,) = sink
+    direct = kept_trace.records("n1")
+    via_sdk = [span_record(s, "n1") for s in kept_trace.spans]
+
+    def comparable(rows):  # a call's own span id is drawn when it is built
+        return sorted((replace(r, span_id="-") if r.kind == "client" else r for r in rows),
+                      key=lambda r: r.name)
+
+    assert comparable(direct) == comparable(via_sdk)
+    by = {r.name: r for r in direct}
+    assert by["POST /orders"].attributes["tradeguard.order_id"] == "ord-9"
+    assert by["order.place"].attributes["tradeguard.arg.sku"] == "E-1"
+    assert by["redis GET"].parent_id == by["order.place"].span_id
+    tracing.stop()
+
+
 def test_span_store_prunes_by_count_and_age(tmp_path):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -558,9 +641,10 @@ def test_spans_of_forgotten_traces_are_never_built_and_kept_ones_are_sdk_spans(t
             assert bool(sink) is expect_kept
             assert tracing.sampler.counts["traces"] == 1 and len(tracing.sampler._pending) == 0
             tracing.stop()
-        assert sorted(built) == ["POST /orders", "lookup", "order.place"]  # the kept trace's only
+        assert built == []  # nothing built on the request path, a kept trace's neither
         (trace_,) = sink
-        assert all(isinstance(s, ReadableSpan) for s in trace_.spans)
+        assert all(isinstance(s, ReadableSpan) for s in trace_.spans)  # built when read (export thread)
+        assert sorted(built) == ["POST /orders", "lookup", "order.place"]  # the kept trace's only
         by = {s.name: s for s in trace_.spans}
         assert by["order.place"].attributes["tradeguard.arg.sku"] == "('ELEC-1',)"  # args expanded lazily
         assert by["order.place"].attributes["tradeguard.guard.decision"] == "passed"
