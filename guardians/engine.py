@@ -49,7 +49,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from common.clock import Clock, SystemClock
 from guardians.authority.checker import AuthorityChecker, build_authority
@@ -518,7 +518,7 @@ class Engine:
             if exc is not None:
                 pass
             elif lim is not None and node.passed + node.prev_passed >= lim:
-                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)  # type: ignore[union-attr]
             else:
                 for chk in slot.fast_checks:
                     try:
@@ -830,7 +830,7 @@ class Entry:
         self._slot = slot
         return self
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         if self._slot is not None:
             self._engine._exit(self._slot, self._t0, et is not None, self.inbound, self._held)
             self._slot = None

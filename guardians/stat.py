@@ -277,9 +277,9 @@ class ResourceNode:
 
     def _record(self, h: int) -> Sequence[Any] | None:
         if h == self.start:
-            r = self.current()
-            if r[START] == h:  # else it rolled meanwhile: the ring has it
-                return r
+            cur = self.current()
+            if cur[START] == h:  # else it rolled meanwhile: the ring has it
+                return cur
         r = self.ring[h % RING]
         return r if r is not None and r[START] == h else None
 
