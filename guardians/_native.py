@@ -61,20 +61,38 @@ def shared_libraries(root: Path = ROOT) -> list[Path]:
     return sorted(p for s in importlib.machinery.EXTENSION_SUFFIXES if (p := pkg / (stem + s)).exists())
 
 
+def _compiled_files(root: Path) -> list[tuple[str, Path, Path]]:
+    """``(module, source, extension)`` of every extension beside a source in the package, listed in
+    ``MODULES`` or not (one left from a build with a longer list would still be imported)."""
+    pkg = root / "guardians"
+    out = []
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for ext in pkg.rglob("*" + suffix):
+            src = ext.with_name(ext.name[: -len(suffix)] + ".py")
+            if src.exists():
+                module = ".".join(src.relative_to(root).with_suffix("").parts)
+                out.append((module, src, ext))
+    return sorted(out)
+
+
 def stale(root: Path = ROOT) -> list[tuple[str, Path, Path]]:
     """``(module, source, extension)`` of every compiled module whose source is newer than its
-    extension: importing it would run the code the extension was built from, not the source."""
-    out = []
-    for m in MODULES:
-        src = source_of(m, root)
-        for ext in extensions_of(m, root):
-            if src.exists() and src.stat().st_mtime > ext.stat().st_mtime:
-                out.append((m, src, ext))
+    extension (importing it would run the code the extension was built from, not the source), and of
+    every module of ``MODULES`` left uncompiled beside compiled ones (a build of an older list)."""
+    found = _compiled_files(root)
+    out = [(m, src, ext) for m, src, ext in found if src.stat().st_mtime > ext.stat().st_mtime]
+    if found:
+        have = {m for m, _, _ in found}
+        out += [(m, source_of(m, root), source_of(m, root).with_suffix(".so")) for m in MODULES
+                if m not in have]
     return out
 
 
 def stale_message(found: list[tuple[str, Path, Path]]) -> str:
-    names = ", ".join(f"{m} ({src.name} is newer than {ext.name})" for m, src, ext in found)
+    names = ", ".join(
+        f"{m} ({src.name} is newer than {ext.name})" if ext.exists() else f"{m} (not compiled)"
+        for m, src, ext in found
+    )
     return (
         f"stale compiled guardians modules: {names}. The old compiled code would run, not your edit. "
         f"Rebuild: {REBUILD}; or run pure Python: {CLEAN}"
@@ -98,7 +116,7 @@ def compiled_modules() -> tuple[str, ...]:
 
 def clean(root: Path = ROOT) -> list[Path]:
     """Delete the compiled extensions (back to pure Python); returns what was removed."""
-    gone = [p for m in MODULES for p in extensions_of(m, root)] + shared_libraries(root)
+    gone = [ext for _, _, ext in _compiled_files(root)] + shared_libraries(root)
     for p in gone:
         p.unlink()
     return gone
@@ -106,11 +124,40 @@ def clean(root: Path = ROOT) -> list[Path]:
 
 def touch(root: Path = ROOT) -> None:
     """Stamp the extensions as built now (a rebuild that found them unchanged may not rewrite them)."""
-    for p in [p for m in MODULES for p in extensions_of(m, root)] + shared_libraries(root):
+    for p in [ext for _, _, ext in _compiled_files(root)] + shared_libraries(root):
         os.utime(p)
 
 
+def rebuild_stale(python: str = sys.executable) -> int:
+    """``make native``: rebuild in place when a compiled module is stale. Never leaves a stale one:
+    with ``TRADEGUARD_PURE_PYTHON=1``, or when the build fails (it is optional), they are removed, so
+    the sources run as pure Python."""
+    found = stale()
+    if not found:
+        return 0
+    print(stale_message(found), file=sys.stderr)
+    clean()  # whatever happens next, the old compiled code never runs again
+    if pure_requested():
+        print(f"[native] {PURE_ENV}=1: removed, the hot path runs as pure Python", file=sys.stderr)
+        return 0
+    print("[native] rebuilding in place: python setup.py build_ext --inplace", file=sys.stderr)
+    import subprocess
+
+    subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT, check=False)
+    if all(extensions_of(m) for m in MODULES):
+        # made by this build (copied from build/, keeping the time it was compiled: an edit that leaves
+        # the generated C alike is not compiled again)
+        touch()
+    else:
+        clean()
+        print("[native] the compiled modules could not be rebuilt: the hot path runs as pure Python",
+              file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if "--rebuild" in argv:
+        return rebuild_stale()
     if "--check" in argv:  # exit 1 naming the stale modules (the Makefile rebuilds then)
         found = stale()
         if found:
