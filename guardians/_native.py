@@ -128,28 +128,28 @@ def touch(root: Path = ROOT) -> None:
         os.utime(p)
 
 
-def rebuild_stale(python: str = sys.executable) -> int:
+def rebuild_stale(root: Path = ROOT, python: str = sys.executable) -> int:
     """``make native``: rebuild in place when a compiled module is stale. Never leaves a stale one:
     with ``TRADEGUARD_PURE_PYTHON=1``, or when the build fails (it is optional), they are removed, so
     the sources run as pure Python."""
-    found = stale()
+    found = stale(root)
     if not found:
         return 0
     print(stale_message(found), file=sys.stderr)
-    clean()  # whatever happens next, the old compiled code never runs again
+    clean(root)  # whatever happens next, the old compiled code never runs again
     if pure_requested():
         print(f"[native] {PURE_ENV}=1: removed, the hot path runs as pure Python", file=sys.stderr)
         return 0
     print("[native] rebuilding in place: python setup.py build_ext --inplace", file=sys.stderr)
     import subprocess
 
-    subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT, check=False)
-    if all(extensions_of(m) for m in MODULES):
+    subprocess.run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=root, check=False)
+    if all(extensions_of(m, root) for m in MODULES):
         # made by this build (copied from build/, keeping the time it was compiled: an edit that leaves
         # the generated C alike is not compiled again)
-        touch()
+        touch(root)
     else:
-        clean()
+        clean(root)
         print("[native] the compiled modules could not be rebuilt: the hot path runs as pure Python",
               file=sys.stderr)
     return 0
