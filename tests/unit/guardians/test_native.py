@@ -28,7 +28,7 @@ def test_a_build_asked_to_compile_runs_every_hot_module_compiled() -> None:
 def test_compiled_all_or_nothing() -> None:
     """One shared library holds every hot module: a partial set means a build of another list."""
     assert guardians.COMPILED_MODULES in ((), _native.MODULES)
-    assert guardians.COMPILED == (guardians.COMPILED_MODULES == _native.MODULES)
+    assert guardians.COMPILED is (guardians.COMPILED_MODULES == _native.MODULES)
 
 
 def _tree(tmp_path, modules=("guardians.engine", "guardians.stat")):  # type: ignore[no-untyped-def]
