@@ -26,12 +26,19 @@ from pathlib import Path
 
 # the hot path, in dependency order (stat ← checkers ← engine ← http)
 MODULES: tuple[str, ...] = (
+    "guardians.context",
     "guardians.stat",
+    "guardians.authority.checker",
+    "guardians.flow.checker",
+    "guardians.param.checker",
+    "guardians.breaker.checker",
+    "guardians.blocklog",
     "guardians.engine",
+    "guardians.http",
 )
 GROUP = "guardians.hot"  # mypyc's shared library: guardians/hot__mypyc.<suffix>
 PURE_ENV = "TRADEGUARD_PURE_PYTHON"
-REBUILD = "make native  (or: python setup.py build_ext --inplace)"
+REBUILD = "make native  (or: python guardians/_native.py --rebuild)"
 CLEAN = "python guardians/_native.py --clean"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,11 +83,17 @@ def _compiled_files(root: Path) -> list[tuple[str, Path, Path]]:
 
 
 def stale(root: Path = ROOT) -> list[tuple[str, Path, Path]]:
-    """``(module, source, extension)`` of every compiled module whose source is newer than its
-    extension (importing it would run the code the extension was built from, not the source), and of
-    every module of ``MODULES`` left uncompiled beside compiled ones (a build of an older list)."""
+    """``(module, source, extension)`` of every compiled module whose source is newer than its compiled
+    code (importing it would run the code that was built, not the source), and of every module of
+    ``MODULES`` left uncompiled beside compiled ones (a build of an older list). The code is in the
+    shared library (a module's own extension is a shim a rebuild may leave alone): its time counts."""
     found = _compiled_files(root)
-    out = [(m, src, ext) for m, src, ext in found if src.stat().st_mtime > ext.stat().st_mtime]
+    libs = shared_libraries(root)
+    built = max(p.stat().st_mtime for p in libs) if libs else None
+    out = [
+        (m, src, ext) for m, src, ext in found
+        if src.stat().st_mtime > (built if built is not None else ext.stat().st_mtime)
+    ]
     if found:
         have = {m for m, _, _ in found}
         out += [(m, source_of(m, root), source_of(m, root).with_suffix(".so")) for m in MODULES
@@ -90,7 +103,8 @@ def stale(root: Path = ROOT) -> list[tuple[str, Path, Path]]:
 
 def stale_message(found: list[tuple[str, Path, Path]]) -> str:
     names = ", ".join(
-        f"{m} ({src.name} is newer than {ext.name})" if ext.exists() else f"{m} (not compiled)"
+        f"{m} ({src.relative_to(src.parents[1])} edited after the build)" if ext.exists()
+        else f"{m} (not compiled)"
         for m, src, ext in found
     )
     return (

@@ -258,8 +258,8 @@ def path_params(resource: str, path: str) -> dict[str, str]:
         _TEMPLATES[resource] = rx
     if rx is None:
         return {}
-    m = rx.match(path)
-    return m.groupdict() if m else {}
+    found = rx.match(path)
+    return found.groupdict() if found else {}
 
 
 def request_args(

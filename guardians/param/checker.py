@@ -137,7 +137,7 @@ class ParamChecker:
         self.plain = self.match is None and not rule.exceptions and not self._zero_all
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
@@ -388,7 +388,7 @@ class ConcurrencyParamChecker:
         self.counts: dict[str, int] = counts if counts is not None else {}
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
@@ -436,7 +436,7 @@ class PacedParamChecker:
         self.latest: dict[str, float] = {}  # value -> the time its latest admitted call passes
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         values = values_of(self.param, args, self.match)
         if not values:

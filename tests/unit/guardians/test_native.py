@@ -54,6 +54,19 @@ def test_a_source_newer_than_its_extension_is_stale_and_named(tmp_path, monkeypa
     assert "guardians.engine" in msg and "make native" in msg and "--clean" in msg
 
 
+def test_the_shared_library_built_after_the_edit_holds_its_code(tmp_path, monkeypatch) -> None:
+    """A rebuild rewrites the shared library (the code); a module's shim may stay as it was."""
+    monkeypatch.setattr(_native, "MODULES", ("guardians.stat", "guardians.engine"))
+    root = _tree(tmp_path)
+    os.utime(_native.source_of("guardians.engine", root), (3000, 3000))
+    lib = root / "guardians" / ("hot__mypyc" + SUFFIX)
+    lib.write_bytes(b"")
+    os.utime(lib, (4000, 4000))
+    assert _native.stale(root) == []
+    os.utime(lib, (2500, 2500))
+    assert [m for m, _, _ in _native.stale(root)] == ["guardians.engine"]
+
+
 def test_a_module_left_uncompiled_beside_compiled_ones_is_stale(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(_native, "MODULES", ("guardians.stat", "guardians.engine", "guardians.http"))
     root = _tree(tmp_path)
