@@ -103,7 +103,7 @@ def stale(root: Path = ROOT) -> list[tuple[str, Path, Path]]:
 
 def stale_message(found: list[tuple[str, Path, Path]]) -> str:
     names = ", ".join(
-        f"{m} ({src.relative_to(src.parents[1])} edited after the build)" if ext.exists()
+        f"{m} ({m.replace('.', '/')}.py edited after the build)" if ext.exists()
         else f"{m} (not compiled)"
         for m, src, ext in found
     )

@@ -148,7 +148,8 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
-        self.slow = (self.slow_ms if self.slow_ms is not None else _INF) if breakers else None
+        # no breaker: +inf too (nothing is slower; a node without breakers is always gated open)
+        self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
@@ -175,6 +176,12 @@ class _Slot:
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
+    def qps_block(self, t: float) -> Blocked:
+        """The refusal of the inlined QPS compare (there is one iff ``qps_checker`` is set)."""
+        chk = self.qps_checker
+        assert chk is not None
+        return chk.block(0.5 - (t % 0.5) or 0.5)
+
     def install(self, ints: dict[int, int]) -> None:
         """Make this the node's chain. The node's copies of the hot fields and ``chain`` are stored in one
         run of attribute stores with no call in between, as a call reads them: a call on another thread
@@ -184,9 +191,9 @@ class _Slot:
         lim = self.qps_limit
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
-        old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
+        old = getattr(node, "chain", None)  # released after the stores (freeing it could run Python code)
         node.free = self.fast_checks if self.inline else None
-        node.qps_limit = lim
+        node.qps_limit = lim if lim is not None else -1
         node.slow = self.slow
         node.exits = self.fast_exits
         node.chain = self
@@ -205,7 +212,7 @@ class Engine:
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._time = self.clock.time
-        # the current half-second, shared by all nodes: a node is current iff node.h is self._h (identity)
+        # the current half-second, shared by all nodes: a node is current iff node.h == self._h
         self._h: int = -1
         self._h_end = -1.0
         self._lock = threading.RLock()
@@ -413,7 +420,7 @@ class Engine:
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t, self._h)
         # (the chain object is read only off the lock-free pass: loading it would write its refcount)
         free = node.free
@@ -422,9 +429,9 @@ class Engine:
             # with no call before the pass count, so no other thread runs in between (the GIL switches
             # threads only at calls and backward jumps), or the checkers are exact on their own
             lim = node.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
+            if lim >= 0 and node.passed + node.prev_passed >= lim:
                 slot = node.chain  # (read with the fields above: the same rules)
-                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+                return self._blocked(slot, t, slot.qps_block(t), args, fallback)
             if free:  # (never with an inlined compare) lock-free checkers, which never queue
                 slot = node.chain
                 for chk in free:
@@ -460,7 +467,7 @@ class Engine:
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
             self._tick(t1)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t1, self._h)
         node.success += 1
         node.rt_sum += rt
@@ -470,8 +477,7 @@ class Engine:
             node.rt_min = rt
         # the exit hooks of the rules in force. Breakers: nothing to do while all are closed and the call
         # is not slow (they read their window from the node); no call at all in that common case
-        slow = node.slow
-        breakers = slow is not None and (not node.gate or rt > slow)
+        breakers = not node.gate or rt > node.slow
         if breakers or node.exits:
             self._exit_hooks(node, t1, rt, False, breakers)
         return result
@@ -518,7 +524,7 @@ class Engine:
             if exc is not None:
                 pass
             elif lim is not None and node.passed + node.prev_passed >= lim:
-                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)  # type: ignore[union-attr]
+                exc = slot.qps_block(t)
             else:
                 for chk in slot.fast_checks:
                     try:
@@ -634,7 +640,7 @@ class Engine:
         """``node`` rolled to time ``t`` (its counters are then the current half-second's)."""
         if t >= self._h_end:
             self._tick(t)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t, self._h)
         return node
 
@@ -654,7 +660,7 @@ class Engine:
         if t >= self._h_end:
             self._tick(t)
         h = self._h
-        if node.h is not h:
+        if node.h != h:
             node.roll(t, h)
         slot = node.chain
         held = None
@@ -662,8 +668,8 @@ class Engine:
         if free is not None and node.gate and (not inbound or slot.system is None):
             # lock-free, as in guard()
             lim = node.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
-                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
+            if lim >= 0 and node.passed + node.prev_passed >= lim:
+                self._refused(slot, t, slot.qps_block(t), args, origin, inbound)
             if free:
                 for chk in free:
                     try:
@@ -682,7 +688,7 @@ class Engine:
                 return slot, t, wait, None
         if inbound:
             ib = self._inbound
-            if ib.h is not h:
+            if ib.h != h:
                 ib.roll(t, h)
             ib.passed += 1
             ib.concurrency += 1
@@ -735,7 +741,7 @@ class Engine:
         if t >= self._h_end:
             self._tick(t)
         h = self._h
-        if node.h is not h:
+        if node.h != h:
             node.roll(t, h)
         if error:
             node.error += 1
@@ -749,7 +755,7 @@ class Engine:
         if inbound:
             ib = self._inbound
             ib.concurrency -= 1
-            if ib.h is not h:
+            if ib.h != h:
                 ib.roll(t, h)
             if error:
                 ib.error += 1
@@ -762,8 +768,7 @@ class Engine:
                 ib.rt_min = rt
         # the exit hooks of the rules in force, as guard(). Breakers: nothing to do for a success while all
         # are closed and the call is not slow
-        slow = node.slow
-        breakers = slow is not None and (error or not node.gate or rt > slow)
+        breakers = not node.gate or rt > node.slow or (error and len(node.breakers) > 0)
         if breakers or node.exits:
             self._exit_hooks(node, t, rt, error, breakers)
 

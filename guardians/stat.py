@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardians.snapshot import ResourceSnapshot
+
+if TYPE_CHECKING:
+    from guardians.engine import _Slot
 
 _INF = float("inf")
 MINUTE_SECONDS = 60
@@ -166,6 +169,9 @@ class ResourceNode:
         "_lock",
         "glock",
     )
+    # the engine's chain of this resource (``guardians.engine._Slot``), set by its ``install`` (read only
+    # by the engine, for nodes it created and installed a chain on)
+    chain: _Slot
 
     def __init__(self, name: str) -> None:
         self.h: int = -1  # the engine's half-second this node was last rolled to (compared by identity)
@@ -173,12 +179,13 @@ class ResourceNode:
         self.prev_passed = 0  # passes of the half-second before ``start`` (frozen when it rolled out)
         self.concurrency = 0
         self.gate = True  # every bound breaker closed (see ``bind``)
-        # the engine's chain of this resource and the copies of its hot fields a guarded call reads, kept
-        # here so that a call reads one object (``guardians.engine._Slot.install``); as set here: no rules
+        # the copies of the hot fields of the engine's chain a guarded call reads, kept here so that a
+        # call reads one object (``guardians.engine._Slot.install``); as set here: no rules
+        # (typed so that compiled, the counters, ``h``, ``qps_limit`` (-1: none) and ``slow`` (+inf: no
+        # breaker counts a slow call) are stored unboxed in the node, not as objects elsewhere in memory)
         self.free: tuple[Any, ...] | None = ()
-        self.qps_limit: int | None = None
-        self.chain: Any = None
-        self.slow: float | None = None
+        self.qps_limit: int = -1
+        self.slow: float = _INF
         self.exits: tuple[Any, ...] = ()
         self.success = 0
         self.rt_sum = 0.0

@@ -55,19 +55,30 @@ def values_of(
     return tuple(v for v in out if match(v)) if match is not None else out
 
 
+class _Window:
+    """One value's running window: ``n`` calls counted, ending at ``end`` (engine seconds)."""
+
+    __slots__ = ("end", "n")
+
+    def __init__(self, end: float) -> None:
+        self.n = 0
+        self.end = end
+
+
 class _Windows:
-    """Per-value fixed windows of one rule: value -> [calls, ends_at].
+    """Per-value fixed windows of one rule: value -> ``_Window``.
 
     ``hit(value, t)`` counts a call and returns the value's count in its window. A call in a running
-    window is one increment with no call in between (the GIL keeps it whole: exact under threads
-    without a lock); starting a window (and sweeping ended ones every ``sweep_every`` starts, so
+    window is one increment with no call in between, exact under threads without a lock (interpreted,
+    the GIL switches threads only at calls and backward jumps; compiled, the increment is native code
+    with no call at all); starting a window (and sweeping ended ones every ``sweep_every`` starts, so
     memory follows the active values) takes the lock. A window never moves back: a call with an
     older clock reading than a running window's counts in it."""
 
     __slots__ = ("_lock", "counts", "expiry", "starts", "sweep_every")
 
     def __init__(self, expiry: float, sweep_every: int = 4096) -> None:
-        self.counts: dict[str, list[Any]] = {}
+        self.counts: dict[str, _Window] = {}
         self.expiry = expiry
         self.starts = 0
         self.sweep_every = sweep_every
@@ -76,23 +87,23 @@ class _Windows:
     def hit(self, value: str, t: float) -> int:
         counts = self.counts
         if value in counts:
-            entry = counts[value]
-            if entry[1] > t:
-                entry[0] += 1
-                return entry[0]  # type: ignore[no-any-return]
+            w = counts[value]
+            if w.end > t:
+                w.n += 1
+                return w.n
         return self.start(value, t)
 
     def start(self, value: str, t: float) -> int:
         with self._lock:
-            entry = self.counts.get(value)
-            if entry is None or entry[1] <= t:
+            w = self.counts.get(value)
+            if w is None or w.end <= t:
                 self.starts += 1
                 if self.starts >= self.sweep_every:
                     self.starts = 0
-                    self.counts = {k: e for k, e in self.counts.items() if e[1] > t}
-                entry = self.counts[value] = [0, t + self.expiry]
-            entry[0] += 1
-            return entry[0]  # type: ignore[no-any-return]
+                    self.counts = {k: e for k, e in self.counts.items() if e.end > t}
+                w = self.counts[value] = _Window(t + self.expiry)
+            w.n += 1
+            return w.n
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -157,12 +168,12 @@ class ParamChecker:
             # one value, every value under the rule's threshold (no match, exceptions or zero): a running
             # window is found, counted and compared with no call in between (exact under threads)
             counts = self.windows.counts
-            entry = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
-            if entry is not None and entry[1] > t:
-                entry[0] += 1
-                if entry[0] <= self._limit:
+            w = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
+            if w is not None and w.end > t:
+                w.n += 1
+                n = w.n
+                if n <= self._limit:
                     return 0.0
-                n = entry[0]
             else:
                 n = self.windows.start(value, t)
                 if n <= self._limit:
@@ -175,10 +186,10 @@ class ParamChecker:
             if value in self.zero or (self._zero_all and value not in self.exceptions):
                 raise self._blocked(value, args)
             counts = self.windows.counts
-            if value in counts and counts[value][1] > t:
-                entry = counts[value]
-                entry[0] += 1
-                n = entry[0]
+            if value in counts and counts[value].end > t:
+                w = counts[value]
+                w.n += 1
+                n = w.n
             else:
                 n = self.windows.start(value, t)
             if n <= self._limits.get(value, self._limit):
