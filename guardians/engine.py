@@ -49,7 +49,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from common.clock import Clock, SystemClock
 from guardians.authority.checker import AuthorityChecker, build_authority
@@ -73,10 +73,10 @@ from guardians.system.probe import SystemProbe
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-INBOUND = "__inbound__"
+INBOUND: Final = "__inbound__"
 # the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
-_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
-_INF = float("inf")
+_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+_INF: Final = float("inf")
 
 
 class _Slot:

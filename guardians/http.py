@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 from common.problems import PROBLEM_JSON, problem_body
@@ -48,7 +48,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _TITLES = {403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
 _STATUS = {"breaker": 503, "authority": 403}
-MAX_BODY = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
+MAX_BODY: Final = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
 
 
 _SPECS: dict[int, tuple[Any, Any]] = {}  # id(rule) -> (rule, to_dict()): rules are immutable
@@ -214,8 +214,8 @@ class TrustedProxies:
         return hops[0] if hops else None
 
 
-_XFF = b"x-forwarded-for"
-_CLIENT_IP_ONLY = ("client_ip",)
+_XFF: Final = b"x-forwarded-for"
+_CLIENT_IP_ONLY: Final = ("client_ip",)
 
 
 def header(scope: Scope, name: str) -> str | None:

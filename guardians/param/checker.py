@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from limits import RateLimitItemPerSecond
 from limits.storage import Storage
@@ -24,8 +24,8 @@ from guardians.errors import ParamBlocked
 from guardians.param.rule import ParamRule
 from guardians.stat import ResourceNode
 
-BURST_WINDOWS = 10
-MULTI = (tuple, list, frozenset, set)
+BURST_WINDOWS: Final = 10
+MULTI: Final = (tuple, list, frozenset, set)
 
 
 def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
