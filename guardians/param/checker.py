@@ -28,6 +28,13 @@ BURST_WINDOWS: Final = 10
 MULTI: Final = (tuple, list, frozenset, set)
 
 
+def _arg(args: Mapping[str, Any], name: str) -> Any:
+    """``args.get(name)``; compiled, a direct dict lookup for the dict the engine's callers pass."""
+    if isinstance(args, dict):
+        return args.get(name)
+    return args.get(name)
+
+
 def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
     """Sentinel's gateway param matching: which values of a ``header:``/``query:`` param a rule limits
     (``exact``, ``prefix``, or a ``regex`` matching the whole value); None: every value."""
@@ -152,7 +159,7 @@ class ParamChecker:
     ) -> float:
         if not args:
             return 0.0
-        value = args.get(self.param)
+        value = _arg(args, self.param)
         if type(value) is not str:
             if value is None:
                 return 0.0
