@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint unit integration e2e bench clean native pure
+.PHONY: demo test lint unit integration e2e bench clean native pure compiled
 
 # The editable install also compiles the guard's hot path with mypyc (setup.py; optional: without a
 # C compiler, or with TRADEGUARD_PURE_PYTHON=1, it stays pure Python), the extensions beside their sources.
@@ -19,9 +19,12 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)
 	@$(BIN)/python guardians/_native.py --rebuild
 
-# Back to pure Python (until the next `make native` after an edit, or a reinstall).
+# Back to pure Python (until `make compiled` or a reinstall), and back to compiled.
 pure:
 	$(PYTHON) guardians/_native.py --clean
+
+compiled: $(STAMP)
+	$(BIN)/python guardians/_native.py --build
 
 demo: native
 	$(BIN)/tradeguard demo

@@ -86,7 +86,10 @@ def stale(root: Path = ROOT) -> list[tuple[str, Path, Path]]:
     """``(module, source, extension)`` of every compiled module whose source is newer than its compiled
     code (importing it would run the code that was built, not the source), and of every module of
     ``MODULES`` left uncompiled beside compiled ones (a build of an older list). The code is in the
-    shared library (a module's own extension is a shim a rebuild may leave alone): its time counts."""
+    shared library (a module's own extension is a shim a rebuild may leave alone): its time counts.
+    Only in a source tree built in place (``setup.py`` beside the package)."""
+    if not (root / "setup.py").exists():
+        return []  # an installed copy (site-packages): pip wrote sources and extensions in any order
     found = _compiled_files(root)
     libs = shared_libraries(root)
     built = max(p.stat().st_mtime for p in libs) if libs else None
@@ -142,14 +145,15 @@ def touch(root: Path = ROOT) -> None:
         os.utime(p)
 
 
-def rebuild_stale(root: Path = ROOT, python: str = sys.executable) -> int:
-    """``make native``: rebuild in place when a compiled module is stale. Never leaves a stale one:
-    with ``TRADEGUARD_PURE_PYTHON=1``, or when the build fails (it is optional), they are removed, so
-    the sources run as pure Python."""
+def rebuild_stale(root: Path = ROOT, python: str = sys.executable, always: bool = False) -> int:
+    """``make native``: rebuild in place when a compiled module is stale (``always``: in any case, ``make
+    compiled``). Never leaves a stale one: with ``TRADEGUARD_PURE_PYTHON=1``, or when the build fails
+    (it is optional), they are removed, so the sources run as pure Python."""
     found = stale(root)
-    if not found:
+    if not found and not always:
         return 0
-    print(stale_message(found), file=sys.stderr)
+    if found:
+        print(stale_message(found), file=sys.stderr)
     clean(root)  # whatever happens next, the old compiled code never runs again
     if pure_requested():
         print(f"[native] {PURE_ENV}=1: removed, the hot path runs as pure Python", file=sys.stderr)
@@ -172,6 +176,8 @@ def rebuild_stale(root: Path = ROOT, python: str = sys.executable) -> int:
 def main(argv: list[str]) -> int:
     if "--rebuild" in argv:
         return rebuild_stale()
+    if "--build" in argv:
+        return rebuild_stale(always=True)
     if "--check" in argv:  # exit 1 naming the stale modules (the Makefile rebuilds then)
         found = stale()
         if found:
@@ -188,7 +194,8 @@ def main(argv: list[str]) -> int:
     if "--list" in argv:
         print("\n".join(str(source_of(m).relative_to(ROOT)) for m in MODULES))
         return 0
-    print("usage: python guardians/_native.py --check | --clean | --touch | --list", file=sys.stderr)
+    print("usage: python guardians/_native.py --check | --rebuild | --build | --clean | --touch | --list",
+          file=sys.stderr)
     return 2
 
 

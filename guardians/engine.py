@@ -34,10 +34,17 @@ Exact under threads: a check and the pass count it depends on must not interleav
 thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
 breaker not closed, system rules) both run under the resource's ``glock`` (``_checks``). Otherwise
 no lock is taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs
-with no call before the pass count (CPython switches threads only at calls and backward jumps, so
-the GIL keeps them together), or every checker is exact on its own (``lock_free``: an origin's own
-window, param values, authority; such checkers never queue). tests/unit/guardians/test_threads.py
-holds both kinds to their limits with 64 threads; a build without the GIL always takes the lock.
+with no call between it and the pass count, or every checker is exact on its own (``lock_free``: an
+origin's own window, param values, authority — each compares and counts its own state with no call
+in between, or under its own lock; such checkers never queue). No other thread runs inside such a
+call-free run, in either form of this code: interpreted, CPython switches threads only at calls and
+backward jumps (the GIL keeps a run of bytecode with no call whole); compiled by mypyc
+(``guardians._native``), the run is C reading and writing native fields, which keeps the GIL until it
+calls into interpreted code, blocks (a lock, a sleep), or allocates enough for the garbage collector
+to run finalizers — none of which it does between the compare and the count (no call, no allocation;
+the same holds for ``ResourceNode.roll``, which makes its record only after the reset).
+tests/unit/guardians/test_threads.py holds both kinds to their limits with 64 threads, compiled and
+interpreted alike; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND: Final = "__inbound__"
-# the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
+# the GIL keeps a run with no call in it whole, interpreted or compiled (3.13t builds may run without it)
 _GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
 _INF: Final = float("inf")
 
@@ -164,7 +171,7 @@ class _Slot:
         self.plain = not checkers
         # checks and counts without the node's lock (while every breaker is closed) when either nothing
         # but the inlined QPS compare applies (no call between it and the pass count: the GIL keeps them
-        # together), or there is no inlined compare and every other checker is exact on its own
+        # together, interpreted or compiled — see the module docstring), or there is no inlined compare and every other checker is exact on its own
         # (``lock_free``: it reads and updates only its own state, with no call in between or under its
         # own lock, so the pass count does not matter to it). Never with values in flight to acquire,
         # never on a build without the GIL.
@@ -185,8 +192,10 @@ class _Slot:
     def install(self, ints: dict[int, int]) -> None:
         """Make this the node's chain. The node's copies of the hot fields and ``chain`` are stored in one
         run of attribute stores with no call in between, as a call reads them: a call on another thread
-        sees either the old chain's fields or this one's, never a mix. ``ints`` interns the limits (one
-        int object per distinct threshold: the compare reads no cold object per resource)."""
+        sees either the old chain's fields or this one's, never a mix (interpreted and compiled alike:
+        no call, and nothing freed until after the stores). ``ints`` interns the limits (interpreted, one
+        int object per distinct threshold: the compare reads no cold object per resource; compiled, the
+        node stores the int unboxed), ``qps_limit`` -1 and ``slow`` +inf meaning none."""
         node = self.node
         lim = self.qps_limit
         if lim is not None:
@@ -426,8 +435,9 @@ class Engine:
         free = node.free
         if free is not None and node.gate:
             # -- lock-free (see the module docstring), every breaker closed: the inlined QPS compare runs
-            # with no call before the pass count, so no other thread runs in between (the GIL switches
-            # threads only at calls and backward jumps), or the checkers are exact on their own
+            # with no call before the pass count, so no other thread runs in between (interpreted, the
+            # GIL switches threads only at calls and backward jumps; compiled, this is native code that
+            # neither calls nor allocates here), or the checkers are exact on their own
             lim = node.qps_limit
             if lim >= 0 and node.passed + node.prev_passed >= lim:
                 slot = node.chain  # (read with the fields above: the same rules)
@@ -458,7 +468,7 @@ class Engine:
             self._exit(node.chain, t, True, False, held)
             raise
         if held is None:
-            node.concurrency -= 1  # one attribute update: whole under the GIL
+            node.concurrency -= 1  # one attribute update: whole under the GIL (interpreted or compiled)
         else:
             with node.glock:
                 node.concurrency -= 1
@@ -731,7 +741,7 @@ class Engine:
         """A call entered by ``_enter`` completed: statistics, then the exit hooks (as ``guard``)."""
         node = slot.node
         if held is None:
-            node.concurrency -= 1  # one attribute update: whole under the GIL
+            node.concurrency -= 1  # one attribute update: whole under the GIL (interpreted or compiled)
         else:
             with node.glock:
                 node.concurrency -= 1

@@ -32,6 +32,7 @@ def test_compiled_all_or_nothing() -> None:
 
 
 def _tree(tmp_path, modules=("guardians.engine", "guardians.stat")):  # type: ignore[no-untyped-def]
+    (tmp_path / "setup.py").write_text("")  # a source tree built in place
     for m in modules:
         src = _native.source_of(m, tmp_path)
         src.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +66,15 @@ def test_the_shared_library_built_after_the_edit_holds_its_code(tmp_path, monkey
     assert _native.stale(root) == []
     os.utime(lib, (2500, 2500))
     assert [m for m, _, _ in _native.stale(root)] == ["guardians.engine"]
+
+
+def test_an_installed_copy_is_never_stale(tmp_path, monkeypatch) -> None:
+    """pip writes an installed package's files in any order: only a source tree is checked."""
+    monkeypatch.setattr(_native, "MODULES", ("guardians.stat", "guardians.engine"))
+    root = _tree(tmp_path)
+    os.utime(_native.source_of("guardians.engine", root), (3000, 3000))
+    (root / "setup.py").unlink()
+    assert _native.stale(root) == []
 
 
 def test_a_module_left_uncompiled_beside_compiled_ones_is_stale(tmp_path, monkeypatch) -> None:
