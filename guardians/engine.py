@@ -171,10 +171,10 @@ class _Slot:
         self.plain = not checkers
         # checks and counts without the node's lock (while every breaker is closed) when either nothing
         # but the inlined QPS compare applies (no call between it and the pass count: the GIL keeps them
-        # together, interpreted or compiled — see the module docstring), or there is no inlined compare and every other checker is exact on its own
-        # (``lock_free``: it reads and updates only its own state, with no call in between or under its
-        # own lock, so the pass count does not matter to it). Never with values in flight to acquire,
-        # never on a build without the GIL.
+        # together, interpreted or compiled: see the module docstring), or there is no inlined compare
+        # and every other checker is exact on its own (``lock_free``: it reads and updates only its own
+        # state, with no call in between or under its own lock, so the pass count does not matter to
+        # it). Never with values in flight to acquire, never on a build without the GIL.
         self.inline = (
             _GIL
             and not self.holds
