@@ -180,20 +180,26 @@ class ResourceNode:
     touches fewer cold cache lines and pages.
     """
 
-    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+    # Layout: the fields a guarded call reads and writes come first, together, and the object is
+    # padded to a 256-byte allocator block (``sys.getsizeof`` 248 with the GC header: the block after the
+    # pool's 48-byte header then puts every node on a cache line), so those fields take two lines.
+    # Interpreted, the ``__slots__`` order, two pad slots of 8 bytes; compiled, mypyc lays the fields out
+    # in the order of the annotations below, then the rest of ``__init__``, the None-typed pads taking
+    # one byte each (8 with the alignment).
+    __slots__ = (  # noqa: RUF023 - hot fields first, see above
         "h",
         "passed",
         "prev_passed",
         "concurrency",
-        "gate",
-        "free",
         "qps_limit",
+        "free",
+        "slow",
+        "exits",
         "success",
         "rt_sum",
         "rt_max",
         "rt_min",
-        "slow",
-        "exits",
+        "gate",
         "chain",
         "error",
         "block_flow",
@@ -206,25 +212,40 @@ class ResourceNode:
         "name",
         "_lock",
         "glock",
+        "_pad0",
+        "_pad1",
     )
+    h: int  # the engine's half-second this node was last rolled to
+    passed: int
+    prev_passed: int  # passes of the half-second before ``start`` (frozen when it rolled out)
+    concurrency: int
+    # the copies of the hot fields of the engine's chain a guarded call reads, kept here so that a call
+    # reads one object (``guardians.engine._Slot.install``). Typed so that compiled, the counters, ``h``,
+    # ``qps_limit`` (-1: none), ``slow`` (+inf: no breaker counts a slow call) and the response-time
+    # floats are stored unboxed in the node, not as objects elsewhere in memory
+    qps_limit: int
+    free: tuple[Any, ...] | None
+    slow: float
+    exits: tuple[Any, ...]
+    success: int
+    rt_sum: float
+    rt_max: float
+    rt_min: float
+    gate: bool  # every bound breaker closed (see ``bind``)
     # the engine's chain of this resource (``guardians.engine._Slot``), set by its ``install`` (read only
     # by the engine, for nodes it created and installed a chain on)
     chain: _Slot
 
     def __init__(self, name: str) -> None:
-        self.h: int = -1  # the engine's half-second this node was last rolled to (compared by identity)
+        self.h = -1
         self.passed = 0
-        self.prev_passed = 0  # passes of the half-second before ``start`` (frozen when it rolled out)
+        self.prev_passed = 0
         self.concurrency = 0
-        self.gate = True  # every bound breaker closed (see ``bind``)
-        # the copies of the hot fields of the engine's chain a guarded call reads, kept here so that a
-        # call reads one object (``guardians.engine._Slot.install``); as set here: no rules
-        # (typed so that compiled, the counters, ``h``, ``qps_limit`` (-1: none) and ``slow`` (+inf: no
-        # breaker counts a slow call) are stored unboxed in the node, not as objects elsewhere in memory)
-        self.free: tuple[Any, ...] | None = ()
-        self.qps_limit: int = -1
-        self.slow: float = _INF
-        self.exits: tuple[Any, ...] = ()
+        self.qps_limit = -1  # as set here: no rules
+        self.free = ()
+        self.slow = _INF
+        self.exits = ()
+        self.gate = True
         self.success = 0
         self.rt_sum = 0.0
         self.rt_max = 0.0
@@ -239,6 +260,7 @@ class ResourceNode:
         # held by the engine from a limited resource's checks to its pass count (and around its
         # concurrency decrement): a QPS or concurrency limit holds exactly under any number of threads
         self.glock = threading.Lock()
+        self._pad0 = self._pad1 = None
 
     # -- breakers -----------------------------------------------------------
     def bind(self, breakers: tuple[Any, ...]) -> None:
