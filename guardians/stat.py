@@ -180,12 +180,11 @@ class ResourceNode:
     touches fewer cold cache lines and pages.
     """
 
-    # Layout: the fields a guarded call reads and writes come first, together, and the object is
-    # padded to a 256-byte allocator block (``sys.getsizeof`` 248 with the GC header: the block after the
-    # pool's 48-byte header then puts every node on a cache line), so those fields take two lines.
-    # Interpreted, the ``__slots__`` order, two pad slots of 8 bytes; compiled, mypyc lays the fields out
-    # in the order of the annotations below, then the rest of ``__init__``, the None-typed pads taking
-    # one byte each (8 with the alignment).
+    # Layout: the fields a guarded call reads and writes come first, together (interpreted, the
+    # ``__slots__`` order; compiled, mypyc lays the fields out in the order of the annotations below,
+    # then the rest of ``__init__``). Not padded to a 256-byte block (a cache line per node): the
+    # power-of-two stride puts every node's hot lines in half of the cache's sets, and the bench runs
+    # with it were no better (guardians/README.md, "Cost").
     __slots__ = (  # noqa: RUF023 - hot fields first, see above
         "h",
         "passed",
@@ -212,8 +211,6 @@ class ResourceNode:
         "name",
         "_lock",
         "glock",
-        "_pad0",
-        "_pad1",
     )
     h: int  # the engine's half-second this node was last rolled to
     passed: int
@@ -260,7 +257,6 @@ class ResourceNode:
         # held by the engine from a limited resource's checks to its pass count (and around its
         # concurrency decrement): a QPS or concurrency limit holds exactly under any number of threads
         self.glock = threading.Lock()
-        self._pad0 = self._pad1 = None
 
     # -- breakers -----------------------------------------------------------
     def bind(self, breakers: tuple[Any, ...]) -> None:
