@@ -7,7 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY common ./common
+COPY accounts ./accounts
 COPY tradeguard ./tradeguard
 COPY domain ./domain
 COPY guardians ./guardians
@@ -16,7 +18,14 @@ COPY dashboards ./dashboards
 COPY console ./console
 COPY alerts ./alerts
 COPY bench ./bench
-RUN pip install . \
+# the install compiles the guard's hot path with mypyc (setup.py): a C compiler for the build only
+# (--build-arg TRADEGUARD_PURE_PYTHON=1 skips compiling; the extensions are optional anyway)
+ARG TRADEGUARD_PURE_PYTHON=
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && TRADEGUARD_PURE_PYTHON="$TRADEGUARD_PURE_PYTHON" pip install . \
+    && apt-get purge -y -qq gcc libc6-dev >/dev/null && apt-get autoremove -y -qq >/dev/null \
+    && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 tradeguard \
     && mkdir -p /app/var && chown tradeguard /app/var
 

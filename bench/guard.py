@@ -25,6 +25,8 @@ were met; guard_ns_origin (a ``limit_app`` flow rule, called inside a request's 
 guard_ns_param_http (a ``client_ip`` param rule on a route: the value read from the ASGI scope
 behind a trusted proxy + the entry, as the middleware does), threads_64_overshoot_pct (64 threads
 on one QPS-limited resource on a fake clock: passes over threshold × seconds, %);
+``compiled`` (whether the guard's hot path runs compiled by mypyc: ``guardians.COMPILED``; false
+in a pure-Python install, see ``guardians/_native.py``) and ``compiled_modules``;
 and cluster_guard_ns: the added cost of guard() under a ``cluster: true``
 flow rule (+ the breaker) whose tokens are leased from Redis — TRADEGUARD_REDIS_URL,
 else 127.0.0.1:6379 db 15 — with refills on the cluster's background worker as in a
@@ -341,7 +343,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratio = round(composed_ns / guard_ns, 2) if guard_ns > 0 else None
     guard_10k = round(rk["guard"], 1)
     drift = round(guard_10k / guard_ns - 1, 3) if guard_ns > 0 else None
+    import guardians
+
     return {
+        "compiled": guardians.COMPILED,
+        "compiled_modules": list(guardians.COMPILED_MODULES),
         "guard_ns": guard_ns,
         "composed_ns": composed_ns,
         "ratio_vs_composed": ratio,

@@ -3,8 +3,13 @@
 It imports nothing of the project but ``common`` (its clock is ``common.clock``).
 See ``guardians.engine`` for the slot chain, ``guardians.rules`` for rule documents,
 ``guardians.store`` / ``watcher`` / ``fleet`` for the control DB, ``guardians.http`` for the ASGI side.
+
+``COMPILED``: whether the guard's hot path runs compiled (mypyc; ``guardians._native`` lists the
+modules, ``COMPILED_MODULES`` those that are): False in a pure-Python install, same behaviour.
 """
 
+from guardians._native import MODULES as _HOT
+from guardians._native import compiled_modules
 from guardians.engine import Engine, Entry
 from guardians.errors import (
     Blocked,
@@ -18,7 +23,12 @@ from guardians.events import BreakerStateChanged
 from guardians.rules import RuleSet, parse_document
 from guardians.snapshot import ResourceSnapshot
 
+COMPILED_MODULES: tuple[str, ...] = compiled_modules()
+COMPILED: bool = len(COMPILED_MODULES) == len(_HOT)
+
 __all__ = [
+    "COMPILED",
+    "COMPILED_MODULES",
     "Blocked",
     "BreakerBlocked",
     "BreakerStateChanged",

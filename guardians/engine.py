@@ -34,10 +34,17 @@ Exact under threads: a check and the pass count it depends on must not interleav
 thread's. Where a chain calls out between them (a concurrency limit, a queue, values in flight, a
 breaker not closed, system rules) both run under the resource's ``glock`` (``_checks``). Otherwise
 no lock is taken (``_Slot.inline``): either the only check is the inlined QPS compare, which runs
-with no call before the pass count (CPython switches threads only at calls and backward jumps, so
-the GIL keeps them together), or every checker is exact on its own (``lock_free``: an origin's own
-window, param values, authority; such checkers never queue). tests/unit/guardians/test_threads.py
-holds both kinds to their limits with 64 threads; a build without the GIL always takes the lock.
+with no call between it and the pass count, or every checker is exact on its own (``lock_free``: an
+origin's own window, param values, authority — each compares and counts its own state with no call
+in between, or under its own lock; such checkers never queue). No other thread runs inside such a
+call-free run, in either form of this code: interpreted, CPython switches threads only at calls and
+backward jumps (the GIL keeps a run of bytecode with no call whole); compiled by mypyc
+(``guardians._native``), the run is C reading and writing native fields, which keeps the GIL until it
+calls into interpreted code, blocks (a lock, a sleep), or allocates enough for the garbage collector
+to run finalizers — none of which it does between the compare and the count (no call, no allocation;
+the same holds for ``ResourceNode.roll``, which makes its record only after the reset).
+tests/unit/guardians/test_threads.py holds both kinds to their limits with 64 threads, compiled and
+interpreted alike; a build without the GIL always takes the lock.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from common.clock import Clock, SystemClock
 from guardians.authority.checker import AuthorityChecker, build_authority
@@ -73,10 +80,10 @@ from guardians.system.probe import SystemProbe
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-INBOUND = "__inbound__"
-# the GIL makes a run of bytecode with no call in it atomic (3.13t builds may run without it)
-_GIL: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
-_INF = float("inf")
+INBOUND: Final = "__inbound__"
+# the GIL keeps a run with no call in it whole, interpreted or compiled (3.13t builds may run without it)
+_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+_INF: Final = float("inf")
 
 
 class _Slot:
@@ -148,7 +155,8 @@ class _Slot:
         self.gated = bool(breakers)
         slow = [b.slow_ms for b in breakers if b.slow_ms is not None]
         self.slow_ms = min(slow) if slow else None
-        self.slow = (self.slow_ms if self.slow_ms is not None else _INF) if breakers else None
+        # no breaker: +inf too (nothing is slower; a node without breakers is always gated open)
+        self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
@@ -163,10 +171,10 @@ class _Slot:
         self.plain = not checkers
         # checks and counts without the node's lock (while every breaker is closed) when either nothing
         # but the inlined QPS compare applies (no call between it and the pass count: the GIL keeps them
-        # together), or there is no inlined compare and every other checker is exact on its own
-        # (``lock_free``: it reads and updates only its own state, with no call in between or under its
-        # own lock, so the pass count does not matter to it). Never with values in flight to acquire,
-        # never on a build without the GIL.
+        # together, interpreted or compiled: see the module docstring), or there is no inlined compare
+        # and every other checker is exact on its own (``lock_free``: it reads and updates only its own
+        # state, with no call in between or under its own lock, so the pass count does not matter to
+        # it). Never with values in flight to acquire, never on a build without the GIL.
         self.inline = (
             _GIL
             and not self.holds
@@ -175,18 +183,26 @@ class _Slot:
         if node.breakers != self.breakers:
             node.bind(self.breakers)  # the node's gate now follows these breakers
 
+    def qps_block(self, t: float) -> Blocked:
+        """The refusal of the inlined QPS compare (there is one iff ``qps_checker`` is set)."""
+        chk = self.qps_checker
+        assert chk is not None
+        return chk.block(0.5 - (t % 0.5) or 0.5)
+
     def install(self, ints: dict[int, int]) -> None:
         """Make this the node's chain. The node's copies of the hot fields and ``chain`` are stored in one
         run of attribute stores with no call in between, as a call reads them: a call on another thread
-        sees either the old chain's fields or this one's, never a mix. ``ints`` interns the limits (one
-        int object per distinct threshold: the compare reads no cold object per resource)."""
+        sees either the old chain's fields or this one's, never a mix (interpreted and compiled alike:
+        no call, and nothing freed until after the stores). ``ints`` interns the limits (interpreted, one
+        int object per distinct threshold: the compare reads no cold object per resource; compiled, the
+        node stores the int unboxed), ``qps_limit`` -1 and ``slow`` +inf meaning none."""
         node = self.node
         lim = self.qps_limit
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
-        old = node.chain  # released after the stores (freeing it meanwhile could run Python code)
+        old = getattr(node, "chain", None)  # released after the stores (freeing it could run Python code)
         node.free = self.fast_checks if self.inline else None
-        node.qps_limit = lim
+        node.qps_limit = lim if lim is not None else -1
         node.slow = self.slow
         node.exits = self.fast_exits
         node.chain = self
@@ -205,7 +221,7 @@ class Engine:
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._time = self.clock.time
-        # the current half-second, shared by all nodes: a node is current iff node.h is self._h (identity)
+        # the current half-second, shared by all nodes: a node is current iff node.h == self._h
         self._h: int = -1
         self._h_end = -1.0
         self._lock = threading.RLock()
@@ -413,18 +429,19 @@ class Engine:
         t = self._time()
         if t >= self._h_end:
             self._tick(t)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t, self._h)
         # (the chain object is read only off the lock-free pass: loading it would write its refcount)
         free = node.free
         if free is not None and node.gate:
             # -- lock-free (see the module docstring), every breaker closed: the inlined QPS compare runs
-            # with no call before the pass count, so no other thread runs in between (the GIL switches
-            # threads only at calls and backward jumps), or the checkers are exact on their own
+            # with no call before the pass count, so no other thread runs in between (interpreted, the
+            # GIL switches threads only at calls and backward jumps; compiled, this is native code that
+            # neither calls nor allocates here), or the checkers are exact on their own
             lim = node.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
+            if lim >= 0 and node.passed + node.prev_passed >= lim:
                 slot = node.chain  # (read with the fields above: the same rules)
-                return self._blocked(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, fallback)
+                return self._blocked(slot, t, slot.qps_block(t), args, fallback)
             if free:  # (never with an inlined compare) lock-free checkers, which never queue
                 slot = node.chain
                 for chk in free:
@@ -451,7 +468,7 @@ class Engine:
             self._exit(node.chain, t, True, False, held)
             raise
         if held is None:
-            node.concurrency -= 1  # one attribute update: whole under the GIL
+            node.concurrency -= 1  # one attribute update: whole under the GIL (interpreted or compiled)
         else:
             with node.glock:
                 node.concurrency -= 1
@@ -460,7 +477,7 @@ class Engine:
         rt = (t1 - t) * 1000.0
         if t1 >= self._h_end:
             self._tick(t1)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t1, self._h)
         node.success += 1
         node.rt_sum += rt
@@ -470,8 +487,7 @@ class Engine:
             node.rt_min = rt
         # the exit hooks of the rules in force. Breakers: nothing to do while all are closed and the call
         # is not slow (they read their window from the node); no call at all in that common case
-        slow = node.slow
-        breakers = slow is not None and (not node.gate or rt > slow)
+        breakers = not node.gate or rt > node.slow
         if breakers or node.exits:
             self._exit_hooks(node, t1, rt, False, breakers)
         return result
@@ -518,7 +534,7 @@ class Engine:
             if exc is not None:
                 pass
             elif lim is not None and node.passed + node.prev_passed >= lim:
-                exc = slot.qps_checker.block(0.5 - (t % 0.5) or 0.5)
+                exc = slot.qps_block(t)
             else:
                 for chk in slot.fast_checks:
                     try:
@@ -634,7 +650,7 @@ class Engine:
         """``node`` rolled to time ``t`` (its counters are then the current half-second's)."""
         if t >= self._h_end:
             self._tick(t)
-        if node.h is not self._h:
+        if node.h != self._h:
             node.roll(t, self._h)
         return node
 
@@ -654,7 +670,7 @@ class Engine:
         if t >= self._h_end:
             self._tick(t)
         h = self._h
-        if node.h is not h:
+        if node.h != h:
             node.roll(t, h)
         slot = node.chain
         held = None
@@ -662,8 +678,8 @@ class Engine:
         if free is not None and node.gate and (not inbound or slot.system is None):
             # lock-free, as in guard()
             lim = node.qps_limit
-            if lim is not None and node.passed + node.prev_passed >= lim:
-                self._refused(slot, t, slot.qps_checker.block(0.5 - (t % 0.5) or 0.5), args, origin, inbound)
+            if lim >= 0 and node.passed + node.prev_passed >= lim:
+                self._refused(slot, t, slot.qps_block(t), args, origin, inbound)
             if free:
                 for chk in free:
                     try:
@@ -682,7 +698,7 @@ class Engine:
                 return slot, t, wait, None
         if inbound:
             ib = self._inbound
-            if ib.h is not h:
+            if ib.h != h:
                 ib.roll(t, h)
             ib.passed += 1
             ib.concurrency += 1
@@ -725,7 +741,7 @@ class Engine:
         """A call entered by ``_enter`` completed: statistics, then the exit hooks (as ``guard``)."""
         node = slot.node
         if held is None:
-            node.concurrency -= 1  # one attribute update: whole under the GIL
+            node.concurrency -= 1  # one attribute update: whole under the GIL (interpreted or compiled)
         else:
             with node.glock:
                 node.concurrency -= 1
@@ -735,7 +751,7 @@ class Engine:
         if t >= self._h_end:
             self._tick(t)
         h = self._h
-        if node.h is not h:
+        if node.h != h:
             node.roll(t, h)
         if error:
             node.error += 1
@@ -749,7 +765,7 @@ class Engine:
         if inbound:
             ib = self._inbound
             ib.concurrency -= 1
-            if ib.h is not h:
+            if ib.h != h:
                 ib.roll(t, h)
             if error:
                 ib.error += 1
@@ -762,8 +778,7 @@ class Engine:
                 ib.rt_min = rt
         # the exit hooks of the rules in force, as guard(). Breakers: nothing to do for a success while all
         # are closed and the call is not slow
-        slow = node.slow
-        breakers = slow is not None and (error or not node.gate or rt > slow)
+        breakers = not node.gate or rt > node.slow or (error and len(node.breakers) > 0)
         if breakers or node.exits:
             self._exit_hooks(node, t, rt, error, breakers)
 
@@ -830,7 +845,7 @@ class Entry:
         self._slot = slot
         return self
 
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> Literal[False]:
         if self._slot is not None:
             self._engine._exit(self._slot, self._t0, et is not None, self.inbound, self._held)
             self._slot = None

@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 from common.problems import PROBLEM_JSON, problem_body
@@ -48,7 +48,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _TITLES = {403: "Forbidden", 429: "Too Many Requests", 503: "Service Unavailable"}
 _STATUS = {"breaker": 503, "authority": 403}
-MAX_BODY = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
+MAX_BODY: Final = 1 << 20  # a JSON body read for ``body:`` params (larger ones are handed on unread)
 
 
 _SPECS: dict[int, tuple[Any, Any]] = {}  # id(rule) -> (rule, to_dict()): rules are immutable
@@ -170,7 +170,7 @@ class TrustedProxies:
     def client_ip(self, scope: Scope) -> str | None:
         """The client's address: the peer, or — only when the peer is a trusted proxy — the right-most
         ``X-Forwarded-For`` address that is not itself a trusted proxy (its first one when all are)."""
-        client = scope.get("client")
+        client = _get(scope, "client")
         if not client:
             return None
         peer = client[0]
@@ -184,15 +184,17 @@ class TrustedProxies:
         if not trusted:
             return peer
         raw = None
-        headers = scope.get("headers") or ()
-        for k, v in headers:  # the first X-Forwarded-For (ASGI servers lowercase header names) ...
-            if k == _XFF:
-                raw = v
+        headers = _get(scope, "headers") or ()
+        # (a header is indexed, not unpacked: compiled, unpacking goes through an iterator)
+        for hdr in headers:  # the first X-Forwarded-For (ASGI servers lowercase header names) ...
+            if hdr[0] == _XFF:
+                raw = hdr[1]
                 break
         else:
-            for k, v in headers:  # ... or, from a server that does not, in any case
+            for hdr in headers:  # ... or, from a server that does not, in any case
+                k = hdr[0]
                 if len(k) == 15 and k.lower() == _XFF:
-                    raw = v
+                    raw = hdr[1]
                     break
         if not raw:
             return peer
@@ -214,16 +216,23 @@ class TrustedProxies:
         return hops[0] if hops else None
 
 
-_XFF = b"x-forwarded-for"
-_CLIENT_IP_ONLY = ("client_ip",)
+def _get(scope: Scope, key: str) -> Any:
+    """``scope.get(key)``; compiled, a direct dict lookup for the dict every ASGI server passes."""
+    if isinstance(scope, dict):
+        return scope.get(key)
+    return scope.get(key)
+
+
+_XFF: Final = b"x-forwarded-for"
+_CLIENT_IP_ONLY: Final = ("client_ip",)
 
 
 def header(scope: Scope, name: str) -> str | None:
     """The first value of request header ``name`` (case-insensitive)."""
     key = name.lower().encode("latin-1")
-    for k, v in scope.get("headers") or ():
-        if k.lower() == key:
-            return v.decode("latin-1")
+    for hdr in _get(scope, "headers") or ():
+        if hdr[0].lower() == key:
+            return hdr[1].decode("latin-1")
     return None
 
 
@@ -258,8 +267,8 @@ def path_params(resource: str, path: str) -> dict[str, str]:
         _TEMPLATES[resource] = rx
     if rx is None:
         return {}
-    m = rx.match(path)
-    return m.groupdict() if m else {}
+    found = rx.match(path)
+    return found.groupdict() if found else {}
 
 
 def request_args(
@@ -448,7 +457,7 @@ class GuardMiddleware:
         return self._auto[1](scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
+        if _get(scope, "type") != "http":
             await self.app(scope, receive, send)
             return
         try:

@@ -6,45 +6,86 @@ current half-second plus the newest record, the *minute* level (60 × 1 s, read 
 collectors and BBR) is the ring read two halves per second. Nothing is folded on
 the hot path: the current half-second's counters are plain attributes of the
 node (a call reads and writes one object); when the half second changes they are
-copied into the ring — into the record a minute older, replaced by a new tuple — and
+copied into the ring — a new ``Record`` replacing the one a minute older — and
 reset, and readers sum the two halves of each completed second when they ask.
 
 Counters of a resource whose checks call out before the pass count are updated under ``glock`` by
 the engine (check and count atomically, so limits hold exactly under threads; see
 ``guardians.engine``); otherwise they are counted without a lock (a compare and an attribute
-update with no call between them, which the GIL keeps whole);
-rolling to the next half-second makes no call between its check and its last reset, so the GIL
-keeps it whole too.
+update with no call between them: no other thread runs in between, interpreted or compiled — see
+``guardians.engine``); rolling to the next half-second makes no call between its check and its
+last reset, so it is kept whole too.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from guardians.snapshot import ResourceSnapshot
 
-_INF = float("inf")
-MINUTE_SECONDS = 60
-RING = 2 * MINUTE_SECONDS + 4  # a minute of half-seconds, plus the current ones
+if TYPE_CHECKING:
+    from guardians.engine import _Slot
 
-# Indexes of a half-second record in the ring (a list); the current half-second is the node's attributes.
-START = 0  # the half-second number, int(t * 2)
-PASSED = 1
-SUCCESS = 2
-ERROR = 3
-RT_SUM = 4
-BLOCK_FLOW = 5
-BLOCK_BREAKER = 6
-BLOCK_SYSTEM = 7
-BLOCK_PARAM = 8
-RT_MAX = 9
-RT_MIN = 10
-CONC = 11  # concurrency when the half-second ended
+# (Final: compiled, these are C constants, not a module dict lookup per use)
+_INF: Final = float("inf")
+MINUTE_SECONDS: Final = 60
+RING: Final = 2 * MINUTE_SECONDS + 4  # a minute of half-seconds, plus the current ones
+
 # the node attribute counting each kind of block (an unknown kind counts as param)
 _BLOCK_FIELD = {k: f"block_{k}" for k in ("flow", "breaker", "system", "param")}
 _BLOCK_FIELD["authority"] = "block_flow"  # counted with flow blocks (the block log has the kind)
+
+
+class Record:
+    """One completed half-second of a resource, as the ring keeps it (the current half-second is the
+    node's own attributes). Never changed once made: a reader holding one reads one half-second whole.
+    Compiled, its fields are stored unboxed in the one object (a tuple would box four of them: making a
+    record would allocate five objects)."""
+
+    __slots__ = (
+        "block_breaker",
+        "block_flow",
+        "block_param",
+        "block_system",
+        "concurrency",
+        "error",
+        "passed",
+        "rt_max",
+        "rt_min",
+        "rt_sum",
+        "start",
+        "success",
+    )
+
+    def __init__(
+        self,
+        start: int,
+        passed: int,
+        success: int,
+        error: int,
+        rt_sum: float,
+        block_flow: int,
+        block_breaker: int,
+        block_system: int,
+        block_param: int,
+        rt_max: float,
+        rt_min: float,
+        concurrency: int,
+    ) -> None:
+        self.start = start  # the half-second number, int(t * 2)
+        self.passed = passed
+        self.success = success
+        self.error = error
+        self.rt_sum = rt_sum
+        self.block_flow = block_flow
+        self.block_breaker = block_breaker
+        self.block_system = block_system
+        self.block_param = block_param
+        self.rt_max = rt_max
+        self.rt_min = rt_min
+        self.concurrency = concurrency  # when the half-second ended
 
 
 class Bucket:
@@ -74,21 +115,21 @@ class Bucket:
         self.rt_max = 0.0
         self.concurrency = 0
 
-    def add(self, r: Sequence[Any]) -> Bucket:
-        self.passed += r[PASSED]
-        self.success += r[SUCCESS]
-        self.error += r[ERROR]
-        self.rt_sum += r[RT_SUM]
-        self.block_flow += r[BLOCK_FLOW]
-        self.block_breaker += r[BLOCK_BREAKER]
-        self.block_system += r[BLOCK_SYSTEM]
-        self.block_param += r[BLOCK_PARAM]
-        if r[RT_MAX] > self.rt_max:
-            self.rt_max = r[RT_MAX]
-        if r[RT_MIN] < self.rt_min:
-            self.rt_min = r[RT_MIN]
-        if r[CONC] > self.concurrency:
-            self.concurrency = r[CONC]
+    def add(self, r: Record) -> Bucket:
+        self.passed += r.passed
+        self.success += r.success
+        self.error += r.error
+        self.rt_sum += r.rt_sum
+        self.block_flow += r.block_flow
+        self.block_breaker += r.block_breaker
+        self.block_system += r.block_system
+        self.block_param += r.block_param
+        if r.rt_max > self.rt_max:
+            self.rt_max = r.rt_max
+        if r.rt_min < self.rt_min:
+            self.rt_min = r.rt_min
+        if r.concurrency > self.concurrency:
+            self.concurrency = r.concurrency
         return self
 
     def merge(self, o: Bucket) -> Bucket:
@@ -139,20 +180,25 @@ class ResourceNode:
     touches fewer cold cache lines and pages.
     """
 
-    __slots__ = (  # noqa: RUF023 - hot fields first: fewer cache lines per call
+    # Layout: the fields a guarded call reads and writes come first, together (interpreted, the
+    # ``__slots__`` order; compiled, mypyc lays the fields out in the order of the annotations below,
+    # then the rest of ``__init__``). Not padded to a 256-byte block (a cache line per node): the
+    # power-of-two stride puts every node's hot lines in half of the cache's sets, and the bench runs
+    # with it were no better (guardians/README.md, "Cost").
+    __slots__ = (  # noqa: RUF023 - hot fields first, see above
         "h",
         "passed",
         "prev_passed",
         "concurrency",
-        "gate",
-        "free",
         "qps_limit",
+        "free",
+        "slow",
+        "exits",
         "success",
         "rt_sum",
         "rt_max",
         "rt_min",
-        "slow",
-        "exits",
+        "gate",
         "chain",
         "error",
         "block_flow",
@@ -166,20 +212,37 @@ class ResourceNode:
         "_lock",
         "glock",
     )
+    h: int  # the engine's half-second this node was last rolled to
+    passed: int
+    prev_passed: int  # passes of the half-second before ``start`` (frozen when it rolled out)
+    concurrency: int
+    # the copies of the hot fields of the engine's chain a guarded call reads, kept here so that a call
+    # reads one object (``guardians.engine._Slot.install``). Typed so that compiled, the counters, ``h``,
+    # ``qps_limit`` (-1: none), ``slow`` (+inf: no breaker counts a slow call) and the response-time
+    # floats are stored unboxed in the node, not as objects elsewhere in memory
+    qps_limit: int
+    free: tuple[Any, ...] | None
+    slow: float
+    exits: tuple[Any, ...]
+    success: int
+    rt_sum: float
+    rt_max: float
+    rt_min: float
+    gate: bool  # every bound breaker closed (see ``bind``)
+    # the engine's chain of this resource (``guardians.engine._Slot``), set by its ``install`` (read only
+    # by the engine, for nodes it created and installed a chain on)
+    chain: _Slot
 
     def __init__(self, name: str) -> None:
-        self.h: int = -1  # the engine's half-second this node was last rolled to (compared by identity)
+        self.h = -1
         self.passed = 0
-        self.prev_passed = 0  # passes of the half-second before ``start`` (frozen when it rolled out)
+        self.prev_passed = 0
         self.concurrency = 0
-        self.gate = True  # every bound breaker closed (see ``bind``)
-        # the engine's chain of this resource and the copies of its hot fields a guarded call reads, kept
-        # here so that a call reads one object (``guardians.engine._Slot.install``); as set here: no rules
-        self.free: tuple[Any, ...] | None = ()
-        self.qps_limit: int | None = None
-        self.chain: Any = None
-        self.slow: float | None = None
-        self.exits: tuple[Any, ...] = ()
+        self.qps_limit = -1  # as set here: no rules
+        self.free = ()
+        self.slow = _INF
+        self.exits = ()
+        self.gate = True
         self.success = 0
         self.rt_sum = 0.0
         self.rt_max = 0.0
@@ -187,7 +250,7 @@ class ResourceNode:
         self.error = 0
         self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
         self.start = -1  # the half-second the counters belong to
-        self.ring: list[tuple[Any, ...] | None] = [None] * RING
+        self.ring: list[Record | None] = [None] * RING
         self.breakers: tuple[Any, ...] = ()
         self.name = name
         self._lock = threading.Lock()
@@ -214,49 +277,44 @@ class ResourceNode:
         name = _BLOCK_FIELD.get(kind, "block_param")
         setattr(self, name, getattr(self, name) + 1)
 
-    def roll(self, t: float, h: int | None = None) -> None:
-        """Move to half-second ``h`` = int(t·2): the counters go to the ring, replacing in place the
-        record a minute older, and start again from zero.
+    def roll(self, t: float, h: int = -1) -> None:
+        """Move to half-second ``h`` = int(t·2) (computed when not given): the counters go to the ring,
+        replacing the record a minute older, and start again from zero.
 
         Time never rolls backwards: an earlier ``t`` keeps counting in the current half-second.
-        No lock: from the check to the last reset nothing calls out, so no other thread runs in
-        between (the GIL) — two threads rolling at once roll once, and no count slips between
-        the copy and the reset.
+        No lock: from the check to the last reset the counters are only read into locals and reset,
+        with no call in between, so no other thread runs in between — interpreted, the GIL switches
+        threads only at calls and backward jumps; compiled, this is native code that calls nothing.
+        Two threads rolling at once roll once, and no count slips between the copy and the reset.
+        The record is made after that (making it is a call, and may collect garbage).
         """
-        if h is None:
+        if h < 0:
             h = int(t * 2)
         start = self.start
-        if h > start:
-            if start >= 0:
-                ring = self.ring
-                i = start % RING
-                # a new tuple replaces the record a minute older: built in memory the tuple free list
-                # just handed back (warm), where copying into the old record would touch it (cold)
-                ring[i] = (
-                    start,
-                    self.passed,
-                    self.success,
-                    self.error,
-                    self.rt_sum,
-                    self.block_flow,
-                    self.block_breaker,
-                    self.block_system,
-                    self.block_param,
-                    self.rt_max,
-                    self.rt_min,
-                    self.concurrency if self.concurrency > 0 else 0,
-                )
-                self.prev_passed = self.passed if start == h - 1 else 0
-            self.start = h
-            self.passed = self.success = self.error = 0
-            self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
-            self.rt_sum = self.rt_max = 0.0
-            self.rt_min = _INF
+        if h <= start:
+            self.h = h
+            return
+        passed, success, error, rt_sum = self.passed, self.success, self.error, self.rt_sum
+        bf, bb, bs, bp = self.block_flow, self.block_breaker, self.block_system, self.block_param
+        rt_max, rt_min, conc = self.rt_max, self.rt_min, self.concurrency
+        if start >= 0:
+            self.prev_passed = passed if start == h - 1 else 0
+        self.start = h
+        self.passed = self.success = self.error = 0
+        self.block_flow = self.block_breaker = self.block_system = self.block_param = 0
+        self.rt_sum = self.rt_max = 0.0
+        self.rt_min = _INF
         self.h = h
+        if start >= 0:
+            # a new record replaces the one a minute older (made in memory the allocator just handed
+            # back, warm, where copying into the old record would touch it, cold)
+            self.ring[start % RING] = Record(
+                start, passed, success, error, rt_sum, bf, bb, bs, bp, rt_max, rt_min, conc if conc > 0 else 0
+            )
 
-    def current(self) -> list[Any]:
+    def current(self) -> Record:
         """A copy of the current half-second's record."""
-        return [
+        return Record(
             self.start,
             self.passed,
             self.success,
@@ -269,26 +327,26 @@ class ResourceNode:
             self.rt_max,
             self.rt_min,
             0,
-        ]
+        )
 
     def current_pass_count(self) -> int:
         """Passes in the sliding 1 s window, for a node already rolled to now (the hot path)."""
         return self.passed + self.prev_passed
 
-    def _record(self, h: int) -> Sequence[Any] | None:
+    def _record(self, h: int) -> Record | None:
         if h == self.start:
-            r = self.current()
-            if r[START] == h:  # else it rolled meanwhile: the ring has it
-                return r
+            cur = self.current()
+            if cur.start == h:  # else it rolled meanwhile: the ring has it
+                return cur
         r = self.ring[h % RING]
-        return r if r is not None and r[START] == h else None
+        return r if r is not None and r.start == h else None
 
     def pass_count(self, h: int) -> int:
         """Calls passed in the 1 s window ending with half-second ``h``."""
         n = 0
         for r in (self._record(h), self._record(h - 1)):
             if r is not None:
-                n += r[PASSED]
+                n += r.passed
         return n
 
     # -- readers ------------------------------------------------------------

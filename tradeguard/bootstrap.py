@@ -336,7 +336,32 @@ def wire_guardians(ctx: NodeContext) -> None:
         except Exception:
             log.exception("cluster mode unavailable (redis %s): per-node limits", redact_url(s.redis_url))
     ctx.health_checks["cluster"] = engine.cluster_status
+    ctx.health_checks["guard_hot_path"] = guard_hot_path
+    hot = guard_hot_path()
+    if hot["status"] == "ok":
+        log.info("guard hot path: %s", hot["detail"])
+    else:
+        log.warning("guard hot path: %s", hot["detail"])
     ctx.parts["guardians"] = "on"
+
+
+def guard_hot_path() -> dict[str, Any]:
+    """``/ops/health`` → ``stores.guard_hot_path``: whether the guard's hot path runs compiled (mypyc,
+    ``guardians._native``) or as pure Python (both ok); degraded when a compiled module is older than
+    its source (an edit not rebuilt: the old code runs)."""
+    import guardians
+    from guardians import _native
+
+    found = _native.stale()
+    compiled = guardians.COMPILED
+    return {
+        "status": "degraded" if found else "ok",
+        "compiled": compiled,
+        "modules": list(guardians.COMPILED_MODULES),
+        "detail": _native.stale_message(found) if found
+        else "compiled (mypyc)" if compiled
+        else "pure Python" + (" (partly compiled)" if guardians.COMPILED_MODULES else ""),
+    }
 
 
 def wire_tracing(ctx: NodeContext) -> None:

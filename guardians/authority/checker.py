@@ -21,7 +21,7 @@ class AuthorityChecker:
         self.deny = rule.strategy == "deny"
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, str] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, str] | None, origin: str | None
     ) -> float:
         o = origin if origin is not None else current_origin()
         if (o in self.origins) is self.deny:

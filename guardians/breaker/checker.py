@@ -33,7 +33,7 @@ from common.clock import Clock
 from guardians.breaker.rule import BreakerRule
 from guardians.errors import BreakerBlocked
 from guardians.events import CLOSED, HALF_OPEN, OPEN, BreakerStateChanged
-from guardians.stat import ERROR, SUCCESS, ResourceNode
+from guardians.stat import ResourceNode
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,9 @@ class BreakerChecker:
         for hh in range(lo, h + 1):
             r = node._record(hh)
             if r is not None:
-                total += r[SUCCESS] + r[ERROR]
+                total += r.success + r.error
                 if slow is None:
-                    bad += r[ERROR]
+                    bad += r.error
             if slow is not None:
                 bad += slow.get(hh, 0)
         if slow is not None and len(slow) > 2 * self.n_halves + 4:

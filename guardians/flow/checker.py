@@ -45,10 +45,10 @@ class _OwnCounter:
 
 
 class FlowChecker:
+    # whether ``on_exit`` learns from completions (the engine calls it only then)
     has_exit = False
     # exact without the engine's node lock (see guardians.engine._Slot): only where set below
     lock_free = False
-    on_exit: Callable[..., None]
 
     def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
         self.rule = rule
@@ -59,7 +59,8 @@ class FlowChecker:
         # ``other``: origins that no other flow rule on the resource names (set by the manager)
         self.named: frozenset[str] = frozenset()
         # relate: the measured traffic is the referenced resource's
-        self.ref_node = node_for(rule.ref_resource) if rule.strategy == "relate" else None
+        ref = rule.ref_resource
+        self.ref_node = node_for(ref) if rule.strategy == "relate" and ref is not None else None
         # limit_app / chain: the rule counts the calls it applies to (an origin's, an entrance's)
         self.own = _OwnCounter() if (self.limit_app is not None or self.entrance is not None) else None
 
@@ -94,57 +95,18 @@ class FlowChecker:
         """``t`` is the engine clock (seconds; ``node`` is rolled to it); returns seconds to wait."""
         raise NotImplementedError
 
+    def on_exit(self, node: ResourceNode, t: float, rt_ms: float, error: bool) -> None:
+        """A completion (called only where ``has_exit``)."""
+
 
 class QpsReject(FlowChecker):
     def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
         super().__init__(rule, node_for)
-        # counting its own window (limit_app / chain: read and added with no call in between) or reading
-        # another resource's passes (relate), it does not depend on this resource's pass count
-        self.lock_free = self.own is not None or self.ref_node is not None
+        # reading another resource's passes (relate), it does not depend on this resource's pass count
+        self.lock_free = self.ref_node is not None
         self.limit = math.floor(self.threshold)  # count + 1 > threshold iff count >= floor(threshold)
-        if self.own is not None:
-            self.check = self._own_check()  # type: ignore[method-assign]
 
-    def _own_check(self) -> Callable[[ResourceNode, float, object, str | None], float]:
-        """``check`` of a rule counting its own window (limit_app / chain), as a closure over the rule's
-        constants (the hot path reads locals, not attributes): applies → roll → compare → count, with no
-        call between the compare and the count, so the GIL keeps them together (exact under threads
-        without a lock)."""
-        own = self.own
-        assert own is not None
-        entrance = self.entrance
-        app = self.limit_app
-        limit = self.limit
-        other = app == "other"
-        caller = current_caller
-        block = self.block
-
-        def check(node: ResourceNode, t: float, args: object, origin: str | None) -> float:
-            o, e = caller()
-            if entrance is not None and e != entrance:
-                return 0.0
-            if app is not None:
-                if origin is not None:
-                    o = origin
-                if other:
-                    if o in self.named:
-                        return 0.0
-                elif o != app:
-                    return 0.0
-            h = int(t * 2)
-            if h > own.h:
-                own.prev = own.cur if h == own.h + 1 else 0
-                own.cur = 0
-                own.h = h
-            if own.cur + own.prev >= limit:
-                raise block(1.0 - (t % 1.0) or 1.0)
-            own.cur += 1
-            return 0.0
-
-        return check
-
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
-        # (a rule counting its own window checks with the closure of ``_own_check``)
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
         ref = self.ref_node
         n = node.current_pass_count() if ref is None else ref.pass_count(int(t * 2))
         if n + 1 > self.threshold:
@@ -152,8 +114,45 @@ class QpsReject(FlowChecker):
         return 0.0
 
 
+class OwnQpsReject(QpsReject):
+    """A QPS rule counting its own window (limit_app / chain): applies → roll → compare → count, with
+    no call between the compare and the count, so it is exact under threads without the engine's node
+    lock (``lock_free``; see ``guardians.engine`` for why that holds compiled and interpreted)."""
+
+    def __init__(self, rule: FlowRule, node_for: NodeFor) -> None:
+        super().__init__(rule, node_for)
+        self.lock_free = True
+        self.counter = self.own if self.own is not None else _OwnCounter()
+        self.other = self.limit_app == "other"
+
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
+        o, e = current_caller()
+        entrance = self.entrance
+        if entrance is not None and e != entrance:
+            return 0.0
+        app = self.limit_app
+        if app is not None:
+            if origin is not None:
+                o = origin
+            if self.other:
+                if o in self.named:
+                    return 0.0
+            elif o != app:
+                return 0.0
+        own = self.counter
+        h = int(t * 2)
+        if h > own.h:
+            own.prev = own.cur if h == own.h + 1 else 0
+            own.cur = 0
+            own.h = h
+        if own.cur + own.prev >= self.limit:
+            raise self.block(1.0 - (t % 1.0) or 1.0)
+        own.cur += 1
+        return 0.0
+
+
 class ConcurrencyReject(FlowChecker):
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
         if self.own is not None and not self.applies(origin):
             return 0.0
         src = self.ref_node or node
@@ -215,7 +214,7 @@ class WarmUp(FlowChecker):
             return 1.0 / (above * self.slope + 1.0 / self.count)
         return self.count
 
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
         if self.own is not None and not self.applies(origin):
             return 0.0
         with self._lock:
@@ -243,7 +242,7 @@ class Throttle(FlowChecker):
     def interval(self, t: float) -> float:
         return 1.0 / self.threshold
 
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
         if self.own is not None and not self.applies(origin):
             return 0.0
         with self._lock:
@@ -304,7 +303,7 @@ class Adaptive(FlowChecker):
         self.rtt_noload = math.inf
         self._lock = threading.Lock()
 
-    def check(self, node, t, args, origin):  # type: ignore[no-untyped-def]
+    def check(self, node: ResourceNode, t: float, args: object, origin: str | None) -> float:
         if self.own is not None and not self.applies(origin):
             return 0.0
         if node.concurrency + 1 > int(self.limit):
@@ -375,4 +374,6 @@ def build_checker(rule: FlowRule, node_for: NodeFor) -> FlowChecker:
         return Throttle(rule, node_for)
     if rule.behavior == "warm_up_queue":
         return WarmUpThrottle(rule, node_for)
+    if rule.limit_app is not None or (rule.strategy == "chain" and rule.ref_resource is not None):
+        return OwnQpsReject(rule, node_for)
     return QpsReject(rule, node_for)

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from limits import RateLimitItemPerSecond
 from limits.storage import Storage
@@ -24,8 +24,15 @@ from guardians.errors import ParamBlocked
 from guardians.param.rule import ParamRule
 from guardians.stat import ResourceNode
 
-BURST_WINDOWS = 10
-MULTI = (tuple, list, frozenset, set)
+BURST_WINDOWS: Final = 10
+MULTI: Final = (tuple, list, frozenset, set)
+
+
+def _arg(args: Mapping[str, Any], name: str) -> Any:
+    """``args.get(name)``; compiled, a direct dict lookup for the dict the engine's callers pass."""
+    if isinstance(args, dict):
+        return args.get(name)
+    return args.get(name)
 
 
 def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
@@ -55,19 +62,30 @@ def values_of(
     return tuple(v for v in out if match(v)) if match is not None else out
 
 
+class _Window:
+    """One value's running window: ``n`` calls counted, ending at ``end`` (engine seconds)."""
+
+    __slots__ = ("end", "n")
+
+    def __init__(self, end: float) -> None:
+        self.n = 0
+        self.end = end
+
+
 class _Windows:
-    """Per-value fixed windows of one rule: value -> [calls, ends_at].
+    """Per-value fixed windows of one rule: value -> ``_Window``.
 
     ``hit(value, t)`` counts a call and returns the value's count in its window. A call in a running
-    window is one increment with no call in between (the GIL keeps it whole: exact under threads
-    without a lock); starting a window (and sweeping ended ones every ``sweep_every`` starts, so
+    window is one increment with no call in between, exact under threads without a lock (interpreted,
+    the GIL switches threads only at calls and backward jumps; compiled, the increment is native code
+    with no call at all); starting a window (and sweeping ended ones every ``sweep_every`` starts, so
     memory follows the active values) takes the lock. A window never moves back: a call with an
     older clock reading than a running window's counts in it."""
 
     __slots__ = ("_lock", "counts", "expiry", "starts", "sweep_every")
 
     def __init__(self, expiry: float, sweep_every: int = 4096) -> None:
-        self.counts: dict[str, list[Any]] = {}
+        self.counts: dict[str, _Window] = {}
         self.expiry = expiry
         self.starts = 0
         self.sweep_every = sweep_every
@@ -76,23 +94,23 @@ class _Windows:
     def hit(self, value: str, t: float) -> int:
         counts = self.counts
         if value in counts:
-            entry = counts[value]
-            if entry[1] > t:
-                entry[0] += 1
-                return entry[0]  # type: ignore[no-any-return]
+            w = counts[value]
+            if w.end > t:
+                w.n += 1
+                return w.n
         return self.start(value, t)
 
     def start(self, value: str, t: float) -> int:
         with self._lock:
-            entry = self.counts.get(value)
-            if entry is None or entry[1] <= t:
+            w = self.counts.get(value)
+            if w is None or w.end <= t:
                 self.starts += 1
                 if self.starts >= self.sweep_every:
                     self.starts = 0
-                    self.counts = {k: e for k, e in self.counts.items() if e[1] > t}
-                entry = self.counts[value] = [0, t + self.expiry]
-            entry[0] += 1
-            return entry[0]  # type: ignore[no-any-return]
+                    self.counts = {k: e for k, e in self.counts.items() if e.end > t}
+                w = self.counts[value] = _Window(t + self.expiry)
+            w.n += 1
+            return w.n
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -137,11 +155,11 @@ class ParamChecker:
         self.plain = self.match is None and not rule.exceptions and not self._zero_all
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
-        value = args.get(self.param)
+        value = _arg(args, self.param)
         if type(value) is not str:
             if value is None:
                 return 0.0
@@ -157,12 +175,12 @@ class ParamChecker:
             # one value, every value under the rule's threshold (no match, exceptions or zero): a running
             # window is found, counted and compared with no call in between (exact under threads)
             counts = self.windows.counts
-            entry = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
-            if entry is not None and entry[1] > t:
-                entry[0] += 1
-                if entry[0] <= self._limit:
+            w = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
+            if w is not None and w.end > t:
+                w.n += 1
+                n = w.n
+                if n <= self._limit:
                     return 0.0
-                n = entry[0]
             else:
                 n = self.windows.start(value, t)
                 if n <= self._limit:
@@ -175,10 +193,10 @@ class ParamChecker:
             if value in self.zero or (self._zero_all and value not in self.exceptions):
                 raise self._blocked(value, args)
             counts = self.windows.counts
-            if value in counts and counts[value][1] > t:
-                entry = counts[value]
-                entry[0] += 1
-                n = entry[0]
+            if value in counts and counts[value].end > t:
+                w = counts[value]
+                w.n += 1
+                n = w.n
             else:
                 n = self.windows.start(value, t)
             if n <= self._limits.get(value, self._limit):
@@ -388,7 +406,7 @@ class ConcurrencyParamChecker:
         self.counts: dict[str, int] = counts if counts is not None else {}
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         if not args:
             return 0.0
@@ -436,7 +454,7 @@ class PacedParamChecker:
         self.latest: dict[str, float] = {}  # value -> the time its latest admitted call passes
 
     def check(
-        self, node: ResourceNode, t: float, args: Mapping[str, Any] | None, origin: str | None
+        self, node: ResourceNode | None, t: float, args: Mapping[str, Any] | None, origin: str | None
     ) -> float:
         values = values_of(self.param, args, self.match)
         if not values:

@@ -1,5 +1,5 @@
 from common.clock import FakeClock
-from guardians.stat import PASSED, RING, ResourceNode
+from guardians.stat import RING, ResourceNode
 
 from .helpers import T0, attempt, call_with_rt, engine
 
@@ -16,7 +16,7 @@ def test_pass_count_slides_over_two_half_second_buckets():
     t += 0.5  # the first bucket slides out
     node.roll(t)
     assert node.current_pass_count() == 2
-    assert node.pass_count(int(t * 2)) == 2 and node.ring[int((t - 0.5) * 2) % RING][PASSED] == 2
+    assert node.pass_count(int(t * 2)) == 2 and node.ring[int((t - 0.5) * 2) % RING].passed == 2
     t += 1.0
     node.roll(t)
     assert node.current_pass_count() == 0
