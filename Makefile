@@ -33,8 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# then the guardians' tests again on the sources (compiled code and plain Python behave the same)
 test: lint native
 	$(BIN)/pytest
+	TRADEGUARD_INTERPRETED=1 $(BIN)/pytest -q tests/unit/guardians
 
 unit: native
 	$(BIN)/pytest tests/unit

@@ -5,11 +5,16 @@ See ``guardians.engine`` for the slot chain, ``guardians.rules`` for rule docume
 ``guardians.store`` / ``watcher`` / ``fleet`` for the control DB, ``guardians.http`` for the ASGI side.
 
 ``COMPILED``: whether the guard's hot path runs compiled (mypyc; ``guardians._native`` lists the
-modules, ``COMPILED_MODULES`` those that are): False in a pure-Python install, same behaviour.
+modules, ``COMPILED_MODULES`` those that are): False in a pure-Python install, same behaviour, and
+with ``TRADEGUARD_INTERPRETED=1`` (the sources run even where extensions were built).
 """
 
 from guardians._native import MODULES as _HOT
-from guardians._native import compiled_modules
+from guardians._native import compiled_modules, interpreted_requested, prefer_sources
+
+if interpreted_requested():
+    prefer_sources()
+
 from guardians.engine import Engine, Entry
 from guardians.errors import (
     Blocked,

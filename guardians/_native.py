@@ -38,6 +38,7 @@ MODULES: tuple[str, ...] = (
 )
 GROUP = "guardians.hot"  # mypyc's shared library: guardians/hot__mypyc.<suffix>
 PURE_ENV = "TRADEGUARD_PURE_PYTHON"
+INTERPRETED_ENV = "TRADEGUARD_INTERPRETED"  # at run time: import the sources even where extensions exist
 REBUILD = "make native  (or: python guardians/_native.py --rebuild)"
 CLEAN = "python guardians/_native.py --clean"
 
@@ -114,6 +115,38 @@ def stale_message(found: list[tuple[str, Path, Path]]) -> str:
         f"stale compiled guardians modules: {names}. The old compiled code would run, not your edit. "
         f"Rebuild: {REBUILD}; or run pure Python: {CLEAN}"
     )
+
+
+def interpreted_requested() -> bool:
+    """``TRADEGUARD_INTERPRETED=1`` at run time: the hot path's sources run, extensions or not (CI runs
+    the guardians' tests so too, without rebuilding; a way to rule the compiled code out)."""
+    return os.environ.get(INTERPRETED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _SourcesFirst:
+    """A meta path finder that loads the modules of ``MODULES`` from their sources (the import system's
+    own finder would take the extension beside each)."""
+
+    @staticmethod
+    def find_spec(
+        name: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name not in MODULES:
+            return None
+        src = source_of(name)
+        if not src.exists():
+            return None
+        return importlib.util.spec_from_file_location(name, src)
+
+
+def prefer_sources() -> bool:
+    """Make the hot path import from its sources (before it is imported). False when a module of it is
+    already imported: too late, nothing changed."""
+    if any(m in sys.modules for m in MODULES):
+        return False
+    if not any(f is _SourcesFirst for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst)  # type: ignore[arg-type]
+    return True
 
 
 def compiled_modules() -> tuple[str, ...]:

@@ -18,6 +18,8 @@ def test_a_build_asked_to_compile_runs_every_hot_module_compiled() -> None:
     """CI (.ci/run) sets TRADEGUARD_REQUIRE_COMPILED=1: the tests it runs must have run compiled code."""
     if os.environ.get("TRADEGUARD_REQUIRE_COMPILED") != "1":
         pytest.skip("TRADEGUARD_REQUIRE_COMPILED=1 not set (a pure-Python install is allowed)")
+    if _native.interpreted_requested():
+        pytest.skip("TRADEGUARD_INTERPRETED=1: this run tests the sources (make test runs both)")
     assert guardians.COMPILED, f"not compiled: {set(_native.MODULES) - set(guardians.COMPILED_MODULES)}"
     for m in _native.MODULES:
         __import__(m)
@@ -29,6 +31,22 @@ def test_compiled_all_or_nothing() -> None:
     """One shared library holds every hot module: a partial set means a build of another list."""
     assert guardians.COMPILED_MODULES in ((), _native.MODULES)
     assert guardians.COMPILED is (guardians.COMPILED_MODULES == _native.MODULES)
+
+
+def test_interpreted_runs_the_sources_where_extensions_exist() -> None:
+    """TRADEGUARD_INTERPRETED=1 (make test's second guardians run): every hot module from its source."""
+    code = (
+        "import sys, guardians\n"
+        "from guardians import _native\n"
+        "for m in _native.MODULES: __import__(m)\n"
+        "print(guardians.COMPILED, guardians.COMPILED_MODULES,"
+        " all(sys.modules[m].__file__.endswith('.py') for m in _native.MODULES))\n"
+    )
+    import subprocess
+
+    env = {**os.environ, "TRADEGUARD_INTERPRETED": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "()", "True"], out.stderr
 
 
 def _tree(tmp_path, modules=("guardians.engine", "guardians.stat")):  # type: ignore[no-untyped-def]
