@@ -161,9 +161,9 @@ class _Slot:
         self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
-        # the lock-free path calls the checkers themselves: the commonest (a ParamChecker, an origin's or
-        # entrance's own QPS window) by a typed call (compiled, a native call: no bound method, ``t`` and
-        # the result not boxed), any other through its ``check``
+        # the lock-free path calls the checkers themselves, each lock-free kind (param values, an origin's
+        # or entrance's own QPS window, authority, a relate rule) by a typed call (compiled, a native call:
+        # no bound method, ``t`` and the result not boxed), any other through its ``check``
         self.free_checkers = tuple(rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
@@ -458,6 +458,12 @@ class Engine:
                         elif type(chk) is OwnQpsReject:
                             oc: OwnQpsReject = chk
                             oc.check(node, t, args, None)
+                        elif type(chk) is AuthorityChecker:
+                            ac: AuthorityChecker = chk
+                            ac.check(node, t, args, None)
+                        elif type(chk) is QpsReject:  # (a relate rule's)
+                            qc: QpsReject = chk
+                            qc.check(node, t, args, None)
                         else:
                             chk.check(node, t, args, None)
                     except Blocked as e:
@@ -702,6 +708,12 @@ class Engine:
                         elif type(chk) is OwnQpsReject:
                             oc: OwnQpsReject = chk
                             oc.check(node, t, args, origin)
+                        elif type(chk) is AuthorityChecker:
+                            ac: AuthorityChecker = chk
+                            ac.check(node, t, args, origin)
+                        elif type(chk) is QpsReject:  # (a relate rule's)
+                            qc: QpsReject = chk
+                            qc.check(node, t, args, origin)
                         else:
                             chk.check(node, t, args, origin)
                     except Blocked as e:
