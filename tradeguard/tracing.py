@@ -548,6 +548,21 @@ def _error_status(exc: BaseException) -> Status:
     return Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}"))
 
 
+def _traced_fallback(
+    span: trace.Span, fallback: Callable[[BaseException], T]
+) -> Callable[[BaseException], T]:
+    """``fallback`` marking ``span``: degraded when it answers a block, else the error's status."""
+
+    def traced_fallback(exc: BaseException) -> T:
+        if _is_blocked(exc):
+            _mark_blocked(span, exc, "degraded")
+        else:
+            span.set_status(_error_status(exc))
+        return fallback(exc)
+
+    return traced_fallback
+
+
 class TracingGuard:
     """The trading core's ``Guard`` port: a span around the wrapped guard (the guardians engine).
 
@@ -593,16 +608,7 @@ class TracingGuard:
                 entered = _perf_ns()
             return call()
 
-        traced_fallback: Callable[[BaseException], T] | None = None
-        if fallback is not None:
-            fb = fallback
-
-            def traced_fallback(exc: BaseException) -> T:
-                if _is_blocked(exc):
-                    _mark_blocked(span, exc, "degraded")
-                else:
-                    span.set_status(_error_status(exc))
-                return fb(exc)
+        traced_fallback = _traced_fallback(span, fallback) if fallback is not None else None
 
         token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
         try:
@@ -648,16 +654,7 @@ class TracingGuard:
                 entered = _perf_ns()
             return call()
 
-        traced_fallback: Callable[[BaseException], T] | None = None
-        if fallback is not None:
-            fb = fallback
-
-            def traced_fallback(exc: BaseException) -> T:
-                if _is_blocked(exc):
-                    _mark_blocked(span, exc, "degraded")
-                else:
-                    span.set_status(_error_status(exc))
-                return fb(exc)
+        traced_fallback = _traced_fallback(span, fallback) if fallback is not None else None
 
         token = _enter(span)
         try:
