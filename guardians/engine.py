@@ -450,9 +450,26 @@ class Engine:
                 return self._blocked(slot, t, slot.qps_block(t), args, fallback)
             if free:  # (never with an inlined compare) lock-free checkers, which never queue
                 slot = node.chain
-                exc = self._free_checks(node, free, t, args, None)
-                if exc is not None:
-                    return self._blocked(slot, t, exc, args, fallback)
+                for chk in free:
+                    try:
+                        if type(chk) is ParamChecker:
+                            pc: ParamChecker = chk
+                            pc.check(node, t, args, None)
+                        elif type(chk) is OwnQpsReject:
+                            oc: OwnQpsReject = chk
+                            oc.check(node, t, args, None)
+                        elif type(chk) is AuthorityChecker:
+                            ac: AuthorityChecker = chk
+                            ac.check(node, t, args, None)
+                        elif type(chk) is QpsReject:  # (a relate rule's)
+                            qc: QpsReject = chk
+                            qc.check(node, t, args, None)
+                        else:
+                            chk.check(node, t, args, None)
+                    except Blocked as e:
+                        return self._blocked(slot, t, e, args, fallback)
+                    except Exception:
+                        self._checker_failed(node, chk)
             node.passed += 1
             node.concurrency += 1
             held = None
@@ -493,34 +510,6 @@ class Engine:
         if breakers or node.exits:
             self._exit_hooks(node, t1, rt, False, breakers)
         return result
-
-    def _free_checks(
-        self, node: ResourceNode, free: tuple[Any, ...], t: float, args: Any, origin: str | None
-    ) -> Blocked | None:
-        """The lock-free checkers of ``guard()`` and entries (each exact on its own, never queueing), in
-        order: the first block, or None. The commonest kinds by a typed call (compiled: a native call, no
-        bound method, no boxed ``t``); a checker that fails otherwise is counted and passed over."""
-        for chk in free:
-            try:
-                if type(chk) is ParamChecker:
-                    pc: ParamChecker = chk
-                    pc.check(node, t, args, origin)
-                elif type(chk) is OwnQpsReject:
-                    oc: OwnQpsReject = chk
-                    oc.check(node, t, args, origin)
-                elif type(chk) is AuthorityChecker:
-                    ac: AuthorityChecker = chk
-                    ac.check(node, t, args, origin)
-                elif type(chk) is QpsReject:  # (a relate rule's)
-                    qc: QpsReject = chk
-                    qc.check(node, t, args, origin)
-                else:
-                    chk.check(node, t, args, origin)
-            except Blocked as e:
-                return e
-            except Exception:
-                self._checker_failed(node, chk)
-        return None
 
     def _exit_hooks(self, node: ResourceNode, t: float, rt: float, error: bool, breakers: bool) -> None:
         """A call's exit through the exit hooks of the rules in force (``guard()`` and ``_exit``):
@@ -711,9 +700,26 @@ class Engine:
             if lim >= 0 and node.passed + node.prev_passed >= lim:
                 self._refused(slot, t, slot.qps_block(t), args, origin, inbound)
             if free:
-                exc = self._free_checks(node, free, t, args, origin)
-                if exc is not None:
-                    self._refused(slot, t, exc, args, origin, inbound)
+                for chk in free:
+                    try:
+                        if type(chk) is ParamChecker:
+                            pc: ParamChecker = chk
+                            pc.check(node, t, args, origin)
+                        elif type(chk) is OwnQpsReject:
+                            oc: OwnQpsReject = chk
+                            oc.check(node, t, args, origin)
+                        elif type(chk) is AuthorityChecker:
+                            ac: AuthorityChecker = chk
+                            ac.check(node, t, args, origin)
+                        elif type(chk) is QpsReject:  # (a relate rule's)
+                            qc: QpsReject = chk
+                            qc.check(node, t, args, origin)
+                        else:
+                            chk.check(node, t, args, origin)
+                    except Blocked as e:
+                        self._refused(slot, t, e, args, origin, inbound)
+                    except Exception:
+                        self._checker_failed(slot, chk)
             node.passed += 1
             node.concurrency += 1
         else:
