@@ -68,9 +68,8 @@ from guardians.degrade.manager import DegradeManager
 from guardians.degrade.rule import DegradeRule
 from guardians.errors import Blocked
 from guardians.events import BreakerStateChanged
-from guardians.flow.checker import OwnQpsReject, QpsReject
+from guardians.flow.checker import QpsReject
 from guardians.flow.manager import FlowRuleManager
-from guardians.param.checker import ParamChecker
 from guardians.param.manager import ParamRuleManager
 from guardians.rules import RuleSet
 from guardians.snapshot import ResourceSnapshot
@@ -102,7 +101,7 @@ class _Slot:
     then the others (``fast_exits``), on both paths.
 
     ``install`` makes the chain its node's: the node keeps copies of the fields a call reads
-    (``free``: ``free_checkers`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
+    (``free``: ``fast_checks`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
     ``fast_exits``; its breakers are bound to it), so a call on the lock-free path reads that one
     object and never this one.
     """
@@ -113,7 +112,6 @@ class _Slot:
         "qps_limit",
         "qps_checker",
         "fast_checks",
-        "free_checkers",
         "breakers",
         "holds",
         "system",
@@ -161,10 +159,6 @@ class _Slot:
         self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
-        # the lock-free path calls the checkers themselves, each lock-free kind (param values, an origin's
-        # or entrance's own QPS window, authority, a relate rule) by a typed call (compiled, a native call:
-        # no bound method, ``t`` and the result not boxed), any other through its ``check``
-        self.free_checkers = tuple(rest)
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
         self.checks = tuple(c.check for c in chain)
@@ -207,7 +201,7 @@ class _Slot:
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
         old = getattr(node, "chain", None)  # released after the stores (freeing it could run Python code)
-        node.free = self.free_checkers if self.inline else None
+        node.free = self.fast_checks if self.inline else None
         node.qps_limit = lim if lim is not None else -1
         node.slow = self.slow
         node.exits = self.fast_exits
@@ -452,20 +446,7 @@ class Engine:
                 slot = node.chain
                 for chk in free:
                     try:
-                        if type(chk) is ParamChecker:
-                            pc: ParamChecker = chk
-                            pc.check(node, t, args, None)
-                        elif type(chk) is OwnQpsReject:
-                            oc: OwnQpsReject = chk
-                            oc.check(node, t, args, None)
-                        elif type(chk) is AuthorityChecker:
-                            ac: AuthorityChecker = chk
-                            ac.check(node, t, args, None)
-                        elif type(chk) is QpsReject:  # (a relate rule's)
-                            qc: QpsReject = chk
-                            qc.check(node, t, args, None)
-                        else:
-                            chk.check(node, t, args, None)
+                        chk(node, t, args, None)
                     except Blocked as e:
                         return self._blocked(slot, t, e, args, fallback)
                     except Exception:
@@ -702,20 +683,7 @@ class Engine:
             if free:
                 for chk in free:
                     try:
-                        if type(chk) is ParamChecker:
-                            pc: ParamChecker = chk
-                            pc.check(node, t, args, origin)
-                        elif type(chk) is OwnQpsReject:
-                            oc: OwnQpsReject = chk
-                            oc.check(node, t, args, origin)
-                        elif type(chk) is AuthorityChecker:
-                            ac: AuthorityChecker = chk
-                            ac.check(node, t, args, origin)
-                        elif type(chk) is QpsReject:  # (a relate rule's)
-                            qc: QpsReject = chk
-                            qc.check(node, t, args, origin)
-                        else:
-                            chk.check(node, t, args, origin)
+                        chk(node, t, args, origin)
                     except Blocked as e:
                         self._refused(slot, t, e, args, origin, inbound)
                     except Exception:

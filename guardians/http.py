@@ -124,17 +124,6 @@ def _json_body(scope: Scope) -> bool:
     return scope.get("method") in ("POST", "PUT", "PATCH") and ("json" in ctype or not ctype)
 
 
-class _Resolved:
-    """A client address resolved behind a trusted peer from a raw ``X-Forwarded-For`` value."""
-
-    __slots__ = ("client", "peer", "raw")
-
-    def __init__(self, peer: str, raw: bytes, client: str) -> None:
-        self.peer = peer
-        self.raw = raw
-        self.client = client
-
-
 class TrustedProxies:
     """Peers whose forwarding headers are believed: addresses or CIDRs, comma-separated."""
 
@@ -154,10 +143,9 @@ class TrustedProxies:
                 ) from None
         self.networks = tuple(nets)
         self._seen: dict[str, bool] = {}  # address -> trusted (bounded: cleared at MAX_CACHED entries)
-        # raw X-Forwarded-For value -> the client it names behind trusted peers ("": the peer);
+        # raw X-Forwarded-For value -> the client it names behind trusted peers (None: the peer);
         # bounded like _seen. A client behind the same proxies sends the same value again and again.
-        self._forwarded: dict[bytes, str] = {}  # ("": the peer itself)
-        self._last: _Resolved | None = None  # the last resolution behind a trusted peer
+        self._forwarded: dict[bytes, str | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -190,16 +178,11 @@ class TrustedProxies:
             peer = str(peer)
         if not self.networks:
             return peer
-        last = self._last  # (one object: a thread reads a whole resolution or none)
-        if last is not None and last.peer == peer:
-            trusted: bool | None = True  # only a trusted peer's resolution is kept
-        else:
-            last = None
-            trusted = self._seen.get(peer)
-            if trusted is None:
-                trusted = peer in self
-            if not trusted:
-                return peer
+        trusted = self._seen.get(peer)
+        if trusted is None:
+            trusted = peer in self
+        if not trusted:
+            return peer
         raw = None
         headers = _get(scope, "headers") or ()
         # (a header is indexed, not unpacked: compiled, unpacking goes through an iterator)
@@ -215,18 +198,16 @@ class TrustedProxies:
                     break
         if not raw:
             return peer
-        if last is not None and last.raw == raw:  # the same client behind the same proxy as last time
-            return last.client
         forwarded = self._forwarded
-        hop = forwarded.get(raw)
-        if hop is None:
-            hop = self._forwarded_client(raw.decode("latin-1")) or ""
+        if raw in forwarded:
+            hop = forwarded[raw]
+        else:
+            hop = self._forwarded_client(raw.decode("latin-1"))
             if len(forwarded) >= self.MAX_CACHED:
                 forwarded.clear()
             forwarded[raw] = hop
-        ip = hop or peer
-        self._last = _Resolved(peer, raw, ip)
-        return ip
+        return peer if hop is None else hop
+
     def _forwarded_client(self, xff: str) -> str | None:
         hops = [h.strip() for h in xff.split(",") if h.strip()]
         for hop in reversed(hops):
@@ -243,6 +224,7 @@ def _get(scope: Scope, key: str) -> Any:
 
 
 _XFF: Final = b"x-forwarded-for"
+_CLIENT_IP_ONLY: Final = ("client_ip",)
 
 
 def header(scope: Scope, name: str) -> str | None:
@@ -294,7 +276,7 @@ def request_args(
 ) -> dict[str, Any]:
     """The values of the request parameters ``needs`` (``client_ip``, ``header:NAME``, ``query:NAME``,
     ``path:NAME``, ``cookie:NAME``, ``body:FIELD``), keyed by those names; absent ones are left out."""
-    if len(needs) == 1 and needs[0] == "client_ip":  # the commonest route param rule: per client address
+    if needs == _CLIENT_IP_ONLY:  # the commonest route param rule: per client address
         ip = trusted.client_ip(scope)
         return {"client_ip": ip} if ip is not None else {}
     out: dict[str, Any] = {}
