@@ -24,7 +24,7 @@ pure:
 	$(PYTHON) guardians/_native.py --clean
 
 compiled: $(STAMP)
-	$(BIN)/python guardians/_native.py --build
+	TRADEGUARD_COMPILE=1 $(BIN)/python guardians/_native.py --build
 
 demo: native
 	$(BIN)/tradeguard demo

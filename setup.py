@@ -24,7 +24,7 @@ def _say(msg: str) -> None:
 
 def ext_modules() -> list:
     if native["pure_requested"]():
-        _say(f"{native['PURE_ENV']}=1: the guard's hot path stays pure Python")
+        _say(f"the guard's hot path stays pure Python ({native['COMPILE_ENV']}=1 compiles it)")
         return []
     try:
         from mypyc.build import mypycify
