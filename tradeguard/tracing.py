@@ -1568,6 +1568,14 @@ class SpanStore:
 _ORDER_PATH = re.compile(r"^/orders/([^/]+)")
 
 
+def _is_problem(headers: Any) -> bool:
+    """Whether a response's headers say problem+json (the first ``Content-Type`` decides)."""
+    for k, v in headers:
+        if k.lower() == b"content-type":
+            return bool(v.startswith(b"application/problem+json"))
+    return False
+
+
 class RouteSpanMiddleware:
     """Pure ASGI, outermost: the route span of every HTTP request, ``X-Trace-Id`` + ``traceparent``
     on every response, ``trace_id`` in every problem+json body, the order id and a door-side block
@@ -1609,14 +1617,8 @@ class RouteSpanMiddleware:
                 name = None
         return name or f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        tracer = self.tracer
-        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
-            await self._call_any(scope, receive, send)
-            return
+    def _parent(self, scope: dict[str, Any]) -> context_api.Context | None:
+        """The caller's context, extracted only when the request carries a propagation header."""
         carrier: dict[str, str] | None = None
         fields = self._fields
         for key, value in scope.get("headers") or ():
@@ -1624,50 +1626,30 @@ class RouteSpanMiddleware:
                 if carrier is None:
                     carrier = {}
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
-        base = self._extract(carrier) if carrier is not None else _CONTEXT_VAR.get()
-        name = None
-        if self.route_name is not None:
-            try:
-                name = self.route_name(scope)
-            except Exception:
-                name = None
-        if not name:
-            name = f"{scope.get('method', 'HTTP')} {scope.get('path', '')}"
-        if base.get(_SPAN_KEY) is None:  # the common case: a new trace
-            span = DeferredSpan(tracer, name, tracer._bits(128) or 1, None, None, SpanKind.SERVER, {},
-                                _time_ns())
-        else:  # a caller's remote parent, or under a span of this process
-            span = tracer.span(name, base, SpanKind.SERVER, {})  # type: ignore[arg-type]
-        span.http = (scope.get("method", ""), str(scope.get("path", "")), ())
-        trace_id, span_id = span.ids()
-        attributes = span.attributes
+        return self._extract(carrier) if carrier is not None else None
+
+    def _send(self, send: Any, span: trace.Span, trace_id: int, span_id: int,
+              on_start: Callable[[int, Any], bool]) -> Callable[[dict[str, Any]], Any]:
+        """The ``send`` the app gets: ``X-Trace-Id`` and ``traceparent`` added to the response's start;
+        ``on_start(status, headers)`` notes the start on the span and says whether the answer is
+        problem+json, whose start is then held until its body is complete and the body rewritten with
+        ``trace_id`` (``_send_problem``)."""
         tid = b"%032x" % trace_id
         extra = ((b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id)))
-        problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
+        problem: dict[str, Any] | None = None
         body = b""
 
         async def wrapped(message: dict[str, Any]) -> None:
             nonlocal problem, body
             kind = message["type"]
             if kind == "http.response.start":
-                status = message.get("status", 0)
-                attributes["http.response.status_code"] = status
                 headers = message.get("headers", ())
-                method, path, _ = span.http
-                span.http = (method, path, headers)  # Location (the order id) read if kept
+                is_problem = on_start(message.get("status", 0), headers)
                 message = {**message, "headers": [*headers, *extra]}
-                if status >= 400:
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                    for k, v in headers:
-                        if k.lower() == b"content-type":
-                            if v.startswith(b"application/problem+json"):
-                                problem = message  # rewritten once the body is complete
-                                return
-                            break
-                await send(message)
-                return
-            if kind == "http.response.body" and problem is not None:
+                if is_problem:
+                    problem = message  # rewritten once the body is complete
+                    return
+            elif kind == "http.response.body" and problem is not None:
                 body += message.get("body", b"")
                 if message.get("more_body"):
                     return
@@ -1676,9 +1658,39 @@ class RouteSpanMiddleware:
                 return
             await send(message)
 
+        return wrapped
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        tracer = self.tracer
+        if type(tracer) is not DeferredTracer or _CONTEXT_VAR is None:
+            await self._call_any(scope, receive, send)
+            return
+        base = self._parent(scope) or _CONTEXT_VAR.get()
+        name = self._name(scope)
+        if base.get(_SPAN_KEY) is None:  # the common case: a new trace
+            span = DeferredSpan(tracer, name, tracer._bits(128) or 1, None, None, SpanKind.SERVER, {},
+                                _time_ns())
+        else:  # a caller's remote parent, or under a span of this process
+            span = tracer.span(name, base, SpanKind.SERVER, {})  # type: ignore[arg-type]
+        span.http = (scope.get("method", ""), str(scope.get("path", "")), ())
+        attributes = span.attributes
+
+        def on_start(status: int, headers: Any) -> bool:
+            attributes["http.response.status_code"] = status
+            method, path, _ = span.http
+            span.http = (method, path, headers)  # Location (the order id) read if kept
+            if status < 400:  # headers searched for problem+json only on an error answer
+                return False
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            return _is_problem(headers)
+
         token = _CONTEXT_VAR.set(Context({**base, _SPAN_KEY: span}))
         try:
-            await self.app(scope, receive, wrapped)
+            await self.app(scope, receive, self._send(send, span, *span.ids(), on_start))
         except BaseException as exc:
             span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
             raise
@@ -1688,16 +1700,7 @@ class RouteSpanMiddleware:
 
     async def _call_any(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """``__call__`` with any OpenTelemetry tracer (an SDK one: the span's API only)."""
-        parent: context_api.Context | None = None
-        carrier: dict[str, str] | None = None
-        fields = self._fields
-        for key, value in scope.get("headers") or ():
-            if key in fields:
-                if carrier is None:
-                    carrier = {}
-                carrier[key.decode("latin-1")] = value.decode("latin-1")
-        if carrier is not None:
-            parent = self._extract(carrier)
+        parent = self._parent(scope)
         name = self._name(scope)
         method = scope.get("method", "")
         path = str(scope.get("path", ""))
@@ -1705,53 +1708,24 @@ class RouteSpanMiddleware:
             ATTR_RESOURCE: name, "http.request.method": method, "http.route": name.split(" ", 1)[-1],
             "url.path": path})
         ctx = span.get_span_context()
-        trace_id, span_id = ctx.trace_id, ctx.span_id
         order_id = _ORDER_PATH.match(path)
         if order_id:
             span.set_attribute(ATTR_ORDER_ID, order_id.group(1))
-        tid = b"%032x" % trace_id
-        extra = [(b"x-trace-id", tid), (b"traceparent", b"00-%s-%016x-01" % (tid, span_id))]
-        problem: dict[str, Any] | None = None  # a problem+json answer's start, held until its body ends
-        body = b""
 
-        async def wrapped(message: dict[str, Any]) -> None:
-            nonlocal problem, body
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message.get("status", 0)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                headers = list(message.get("headers", ()))
-                ctype = loc = b""
-                for k, v in headers:
-                    lk = k.lower()
-                    if lk == b"content-type":
-                        ctype = v
-                    elif lk == b"location":
-                        loc = v
-                if loc and not order_id:
-                    lm = _ORDER_PATH.match(loc.decode("latin-1"))
-                    if lm:
-                        span.set_attribute(ATTR_ORDER_ID, lm.group(1))
-                message = {**message, "headers": headers + extra}
-                if ctype.startswith(b"application/problem+json"):
-                    problem = message  # rewritten once the body is complete
-                    return
-                await send(message)
-                return
-            if kind == "http.response.body" and problem is not None:
-                body += message.get("body", b"")
-                if message.get("more_body"):
-                    return
-                start, problem = problem, None
-                await self._send_problem(send, start, body, tid.decode(), span)
-                return
-            await send(message)
+        def on_start(status: int, headers: Any) -> bool:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            if not order_id:
+                loc = next((v for k, v in headers if k.lower() == b"location"), b"")
+                lm = _ORDER_PATH.match(loc.decode("latin-1"))
+                if lm:
+                    span.set_attribute(ATTR_ORDER_ID, lm.group(1))
+            return _is_problem(headers)
 
         token = _enter(span, parent)
         try:
-            await self.app(scope, receive, wrapped)
+            await self.app(scope, receive, self._send(send, span, ctx.trace_id, ctx.span_id, on_start))
         except BaseException as exc:
             span.set_status(Status(StatusCode.ERROR, redact_text(f"{type(exc).__name__}: {exc}")[:300]))
             raise

@@ -697,6 +697,43 @@ def test_route_span_marks_server_errors_and_continues_a_caller_with_baggage(tmp_
     tracing.stop()
 
 
+def test_route_span_with_an_sdk_tracer_names_the_order_and_the_rule_of_a_refusal():
+    """The middleware under any OpenTelemetry tracer (here the SDK's): same headers and bodies."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from tradeguard.tracing import RouteSpanMiddleware
+
+    def place(request):
+        return Response(status_code=201, headers={"Location": "/orders/o-42"})
+
+    def refused(request):
+        doc = {"title": "blocked", "rule": "per-ip", "rule_type": "param", "detail": "5/s per client_ip"}
+        return JSONResponse(doc, status_code=429, media_type="application/problem+json")
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = Starlette(routes=[Route("/orders", place, methods=["POST"]), Route("/limited", refused)])
+    client = TestClient(RouteSpanMiddleware(app, provider.get_tracer("t")))
+    placed = client.post("/orders")
+    blocked = client.get("/limited")
+    assert placed.status_code == 201 and len(placed.headers["x-trace-id"]) == 32
+    assert blocked.status_code == 429 and blocked.json()["trace_id"] == blocked.headers["x-trace-id"]
+    assert blocked.json()["rule"] == "per-ip"
+    assert int(blocked.headers["content-length"]) == len(blocked.content)
+    spans = {f"{s.context.trace_id:032x}": s for s in exporter.get_finished_spans()}
+    assert spans[placed.headers["x-trace-id"]].attributes["tradeguard.order_id"] == "o-42"
+    refusal = spans[blocked.headers["x-trace-id"]].attributes
+    assert refusal["tradeguard.guard.rule"] == "per-ip" and refusal["http.response.status_code"] == 429
+    traceparent = blocked.headers["traceparent"].split("-")
+    assert traceparent[1] == blocked.headers["x-trace-id"]
+
+
 class _FakeRedis:
     def execute_command(self, *args, **options):
         return "v"
