@@ -50,15 +50,16 @@ interpreted alike; a build without the GIL always takes the lock.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
+import operator
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 from common.clock import Clock, SystemClock
+from guardians._wrap import guarded
 from guardians.authority.checker import AuthorityChecker, build_authority
 from guardians.blocklog import BlockLog
 from guardians.breaker.checker import BreakerChecker
@@ -82,8 +83,16 @@ T = TypeVar("T")
 
 INBOUND: Final = "__inbound__"
 # the GIL keeps a run with no call in it whole, interpreted or compiled (3.13t builds may run without it)
-_GIL: Final[bool] = getattr(sys, "_is_gil_enabled", lambda: True)()
+_GIL: Final[bool] = bool(sys._is_gil_enabled()) if hasattr(sys, "_is_gil_enabled") else True
 _INF: Final = float("inf")
+# No lambda or nested function in a compiled module: mypyc makes each an object with a ``__dict__`` and a
+# ``__weakref__`` slot, which on Python 3.11 it visits and clears as if it owned it (and never clears the
+# weak references to it), so a weak reference to one corrupts memory (guardians/README.md, "The compiled
+# hot path"). Attribute getters and the decorator (guardians/_wrap.py, interpreted) instead.
+_THRESHOLD: Final = operator.attrgetter("threshold")
+_CLUSTER: Final = operator.attrgetter("cluster")
+_SHARED: Final = operator.attrgetter("shared")
+_SECOND_RESOURCE: Final = operator.attrgetter("second", "resource")
 
 
 class _Slot:
@@ -147,7 +156,7 @@ class _Slot:
             for c in checkers
             if type(c) is QpsReject and c.ref_node is None and c.own is None and not authority
         ]
-        self.qps_checker = min(direct, key=lambda c: c.threshold) if direct else None
+        self.qps_checker = min(direct, key=_THRESHOLD) if direct else None
         # block iff passes + 1 > threshold, i.e. passes >= floor(threshold): an int compare on the hot path
         self.qps_limit = math.floor(self.qps_checker.threshold) if self.qps_checker is not None else None
         breakers = [c for c in checkers if isinstance(c, BreakerChecker)]
@@ -301,9 +310,9 @@ class Engine:
             self._flow.cluster_checker = cluster.flow_checker
             self._breaker.storage_for = cluster.breaker_storage
             self._param.cluster = cluster
-            self._param.forget(lambda r: r.cluster)
-            self._flow.forget(lambda r: r.cluster)
-            self._breaker.forget(lambda r: r.shared)
+            self._param.forget(_CLUSTER)
+            self._flow.forget(_CLUSTER)
+            self._breaker.forget(_SHARED)
             self.apply(self._ruleset)
 
     def cluster_status(self) -> dict[str, Any]:
@@ -789,7 +798,7 @@ class Engine:
         out: list[ResourceSnapshot] = []
         for node in list(self._nodes.values()):
             out.extend(node.completed_seconds(after_second, t))
-        out.sort(key=lambda s: (s.second, s.resource))
+        out.sort(key=_SECOND_RESOURCE)
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -867,25 +876,6 @@ class Entry:
         return self.__exit__(et, ev, tb)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        eng, resource, args, origin, inbound = (
-            self._engine,
-            self.resource,
-            self.args,
-            self.origin,
-            self.inbound,
-        )
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def awrapper(*a: Any, **k: Any) -> Any:
-                async with Entry(eng, resource, args, origin, inbound):
-                    return await fn(*a, **k)
-
-            return awrapper
-
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **k: Any) -> Any:
-            with Entry(eng, resource, args, origin, inbound):
-                return fn(*a, **k)
-
-        return wrapper
+        # the wrapper is made by interpreted code (see _THRESHOLD): a fresh Entry per call
+        make = functools.partial(Entry, self._engine, self.resource, self.args, self.origin, self.inbound)
+        return guarded(fn, make)

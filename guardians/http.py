@@ -334,20 +334,42 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
+class _Replay:
+    """A receive channel that hands the already-read body to the app, then the original channel.
+    (A class, not a closure: compiled, a closure is an object with a ``__weakref__`` slot mypyc
+    mishandles on Python 3.11 — guardians/README.md, "The compiled hot path".)"""
+
+    def __init__(self, body: bytes, disconnected: bool, receive: Receive) -> None:
+        self.body = body
+        self.disconnected = disconnected
+        self.receive = receive
+        self.sent = False
+
+    async def __call__(self) -> Message:
+        if not self.sent:
+            self.sent = True
+            if self.disconnected and not self.body:
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        return await self.receive()
+
+
 def _replay(body: bytes, disconnected: bool, receive: Receive) -> Receive:
     """A receive channel that hands the already-read body to the app, then the original channel."""
-    sent = False
+    return _Replay(body, disconnected, receive)
 
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            if disconnected and not body:
-                return {"type": "http.disconnect"}
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
 
-    return replay
+class _StatusSend:
+    """The app's send channel, noting the status of its answer (a class, not a closure: see ``_Replay``)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
 
 
 REFUSED = "guardians.refused"  # scope key: a Blocked the door hands inward, answered by RefusalAnswer
@@ -509,20 +531,14 @@ class GuardMiddleware:
         if wait:
             await engine.clock.asleep(wait)
             t0, held = engine._pass(slot, True, args)
-        state = {"status": 0}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-            await send(message)
-
+        send_wrapper = _StatusSend(send)
         error = True
         try:
             await self.app(scope, receive, send_wrapper)
-            error = state["status"] >= 500
+            error = send_wrapper.status >= 500
         except Blocked as exc:
             # a Blocked raised deep inside the request that nobody handled
-            if state["status"]:
+            if send_wrapper.status:
                 raise
             await send_problem(send, exc)
             error = False

@@ -46,13 +46,26 @@ _FROM_PYBREAKER = {
 Emit = Callable[[BreakerStateChanged], None]
 
 
-class _Relay(pybreaker.CircuitBreakerListener):
-    """pybreaker listener that turns its state changes into BreakerStateChanged events."""
+class _Relay:
+    """pybreaker listener that turns its state changes into BreakerStateChanged events.
+
+    Not a subclass of ``pybreaker.CircuitBreakerListener`` (pybreaker only calls the four methods): a
+    compiled class with an interpreted base gets a ``__dict__`` and a ``__weakref__`` slot that mypyc
+    mishandles on Python 3.11 (guardians/README.md, "The compiled hot path")."""
 
     def __init__(self, owner: BreakerChecker) -> None:
         self.owner = owner
 
-    def state_change(self, cb, old_state, new_state) -> None:  # type: ignore[no-untyped-def,override]
+    def before_call(self, cb: object, func: object, *args: object, **kwargs: object) -> None:
+        pass
+
+    def success(self, cb: object) -> None:
+        pass
+
+    def failure(self, cb: object, exc: BaseException) -> None:
+        pass
+
+    def state_change(self, cb, old_state, new_state) -> None:  # type: ignore[no-untyped-def]
         prev = _FROM_PYBREAKER.get(old_state.name, CLOSED) if old_state is not None else CLOSED
         new = _FROM_PYBREAKER.get(new_state.name, CLOSED)
         if prev != new:
@@ -126,12 +139,12 @@ class BreakerChecker:
         self._lock = threading.RLock()
         # pybreaker's storage, kept to stamp ``opened_at`` with the injected clock (its public property)
         self.storage = storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self.cb = pybreaker.CircuitBreaker(
+        self.cb = pybreaker.CircuitBreaker(  # type: ignore[type-var]
             fail_max=2**31,  # pybreaker's own consecutive-failure trigger is never used
             reset_timeout=self.recovery_s,
             success_threshold=self.probes,
             state_storage=self.storage,
-            listeners=[_Relay(self)],
+            listeners=[_Relay(self)],  # a listener by duck typing (see _Relay)
             name=rule.resource,
         )
         self.transitions = 0

@@ -10,6 +10,7 @@ the value's first call after the previous one ended (as ``limits``' fixed window
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -35,6 +36,29 @@ def _arg(args: Mapping[str, Any], name: str) -> Any:
     return args.get(name)
 
 
+class _Exact:
+    # (matchers are small classes, not lambdas: compiled, a lambda is an object with a ``__weakref__``
+    # slot mypyc mishandles on Python 3.11 — guardians/README.md, "The compiled hot path")
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __call__(self, v: str) -> bool:
+        return v == self.pattern
+
+
+class _Prefix(_Exact):
+    def __call__(self, v: str) -> bool:
+        return v.startswith(self.pattern)
+
+
+class _Regex:
+    def __init__(self, pattern: str) -> None:
+        self.rx = re.compile(pattern)
+
+    def __call__(self, v: str) -> bool:
+        return self.rx.fullmatch(v) is not None
+
+
 def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
     """Sentinel's gateway param matching: which values of a ``header:``/``query:`` param a rule limits
     (``exact``, ``prefix``, or a ``regex`` matching the whole value); None: every value."""
@@ -42,11 +66,10 @@ def value_matcher(rule: ParamRule) -> Callable[[str], bool] | None:
     if not strategy or pattern is None:
         return None
     if strategy == "exact":
-        return lambda v: v == pattern
+        return _Exact(pattern)
     if strategy == "prefix":
-        return lambda v: v.startswith(pattern)
-    rx = re.compile(pattern)
-    return lambda v: rx.fullmatch(v) is not None
+        return _Prefix(pattern)
+    return _Regex(pattern)
 
 
 def values_of(
@@ -315,7 +338,7 @@ class ClusterParamChecker:
             st.left -= 1
             if st.left <= st.low and not st.pending and not st.exhausted and cl.ok:
                 st.pending = True
-                cl.submit(lambda: self._refill(v, w, limit))
+                cl.submit(functools.partial(self._refill, v, w, limit))  # (no lambda: see _Exact)
             return True
         if cl.ok and not st.exhausted:
             want = self._want(st, t, limit)
