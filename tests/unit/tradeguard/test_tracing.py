@@ -745,8 +745,8 @@ def test_a_forgotten_trace_is_freed_without_the_cyclic_gc_and_the_current_span_i
 
     from opentelemetry import context as context_api
 
-    from tradeguard.tracing import spans as tracing_module
     from tradeguard.tracing import TracingGuard, current_ids, instrument_redis
+    from tradeguard.tracing import spans as tracing_module
 
     tracing = _lone_tracing(tmp_path, 0.0)
     redis = _FakeRedis()
