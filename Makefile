@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml setup.py
 native: $(STAMP)
 	@$(BIN)/python guardians/_native.py --rebuild
 
-# Back to pure Python (until `make compiled` or a reinstall), and back to compiled.
+# Back to pure Python (until `make compiled`, `make native` after an edit, or a reinstall), and back
+# to compiled.
 pure:
 	$(PYTHON) guardians/_native.py --clean
 
 compiled: $(STAMP)
-	TRADEGUARD_COMPILE=1 $(BIN)/python guardians/_native.py --build
+	$(BIN)/python guardians/_native.py --build
 
 demo: native
 	$(BIN)/tradeguard demo

@@ -52,11 +52,14 @@ def _on(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _off(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
+
+
 def pure_requested() -> bool:
-    """Build and run without compiling: the default. Compiling is opt-in (``TRADEGUARD_COMPILE=1``)
-    while a compiled build has crashed in garbage collection under the full test suite (a segmentation
-    fault not yet explained); ``TRADEGUARD_PURE_PYTHON=1`` forces pure Python in any case."""
-    return _on(PURE_ENV) or not _on(COMPILE_ENV)
+    """Build and run without compiling: ``TRADEGUARD_PURE_PYTHON=1`` (or ``TRADEGUARD_COMPILE=0``).
+    Compiling is the default; without a C compiler the build warns and stays pure Python anyway."""
+    return _on(PURE_ENV) or _off(COMPILE_ENV)
 
 
 def source_of(module: str, root: Path = ROOT) -> Path:
@@ -198,8 +201,7 @@ def rebuild_stale(root: Path = ROOT, python: str = sys.executable, always: bool 
         print(stale_message(found), file=sys.stderr)
     clean(root)  # whatever happens next, the old compiled code never runs again
     if pure_requested():
-        print(f"[native] not compiled ({COMPILE_ENV}=1 to compile): the hot path runs as pure Python",
-              file=sys.stderr)
+        print(f"[native] not compiled ({PURE_ENV}=1): the hot path runs as pure Python", file=sys.stderr)
         return 0
     print("[native] rebuilding in place: python setup.py build_ext --inplace", file=sys.stderr)
     import subprocess

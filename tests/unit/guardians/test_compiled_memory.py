@@ -111,3 +111,32 @@ def test_no_type_of_a_compiled_module_has_the_weakref_slot_mypyc_mishandles():
     types = [o for o in gc.get_objects() if isinstance(o, type) and o.__dict__.get("__module__") in MODULES]
     assert len(types) > 20  # the native classes and the generated generator classes
     assert [t.__qualname__ for t in types if t.__weakrefoffset__] == []
+
+
+REENTER = r"""
+from guardians import context
+
+raw = context.caller_context.__wrapped__  # the generator function behind the context manager
+keep = []
+
+class Reenter(str):
+    def __del__(self):  # runs while the first generator's fields are cleared
+        keep.append(raw("origin-B", "entrance-B"))
+
+first = raw(Reenter("origin-A"), "entrance-A")
+del first  # freed before it ran: its dealloc clears the Reenter, whose finalizer makes another
+second = keep[0]
+next(second)
+print(context.current_caller())
+"""
+
+
+def test_a_generator_made_while_another_is_freed_is_whole():
+    """mypyc published a freed generator for reuse before clearing its fields: one made by a finalizer
+    during that clearing got the half-cleared object and ended at once (StopIteration) — the build
+    turns that reuse off (setup.py, ``_no_freed_instance_reuse``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", REENTER],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    assert done.stdout.strip().splitlines()[-1] == "('origin-B', 'entrance-B')"
