@@ -96,6 +96,16 @@ _SHARED: Final = operator.attrgetter("shared")
 _SECOND_RESOURCE: Final = operator.attrgetter("second", "resource")
 
 
+def _probe() -> None:
+    """(only to tell compiled from interpreted)"""
+
+
+# whether this module runs compiled by mypyc (a compiled function has no ``__code__``)
+_NATIVE: Final[bool] = not hasattr(_probe, "__code__")
+# the identity cache of nodes (``Engine._cached_node``, compiled only): slots, a power of two
+_CACHE_SLOTS: Final = 1 << 14
+
+
 def _free_check(chk: Any, node: ResourceNode, t: float, args: Any, origin: str | None) -> None:
     """A checker of the lock-free path (``ResourceNode.free``): ``chk.check(node, t, args, origin)``.
     Compiled, the lock-free kinds are called by a typed (native) call after an exact type test: no bound
@@ -265,6 +275,9 @@ class Engine:
         self._param = ParamRuleManager(self.clock)
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
+        # compiled: the node last found for a caller's string object, by the object's address (see
+        # _cached_node); interpreted, the dict lookup is cheaper
+        self._by_id: list[ResourceNode | None] = [None] * _CACHE_SLOTS if _NATIVE else []
         self._slots: dict[str, _Slot] = {}
         self._parts: tuple[dict, dict, dict, dict, Any, dict] = ({}, {}, {}, {}, None, {})
         self._ruleset = RuleSet()
@@ -399,6 +412,29 @@ class Engine:
         ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
+    def _cached_node(self, resource: str) -> ResourceNode | None:
+        """``self._nodes.get(resource)``, compiled, for a caller that passes the same string object again
+        (a literal, a route resolver's cached name: nearly every caller) without reading the dict.
+
+        The dict's keys are the rule document's strings, never the caller's: its lookup compares the two
+        strings, reading the key's — with 10,000 resources its entry and its key are two or three cold
+        cache lines per call, more than the node itself. Here a slot chosen by the object's address
+        (``id >> 6``: consecutive string objects, 64 bytes or more apart, get consecutive slots) holds the
+        node last found for it, and ``node.key`` the caller's object it was found for: a hit is that
+        identity, so it is always the right node (``key`` keeps the object alive: no other object can
+        have its address meanwhile). A miss looks the dict up and fills the slot. No lock: a reader sees
+        either node of a slot, and each is right for its own ``key`` (set before the node is stored)."""
+        cache = self._by_id
+        i = (id(resource) >> 6) & (_CACHE_SLOTS - 1)
+        node = cache[i]
+        if node is not None and node.key is resource:
+            return node
+        node = self._nodes.get(resource)
+        if node is not None:
+            node.key = resource
+            cache[i] = node
+        return node
+
     def _new_node(self, name: str) -> ResourceNode | None:
         """The node of a resource first called now (None past ``max_resources``: unguarded)."""
         with self._lock:
@@ -452,7 +488,7 @@ class Engine:
         propagates.
         """
         # one object per call: the node has the current half-second's counters and its chain's hot fields
-        node = self._nodes.get(resource)
+        node = self._cached_node(resource) if _NATIVE else self._nodes.get(resource)
         if node is None:
             node = self._new_node(resource)
             if node is None:
@@ -692,7 +728,7 @@ class Engine:
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
         waits, then calls ``_pass`` for t0 and held. ``guard``'s chain (``_checks``), with system
         rules first for inbound calls; a refusal raises ``Blocked``."""
-        node = self._nodes.get(resource)
+        node = self._cached_node(resource) if _NATIVE else self._nodes.get(resource)
         if node is None:
             node = self._new_node(resource)
             if node is None:

@@ -186,6 +186,7 @@ class ResourceNode:
     # power-of-two stride puts every node's hot lines in half of the cache's sets, and the bench runs
     # with it were no better (guardians/README.md, "Cost").
     __slots__ = (  # noqa: RUF023 - hot fields first, see above
+        "key",
         "h",
         "passed",
         "prev_passed",
@@ -212,6 +213,9 @@ class ResourceNode:
         "_lock",
         "glock",
     )
+    # the string object a caller named this resource with last (equal to ``name``): the engine's
+    # identity cache of nodes (``guardians.engine.Engine._cached_node``)
+    key: str
     h: int  # the engine's half-second this node was last rolled to
     passed: int
     prev_passed: int  # passes of the half-second before ``start`` (frozen when it rolled out)
@@ -234,6 +238,7 @@ class ResourceNode:
     chain: _Slot
 
     def __init__(self, name: str) -> None:
+        self.key = name
         self.h = -1
         self.passed = 0
         self.prev_passed = 0

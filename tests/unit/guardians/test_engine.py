@@ -170,3 +170,23 @@ def test_counts_stay_exact_under_threads():
     clock.advance(1)
     (s,) = eng.metrics_since(0)
     assert (s.passed, s.block_flow, s.success, s.concurrency) == (passed, blocked, passed, 0)
+
+
+def test_a_resource_named_by_any_equal_string_object_finds_its_own_node():
+    """Compiled, the engine finds a node by the caller's string object first (an identity cache in
+    slots chosen by the object's address): equal strings made apart, several objects for one resource
+    alternating, and more resources than slots (so that slots are shared) all find their own node."""
+    from common.clock import FakeClock
+    from guardians.engine import _CACHE_SLOTS
+
+    names = [f"r.{i}" for i in range(_CACHE_SLOTS + 500)]
+    engine = Engine(FakeClock())
+    engine.apply(parse_document({"flow": [{"resource": n, "threshold": 1000} for n in names[:50]]}))
+    for _ in range(3):
+        for n in names:
+            engine.guard(n, lambda: None)
+        for n in names[:50]:
+            engine.guard("".join(n), lambda: None)  # an equal string, another object
+    stats = engine.stats()["resources"]
+    assert all(stats[n]["pass_qps"] == (6 if i < 50 else 3) for i, n in enumerate(names))
+    assert len(stats) == len(names)
