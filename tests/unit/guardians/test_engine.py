@@ -175,18 +175,30 @@ def test_counts_stay_exact_under_threads():
 def test_a_resource_named_by_any_equal_string_object_finds_its_own_node():
     """Compiled, the engine finds a node by the caller's string object first (an identity cache in
     slots chosen by the object's address): equal strings made apart, several objects for one resource
-    alternating, and more resources than slots (so that slots are shared) all find their own node."""
+    alternating, and resources whose strings share a slot all find their own node (interpreted, the
+    same calls take the dict)."""
     from common.clock import FakeClock
     from guardians.engine import _CACHE_SLOTS
 
-    names = [f"r.{i}" for i in range(_CACHE_SLOTS + 500)]
+    def slot(s: str) -> int:
+        return ((id(s) >> 6) ^ (id(s) >> 22)) & (_CACHE_SLOTS - 1)
+
+    made: list[str] = []  # (kept alive: their addresses stay theirs)
+    by_slot: dict[int, list[str]] = {}
+    for i in range(200_000):
+        made.append(f"r.{i}")
+        same = by_slot.setdefault(slot(made[-1]), [])
+        same.append(made[-1])
+        if len(same) == 3:
+            break
+    assert len(same) == 3, "no three strings sharing a slot"
+    names = [*same, "order.place", "GET /orders/{order_id}"]
     engine = Engine(FakeClock())
-    engine.apply(parse_document({"flow": [{"resource": n, "threshold": 1000} for n in names[:50]]}))
+    engine.apply(parse_document({"flow": [{"resource": n, "threshold": 1000} for n in names[:4]]}))
     for _ in range(3):
         for n in names:
             engine.guard(n, lambda: None)
-        for n in names[:50]:
             engine.guard("".join(n), lambda: None)  # an equal string, another object
     stats = engine.stats()["resources"]
-    assert all(stats[n]["pass_qps"] == (6 if i < 50 else 3) for i, n in enumerate(names))
+    assert {n: stats[n]["pass_qps"] for n in names} == dict.fromkeys(names, 6)
     assert len(stats) == len(names)
