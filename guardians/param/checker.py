@@ -196,8 +196,12 @@ class ParamChecker:
         if self.plain:
             # one value, every value under the rule's threshold (no match, exceptions or zero): a running
             # window is found, counted and compared with no call in between (exact under threads)
-            counts = self.windows.counts
-            w = counts[value] if value in counts else None  # noqa: SIM401 - get() is a call
+            # one lookup, no call (interpreted, a call could let another thread in before the count):
+            # a value not seen in a while is the exception
+            try:
+                w: _Window | None = self.windows.counts[value]
+            except KeyError:
+                w = None
             if w is not None and w.end > t:
                 w.n += 1
                 n = w.n
