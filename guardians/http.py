@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 
 from common.problems import PROBLEM_JSON, problem_body
 from guardians.context import reset_caller, set_caller
-from guardians.engine import Engine
+from guardians.engine import Engine, _Slot
 from guardians.errors import Blocked
 
 log = logging.getLogger(__name__)
@@ -517,33 +517,46 @@ class GuardMiddleware:
         if resource is None:
             await self.app(scope, receive, send)
             return
-        engine = self.engine
         args: Any = self.args_from(scope) if self.args_from else None
         origin = self.origin_from(scope) if self.origin_from else None
-        needs = engine.request_params(resource)
-        if needs:
-            body = None
-            if any(n.startswith("body:") for n in needs) and _json_body(scope):
-                raw, disconnected = await _read_body(receive)
-                receive = _replay(raw, disconnected, receive)  # the route reads the same body
-                if len(raw) <= MAX_BODY:
-                    try:
-                        body = json.loads(raw) if raw else None
-                    except ValueError:
-                        body = None
-            args = {**(args or {}), **request_args(scope, resource, needs, self.trusted, body)}
+        needs = self.engine.request_params(resource)
+        body = None
+        if needs and any(n.startswith("body:") for n in needs) and _json_body(scope):
+            raw, disconnected = await _read_body(receive)
+            receive = _replay(raw, disconnected, receive)  # the route reads the same body
+            if len(raw) <= MAX_BODY:
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
         token = set_caller(origin, resource)  # the domain's guard() calls of this request see them
         try:
-            await self._guarded(scope, receive, send, resource, args, origin)
+            await self._guarded(scope, receive, send, resource, needs, args, origin, body)
         finally:
             reset_caller(token)
 
+    def enter(
+        self, scope: Scope, resource: str, needs: tuple[str, ...], args: Any, origin: str | None,
+        body: Any = None,
+    ) -> tuple[_Slot | None, float, float, Any, Any]:
+        """The door of a request, before the app runs: the request parameters ``needs`` the route's
+        param rules read (``request_args``; ``body`` is the request's JSON body when one is read) merged
+        into ``args``, then the entry as inbound traffic (``Engine._enter``). Returns ``(slot, t0, wait,
+        held, args)`` (``slot`` None: not guarded); a refusal raises ``Blocked``. Synchronous, one call:
+        ``tradeguard bench guard`` times it, with the exit, as ``guard_ns_param_http``."""
+        if needs:
+            extra = request_args(scope, resource, needs, self.trusted, body)
+            args = extra if not args else {**args, **extra}
+        slot, t0, wait, held = self.engine._enter(resource, args, origin, True)
+        return slot, t0, wait, held, args
+
     async def _guarded(
-        self, scope: Scope, receive: Receive, send: Send, resource: str, args: Any, origin: str | None
+        self, scope: Scope, receive: Receive, send: Send, resource: str, needs: tuple[str, ...], args: Any,
+        origin: str | None, body: Any,
     ) -> None:
         engine = self.engine
         try:
-            slot, t0, wait, held = engine._enter(resource, args, origin, True)
+            slot, t0, wait, held, args = self.enter(scope, resource, needs, args, origin, body)
         except Blocked as exc:
             inside = self.refuse_inside
             if inside is not None and (engine.route_fallback(resource) is not None or inside(resource, exc)):
