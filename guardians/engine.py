@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND: Final = "__inbound__"
+# the request parameters of a route whose param rules read only the client's address (the commonest):
+# ``request_params`` answers with this very tuple, ``guardians.http.request_args`` tests it by identity
+CLIENT_IP_ONLY: Final[tuple[str, ...]] = ("client_ip",)  # (a tuple object: compiled, not unboxed)
 # the GIL keeps a run with no call in it whole, interpreted or compiled (3.13t builds may run without it)
 _GIL: Final[bool] = bool(sys._is_gil_enabled()) if hasattr(sys, "_is_gil_enabled") else True
 _INF: Final = float("inf")
@@ -108,7 +111,7 @@ _CACHE_SLOTS: Final = 1 << 16
 
 
 def _free_check(chk: Any, node: ResourceNode, t: float, args: Any, origin: str | None) -> None:
-    """A checker of the lock-free path (``ResourceNode.free``): ``chk.check(node, t, args, origin)``.
+    """A checker of the compiled lock-free path (``ResourceNode.free``): ``chk.check(node, t, args, origin)``.
     Compiled, the lock-free kinds are called by a typed (native) call after an exact type test: no bound
     method, no boxed ``t`` or result, no argument parsing (about a third of a param rule's cost); any
     other kind through its ``check``. (Their waits are 0: lock-free checkers never queue.)"""
@@ -199,8 +202,9 @@ class _Slot:
         self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
-        # the lock-free path calls the checkers themselves (``_free_check``: compiled, a typed call)
-        self.free = tuple(rest)
+        # the lock-free path's checks: compiled, the checkers themselves (``_free_check``: a typed call);
+        # interpreted, their bound ``check`` methods (a call through ``_free_check`` would be one more)
+        self.free = tuple(rest) if _NATIVE else self.fast_checks
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
         self.checks = tuple(c.check for c in chain)
@@ -313,7 +317,9 @@ class Engine:
             for r in ruleset.param:
                 if r.param == "client_ip" or ":" in r.param:  # (interned as the checkers' names)
                     needs.setdefault(r.resource, set()).add(sys.intern(r.param))
-            self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
+            self._request_params = {
+                k: CLIENT_IP_ONLY if v == {"client_ip"} else tuple(sorted(v)) for k, v in needs.items()
+            }
             slots = {name: self._build(name) for name in self._nodes}
             ints: dict[int, int] = {}
             for slot in slots.values():
@@ -516,7 +522,10 @@ class Engine:
                 slot = node.chain
                 for chk in free:
                     try:
-                        _free_check(chk, node, t, args, None)
+                        if _NATIVE:
+                            _free_check(chk, node, t, args, None)
+                        else:
+                            chk(node, t, args, None)
                     except Blocked as e:
                         return self._blocked(slot, t, e, args, fallback)
                     except Exception:
@@ -753,7 +762,10 @@ class Engine:
             if free:
                 for chk in free:
                     try:
-                        _free_check(chk, node, t, args, origin)
+                        if _NATIVE:
+                            _free_check(chk, node, t, args, origin)
+                        else:
+                            chk(node, t, args, origin)
                     except Blocked as e:
                         self._refused(slot, t, e, args, origin, inbound)
                     except Exception:

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs
 
 from common.problems import PROBLEM_JSON, problem_body
 from guardians.context import reset_caller, set_caller
-from guardians.engine import Engine, _Slot
+from guardians.engine import CLIENT_IP_ONLY, Engine, _Slot
 from guardians.errors import Blocked
 
 log = logging.getLogger(__name__)
@@ -171,17 +171,17 @@ class TrustedProxies:
         """The client's address: the peer, or — only when the peer is a trusted proxy — the right-most
         ``X-Forwarded-For`` address that is not itself a trusted proxy (its first one when all are).
 
-        Compiled, the ``type(x) is tuple`` / ``list`` / ``bytes`` tests narrow the ASGI values (typed
-        ``Any``) so that reading them is a typed C operation — a tuple item, a list item, a bytes compare
-        — instead of the generic object protocol (about four times the instructions); values of other
-        types (a list as a header pair, a server that does not lowercase names) take the generic way."""
-        client = _get(scope, "client")
-        if type(client) is tuple:  # (host, port), as every ASGI server passes it
-            if len(client) == 0:
-                return None
-            peer = client[0]
-        elif not client:
+        Compiled (``_NATIVE``), the ``type(x) is T`` tests narrow the ASGI values (typed ``Any``) to what
+        every server passes — a ``(host, port)`` tuple, a list of ``(bytes, bytes)`` pairs — so that reading
+        them is a typed C operation (a tuple item, a list item, a bytes compare) instead of the generic
+        object protocol, about four times the instructions; other shapes, and the interpreted form (where
+        the tests would only cost), take the generic way."""
+        # (``_get``: compiled, a typed dict lookup; interpreted, the method is the faster)
+        client = _get(scope, "client") if _NATIVE else scope.get("client")
+        if not client:
             return None
+        if _NATIVE and type(client) is tuple:  # noqa: SIM108 - the same read, typed in this branch
+            peer = client[0]
         else:
             peer = client[0]
         if type(peer) is not str:
@@ -193,15 +193,30 @@ class TrustedProxies:
             trusted = peer in self
         if not trusted:
             return peer
-        raw = _forwarded_for(_get(scope, "headers"))
+        headers = (_get(scope, "headers") if _NATIVE else scope.get("headers")) or ()
+        raw = None
+        if _NATIVE and type(headers) is list:
+            raw = _xff_in_list(headers)
+        else:
+            for hdr in headers:  # the first X-Forwarded-For (ASGI servers lowercase header names) ...
+                if hdr[0] == _XFF:
+                    raw = hdr[1]
+                    break
+        if raw is None:
+            for hdr in headers:  # ... or, from a server that does not, in any case
+                k = hdr[0]
+                if len(k) == 15 and k.lower() == _XFF:
+                    raw = hdr[1]
+                    break
         if not raw:
             return peer
-        # one lookup (a miss is rare: a client behind the same proxies sends the same value again and
-        # again); "" stands for "the peer itself"
-        hop = self._forwarded.get(raw)
-        if hop is None:
+        # one lookup, no call (a miss is rare: a client behind the same proxies sends the same value
+        # again and again); "" stands for "the peer itself"
+        forwarded = self._forwarded
+        try:
+            hop = forwarded[raw]
+        except KeyError:
             hop = self._forwarded_client(raw.decode("latin-1")) or ""
-            forwarded = self._forwarded
             if len(forwarded) >= self.MAX_CACHED:
                 forwarded.clear()
             forwarded[raw] = hop
@@ -225,12 +240,28 @@ def _get(scope: Scope, key: str) -> Any:
 _XFF: Final = b"x-forwarded-for"
 
 
-def _forwarded_for(headers: Any) -> Any:
-    """The value of the first ``X-Forwarded-For`` in ASGI ``headers`` (None: none): by its lowercase name,
-    as ASGI servers pass names, else (a server that does not) case-insensitively. Compiled, a list of
-    ``(bytes, bytes)`` tuples — what servers pass — is read with typed operations (see ``client_ip``)."""
-    if not headers:
-        return None
+def _probe() -> None:
+    """(only to tell compiled from interpreted)"""
+
+
+# whether this module runs compiled by mypyc (a compiled function has no ``__code__``)
+_NATIVE: Final[bool] = not hasattr(_probe, "__code__")
+
+
+def _xff_in_list(headers: list[Any]) -> Any:
+    """(compiled) The value of the first header named exactly ``x-forwarded-for`` in a list of header
+    pairs (None: none), each pair that is a ``(bytes, bytes)`` tuple — what servers pass — read with typed
+    operations (see ``TrustedProxies.client_ip``), any other the generic way."""
+    for hdr in headers:
+        if type(hdr) is tuple and len(hdr) == 2:
+            k = hdr[0]
+            if type(k) is bytes:
+                if k == _XFF:
+                    return hdr[1]
+                continue
+        if hdr[0] == _XFF:
+            return hdr[1]
+    return None
     if type(headers) is list:
         for hdr in headers:
             if type(hdr) is tuple and len(hdr) == 2:
@@ -301,9 +332,9 @@ def request_args(
 ) -> dict[str, Any]:
     """The values of the request parameters ``needs`` (``client_ip``, ``header:NAME``, ``query:NAME``,
     ``path:NAME``, ``cookie:NAME``, ``body:FIELD``), keyed by those names; absent ones are left out."""
-    # the commonest route param rule: per client address (compiled, two typed operations; a tuple
-    # compare would be a generic call)
-    if len(needs) == 1 and needs[0] == "client_ip":
+    # the commonest route param rule: per client address (``Engine.request_params`` answers it with
+    # CLIENT_IP_ONLY itself: compiled, a generic tuple compare would cost more than the rest)
+    if needs is CLIENT_IP_ONLY or needs == CLIENT_IP_ONLY:
         ip = trusted.client_ip(scope)
         return {"client_ip": ip} if ip is not None else {}
     out: dict[str, Any] = {}

@@ -186,7 +186,6 @@ class ResourceNode:
     # power-of-two stride puts every node's hot lines in half of the cache's sets, and the bench runs
     # with it were no better (guardians/README.md, "Cost").
     __slots__ = (  # noqa: RUF023 - hot fields first, see above
-        "key",
         "h",
         "passed",
         "prev_passed",
@@ -212,6 +211,7 @@ class ResourceNode:
         "name",
         "_lock",
         "glock",
+        "key",  # (read only compiled: interpreted, the engine finds nodes by the dict)
     )
     # the string object a caller named this resource with last (equal to ``name``): the engine's
     # identity cache of nodes (``guardians.engine.Engine._cached_node``)
