@@ -22,8 +22,9 @@ per round: every call is its resource's first in a new 500 ms window, so it pays
 window rotation and cold memory — the worst case), guard_ns_10k_hot (10,000
 resources loaded, traffic on 100 of them), bare_ns, the targets and whether they
 were met; guard_ns_origin (a ``limit_app`` flow rule, called inside a request's caller context),
-guard_ns_param_http (a ``client_ip`` param rule on a route: the value read from the ASGI scope
-behind a trusted proxy + the entry, as the middleware does), threads_64_overshoot_pct (64 threads
+guard_ns_param_http (a ``client_ip`` param rule on a route: the middleware's door,
+``GuardMiddleware.enter`` — the value read from the ASGI scope behind a trusted proxy + the entry —
+and the exit), threads_64_overshoot_pct (64 threads
 on one QPS-limited resource on a fake clock: passes over threshold × seconds, %);
 ``compiled`` (whether the guard's hot path runs compiled by mypyc: ``guardians.COMPILED``; false
 in a pure-Python install, see ``guardians/_native.py``) and ``compiled_modules``;
@@ -160,19 +161,21 @@ def _variants(resources: list[str], *, baseline: bool = True) -> dict[str, Calla
 
 def _door_variants() -> dict[str, Callable[[list[str]], None]]:
     """The door: an origin-aware flow rule (``limit_app``) on a core resource called inside a request's
-    caller context, and a ``client_ip`` param rule on a route, its value read from the ASGI scope as
-    the middleware does (``request_args`` + the entry). Thresholds never block."""
+    caller context, and a ``client_ip`` param rule on a route, its value read from the ASGI scope by
+    the middleware's own door (``GuardMiddleware.enter``: ``request_args`` + the entry). Thresholds
+    never block."""
     from guardians import Engine, parse_document
     from guardians.context import caller_context
-    from guardians.http import TrustedProxies, request_args
+    from guardians.http import GuardMiddleware
 
     engine = Engine()
     engine.apply(parse_document({
         "flow": [{"resource": "order.place", "threshold": 1e9, "limit_app": "batch"}],
         "param": [{"resource": "POST /orders", "param": "client_ip", "threshold": 10_000_000}],
     }))
-    guard, enter, exit_ = engine.guard, engine._enter, engine._exit
-    trusted = TrustedProxies("127.0.0.1")
+    guard, exit_ = engine.guard, engine._exit
+    # the middleware's door (its request parameters + the entry), as it runs before the app; no app
+    enter = GuardMiddleware(None, engine, trusted_proxies="127.0.0.1").enter  # type: ignore[arg-type]
     needs = engine.request_params("POST /orders")
     scope = {"type": "http", "method": "POST", "path": "/orders", "client": ("127.0.0.1", 5000),
              "headers": [(b"x-forwarded-for", b"203.0.113.7"), (b"content-type", b"application/json")]}
@@ -191,8 +194,7 @@ def _door_variants() -> dict[str, Callable[[list[str]], None]]:
 
     def param_http(names: list[str]) -> None:
         for _n in names:
-            args = request_args(scope, "POST /orders", needs, trusted)
-            slot, t0, _wait, held = enter("POST /orders", args, None, True)
+            slot, t0, _wait, held, _args = enter(scope, "POST /orders", needs, None, None)
             fn()
             exit_(slot, t0, False, True, held)
 

@@ -69,8 +69,9 @@ from guardians.degrade.manager import DegradeManager
 from guardians.degrade.rule import DegradeRule
 from guardians.errors import Blocked
 from guardians.events import BreakerStateChanged
-from guardians.flow.checker import QpsReject
+from guardians.flow.checker import OwnQpsReject, QpsReject
 from guardians.flow.manager import FlowRuleManager
+from guardians.param.checker import ParamChecker
 from guardians.param.manager import ParamRuleManager
 from guardians.rules import RuleSet
 from guardians.snapshot import ResourceSnapshot
@@ -82,6 +83,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INBOUND: Final = "__inbound__"
+# the request parameters of a route whose param rules read only the client's address (the commonest):
+# ``request_params`` answers with this very tuple, ``guardians.http.request_args`` tests it by identity
+CLIENT_IP_ONLY: Final[tuple[str, ...]] = ("client_ip",)  # (a tuple object: compiled, not unboxed)
 # the GIL keeps a run with no call in it whole, interpreted or compiled (3.13t builds may run without it)
 _GIL: Final[bool] = bool(sys._is_gil_enabled()) if hasattr(sys, "_is_gil_enabled") else True
 _INF: Final = float("inf")
@@ -93,6 +97,35 @@ _THRESHOLD: Final = operator.attrgetter("threshold")
 _CLUSTER: Final = operator.attrgetter("cluster")
 _SHARED: Final = operator.attrgetter("shared")
 _SECOND_RESOURCE: Final = operator.attrgetter("second", "resource")
+
+
+def _probe() -> None:
+    """(only to tell compiled from interpreted)"""
+
+
+# whether this module runs compiled by mypyc (a compiled function has no ``__code__``)
+_NATIVE: Final[bool] = not hasattr(_probe, "__code__")
+# the identity cache of nodes (``Engine._cached_node``, compiled only): slots, a power of two (512 KB:
+# the strings of 10,000 resources scattered over the heap share a slot one time in twenty or less)
+_CACHE_SLOTS: Final = 1 << 16
+
+
+def _free_check(chk: Any, node: ResourceNode, t: float, args: Any, origin: str | None) -> None:
+    """A checker of the compiled lock-free path (``ResourceNode.free``): ``chk.check(node, t, args, origin)``.
+    Compiled, the lock-free kinds are called by a typed (native) call after an exact type test: no bound
+    method, no boxed ``t`` or result, no argument parsing (about a third of a param rule's cost); any
+    other kind through its ``check``. (Their waits are 0: lock-free checkers never queue.)"""
+    # (one branch per type, not one test with ``or``: each branch's call is typed by its own test)
+    if type(chk) is ParamChecker:  # noqa: SIM114
+        chk.check(node, t, args, origin)
+    elif type(chk) is OwnQpsReject:  # noqa: SIM114 - an origin's or an entrance's own window
+        chk.check(node, t, args, origin)
+    elif type(chk) is AuthorityChecker:  # noqa: SIM114
+        chk.check(node, t, args, origin)
+    elif type(chk) is QpsReject:  # a relate rule's
+        chk.check(node, t, args, origin)
+    else:
+        chk.check(node, t, args, origin)
 
 
 class _Slot:
@@ -110,7 +143,7 @@ class _Slot:
     then the others (``fast_exits``), on both paths.
 
     ``install`` makes the chain its node's: the node keeps copies of the fields a call reads
-    (``free``: ``fast_checks`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
+    (``free``: the checkers of ``fast_checks`` if ``inline``, else None; ``qps_limit``; ``slow``; ``exits`` =
     ``fast_exits``; its breakers are bound to it), so a call on the lock-free path reads that one
     object and never this one.
     """
@@ -121,6 +154,7 @@ class _Slot:
         "qps_limit",
         "qps_checker",
         "fast_checks",
+        "free",
         "breakers",
         "holds",
         "system",
@@ -168,6 +202,9 @@ class _Slot:
         self.slow = self.slow_ms if self.slow_ms is not None else _INF
         rest = [c for c in checkers if c not in direct and not isinstance(c, BreakerChecker)]
         self.fast_checks = tuple(c.check for c in rest)
+        # the lock-free path's checks: compiled, the checkers themselves (``_free_check``: a typed call);
+        # interpreted, their bound ``check`` methods (a call through ``_free_check`` would be one more)
+        self.free = tuple(rest) if _NATIVE else self.fast_checks
         self.fast_exits = tuple(c.on_exit for c in rest if c.has_exit)
         chain = [*([self.qps_checker] if self.qps_checker is not None else []), *rest, *breakers]
         self.checks = tuple(c.check for c in chain)
@@ -210,7 +247,7 @@ class _Slot:
         if lim is not None:
             lim = self.qps_limit = ints.setdefault(lim, lim)
         old = getattr(node, "chain", None)  # released after the stores (freeing it could run Python code)
-        node.free = self.fast_checks if self.inline else None
+        node.free = self.free if self.inline else None
         node.qps_limit = lim if lim is not None else -1
         node.slow = self.slow
         node.exits = self.fast_exits
@@ -243,6 +280,9 @@ class Engine:
         self._param = ParamRuleManager(self.clock)
         self._degrade = DegradeManager()
         self._nodes: dict[str, ResourceNode] = {}
+        # compiled: the node last found for a caller's string object, by the object's address (see
+        # _cached_node); interpreted, the dict lookup is cheaper
+        self._by_id: list[ResourceNode | None] = [None] * _CACHE_SLOTS if _NATIVE else []
         self._slots: dict[str, _Slot] = {}
         self._parts: tuple[dict, dict, dict, dict, Any, dict] = ({}, {}, {}, {}, None, {})
         self._ruleset = RuleSet()
@@ -275,9 +315,11 @@ class Engine:
                 self._node(name)
             needs: dict[str, set[str]] = {}
             for r in ruleset.param:
-                if r.param == "client_ip" or ":" in r.param:
-                    needs.setdefault(r.resource, set()).add(r.param)
-            self._request_params = {k: tuple(sorted(v)) for k, v in needs.items()}
+                if r.param == "client_ip" or ":" in r.param:  # (interned as the checkers' names)
+                    needs.setdefault(r.resource, set()).add(sys.intern(r.param))
+            self._request_params = {
+                k: CLIENT_IP_ONLY if v == {"client_ip"} else tuple(sorted(v)) for k, v in needs.items()
+            }
             slots = {name: self._build(name) for name in self._nodes}
             ints: dict[int, int] = {}
             for slot in slots.values():
@@ -377,6 +419,31 @@ class Engine:
         ]
         return _Slot(name, self._nodes[name], checkers, system, degrade.get(name))
 
+    def _cached_node(self, resource: str) -> ResourceNode | None:
+        """``self._nodes.get(resource)``, compiled, for a caller that passes the same string object again
+        (a literal, a route resolver's cached name: nearly every caller) without reading the dict.
+
+        The dict's keys are the rule document's strings, never the caller's: its lookup compares the two
+        strings, reading the key's — with 10,000 resources its entry and its key are two or three cold
+        cache lines per call, more than the node itself. Here a slot chosen by the object's address holds
+        the node last found for it, and ``node.key`` the caller's object it was found for: a hit is that
+        identity, so it is always the right node (``key`` keeps the object alive: no other object can
+        have its address meanwhile). A miss looks the dict up and fills the slot. No lock: a reader sees
+        either node of a slot, and each is right for its own ``key`` (set before the node is stored).
+        The slot: the address in 64-byte steps (string objects made one after another get consecutive
+        slots) with its 4 MB blocks folded in (objects a multiple of 4 MB apart do not share one)."""
+        cache = self._by_id
+        a = id(resource)
+        i = ((a >> 6) ^ (a >> 22)) & (_CACHE_SLOTS - 1)
+        node = cache[i]
+        if node is not None and node.key is resource:
+            return node
+        node = self._nodes.get(resource)
+        if node is not None:
+            node.key = resource
+            cache[i] = node
+        return node
+
     def _new_node(self, name: str) -> ResourceNode | None:
         """The node of a resource first called now (None past ``max_resources``: unguarded)."""
         with self._lock:
@@ -430,7 +497,7 @@ class Engine:
         propagates.
         """
         # one object per call: the node has the current half-second's counters and its chain's hot fields
-        node = self._nodes.get(resource)
+        node = self._cached_node(resource) if _NATIVE else self._nodes.get(resource)
         if node is None:
             node = self._new_node(resource)
             if node is None:
@@ -455,7 +522,10 @@ class Engine:
                 slot = node.chain
                 for chk in free:
                     try:
-                        chk(node, t, args, None)
+                        if _NATIVE:
+                            _free_check(chk, node, t, args, None)
+                        else:
+                            chk(node, t, args, None)
                     except Blocked as e:
                         return self._blocked(slot, t, e, args, fallback)
                     except Exception:
@@ -670,7 +740,7 @@ class Engine:
         counted (``held``: the values in flight it took, for ``_exit``); otherwise the caller
         waits, then calls ``_pass`` for t0 and held. ``guard``'s chain (``_checks``), with system
         rules first for inbound calls; a refusal raises ``Blocked``."""
-        node = self._nodes.get(resource)
+        node = self._cached_node(resource) if _NATIVE else self._nodes.get(resource)
         if node is None:
             node = self._new_node(resource)
             if node is None:
@@ -692,7 +762,10 @@ class Engine:
             if free:
                 for chk in free:
                     try:
-                        chk(node, t, args, origin)
+                        if _NATIVE:
+                            _free_check(chk, node, t, args, origin)
+                        else:
+                            chk(node, t, args, origin)
                     except Blocked as e:
                         self._refused(slot, t, e, args, origin, inbound)
                     except Exception:

@@ -211,7 +211,11 @@ class ResourceNode:
         "name",
         "_lock",
         "glock",
+        "key",  # (read only compiled: interpreted, the engine finds nodes by the dict)
     )
+    # the string object a caller named this resource with last (equal to ``name``): the engine's
+    # identity cache of nodes (``guardians.engine.Engine._cached_node``)
+    key: str
     h: int  # the engine's half-second this node was last rolled to
     passed: int
     prev_passed: int  # passes of the half-second before ``start`` (frozen when it rolled out)
@@ -234,6 +238,7 @@ class ResourceNode:
     chain: _Slot
 
     def __init__(self, name: str) -> None:
+        self.key = name
         self.h = -1
         self.passed = 0
         self.prev_passed = 0

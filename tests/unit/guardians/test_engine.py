@@ -170,3 +170,35 @@ def test_counts_stay_exact_under_threads():
     clock.advance(1)
     (s,) = eng.metrics_since(0)
     assert (s.passed, s.block_flow, s.success, s.concurrency) == (passed, blocked, passed, 0)
+
+
+def test_a_resource_named_by_any_equal_string_object_finds_its_own_node():
+    """Compiled, the engine finds a node by the caller's string object first (an identity cache in
+    slots chosen by the object's address): equal strings made apart, several objects for one resource
+    alternating, and resources whose strings share a slot all find their own node (interpreted, the
+    same calls take the dict)."""
+    from common.clock import FakeClock
+    from guardians.engine import _CACHE_SLOTS
+
+    def slot(s: str) -> int:
+        return ((id(s) >> 6) ^ (id(s) >> 22)) & (_CACHE_SLOTS - 1)
+
+    made: list[str] = []  # (kept alive: their addresses stay theirs)
+    by_slot: dict[int, list[str]] = {}
+    for i in range(200_000):
+        made.append(f"r.{i}")
+        same = by_slot.setdefault(slot(made[-1]), [])
+        same.append(made[-1])
+        if len(same) == 3:
+            break
+    assert len(same) == 3, "no three strings sharing a slot"
+    names = [*same, "order.place", "GET /orders/{order_id}"]
+    engine = Engine(FakeClock())
+    engine.apply(parse_document({"flow": [{"resource": n, "threshold": 1000} for n in names[:4]]}))
+    for _ in range(3):
+        for n in names:
+            engine.guard(n, lambda: None)
+            engine.guard("".join(n), lambda: None)  # an equal string, another object
+    stats = engine.stats()["resources"]
+    assert {n: stats[n]["pass_qps"] for n in names} == dict.fromkeys(names, 6)
+    assert len(stats) == len(names)

@@ -227,3 +227,29 @@ def test_client_ip_believes_forwarded_for_only_from_trusted_proxies_also_when_ca
         }
     assert client_ip({"type": "http", "headers": []}, trusted) is None
     assert request_args({"type": "http", "headers": []}, "POST /orders", ("client_ip",), trusted) == {}
+
+
+def test_client_ip_reads_headers_and_peers_of_any_shape_a_server_may_pass():
+    """The typed path (a list of (bytes, bytes) tuples, a (host, port) tuple) and the generic one
+    (lists as pairs, other iterables, a list as the client, a name not lowercased) answer alike."""
+    from guardians.http import TrustedProxies, client_ip
+
+    trusted = TrustedProxies("127.0.0.1")
+    xff = b"203.0.113.7"
+    shapes = [
+        [(b"content-type", b"x"), (b"x-forwarded-for", xff)],
+        [[b"content-type", b"x"], [b"x-forwarded-for", xff]],  # lists as header pairs
+        ((b"content-type", b"x"), (b"x-forwarded-for", xff)),  # a tuple of pairs
+        [(b"content-type", b"x"), (b"X-Forwarded-For", xff)],  # a server that does not lowercase
+        [(b"x-forwarded-for", xff), (b"x-forwarded-for", b"198.51.100.9")],  # the first one counts
+        [("x-forwarded-for", b"198.51.100.9"), (b"x-forwarded-for", xff)],  # a str name is not the header
+        [(b"x-forwarded-for", xff, b"extra")],  # not a pair: read the generic way
+    ]
+    for headers in shapes:
+        for client in (("127.0.0.1", 5000), ["127.0.0.1", 5000]):
+            assert client_ip({"client": client, "headers": headers}, trusted) == "203.0.113.7", headers
+    assert client_ip({"client": ("127.0.0.1", 5000), "headers": iter([(b"x-forwarded-for", xff)])},
+                     trusted) == "203.0.113.7"
+    assert client_ip({"client": (), "headers": []}, trusted) is None
+    assert client_ip({"client": None, "headers": []}, trusted) is None
+    assert client_ip({"client": ("127.0.0.1", 5000), "headers": None}, trusted) == "127.0.0.1"
