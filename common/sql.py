@@ -7,6 +7,7 @@ one file: WAL, a busy timeout) and PostgreSQL the same driver and pool settings.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from common.redact import redact_url
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseUrlError(ValueError):
@@ -117,4 +120,17 @@ _SCHEMA_LOCK = 0x7467_5343  # "tgSC": one advisory lock id for every tradeguard 
 def _create_locked(metadata: sa.MetaData, conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-    metadata.create_all(conn, checkfirst=True)
+        metadata.create_all(conn, checkfirst=True)
+        return
+    # SQLite: pysqlite opens no transaction before a DDL statement, so another process can create a
+    # table between the check and the CREATE (seen in CI: a worker and two nodes starting at once);
+    # the loser gets "already exists" and checks again. Each retry finds at least one more table made.
+    attempts = sum(1 + len(t.indexes) for t in metadata.tables.values()) + 1
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(conn, checkfirst=True)
+            return
+        except sa.exc.OperationalError as exc:
+            if "already exists" not in str(exc.orig) or attempt == attempts - 1:
+                raise
+            log.info("schema: %s was created by another process meanwhile; checking again", exc.orig)
