@@ -262,25 +262,6 @@ def _xff_in_list(headers: list[Any]) -> Any:
         if hdr[0] == _XFF:
             return hdr[1]
     return None
-    if type(headers) is list:
-        for hdr in headers:
-            if type(hdr) is tuple and len(hdr) == 2:
-                k = hdr[0]
-                if type(k) is bytes:
-                    if k == _XFF:
-                        return hdr[1]
-                    continue
-            if hdr[0] == _XFF:
-                return hdr[1]
-    else:
-        for hdr in headers:
-            if hdr[0] == _XFF:
-                return hdr[1]
-    for hdr in headers:  # no lowercase one: any spelling
-        k = hdr[0]
-        if len(k) == 15 and k.lower() == _XFF:
-            return hdr[1]
-    return None
 
 
 def header(scope: Scope, name: str) -> str | None:
